@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Writing to a store: add a base, add delta models (lossless or lossy),
+ * remove a model, collect garbage. Every writer follows one protocol: all
+ * new bytes go to STORE/tmp, are fsync-ed and renamed into place, and only
+ * then is the catalog changed, in one transaction. A crash or an error at
+ * any point leaves the store as it was, plus at most some unreferenced
+ * files that udfs_store_gc() removes.
+ */
+#ifndef UDFS_COMPRESS_H
+#define UDFS_COMPRESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "udfs/store.h"
+
+typedef struct udfs_add_opts {
+	const char *base;     /* name of the base model in the store */
+	bool lossless;        /* --lossless: byte-exact deltas */
+	int method;           /* UDFS_ENC_ULTRADELTA, _DARE, _BITDELTA, _MAGNITUDE */
+	double sparsity;      /* s */
+	unsigned bits;        /* b */
+	double step;          /* mixed-sparsity step */
+	double ratio;         /* > 0: choose s to reach this ratio */
+	int mask;             /* UDFS_MASK_EXPLICIT or UDFS_MASK_SEEDED */
+	const char **exact;   /* --exact globs, n_exact of them */
+	size_t n_exact;
+	uint64_t min_elems;   /* smallest matrix made lossy */
+	uint64_t seed;
+	int jobs;             /* worker threads */
+	int level;            /* zstd level of lossless planes */
+	bool quiet;           /* no progress line */
+	const char *argv_json; /* the options as JSON, recorded in the catalog */
+} udfs_add_opts;
+
+/* Defaults of DESIGN 1 (s 0.97, b 4, step 0.01, explicit mask, ...). */
+void udfs_add_opts_init(udfs_add_opts *o);
+
+/* A model name is 1..200 printable ASCII characters, no '/', no
+ * backslash, not starting with '.' or '-'. 0 or -EINVAL with a message. */
+int udfs_name_check(const char *name);
+
+/*
+ * Store the model at src (file or directory) as base model name, copying
+ * its files into STORE/bases (hard links when link is set and the source
+ * is on the same filesystem).
+ */
+int udfs_compress_add_base(udfs_store *s, const char *name, const char *src,
+			   bool link, bool quiet);
+
+/*
+ * Add n models names[i] = srcs[i] as deltas against o->base, as one group
+ * (the trace-norm factor is computed across the group) in one transaction.
+ */
+int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
+		      const char *const *names, const char *const *srcs);
+
+/* Remove a model; a base still used by deltas is -EBUSY. */
+int udfs_store_rm(udfs_store *s, const char *name);
+
+/* Remove files no catalog row references (interrupted adds, removed
+ * models). *freed receives the bytes removed. */
+int udfs_store_gc(udfs_store *s, uint64_t *freed, size_t *files);
+
+#endif

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Lossy tensor encodings (UltraDelta and the dare, bitdelta and magnitude
+ * baselines): the per-tensor parameters, the seeded keep-mask, and the
+ * chunk format that holds the kept positions and the values of kept
+ * elements. Reconstruction of element i of a chunk is
+ *
+ *     W[i] = W_base[i] + gain * value(i)   if i is kept
+ *     W[i] = W_base[i]                     otherwise
+ *
+ * computed in float32 in a fixed order (no FMA contraction) and rounded to
+ * the tensor's dtype with round-to-nearest-even, so that every reader on
+ * every machine produces the same bits.
+ */
+#ifndef UDFS_LOSSY_H
+#define UDFS_LOSSY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum udfs_mask_kind {
+	UDFS_MASK_NONE = 0,     /* every element kept (bitdelta) */
+	UDFS_MASK_EXPLICIT = 1, /* positions stored, gaps Golomb-Rice coded */
+	UDFS_MASK_SEEDED = 2,   /* positions regenerated from the seed */
+};
+
+enum udfs_val_kind {
+	UDFS_VAL_CODES = 0,  /* b-bit code c: value = lo + c * step */
+	UDFS_VAL_NATIVE = 1, /* the delta itself, in the tensor's dtype */
+	UDFS_VAL_SIGN = 2,   /* one bit: value = +step or -step */
+};
+
+typedef struct udfs_lossy_params {
+	uint8_t mask;   /* enum udfs_mask_kind */
+	uint8_t values; /* enum udfs_val_kind */
+	uint8_t bits;   /* code bits, 1..8 (UDFS_VAL_CODES) */
+	float lo;       /* UDFS_VAL_CODES: value of code 0 */
+	float step;     /* UDFS_VAL_CODES: (max - min) / (2^b - 1);
+			   UDFS_VAL_SIGN: the scale */
+	float gain;     /* g = gamma / (1 - s) */
+	double rate;    /* this tensor's drop rate r */
+	uint64_t seed;  /* UDFS_MASK_SEEDED: key of this tensor's mask */
+} udfs_lossy_params;
+
+/*
+ * Seeded mask: true when element idx (index within the whole tensor) is
+ * kept. A counter-based hash of (seed, idx) compared with a threshold
+ * derived from rate by integer arithmetic only, so it is identical on every
+ * machine and thread, and any chunk can regenerate its own part.
+ */
+uint64_t udfs_seeded_threshold(double rate);
+bool udfs_seeded_keep(uint64_t seed, uint64_t idx, uint64_t threshold);
+/* Key of a tensor's seeded mask from the model seed and the tensor name. */
+uint64_t udfs_seeded_key(uint64_t model_seed, const char *tensor_name);
+
+/*
+ * Encode one chunk of n elements starting at element first of the tensor.
+ * kept holds the n_kept kept indices relative to the chunk, ascending
+ * (ignored for UDFS_MASK_NONE, where n_kept == n; for UDFS_MASK_SEEDED they
+ * must be exactly the seeded ones). vals has one entry per kept element:
+ * uint8_t codes (UDFS_VAL_CODES), uint8_t 0/1 signs with 1 = negative
+ * (UDFS_VAL_SIGN), or elements of dtype (UDFS_VAL_NATIVE).
+ * On success *out is a malloc-ed buffer the caller frees. 0 or -errno.
+ */
+int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
+			    uint64_t first, uint32_t n, const uint32_t *kept,
+			    uint32_t n_kept, const void *vals, void **out,
+			    size_t *out_len);
+
+/*
+ * Decode one chunk: base holds the n base elements of dtype (F16, BF16 or
+ * F32), out receives the n reconstructed elements. Malformed input is
+ * -EIO with a message, never a read out of bounds.
+ */
+int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
+			    uint64_t first, uint32_t n, const void *in,
+			    size_t in_len, const void *base, void *out);
+
+#endif

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small shared helpers: the per-thread error message that turns a negative
+ * errno into "one clear line", the program's die(), checked allocation,
+ * whole-file I/O that retries short reads and EINTR, and hashing of names.
+ *
+ * Convention: library functions return 0 (or a count) on success and a
+ * negative errno on failure; the first function that detects a failure
+ * records a message with udfs_error(), outer layers leave it alone, and only
+ * the CLI or the daemon prints it.
+ */
+#ifndef UDFS_UTIL_H
+#define UDFS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+#include <sys/types.h>
+
+#define UDFS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define UDFS_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define UDFS_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Set the program name used by udfs_die() and udfs_warn(). */
+void udfs_set_progname(const char *argv0);
+const char *udfs_progname(void);
+
+/*
+ * Record the message for the current failure on this thread, unless one is
+ * already recorded (the innermost cause is the most precise). Returns err,
+ * so "return udfs_error(-EINVAL, "...")" reads naturally.
+ */
+int udfs_error(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* The recorded message, or strerror(-err) when none was recorded. */
+const char *udfs_error_msg(int err);
+/* Forget the recorded message (start of a command or request). */
+void udfs_error_clear(void);
+
+/* Print "prog: message" to stderr and exit(1). */
+noreturn void udfs_die(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+/* Print "prog: message" to stderr. */
+void udfs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Allocation that never returns NULL for a non-zero size (aborts on OOM). */
+void *udfs_xmalloc(size_t n);
+void *udfs_xcalloc(size_t n, size_t size);
+void *udfs_xrealloc(void *p, size_t n);
+char *udfs_xstrdup(const char *s);
+char *udfs_xasprintf(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/* pread/pwrite the whole range, retrying EINTR and short transfers.
+ * Return 0 or -errno; a read past EOF is -EIO. */
+int udfs_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int udfs_write_full(int fd, const void *buf, size_t len);
+
+/* fsync a directory by path; 0 or -errno. */
+int udfs_fsync_dir(const char *path);
+
+/* Remove a file or a directory tree; 0 or -errno (ENOENT is 0). */
+int udfs_rm_tree(const char *path);
+
+/* 64-bit FNV-1a of a string: stable names for seeds and keys. */
+uint64_t udfs_hash_str(const char *s);
+
+/* Monotonic time in seconds. */
+double udfs_now(void);
+
+/* Parse "256M", "1G", "4096" into bytes; -EINVAL on junk. */
+int udfs_parse_size(const char *s, uint64_t *out);
+/* Format bytes as "1.5 GiB" into buf (at least 16 bytes); returns buf. */
+char *udfs_fmt_bytes(uint64_t n, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Reconstruction of virtual file bytes from a store (recon.h): header bytes
+ * from the catalog copy, SAME tensors and base models straight from the
+ * stored base file with pread (no mmap: a base file truncated under us is
+ * an EIO, not a SIGBUS in the daemon), every other tensor chunk by chunk.
+ *
+ * Each chunk is verified before it is used: XXH3-64 of the stored bytes
+ * against the catalog, exact decompressed sizes, and the lossy decoder's
+ * own bounds checks. A failure is -EIO, never wrong bytes.
+ */
+#include "udfs/recon.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "udfs/codec.h"
+#include "udfs/dtype.h"
+#include "udfs/lossy.h"
+#include "udfs/util.h"
+
+size_t udfs_chunk_out_len(const udfs_tensor *t, uint32_t ci)
+{
+	uint64_t len = t->end - t->begin, start = (uint64_t)ci * UDFS_CHUNK_BYTES;
+
+	if (start >= len)
+		return 0;
+	return (size_t)UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES, len - start);
+}
+
+/* Element size the plane codec cuts a dtype with: sub-byte types and
+ * verbatim files are plain bytes. */
+static unsigned plane_es(int dtype)
+{
+	unsigned es = udfs_dtype_size(dtype);
+
+	return es ? es : 1;
+}
+
+static int chunk_fail(const udfs_tensor *t, uint32_t ci, int err,
+		      const char *what)
+{
+	const udfs_file *f = t->file;
+
+	return udfs_error(err, "model %s: file %s: tensor \"%s\": chunk %u: %s",
+			  f->model->name, f->path, t->name, ci, what);
+}
+
+int udfs_chunk_decode(const udfs_tensor *t, uint32_t ci, void *out)
+{
+	const udfs_model *m = t->file->model;
+	const udfs_chunk_ref *ref;
+	size_t len = udfs_chunk_out_len(t, ci);
+	unsigned char *in = NULL, *base = NULL;
+	int err;
+
+	if (!t->chunks || ci >= t->n_chunks || !len)
+		return chunk_fail(t, ci, -EIO, "no such chunk");
+	ref = &t->chunks[ci];
+	in = malloc(ref->length ? ref->length : 1);
+	if (!in)
+		return -ENOMEM;
+	err = udfs_pread_full(m->pack_fd, in, ref->length, ref->offset);
+	if (err) {
+		err = chunk_fail(t, ci, err == -EIO ? -EIO : err,
+				 "cannot read the pack");
+		goto out;
+	}
+	if (XXH3_64bits(in, ref->length) != ref->checksum) {
+		err = chunk_fail(t, ci, -EIO, "checksum mismatch");
+		goto out;
+	}
+	if (t->enc != UDFS_ENC_RAW) {
+		const udfs_file *bf = t->base_file;
+
+		base = malloc(len);
+		if (!base) {
+			err = -ENOMEM;
+			goto out;
+		}
+		err = udfs_pread_full(bf->fd, base, len,
+				      bf->data_offset + t->base_begin +
+					      (uint64_t)ci * UDFS_CHUNK_BYTES);
+		if (err) {
+			err = chunk_fail(t, ci, -EIO, "cannot read the base");
+			goto out;
+		}
+	}
+	switch (t->enc) {
+	case UDFS_ENC_XOR:
+	case UDFS_ENC_RAW:
+		err = udfs_plane_decode(in, ref->length, base, len,
+					plane_es(t->dtype), out);
+		break;
+	default:
+		if (!udfs_encoding_is_lossy(t->enc)) {
+			err = -EIO;
+			break;
+		}
+		err = udfs_lossy_decode_chunk(
+			&t->lp, t->dtype,
+			(uint64_t)ci * UDFS_CHUNK_BYTES / udfs_dtype_size(t->dtype),
+			(uint32_t)(len / udfs_dtype_size(t->dtype)), in,
+			ref->length, base, out);
+	}
+	if (err) {
+		udfs_error_clear();
+		err = chunk_fail(t, ci, -EIO, "malformed chunk");
+	}
+out:
+	free(base);
+	free(in);
+	return err;
+}
+
+const udfs_tensor *udfs_file_tensor_at(const udfs_file *f, uint64_t off)
+{
+	size_t lo = 0, hi = f->n_tensors;
+
+	/* Last tensor with begin <= off, then past any empty ones. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (f->tensors[mid].begin <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	for (size_t i = lo - 1; i < f->n_tensors; i++) {
+		if (f->tensors[i].begin > off)
+			break;
+		if (off < f->tensors[i].end)
+			return &f->tensors[i];
+	}
+	return NULL;
+}
+
+static int read_chunk(const udfs_tensor *t, uint32_t ci, size_t coff,
+		      size_t n, unsigned char *dst,
+		      const udfs_chunk_provider *p, unsigned char **scratch)
+{
+	const void *data;
+	void *handle;
+	int err;
+
+	if (p) {
+		err = p->get(p->ctx, t, ci, &data, &handle);
+		if (err)
+			return err;
+		memcpy(dst, (const unsigned char *)data + coff, n);
+		p->put(p->ctx, handle);
+		return 0;
+	}
+	if (!*scratch) {
+		*scratch = malloc(UDFS_CHUNK_BYTES);
+		if (!*scratch)
+			return -ENOMEM;
+	}
+	err = udfs_chunk_decode(t, ci, *scratch);
+	if (!err)
+		memcpy(dst, *scratch + coff, n);
+	return err;
+}
+
+/* Copy data-area bytes [pos, pos + n) of f into dst. */
+static int read_data(const udfs_file *f, unsigned char *dst, uint64_t pos,
+		     size_t n, const udfs_chunk_provider *p)
+{
+	unsigned char *scratch = NULL;
+	int err = 0;
+
+	while (n > 0 && !err) {
+		const udfs_tensor *t = udfs_file_tensor_at(f, pos);
+		uint64_t tpos;
+		size_t take;
+
+		if (!t) {
+			err = udfs_error(-EIO, "model %s: file %s: no tensor "
+					 "at data offset %" PRIu64,
+					 f->model->name, f->path, pos);
+			break;
+		}
+		tpos = pos - t->begin;
+		take = (size_t)UDFS_MIN((uint64_t)n, t->end - pos);
+		if (t->enc == UDFS_ENC_SAME) {
+			const udfs_file *bf = t->base_file;
+
+			err = udfs_pread_full(bf->fd, dst, take,
+					      bf->data_offset + t->base_begin +
+						      tpos);
+			if (err)
+				err = udfs_error(-EIO, "model %s: file %s: "
+						 "tensor \"%s\": cannot read "
+						 "the base", f->model->name,
+						 f->path, t->name);
+		} else {
+			uint32_t ci = (uint32_t)(tpos / UDFS_CHUNK_BYTES);
+			size_t coff = (size_t)(tpos % UDFS_CHUNK_BYTES);
+
+			take = UDFS_MIN(take, udfs_chunk_out_len(t, ci) - coff);
+			err = read_chunk(t, ci, coff, take, dst, p, &scratch);
+		}
+		dst += take;
+		pos += take;
+		n -= take;
+	}
+	free(scratch);
+	return err;
+}
+
+ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size,
+		       uint64_t off, const udfs_chunk_provider *p)
+{
+	unsigned char *dst = buf;
+	size_t done = 0;
+	int err;
+
+	if (off >= f->size)
+		return 0;
+	size = (size_t)UDFS_MIN((uint64_t)size, f->size - off);
+	if (f->model->kind == UDFS_MODEL_BASE) {
+		err = udfs_pread_full(f->fd, buf, size, off);
+		if (err)
+			return udfs_error(-EIO, "base %s: file %s: cannot read "
+					  "%zu bytes at %" PRIu64,
+					  f->model->name, f->path, size, off);
+		return (ssize_t)size;
+	}
+	if (off < f->data_offset) {
+		done = (size_t)UDFS_MIN((uint64_t)size, f->data_offset - off);
+		memcpy(dst, f->header + off, done);
+	}
+	if (done < size) {
+		err = read_data(f, dst + done, off + done - f->data_offset,
+				size - done, p);
+		if (err)
+			return err;
+	}
+	return (ssize_t)size;
+}

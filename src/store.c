@@ -1,0 +1,479 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A store on disk and the models loaded from it. Loaded models live in a
+ * small registry keyed by catalog id, so that every open file of one model
+ * shares one in-memory copy; a model stays alive while anyone holds a
+ * reference, even after `udfs rm` dropped it from the catalog (its pack
+ * and base descriptors stay open, so reads keep working).
+ *
+ * The catalog connection is shared and serialized by the store lock; the
+ * read path never touches it.
+ */
+#include "udfs/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "udfs/catalog.h"
+#include "udfs/util.h"
+
+struct udfs_store {
+	char *dir;
+	udfs_catalog *cat;
+	pthread_mutex_t lock; /* catalog calls and the registry */
+	udfs_model **loaded;  /* registry of live models */
+	size_t n_loaded;
+};
+
+static const char *const enc_names[UDFS_ENC_COUNT] = {
+	[UDFS_ENC_BASE] = "base",
+	[UDFS_ENC_SAME] = "same",
+	[UDFS_ENC_XOR] = "xor",
+	[UDFS_ENC_RAW] = "raw",
+	[UDFS_ENC_ULTRADELTA] = "ultradelta",
+	[UDFS_ENC_DARE] = "dare",
+	[UDFS_ENC_BITDELTA] = "bitdelta",
+	[UDFS_ENC_MAGNITUDE] = "magnitude",
+};
+
+const char *udfs_encoding_name(int enc)
+{
+	return enc >= 0 && enc < UDFS_ENC_COUNT ? enc_names[enc] : NULL;
+}
+
+int udfs_encoding_parse(const char *name)
+{
+	for (int i = 0; name && i < UDFS_ENC_COUNT; i++)
+		if (strcmp(name, enc_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+bool udfs_encoding_is_lossy(int enc)
+{
+	return enc >= UDFS_ENC_ULTRADELTA && enc <= UDFS_ENC_MAGNITUDE;
+}
+
+int udfs_store_init(const char *dir)
+{
+	static const char *const sub[] = {"bases", "packs", "tmp"};
+	char *path = NULL;
+	udfs_catalog *cat = NULL;
+	struct stat st;
+	int err = 0;
+
+	if (mkdir(dir, 0777) < 0) {
+		DIR *d;
+		struct dirent *e;
+
+		if (errno != EEXIST)
+			return udfs_error(-errno, "%s: %s", dir,
+					  strerror(errno));
+		d = opendir(dir);
+		if (!d)
+			return udfs_error(-errno, "%s: %s", dir,
+					  strerror(errno));
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				break;
+		closedir(d);
+		if (e)
+			return udfs_error(-EEXIST, "%s: directory is not empty%s",
+					  dir,
+					  stat(path = udfs_xasprintf(
+						       "%s/catalog.db", dir),
+					       &st) == 0
+						  ? " (already a store)"
+						  : "");
+	}
+	for (size_t i = 0; i < UDFS_ARRAY_SIZE(sub); i++) {
+		free(path);
+		path = udfs_xasprintf("%s/%s", dir, sub[i]);
+		if (mkdir(path, 0777) < 0) {
+			err = udfs_error(-errno, "%s: %s", path,
+					 strerror(errno));
+			goto out;
+		}
+	}
+	free(path);
+	path = udfs_xasprintf("%s/catalog.db", dir);
+	err = udfs_catalog_open(path, false, true, &cat);
+	udfs_catalog_close(cat);
+	if (!err)
+		err = udfs_fsync_dir(dir);
+out:
+	free(path);
+	return err;
+}
+
+int udfs_store_open(const char *dir, unsigned flags, udfs_store **out)
+{
+	udfs_store *s;
+	char *path = udfs_xasprintf("%s/catalog.db", dir);
+	struct stat st;
+	int err;
+
+	if (stat(path, &st) < 0) {
+		err = udfs_error(-ENOENT, "%s: not a udfs store (no catalog.db;"
+				 " create one with udfs-compress init)", dir);
+		free(path);
+		return err;
+	}
+	s = udfs_xcalloc(1, sizeof(*s));
+	s->dir = udfs_xstrdup(dir);
+	pthread_mutex_init(&s->lock, NULL);
+	err = udfs_catalog_open(path, flags & UDFS_STORE_RDONLY, false,
+				&s->cat);
+	free(path);
+	if (err) {
+		udfs_store_close(s);
+		return err;
+	}
+	*out = s;
+	return 0;
+}
+
+void udfs_store_close(udfs_store *s)
+{
+	if (!s)
+		return;
+	udfs_catalog_close(s->cat);
+	pthread_mutex_destroy(&s->lock);
+	free(s->loaded);
+	free(s->dir);
+	free(s);
+}
+
+const char *udfs_store_dir(const udfs_store *s)
+{
+	return s->dir;
+}
+
+udfs_catalog *udfs_store_catalog(udfs_store *s)
+{
+	return s->cat;
+}
+
+int udfs_store_list(udfs_store *s, udfs_model_info **list, size_t *n)
+{
+	int err;
+
+	pthread_mutex_lock(&s->lock);
+	err = udfs_catalog_list(s->cat, list, n);
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+static void model_free(udfs_model *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n_files; i++) {
+		udfs_file *f = &m->files[i];
+
+		for (size_t j = 0; j < f->n_tensors; j++) {
+			free(f->tensors[j].name);
+			free(f->tensors[j].shape);
+			free(f->tensors[j].chunks);
+		}
+		if (f->fd >= 0)
+			close(f->fd);
+		free(f->tensors);
+		free(f->header);
+		free(f->path);
+	}
+	if (m->pack_fd >= 0)
+		close(m->pack_fd);
+	free(m->index);
+	free(m->files);
+	free(m->name);
+	free(m->method);
+	free(m->params);
+	free(m);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	const udfs_tensor *x = *(const udfs_tensor *const *)a;
+	const udfs_tensor *y = *(const udfs_tensor *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+static void build_index(udfs_model *m)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < m->n_files; i++)
+		n += m->files[i].kind == UDFS_FILE_SAFETENSORS
+			     ? m->files[i].n_tensors
+			     : 0;
+	m->index = udfs_xcalloc(n, sizeof(*m->index));
+	for (size_t i = 0; i < m->n_files; i++)
+		if (m->files[i].kind == UDFS_FILE_SAFETENSORS)
+			for (size_t j = 0; j < m->files[i].n_tensors; j++)
+				m->index[m->n_index++] =
+					&m->files[i].tensors[j];
+	qsort(m->index, m->n_index, sizeof(*m->index), by_name);
+}
+
+/* Open the descriptors a model reads from, and check that what is on disk
+ * is what the catalog describes: a missing or truncated file is a clear
+ * error now rather than EIO on every read later. */
+static int open_storage(udfs_store *s, udfs_model *m, const char *storage)
+{
+	struct stat st;
+	char *path = NULL;
+	int err = 0;
+
+	if (m->kind == UDFS_MODEL_DELTA) {
+		path = udfs_xasprintf("%s/%s", s->dir, storage);
+		m->pack_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (m->pack_fd < 0)
+			err = udfs_error(-errno, "model %s: pack %s: %s",
+					 m->name, path, strerror(errno));
+		free(path);
+		return err;
+	}
+	for (size_t i = 0; i < m->n_files && !err; i++) {
+		udfs_file *f = &m->files[i];
+
+		free(path);
+		path = udfs_xasprintf("%s/%s/%s", s->dir, storage, f->path);
+		f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (f->fd < 0)
+			err = udfs_error(-errno, "base %s: %s: %s", m->name,
+					 path, strerror(errno));
+		else if (fstat(f->fd, &st) < 0)
+			err = udfs_error(-errno, "base %s: %s: %s", m->name,
+					 path, strerror(errno));
+		else if ((uint64_t)st.st_size != f->size)
+			err = udfs_error(-EIO, "base %s: %s is %lld bytes, the "
+					 "catalog says %" PRIu64, m->name,
+					 path, (long long)st.st_size, f->size);
+	}
+	free(path);
+	return err;
+}
+
+static int link_base(udfs_model *m)
+{
+	for (size_t i = 0; i < m->n_files; i++) {
+		udfs_file *f = &m->files[i];
+
+		for (size_t j = 0; j < f->n_tensors; j++) {
+			udfs_tensor *t = &f->tensors[j];
+			const udfs_file *bf = NULL;
+
+			if (!t->base_file_id)
+				continue;
+			for (size_t k = 0; m->base && k < m->base->n_files; k++)
+				if (m->base->files[k].ino ==
+				    (uint64_t)t->base_file_id)
+					bf = &m->base->files[k];
+			if (!bf || t->base_begin > bf->size - bf->data_offset ||
+			    t->end - t->begin >
+				    bf->size - bf->data_offset - t->base_begin)
+				return udfs_error(-EIO, "model %s: tensor \"%s\""
+						  " refers to a missing base "
+						  "tensor", m->name, t->name);
+			t->base_file = bf;
+		}
+	}
+	return 0;
+}
+
+static udfs_model *registry_find(udfs_store *s, int64_t id)
+{
+	for (size_t i = 0; i < s->n_loaded; i++)
+		if (s->loaded[i]->id == id)
+			return s->loaded[i];
+	return NULL;
+}
+
+/* Load model id under s->lock. */
+static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
+{
+	udfs_model *m = registry_find(s, id);
+	char *storage = NULL;
+	int64_t base_id = 0;
+	int err;
+
+	if (m) {
+		m->refs++;
+		*out = m;
+		return 0;
+	}
+	if (depth > 1)
+		return udfs_error(-EIO, "model %" PRId64 ": base chain too "
+				  "deep", id);
+	err = udfs_catalog_load_model(s->cat, id, &m, &storage, &base_id);
+	if (err)
+		goto out;
+	m->store = s;
+	if (m->kind == UDFS_MODEL_DELTA) {
+		if (!base_id) {
+			err = udfs_error(-EIO, "model %s has no base", m->name);
+			goto out;
+		}
+		err = load_locked(s, base_id, depth + 1, &m->base);
+		if (err)
+			goto out;
+	}
+	err = open_storage(s, m, storage);
+	if (!err)
+		err = link_base(m);
+	if (err)
+		goto out;
+	build_index(m);
+	s->loaded = udfs_xrealloc(s->loaded,
+				  (s->n_loaded + 1) * sizeof(*s->loaded));
+	s->loaded[s->n_loaded++] = m;
+	*out = m;
+out:
+	free(storage);
+	if (err && m) {
+		udfs_model *base = m->base;
+
+		model_free(m);
+		if (base) {
+			pthread_mutex_unlock(&s->lock);
+			udfs_model_put(base);
+			pthread_mutex_lock(&s->lock);
+		}
+	}
+	return err;
+}
+
+int udfs_model_load(udfs_store *s, const char *name, udfs_model **out)
+{
+	int64_t id;
+	int err;
+
+	pthread_mutex_lock(&s->lock);
+	err = udfs_catalog_model_id(s->cat, name, &id);
+	if (err == -ENOENT)
+		err = udfs_error(-ENOENT, "no model named \"%s\" in %s", name,
+				 s->dir);
+	if (!err)
+		err = load_locked(s, id, 0, out);
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+void udfs_model_get(udfs_model *m)
+{
+	pthread_mutex_lock(&m->store->lock);
+	m->refs++;
+	pthread_mutex_unlock(&m->store->lock);
+}
+
+void udfs_model_put(udfs_model *m)
+{
+	udfs_store *s;
+	udfs_model *base;
+
+	if (!m)
+		return;
+	s = m->store;
+	pthread_mutex_lock(&s->lock);
+	if (--m->refs > 0) {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	for (size_t i = 0; i < s->n_loaded; i++)
+		if (s->loaded[i] == m) {
+			s->loaded[i] = s->loaded[--s->n_loaded];
+			break;
+		}
+	pthread_mutex_unlock(&s->lock);
+	base = m->base;
+	model_free(m);
+	udfs_model_put(base);
+}
+
+const udfs_file *udfs_model_file(const udfs_model *m, const char *path)
+{
+	size_t lo = 0, hi = m->n_files;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(path, m->files[mid].path);
+
+		if (c == 0)
+			return &m->files[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+const udfs_tensor *udfs_model_tensor(const udfs_model *m, const char *name)
+{
+	size_t lo = 0, hi = m->n_index;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, m->index[mid]->name);
+
+		if (c == 0)
+			return m->index[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+int udfs_store_generation(udfs_store *s, int64_t *gen)
+{
+	int err;
+
+	pthread_mutex_lock(&s->lock);
+	err = udfs_catalog_generation(s->cat, gen);
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+static uint64_t tree_bytes(const char *path)
+{
+	struct stat st;
+	uint64_t sum = 0;
+	DIR *d;
+	struct dirent *e;
+
+	if (lstat(path, &st) < 0)
+		return 0;
+	if (!S_ISDIR(st.st_mode))
+		return (uint64_t)st.st_blocks * 512;
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char *sub;
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		sub = udfs_xasprintf("%s/%s", path, e->d_name);
+		sum += tree_bytes(sub);
+		free(sub);
+	}
+	closedir(d);
+	return sum;
+}
+
+int udfs_store_usage(udfs_store *s, uint64_t *bytes)
+{
+	*bytes = tree_bytes(s->dir);
+	return 0;
+}
