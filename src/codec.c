@@ -250,7 +250,9 @@ int udfs_plane_encode(const void *cur, const void *base, size_t n,
 	if (es == 0 || es > MAX_ES || n % es)
 		return udfs_error(-EINVAL, "plane codec: %zu bytes in elements "
 				  "of %u", n, es);
-	planes = udfs_xmalloc(n ? n : 1);
+	planes = udfs_scratch(2, n ? n : 1);
+	if (!planes)
+		return -ENOMEM;
 	split(cur, base, n, es, base ? MODE_XOR : MODE_NONE, planes);
 	err = encode_planes(planes, n, es, base ? MODE_XOR : MODE_NONE, level,
 			    &best, &best_len);
@@ -268,7 +270,6 @@ int udfs_plane_encode(const void *cur, const void *base, size_t n,
 		}
 	}
 	free(alt);
-	free(planes);
 	if (err) {
 		free(best);
 		return err;
@@ -296,7 +297,9 @@ int udfs_plane_decode(const void *in, size_t in_len, const void *base,
 	if (in_len < hdr)
 		return udfs_error(-EIO, "plane chunk: truncated header");
 	m = n / es;
-	planes = udfs_xmalloc(n ? n : 1);
+	planes = udfs_scratch(2, n ? n : 1);
+	if (!planes)
+		return -ENOMEM;
 	pos = hdr;
 	for (unsigned k = 0; k < es && !err; k++) {
 		const unsigned char *d = p + 2 + 5 * k;
@@ -337,6 +340,5 @@ int udfs_plane_decode(const void *in, size_t in_len, const void *base,
 				 in_len - pos);
 	if (!err)
 		join(planes, base, n, es, mode, out);
-	free(planes);
 	return err;
 }

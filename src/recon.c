@@ -60,7 +60,7 @@ int udfs_chunk_decode(const udfs_tensor *t, uint32_t ci, void *out)
 	if (!t->chunks || ci >= t->n_chunks || !len)
 		return chunk_fail(t, ci, -EIO, "no such chunk");
 	ref = &t->chunks[ci];
-	in = malloc(ref->length ? ref->length : 1);
+	in = udfs_scratch(0, ref->length ? ref->length : 1);
 	if (!in)
 		return -ENOMEM;
 	err = udfs_pread_full(m->pack_fd, in, ref->length, ref->offset);
@@ -76,7 +76,7 @@ int udfs_chunk_decode(const udfs_tensor *t, uint32_t ci, void *out)
 	if (t->enc != UDFS_ENC_RAW) {
 		const udfs_file *bf = t->base_file;
 
-		base = malloc(len);
+		base = udfs_scratch(1, len);
 		if (!base) {
 			err = -ENOMEM;
 			goto out;
@@ -111,8 +111,6 @@ int udfs_chunk_decode(const udfs_tensor *t, uint32_t ci, void *out)
 		err = chunk_fail(t, ci, -EIO, "malformed chunk");
 	}
 out:
-	free(base);
-	free(in);
 	return err;
 }
 
@@ -142,8 +140,9 @@ const udfs_tensor *udfs_file_tensor_at(const udfs_file *f, uint64_t off)
 
 static int read_chunk(const udfs_tensor *t, uint32_t ci, size_t coff,
 		      size_t n, unsigned char *dst,
-		      const udfs_chunk_provider *p, unsigned char **scratch)
+		      const udfs_chunk_provider *p)
 {
+	unsigned char *buf;
 	const void *data;
 	void *handle;
 	int err;
@@ -156,14 +155,15 @@ static int read_chunk(const udfs_tensor *t, uint32_t ci, size_t coff,
 		p->put(p->ctx, handle);
 		return 0;
 	}
-	if (!*scratch) {
-		*scratch = malloc(UDFS_CHUNK_BYTES);
-		if (!*scratch)
-			return -ENOMEM;
-	}
-	err = udfs_chunk_decode(t, ci, *scratch);
+	/* A whole chunk decodes straight into the caller's buffer. */
+	if (coff == 0 && n == udfs_chunk_out_len(t, ci))
+		return udfs_chunk_decode(t, ci, dst);
+	buf = udfs_scratch(3, UDFS_CHUNK_BYTES);
+	if (!buf)
+		return -ENOMEM;
+	err = udfs_chunk_decode(t, ci, buf);
 	if (!err)
-		memcpy(dst, *scratch + coff, n);
+		memcpy(dst, buf + coff, n);
 	return err;
 }
 
@@ -171,7 +171,6 @@ static int read_chunk(const udfs_tensor *t, uint32_t ci, size_t coff,
 static int read_data(const udfs_file *f, unsigned char *dst, uint64_t pos,
 		     size_t n, const udfs_chunk_provider *p)
 {
-	unsigned char *scratch = NULL;
 	int err = 0;
 
 	while (n > 0 && !err) {
@@ -203,13 +202,12 @@ static int read_data(const udfs_file *f, unsigned char *dst, uint64_t pos,
 			size_t coff = (size_t)(tpos % UDFS_CHUNK_BYTES);
 
 			take = UDFS_MIN(take, udfs_chunk_out_len(t, ci) - coff);
-			err = read_chunk(t, ci, coff, take, dst, p, &scratch);
+			err = read_chunk(t, ci, coff, take, dst, p);
 		}
 		dst += take;
 		pos += take;
 		n -= take;
 	}
-	free(scratch);
 	return err;
 }
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,4 +272,49 @@ int udfs_rm_tree(const char *path)
 	}
 	closedir(d);
 	return rmdir(path) < 0 ? -errno : 0;
+}
+
+struct scratch {
+	void *p[UDFS_SCRATCH_SLOTS];
+	size_t cap[UDFS_SCRATCH_SLOTS];
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *arg)
+{
+	struct scratch *s = arg;
+
+	for (int i = 0; i < UDFS_SCRATCH_SLOTS; i++)
+		free(s->p[i]);
+	free(s);
+}
+
+static void scratch_key_init(void)
+{
+	pthread_key_create(&scratch_key, scratch_free);
+}
+
+void *udfs_scratch(int slot, size_t n)
+{
+	struct scratch *s;
+
+	pthread_once(&scratch_once, scratch_key_init);
+	s = pthread_getspecific(scratch_key);
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return NULL;
+		pthread_setspecific(scratch_key, s);
+	}
+	if (s->cap[slot] < n) {
+		void *p = realloc(s->p[slot], n);
+
+		if (!p)
+			return NULL;
+		s->p[slot] = p;
+		s->cap[slot] = n;
+	}
+	return s->p[slot];
 }

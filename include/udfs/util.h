@@ -59,6 +59,16 @@ int udfs_write_full(int fd, const void *buf, size_t len);
 /* fsync a directory by path; 0 or -errno. */
 int udfs_fsync_dir(const char *path);
 
+/*
+ * A per-thread scratch buffer of at least n bytes for slot (0 to
+ * UDFS_SCRATCH_SLOTS - 1), grown as needed, valid until the next call with
+ * the same slot on this thread, freed when the thread exits. Hot paths use
+ * it instead of malloc: a fresh 1 MiB buffer per chunk costs more in page
+ * faults than the chunk costs to decode. NULL on allocation failure.
+ */
+#define UDFS_SCRATCH_SLOTS 4
+void *udfs_scratch(int slot, size_t n);
+
 /* Remove a file or a directory tree; 0 or -errno (ENOENT is 0). */
 int udfs_rm_tree(const char *path);
 
