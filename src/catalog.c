@@ -503,6 +503,12 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 			t->chunks[i].offset = get_le(r, 8);
 			t->chunks[i].length = (uint32_t)get_le(r + 8, 4);
 			t->chunks[i].checksum = get_le(r + 12, 8);
+			if (t->chunks[i].length > UDFS_CHUNK_MAX_STORED ||
+			    t->chunks[i].offset > INT64_MAX)
+				return udfs_error(-EIO, "catalog %s: tensor "
+						  "\"%s\": chunk %u claims %u "
+						  "bytes", c->path, t->name, i,
+						  t->chunks[i].length);
 		}
 	}
 	return 0;

@@ -512,7 +512,7 @@ int udfs_cli_export(int argc, char **argv)
 	err = udfs_model_load(s, argv[i + 1], &m);
 	if (err)
 		udfs_die("%s", udfs_error_msg(err));
-	if (mkdir(argv[i + 2], 0777) < 0 && errno != EEXIST)
+	if (mkdir(argv[i + 2], 0755) < 0 && errno != EEXIST)
 		udfs_die("%s: %s", argv[i + 2], strerror(errno));
 	for (size_t f = 0; f < m->n_files; f++) {
 		char *p = udfs_xasprintf("%s/%s", argv[i + 2],

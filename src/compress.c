@@ -719,7 +719,7 @@ int udfs_compress_add_base(udfs_store *s, const char *name, const char *src_path
 			src_dir = udfs_xstrdup("/");
 		}
 	}
-	if (mkdir(tmp, 0777) < 0) {
+	if (mkdir(tmp, 0755) < 0) {
 		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}

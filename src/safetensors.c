@@ -134,29 +134,39 @@ static int parse_tensor(const char *label, json_t *obj, udfs_st_tensor *t)
 	shape = json_object_get(obj, "shape");
 	offs = json_object_get(obj, "data_offsets");
 	if (!dtype || !shape || !offs)
-		return udfs_error(-EINVAL, "%s: tensor \"%s\": missing field "
-				  "\"%s\"", label, name,
-				  !dtype ? "dtype" : !shape ? "shape"
-							    : "data_offsets");
+		return udfs_error(-EINVAL,
+				  "%s: tensor \"%s\": missing field "
+				  "\"%s\"",
+				  label, name,
+				  !dtype   ? "dtype"
+				  : !shape ? "shape"
+					   : "data_offsets");
 
 	if (!json_is_string(dtype))
-		return udfs_error(-EINVAL, "%s: tensor \"%s\": dtype is not a "
-				  "string", label, name);
+		return udfs_error(-EINVAL,
+				  "%s: tensor \"%s\": dtype is not a "
+				  "string",
+				  label, name);
 	t->dtype = udfs_dtype_parse(json_string_value(dtype));
 	if (t->dtype < 0)
-		return udfs_error(-EINVAL, "%s: tensor \"%s\": unknown dtype "
-				  "\"%s\"", label, name,
-				  json_string_value(dtype));
+		return udfs_error(-EINVAL,
+				  "%s: tensor \"%s\": unknown dtype "
+				  "\"%s\"",
+				  label, name, json_string_value(dtype));
 
 	if (!json_is_array(shape))
-		return udfs_error(-EINVAL, "%s: tensor \"%s\": shape is not an "
-				  "array", label, name);
+		return udfs_error(-EINVAL,
+				  "%s: tensor \"%s\": shape is not an "
+				  "array",
+				  label, name);
 	/* The array is already in memory, so its size is bounded by the
 	 * header length: this allocation is safe. */
 	t->ndim = (int)json_array_size(shape);
 	if ((size_t)t->ndim != json_array_size(shape))
-		return udfs_error(-EINVAL, "%s: tensor \"%s\": too many "
-				  "dimensions", label, name);
+		return udfs_error(-EINVAL,
+				  "%s: tensor \"%s\": too many "
+				  "dimensions",
+				  label, name);
 	t->shape = udfs_xcalloc((size_t)t->ndim + 1, sizeof(uint64_t));
 	t->nelems = 1;
 	for (int i = 0; i < t->ndim; i++) {
@@ -231,19 +241,20 @@ static int check_tiling(const char *label, const udfs_st_header *h)
 					  label, t->name, t->begin, pos,
 					  t->begin);
 		if (t->begin < pos)
-			return udfs_error(-EINVAL,
-					  "%s: tensor \"%s\": data_offsets [%"
-					  PRIu64 ", %" PRIu64 "] overlap tensor "
-					  "\"%s\"",
-					  label, t->name, t->begin, t->end,
-					  h->tensors[i - 1].name);
+			return udfs_error(
+			    -EINVAL,
+			    "%s: tensor \"%s\": data_offsets [%" PRIu64
+			    ", %" PRIu64 "] overlap tensor "
+			    "\"%s\"",
+			    label, t->name, t->begin, t->end,
+			    h->tensors[i - 1].name);
 		if (t->end > h->data_len)
-			return udfs_error(-EINVAL,
-					  "%s: tensor \"%s\": data_offsets [%"
-					  PRIu64 ", %" PRIu64 "] go past the end "
-					  "of the %" PRIu64 "-byte data area",
-					  label, t->name, t->begin, t->end,
-					  h->data_len);
+			return udfs_error(
+			    -EINVAL,
+			    "%s: tensor \"%s\": data_offsets [%" PRIu64
+			    ", %" PRIu64 "] go past the end "
+			    "of the %" PRIu64 "-byte data area",
+			    label, t->name, t->begin, t->end, h->data_len);
 		pos = t->end;
 	}
 	if (pos != h->data_len)
@@ -265,7 +276,8 @@ static int json_fail(const char *label, const json_error_t *jerr)
 		return udfs_error(-EINVAL, "%s: header is not valid UTF-8 (%s)",
 				  label, jerr->text);
 	case json_error_duplicate_key:
-		return udfs_error(-EINVAL, "%s: header has a duplicate key "
+		return udfs_error(-EINVAL,
+				  "%s: header has a duplicate key "
 				  "(tensor names must be unique): %s",
 				  label, jerr->text);
 	case json_error_wrong_type:
@@ -294,7 +306,8 @@ int udfs_st_parse(const char *label, const void *buf, size_t len,
 
 	*out = NULL;
 	if (file_size < 8)
-		return udfs_error(-EINVAL, "%s: file is %" PRIu64 " byte%s, "
+		return udfs_error(-EINVAL,
+				  "%s: file is %" PRIu64 " byte%s, "
 				  "too short for a safetensors header length",
 				  label, file_size, file_size == 1 ? "" : "s");
 	if (len < 8) {
@@ -304,11 +317,13 @@ int udfs_st_parse(const char *label, const void *buf, size_t len,
 	}
 	n = le64(p);
 	if (n > UDFS_ST_MAX_HEADER)
-		return udfs_error(-EINVAL, "%s: header length %" PRIu64
+		return udfs_error(-EINVAL,
+				  "%s: header length %" PRIu64
 				  " exceeds the limit of %llu bytes",
 				  label, n, UDFS_ST_MAX_HEADER);
 	if (8 + n > file_size)
-		return udfs_error(-EINVAL, "%s: header length %" PRIu64
+		return udfs_error(-EINVAL,
+				  "%s: header length %" PRIu64
 				  " exceeds file size %" PRIu64,
 				  label, n, file_size);
 	if (len < 8 + n) {
@@ -317,14 +332,16 @@ int udfs_st_parse(const char *label, const void *buf, size_t len,
 		return -EAGAIN;
 	}
 	if (n == 0 || p[8] != '{')
-		return udfs_error(-EINVAL, "%s: header is not a JSON object "
-				  "(it must start with '{')", label);
+		return udfs_error(-EINVAL,
+				  "%s: header is not a JSON object "
+				  "(it must start with '{')",
+				  label);
 	if (memchr(p + 8, '\0', n))
 		return udfs_error(-EINVAL, "%s: header contains a NUL byte",
 				  label);
 
-	root = json_loadb((const char *)p + 8, n, JSON_REJECT_DUPLICATES,
-			  &jerr);
+	root =
+	    json_loadb((const char *)p + 8, n, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return json_fail(label, &jerr);
 	if (!json_is_object(root)) {
@@ -341,8 +358,8 @@ int udfs_st_parse(const char *label, const void *buf, size_t len,
 	h->raw = udfs_xmalloc(8 + n);
 	memcpy(h->raw, p, 8 + n);
 
-	h->tensors = udfs_xcalloc(json_object_size(root) + 1,
-				  sizeof(udfs_st_tensor));
+	h->tensors =
+	    udfs_xcalloc(json_object_size(root) + 1, sizeof(udfs_st_tensor));
 	json_object_foreach(root, key, val)
 	{
 		if (strcmp(key, "__metadata__") == 0) {
@@ -405,11 +422,10 @@ int udfs_st_read_fd(const char *label, int fd, udfs_st_header **out)
 		err = udfs_error(err, "%s: read: %s", label, strerror(-err));
 		goto out;
 	}
-	err = udfs_st_parse(label, buf, need, (uint64_t)st.st_size, &need,
-			    out);
+	err = udfs_st_parse(label, buf, need, (uint64_t)st.st_size, &need, out);
 	if (err == -EAGAIN) /* cannot happen: the buffer is what it asked */
-		err = udfs_error(-EIO, "%s: header changed while reading",
-				 label);
+		err =
+		    udfs_error(-EIO, "%s: header changed while reading", label);
 out:
 	free(buf);
 	return err;

@@ -111,35 +111,44 @@ int udfs_index_check(const char *label, const void *buf, size_t len,
 		size_t k;
 
 		if (!json_is_string(val)) {
-			udfs_error(err, "%s: tensor \"%s\": shard name is not "
-				   "a string", label, key);
+			udfs_error(err,
+				   "%s: tensor \"%s\": shard name is not "
+				   "a string",
+				   label, key);
 			goto out;
 		}
 		shard = json_string_value(val);
 		if (!plain_name(shard)) {
-			udfs_error(err, "%s: tensor \"%s\": shard name \"%s\" "
+			udfs_error(err,
+				   "%s: tensor \"%s\": shard name \"%s\" "
 				   "is not a plain file name in the model "
-				   "directory", label, key, shard);
+				   "directory",
+				   label, key, shard);
 			goto out;
 		}
 		for (k = 0; k < n_shards; k++)
 			if (strcmp(names[k], shard) == 0)
 				break;
 		if (k == n_shards) {
-			udfs_error(err, "%s: tensor \"%s\": shard %s is not a "
-				   "safetensors file of the model", label, key,
-				   shard);
+			udfs_error(err,
+				   "%s: tensor \"%s\": shard %s is not a "
+				   "safetensors file of the model",
+				   label, key, shard);
 			goto out;
 		}
 		if (udfs_st_find(shards[k], key))
 			continue;
 		real = holder(key, n_shards, names, shards);
 		if (real)
-			udfs_error(err, "%s: tensor \"%s\" is in %s but the "
-				   "index names %s", label, key, real, shard);
+			udfs_error(err,
+				   "%s: tensor \"%s\" is in %s but the "
+				   "index names %s",
+				   label, key, real, shard);
 		else
-			udfs_error(err, "%s: tensor \"%s\" is not in %s (nor "
-				   "in any shard)", label, key, shard);
+			udfs_error(err,
+				   "%s: tensor \"%s\" is not in %s (nor "
+				   "in any shard)",
+				   label, key, shard);
 		goto out;
 	}
 
@@ -149,15 +158,17 @@ int udfs_index_check(const char *label, const void *buf, size_t len,
 
 			val = json_object_get(wm, name);
 			if (!val) {
-				udfs_error(err, "%s: tensor \"%s\" of %s is "
+				udfs_error(err,
+					   "%s: tensor \"%s\" of %s is "
 					   "missing from the weight_map",
 					   label, name, names[i]);
 				goto out;
 			}
 			if (strcmp(json_string_value(val), names[i])) {
-				udfs_error(err, "%s: tensor \"%s\" is in %s "
-					   "but the index names %s", label,
-					   name, names[i],
+				udfs_error(err,
+					   "%s: tensor \"%s\" is in %s "
+					   "but the index names %s",
+					   label, name, names[i],
 					   json_string_value(val));
 				goto out;
 			}
@@ -189,8 +200,10 @@ static int admit(const char *label, int dfd, const char *realdir,
 	if (S_ISREG(st.st_mode))
 		return 1;
 	if (!S_ISLNK(st.st_mode))
-		return udfs_error(-EINVAL, "%s: %s is not a regular file "
-				  "(device, fifo or socket)", label, name);
+		return udfs_error(-EINVAL,
+				  "%s: %s is not a regular file "
+				  "(device, fifo or socket)",
+				  label, name);
 
 	full = udfs_xasprintf("%s/%s", realdir, name);
 	target = realpath(full, NULL);
@@ -203,9 +216,10 @@ static int admit(const char *label, int dfd, const char *realdir,
 	if (n == 1)
 		n = 0;
 	if (strncmp(target, realdir, n) || target[n] != '/') {
-		ret = udfs_error(-EINVAL, "%s: symlink %s points outside the "
-				 "model directory (to %s)", label, name,
-				 target);
+		ret = udfs_error(-EINVAL,
+				 "%s: symlink %s points outside the "
+				 "model directory (to %s)",
+				 label, name, target);
 		goto out;
 	}
 	if (stat(target, &st) < 0) {
@@ -218,8 +232,10 @@ static int admit(const char *label, int dfd, const char *realdir,
 	else if (S_ISREG(st.st_mode))
 		ret = 1;
 	else
-		ret = udfs_error(-EINVAL, "%s: symlink %s points to something "
-				 "that is not a regular file", label, name);
+		ret = udfs_error(-EINVAL,
+				 "%s: symlink %s points to something "
+				 "that is not a regular file",
+				 label, name);
 out:
 	free(target);
 	free(full);
@@ -337,15 +353,15 @@ static int build_index(struct src_priv *sp)
 
 		for (size_t j = 0; h && j < h->n_tensors; j++)
 			sp->idx[k++] = (struct src_ent){
-				h->tensors[j].name, &h->tensors[j],
-				&s->files[i]};
+			    h->tensors[j].name, &h->tensors[j], &s->files[i]};
 	}
 	qsort(sp->idx, k, sizeof(*sp->idx), cmp_ent);
 	for (size_t i = 1; i < k; i++)
 		if (strcmp(sp->idx[i - 1].name, sp->idx[i].name) == 0)
-			return udfs_error(-EINVAL, "%s: tensor \"%s\" is in both "
-					  "%s and %s", s->label,
-					  sp->idx[i].name,
+			return udfs_error(-EINVAL,
+					  "%s: tensor \"%s\" is in both "
+					  "%s and %s",
+					  s->label, sp->idx[i].name,
 					  sp->idx[i - 1].file->path,
 					  sp->idx[i].file->path);
 	return 0;
@@ -401,8 +417,10 @@ int udfs_source_open(const char *path, udfs_source **out)
 		const char *base = strrchr(path, '/');
 
 		if (!has_suffix(path, ST_SUFFIX)) {
-			err = udfs_error(-EINVAL, "%s: not a .safetensors file "
-					 "or a model directory", path);
+			err = udfs_error(-EINVAL,
+					 "%s: not a .safetensors file "
+					 "or a model directory",
+					 path);
 			goto out;
 		}
 		s->files = udfs_xcalloc(1, sizeof(*s->files));
@@ -415,8 +433,8 @@ int udfs_source_open(const char *path, udfs_source **out)
 	} else if (S_ISDIR(st.st_mode)) {
 		dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd < 0) {
-			err = udfs_error(-errno, "%s: %s", path,
-					 strerror(errno));
+			err =
+			    udfs_error(-errno, "%s: %s", path, strerror(errno));
 			goto out;
 		}
 		err = scan_dir(path, dfd, &names, &n_names);
@@ -435,13 +453,17 @@ int udfs_source_open(const char *path, udfs_source **out)
 			n_st += f->kind == UDFS_FILE_SAFETENSORS;
 		}
 		if (!n_st) {
-			err = udfs_error(-EINVAL, "%s: no .safetensors files in "
-					 "the directory", path);
+			err = udfs_error(-EINVAL,
+					 "%s: no .safetensors files in "
+					 "the directory",
+					 path);
 			goto out;
 		}
 	} else {
-		err = udfs_error(-EINVAL, "%s: not a regular file or a "
-				 "directory", path);
+		err = udfs_error(-EINVAL,
+				 "%s: not a regular file or a "
+				 "directory",
+				 path);
 		goto out;
 	}
 
@@ -486,8 +508,7 @@ void udfs_source_close(udfs_source *src)
 	free(sp);
 }
 
-const udfs_st_tensor *udfs_source_find(const udfs_source *src,
-				       const char *name,
+const udfs_st_tensor *udfs_source_find(const udfs_source *src, const char *name,
 				       const udfs_source_file **file)
 {
 	const struct src_priv *sp = (const struct src_priv *)src;

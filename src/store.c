@@ -69,7 +69,7 @@ int udfs_store_init(const char *dir)
 	struct stat st;
 	int err = 0;
 
-	if (mkdir(dir, 0777) < 0) {
+	if (mkdir(dir, 0755) < 0) {
 		DIR *d;
 		struct dirent *e;
 
@@ -96,7 +96,7 @@ int udfs_store_init(const char *dir)
 	for (size_t i = 0; i < UDFS_ARRAY_SIZE(sub); i++) {
 		free(path);
 		path = udfs_xasprintf("%s/%s", dir, sub[i]);
-		if (mkdir(path, 0777) < 0) {
+		if (mkdir(path, 0755) < 0) {
 			err = udfs_error(-errno, "%s: %s", path,
 					 strerror(errno));
 			goto out;

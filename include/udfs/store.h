@@ -26,6 +26,9 @@
 
 /* Bytes of output per chunk. Multiple of every element size. */
 #define UDFS_CHUNK_BYTES (1u << 20)
+/* Upper bound of one stored chunk: what a catalog may claim before it is
+ * malformed (every encoding stores at most a small multiple of its output). */
+#define UDFS_CHUNK_MAX_STORED (4u << 20)
 
 enum udfs_encoding {
 	UDFS_ENC_BASE = 0,  /* a base model's tensor, read from bases/ */

@@ -53,8 +53,8 @@ static uint64_t splitmix(uint64_t *x)
 static void rng_init(struct rng *r, uint64_t seed, uint64_t stream,
 		     const char *name)
 {
-	uint64_t x = seed ^ (stream * 0xd1b54a32d192ed03ull) ^
-		     udfs_hash_str(name);
+	uint64_t x =
+	    seed ^ (stream * 0xd1b54a32d192ed03ull) ^ udfs_hash_str(name);
 
 	for (int i = 0; i < 4; i++)
 		r->s[i] = splitmix(&x);
@@ -227,7 +227,7 @@ struct sbuf {
 };
 
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
 {
@@ -268,10 +268,11 @@ static unsigned char *make_header(struct spec *t, size_t n, size_t *len)
 	for (size_t i = 0; i < n; i++) {
 		t[i].nbytes = spec_bytes(&t[i]);
 		t[i].begin = off;
-		sb_printf(&b, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t[i].name,
-			  udfs_dtype_name(t[i].dtype));
+		sb_printf(&b, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+			  t[i].name, udfs_dtype_name(t[i].dtype));
 		for (int d = 0; d < t[i].ndim; d++)
-			sb_printf(&b, "%s%" PRIu64, d ? "," : "", t[i].shape[d]);
+			sb_printf(&b, "%s%" PRIu64, d ? "," : "",
+				  t[i].shape[d]);
 		sb_printf(&b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}",
 			  off, off + t[i].nbytes);
 		off += t[i].nbytes;
@@ -327,6 +328,19 @@ static void input_open(const char *path, struct input *in)
 	madvise((void *)in->map, in->size, MADV_SEQUENTIAL);
 }
 
+/* Unmap the pages of a range already consumed, so that streaming a large
+ * model keeps a small resident set (the page cache keeps the data). */
+static void drop_pages(const struct input *in, const unsigned char *p,
+		       uint64_t n)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)p & ~(pg - 1);
+
+	if (n)
+		madvise((void *)a, (uintptr_t)p + n - a, MADV_DONTNEED);
+	(void)in;
+}
+
 static void input_close(struct input *in)
 {
 	munmap((void *)in->map, in->size);
@@ -336,10 +350,7 @@ static void input_close(struct input *in)
 
 /* ---- model ------------------------------------------------------------- */
 
-static uint64_t ffn_dim(uint64_t h)
-{
-	return (h * 11 / 4 + 15) / 16 * 16;
-}
+static uint64_t ffn_dim(uint64_t h) { return (h * 11 / 4 + 15) / 16 * 16; }
 
 static uint64_t layer_params(uint64_t h)
 {
@@ -348,7 +359,7 @@ static uint64_t layer_params(uint64_t h)
 
 static void add_spec(struct spec *t, size_t *n, int dt, uint64_t rows,
 		     uint64_t cols, const char *fmt, ...)
-	__attribute__((format(printf, 6, 7)));
+    __attribute__((format(printf, 6, 7)));
 
 static void add_spec(struct spec *t, size_t *n, int dt, uint64_t rows,
 		     uint64_t cols, const char *fmt, ...)
@@ -382,9 +393,9 @@ static void gen_tensor(struct out *o, const struct spec *s, uint64_t seed)
 		unsigned char *p = out_reserve(o, k * esize);
 
 		for (size_t i = 0; i < k; i++)
-			udfs_dtype_store_f32(s->dtype, p, i,
-					     s->ndim == 1 ? 1.0f
-							  : 0.02f * rng_normal(&r));
+			udfs_dtype_store_f32(
+			    s->dtype, p, i,
+			    s->ndim == 1 ? 1.0f : 0.02f * rng_normal(&r));
 		out_commit(o, k * esize);
 		done += k;
 	}
@@ -416,8 +427,7 @@ static void cmd_model(const char *path, int dt, double mb, uint64_t seed)
 	if (!(mb > 0) || mb > 1 << 20)
 		udfs_die("--mb must be a size in MiB, > 0");
 	/* The largest power-of-two width that leaves room for 8 layers. */
-	while (8 * layer_params(2 * h) + 8 * (2 * h) * (2 * h) <= p &&
-	       h < 8192)
+	while (8 * layer_params(2 * h) + 8 * (2 * h) * (2 * h) <= p && h < 8192)
 		h *= 2;
 	if (mb >= 64 && h < 1024)
 		h = 1024;
@@ -438,24 +448,25 @@ static void cmd_model(const char *path, int dt, double mb, uint64_t seed)
 		const char *pfx = "model.layers";
 		uint64_t f = ffn_dim(h);
 
-		add_spec(t, &n, dt, h, 0, "%s.%" PRIu64
-			 ".input_layernorm.weight", pfx, i);
-		add_spec(t, &n, dt, h, 0, "%s.%" PRIu64
-			 ".post_attention_layernorm.weight", pfx, i);
-		add_spec(t, &n, dt, h, h, "%s.%" PRIu64
-			 ".self_attn.q_proj.weight", pfx, i);
-		add_spec(t, &n, dt, h, h, "%s.%" PRIu64
-			 ".self_attn.k_proj.weight", pfx, i);
-		add_spec(t, &n, dt, h, h, "%s.%" PRIu64
-			 ".self_attn.v_proj.weight", pfx, i);
-		add_spec(t, &n, dt, h, h, "%s.%" PRIu64
-			 ".self_attn.o_proj.weight", pfx, i);
-		add_spec(t, &n, dt, f, h, "%s.%" PRIu64
-			 ".mlp.gate_proj.weight", pfx, i);
-		add_spec(t, &n, dt, f, h, "%s.%" PRIu64
-			 ".mlp.up_proj.weight", pfx, i);
-		add_spec(t, &n, dt, h, f, "%s.%" PRIu64
-			 ".mlp.down_proj.weight", pfx, i);
+		add_spec(t, &n, dt, h, 0,
+			 "%s.%" PRIu64 ".input_layernorm.weight", pfx, i);
+		add_spec(t, &n, dt, h, 0,
+			 "%s.%" PRIu64 ".post_attention_layernorm.weight", pfx,
+			 i);
+		add_spec(t, &n, dt, h, h,
+			 "%s.%" PRIu64 ".self_attn.q_proj.weight", pfx, i);
+		add_spec(t, &n, dt, h, h,
+			 "%s.%" PRIu64 ".self_attn.k_proj.weight", pfx, i);
+		add_spec(t, &n, dt, h, h,
+			 "%s.%" PRIu64 ".self_attn.v_proj.weight", pfx, i);
+		add_spec(t, &n, dt, h, h,
+			 "%s.%" PRIu64 ".self_attn.o_proj.weight", pfx, i);
+		add_spec(t, &n, dt, f, h, "%s.%" PRIu64 ".mlp.gate_proj.weight",
+			 pfx, i);
+		add_spec(t, &n, dt, f, h, "%s.%" PRIu64 ".mlp.up_proj.weight",
+			 pfx, i);
+		add_spec(t, &n, dt, h, f, "%s.%" PRIu64 ".mlp.down_proj.weight",
+			 pfx, i);
 	}
 	qsort(t, n, sizeof(*t), cmp_spec);
 	hdr = make_header(t, n, &hlen);
@@ -465,7 +476,8 @@ static void cmd_model(const char *path, int dt, double mb, uint64_t seed)
 	for (size_t i = 0; i < n; i++)
 		gen_tensor(&o, &t[i], seed);
 	out_close(&o);
-	fprintf(stderr, "gen_model: %s: %zu tensors, H=%" PRIu64 " F=%" PRIu64
+	fprintf(stderr,
+		"gen_model: %s: %zu tensors, H=%" PRIu64 " F=%" PRIu64
 		" V=%" PRIu64 " layers=%" PRIu64 ", %.1f MiB in %.2f s\n",
 		path, n, h, ffn_dim(h), v, l, (double)o.total / 1048576.0,
 		udfs_now() - t0);
@@ -481,8 +493,7 @@ typedef float v4f __attribute__((vector_size(16)));
 
 /* row += sum_k u[k] * vt[k][.]: the rank-8 product, four lanes at a time
  * (GCC/clang vector extension; -O2 does not vectorize the plain loop). */
-static void add_lowrank(float *row, const float *vt, const float *u,
-			uint64_t n)
+static void add_lowrank(float *row, const float *vt, const float *u, uint64_t n)
 {
 	uint64_t j = 0;
 
@@ -553,9 +564,9 @@ static void ft_matrix(struct out *o, const udfs_st_tensor *t,
 			p = out_reserve(o, k * esize);
 			for (size_t c = 0; c < k; c++)
 				udfs_dtype_store_f32(
-					dt, p, c,
-					udfs_dtype_load_f32(dt, in, j + c) +
-						row[j + c]);
+				    dt, p, c,
+				    udfs_dtype_load_f32(dt, in, j + c) +
+					row[j + c]);
 			out_commit(o, k * esize);
 			j += k;
 		}
@@ -578,9 +589,9 @@ static void ft_vector(struct out *o, const udfs_st_tensor *t,
 
 		for (size_t c = 0; c < k; c++)
 			udfs_dtype_store_f32(
-				dt, p, c,
-				udfs_dtype_load_f32(dt, src, done + c) +
-					0.01f * rng_normal(r));
+			    dt, p, c,
+			    udfs_dtype_load_f32(dt, src, done + c) +
+				0.01f * rng_normal(r));
 		out_commit(o, k * esize);
 		done += k;
 	}
@@ -601,7 +612,8 @@ static void cmd_finetune(const char *base, const char *path, double rel,
 	out_put(&o, in.h->raw, in.h->data_offset);
 	for (size_t i = 0; i < in.h->n_tensors; i++) {
 		const udfs_st_tensor *t = &in.h->tensors[i];
-		const unsigned char *src = in.map + in.h->data_offset + t->begin;
+		const unsigned char *src =
+		    in.map + in.h->data_offset + t->begin;
 		struct rng r;
 
 		rng_init(&r, seed, 2, t->name);
@@ -612,6 +624,7 @@ static void cmd_finetune(const char *base, const char *path, double rel,
 			ft_matrix(&o, t, src, rel, &r);
 		else
 			ft_vector(&o, t, src, &r);
+		drop_pages(&in, src, t->end - t->begin);
 	}
 	out_close(&o);
 	fprintf(stderr, "gen_model: %s: %.1f MiB in %.2f s\n", path,
@@ -655,7 +668,7 @@ static void write_config(const char *dir, const struct input *in)
 		    t->ndim == 2) {
 			v = t->shape[0];
 			hsz = t->shape[1];
-			dtype = t->dtype == UDFS_DT_F32   ? "float32"
+			dtype = t->dtype == UDFS_DT_F32	  ? "float32"
 				: t->dtype == UDFS_DT_F16 ? "float16"
 							  : "bfloat16";
 		}
@@ -664,21 +677,21 @@ static void write_config(const char *dir, const struct input *in)
 		if (strstr(t->name, ".input_layernorm.weight"))
 			layers++;
 	}
-	text = udfs_xasprintf(
-		"{\n  \"architectures\": [\"LlamaForCausalLM\"],\n"
-		"  \"model_type\": \"llama\",\n"
-		"  \"hidden_size\": %" PRIu64 ",\n"
-		"  \"intermediate_size\": %" PRIu64 ",\n"
-		"  \"num_hidden_layers\": %" PRIu64 ",\n"
-		"  \"num_attention_heads\": %" PRIu64 ",\n"
-		"  \"num_key_value_heads\": %" PRIu64 ",\n"
-		"  \"vocab_size\": %" PRIu64 ",\n"
-		"  \"max_position_embeddings\": 2048,\n"
-		"  \"rms_norm_eps\": 1e-05,\n"
-		"  \"tie_word_embeddings\": false,\n"
-		"  \"torch_dtype\": \"%s\"\n}\n",
-		hsz, f, layers, UDFS_MAX(hsz / 64, 1), UDFS_MAX(hsz / 64, 1), v,
-		dtype);
+	text =
+	    udfs_xasprintf("{\n  \"architectures\": [\"LlamaForCausalLM\"],\n"
+			   "  \"model_type\": \"llama\",\n"
+			   "  \"hidden_size\": %" PRIu64 ",\n"
+			   "  \"intermediate_size\": %" PRIu64 ",\n"
+			   "  \"num_hidden_layers\": %" PRIu64 ",\n"
+			   "  \"num_attention_heads\": %" PRIu64 ",\n"
+			   "  \"num_key_value_heads\": %" PRIu64 ",\n"
+			   "  \"vocab_size\": %" PRIu64 ",\n"
+			   "  \"max_position_embeddings\": 2048,\n"
+			   "  \"rms_norm_eps\": 1e-05,\n"
+			   "  \"tie_word_embeddings\": false,\n"
+			   "  \"torch_dtype\": \"%s\"\n}\n",
+			   hsz, f, layers, UDFS_MAX(hsz / 64, 1),
+			   UDFS_MAX(hsz / 64, 1), v, dtype);
 	path = udfs_xasprintf("%s/config.json", dir);
 	write_text(path, text);
 	free(path);
@@ -709,7 +722,8 @@ static void cmd_shard(const char *inpath, const char *dir, long k)
 	total = in.h->data_len;
 	if (k < 1 || (size_t)k > UDFS_MAX(n, 1))
 		udfs_die("--shards must be between 1 and the number of "
-			 "tensors (%zu)", n);
+			 "tensors (%zu)",
+			 n);
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		udfs_die("%s: %s", dir, strerror(errno));
 
@@ -733,8 +747,8 @@ static void cmd_shard(const char *inpath, const char *dir, long k)
 
 	root = json_object();
 	wm = json_object();
-	json_object_set_new(root, "metadata", json_pack("{sI}", "total_size",
-							 (json_int_t)total));
+	json_object_set_new(root, "metadata",
+			    json_pack("{sI}", "total_size", (json_int_t)total));
 	json_object_set_new(root, "weight_map", wm);
 	for (size_t i = 0; i <= n; i++) {
 		/* Tensor i goes to the shard its middle byte falls in (of K
@@ -756,16 +770,15 @@ static void cmd_shard(const char *inpath, const char *dir, long k)
 			cum += sz;
 		}
 		if (i == n || s != shard) {
-			path = k == 1 ? udfs_xasprintf("%s/model.safetensors",
-						       dir)
-				      : udfs_xasprintf(
-						"%s/model-%05ld-of-%05ld"
-						".safetensors",
-						dir, shard + 1, k);
+			path = k == 1
+				   ? udfs_xasprintf("%s/model.safetensors", dir)
+				   : udfs_xasprintf("%s/model-%05ld-of-%05ld"
+						    ".safetensors",
+						    dir, shard + 1, k);
 			for (size_t j = first; j < i; j++)
 				json_object_set_new(
-					wm, t[j].name,
-					json_string(strrchr(path, '/') + 1));
+				    wm, t[j].name,
+				    json_string(strrchr(path, '/') + 1));
 			write_shard(path, t + first, i - first);
 			free(path);
 			first = i;
@@ -802,12 +815,12 @@ static void cmd_dtypes(const char *path, uint64_t seed)
 
 		for (i = 0; dn[i] && i < sizeof(name) - 1; i++)
 			name[i] = (char)(dn[i] >= 'A' && dn[i] <= 'Z'
-						 ? dn[i] - 'A' + 'a'
-						 : dn[i]);
+					     ? dn[i] - 'A' + 'a'
+					     : dn[i]);
 		name[i] = '\0';
 		/* F4: 6 elements (even); F6: 8 (a multiple of 4). */
-		add_spec(t, &n, dt, 2, udfs_dtype_bits(dt) == 6 ? 4 : 3,
-			 "t.%s", name);
+		add_spec(t, &n, dt, 2, udfs_dtype_bits(dt) == 6 ? 4 : 3, "t.%s",
+			 name);
 	}
 	add_spec(t, &n, UDFS_DT_F32, 0, 4, "t.empty");
 	qsort(t, n, sizeof(*t), cmp_spec);
@@ -835,18 +848,19 @@ static void cmd_dtypes(const char *path, uint64_t seed)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: gen_model model OUT.safetensors [--dtype bf16|f16|f32] "
-		"[--mb SIZE] [--seed N]\n"
-		"       gen_model finetune BASE.safetensors OUT.safetensors "
-		"[--rel 0.04] [--seed N]\n"
-		"       gen_model shard IN.safetensors OUTDIR --shards K\n"
-		"       gen_model dtypes OUT.safetensors [--seed N]\n"
-		"\n"
-		"Deterministic safetensors fixtures: a LLaMA-shaped model of\n"
-		"about SIZE MiB (default 4, dtype bf16), a fine-tune of it\n"
-		"(relative delta norm --rel), a Hugging Face sharded directory,\n"
-		"or one small tensor of every dtype.\n");
+	fprintf(
+	    f,
+	    "usage: gen_model model OUT.safetensors [--dtype bf16|f16|f32] "
+	    "[--mb SIZE] [--seed N]\n"
+	    "       gen_model finetune BASE.safetensors OUT.safetensors "
+	    "[--rel 0.04] [--seed N]\n"
+	    "       gen_model shard IN.safetensors OUTDIR --shards K\n"
+	    "       gen_model dtypes OUT.safetensors [--seed N]\n"
+	    "\n"
+	    "Deterministic safetensors fixtures: a LLaMA-shaped model of\n"
+	    "about SIZE MiB (default 4, dtype bf16), a fine-tune of it\n"
+	    "(relative delta norm --rel), a Hugging Face sharded directory,\n"
+	    "or one small tensor of every dtype.\n");
 }
 
 static double parse_num(const char *opt, const char *s)
@@ -876,13 +890,13 @@ static uint64_t parse_seed(const char *s)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"dtype", required_argument, NULL, 'd'},
-		{"mb", required_argument, NULL, 'm'},
-		{"seed", required_argument, NULL, 's'},
-		{"rel", required_argument, NULL, 'r'},
-		{"shards", required_argument, NULL, 'k'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"dtype", required_argument, NULL, 'd'},
+	    {"mb", required_argument, NULL, 'm'},
+	    {"seed", required_argument, NULL, 's'},
+	    {"rel", required_argument, NULL, 'r'},
+	    {"shards", required_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int dt = UDFS_DT_BF16, c;
 	double mb = 4, rel = 0.04, k = 0;

@@ -71,7 +71,7 @@ static void bad(const char *json, size_t data_len, const char *want)
 	free(b);
 }
 
-#define T(name, dt, shape, b, e)                                           \
+#define T(name, dt, shape, b, e)                                               \
 	"\"" name "\":{\"dtype\":\"" dt "\",\"shape\":" shape                  \
 	",\"data_offsets\":[" #b "," #e "]}"
 
@@ -102,26 +102,24 @@ static void test_every_dtype(void)
 
 		for (int k = 0; k < dt; k++)
 			begin += want_len[k];
-		j.n += (size_t)snprintf(j.s + j.n, sizeof(j.s) - j.n,
-					",\"t%02d\":{\"dtype\":\"%s\","
-					"\"shape\":[2,3,4],\"data_offsets\":"
-					"[%llu,%llu]}",
-					dt, udfs_dtype_name(dt),
-					(unsigned long long)begin,
-					(unsigned long long)(begin +
-							     want_len[dt]));
+		j.n += (size_t)snprintf(
+		    j.s + j.n, sizeof(j.s) - j.n,
+		    ",\"t%02d\":{\"dtype\":\"%s\","
+		    "\"shape\":[2,3,4],\"data_offsets\":"
+		    "[%llu,%llu]}",
+		    dt, udfs_dtype_name(dt), (unsigned long long)begin,
+		    (unsigned long long)(begin + want_len[dt]));
 		off += want_len[dt];
 	}
 	/* A zero-size tensor at the end and a scalar. */
-	j.n += (size_t)snprintf(j.s + j.n, sizeof(j.s) - j.n,
-				",\"z\":{\"dtype\":\"F32\",\"shape\":[0,5],"
-				"\"data_offsets\":[%llu,%llu]}"
-				",\"s\":{\"dtype\":\"F64\",\"shape\":[],"
-				"\"data_offsets\":[%llu,%llu]}}    ",
-				(unsigned long long)off,
-				(unsigned long long)off,
-				(unsigned long long)off,
-				(unsigned long long)off + 8);
+	j.n += (size_t)snprintf(
+	    j.s + j.n, sizeof(j.s) - j.n,
+	    ",\"z\":{\"dtype\":\"F32\",\"shape\":[0,5],"
+	    "\"data_offsets\":[%llu,%llu]}"
+	    ",\"s\":{\"dtype\":\"F64\",\"shape\":[],"
+	    "\"data_offsets\":[%llu,%llu]}}    ",
+	    (unsigned long long)off, (unsigned long long)off,
+	    (unsigned long long)off, (unsigned long long)off + 8);
 	off += 8;
 	b = mk(j.s, (size_t)off, &len);
 	err = parse(b, len, &h);
@@ -187,7 +185,7 @@ static void test_minimal(void)
 
 	/* Two zero-size tensors at offset 0 in an otherwise empty file. */
 	b = mk("{" T("a", "F32", "[0]", 0, 0) "," T("b", "BF16", "[3,0]", 0,
-						  0) "}",
+						    0) "}",
 	       0, &len);
 	CHECK_EQ_INT(parse(b, len, &h), 0);
 	CHECK(h && h->n_tensors == 2);
@@ -290,8 +288,7 @@ static void test_malformed(void)
 	    "dtype is not a string");
 	bad("{" T("a", "F32", "[-1]", 0, 0) "}", 0, "non-negative integers");
 	bad("{" T("a", "F32", "[2.0]", 0, 8) "}", 8, "non-negative integers");
-	bad("{" T("a", "F32", "[\"2\"]", 0, 8) "}", 8,
-	    "non-negative integers");
+	bad("{" T("a", "F32", "[\"2\"]", 0, 8) "}", 8, "non-negative integers");
 	bad("{" T("a", "F32", "[[2]]", 0, 8) "}", 8, "non-negative integers");
 	bad("{" T("a", "F32", "{}", 0, 8) "}", 8, "shape is not an array");
 	bad("{" T("a", "U8", "[4294967296,4294967296]", 0, 8) "}", 8,
@@ -307,15 +304,15 @@ static void test_malformed(void)
 	bad("{" T("a", "U8", "[4]", 0, 4) "," T("b", "U8", "[4]", 6, 10) "}",
 	    10, "hole");
 	bad("{" T("a", "U8", "[4]", 2, 6) "}", 6, "hole");
-	bad("{" T("a", "U8", "[4]", 0, 4) "," T("b", "U8", "[4]", 2, 6) "}",
-	    6, "overlap");
+	bad("{" T("a", "U8", "[4]", 0, 4) "," T("b", "U8", "[4]", 2, 6) "}", 6,
+	    "overlap");
 	bad("{" T("a", "U8", "[0]", 5, 4) "}", 5, "begin after end");
 	bad("{" T("a", "U8", "[4]", 0, 4) "}", 3, "past the end");
 	bad("{" T("a", "U8", "[4]", 0, 4) "}", 6, "2 trailing bytes");
 	bad("{" T("a", "U8", "[0]", 0, 0) "}", 1, "trailing");
 	bad("{" T("a", "F32", "[10,10]", 0, 400) "}", 399, "past the end");
-	bad("{" T("a", "U8", "[1]", 0, 1) "," T("a", "U8", "[1]", 1, 2) "}",
-	    2, "duplicate");
+	bad("{" T("a", "U8", "[1]", 0, 1) "," T("a", "U8", "[1]", 1, 2) "}", 2,
+	    "duplicate");
 	bad("{\"a\":{\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
 	    "missing field \"dtype\"");
 	bad("{\"a\":{\"dtype\":\"U8\",\"data_offsets\":[0,1]}}", 1,
@@ -330,7 +327,7 @@ static void test_malformed(void)
 	    1, "duplicate");
 	bad("{\"a\":[1]}", 1, "tensor \"a\" is not an object");
 	bad("{" T("a", "U8", "[1]", 0, 1) ",\"b\":{\"dtype\":\"U8\",\"shape\":"
-	    "[1],\"data_offsets\":[1]}}",
+					  "[1],\"data_offsets\":[1]}}",
 	    2, "data_offsets must be");
 	bad("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1,1]}}",
 	    1, "data_offsets must be");
@@ -353,9 +350,8 @@ static void test_huge_claims(void)
 	    "past the end");
 	bad("{" T("a", "F32", "[1000000,1000000]", 0, 16) "}", 16,
 	    "needs 4000000000000");
-	bad("{" T("a", "U8", "[1]", 0, 1) "," T("b", "U8", "[1]",
-						 999999999999, 1000000000000)
-	    "}",
+	bad("{" T("a", "U8", "[1]", 0, 1) "," T("b", "U8", "[1]", 999999999999,
+						1000000000000) "}",
 	    1, "hole");
 	CHECK(udfs_now() - t0 < 1.0);
 }

@@ -1,0 +1,540 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The reconstructed-chunk cache (cache.h), built for the mount daemon's
+ * workload: a few to a few dozen threads reading 128 KiB - 1 MiB ranges of
+ * multi-GB files, mostly sequentially, where decoding one chunk (about
+ * 1 MiB of output) costs around a millisecond and must happen once.
+ *
+ * Invariants, all under c->lock:
+ * - every entry in the hash table is also on the LRU list, and c->bytes is
+ *   the sum of the lengths of the entries in the table (ready or loading);
+ * - an entry is freed only when it is out of the table and its reference
+ *   count is zero; a loading entry always has a reference (its decoder's);
+ * - eviction takes ready entries with no reader from the LRU tail until
+ *   c->bytes <= capacity. Entries in use may push c->bytes above capacity
+ *   by at most one chunk per concurrent reader.
+ * Decoding, freeing buffers and releasing models happen outside the lock.
+ * Buffers are mmap-ed so that evicted memory goes back to the system at
+ * once: the daemon stays below capacity plus a small constant.
+ */
+#include "udfs/cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "udfs/recon.h"
+#include "udfs/util.h"
+
+#define WAIT_SECONDS 10 /* for another thread's decode, then decode */
+#define AHEAD_QUEUE 64  /* pending decode-ahead jobs */
+
+enum { LOADING, READY, FAILED };
+
+struct entry {
+	const udfs_tensor *t;
+	uint32_t ci;
+	int state;
+	int refs;            /* readers + the decoder while loading */
+	bool in_table;
+	size_t len;
+	unsigned char *data; /* len bytes once READY */
+	struct entry *hnext; /* hash chain; free list once out of the table */
+	struct entry *prev, *next; /* LRU list, most recent first */
+};
+
+struct job {
+	const udfs_tensor *t;
+	uint32_t ci;
+};
+
+struct udfs_cache {
+	pthread_mutex_t lock;
+	pthread_cond_t ready;   /* broadcast when a decode finishes */
+	udfs_cache_ops ops;
+	uint64_t capacity;
+	struct entry **buckets;
+	size_t nbuckets;        /* a power of two */
+	struct entry *lru_head, *lru_tail;
+	udfs_cache_stats st;
+
+	/* Decode-ahead pool. */
+	pthread_cond_t work;
+	struct job queue[AHEAD_QUEUE]; /* ring */
+	unsigned qhead, qlen;
+	bool stop;
+	unsigned nthreads;
+	pthread_t *threads;
+};
+
+static size_t default_out_len(const udfs_tensor *t, uint32_t ci)
+{
+	return udfs_chunk_out_len(t, ci);
+}
+
+static int default_decode(const udfs_tensor *t, uint32_t ci, void *out)
+{
+	return udfs_chunk_decode(t, ci, out);
+}
+
+static void default_hold(const udfs_tensor *t)
+{
+	udfs_model_get(t->file->model);
+}
+
+static void default_release(const udfs_tensor *t)
+{
+	udfs_model_put(t->file->model);
+}
+
+static size_t bucket_of(const udfs_cache *c, const udfs_tensor *t,
+			uint32_t ci)
+{
+	uint64_t h = ((uint64_t)(uintptr_t)t >> 4) * 0x9e3779b97f4a7c15ull;
+
+	h ^= ci * 0xff51afd7ed558ccdull;
+	h ^= h >> 29;
+	return (size_t)h & (c->nbuckets - 1);
+}
+
+static struct entry *find(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
+{
+	struct entry *e = c->buckets[bucket_of(c, t, ci)];
+
+	while (e && (e->t != t || e->ci != ci))
+		e = e->hnext;
+	return e;
+}
+
+static void lru_unlink(udfs_cache *c, struct entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->lru_head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->lru_tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void lru_push(udfs_cache *c, struct entry *e)
+{
+	e->prev = NULL;
+	e->next = c->lru_head;
+	if (c->lru_head)
+		c->lru_head->prev = e;
+	c->lru_head = e;
+	if (!c->lru_tail)
+		c->lru_tail = e;
+}
+
+static void table_insert(udfs_cache *c, struct entry *e)
+{
+	size_t b = bucket_of(c, e->t, e->ci);
+
+	e->hnext = c->buckets[b];
+	c->buckets[b] = e;
+	e->in_table = true;
+	lru_push(c, e);
+	c->st.bytes += e->len;
+	c->st.entries++;
+}
+
+/* Take e out of the table and the LRU list; it stays allocated. */
+static void table_remove(udfs_cache *c, struct entry *e)
+{
+	struct entry **pp = &c->buckets[bucket_of(c, e->t, e->ci)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	e->hnext = NULL;
+	e->in_table = false;
+	lru_unlink(c, e);
+	c->st.bytes -= e->len;
+	c->st.entries--;
+}
+
+/* Move unused ready entries from the LRU tail onto *freelist. */
+static void evict(udfs_cache *c, struct entry **freelist)
+{
+	struct entry *e = c->lru_tail, *prev;
+
+	while (e && c->st.bytes > c->capacity) {
+		prev = e->prev;
+		if (e->refs == 0 && e->state == READY) {
+			table_remove(c, e);
+			e->hnext = *freelist;
+			*freelist = e;
+			c->st.evictions++;
+		}
+		e = prev;
+	}
+}
+
+static void entry_free(udfs_cache *c, struct entry *e)
+{
+	if (e->data)
+		munmap(e->data, e->len);
+	c->ops.release(e->t);
+	free(e);
+}
+
+static void free_list(udfs_cache *c, struct entry *e)
+{
+	struct entry *next;
+
+	for (; e; e = next) {
+		next = e->hnext;
+		entry_free(c, e);
+	}
+}
+
+static unsigned char *buf_alloc(size_t len)
+{
+	void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static struct entry *entry_new(udfs_cache *c, const udfs_tensor *t,
+			       uint32_t ci)
+{
+	struct entry *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
+	e->t = t;
+	e->ci = ci;
+	e->len = c->ops.out_len(t, ci);
+	e->state = LOADING;
+	e->refs = 1;
+	return e;
+}
+
+/*
+ * Decode into an entry of our own that never enters the table: the path
+ * taken after a bounded wait expired or another thread's decode failed.
+ */
+static int get_private(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
+		       const void **data, void **handle)
+{
+	struct entry *e = entry_new(c, t, ci);
+	int err;
+
+	if (!e)
+		return -ENOMEM;
+	c->ops.hold(t);
+	e->data = buf_alloc(e->len);
+	if (!e->data) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	err = c->ops.decode(t, ci, e->data);
+	if (err < 0)
+		goto fail;
+	e->state = READY;
+	*data = e->data;
+	*handle = e;
+	return 0;
+fail:
+	entry_free(c, e);
+	return err;
+}
+
+static int cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
+		     const void **data, void **handle, bool ahead)
+{
+	struct entry *e, *freelist = NULL;
+	struct timespec deadline;
+	unsigned char *buf;
+	int err = 0;
+
+	pthread_mutex_lock(&c->lock);
+	e = find(c, t, ci);
+	if (e) {
+		e->refs++;
+		if (e->state == LOADING) {
+			c->st.waits++;
+			clock_gettime(CLOCK_MONOTONIC, &deadline);
+			deadline.tv_sec += WAIT_SECONDS;
+			while (e->state == LOADING && !err)
+				err = pthread_cond_timedwait(&c->ready,
+							     &c->lock,
+							     &deadline);
+		} else if (!ahead) {
+			c->st.hits++;
+		}
+		if (e->state == READY) {
+			lru_unlink(c, e);
+			lru_push(c, e);
+			pthread_mutex_unlock(&c->lock);
+			*data = e->data;
+			*handle = e;
+			return 0;
+		}
+		/* Timed out, or the decoder failed: decode on our own. */
+		if (--e->refs == 0 && !e->in_table)
+			freelist = e;
+		pthread_mutex_unlock(&c->lock);
+		free_list(c, freelist);
+		return get_private(c, t, ci, data, handle);
+	}
+
+	e = entry_new(c, t, ci);
+	if (!e) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENOMEM;
+	}
+	if (!ahead)
+		c->st.misses++;
+	table_insert(c, e);
+	evict(c, &freelist);
+	pthread_mutex_unlock(&c->lock);
+	free_list(c, freelist);
+	freelist = NULL;
+	/* Outside the lock (it may take the store's); a loading entry
+	 * cannot be freed by anyone but us. */
+	c->ops.hold(t);
+
+	buf = buf_alloc(e->len);
+	err = buf ? c->ops.decode(t, ci, buf) : -ENOMEM;
+
+	pthread_mutex_lock(&c->lock);
+	if (err < 0) {
+		if (buf)
+			munmap(buf, e->len);
+		e->state = FAILED;
+		c->st.errors++;
+		table_remove(c, e);
+		if (--e->refs == 0)
+			freelist = e;
+	} else {
+		e->data = buf;
+		e->state = READY;
+		c->st.decodes++;
+	}
+	pthread_cond_broadcast(&c->ready);
+	pthread_mutex_unlock(&c->lock);
+	if (err < 0) {
+		free_list(c, freelist);
+		return err;
+	}
+	*data = e->data;
+	*handle = e;
+	return 0;
+}
+
+int udfs_cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
+		   const void **data, void **handle)
+{
+	return cache_get(c, t, ci, data, handle, false);
+}
+
+void udfs_cache_put(udfs_cache *c, void *handle)
+{
+	struct entry *e = handle, *freelist = NULL;
+
+	if (!e)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (--e->refs == 0) {
+		if (!e->in_table)
+			freelist = e;
+		else if (c->st.bytes > c->capacity)
+			evict(c, &freelist);
+	}
+	pthread_mutex_unlock(&c->lock);
+	free_list(c, freelist);
+}
+
+static int provider_get(void *ctx, const udfs_tensor *t, uint32_t ci,
+			const void **data, void **handle)
+{
+	return udfs_cache_get(ctx, t, ci, data, handle);
+}
+
+static void provider_put(void *ctx, void *handle)
+{
+	udfs_cache_put(ctx, handle);
+}
+
+void udfs_cache_provider(udfs_cache *c, udfs_chunk_provider *p)
+{
+	p->get = provider_get;
+	p->put = provider_put;
+	p->ctx = c;
+}
+
+int udfs_cache_prefetch(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
+{
+	unsigned i;
+	int err = 0;
+
+	if (!c->nthreads)
+		return -EAGAIN;
+	/* The job's reference, taken outside our lock (it may take the
+	 * store's) and given back below when the job is not queued. */
+	c->ops.hold(t);
+	pthread_mutex_lock(&c->lock);
+	if (c->stop || c->qlen == AHEAD_QUEUE) {
+		c->st.ahead_dropped++;
+		err = -EAGAIN;
+		goto out;
+	}
+	if (find(c, t, ci)) {
+		err = -EEXIST;
+		goto out;
+	}
+	for (i = 0; i < c->qlen; i++) {
+		struct job *j = &c->queue[(c->qhead + i) % AHEAD_QUEUE];
+
+		if (j->t == t && j->ci == ci) {
+			err = -EEXIST;
+			goto out;
+		}
+	}
+	c->queue[(c->qhead + c->qlen) % AHEAD_QUEUE] = (struct job){ t, ci };
+	c->qlen++;
+	c->st.ahead_queued++;
+	pthread_cond_signal(&c->work);
+out:
+	pthread_mutex_unlock(&c->lock);
+	if (err)
+		c->ops.release(t);
+	return err;
+}
+
+static void *ahead_worker(void *arg)
+{
+	udfs_cache *c = arg;
+	const void *data;
+	void *handle;
+	struct job j;
+
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		while (!c->stop && c->qlen == 0)
+			pthread_cond_wait(&c->work, &c->lock);
+		if (c->stop) {
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		j = c->queue[c->qhead];
+		c->qhead = (c->qhead + 1) % AHEAD_QUEUE;
+		c->qlen--;
+		pthread_mutex_unlock(&c->lock);
+
+		/* A failure is left for the reader, who will report it. */
+		udfs_error_clear();
+		if (cache_get(c, j.t, j.ci, &data, &handle, true) == 0)
+			udfs_cache_put(c, handle);
+		c->ops.release(j.t);
+	}
+	return NULL;
+}
+
+void udfs_cache_get_stats(udfs_cache *c, udfs_cache_stats *st)
+{
+	pthread_mutex_lock(&c->lock);
+	*st = c->st;
+	pthread_mutex_unlock(&c->lock);
+}
+
+int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
+		   const udfs_cache_ops *ops, udfs_cache **out)
+{
+	udfs_cache *c;
+	uint64_t want = capacity / UDFS_CHUNK_BYTES * 2;
+	unsigned i;
+	int err;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if (ops)
+		c->ops = *ops;
+	if (!c->ops.out_len)
+		c->ops.out_len = default_out_len;
+	if (!c->ops.decode)
+		c->ops.decode = default_decode;
+	if (!c->ops.hold)
+		c->ops.hold = default_hold;
+	if (!c->ops.release)
+		c->ops.release = default_release;
+	c->capacity = capacity;
+	c->st.capacity = capacity;
+	c->nbuckets = 256;
+	while (c->nbuckets < want && c->nbuckets < (1u << 20))
+		c->nbuckets <<= 1;
+	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+	if (!c->buckets) {
+		free(c);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&c->ready, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	pthread_cond_init(&c->work, NULL);
+
+	if (ahead_threads) {
+		c->threads = calloc(ahead_threads, sizeof(*c->threads));
+		if (!c->threads) {
+			udfs_cache_free(c);
+			return -ENOMEM;
+		}
+	}
+	for (i = 0; i < ahead_threads; i++) {
+		err = pthread_create(&c->threads[i], NULL, ahead_worker, c);
+		if (err) {
+			udfs_cache_free(c);
+			return udfs_error(-err, "cache: cannot start thread: %s",
+					  strerror(err));
+		}
+		c->nthreads++;
+	}
+	*out = c;
+	return 0;
+}
+
+void udfs_cache_free(udfs_cache *c)
+{
+	struct entry *e, *next;
+	unsigned i;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_broadcast(&c->work);
+	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < c->nthreads; i++)
+		pthread_join(c->threads[i], NULL);
+	for (; c->qlen; c->qlen--) {
+		c->ops.release(c->queue[c->qhead].t);
+		c->qhead = (c->qhead + 1) % AHEAD_QUEUE;
+	}
+	for (e = c->lru_head; e; e = next) {
+		next = e->next;
+		entry_free(c, e);
+	}
+	pthread_cond_destroy(&c->work);
+	pthread_cond_destroy(&c->ready);
+	pthread_mutex_destroy(&c->lock);
+	free(c->threads);
+	free(c->buckets);
+	free(c);
+}

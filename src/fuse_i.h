@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private interface of the FUSE glue (src/fuse_*.c): the mounted
+ * filesystem's state, its inode table and the entry point called by
+ * `udfs mount`. Only these files include a FUSE header.
+ *
+ * Inode numbers are stable across mounts: the root is 1, a model directory
+ * is 2 * model id + 1 and a file is 2 * udfs_file.ino + 2 (catalog ids are
+ * positive, so the three ranges never meet).
+ */
+#ifndef UDFS_FUSE_I_H
+#define UDFS_FUSE_I_H
+
+#define FUSE_USE_VERSION 314
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "udfs/cache.h"
+#include "udfs/recon.h"
+#include "udfs/store.h"
+
+#define UDFS_ROOT_INO 1
+#define UDFS_DIR_INO(model_id) ((fuse_ino_t)(model_id) * 2 + 1)
+#define UDFS_FILE_INO(file_ino) ((fuse_ino_t)(file_ino) * 2 + 2)
+
+enum udfs_node_kind { UDFS_NODE_ROOT, UDFS_NODE_MODEL, UDFS_NODE_FILE };
+
+/* An inode the kernel knows (nlookup > 0) or that is open. */
+struct udfs_node {
+	fuse_ino_t ino;
+	int kind;                /* enum udfs_node_kind */
+	udfs_model *model;       /* a reference owned by the node; NULL: root */
+	const udfs_file *file;   /* UDFS_NODE_FILE: inside model */
+	uint64_t nlookup;        /* kernel lookup count, under fs->lock */
+	unsigned opens;          /* open handles, under fs->lock */
+	struct udfs_node *next;  /* hash chain */
+
+	/* Sequential-read detection for decode-ahead (per inode, not per
+	 * handle: the kernel spreads one stream over many requests). */
+	pthread_mutex_t ra_lock;
+	uint64_t ra_next;        /* where the next sequential read starts */
+	uint64_t ra_issued;      /* decode-ahead was asked up to here */
+	unsigned ra_streak;      /* consecutive sequential reads */
+};
+
+struct udfs_fs {
+	/* Options. */
+	char *store_dir;         /* absolute */
+	char *mountpoint;        /* absolute */
+	uint64_t cache_bytes;
+	unsigned threads;
+	unsigned readahead_kb;   /* 0: leave the bdi alone */
+	char *notify_pipe;
+	bool foreground;
+	bool debug;
+	bool allow_other;
+	bool syslog;             /* log to syslog (after daemonizing) */
+
+	udfs_store *store;
+	udfs_cache *cache;
+	udfs_chunk_provider provider;
+	struct fuse_session *se;
+	uid_t uid;
+	gid_t gid;
+	int64_t started;         /* mount time: the root's mtime */
+
+	pthread_mutex_t lock;    /* the node table and the open handles */
+	struct udfs_node **buckets;
+	size_t nbuckets;         /* a power of two */
+	struct udfs_node root;
+	struct udfs_fh *handles; /* open files, freed at unmount */
+
+	pthread_mutex_t list_lock; /* the model list below */
+	udfs_model_info *models; /* sorted by name */
+	size_t n_models;
+	int64_t generation;
+	double list_time;        /* udfs_now() of the last generation check */
+
+	pthread_t ready_thread;
+	bool ready_started;
+};
+
+/* An open regular file (fi->fh). */
+struct udfs_fh {
+	struct udfs_node *node;
+	udfs_model *model;       /* a reference of the handle's own */
+	const udfs_file *file;
+	struct udfs_fh *prev, *next;
+};
+
+/* The lowlevel operations table (fuse_ops.c); userdata is a udfs_fs. */
+extern const struct fuse_lowlevel_ops udfs_fuse_ops;
+
+/*
+ * Entry of `udfs mount STORE MOUNTPOINT [-f] [-o opts]` (argv[0] is
+ * "mount"). Returns the process exit status: 0 after a clean unmount or
+ * SIGTERM, 1 with one line on stderr for bad arguments, a bad store or a
+ * bad mountpoint.
+ */
+int udfs_mount_main(int argc, char **argv);
+
+/* Log one line: to stderr in the foreground, to syslog once daemonized. */
+void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Initialize the node table; free every node and handle (at unmount). */
+void udfs_fs_nodes_init(struct udfs_fs *fs);
+void udfs_fs_nodes_free(struct udfs_fs *fs);
+
+/*
+ * Decode-ahead (fuse_readahead.c): note a read of [off, off + size) of the
+ * file node n; when reads of n arrive in increasing order, ask the cache
+ * to decode the next chunks. Never blocks on a decode; call it without
+ * holding fs->lock.
+ */
+void udfs_fs_readahead(struct udfs_fs *fs, struct udfs_node *n, uint64_t off,
+		       size_t size);
+
+#endif

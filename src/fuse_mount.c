@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `udfs mount STORE MOUNTPOINT [-f] [-o opts]`: option parsing, session
+ * setup, daemonizing, the multi-threaded loop and a clean unmount.
+ *
+ * Order matters: the store is opened and the mount made while stderr is
+ * still the terminal (so a bad store or mountpoint gives one clear line and
+ * a non-zero exit), then fuse_daemonize() forks (the parent returns only
+ * once the kernel mount exists; requests wait for the loop), and only then
+ * are threads started (the cache's decode-ahead pool, the loop). A helper
+ * thread waits until the mount answers a stat(), raises the mount's
+ * readahead window in sysfs, and writes "ready" to the notify pipe.
+ */
+#include "fuse_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "udfs/util.h"
+
+#define DEFAULT_CACHE (256ull << 20)
+#define DEFAULT_THREADS 8
+#define DEFAULT_READAHEAD_KB 1024
+#define AHEAD_THREADS 2
+#define NOTIFY_WAIT 10.0 /* seconds to wait for a reader of the pipe */
+
+static const char usage[] =
+	"usage: udfs mount STORE MOUNTPOINT [-f] [-o OPTION[,OPTION...]]\n"
+	"  -f                  stay in the foreground, log to stderr\n"
+	"  -o allow_other      let other users read the mount\n"
+	"  -o cache=SIZE       decoded-chunk cache (default 256M)\n"
+	"  -o threads=N        FUSE worker threads (default 8)\n"
+	"  -o readahead_kb=N   mount readahead window when root "
+	"(default 1024)\n"
+	"  -o noreadahead      leave the kernel's readahead window alone\n"
+	"  -o notify_pipe=FIFO write \"ready\" (or an error) there once "
+	"mounted\n"
+	"  -o debug            log every request\n"
+	"  -o ro               accepted (udfs is always read-only)\n"
+	"  other -o options (nodev, nosuid, noexec, ...) go to FUSE\n";
+
+/* Tell the notify pipe, if any, how the mount went. Bounded wait for a
+ * reader; a missing reader is not an error of the mount. */
+static void notify(const char *path, const char *line)
+{
+	double deadline = udfs_now() + NOTIFY_WAIT;
+	int fd;
+
+	if (!path)
+		return;
+	for (;;) {
+		fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0 || errno != ENXIO || udfs_now() > deadline)
+			break;
+		usleep(10000);
+	}
+	if (fd < 0)
+		return;
+	(void)udfs_write_full(fd, line, strlen(line));
+	close(fd);
+}
+
+/* Print "udfs: msg", tell the pipe, return exit status 1. */
+static int fail(const struct udfs_fs *fs, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int fail(const struct udfs_fs *fs, const char *fmt, ...)
+{
+	char msg[1024], line[1100];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (fs->syslog)
+		syslog(LOG_ERR, "%s", msg);
+	else
+		fprintf(stderr, "%s: %s\n", udfs_progname(), msg);
+	snprintf(line, sizeof(line), "error: %s\n", msg);
+	notify(fs->notify_pipe, line);
+	return 1;
+}
+
+/* Append opt to the comma-separated FUSE option string *s. */
+static void add_opt(char **s, const char *opt)
+{
+	if (fuse_opt_add_opt_escaped(s, opt) != 0)
+		udfs_die("out of memory");
+}
+
+/* Parse one -o argument. Ours are consumed, the rest go to *fuse_opts.
+ * Returns 0 or 1 (error printed). */
+static int parse_opts(struct udfs_fs *fs, const char *arg, char **fuse_opts)
+{
+	char *copy = udfs_xstrdup(arg), *save = NULL, *o;
+	uint64_t v;
+	int err = 0;
+
+	for (o = strtok_r(copy, ",", &save); o && !err;
+	     o = strtok_r(NULL, ",", &save)) {
+		char *val = strchr(o, '=');
+		char *end;
+
+		if (val)
+			val++;
+		if (strcmp(o, "ro") == 0 || strcmp(o, "defaults") == 0) {
+			continue;
+		} else if (strcmp(o, "rw") == 0) {
+			err = fail(fs, "-o rw: udfs is read-only");
+		} else if (strcmp(o, "allow_other") == 0) {
+			fs->allow_other = true;
+		} else if (strcmp(o, "debug") == 0) {
+			fs->debug = true;
+		} else if (strcmp(o, "noreadahead") == 0) {
+			fs->readahead_kb = 0;
+		} else if (strncmp(o, "cache=", 6) == 0) {
+			if (udfs_parse_size(val, &fs->cache_bytes) < 0)
+				err = fail(fs, "-o cache=%s: not a size", val);
+		} else if (strncmp(o, "threads=", 8) == 0) {
+			errno = 0;
+			v = strtoull(val, &end, 10);
+			if (errno || end == val || *end || v < 1 || v > 1024)
+				err = fail(fs, "-o threads=%s: expected 1..1024",
+					   val);
+			fs->threads = (unsigned)v;
+		} else if (strncmp(o, "readahead_kb=", 13) == 0) {
+			errno = 0;
+			v = strtoull(val, &end, 10);
+			if (errno || end == val || *end || v > (1u << 20))
+				err = fail(fs, "-o readahead_kb=%s: expected "
+					   "0..1048576", val);
+			fs->readahead_kb = (unsigned)v;
+		} else if (strncmp(o, "notify_pipe=", 12) == 0) {
+			/* Absolute: the daemon changes directory. */
+			free(fs->notify_pipe);
+			fs->notify_pipe = realpath(val, NULL);
+			if (!fs->notify_pipe)
+				err = fail(fs, "-o notify_pipe=%s: %s", val,
+					   strerror(errno));
+		} else {
+			add_opt(fuse_opts, o);
+		}
+	}
+	free(copy);
+	return err;
+}
+
+/* Absolute path of an existing directory, or NULL after fail(). */
+static char *check_dir(const struct udfs_fs *fs, const char *what,
+		       const char *path)
+{
+	struct stat st;
+	char *abs = realpath(path, NULL);
+
+	if (!abs) {
+		fail(fs, "%s %s: %s", what, path, strerror(errno));
+		return NULL;
+	}
+	if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		fail(fs, "%s %s: not a directory", what, path);
+		free(abs);
+		return NULL;
+	}
+	return abs;
+}
+
+struct ready_arg {
+	const struct udfs_fs *fs;
+	char *mountpoint;
+	char *notify_pipe;
+	unsigned readahead_kb;
+};
+
+/* Raise /sys/class/bdi/<dev>/read_ahead_kb of the mount so that buffered
+ * reads reach the daemon as 1 MiB requests instead of 128 KiB. Root
+ * only; a failure is logged, not fatal. */
+static void set_readahead(const struct ready_arg *a, dev_t dev)
+{
+	char path[128], val[32];
+	int fd;
+
+	if (!a->readahead_kb || geteuid() != 0)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
+		 major(dev), minor(dev));
+	snprintf(val, sizeof(val), "%u\n", a->readahead_kb);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || udfs_write_full(fd, val, strlen(val)) < 0)
+		udfs_fs_log(a->fs, LOG_WARNING, "%s: %s", path,
+			    strerror(errno));
+	else if (a->fs->debug)
+		udfs_fs_log(a->fs, LOG_DEBUG, "%s = %u", path,
+			    a->readahead_kb);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void *ready_thread(void *arg)
+{
+	struct ready_arg *a = arg;
+	struct stat st;
+
+	/* Blocks until the loop answered the kernel's INIT and GETATTR. */
+	if (stat(a->mountpoint, &st) == 0) {
+		set_readahead(a, st.st_dev);
+		notify(a->notify_pipe, "ready\n");
+	} else {
+		char line[256];
+
+		snprintf(line, sizeof(line), "error: %s: %s\n", a->mountpoint,
+			 strerror(errno));
+		notify(a->notify_pipe, line);
+	}
+	free(a->mountpoint);
+	free(a->notify_pipe);
+	free(a);
+	return NULL;
+}
+
+static void start_ready_thread(struct udfs_fs *fs)
+{
+	struct ready_arg *a = udfs_xcalloc(1, sizeof(*a));
+	pthread_attr_t attr;
+	pthread_t th;
+
+	a->fs = fs;
+	a->mountpoint = udfs_xstrdup(fs->mountpoint);
+	a->notify_pipe = fs->notify_pipe ? udfs_xstrdup(fs->notify_pipe)
+					 : NULL;
+	a->readahead_kb = fs->readahead_kb;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, ready_thread, a) != 0) {
+		udfs_fs_log(fs, LOG_WARNING, "cannot start readiness thread");
+		free(a->mountpoint);
+		free(a->notify_pipe);
+		free(a);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* Parse argv into fs and the FUSE option string; 0, 1 (error) or -1
+ * (help printed). */
+static int parse_args(struct udfs_fs *fs, int argc, char **argv,
+		      char **fuse_opts, const char **store,
+		      const char **mnt)
+{
+	bool dashdash = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!dashdash && a[0] == '-' && a[1]) {
+			if (strcmp(a, "--") == 0) {
+				dashdash = true;
+			} else if (strcmp(a, "-f") == 0 ||
+				   strcmp(a, "--foreground") == 0) {
+				fs->foreground = true;
+			} else if (strcmp(a, "-d") == 0) {
+				fs->foreground = fs->debug = true;
+			} else if (strcmp(a, "-h") == 0 ||
+				   strcmp(a, "--help") == 0) {
+				fputs(usage, stdout);
+				return -1;
+			} else if (strcmp(a, "-o") == 0) {
+				if (++i == argc)
+					return fail(fs, "-o needs an argument");
+				if (parse_opts(fs, argv[i], fuse_opts))
+					return 1;
+			} else if (strncmp(a, "-o", 2) == 0) {
+				if (parse_opts(fs, a + 2, fuse_opts))
+					return 1;
+			} else {
+				fprintf(stderr, "%s", usage);
+				return fail(fs, "mount: unknown option %s", a);
+			}
+		} else if (!*store) {
+			*store = a;
+		} else if (!*mnt) {
+			*mnt = a;
+		} else {
+			return fail(fs, "mount: unexpected argument %s", a);
+		}
+	}
+	if (!*store || !*mnt) {
+		fprintf(stderr, "%s", usage);
+		return fail(fs, "mount: STORE and MOUNTPOINT are required");
+	}
+	return 0;
+}
+
+int udfs_mount_main(int argc, char **argv)
+{
+	struct udfs_fs fs = {
+		.cache_bytes = DEFAULT_CACHE,
+		.threads = DEFAULT_THREADS,
+		.readahead_kb = DEFAULT_READAHEAD_KB,
+	};
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *cfg = NULL;
+	const char *store = NULL, *mnt = NULL;
+	char *fuse_opts = NULL, *user_opts = NULL, *fsname = NULL;
+	bool mounted = false, handlers = false;
+	int ret = 1, err;
+
+	udfs_fs_nodes_init(&fs);
+	err = parse_args(&fs, argc, argv, &user_opts, &store, &mnt);
+	if (err) {
+		ret = err < 0 ? 0 : 1;
+		goto out;
+	}
+	fs.store_dir = check_dir(&fs, "store", store);
+	if (!fs.store_dir)
+		goto out;
+	fs.mountpoint = check_dir(&fs, "mountpoint", mnt);
+	if (!fs.mountpoint)
+		goto out;
+	udfs_error_clear();
+	err = udfs_store_open(fs.store_dir, UDFS_STORE_RDONLY, &fs.store);
+	if (err < 0) {
+		fail(&fs, "%s", udfs_error_msg(err));
+		goto out;
+	}
+	fs.uid = getuid();
+	fs.gid = getgid();
+	fs.started = (int64_t)time(NULL);
+
+	/* Immutable files, 0444: the kernel can check permissions itself. */
+	add_opt(&fuse_opts, "ro");
+	add_opt(&fuse_opts, "default_permissions");
+	fsname = udfs_xasprintf("fsname=udfs:%s", fs.store_dir);
+	add_opt(&fuse_opts, fsname);
+	add_opt(&fuse_opts, "subtype=udfs");
+	if (fs.allow_other)
+		add_opt(&fuse_opts, "allow_other");
+	if (fuse_opt_add_arg(&args, "udfs") || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, fuse_opts) ||
+	    (user_opts && (fuse_opt_add_arg(&args, "-o") ||
+			   fuse_opt_add_arg(&args, user_opts))) ||
+	    (fs.debug && fs.foreground && fuse_opt_add_arg(&args, "-d")))
+		udfs_die("out of memory");
+
+	/* libfuse prints its own message for unknown options. */
+	fs.se = fuse_session_new(&args, &udfs_fuse_ops, sizeof(udfs_fuse_ops),
+				 &fs);
+	if (!fs.se) {
+		fail(&fs, "mount: invalid options%s%s",
+		     user_opts ? " in -o " : "", user_opts ? user_opts : "");
+		goto out;
+	}
+	if (fuse_set_signal_handlers(fs.se) != 0) {
+		fail(&fs, "mount: cannot set signal handlers");
+		goto out;
+	}
+	handlers = true;
+	if (fuse_session_mount(fs.se, fs.mountpoint) != 0) {
+		fail(&fs, "mount: cannot mount %s", fs.mountpoint);
+		goto out;
+	}
+	mounted = true;
+	if (fuse_daemonize(fs.foreground) != 0) {
+		fail(&fs, "mount: cannot daemonize");
+		goto out;
+	}
+	if (!fs.foreground) {
+		openlog("udfs", LOG_PID, LOG_DAEMON);
+		fs.syslog = true;
+	}
+
+	/* Threads only now: fork() above keeps none. */
+	err = udfs_cache_new(fs.cache_bytes, AHEAD_THREADS, NULL, &fs.cache);
+	if (err < 0) {
+		fail(&fs, "mount: %s", udfs_error_msg(err));
+		goto out;
+	}
+	udfs_cache_provider(fs.cache, &fs.provider);
+	cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		fail(&fs, "mount: out of memory");
+		goto out;
+	}
+	fuse_loop_cfg_set_clone_fd(cfg, 1);
+	fuse_loop_cfg_set_max_threads(cfg, fs.threads);
+	fuse_loop_cfg_set_idle_threads(cfg, fs.threads);
+	start_ready_thread(&fs);
+	if (fs.debug)
+		udfs_fs_log(&fs, LOG_DEBUG, "serving %s on %s: cache %llu "
+			    "bytes, %u threads", fs.store_dir, fs.mountpoint,
+			    (unsigned long long)fs.cache_bytes, fs.threads);
+	/* 0 after fusermount3 -u, the signal number after SIGTERM, SIGINT
+	 * or SIGHUP (both clean ends), or -errno. */
+	err = fuse_session_loop_mt(fs.se, cfg);
+	if (err > 0 && fs.debug)
+		udfs_fs_log(&fs, LOG_DEBUG, "signal %d: unmounting", err);
+	if (err < 0) {
+		udfs_fs_log(&fs, LOG_ERR, "session loop ended with error %d",
+			    err);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (mounted)
+		fuse_session_unmount(fs.se);
+	if (handlers)
+		fuse_remove_signal_handlers(fs.se);
+	if (fs.se)
+		fuse_session_destroy(fs.se);
+	if (cfg)
+		fuse_loop_cfg_destroy(cfg);
+	fuse_opt_free_args(&args);
+	/* Nodes and handles first: they and the cache hold models. */
+	udfs_fs_nodes_free(&fs);
+	udfs_cache_free(fs.cache);
+	udfs_store_close(fs.store);
+	if (fs.syslog)
+		closelog();
+	free(fsname);
+	free(fuse_opts);
+	free(user_opts);
+	free(fs.notify_pipe);
+	free(fs.mountpoint);
+	free(fs.store_dir);
+	return ret;
+}

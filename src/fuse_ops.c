@@ -1,0 +1,1014 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The FUSE lowlevel operations of `udfs mount`: translate a request, call
+ * the core (store.h, recon.h) and reply exactly once. The tree is
+ *
+ *   /                  one directory per model (short timeouts: models
+ *   /<model>/          come and go), loaded lazily with udfs_model_load
+ *   /<model>/<file>    the model's files, 0444, immutable (long timeouts)
+ *
+ * Every inode the kernel holds is a node in a hash table with its lookup
+ * count (lookup, readdirplus and forget keep it exact); a node owns a
+ * reference on its model, and every open file another, so a model removed
+ * from the store keeps serving its open files. Reads go through
+ * udfs_file_read with the chunk cache as provider; FOPEN_KEEP_CACHE keeps
+ * the page cache across opens and direct_io is never used (shared mmap).
+ * The filesystem is read-only: every modifying operation answers EROFS.
+ */
+#include "fuse_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <syslog.h>
+
+#include "udfs/util.h"
+
+#define FILE_TIMEOUT 3600.0 /* files and model contents never change */
+#define ROOT_TIMEOUT 1.0    /* the model list does */
+#define LIST_MAX_AGE 1.0    /* seconds between generation checks */
+#define NODE_BUCKETS 4096
+
+#define DBG(fs, ...)                                                       \
+	do {                                                               \
+		if ((fs)->debug)                                           \
+			udfs_fs_log(fs, LOG_DEBUG, __VA_ARGS__);           \
+	} while (0)
+
+static const char *const xattr_names[] = {
+	"user.udfs.base", "user.udfs.method", "user.udfs.ratio",
+	"user.udfs.sparsity",
+};
+
+static struct udfs_fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (fs->syslog) {
+		vsyslog(prio, fmt, ap);
+	} else {
+		flockfile(stderr);
+		fprintf(stderr, "%s: ", udfs_progname());
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+		funlockfile(stderr);
+	}
+	va_end(ap);
+}
+
+/* ---- the node table ---------------------------------------------------- */
+
+static size_t bucket_of(const struct udfs_fs *fs, fuse_ino_t ino)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) &
+	       (fs->nbuckets - 1);
+}
+
+static struct udfs_node *node_find(struct udfs_fs *fs, fuse_ino_t ino)
+{
+	struct udfs_node *n;
+
+	if (ino == UDFS_ROOT_INO)
+		return &fs->root;
+	for (n = fs->buckets[bucket_of(fs, ino)]; n; n = n->next)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+static void node_unlink(struct udfs_fs *fs, struct udfs_node *n)
+{
+	struct udfs_node **pp = &fs->buckets[bucket_of(fs, n->ino)];
+
+	while (*pp != n)
+		pp = &(*pp)->next;
+	*pp = n->next;
+	n->next = NULL;
+}
+
+static void node_free(struct udfs_node *n)
+{
+	udfs_model_put(n->model);
+	pthread_mutex_destroy(&n->ra_lock);
+	free(n);
+}
+
+/*
+ * Count one kernel lookup of ino, creating its node (with a reference of
+ * its own on m) when the kernel did not know it. m and f are borrowed.
+ */
+static struct udfs_node *node_ref(struct udfs_fs *fs, fuse_ino_t ino,
+				  int kind, udfs_model *m, const udfs_file *f)
+{
+	struct udfs_node *n;
+
+	pthread_mutex_lock(&fs->lock);
+	n = node_find(fs, ino);
+	if (!n) {
+		n = udfs_xcalloc(1, sizeof(*n));
+		n->ino = ino;
+		n->kind = kind;
+		n->model = m;
+		n->file = f;
+		udfs_model_get(m);
+		pthread_mutex_init(&n->ra_lock, NULL);
+		n->next = fs->buckets[bucket_of(fs, ino)];
+		fs->buckets[bucket_of(fs, ino)] = n;
+	}
+	n->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+	return n;
+}
+
+/* Drop nlookup kernel references; free the node when nothing uses it. */
+static void node_forget(struct udfs_fs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct udfs_node *n, *dead = NULL;
+
+	pthread_mutex_lock(&fs->lock);
+	n = node_find(fs, ino);
+	if (n && n != &fs->root) {
+		n->nlookup = nlookup >= n->nlookup ? 0 : n->nlookup - nlookup;
+		if (!n->nlookup && !n->opens) {
+			node_unlink(fs, n);
+			dead = n;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (dead)
+		node_free(dead);
+}
+
+void udfs_fs_nodes_init(struct udfs_fs *fs)
+{
+	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->list_lock, NULL);
+	fs->nbuckets = NODE_BUCKETS;
+	fs->buckets = udfs_xcalloc(fs->nbuckets, sizeof(*fs->buckets));
+	fs->root.ino = UDFS_ROOT_INO;
+	fs->root.kind = UDFS_NODE_ROOT;
+	fs->root.nlookup = 1;
+	pthread_mutex_init(&fs->root.ra_lock, NULL);
+}
+
+void udfs_fs_nodes_free(struct udfs_fs *fs)
+{
+	struct udfs_fh *fh, *fnext;
+	struct udfs_node *n, *next;
+
+	for (fh = fs->handles; fh; fh = fnext) {
+		fnext = fh->next;
+		udfs_model_put(fh->model);
+		free(fh);
+	}
+	fs->handles = NULL;
+	for (size_t b = 0; fs->buckets && b < fs->nbuckets; b++) {
+		for (n = fs->buckets[b]; n; n = next) {
+			next = n->next;
+			node_free(n);
+		}
+	}
+	free(fs->buckets);
+	fs->buckets = NULL;
+	free(fs->models);
+	fs->models = NULL;
+	pthread_mutex_destroy(&fs->root.ra_lock);
+	pthread_mutex_destroy(&fs->list_lock);
+	pthread_mutex_destroy(&fs->lock);
+}
+
+/* ---- the model list ---------------------------------------------------- */
+
+/* Re-read the model list when the catalog changed. Under fs->list_lock. */
+static int list_refresh(struct udfs_fs *fs, bool force)
+{
+	double now = udfs_now();
+	udfs_model_info *list = NULL;
+	size_t n = 0;
+	int64_t gen;
+	int err;
+
+	if (!force && fs->list_time > 0 && now - fs->list_time < LIST_MAX_AGE)
+		return 0;
+	err = udfs_store_generation(fs->store, &gen);
+	if (err < 0)
+		return err;
+	if (fs->list_time > 0 && gen == fs->generation) {
+		fs->list_time = now;
+		return 0;
+	}
+	err = udfs_store_list(fs->store, &list, &n);
+	if (err < 0)
+		return err;
+	free(fs->models);
+	fs->models = list;
+	fs->n_models = n;
+	fs->generation = gen;
+	fs->list_time = now;
+	return 0;
+}
+
+static const udfs_model_info *list_find(const struct udfs_fs *fs,
+					const char *name)
+{
+	for (size_t i = 0; i < fs->n_models; i++)
+		if (strcmp(fs->models[i].name, name) == 0)
+			return &fs->models[i];
+	return NULL;
+}
+
+/* Is name a model of the store now? 0, -ENOENT or -errno. */
+static int model_exists(struct udfs_fs *fs, const char *name)
+{
+	int err;
+
+	pthread_mutex_lock(&fs->list_lock);
+	err = list_refresh(fs, false);
+	if (!err && !list_find(fs, name))
+		err = list_refresh(fs, true); /* perhaps just added */
+	if (!err && !list_find(fs, name))
+		err = -ENOENT;
+	pthread_mutex_unlock(&fs->list_lock);
+	return err;
+}
+
+/* ---- attributes -------------------------------------------------------- */
+
+static void fill_dir_attr(const struct udfs_fs *fs, struct stat *st,
+			  fuse_ino_t ino, int64_t mtime)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = S_IFDIR | 0555;
+	st->st_nlink = 2;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_size = 4096;
+	st->st_blksize = 4096;
+	st->st_atime = st->st_mtime = st->st_ctime = mtime;
+}
+
+static void fill_file_attr(const struct udfs_fs *fs, struct stat *st,
+			   const udfs_file *f)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = UDFS_FILE_INO(f->ino);
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_size = (off_t)f->size;
+	st->st_blocks = (blkcnt_t)((f->size + 511) / 512);
+	st->st_blksize = UDFS_CHUNK_BYTES; /* cp and friends read this much */
+	st->st_atime = st->st_mtime = st->st_ctime = f->model->created;
+}
+
+/* Attributes of node n and how long the kernel may keep them. Under
+ * fs->lock (or with n otherwise pinned). */
+static double fill_node_attr(const struct udfs_fs *fs,
+			     const struct udfs_node *n, struct stat *st)
+{
+	switch (n->kind) {
+	case UDFS_NODE_ROOT:
+		fill_dir_attr(fs, st, n->ino, fs->started);
+		return ROOT_TIMEOUT;
+	case UDFS_NODE_MODEL:
+		fill_dir_attr(fs, st, n->ino, n->model->created);
+		return ROOT_TIMEOUT;
+	default:
+		fill_file_attr(fs, st, n->file);
+		return FILE_TIMEOUT;
+	}
+}
+
+/* ---- lookup, forget, getattr ------------------------------------------- */
+
+static int lookup_model(struct udfs_fs *fs, const char *name,
+			struct fuse_entry_param *e)
+{
+	udfs_model *m = NULL;
+	int err;
+
+	err = model_exists(fs, name);
+	if (err < 0)
+		return err;
+	err = udfs_model_load(fs->store, name, &m);
+	if (err < 0) {
+		if (err != -ENOENT)
+			udfs_fs_log(fs, LOG_ERR, "model %s: %s", name,
+				    udfs_error_msg(err));
+		return err;
+	}
+	node_ref(fs, UDFS_DIR_INO(m->id), UDFS_NODE_MODEL, m, NULL);
+	e->ino = UDFS_DIR_INO(m->id);
+	fill_dir_attr(fs, &e->attr, e->ino, m->created);
+	e->attr_timeout = ROOT_TIMEOUT;
+	e->entry_timeout = ROOT_TIMEOUT;
+	udfs_model_put(m);
+	return 0;
+}
+
+/* The model of directory node ino, with a reference: caller puts it. */
+static int dir_model(struct udfs_fs *fs, fuse_ino_t ino, udfs_model **m)
+{
+	struct udfs_node *n;
+	int err = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	n = node_find(fs, ino);
+	if (!n)
+		err = -ENOENT;
+	else if (n->kind != UDFS_NODE_MODEL)
+		err = n->kind == UDFS_NODE_FILE ? -ENOTDIR : -ENOENT;
+	else
+		udfs_model_get(*m = n->model);
+	pthread_mutex_unlock(&fs->lock);
+	return err;
+}
+
+static int lookup_file(struct udfs_fs *fs, fuse_ino_t parent,
+		       const char *name, struct fuse_entry_param *e)
+{
+	const udfs_file *f;
+	udfs_model *m;
+	int err;
+
+	err = dir_model(fs, parent, &m);
+	if (err < 0)
+		return err;
+	f = udfs_model_file(m, name);
+	if (!f) {
+		err = -ENOENT;
+		goto out;
+	}
+	node_ref(fs, UDFS_FILE_INO(f->ino), UDFS_NODE_FILE, m, f);
+	e->ino = UDFS_FILE_INO(f->ino);
+	fill_file_attr(fs, &e->attr, f);
+	e->attr_timeout = FILE_TIMEOUT;
+	e->entry_timeout = FILE_TIMEOUT;
+out:
+	udfs_model_put(m);
+	return err;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct udfs_fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	int err;
+
+	DBG(fs, "lookup parent=%" PRIu64 " name=%s", (uint64_t)parent, name);
+	udfs_error_clear();
+	memset(&e, 0, sizeof(e));
+	if (parent == UDFS_ROOT_INO)
+		err = lookup_model(fs, name, &e);
+	else
+		err = lookup_file(fs, parent, name, &e);
+	if (err < 0)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct udfs_fs *fs = fs_of(req);
+
+	DBG(fs, "forget ino=%" PRIu64 " n=%" PRIu64, (uint64_t)ino, nlookup);
+	node_forget(fs, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	struct udfs_fs *fs = fs_of(req);
+
+	DBG(fs, "forget_multi count=%zu", count);
+	for (size_t i = 0; i < count; i++)
+		node_forget(fs, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct udfs_fs *fs = fs_of(req);
+	struct udfs_node *n;
+	struct stat st;
+	double timeout = 0;
+
+	(void)fi;
+	DBG(fs, "getattr ino=%" PRIu64, (uint64_t)ino);
+	pthread_mutex_lock(&fs->lock);
+	n = node_find(fs, ino);
+	if (n)
+		timeout = fill_node_attr(fs, n, &st);
+	pthread_mutex_unlock(&fs->lock);
+	if (!n)
+		fuse_reply_err(req, ENOENT);
+	else
+		fuse_reply_attr(req, &st, timeout);
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+static void fh_release(struct udfs_fs *fs, struct udfs_fh *fh)
+{
+	struct udfs_node *n = fh->node, *dead = NULL;
+
+	pthread_mutex_lock(&fs->lock);
+	if (fh->prev)
+		fh->prev->next = fh->next;
+	else
+		fs->handles = fh->next;
+	if (fh->next)
+		fh->next->prev = fh->prev;
+	if (--n->opens == 0 && n->nlookup == 0) {
+		node_unlink(fs, n);
+		dead = n;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	udfs_model_put(fh->model);
+	free(fh);
+	if (dead)
+		node_free(dead);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct udfs_fs *fs = fs_of(req);
+	struct udfs_fh *fh = NULL;
+	struct udfs_node *n;
+	int err = 0;
+
+	DBG(fs, "open ino=%" PRIu64 " flags=0%o", (uint64_t)ino, fi->flags);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	n = node_find(fs, ino);
+	if (!n) {
+		err = ENOENT;
+	} else if (n->kind != UDFS_NODE_FILE) {
+		err = EISDIR;
+	} else {
+		fh = udfs_xcalloc(1, sizeof(*fh));
+		fh->node = n;
+		fh->model = n->model;
+		fh->file = n->file;
+		udfs_model_get(fh->model);
+		n->opens++;
+		fh->next = fs->handles;
+		if (fs->handles)
+			fs->handles->prev = fh;
+		fs->handles = fh;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	fi->fh = (uintptr_t)fh;
+	fi->keep_cache = 1; /* immutable: keep the page cache across opens */
+	fi->noflush = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fh_release(fs, fh); /* the open was interrupted */
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct udfs_fs *fs = fs_of(req);
+
+	DBG(fs, "release ino=%" PRIu64, (uint64_t)ino);
+	fh_release(fs, (struct udfs_fh *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+/* One reply buffer per worker thread, grown to the largest request. */
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+
+struct tbuf {
+	size_t cap;
+	unsigned char data[];
+};
+
+static void buf_key_init(void)
+{
+	pthread_key_create(&buf_key, free);
+}
+
+static unsigned char *thread_buf(size_t size)
+{
+	struct tbuf *b;
+
+	pthread_once(&buf_once, buf_key_init);
+	b = pthread_getspecific(buf_key);
+	if (b && b->cap >= size)
+		return b->data;
+	free(b);
+	b = malloc(sizeof(*b) + size);
+	pthread_setspecific(buf_key, b);
+	if (!b)
+		return NULL;
+	b->cap = size;
+	return b->data;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct udfs_fs *fs = fs_of(req);
+	struct udfs_fh *fh = (struct udfs_fh *)(uintptr_t)fi->fh;
+	unsigned char *buf;
+	ssize_t n;
+
+	DBG(fs, "read ino=%" PRIu64 " off=%lld size=%zu", (uint64_t)ino,
+	    (long long)off, size);
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if ((uint64_t)off >= fh->file->size) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	size = (size_t)UDFS_MIN((uint64_t)size, fh->file->size - (uint64_t)off);
+	buf = thread_buf(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	udfs_fs_readahead(fs, fh->node, (uint64_t)off, size);
+	udfs_error_clear();
+	n = udfs_file_read(fh->file, buf, size, (uint64_t)off, &fs->provider);
+	if (n < 0) {
+		udfs_fs_log(fs, LOG_ERR, "%s/%s: read of %zu bytes at %lld: %s",
+			    fh->model->name, fh->file->path, size,
+			    (long long)off, udfs_error_msg((int)n));
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	fuse_reply_buf(req, (const char *)buf, (size_t)n);
+}
+
+/* ---- directories ------------------------------------------------------- */
+
+struct dent {
+	char *name;
+	fuse_ino_t ino;
+	int64_t mtime;        /* root entries */
+	const udfs_file *file; /* model directory entries */
+};
+
+struct udfs_dirh {
+	fuse_ino_t ino;
+	udfs_model *model; /* model directories: a reference */
+	size_t n;
+	struct dent *ents;
+};
+
+static void dirh_free(struct udfs_dirh *d)
+{
+	if (!d)
+		return;
+	if (!d->model)
+		for (size_t i = 0; i < d->n; i++)
+			free(d->ents[i].name);
+	udfs_model_put(d->model);
+	free(d->ents);
+	free(d);
+}
+
+/* Snapshot the root's model list. */
+static int snap_root(struct udfs_fs *fs, struct udfs_dirh *d)
+{
+	int err;
+
+	pthread_mutex_lock(&fs->list_lock);
+	err = list_refresh(fs, true);
+	if (!err) {
+		d->ents = udfs_xcalloc(fs->n_models + 1, sizeof(*d->ents));
+		for (size_t i = 0; i < fs->n_models; i++) {
+			d->ents[i].name = udfs_xstrdup(fs->models[i].name);
+			d->ents[i].ino = UDFS_DIR_INO(fs->models[i].id);
+			d->ents[i].mtime = fs->models[i].created;
+		}
+		d->n = fs->n_models;
+	}
+	pthread_mutex_unlock(&fs->list_lock);
+	return err;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct udfs_fs *fs = fs_of(req);
+	struct udfs_dirh *d;
+	int err;
+
+	DBG(fs, "opendir ino=%" PRIu64, (uint64_t)ino);
+	udfs_error_clear();
+	d = udfs_xcalloc(1, sizeof(*d));
+	d->ino = ino;
+	if (ino == UDFS_ROOT_INO) {
+		err = snap_root(fs, d);
+		if (err < 0)
+			udfs_fs_log(fs, LOG_ERR, "model list: %s",
+				    udfs_error_msg(err));
+	} else {
+		err = dir_model(fs, ino, &d->model);
+		if (!err) {
+			udfs_model *m = d->model;
+
+			d->ents = udfs_xcalloc(m->n_files + 1,
+					       sizeof(*d->ents));
+			for (size_t i = 0; i < m->n_files; i++) {
+				d->ents[i].name = m->files[i].path;
+				d->ents[i].file = &m->files[i];
+				d->ents[i].ino = UDFS_FILE_INO(m->files[i].ino);
+			}
+			d->n = m->n_files;
+			fi->cache_readdir = 1; /* immutable listing */
+			fi->keep_cache = 1;
+		}
+	}
+	if (err < 0) {
+		dirh_free(d);
+		fuse_reply_err(req, -err);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dirh_free(d);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct udfs_fs *fs = fs_of(req);
+
+	DBG(fs, "releasedir ino=%" PRIu64, (uint64_t)ino);
+	dirh_free((struct udfs_dirh *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+/*
+ * readdir and readdirplus. Offsets are entry indices + 1 (0 is "start");
+ * entries 0 and 1 are "." and "..". readdirplus counts a lookup for each
+ * model file it returns (only once it is sure the entry fits); the root's
+ * entries carry no inode (e.ino = 0), so listing the root loads nothing.
+ */
+static void do_readdir(fuse_req_t req, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct udfs_fs *fs = fs_of(req);
+	struct udfs_dirh *d = (struct udfs_dirh *)(uintptr_t)fi->fh;
+	char *buf = NULL;
+	size_t pos = 0;
+
+	if (size) {
+		buf = malloc(size);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+	}
+	for (size_t i = off < 0 ? 0 : (size_t)off; i < d->n + 2; i++) {
+		struct fuse_entry_param e;
+		const struct dent *de = i >= 2 ? &d->ents[i - 2] : NULL;
+		const char *name = i == 0 ? "." : i == 1 ? ".." : de->name;
+		size_t need;
+
+		memset(&e, 0, sizeof(e));
+		if (!de)
+			fill_dir_attr(fs, &e.attr,
+				      i == 0 ? d->ino : UDFS_ROOT_INO,
+				      fs->started);
+		else if (de->file)
+			fill_file_attr(fs, &e.attr, de->file);
+		else
+			fill_dir_attr(fs, &e.attr, de->ino, de->mtime);
+		if (!plus) {
+			need = fuse_add_direntry(req, buf + pos, size - pos,
+						 name, &e.attr, (off_t)i + 1);
+			if (need > size - pos)
+				break;
+			pos += need;
+			continue;
+		}
+		need = fuse_add_direntry_plus(req, NULL, 0, name, &e,
+					      (off_t)i + 1);
+		if (need > size - pos)
+			break;
+		if (de && de->file) {
+			node_ref(fs, de->ino, UDFS_NODE_FILE, d->model,
+				 de->file);
+			e.ino = de->ino;
+			e.attr_timeout = FILE_TIMEOUT;
+			e.entry_timeout = FILE_TIMEOUT;
+		}
+		pos += fuse_add_direntry_plus(req, buf + pos, size - pos, name,
+					      &e, (off_t)i + 1);
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	DBG(fs_of(req), "readdir ino=%" PRIu64 " off=%lld", (uint64_t)ino,
+	    (long long)off);
+	do_readdir(req, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	DBG(fs_of(req), "readdirplus ino=%" PRIu64 " off=%lld", (uint64_t)ino,
+	    (long long)off);
+	do_readdir(req, size, off, fi, true);
+}
+
+/* ---- statfs and extended attributes ------------------------------------ */
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct udfs_fs *fs = fs_of(req);
+	struct statvfs st;
+	uint64_t bytes = 0;
+	int err;
+
+	DBG(fs, "statfs ino=%" PRIu64, (uint64_t)ino);
+	udfs_error_clear();
+	err = udfs_store_usage(fs->store, &bytes);
+	if (err < 0) {
+		udfs_fs_log(fs, LOG_ERR, "statfs: %s", udfs_error_msg(err));
+		fuse_reply_err(req, -err);
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = 4096;
+	st.f_frsize = 4096;
+	st.f_blocks = (fsblkcnt_t)((bytes + 4095) / 4096);
+	pthread_mutex_lock(&fs->list_lock);
+	st.f_files = fs->n_models;
+	pthread_mutex_unlock(&fs->list_lock);
+	st.f_namemax = 255;
+	st.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
+	fuse_reply_statfs(req, &st);
+}
+
+/* Value of xattr name of model m into buf (>= 64 bytes): its length, or
+ * -ENODATA. */
+static int xattr_value(const udfs_model *m, const char *name, char *buf,
+		       size_t len)
+{
+	if (strcmp(name, "user.udfs.base") == 0) {
+		if (!m->base)
+			return -ENODATA;
+		snprintf(buf, len, "%s", m->base->name);
+	} else if (strcmp(name, "user.udfs.method") == 0) {
+		snprintf(buf, len, "%s", m->method ? m->method : "");
+	} else if (strcmp(name, "user.udfs.ratio") == 0) {
+		snprintf(buf, len, "%.2f",
+			 m->stored_bytes ? (double)m->source_bytes /
+						   (double)m->stored_bytes
+					 : 0.0);
+	} else if (strcmp(name, "user.udfs.sparsity") == 0) {
+		snprintf(buf, len, "%.4f", m->sparsity);
+	} else {
+		return -ENODATA;
+	}
+	return (int)strlen(buf);
+}
+
+/* Reply to a getxattr/listxattr query of size bytes with len bytes. */
+static void reply_xattr(fuse_req_t req, const char *val, size_t len,
+			size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, val, len);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	struct udfs_fs *fs = fs_of(req);
+	struct udfs_node *n;
+	char val[512];
+	int len = -ENODATA;
+
+	DBG(fs, "getxattr ino=%" PRIu64 " name=%s", (uint64_t)ino, name);
+	pthread_mutex_lock(&fs->lock);
+	n = node_find(fs, ino);
+	if (!n)
+		len = -ENOENT;
+	else if (n->model)
+		len = xattr_value(n->model, name, val, sizeof(val));
+	pthread_mutex_unlock(&fs->lock);
+	if (len < 0)
+		fuse_reply_err(req, -len);
+	else
+		reply_xattr(req, val, (size_t)len, size);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct udfs_fs *fs = fs_of(req);
+	struct udfs_node *n;
+	char list[256], val[512];
+	size_t pos = 0;
+	int err = 0;
+
+	DBG(fs, "listxattr ino=%" PRIu64, (uint64_t)ino);
+	pthread_mutex_lock(&fs->lock);
+	n = node_find(fs, ino);
+	if (!n)
+		err = ENOENT;
+	for (size_t i = 0; n && n->model && i < UDFS_ARRAY_SIZE(xattr_names);
+	     i++) {
+		if (xattr_value(n->model, xattr_names[i], val, sizeof(val)) <
+		    0)
+			continue;
+		memcpy(list + pos, xattr_names[i], strlen(xattr_names[i]) + 1);
+		pos += strlen(xattr_names[i]) + 1;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		reply_xattr(req, list, pos, size);
+}
+
+/* ---- everything that would modify: EROFS ------------------------------- */
+
+/* EROFS when parent/name exists, ENOENT (or ENOTDIR) when it does not. */
+static int erofs_if_exists(struct udfs_fs *fs, fuse_ino_t parent,
+			   const char *name)
+{
+	udfs_model *m;
+	int err;
+
+	udfs_error_clear();
+	if (parent == UDFS_ROOT_INO)
+		err = model_exists(fs, name);
+	else if ((err = dir_model(fs, parent, &m)) == 0) {
+		err = udfs_model_file(m, name) ? 0 : -ENOENT;
+		udfs_model_put(m);
+	}
+	return err < 0 ? -err : EROFS;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	(void)ino, (void)attr, (void)to_set, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	(void)parent, (void)name, (void)mode, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	(void)parent, (void)name, (void)mode;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
+		    const char *name)
+{
+	(void)ino, (void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, erofs_if_exists(fs_of(req), parent, name));
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, erofs_if_exists(fs_of(req), parent, name));
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	(void)newparent, (void)newname, (void)flags;
+	fuse_reply_err(req, erofs_if_exists(fs_of(req), parent, name));
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	(void)ino, (void)name, (void)value, (void)size, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+/* ---- session ----------------------------------------------------------- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct udfs_fs *fs = userdata;
+
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	/* Splicing measured no faster for reads served from memory. */
+	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_WRITE |
+				  FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_READ);
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+	/* The kernel takes the smaller of this and its bdi readahead,
+	 * which the daemon raises through sysfs (fuse_mount.c). */
+	conn->max_readahead = 16u << 20;
+	/* conn->max_read stays as the mount option set it: libfuse rejects
+	 * a value that differs from the kernel's. */
+	DBG(fs, "init: proto %u.%u, capable 0x%x, want 0x%x, max_write %u",
+	    conn->proto_major, conn->proto_minor, conn->capable, conn->want,
+	    conn->max_write);
+}
+
+const struct fuse_lowlevel_ops udfs_fuse_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.release = op_release,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+};

@@ -1,0 +1,90 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Ways a mount ends and starts: `fusermount3 -u`, SIGTERM and SIGHUP
+# each make the daemon exit 0 and leave nothing mounted; `udfs mount`
+# without -f returns only once the mount answers; mount-helpers/mount.udfs
+# drops fstab-only options and mounts; and, when root and /sbin/mount.udfs
+# is absent (or ours), `mount -t udfs` works through it.
+. "$(dirname "$0")/lib.sh"
+
+make_simple_store bf16 2
+M=$T/mnt
+F=$M/ft/ft.safetensors
+
+mount_udfs "$T/S" "$M"
+cmp "$F" "$T/src/ft.safetensors" || fail "ft differs"
+umount_udfs "$M" "$DAEMON_PID"
+mountpoint -q "$M" && fail "still mounted after fusermount3 -u"
+log "fusermount3 -u: daemon exit 0"
+
+# (A background job of a non-interactive shell starts with SIGINT ignored,
+# which libfuse respects, so SIGINT is tried by hand, not here.)
+for sig in TERM HUP; do
+	mount_udfs "$T/S" "$M"
+	PID=$DAEMON_PID
+	cmp "$F" "$T/src/ft.safetensors" || fail "ft differs"
+	kill -"$sig" "$PID"
+	wait_daemon "$PID" "SIG$sig"
+	mountpoint -q "$M" && fail "still mounted after SIG$sig"
+	MOUNTS=""
+	log "SIG$sig: daemon exit 0, unmounted"
+done
+
+# The daemon's pid, found by its unique command line.
+daemon_of() { # mountpoint
+	for d in /proc/[0-9]*; do
+		tr '\0' ' ' 2>/dev/null <"$d/cmdline" |
+			grep -q "udfs mount .* $1" && basename "$d"
+	done | head -n 1
+}
+
+# Daemon mode: the parent returns 0 once the mount answers.
+"$UDFS" mount "$T/S" "$M" -o cache=16M >"$T/daemon.bg.log" 2>&1 ||
+	fail "udfs mount (daemon) failed: $(cat "$T/daemon.bg.log")"
+MOUNTS="$M"
+cmp "$F" "$T/src/ft.safetensors" || fail "ft differs (daemon mode)"
+PID=$(daemon_of "$M")
+[ -n "$PID" ] || fail "no daemon process found"
+fusermount3 -u "$M" || fail "fusermount3 -u (daemon mode)"
+MOUNTS=""
+wait_for 10 '! kill -0 '"$PID"' 2>/dev/null' || fail "daemon did not exit"
+log "daemon mode ok"
+
+# The mount helper, called the way mount(8) calls it.
+HELPER=$UDFS_TOP/mount-helpers/mount.udfs
+UDFS="$UDFS" sh "$HELPER" "$T/S" "$M" -n \
+	-o defaults,nofail,_netdev,noauto,x-systemd.automount,comment=x,nodev,nosuid,cache=16M \
+	>"$T/helper.out" 2>&1 || fail "mount.udfs: $(cat "$T/helper.out")"
+MOUNTS="$M"
+cmp "$F" "$T/src/ft.safetensors" || fail "ft differs (helper)"
+grep " $M " /proc/mounts | grep -q nodev || fail "nodev not passed on"
+fusermount3 -u "$M" || fail "fusermount3 -u (helper)"
+MOUNTS=""
+UDFS="$UDFS" sh "$HELPER" "$T/S" "$M" -o rw >"$T/helper.out" 2>&1 &&
+	fail "mount.udfs -o rw succeeded"
+grep -q "read-only" "$T/helper.out" || fail "mount.udfs -o rw: $(cat "$T/helper.out")"
+log "mount.udfs ok"
+
+# mount -t udfs through /sbin/mount.udfs (root only; never clobber one).
+if [ "$(id -u)" -eq 0 ] && command -v mount >/dev/null 2>&1 &&
+   { ! [ -e /sbin/mount.udfs ] || cmp -s "$HELPER" /sbin/mount.udfs; }; then
+	installed=0
+	if ! [ -e /sbin/mount.udfs ]; then
+		cp "$HELPER" /sbin/mount.udfs && chmod 755 /sbin/mount.udfs &&
+			installed=1
+		trap 'rm -f /sbin/mount.udfs; cleanup' EXIT
+	fi
+	UDFS="$UDFS" mount -t udfs "$T/S" "$M" -o ro,allow_other,cache=64M \
+		>"$T/mount.out" 2>&1 || fail "mount -t udfs: $(cat "$T/mount.out")"
+	MOUNTS="$M"
+	cmp "$F" "$T/src/ft.safetensors" || fail "ft differs (mount -t udfs)"
+	grep " $M fuse.udfs " /proc/mounts | grep -q allow_other ||
+		fail "mount -t udfs: $(grep " $M " /proc/mounts)"
+	umount "$M" || fail "umount"
+	MOUNTS=""
+	[ $installed -eq 1 ] && rm -f /sbin/mount.udfs
+	log "mount -t udfs ok"
+else
+	log "not root or /sbin/mount.udfs differs: mount -t udfs part skipped"
+fi
+log "ok"
