@@ -126,6 +126,28 @@ static int step_done(udfs_catalog *c, sqlite3_stmt *st, const char *what)
 	return rc == SQLITE_DONE ? 0 : fail(c, rc, what);
 }
 
+static int open_immutable(udfs_catalog *c, const char *path)
+{
+	char *uri = sqlite3_mprintf("file:%s?immutable=1", path);
+	char *q;
+	int rc;
+
+	/* Escape what a URI path cannot hold as is. */
+	for (q = uri + 5; *q && *q != '?'; q++)
+		if (*q == '#' || *q == '%')
+			break;
+	if (*q != '?') {
+		sqlite3_free(uri);
+		return SQLITE_CANTOPEN;
+	}
+	rc = sqlite3_open_v2(uri, &c->db,
+			     SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+				     SQLITE_OPEN_FULLMUTEX,
+			     NULL);
+	sqlite3_free(uri);
+	return rc;
+}
+
 int udfs_catalog_open(const char *path, bool rdonly, bool create,
 		      udfs_catalog **out)
 {
@@ -143,10 +165,25 @@ int udfs_catalog_open(const char *path, bool rdonly, bool create,
 		goto out;
 	}
 	sqlite3_busy_timeout(c->db, BUSY_MS);
-	err = prep(c, &st, "PRAGMA user_version");
-	if (err)
-		goto out;
-	rc = sqlite3_step(st);
+	rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rdonly && rc != SQLITE_ROW &&
+	    ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_READONLY)) {
+		/* A WAL catalog on a read-only filesystem (or owned by
+		 * another user) cannot create its -shm file: open it as an
+		 * immutable file instead, which needs no lock files. */
+		sqlite3_finalize(st);
+		st = NULL;
+		sqlite3_close(c->db);
+		c->db = NULL;
+		rc = open_immutable(c, path);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version",
+						-1, &st, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_step(st);
+	}
 	if (rc != SQLITE_ROW) {
 		err = fail(c, rc, "read format version");
 		goto out;

@@ -41,7 +41,8 @@ int udfs_cli_parse(int argc, char **argv, struct cli_opts *o,
 
 	memset(o, 0, sizeof(*o));
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+	opterr = 0; /* one line of our own instead of getopt's */
+	while ((c = getopt_long(argc, argv, ":qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			o->json = 1;
@@ -55,8 +56,15 @@ int udfs_cli_parse(int argc, char **argv, struct cli_opts *o,
 		case 'h':
 			printf("usage: %s\n", usage);
 			exit(0);
+		case ':':
+			udfs_die("%s needs an argument; usage: %s",
+				 argv[optind - 1], usage);
 		default:
-			udfs_die("usage: %s", usage);
+			if (optopt)
+				udfs_die("unknown option -%c; usage: %s",
+					 optopt, usage);
+			udfs_die("unknown option %s; usage: %s",
+				 argv[optind - 1], usage);
 		}
 	}
 	return optind;

@@ -129,7 +129,8 @@ int main(int argc, char **argv)
 
 	udfs_set_progname(argv[0]);
 	udfs_add_opts_init(&o);
-	while ((c = getopt_long(argc, argv, "qhV", long_opts, NULL)) != -1) {
+	opterr = 0; /* one line of our own instead of getopt's */
+	while ((c = getopt_long(argc, argv, ":qhV", long_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_BASE:
 			o.base = optarg;
@@ -201,9 +202,15 @@ int main(int argc, char **argv)
 		case 'V':
 			puts("udfs-compress " UDFS_VERSION);
 			return 0;
+		case ':':
+			udfs_die("%s needs an argument; see --help",
+				 argv[optind - 1]);
 		default:
-			fputs(usage, stderr);
-			return 2;
+			if (optopt)
+				udfs_die("unknown option -%c; see --help",
+					 optopt);
+			udfs_die("unknown option %s; see --help",
+				 argv[optind - 1]);
 		}
 	}
 	o.quiet = quiet;
