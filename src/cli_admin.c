@@ -158,13 +158,11 @@ static json_t *shape_json(const udfs_tensor *t)
 	return a;
 }
 
-/* Catalog bytes a tensor's rows cost: its chunk map and ~64 of record. */
 static uint64_t tensor_stored(const udfs_tensor *t)
 {
 	if (t->enc == UDFS_ENC_BASE)
 		return t->end - t->begin;
-	return t->stored_bytes + (uint64_t)t->n_chunks * 20 + 64 +
-	       strlen(t->name);
+	return udfs_encoded_bytes(t->enc, t->n_chunks, t->stored_bytes);
 }
 
 int udfs_cli_info(int argc, char **argv)

@@ -435,7 +435,7 @@ static int size_one(void *ctx, size_t i)
 					      (uint32_t)(len / es), &out,
 					      &out_len);
 		free(out);
-		j->bytes[i] += out_len + 20; /* + its chunk-map record */
+		j->bytes[i] += out_len + UDFS_CHUNK_REF_BYTES;
 	}
 	udfs_lossy_tensor_free(lt);
 	return err;
@@ -458,7 +458,7 @@ static int measure_ratio(struct add_group *g, struct add_model *am,
 		const udfs_st_tensor *st = &sf->st->tensors[v[i].tensor];
 
 		src += st->end - st->begin;
-		dst += bytes[i] + 64; /* + the tensor's catalog row */
+		dst += bytes[i] + UDFS_LOSSY_PARAM_BYTES;
 	}
 	free(bytes);
 	*ratio = dst ? (double)src / (double)dst : 0;

@@ -407,6 +407,22 @@ int udfs_mount_main(int argc, char **argv)
 		goto out;
 	}
 	ret = 0;
+	if (fs.debug) {
+		udfs_cache_stats st;
+
+		udfs_cache_get_stats(fs.cache, &st);
+		udfs_fs_log(&fs, LOG_DEBUG, "cache: %llu hits, %llu misses, "
+			    "%llu waits, %llu decodes, %llu errors, %llu "
+			    "evictions, decode-ahead %llu queued %llu dropped",
+			    (unsigned long long)st.hits,
+			    (unsigned long long)st.misses,
+			    (unsigned long long)st.waits,
+			    (unsigned long long)st.decodes,
+			    (unsigned long long)st.errors,
+			    (unsigned long long)st.evictions,
+			    (unsigned long long)st.ahead_queued,
+			    (unsigned long long)st.ahead_dropped);
+	}
 out:
 	if (mounted)
 		fuse_session_unmount(fs.se);

@@ -61,6 +61,12 @@ bool udfs_encoding_is_lossy(int enc)
 	return enc >= UDFS_ENC_ULTRADELTA && enc <= UDFS_ENC_MAGNITUDE;
 }
 
+uint64_t udfs_encoded_bytes(int enc, uint32_t n_chunks, uint64_t pack_bytes)
+{
+	return pack_bytes + (uint64_t)n_chunks * UDFS_CHUNK_REF_BYTES +
+	       (udfs_encoding_is_lossy(enc) ? UDFS_LOSSY_PARAM_BYTES : 0);
+}
+
 int udfs_store_init(const char *dir)
 {
 	static const char *const sub[] = {"bases", "packs", "tmp"};

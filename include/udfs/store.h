@@ -49,6 +49,17 @@ enum udfs_file_kind {
 
 enum udfs_model_kind { UDFS_MODEL_BASE = 0, UDFS_MODEL_DELTA = 1 };
 
+/*
+ * Bytes a tensor's encoding costs in the store: its pack chunks, their
+ * chunk-map records (20 bytes each) and, for lossy encodings, the
+ * per-tensor parameters (UDFS_LOSSY_PARAM_BYTES). Its name, dtype and shape
+ * are not counted here: the safetensors header holds them whatever the
+ * encoding, and the model's stored_bytes counts the whole catalog.
+ */
+#define UDFS_CHUNK_REF_BYTES 20
+#define UDFS_LOSSY_PARAM_BYTES 32
+uint64_t udfs_encoded_bytes(int enc, uint32_t n_chunks, uint64_t pack_bytes);
+
 /* "xor" for UDFS_ENC_XOR; NULL for an out-of-range value. */
 const char *udfs_encoding_name(int enc);
 /* Inverse of udfs_encoding_name; -1 when unknown. */
