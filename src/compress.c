@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -506,6 +507,22 @@ static void unmap_base(struct add_group *g)
 	free(g->base_map);
 }
 
+/* The options as recorded in the catalog, with the sparsity really used
+ * (--ratio searches for it). Caller frees. */
+static char *params_json(const udfs_add_opts *o, double s)
+{
+	json_t *j = json_loads(o->argv_json ? o->argv_json : "{}", 0, NULL);
+	char *out;
+
+	if (!j)
+		j = json_object();
+	if (!o->lossless)
+		json_object_set_new(j, "sparsity", json_real(s));
+	out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	return out ? out : udfs_xstrdup("{}");
+}
+
 static const char *method_name(const udfs_add_opts *o)
 {
 	return o->lossless ? "lossless" : udfs_encoding_name(o->method);
@@ -574,7 +591,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		m->kind = UDFS_MODEL_DELTA;
 		m->base = g.base;
 		m->method = (char *)method_name(o);
-		m->params = (char *)o->argv_json;
+		m->params = params_json(o, g.models[i].target_sparsity);
 		m->seed = (int64_t)o->seed;
 		m->created = (int64_t)time(NULL);
 		m->n_files = src[i]->n_files;
@@ -598,6 +615,9 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		goto out;
 	err = udfs_catalog_begin(cat);
 	in_tx = !err;
+	/* Another writer may have taken a name while we compressed. */
+	for (size_t i = 0; i < n && !err; i++)
+		err = check_new_name(s, names[i]);
 	for (size_t i = 0; i < n && !err; i++)
 		err = pack_place(s, &packs[i]);
 	for (size_t i = 0; i < n && !err; i++) {
@@ -633,6 +653,7 @@ out:
 			free(packs[i].final_rel);
 		}
 		files_free(models[i].files, models[i].n_files);
+		free(models[i].params);
 		for (size_t j = 0; g.models[i].plan && j < src[i]->n_files; j++)
 			free(g.models[i].plan[j]);
 		free(g.models[i].plan);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "compress_i.h"
 #include "udfs/compress.h"
@@ -110,6 +111,26 @@ static void on_signal(int sig)
 	udfs_interrupted = 1;
 }
 
+/*
+ * Sources and the base are read through mmap; a read error there (a file
+ * truncated under us, a failing disk or network filesystem) arrives as
+ * SIGBUS. Nothing has been committed at that point (the pack is still in
+ * tmp/, which gc removes), so one line and a non-zero exit is all that is
+ * needed. Only async-signal-safe calls here.
+ */
+static void on_sigbus(int sig)
+{
+	static const char tail[] = ": I/O error while reading a source or "
+				   "base file (changed or unreadable); "
+				   "nothing was added\n";
+	const char *p = udfs_progname();
+
+	(void)sig;
+	if (write(2, p, strlen(p)) < 0 || write(2, tail, sizeof(tail) - 1) < 0)
+		_exit(1);
+	_exit(1);
+}
+
 static void check(int err)
 {
 	if (err)
@@ -121,7 +142,7 @@ int main(int argc, char **argv)
 	udfs_add_opts o;
 	json_t *params = json_object(), *exact = json_array();
 	const char **exact_v = NULL;
-	bool link = false, quiet = false, lossy_opt = false;
+	bool link = false, quiet = false, lossy_opt = false, mask_opt = false;
 	struct sigaction sa = {.sa_handler = on_signal};
 	udfs_store *s = NULL;
 	const char *verb;
@@ -162,7 +183,7 @@ int main(int argc, char **argv)
 			else
 				udfs_die("--mask: \"%s\" is not explicit or "
 					 "seeded", optarg);
-			lossy_opt = true;
+			lossy_opt = mask_opt = true;
 			break;
 		case OPT_METHOD:
 			o.method = udfs_encoding_parse(optarg);
@@ -221,6 +242,8 @@ int main(int argc, char **argv)
 	verb = argv[optind++];
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_sigbus;
+	sigaction(SIGBUS, &sa, NULL);
 	if (!strcmp(verb, "init")) {
 		if (argc - optind != 1)
 			udfs_die("usage: udfs-compress init STORE");
@@ -243,6 +266,12 @@ int main(int argc, char **argv)
 		if (o.lossless && lossy_opt)
 			udfs_die("--lossless cannot be combined with lossy "
 				 "options (--sparsity, --bits, --method, ...)");
+		if (mask_opt && o.method == UDFS_ENC_BITDELTA)
+			udfs_die("--method bitdelta keeps every element: --mask "
+				 "does not apply");
+		if (o.mask == UDFS_MASK_SEEDED && o.method == UDFS_ENC_MAGNITUDE)
+			udfs_die("--method magnitude needs an explicit mask: its "
+				 "positions cannot be regenerated from a seed");
 		names = udfs_xcalloc(n, sizeof(*names));
 		srcs = udfs_xcalloc(n, sizeof(*srcs));
 		for (size_t i = 0; i < n; i++) {
@@ -266,10 +295,13 @@ int main(int argc, char **argv)
 					    json_integer(o.bits));
 			json_object_set_new(params, "step", json_real(o.step));
 			json_object_set_new(params, "ratio", json_real(o.ratio));
-			json_object_set_new(params, "mask",
-					    json_string(o.mask == UDFS_MASK_SEEDED
-								? "seeded"
-								: "explicit"));
+			json_object_set_new(
+				params, "mask",
+				json_string(o.method == UDFS_ENC_BITDELTA
+						    ? "none"
+					    : o.mask == UDFS_MASK_SEEDED
+						    ? "seeded"
+						    : "explicit"));
 			json_object_set_new(params, "min_elems",
 					    json_integer((json_int_t)o.min_elems));
 			json_object_set_new(params, "exact", json_incref(exact));

@@ -447,7 +447,11 @@ int udfs_source_open(const char *path, udfs_source **out)
 			f->fd = -1;
 			f->path = names[i];
 			names[i] = NULL;
-			err = open_file(dfd, f->path, f->path, f);
+			char *shown = udfs_xasprintf("%s/%s", path, f->path);
+
+			/* Messages name the file with its directory. */
+			err = open_file(dfd, f->path, shown, f);
+			free(shown);
 			if (err)
 				goto out;
 			n_st += f->kind == UDFS_FILE_SAFETENSORS;

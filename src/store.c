@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "udfs/catalog.h"
+#include "udfs/dtype.h"
 #include "udfs/util.h"
 
 struct udfs_store {
@@ -241,9 +242,11 @@ static int open_storage(udfs_store *s, udfs_model *m, const char *storage)
 
 	if (m->kind == UDFS_MODEL_DELTA) {
 		path = udfs_xasprintf("%s/%s", s->dir, storage);
+		/* A file the catalog names but cannot be opened is a damaged
+		 * store (EIO), never "no such model" (ENOENT). */
 		m->pack_fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (m->pack_fd < 0)
-			err = udfs_error(-errno, "model %s: pack %s: %s",
+			err = udfs_error(-EIO, "model %s: pack %s: %s",
 					 m->name, path, strerror(errno));
 		free(path);
 		return err;
@@ -255,10 +258,10 @@ static int open_storage(udfs_store *s, udfs_model *m, const char *storage)
 		path = udfs_xasprintf("%s/%s/%s", s->dir, storage, f->path);
 		f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (f->fd < 0)
-			err = udfs_error(-errno, "base %s: %s: %s", m->name,
+			err = udfs_error(-EIO, "base %s: %s: %s", m->name,
 					 path, strerror(errno));
 		else if (fstat(f->fd, &st) < 0)
-			err = udfs_error(-errno, "base %s: %s: %s", m->name,
+			err = udfs_error(-EIO, "base %s: %s: %s", m->name,
 					 path, strerror(errno));
 		else if ((uint64_t)st.st_size != f->size)
 			err = udfs_error(-EIO, "base %s: %s is %lld bytes, the "
@@ -269,6 +272,29 @@ static int open_storage(udfs_store *s, udfs_model *m, const char *storage)
 	return err;
 }
 
+/* Check that each tensor's encoding fits its model and its rows: the
+ * catalog is input like any file, and the read path relies on this. */
+static int check_tensor(const udfs_model *m, const udfs_tensor *t)
+{
+	bool chunked = t->enc == UDFS_ENC_XOR || t->enc == UDFS_ENC_RAW ||
+		       udfs_encoding_is_lossy(t->enc);
+	bool needs_base = t->enc == UDFS_ENC_SAME || t->enc == UDFS_ENC_XOR ||
+			  udfs_encoding_is_lossy(t->enc);
+	unsigned es = udfs_dtype_size(t->dtype);
+
+	if ((m->kind == UDFS_MODEL_BASE) != (t->enc == UDFS_ENC_BASE) ||
+	    (t->end > t->begin && chunked != (t->n_chunks > 0)) ||
+	    (!chunked && t->n_chunks) || needs_base != (t->base_file_id != 0) ||
+	    (udfs_encoding_is_lossy(t->enc) &&
+	     (!udfs_dtype_is_lossy_float(t->dtype) || es == 0 ||
+	      (t->end - t->begin) % es || t->lp.mask > UDFS_MASK_SEEDED ||
+	      t->lp.values > UDFS_VAL_SIGN || t->lp.bits > 8)))
+		return udfs_error(-EIO, "model %s: tensor \"%s\": encoding %s "
+				  "does not fit its catalog row", m->name,
+				  t->name, udfs_encoding_name(t->enc));
+	return 0;
+}
+
 static int link_base(udfs_model *m)
 {
 	for (size_t i = 0; i < m->n_files; i++) {
@@ -277,7 +303,10 @@ static int link_base(udfs_model *m)
 		for (size_t j = 0; j < f->n_tensors; j++) {
 			udfs_tensor *t = &f->tensors[j];
 			const udfs_file *bf = NULL;
+			int err = check_tensor(m, t);
 
+			if (err)
+				return err;
 			if (!t->base_file_id)
 				continue;
 			for (size_t k = 0; m->base && k < m->base->n_files; k++)

@@ -71,7 +71,8 @@ static bool referenced(char **paths, size_t n, const char *rel)
 /* True when a running writer holds path locked (its tmp pack or dir). */
 static bool busy(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a fifo someone left in tmp/ must not hang gc. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	bool locked = false;
 
 	if (fd < 0)

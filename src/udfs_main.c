@@ -20,8 +20,10 @@ static const char usage[] =
 	"       udfs rm STORE NAME\n"
 	"       udfs gc STORE\n"
 	"\n"
-	"-q, --quiet quiets progress output on every command; "
-	"see udfs(1).\n";
+	"  -q, --quiet    no progress output (every command)\n"
+	"  -h, --help     this text\n"
+	"  -V, --version  print the version\n"
+	"See udfs(1).\n";
 
 static const struct {
 	const char *name;
