@@ -32,8 +32,8 @@
 #include "udfs/util.h"
 
 #define WAIT_SECONDS 10 /* for another thread's decode, then decode */
-#define AHEAD_QUEUE 64  /* pending decode-ahead jobs */
-#define SPARE_MAX 8     /* freed buffers kept for reuse */
+#define AHEAD_QUEUE 64	/* pending decode-ahead jobs */
+#define SPARE_MAX 8	/* freed buffers kept for reuse */
 
 enum { LOADING, READY, FAILED };
 
@@ -41,7 +41,7 @@ struct entry {
 	const udfs_tensor *t;
 	uint32_t ci;
 	int state;
-	int refs;            /* readers + the decoder while loading */
+	int refs; /* readers + the decoder while loading */
 	bool in_table;
 	size_t len;
 	unsigned char *data; /* len bytes once READY */
@@ -56,11 +56,11 @@ struct job {
 
 struct udfs_cache {
 	pthread_mutex_t lock;
-	pthread_cond_t ready;   /* broadcast when a decode finishes */
+	pthread_cond_t ready; /* broadcast when a decode finishes */
 	udfs_cache_ops ops;
 	uint64_t capacity;
 	struct entry **buckets;
-	size_t nbuckets;        /* a power of two */
+	size_t nbuckets; /* a power of two */
 	struct entry *lru_head, *lru_tail;
 	udfs_cache_stats st;
 
@@ -102,8 +102,7 @@ static void default_release(const udfs_tensor *t)
 	udfs_model_put(t->file->model);
 }
 
-static size_t bucket_of(const udfs_cache *c, const udfs_tensor *t,
-			uint32_t ci)
+static size_t bucket_of(const udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 {
 	uint64_t h = ((uint64_t)(uintptr_t)t >> 4) * 0x9e3779b97f4a7c15ull;
 
@@ -243,8 +242,7 @@ static void free_list(udfs_cache *c, struct entry *e)
 	}
 }
 
-static struct entry *entry_new(udfs_cache *c, const udfs_tensor *t,
-			       uint32_t ci)
+static struct entry *entry_new(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 {
 	struct entry *e = calloc(1, sizeof(*e));
 
@@ -298,6 +296,10 @@ static int cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
 
 	pthread_mutex_lock(&c->lock);
 	e = find(c, t, ci);
+	if (e && ahead) { /* cached or being decoded: nothing to do ahead */
+		pthread_mutex_unlock(&c->lock);
+		return -EEXIST;
+	}
 	if (e) {
 		e->refs++;
 		if (e->state == LOADING) {
@@ -305,10 +307,9 @@ static int cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
 			clock_gettime(CLOCK_MONOTONIC, &deadline);
 			deadline.tv_sec += WAIT_SECONDS;
 			while (e->state == LOADING && !err)
-				err = pthread_cond_timedwait(&c->ready,
-							     &c->lock,
-							     &deadline);
-		} else if (!ahead) {
+				err = pthread_cond_timedwait(
+				    &c->ready, &c->lock, &deadline);
+		} else {
 			c->st.hits++;
 		}
 		if (e->state == READY) {
@@ -332,7 +333,7 @@ static int cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
 		pthread_mutex_unlock(&c->lock);
 		return -ENOMEM;
 	}
-	if (!ahead)
+	if (!ahead) /* a decode-ahead job is not a reader's miss */
 		c->st.misses++;
 	table_insert(c, e);
 	evict(c, &freelist);
@@ -439,7 +440,7 @@ int udfs_cache_prefetch(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 			goto out;
 		}
 	}
-	c->queue[(c->qhead + c->qlen) % AHEAD_QUEUE] = (struct job){ t, ci };
+	c->queue[(c->qhead + c->qlen) % AHEAD_QUEUE] = (struct job){t, ci};
 	c->qlen++;
 	c->st.ahead_queued++;
 	pthread_cond_signal(&c->work);
@@ -540,7 +541,8 @@ int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 		err = pthread_create(&c->threads[i], NULL, ahead_worker, c);
 		if (err) {
 			udfs_cache_free(c);
-			return udfs_error(-err, "cache: cannot start thread: %s",
+			return udfs_error(-err,
+					  "cache: cannot start thread: %s",
 					  strerror(err));
 		}
 		c->nthreads++;

@@ -24,41 +24,41 @@
 #include "udfs/store.h"
 
 #define UDFS_ROOT_INO 1
-#define UDFS_DIR_INO(model_id) ((fuse_ino_t)(model_id) * 2 + 1)
-#define UDFS_FILE_INO(file_ino) ((fuse_ino_t)(file_ino) * 2 + 2)
+#define UDFS_DIR_INO(model_id) ((fuse_ino_t)(model_id)*2 + 1)
+#define UDFS_FILE_INO(file_ino) ((fuse_ino_t)(file_ino)*2 + 2)
 
 enum udfs_node_kind { UDFS_NODE_ROOT, UDFS_NODE_MODEL, UDFS_NODE_FILE };
 
 /* An inode the kernel knows (nlookup > 0) or that is open. */
 struct udfs_node {
 	fuse_ino_t ino;
-	int kind;                /* enum udfs_node_kind */
-	udfs_model *model;       /* a reference owned by the node; NULL: root */
-	const udfs_file *file;   /* UDFS_NODE_FILE: inside model */
-	uint64_t nlookup;        /* kernel lookup count, under fs->lock */
-	unsigned opens;          /* open handles, under fs->lock */
-	struct udfs_node *next;  /* hash chain */
+	int kind;		/* enum udfs_node_kind */
+	udfs_model *model;	/* a reference owned by the node; NULL: root */
+	const udfs_file *file;	/* UDFS_NODE_FILE: inside model */
+	uint64_t nlookup;	/* kernel lookup count, under fs->lock */
+	unsigned opens;		/* open handles, under fs->lock */
+	struct udfs_node *next; /* hash chain */
 
 	/* Sequential-read detection for decode-ahead (per inode, not per
 	 * handle: the kernel spreads one stream over many requests). */
 	pthread_mutex_t ra_lock;
-	uint64_t ra_next;        /* where the next sequential read starts */
-	uint64_t ra_issued;      /* decode-ahead was asked up to here */
-	unsigned ra_streak;      /* consecutive sequential reads */
+	uint64_t ra_next;   /* where the next sequential read starts */
+	uint64_t ra_issued; /* decode-ahead was asked up to here */
+	unsigned ra_streak; /* consecutive sequential reads */
 };
 
 struct udfs_fs {
 	/* Options. */
-	char *store_dir;         /* absolute */
-	char *mountpoint;        /* absolute */
+	char *store_dir;  /* absolute */
+	char *mountpoint; /* absolute */
 	uint64_t cache_bytes;
 	unsigned threads;
-	unsigned readahead_kb;   /* 0: leave the bdi alone */
+	unsigned readahead_kb; /* 0: leave the bdi alone */
 	char *notify_pipe;
 	bool foreground;
 	bool debug;
 	bool allow_other;
-	bool syslog;             /* log to syslog (after daemonizing) */
+	bool syslog; /* log to syslog (after daemonizing) */
 
 	udfs_store *store;
 	udfs_cache *cache;
@@ -66,19 +66,19 @@ struct udfs_fs {
 	struct fuse_session *se;
 	uid_t uid;
 	gid_t gid;
-	int64_t started;         /* mount time: the root's mtime */
+	int64_t started; /* mount time: the root's mtime */
 
-	pthread_mutex_t lock;    /* the node table and the open handles */
+	pthread_mutex_t lock; /* the node table and the open handles */
 	struct udfs_node **buckets;
-	size_t nbuckets;         /* a power of two */
+	size_t nbuckets; /* a power of two */
 	struct udfs_node root;
 	struct udfs_fh *handles; /* open files, freed at unmount */
 
 	pthread_mutex_t list_lock; /* the model list below */
-	udfs_model_info *models; /* sorted by name */
+	udfs_model_info *models;   /* sorted by name */
 	size_t n_models;
 	int64_t generation;
-	double list_time;        /* udfs_now() of the last generation check */
+	double list_time; /* udfs_now() of the last generation check */
 
 	pthread_t ready_thread;
 	bool ready_started;
@@ -87,7 +87,7 @@ struct udfs_fs {
 /* An open regular file (fi->fh). */
 struct udfs_fh {
 	struct udfs_node *node;
-	udfs_model *model;       /* a reference of the handle's own */
+	udfs_model *model; /* a reference of the handle's own */
 	const udfs_file *file;
 	struct udfs_fh *prev, *next;
 };
@@ -105,7 +105,7 @@ int udfs_mount_main(int argc, char **argv);
 
 /* Log one line: to stderr in the foreground, to syslog once daemonized. */
 void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Initialize the node table; free every node and handle (at unmount). */
 void udfs_fs_nodes_init(struct udfs_fs *fs);

@@ -35,19 +35,21 @@
 #define NOTIFY_WAIT 10.0 /* seconds to wait for a reader of the pipe */
 
 static const char usage[] =
-	"usage: udfs mount STORE MOUNTPOINT [-f] [-o OPTION[,OPTION...]]\n"
-	"  -f                  stay in the foreground, log to stderr\n"
-	"  -o allow_other      let other users read the mount\n"
-	"  -o cache=SIZE       decoded-chunk cache (default 256M)\n"
-	"  -o threads=N        FUSE worker threads (default 8)\n"
-	"  -o readahead_kb=N   mount readahead window when root "
-	"(default 1024)\n"
-	"  -o noreadahead      leave the kernel's readahead window alone\n"
-	"  -o notify_pipe=FIFO write \"ready\" (or an error) there once "
-	"mounted\n"
-	"  -o debug            log every request\n"
-	"  -o ro               accepted (udfs is always read-only)\n"
-	"  other -o options (nodev, nosuid, noexec, ...) go to FUSE\n";
+    "usage: udfs mount STORE MOUNTPOINT [-f] [-o OPTION[,OPTION...]]\n"
+    "  -f, --foreground    stay in the foreground, log to stderr\n"
+    "  -d                  foreground, and log every request\n"
+    "  -h, --help          this text\n"
+    "  -o allow_other      let other users read the mount\n"
+    "  -o cache=SIZE       decoded-chunk cache (default 256M)\n"
+    "  -o threads=N        FUSE worker threads (default 8)\n"
+    "  -o readahead_kb=N   mount readahead window when root "
+    "(default 1024)\n"
+    "  -o noreadahead      leave the kernel's readahead window alone\n"
+    "  -o notify_pipe=FIFO write \"ready\" (or an error) there once "
+    "mounted\n"
+    "  -o debug            log every request\n"
+    "  -o ro               accepted (udfs is always read-only)\n"
+    "  other -o options (nodev, nosuid, noexec, ...) go to FUSE\n";
 
 /* Tell the notify pipe, if any, how the mount went. Bounded wait for a
  * reader; a missing reader is not an error of the mount. */
@@ -72,7 +74,7 @@ static void notify(const char *path, const char *line)
 
 /* Print "udfs: msg", tell the pipe, return exit status 1. */
 static int fail(const struct udfs_fs *fs, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static int fail(const struct udfs_fs *fs, const char *fmt, ...)
 {
 	char msg[1024], line[1100];
@@ -129,15 +131,17 @@ static int parse_opts(struct udfs_fs *fs, const char *arg, char **fuse_opts)
 			errno = 0;
 			v = strtoull(val, &end, 10);
 			if (errno || end == val || *end || v < 1 || v > 1024)
-				err = fail(fs, "-o threads=%s: expected 1..1024",
-					   val);
+				err = fail(
+				    fs, "-o threads=%s: expected 1..1024", val);
 			fs->threads = (unsigned)v;
 		} else if (strncmp(o, "readahead_kb=", 13) == 0) {
 			errno = 0;
 			v = strtoull(val, &end, 10);
 			if (errno || end == val || *end || v > (1u << 20))
-				err = fail(fs, "-o readahead_kb=%s: expected "
-					   "0..1048576", val);
+				err = fail(fs,
+					   "-o readahead_kb=%s: expected "
+					   "0..1048576",
+					   val);
 			fs->readahead_kb = (unsigned)v;
 		} else if (strncmp(o, "notify_pipe=", 12) == 0) {
 			/* Absolute: the daemon changes directory. */
@@ -198,8 +202,7 @@ static void set_readahead(const struct ready_arg *a, dev_t dev)
 		udfs_fs_log(a->fs, LOG_WARNING, "%s: %s", path,
 			    strerror(errno));
 	else if (a->fs->debug)
-		udfs_fs_log(a->fs, LOG_DEBUG, "%s = %u", path,
-			    a->readahead_kb);
+		udfs_fs_log(a->fs, LOG_DEBUG, "%s = %u", path, a->readahead_kb);
 	if (fd >= 0)
 		close(fd);
 }
@@ -234,8 +237,7 @@ static void start_ready_thread(struct udfs_fs *fs)
 
 	a->fs = fs;
 	a->mountpoint = udfs_xstrdup(fs->mountpoint);
-	a->notify_pipe = fs->notify_pipe ? udfs_xstrdup(fs->notify_pipe)
-					 : NULL;
+	a->notify_pipe = fs->notify_pipe ? udfs_xstrdup(fs->notify_pipe) : NULL;
 	a->readahead_kb = fs->readahead_kb;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -251,8 +253,7 @@ static void start_ready_thread(struct udfs_fs *fs)
 /* Parse argv into fs and the FUSE option string; 0, 1 (error) or -1
  * (help printed). */
 static int parse_args(struct udfs_fs *fs, int argc, char **argv,
-		      char **fuse_opts, const char **store,
-		      const char **mnt)
+		      char **fuse_opts, const char **store, const char **mnt)
 {
 	bool dashdash = false;
 
@@ -280,8 +281,8 @@ static int parse_args(struct udfs_fs *fs, int argc, char **argv,
 				if (parse_opts(fs, a + 2, fuse_opts))
 					return 1;
 			} else {
-				fprintf(stderr, "%s", usage);
-				return fail(fs, "mount: unknown option %s", a);
+				return fail(fs, "mount: unknown option %s; see "
+					    "udfs mount --help", a);
 			}
 		} else if (!*store) {
 			*store = a;
@@ -291,19 +292,18 @@ static int parse_args(struct udfs_fs *fs, int argc, char **argv,
 			return fail(fs, "mount: unexpected argument %s", a);
 		}
 	}
-	if (!*store || !*mnt) {
-		fprintf(stderr, "%s", usage);
-		return fail(fs, "mount: STORE and MOUNTPOINT are required");
-	}
+	if (!*store || !*mnt)
+		return fail(fs, "mount: STORE and MOUNTPOINT are required; see "
+			    "udfs mount --help");
 	return 0;
 }
 
 int udfs_mount_main(int argc, char **argv)
 {
 	struct udfs_fs fs = {
-		.cache_bytes = DEFAULT_CACHE,
-		.threads = DEFAULT_THREADS,
-		.readahead_kb = DEFAULT_READAHEAD_KB,
+	    .cache_bytes = DEFAULT_CACHE,
+	    .threads = DEFAULT_THREADS,
+	    .readahead_kb = DEFAULT_READAHEAD_KB,
 	};
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_loop_config *cfg = NULL;
@@ -350,8 +350,8 @@ int udfs_mount_main(int argc, char **argv)
 		udfs_die("out of memory");
 
 	/* libfuse prints its own message for unknown options. */
-	fs.se = fuse_session_new(&args, &udfs_fuse_ops, sizeof(udfs_fuse_ops),
-				 &fs);
+	fs.se =
+	    fuse_session_new(&args, &udfs_fuse_ops, sizeof(udfs_fuse_ops), &fs);
 	if (!fs.se) {
 		fail(&fs, "mount: invalid options%s%s",
 		     user_opts ? " in -o " : "", user_opts ? user_opts : "");
@@ -393,8 +393,10 @@ int udfs_mount_main(int argc, char **argv)
 	fuse_loop_cfg_set_idle_threads(cfg, fs.threads);
 	start_ready_thread(&fs);
 	if (fs.debug)
-		udfs_fs_log(&fs, LOG_DEBUG, "serving %s on %s: cache %llu "
-			    "bytes, %u threads", fs.store_dir, fs.mountpoint,
+		udfs_fs_log(&fs, LOG_DEBUG,
+			    "serving %s on %s: cache %llu "
+			    "bytes, %u threads",
+			    fs.store_dir, fs.mountpoint,
 			    (unsigned long long)fs.cache_bytes, fs.threads);
 	/* 0 after fusermount3 -u, the signal number after SIGTERM, SIGINT
 	 * or SIGHUP (both clean ends), or -errno. */
@@ -411,7 +413,8 @@ int udfs_mount_main(int argc, char **argv)
 		udfs_cache_stats st;
 
 		udfs_cache_get_stats(fs.cache, &st);
-		udfs_fs_log(&fs, LOG_DEBUG, "cache: %llu hits, %llu misses, "
+		udfs_fs_log(&fs, LOG_DEBUG,
+			    "cache: %llu hits, %llu misses, "
 			    "%llu waits, %llu decodes, %llu errors, %llu "
 			    "evictions, decode-ahead %llu queued %llu dropped",
 			    (unsigned long long)st.hits,

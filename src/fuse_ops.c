@@ -35,21 +35,20 @@
 #define LIST_MAX_AGE 1.0    /* seconds between generation checks */
 #define NODE_BUCKETS 4096
 
-#define DBG(fs, ...)                                                       \
-	do {                                                               \
-		if ((fs)->debug)                                           \
-			udfs_fs_log(fs, LOG_DEBUG, __VA_ARGS__);           \
+#define DBG(fs, ...)                                                           \
+	do {                                                                   \
+		if ((fs)->debug)                                               \
+			udfs_fs_log(fs, LOG_DEBUG, __VA_ARGS__);               \
 	} while (0)
 
 static const char *const xattr_names[] = {
-	"user.udfs.base", "user.udfs.method", "user.udfs.ratio",
-	"user.udfs.sparsity",
+    "user.udfs.base",
+    "user.udfs.method",
+    "user.udfs.ratio",
+    "user.udfs.sparsity",
 };
 
-static struct udfs_fs *fs_of(fuse_req_t req)
-{
-	return fuse_req_userdata(req);
-}
+static struct udfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
 void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
 {
@@ -109,8 +108,8 @@ static void node_free(struct udfs_node *n)
  * Count one kernel lookup of ino, creating its node (with a reference of
  * its own on m) when the kernel did not know it. m and f are borrowed.
  */
-static struct udfs_node *node_ref(struct udfs_fs *fs, fuse_ino_t ino,
-				  int kind, udfs_model *m, const udfs_file *f)
+static struct udfs_node *node_ref(struct udfs_fs *fs, fuse_ino_t ino, int kind,
+				  udfs_model *m, const udfs_file *f)
 {
 	struct udfs_node *n;
 
@@ -189,6 +188,21 @@ void udfs_fs_nodes_free(struct udfs_fs *fs)
 	pthread_mutex_destroy(&fs->lock);
 }
 
+/*
+ * Can name be shown as one directory entry? Not "", ".", "..", nor a name
+ * with '/' or a control character: a damaged or hostile catalog must not
+ * make the mount show paths that leave their directory.
+ */
+static bool name_ok(const char *name)
+{
+	if (!name[0] || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p == '/' || *p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
 /* ---- the model list ---------------------------------------------------- */
 
 /* Re-read the model list when the catalog changed. Under fs->list_lock. */
@@ -229,13 +243,14 @@ static const udfs_model_info *list_find(const struct udfs_fs *fs,
 	return NULL;
 }
 
-/* Is name a model of the store now? 0, -ENOENT or -errno. */
-static int model_exists(struct udfs_fs *fs, const char *name)
+/* Is name a model of the store now (force: according to the catalog, not
+ * a list up to LIST_MAX_AGE old)? 0, -ENOENT or -errno. */
+static int model_exists(struct udfs_fs *fs, const char *name, bool force)
 {
 	int err;
 
 	pthread_mutex_lock(&fs->list_lock);
-	err = list_refresh(fs, false);
+	err = list_refresh(fs, force);
 	if (!err && !list_find(fs, name))
 		err = list_refresh(fs, true); /* perhaps just added */
 	if (!err && !list_find(fs, name))
@@ -301,10 +316,19 @@ static int lookup_model(struct udfs_fs *fs, const char *name,
 	udfs_model *m = NULL;
 	int err;
 
-	err = model_exists(fs, name);
+	if (!name_ok(name))
+		return -ENOENT;
+	err = model_exists(fs, name, false);
 	if (err < 0)
 		return err;
 	err = udfs_model_load(fs->store, name, &m);
+	if (err == -ENOENT && model_exists(fs, name, true) == 0) {
+		/* Still in the catalog, so a file it needs is missing: the
+		 * model exists but cannot be served. */
+		udfs_fs_log(fs, LOG_ERR, "model %s: %s", name,
+			    udfs_error_msg(err));
+		return -EIO;
+	}
 	if (err < 0) {
 		if (err != -ENOENT)
 			udfs_fs_log(fs, LOG_ERR, "model %s: %s", name,
@@ -338,8 +362,8 @@ static int dir_model(struct udfs_fs *fs, fuse_ino_t ino, udfs_model **m)
 	return err;
 }
 
-static int lookup_file(struct udfs_fs *fs, fuse_ino_t parent,
-		       const char *name, struct fuse_entry_param *e)
+static int lookup_file(struct udfs_fs *fs, fuse_ino_t parent, const char *name,
+		       struct fuse_entry_param *e)
 {
 	const udfs_file *f;
 	udfs_model *m;
@@ -348,7 +372,7 @@ static int lookup_file(struct udfs_fs *fs, fuse_ino_t parent,
 	err = dir_model(fs, parent, &m);
 	if (err < 0)
 		return err;
-	f = udfs_model_file(m, name);
+	f = name_ok(name) ? udfs_model_file(m, name) : NULL;
 	if (!f) {
 		err = -ENOENT;
 		goto out;
@@ -417,10 +441,16 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	if (n)
 		timeout = fill_node_attr(fs, n, &st);
 	pthread_mutex_unlock(&fs->lock);
-	if (!n)
+	if (!n) {
 		fuse_reply_err(req, ENOENT);
-	else
-		fuse_reply_attr(req, &st, timeout);
+		return;
+	}
+	if (ino == UDFS_ROOT_INO) { /* ".", ".." and one per model */
+		pthread_mutex_lock(&fs->list_lock);
+		st.st_nlink = 2 + fs->n_models;
+		pthread_mutex_unlock(&fs->list_lock);
+	}
+	fuse_reply_attr(req, &st, timeout);
 }
 
 /* ---- files ------------------------------------------------------------- */
@@ -508,10 +538,7 @@ struct tbuf {
 	unsigned char data[];
 };
 
-static void buf_key_init(void)
-{
-	pthread_key_create(&buf_key, free);
-}
+static void buf_key_init(void) { pthread_key_create(&buf_key, free); }
 
 static unsigned char *thread_buf(size_t size)
 {
@@ -572,7 +599,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 struct dent {
 	char *name;
 	fuse_ino_t ino;
-	int64_t mtime;        /* root entries */
+	int64_t mtime;	       /* root entries */
 	const udfs_file *file; /* model directory entries */
 };
 
@@ -605,11 +632,15 @@ static int snap_root(struct udfs_fs *fs, struct udfs_dirh *d)
 	if (!err) {
 		d->ents = udfs_xcalloc(fs->n_models + 1, sizeof(*d->ents));
 		for (size_t i = 0; i < fs->n_models; i++) {
-			d->ents[i].name = udfs_xstrdup(fs->models[i].name);
-			d->ents[i].ino = UDFS_DIR_INO(fs->models[i].id);
-			d->ents[i].mtime = fs->models[i].created;
+			struct dent *de = &d->ents[d->n];
+
+			if (!name_ok(fs->models[i].name))
+				continue;
+			de->name = udfs_xstrdup(fs->models[i].name);
+			de->ino = UDFS_DIR_INO(fs->models[i].id);
+			de->mtime = fs->models[i].created;
+			d->n++;
 		}
-		d->n = fs->n_models;
 	}
 	pthread_mutex_unlock(&fs->list_lock);
 	return err;
@@ -636,14 +667,18 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		if (!err) {
 			udfs_model *m = d->model;
 
-			d->ents = udfs_xcalloc(m->n_files + 1,
-					       sizeof(*d->ents));
+			d->ents =
+			    udfs_xcalloc(m->n_files + 1, sizeof(*d->ents));
 			for (size_t i = 0; i < m->n_files; i++) {
-				d->ents[i].name = m->files[i].path;
-				d->ents[i].file = &m->files[i];
-				d->ents[i].ino = UDFS_FILE_INO(m->files[i].ino);
+				struct dent *de = &d->ents[d->n];
+
+				if (!name_ok(m->files[i].path))
+					continue;
+				de->name = m->files[i].path;
+				de->file = &m->files[i];
+				de->ino = UDFS_FILE_INO(m->files[i].ino);
+				d->n++;
 			}
-			d->n = m->n_files;
 			fi->cache_readdir = 1; /* immutable listing */
 			fi->keep_cache = 1;
 		}
@@ -788,9 +823,9 @@ static int xattr_value(const udfs_model *m, const char *name, char *buf,
 		snprintf(buf, len, "%s", m->method ? m->method : "");
 	} else if (strcmp(name, "user.udfs.ratio") == 0) {
 		snprintf(buf, len, "%.2f",
-			 m->stored_bytes ? (double)m->source_bytes /
-						   (double)m->stored_bytes
-					 : 0.0);
+			 m->stored_bytes
+			     ? (double)m->source_bytes / (double)m->stored_bytes
+			     : 0.0);
 	} else if (strcmp(name, "user.udfs.sparsity") == 0) {
 		snprintf(buf, len, "%.4f", m->sparsity);
 	} else {
@@ -848,8 +883,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		err = ENOENT;
 	for (size_t i = 0; n && n->model && i < UDFS_ARRAY_SIZE(xattr_names);
 	     i++) {
-		if (xattr_value(n->model, xattr_names[i], val, sizeof(val)) <
-		    0)
+		if (xattr_value(n->model, xattr_names[i], val, sizeof(val)) < 0)
 			continue;
 		memcpy(list + pos, xattr_names[i], strlen(xattr_names[i]) + 1);
 		pos += strlen(xattr_names[i]) + 1;
@@ -872,7 +906,7 @@ static int erofs_if_exists(struct udfs_fs *fs, fuse_ino_t parent,
 
 	udfs_error_clear();
 	if (parent == UDFS_ROOT_INO)
-		err = model_exists(fs, name);
+		err = model_exists(fs, name, false);
 	else if ((err = dir_model(fs, parent, &m)) == 0) {
 		err = udfs_model_file(m, name) ? 0 : -ENOENT;
 		udfs_model_put(m);
@@ -968,9 +1002,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ;
-	/* Splicing measured no faster for reads served from memory. */
-	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_WRITE |
-				  FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_READ);
+	/* Replies come from a user buffer, where splice saves no copy. */
+	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
+				  FUSE_CAP_SPLICE_READ);
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	/* The kernel takes the smaller of this and its bdi readahead,
@@ -984,31 +1018,31 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 const struct fuse_lowlevel_ops udfs_fuse_ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.forget_multi = op_forget_multi,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.mknod = op_mknod,
-	.mkdir = op_mkdir,
-	.unlink = op_unlink,
-	.rmdir = op_rmdir,
-	.symlink = op_symlink,
-	.rename = op_rename,
-	.link = op_link,
-	.open = op_open,
-	.read = op_read,
-	.write = op_write,
-	.release = op_release,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.readdirplus = op_readdirplus,
-	.releasedir = op_releasedir,
-	.statfs = op_statfs,
-	.setxattr = op_setxattr,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.removexattr = op_removexattr,
-	.create = op_create,
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .release = op_release,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+    .create = op_create,
 };

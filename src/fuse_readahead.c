@@ -13,7 +13,7 @@
 #include "udfs/util.h"
 
 #define AHEAD_BYTES (3u * UDFS_CHUNK_BYTES) /* decode 2-4 chunks ahead */
-#define SLACK (4u * UDFS_CHUNK_BYTES)       /* reordering tolerated */
+#define SLACK (4u * UDFS_CHUNK_BYTES)	    /* reordering tolerated */
 
 /* Ask the cache for the chunks overlapping file bytes [from, to). */
 static void prefetch_range(struct udfs_fs *fs, const udfs_file *f,
@@ -37,7 +37,7 @@ static void prefetch_range(struct udfs_fs *fs, const udfs_file *f,
 				break;
 			udfs_cache_prefetch(fs->cache, t, ci);
 			next = UDFS_MIN(t->begin + ((uint64_t)ci + 1) *
-							   UDFS_CHUNK_BYTES,
+						       UDFS_CHUNK_BYTES,
 					t->end);
 		}
 		pos = f->data_offset + next;

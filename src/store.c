@@ -28,7 +28,10 @@
 struct udfs_store {
 	char *dir;
 	udfs_catalog *cat;
-	pthread_mutex_t lock; /* catalog calls and the registry */
+	pthread_mutex_t lock; /* catalog calls (and so model loads) */
+	pthread_mutex_t reg;  /* the registry and every model's refs: held
+				 only briefly, so that readers taking and
+				 dropping references never wait on SQLite */
 	udfs_model **loaded;  /* registry of live models */
 	size_t n_loaded;
 };
@@ -136,6 +139,7 @@ int udfs_store_open(const char *dir, unsigned flags, udfs_store **out)
 	s = udfs_xcalloc(1, sizeof(*s));
 	s->dir = udfs_xstrdup(dir);
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->reg, NULL);
 	err = udfs_catalog_open(path, flags & UDFS_STORE_RDONLY, false,
 				&s->cat);
 	free(path);
@@ -153,6 +157,7 @@ void udfs_store_close(udfs_store *s)
 		return;
 	udfs_catalog_close(s->cat);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->reg);
 	free(s->loaded);
 	free(s->dir);
 	free(s);
@@ -333,16 +338,36 @@ static udfs_model *registry_find(udfs_store *s, int64_t id)
 	return NULL;
 }
 
-/* Load model id under s->lock. */
+/* A storage path from the catalog names a file or directory directly
+ * under packs/ or bases/; anything else (a "../" from a hostile catalog)
+ * is refused before it is opened or removed. */
+bool udfs_storage_path_ok(const char *rel)
+{
+	const char *name;
+
+	if (!strncmp(rel, "packs/", 6))
+		name = rel + 6;
+	else if (!strncmp(rel, "bases/", 6))
+		name = rel + 6;
+	else
+		return false;
+	return name[0] && name[0] != '.' && !strchr(name, '/');
+}
+
+/* Load model id; the caller holds s->lock (the catalog). */
 static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 {
-	udfs_model *m = registry_find(s, id);
+	udfs_model *m;
 	char *storage = NULL;
 	int64_t base_id = 0;
 	int err;
 
-	if (m) {
+	pthread_mutex_lock(&s->reg);
+	m = registry_find(s, id);
+	if (m)
 		m->refs++;
+	pthread_mutex_unlock(&s->reg);
+	if (m) {
 		*out = m;
 		return 0;
 	}
@@ -353,6 +378,11 @@ static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 	if (err)
 		goto out;
 	m->store = s;
+	if (!udfs_storage_path_ok(storage)) {
+		err = udfs_error(-EIO, "model %s: storage path \"%s\" is not "
+				 "inside the store", m->name, storage);
+		goto out;
+	}
 	if (m->kind == UDFS_MODEL_DELTA) {
 		if (!base_id) {
 			err = udfs_error(-EIO, "model %s has no base", m->name);
@@ -368,9 +398,11 @@ static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 	if (err)
 		goto out;
 	build_index(m);
+	pthread_mutex_lock(&s->reg);
 	s->loaded = udfs_xrealloc(s->loaded,
 				  (s->n_loaded + 1) * sizeof(*s->loaded));
 	s->loaded[s->n_loaded++] = m;
+	pthread_mutex_unlock(&s->reg);
 	*out = m;
 out:
 	free(storage);
@@ -378,11 +410,7 @@ out:
 		udfs_model *base = m->base;
 
 		model_free(m);
-		if (base) {
-			pthread_mutex_unlock(&s->lock);
-			udfs_model_put(base);
-			pthread_mutex_lock(&s->lock);
-		}
+		udfs_model_put(base);
 	}
 	return err;
 }
@@ -405,9 +433,9 @@ int udfs_model_load(udfs_store *s, const char *name, udfs_model **out)
 
 void udfs_model_get(udfs_model *m)
 {
-	pthread_mutex_lock(&m->store->lock);
+	pthread_mutex_lock(&m->store->reg);
 	m->refs++;
-	pthread_mutex_unlock(&m->store->lock);
+	pthread_mutex_unlock(&m->store->reg);
 }
 
 void udfs_model_put(udfs_model *m)
@@ -418,9 +446,9 @@ void udfs_model_put(udfs_model *m)
 	if (!m)
 		return;
 	s = m->store;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->reg);
 	if (--m->refs > 0) {
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->reg);
 		return;
 	}
 	for (size_t i = 0; i < s->n_loaded; i++)
@@ -428,7 +456,7 @@ void udfs_model_put(udfs_model *m)
 			s->loaded[i] = s->loaded[--s->n_loaded];
 			break;
 		}
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->reg);
 	base = m->base;
 	model_free(m);
 	udfs_model_put(base);

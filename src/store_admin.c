@@ -42,6 +42,10 @@ int udfs_store_rm(udfs_store *s, const char *name)
 				 deps == 1 ? "" : "s");
 	if (!err)
 		err = udfs_catalog_delete_model(cat, id, &storage);
+	if (!err && !udfs_storage_path_ok(storage))
+		err = udfs_error(-EIO, "model \"%s\": storage path \"%s\" is "
+				 "not inside the store; not removed", name,
+				 storage);
 	if (!err)
 		err = udfs_catalog_bump(cat);
 	if (!err)

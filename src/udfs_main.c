@@ -11,7 +11,8 @@
 
 static const char usage[] =
 	"usage: udfs mount STORE MOUNTPOINT [-f] [-o allow_other,cache=SIZE,"
-	"threads=N,debug,...]\n"
+	"threads=N,\n"
+	"                  readahead_kb=N,noreadahead,notify_pipe=FIFO,debug,ro]\n"
 	"       udfs ls STORE [--json]\n"
 	"       udfs info STORE NAME [--json]\n"
 	"       udfs verify STORE [NAME]\n"

@@ -36,15 +36,15 @@ typedef struct udfs_cache_ops {
 } udfs_cache_ops;
 
 typedef struct udfs_cache_stats {
-	uint64_t hits;        /* served from a ready entry */
-	uint64_t misses;      /* decoded by the requesting reader */
-	uint64_t waits;       /* waited for another thread's decode */
-	uint64_t decodes;     /* successful decodes, any thread */
-	uint64_t errors;      /* failed decodes */
+	uint64_t hits;	  /* served from a ready entry */
+	uint64_t misses;  /* decoded by the requesting reader */
+	uint64_t waits;	  /* waited for another thread's decode */
+	uint64_t decodes; /* successful decodes, any thread */
+	uint64_t errors;  /* failed decodes */
 	uint64_t evictions;
-	uint64_t ahead_queued;  /* decode-ahead jobs accepted */
+	uint64_t ahead_queued;	/* decode-ahead jobs accepted */
 	uint64_t ahead_dropped; /* ... refused: queue full */
-	uint64_t bytes;       /* charged now (ready + in flight) */
+	uint64_t bytes;		/* charged now (ready + in flight) */
 	uint64_t capacity;
 	uint64_t entries;
 } udfs_cache_stats;

@@ -125,7 +125,7 @@ typedef struct udfs_model {
 	size_t n_files;
 	udfs_file *files;         /* sorted by path */
 	int pack_fd;              /* delta models: packs/<id>.pack, else -1 */
-	int refs;                 /* udfs_model_get/put, under the store lock */
+	int refs;                 /* udfs_model_get/put, under the registry lock */
 	struct udfs_store *store;
 	size_t n_index;
 	const udfs_tensor **index; /* every named tensor, sorted by name */
@@ -182,6 +182,10 @@ const udfs_file *udfs_model_file(const udfs_model *m, const char *path);
 
 /* Tensor of a loaded model by name across its files, or NULL. */
 const udfs_tensor *udfs_model_tensor(const udfs_model *m, const char *name);
+
+/* True when a catalog storage path names an entry directly under packs/
+ * or bases/ (what a store can hold); anything else is refused. */
+bool udfs_storage_path_ok(const char *rel);
 
 /* Change counter of the catalog: differs after any add or rm by anyone. */
 int udfs_store_generation(udfs_store *s, int64_t *gen);

@@ -40,8 +40,9 @@ static int cmp_map(const char *file, int fd, const unsigned char *ref,
 
 	if (size == 0)
 		return 0;
-	p = mmap(NULL, size, PROT_READ | (flags == MAP_PRIVATE ? PROT_WRITE : 0),
-		 flags, fd, 0);
+	p = mmap(NULL, size,
+		 PROT_READ | (flags == MAP_PRIVATE ? PROT_WRITE : 0), flags, fd,
+		 0);
 	if (p == MAP_FAILED) {
 		fprintf(stderr, "mmapcmp: %s: mmap %s: %s\n", file, what,
 			strerror(errno));
@@ -56,7 +57,8 @@ static int cmp_map(const char *file, int fd, const unsigned char *ref,
 		return 1;
 	}
 	if (flags == MAP_PRIVATE) {
-		/* Copy-on-write must stay private and not disturb later pages. */
+		/* Copy-on-write must stay private and not disturb later pages.
+		 */
 		p[0] ^= 0xff;
 		if (size > 1 && memcmp(p + 1, ref + 1, size - 1) != 0) {
 			fprintf(stderr, "mmapcmp: %s: private write leaked\n",
@@ -99,7 +101,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mmapcmp: %s: cannot read\n", argv[2]);
 		return 2;
 	}
-	rc = cmp_map(argv[1], fd, ref, (size_t)st.st_size, MAP_SHARED, "shared");
+	rc =
+	    cmp_map(argv[1], fd, ref, (size_t)st.st_size, MAP_SHARED, "shared");
 	if (!rc)
 		rc = cmp_map(argv[1], fd, ref, (size_t)st.st_size, MAP_PRIVATE,
 			     "private");
@@ -114,7 +117,8 @@ int main(int argc, char **argv)
 				argv[1], len, off, strerror(errno));
 			rc = 2;
 		} else if (memcmp(buf, ref + off, len) != 0) {
-			fprintf(stderr, "mmapcmp: %s: pread %zu at %zu differs\n",
+			fprintf(stderr,
+				"mmapcmp: %s: pread %zu at %zu differs\n",
 				argv[1], len, off);
 			rc = 1;
 		}

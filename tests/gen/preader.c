@@ -28,8 +28,8 @@ struct target {
 	const char *path;
 	int fd;
 	size_t size;
-	const unsigned char *map;   /* FILE, MAP_SHARED */
-	const unsigned char *ref;   /* REF, MAP_SHARED */
+	const unsigned char *map; /* FILE, MAP_SHARED */
+	const unsigned char *ref; /* REF, MAP_SHARED */
 };
 
 static struct target files[MAX_FILES];
@@ -60,9 +60,10 @@ static int check(const struct target *t, const unsigned char *got, size_t off,
 		return 0;
 	for (size_t i = 0; i < len; i++) {
 		if (got[i] != t->ref[off + i]) {
-			fprintf(stderr, "preader: %s: %s of %zu at %zu: byte "
-				"%zu differs\n", t->path, how, len, off,
-				off + i);
+			fprintf(stderr,
+				"preader: %s: %s of %zu at %zu: byte "
+				"%zu differs\n",
+				t->path, how, len, off, off + i);
 			break;
 		}
 	}
@@ -75,13 +76,14 @@ static int do_pread(const struct target *t, unsigned char *buf, size_t off,
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = pread(t->fd, buf + done, len - done,
-				  (off_t)(off + done));
+		ssize_t n =
+		    pread(t->fd, buf + done, len - done, (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			fprintf(stderr, "preader: %s: pread of %zu at %zu: %s\n",
+			fprintf(stderr,
+				"preader: %s: pread of %zu at %zu: %s\n",
 				t->path, len, off, n ? strerror(errno) : "EOF");
 			return 1;
 		}
@@ -115,8 +117,8 @@ static void worker(int id)
 		} else if (kind == 1) {
 			/* A short sequential stream of 1 MiB reads. */
 			for (int k = 0; k < 8 && !bad && off < t->size; k++) {
-				len = t->size - off < (1u << 20) ?
-					      t->size - off : (1u << 20);
+				len = t->size - off < (1u << 20) ? t->size - off
+								 : (1u << 20);
 				bad = do_pread(t, buf, off, len);
 				bytes += len;
 				off += len;
@@ -155,7 +157,8 @@ static const unsigned char *map_file(const char *path, int *fdp, size_t *size)
 		return NULL;
 	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
-		fprintf(stderr, "preader: %s: mmap: %s\n", path, strerror(errno));
+		fprintf(stderr, "preader: %s: mmap: %s\n", path,
+			strerror(errno));
 		exit(2);
 	}
 	if (!fdp)
@@ -191,13 +194,15 @@ int main(int argc, char **argv)
 		t->map = map_file(argv[i], &t->fd, &t->size);
 		t->ref = map_file(argv[i + 1], NULL, &rsize);
 		if (rsize != t->size) {
-			fprintf(stderr, "preader: %s: size %zu, reference %zu\n",
+			fprintf(stderr,
+				"preader: %s: size %zu, reference %zu\n",
 				t->path, t->size, rsize);
 			return 1;
 		}
 	}
-	counters = mmap(NULL, sizeof(uint64_t) * 2 * (size_t)jobs,
-			PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	counters =
+	    mmap(NULL, sizeof(uint64_t) * 2 * (size_t)jobs,
+		 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (counters == MAP_FAILED)
 		return 2;
 	if (procs) {
@@ -235,6 +240,6 @@ int main(int argc, char **argv)
 	return bad ? 1 : 0;
 usage:
 	fprintf(stderr, "usage: preader [-j N] [-t SECONDS] [-p] FILE REF "
-		"[FILE REF ...]\n");
+			"[FILE REF ...]\n");
 	return 2;
 }

@@ -78,7 +78,9 @@ mount_udfs() {
 	_log=$T/daemon.$_n.log
 	rm -f "$_fifo" "$_fifo.txt"
 	mkfifo "$_fifo" || fail "mkfifo"
-	"$UDFS" mount "$_store" "$_mnt" -f -o "notify_pipe=$_fifo" "$@" \
+	# $UDFS_WRAP: an optional command prefix (unquoted on purpose).
+	${UDFS_WRAP:-} "$UDFS" mount "$_store" "$_mnt" -f \
+		-o "notify_pipe=$_fifo" "$@" \
 		>"$_log" 2>&1 &
 	DAEMON_PID=$!
 	MOUNTS="$MOUNTS $_mnt"

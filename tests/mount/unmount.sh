@@ -17,10 +17,15 @@ umount_udfs "$M" "$DAEMON_PID"
 mountpoint -q "$M" && fail "still mounted after fusermount3 -u"
 log "fusermount3 -u: daemon exit 0"
 
-# (A background job of a non-interactive shell starts with SIGINT ignored,
-# which libfuse respects, so SIGINT is tried by hand, not here.)
-for sig in TERM HUP; do
+# A background job of a non-interactive shell starts with SIGINT ignored,
+# which libfuse respects; env --default-signal (coreutils 9) undoes that.
+sigs="TERM HUP"
+env --default-signal=INT true 2>/dev/null && sigs="$sigs INT"
+for sig in $sigs; do
+	UDFS_WRAP=""
+	[ "$sig" = INT ] && UDFS_WRAP="env --default-signal=INT"
 	mount_udfs "$T/S" "$M"
+	UDFS_WRAP=""
 	PID=$DAEMON_PID
 	cmp "$F" "$T/src/ft.safetensors" || fail "ft differs"
 	kill -"$sig" "$PID"

@@ -69,10 +69,10 @@ static void fake_release(const udfs_tensor *t)
 }
 
 static const udfs_cache_ops ops = {
-	.out_len = fake_len,
-	.decode = fake_decode,
-	.hold = fake_hold,
-	.release = fake_release,
+    .out_len = fake_len,
+    .decode = fake_decode,
+    .hold = fake_hold,
+    .release = fake_release,
 };
 
 static int check_data(const void *data, const udfs_tensor *t, uint32_t ci)
@@ -118,7 +118,7 @@ static void test_single_flight(void)
 	CHECK_EQ_INT(udfs_cache_new(16 * CHUNK, 0, &ops, &c), 0);
 	pthread_barrier_init(&bar, NULL, NT);
 	for (int i = 0; i < NT; i++) {
-		args[i] = (struct sf_arg){ c, &bar, 0 };
+		args[i] = (struct sf_arg){c, &bar, 0};
 		pthread_create(&th[i], NULL, single_flight_thread, &args[i]);
 	}
 	for (int i = 0; i < NT; i++) {
@@ -291,7 +291,7 @@ static void test_stress(void)
 
 	CHECK_EQ_INT(udfs_cache_new(10 * CHUNK, 2, &ops, &c), 0);
 	for (int i = 0; i < NT; i++) {
-		args[i] = (struct stress_arg){ c, 1234u + (unsigned)i, 0 };
+		args[i] = (struct stress_arg){c, 1234u + (unsigned)i, 0};
 		pthread_create(&th[i], NULL, stress_thread, &args[i]);
 	}
 	for (int i = 0; i < NT; i++) {

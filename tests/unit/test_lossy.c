@@ -215,6 +215,61 @@ static void roundtrip(int dtype, uint32_t n, int mask, int values,
 	chunk_free(&c);
 }
 
+/* Exactly one element kept, at either end and in the middle. */
+static void test_one_kept(void)
+{
+	uint32_t at[3] = {0, 777, 4095};
+
+	for (int t = 0; t < 3; t++) {
+		struct chunk c;
+		void *enc = NULL;
+		size_t len = 0;
+		uint8_t *out;
+
+		chunk_init(&c, UDFS_DT_BF16, 4096, UDFS_MASK_EXPLICIT,
+			   UDFS_VAL_CODES, 4, 0.5);
+		c.n_kept = 1;
+		c.kept[0] = at[t];
+		reference(&c);
+		out = malloc((size_t)c.n * c.es);
+		CHECK_EQ_INT(encode(&c, &enc, &len), 0);
+		CHECK(len <= 8);
+		CHECK_EQ_INT(decode(&c, enc, len, out), 0);
+		CHECK(memcmp(out, c.want, (size_t)c.n * c.es) == 0);
+		free(enc);
+		free(out);
+		chunk_free(&c);
+	}
+}
+
+/* Every code the one of a zero delta, and every code an extreme: the
+ * range coder's shortest and longest outputs. */
+static void test_constant_codes(void)
+{
+	for (int k = 0; k < 3; k++) {
+		struct chunk c;
+		void *enc = NULL;
+		size_t len = 0;
+		uint8_t *out;
+
+		chunk_init(&c, UDFS_DT_BF16, 20000, UDFS_MASK_SEEDED,
+			   UDFS_VAL_CODES, 4, 0.5);
+		/* lo = -0.0123, step = 0.0017: zero is code 7 */
+		for (uint32_t j = 0; j < c.n_kept; j++)
+			c.vals[j] = (uint8_t)(k == 0 ? 7 : k == 1 ? 0 : 15);
+		reference(&c);
+		out = malloc((size_t)c.n * c.es);
+		CHECK_EQ_INT(encode(&c, &enc, &len), 0);
+		if (k == 0)
+			CHECK(len < 40);
+		CHECK_EQ_INT(decode(&c, enc, len, out), 0);
+		CHECK(memcmp(out, c.want, (size_t)c.n * c.es) == 0);
+		free(enc);
+		free(out);
+		chunk_free(&c);
+	}
+}
+
 static void test_roundtrips(void)
 {
 	int dts[3] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
@@ -243,6 +298,17 @@ static void test_roundtrips(void)
 		  1.0);
 	roundtrip(UDFS_DT_BF16, 1000, UDFS_MASK_SEEDED, UDFS_VAL_NATIVE, 4,
 		  1.0);
+	for (int m = 0; m < 3; m++)
+		for (int v = 0; v < 3; v++) {
+			/* all dropped, one kept, all kept, a large chunk */
+			roundtrip(UDFS_DT_F16, 300, m, v, 4, 1.0);
+			roundtrip(UDFS_DT_BF16, 1, m, v, 3, 0.0);
+			roundtrip(UDFS_DT_F32, 2, m, v, 8, 0.5);
+			roundtrip(UDFS_DT_BF16, 3000, m, v, 4, 0.0);
+			roundtrip(UDFS_DT_BF16, 1 << 19, m, v, 4, 0.97);
+		}
+	test_one_kept();
+	test_constant_codes();
 }
 
 /* Any prefix or corruption of a chunk is rejected or decodes without a
@@ -281,19 +347,31 @@ static void test_corrupt(int mask, int values, double r)
 		CHECK(ret == 0 || ret == -EIO);
 		udfs_error_clear();
 	}
-	/* header fields out of range */
+	/* header fields out of range: version, formats, lengths */
 	memcpy(bad, enc, len);
-	bad[0] = 9;
+	bad[0] ^= 0x80;
 	CHECK_EQ_INT(decode(&c, bad, len, out), -EIO);
 	udfs_error_clear();
 	memcpy(bad, enc, len);
-	bad[7] = 0x80; /* n_kept > n */
+	bad[0] |= 0x38; /* value format 7 */
 	CHECK_EQ_INT(decode(&c, bad, len, out), -EIO);
 	udfs_error_clear();
 	memcpy(bad, enc, len);
-	bad[11] ^= 0x40; /* section lengths */
+	bad[1] ^= 0x01; /* first varint: n_kept, or the value length */
 	CHECK_EQ_INT(decode(&c, bad, len, out), -EIO);
 	udfs_error_clear();
+	if (mask == UDFS_MASK_EXPLICIT) {
+		memcpy(bad, enc, len);
+		bad[0] = (uint8_t)((bad[0] & ~7) | 5); /* mask format 5 */
+		CHECK_EQ_INT(decode(&c, bad, len, out), -EIO);
+		udfs_error_clear();
+		memcpy(bad, enc, len);
+		bad[1] = 0xff; /* n_kept > n or a longer varint */
+		bad[2] = 0xff;
+		bad[3] = 0x7f;
+		CHECK_EQ_INT(decode(&c, bad, len, out), -EIO);
+		udfs_error_clear();
+	}
 	/* the chunk read with another mask kind */
 	c.p.mask = (uint8_t)(mask == UDFS_MASK_EXPLICIT ? UDFS_MASK_NONE
 							: UDFS_MASK_EXPLICIT);
@@ -438,15 +516,20 @@ int main(void)
 	test_corrupt(UDFS_MASK_EXPLICIT, UDFS_VAL_NATIVE, 0.9);
 	test_corrupt(UDFS_MASK_SEEDED, UDFS_VAL_CODES, 0.9);
 	test_corrupt(UDFS_MASK_NONE, UDFS_VAL_SIGN, 0.0);
+	test_corrupt(UDFS_MASK_SEEDED, UDFS_VAL_SIGN, 0.5);
+	test_corrupt(UDFS_MASK_EXPLICIT, UDFS_VAL_SIGN, 0.97);
+	test_corrupt(UDFS_MASK_NONE, UDFS_VAL_CODES, 0.0);
 	test_bad_encode();
 	test_size(0.9, UDFS_MASK_EXPLICIT);
 	test_size(0.97, UDFS_MASK_EXPLICIT);
 	test_size(0.9, UDFS_MASK_SEEDED);
 	if (getenv("UDFS_BENCH")) {
-		bench(0.9, UDFS_MASK_EXPLICIT);
-		bench(0.97, UDFS_MASK_EXPLICIT);
-		bench(0.9, UDFS_MASK_SEEDED);
-		bench(0.97, UDFS_MASK_SEEDED);
+		double ss[3] = {0.5, 0.9, 0.97};
+
+		for (int i = 0; i < 3; i++) {
+			bench(ss[i], UDFS_MASK_EXPLICIT);
+			bench(ss[i], UDFS_MASK_SEEDED);
+		}
 	}
 	CHECK_DONE();
 }
