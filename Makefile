@@ -52,8 +52,8 @@ TOOL_BIN  := $(TOOL_SRC:tests/gen/%.c=$(BUILD)/tests/%)
 
 PROGS := $(BUILD)/udfs $(BUILD)/udfs-compress
 
-.PHONY: all check bench install uninstall clean asan ubsan format-check fuzz \
-	deps tests demo
+.PHONY: all check bench install uninstall clean asan ubsan tsan format-check \
+	fuzz deps tests demo
 all: $(PROGS)
 
 $(BUILD)/%.o: %.c
@@ -95,11 +95,16 @@ asan:
 ubsan:
 	$(MAKE) BUILD=build-ubsan SANITIZE="-fsanitize=undefined -fno-sanitize-recover=undefined" OPT="-O1 -g" check
 
+# The mount stress test against a ThreadSanitizer build (build-tsan/).
+tsan:
+	$(Q)sh tests/stress_tsan.sh
+
 bench: $(PROGS) $(TOOL_BIN)
 	$(Q)BUILD=$(abspath $(BUILD)) sh bench/run.sh
 
+FUZZ_SECONDS ?= 30
 fuzz:
-	$(Q)sh tests/fuzz/run.sh
+	$(Q)sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 demo: $(PROGS) $(TOOL_BIN)
 	$(Q)BUILD=$(abspath $(BUILD)) sh tests/demo.sh
@@ -130,7 +135,7 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/mount.udfs.8
 
 clean:
-	rm -rf $(BUILD) build-asan build-ubsan build-fuzz
+	rm -rf $(BUILD) build-asan build-ubsan build-tsan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(FUSE_OBJ:.o=.d) $(BUILD)/src/udfs_main.d \
 	$(BUILD)/src/compress_main.d

@@ -128,23 +128,26 @@ static int step_done(udfs_catalog *c, sqlite3_stmt *st, const char *what)
 
 static int open_immutable(udfs_catalog *c, const char *path)
 {
-	char *uri = sqlite3_mprintf("file:%s?immutable=1", path);
-	char *q;
+	size_t n = strlen(path);
+	char *uri = udfs_xmalloc(3 * n + 32), *q = uri;
 	int rc;
 
-	/* Escape what a URI path cannot hold as is. */
-	for (q = uri + 5; *q && *q != '?'; q++)
-		if (*q == '#' || *q == '%')
-			break;
-	if (*q != '?') {
-		sqlite3_free(uri);
-		return SQLITE_CANTOPEN;
+	/* A URI path must escape what would start a query or fragment. */
+	q += sprintf(q, "file:");
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)path[i];
+
+		if (ch == '?' || ch == '#' || ch == '%')
+			q += sprintf(q, "%%%02X", ch);
+		else
+			*q++ = (char)ch;
 	}
+	strcpy(q, "?immutable=1");
 	rc = sqlite3_open_v2(uri, &c->db,
 			     SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
 				     SQLITE_OPEN_FULLMUTEX,
 			     NULL);
-	sqlite3_free(uri);
+	free(uri);
 	return rc;
 }
 

@@ -674,9 +674,13 @@ out:
 static int copy_file(const udfs_source_file *sf, const char *dst, bool link_ok,
 		     const char *src_dir)
 {
+	struct stat st;
 	int fd, err = 0;
 
-	if (link_ok && src_dir) {
+	/* A hard link shares the source's mode: never link a file others
+	 * may write, so the store holds nothing world-writable. */
+	if (link_ok && src_dir && fstat(sf->fd, &st) == 0 &&
+	    !(st.st_mode & (S_IWGRP | S_IWOTH))) {
 		char *from = udfs_xasprintf("%s/%s", src_dir, sf->path);
 		int r = link(from, dst);
 

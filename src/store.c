@@ -82,6 +82,7 @@ int udfs_store_init(const char *dir)
 	if (mkdir(dir, 0755) < 0) {
 		DIR *d;
 		struct dirent *e;
+		bool is_store;
 
 		if (errno != EEXIST)
 			return udfs_error(-errno, "%s: %s", dir,
@@ -94,14 +95,14 @@ int udfs_store_init(const char *dir)
 			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
 				break;
 		closedir(d);
-		if (e)
-			return udfs_error(-EEXIST, "%s: directory is not empty%s",
-					  dir,
-					  stat(path = udfs_xasprintf(
-						       "%s/catalog.db", dir),
-					       &st) == 0
-						  ? " (already a store)"
-						  : "");
+		if (e) {
+			path = udfs_xasprintf("%s/catalog.db", dir);
+			is_store = stat(path, &st) == 0;
+			free(path);
+			return udfs_error(-EEXIST, "%s: directory is not "
+					  "empty%s", dir,
+					  is_store ? " (already a store)" : "");
+		}
 	}
 	for (size_t i = 0; i < UDFS_ARRAY_SIZE(sub); i++) {
 		free(path);
