@@ -21,6 +21,7 @@
 #include "compress_i.h"
 #include "udfs/compress.h"
 #include "udfs/dtype.h"
+#include "udfs/pool.h"
 #include "udfs/recon.h"
 #include "udfs/store.h"
 #include "udfs/util.h"
@@ -462,28 +463,56 @@ static void on_stop(int sig)
 	stop = 1;
 }
 
+/* Blocks of a file decoded in parallel, then written in order. */
+struct export_window {
+	const udfs_file *f;
+	uint64_t off;          /* of block 0 */
+	unsigned char **buf;   /* IO_BYTES each */
+	ssize_t *got;
+};
+
+static int export_block(void *ctx, size_t i)
+{
+	struct export_window *w = ctx;
+	uint64_t off = w->off + (uint64_t)i * IO_BYTES;
+
+	if (stop)
+		return udfs_error(-EINTR, "interrupted");
+	w->got[i] = udfs_file_read(w->f, w->buf[i], IO_BYTES, off, NULL);
+	return w->got[i] < 0 ? (int)w->got[i] : 0;
+}
+
 static int export_file(const udfs_file *f, const char *dir, mode_t mode)
 {
 	char *tmp = udfs_xasprintf("%s/.%s.udfs-tmp", dir, f->path);
 	char *dst = udfs_xasprintf("%s/%s", dir, f->path);
-	unsigned char *buf = udfs_xmalloc(IO_BYTES);
+	size_t nwin = (size_t)udfs_ncpus() * 2;
+	struct export_window w = {.f = f};
 	int fd, err = 0;
 
+	w.buf = udfs_xcalloc(nwin, sizeof(*w.buf));
+	w.got = udfs_xcalloc(nwin, sizeof(*w.got));
+	for (size_t i = 0; i < nwin; i++)
+		w.buf[i] = udfs_xmalloc(IO_BYTES);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	for (uint64_t off = 0; off < f->size && !err;) {
-		ssize_t n = udfs_file_read(f, buf, IO_BYTES, off, NULL);
+	for (w.off = 0; w.off < f->size && !err;) {
+		uint64_t left = (f->size - w.off + IO_BYTES - 1) / IO_BYTES;
+		size_t n = (size_t)UDFS_MIN((uint64_t)nwin, left);
 
-		if (stop)
-			err = udfs_error(-EINTR, "interrupted");
-		else if (n <= 0)
-			err = n < 0 ? (int)n : udfs_error(-EIO, "short read");
-		else if ((err = udfs_write_full(fd, buf, (size_t)n)))
-			udfs_error(err, "%s: %s", tmp, strerror(-err));
-		off += n > 0 ? (uint64_t)n : 0;
+		err = udfs_parallel_for(udfs_ncpus(), n, export_block, &w);
+		for (size_t i = 0; i < n && !err; i++) {
+			if (w.got[i] <= 0)
+				err = udfs_error(-EIO, "%s: short read",
+						 f->path);
+			else if ((err = udfs_write_full(fd, w.buf[i],
+							(size_t)w.got[i])))
+				udfs_error(err, "%s: %s", tmp, strerror(-err));
+		}
+		w.off += (uint64_t)n * IO_BYTES;
 	}
 	if (!err && (fchmod(fd, mode) < 0 || fsync(fd) < 0))
 		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
@@ -494,7 +523,10 @@ static int export_file(const udfs_file *f, const char *dir, mode_t mode)
 	if (err)
 		unlink(tmp);
 out:
-	free(buf);
+	for (size_t i = 0; i < nwin; i++)
+		free(w.buf[i]);
+	free(w.buf);
+	free(w.got);
 	free(tmp);
 	free(dst);
 	return err;

@@ -239,6 +239,31 @@ out:
 	return err;
 }
 
+/* Stored length of the top plane of an encoded chunk (0 when zero). */
+static size_t top_plane_len(const unsigned char *chunk, unsigned es)
+{
+	const unsigned char *d = chunk + 2 + 5 * (es - 1);
+
+	return (size_t)d[1] | (size_t)d[2] << 8 | (size_t)d[3] << 16 |
+	       (size_t)d[4] << 24;
+}
+
+/* Whether the top plane of planes compresses below limit bytes. */
+static bool sub_top_smaller(const unsigned char *planes, size_t n,
+			    unsigned es, int level, size_t limit)
+{
+	size_t m = n / es, len = 0;
+	void *buf = NULL;
+	bool smaller;
+
+	if (udfs_zstd_compress(planes + (size_t)(es - 1) * m, m, level, &buf,
+			       &len))
+		return false;
+	smaller = len < limit;
+	free(buf);
+	return smaller;
+}
+
 int udfs_plane_encode(const void *cur, const void *base, size_t n,
 		      unsigned es, int level, void **out, size_t *out_len)
 {
@@ -257,12 +282,17 @@ int udfs_plane_encode(const void *cur, const void *base, size_t n,
 	err = encode_planes(planes, n, es, base ? MODE_XOR : MODE_NONE, level,
 			    &best, &best_len);
 	/* A difference is smaller than XOR where values move by small steps
-	 * across a power of two; try it only where XOR left work to do. */
-	if (!err && base && best_len > 2 + 5 * (size_t)es) {
+	 * across a power of two, which shows in the top (sign and exponent)
+	 * plane. Measure that plane first and encode the rest only when the
+	 * difference wins there: the low planes cost the same either way,
+	 * and compressing them twice would halve the speed. */
+	if (!err && base && top_plane_len(best, es) > 0) {
 		split(cur, base, n, es, MODE_SUB, planes);
-		err = encode_planes(planes, n, es, MODE_SUB, level, &alt,
-				    &alt_len);
-		if (!err && alt_len < best_len) {
+		if (sub_top_smaller(planes, n, es, level,
+				    top_plane_len(best, es)))
+			err = encode_planes(planes, n, es, MODE_SUB, level,
+					    &alt, &alt_len);
+		if (!err && alt && alt_len < best_len) {
 			free(best);
 			best = alt;
 			best_len = alt_len;

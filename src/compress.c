@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -408,20 +409,43 @@ static void tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st)
 	t->end = st->end;
 }
 
-/* Build file f of the new model from source file sf and write its chunks. */
+struct hash_job {
+	const unsigned char *p;
+	uint64_t n;
+	char *out;
+	int err;
+	char msg[256];
+};
+
+static void *hash_thread(void *arg)
+{
+	struct hash_job *h = arg;
+
+	h->err = sha256_hex(h->p, h->n, h->out);
+	if (h->err)
+		snprintf(h->msg, sizeof(h->msg), "%s", udfs_error_msg(h->err));
+	return NULL;
+}
+
+/* Build file f of the new model from source file sf and write its chunks.
+ * The source's sha256 is computed on a thread of its own meanwhile: it
+ * reads the same mapped bytes, and would otherwise add a serial pass. */
 static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 		      udfs_file *f, struct pack *pk, struct progress *pr)
 {
 	const udfs_source_file *sf = &am->src->files[fi];
-	int err;
+	struct hash_job hj = {.p = sf->map, .n = sf->size, .out = f->sha256};
+	pthread_t hash_tid;
+	bool hashing;
+	int err = 0;
 
 	f->path = udfs_xstrdup(sf->path);
 	f->kind = sf->kind;
 	f->size = sf->size;
 	f->fd = -1;
-	err = sha256_hex(sf->map, sf->size, f->sha256);
-	if (err)
-		return err;
+	hashing = pthread_create(&hash_tid, NULL, hash_thread, &hj) == 0;
+	if (!hashing)
+		hash_thread(&hj);
 	if (sf->st) {
 		f->data_offset = sf->st->data_offset;
 		f->header = udfs_xmalloc(f->data_offset);
@@ -459,6 +483,10 @@ static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 		err = write_tensor(g, am, pk, p, t,
 				   sf->map + f->data_offset + t->begin, pr);
 	}
+	if (hashing)
+		pthread_join(hash_tid, NULL);
+	if (!err && hj.err)
+		err = udfs_error(hj.err, "%s", hj.msg);
 	return err;
 }
 
