@@ -93,86 +93,117 @@ static int plan_values(const udfs_add_opts *o, udfs_lossy_params *lp)
 	return 0;
 }
 
+/* One candidate tensor of select_tensors, analysed on a worker thread. */
+struct cand {
+	size_t file, tensor;
+	udfs_lossy_params lp;
+	double sigma;
+	int result; /* 0 lossy, 1 constant, -EDOM not finite, <0 error */
+};
+
+struct select_job {
+	struct add_group *g;
+	struct add_model *am;
+	struct cand *c;
+};
+
+static int analyse(void *ctx, size_t i)
+{
+	struct select_job *j = ctx;
+	struct cand *c = &j->c[i];
+	const udfs_source_file *sf = &j->am->src->files[c->file];
+	const udfs_st_tensor *st = &sf->st->tensors[c->tensor];
+	const struct tensor_plan *p = &j->am->plan[c->file][c->tensor];
+	udfs_lossy_params *lp = &c->lp;
+	uint8_t *codes = NULL;
+	float *d;
+	int r = 0;
+
+	if (udfs_interrupted)
+		return udfs_error(-EINTR, "interrupted");
+	d = delta_of(st->dtype, st->nelems, src_bytes(sf, st),
+		     udfs_add_base_bytes(j->g, p->base));
+	if (!d)
+		return -ENOMEM;
+	for (uint64_t k = 0; k < st->nelems; k++)
+		if (!isfinite(d[k])) {
+			r = -EDOM;
+			break;
+		}
+	if (!r && lp->values == UDFS_VAL_CODES) {
+		codes = malloc(st->nelems);
+		r = codes ? udfs_ud_quantize(d, st->nelems, lp->bits, codes,
+					     &lp->lo, &lp->step)
+			  : -ENOMEM;
+		if (r == 0)
+			c->sigma = udfs_ud_code_std(codes, st->nelems, lp->bits,
+						    lp->lo, lp->step);
+	} else if (!r && lp->values == UDFS_VAL_SIGN) {
+		double sum = 0;
+
+		for (uint64_t k = 0; k < st->nelems; k++)
+			sum += fabs(d[k]);
+		lp->step = (float)(sum / (double)st->nelems);
+	}
+	free(codes);
+	free(d);
+	if (r == -EDOM)
+		udfs_error_clear();
+	c->result = r;
+	return r == -ENOMEM ? r : 0;
+}
+
 /*
  * Select the lossy tensors of one model and fill their quantization
- * parameters (and sigma). A tensor whose delta is constant, or holds a NaN
- * or an infinity, stays xor: exact, never garbage.
+ * parameters (and sigma), tensors analysed in parallel. A tensor whose
+ * delta is constant, or holds a NaN or an infinity, stays xor: exact,
+ * never garbage.
  */
 static int select_tensors(struct add_group *g, struct add_model *am,
 			  struct sel **out, size_t *n_out)
 {
 	const udfs_add_opts *o = g->o;
 	const udfs_source *src = am->src;
+	struct select_job job = {.g = g, .am = am};
 	struct sel *v = NULL;
-	size_t n = 0;
-	int err = 0;
+	size_t n = 0, nc = 0;
+	udfs_lossy_params lp;
+	int err = plan_values(o, &lp);
 
-	for (size_t i = 0; i < src->n_files && !err; i++) {
+	if (err)
+		return err;
+	for (size_t i = 0; i < src->n_files; i++) {
 		const udfs_source_file *sf = &src->files[i];
 
-		for (size_t j = 0; sf->st && j < sf->st->n_tensors && !err; j++) {
+		for (size_t j = 0; sf->st && j < sf->st->n_tensors; j++) {
 			const udfs_st_tensor *st = &sf->st->tensors[j];
-			struct tensor_plan *p = &am->plan[i][j];
-			udfs_lossy_params lp;
-			float *d = NULL;
-			uint8_t *codes = NULL;
-			double sigma = 0;
-			int r = 0;
 
-			if (p->enc != UDFS_ENC_XOR ||
+			if (am->plan[i][j].enc != UDFS_ENC_XOR ||
 			    !udfs_dtype_is_lossy_float(st->dtype) ||
 			    st->ndim < 2 || st->nelems < o->min_elems ||
 			    excluded(o, st->name))
 				continue;
-			err = plan_values(o, &lp);
-			if (err)
-				break;
-			d = delta_of(st->dtype, st->nelems, src_bytes(sf, st),
-				     udfs_add_base_bytes(g, p->base));
-			if (!d) {
-				err = -ENOMEM;
-				break;
-			}
-			for (uint64_t k = 0; k < st->nelems; k++)
-				if (!isfinite(d[k])) {
-					r = -EDOM;
-					break;
-				}
-			if (!r && lp.values == UDFS_VAL_CODES) {
-				codes = malloc(st->nelems);
-				if (!codes)
-					err = -ENOMEM;
-				else
-					r = udfs_ud_quantize(d, st->nelems,
-							     lp.bits, codes,
-							     &lp.lo, &lp.step);
-				if (r == 0)
-					sigma = udfs_ud_code_std(codes,
-								 st->nelems,
-								 lp.bits, lp.lo,
-								 lp.step);
-			} else if (!r && lp.values == UDFS_VAL_SIGN) {
-				double sum = 0;
-
-				for (uint64_t k = 0; k < st->nelems; k++)
-					sum += fabs(d[k]);
-				lp.step = (float)(sum / (double)st->nelems);
-			}
-			free(codes);
-			free(d);
-			if (r == -EDOM)
-				udfs_error_clear();
-			if (err || r)
-				continue; /* constant or not finite: xor */
-			lp.seed = udfs_seeded_key(o->seed, st->name);
-			p->lp = lp;
-			p->enc = o->method;
-			v = udfs_xrealloc(v, (n + 1) * sizeof(*v));
-			v[n++] = (struct sel){.file = i, .tensor = j,
-					      .nelems = st->nelems,
-					      .sigma = sigma};
+			job.c = udfs_xrealloc(job.c, (nc + 1) * sizeof(*job.c));
+			job.c[nc++] = (struct cand){.file = i, .tensor = j,
+						    .lp = lp};
 		}
 	}
+	err = udfs_parallel_for(o->jobs, nc, analyse, &job);
+	for (size_t k = 0; k < nc && !err; k++) {
+		struct cand *c = &job.c[k];
+		const udfs_st_tensor *st = &src->files[c->file].st->tensors[c->tensor];
+		struct tensor_plan *p = &am->plan[c->file][c->tensor];
+
+		if (c->result)
+			continue; /* constant or not finite: xor */
+		c->lp.seed = udfs_seeded_key(o->seed, st->name);
+		p->lp = c->lp;
+		p->enc = o->method;
+		v = udfs_xrealloc(v, (n + 1) * sizeof(*v));
+		v[n++] = (struct sel){.file = c->file, .tensor = c->tensor,
+				      .nelems = st->nelems, .sigma = c->sigma};
+	}
+	free(job.c);
 	if (err) {
 		free(v);
 		return err;

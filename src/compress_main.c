@@ -219,10 +219,10 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(usage, stdout);
-			return 0;
+			goto done;
 		case 'V':
 			puts("udfs-compress " UDFS_VERSION);
-			return 0;
+			goto done;
 		case ':':
 			udfs_die("%s needs an argument; see --help",
 				 argv[optind - 1]);
@@ -317,6 +317,7 @@ int main(int argc, char **argv)
 	} else {
 		udfs_die("unknown command \"%s\"; see --help", verb);
 	}
+done:
 	udfs_store_close(s);
 	json_decref(params);
 	json_decref(exact);

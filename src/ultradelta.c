@@ -45,6 +45,7 @@ int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 		     uint8_t *codes, float *lo, float *step)
 {
 	double mn = INFINITY, mx = -INFINITY, range, levels;
+	int64_t top;
 
 	if (bits < 1 || bits > 8)
 		return udfs_error(-EINVAL, "quantize: %u bits (1..8)", bits);
@@ -64,14 +65,18 @@ int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 
 	levels = (double)((1u << bits) - 1);
 	range = mx - mn;
+	top = (int64_t)levels;
 	for (size_t i = 0; i < n; i++) {
+		/* x is in [0, levels]: round half to even through an integer
+		 * cast, which is exact here and avoids libm calls in the
+		 * hottest loop of lossy compression. */
 		double x = ((double)delta[i] - mn) / range * levels;
-		double c = round_half_even(x);
+		int64_t c = (int64_t)x; /* x >= 0: truncation is floor */
+		double frac = x - (double)c;
 
-		if (c < 0.0)
-			c = 0.0;
-		if (c > levels)
-			c = levels;
+		/* Branch-free: the comparisons are data-dependent coin flips. */
+		c += (frac > 0.5) | ((frac == 0.5) & (int)(c & 1));
+		c = c > top ? top : c;
 		codes[i] = (uint8_t)c;
 	}
 	*lo = (float)mn;
