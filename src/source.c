@@ -242,6 +242,26 @@ out:
 	return ret;
 }
 
+/* 0 when open descriptor fd is a file below realdir, else -EINVAL. */
+static int check_inside(const char *shown, const char *realdir, int fd)
+{
+	char link[64], target[PATH_MAX];
+	size_t n = strlen(realdir);
+	ssize_t len;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	len = readlink(link, target, sizeof(target) - 1);
+	if (len < 0)
+		return 0; /* no /proc: the check by name stands */
+	target[len] = '\0';
+	if (n == 1)
+		n = 0;
+	if (strncmp(target, realdir, n) || target[n] != '/')
+		return udfs_error(-EINVAL, "%s: opened %s, outside the model "
+				  "directory", shown, target);
+	return 0;
+}
+
 /* Open, map and (for .safetensors) parse one file into f; f->path is set
  * and f->fd is -1 on entry. msg_name names the file in messages. */
 static int open_file(int dfd, const char *rel, const char *msg_name,
@@ -401,7 +421,7 @@ int udfs_source_open(const char *path, udfs_source **out)
 {
 	struct src_priv *sp = NULL;
 	udfs_source *s;
-	char **names = NULL;
+	char **names = NULL, *realdir = NULL;
 	size_t n_names = 0, n_st = 0;
 	struct stat st;
 	int dfd = -1, err;
@@ -440,17 +460,28 @@ int udfs_source_open(const char *path, udfs_source **out)
 		err = scan_dir(path, dfd, &names, &n_names);
 		if (err)
 			goto out;
+		realdir = realpath(path, NULL);
+		if (!realdir) {
+			err = udfs_error(-errno, "%s: %s", path,
+					 strerror(errno));
+			goto out;
+		}
 		s->files = udfs_xcalloc(n_names + 1, sizeof(*s->files));
 		for (size_t i = 0; i < n_names; i++) {
 			udfs_source_file *f = &s->files[s->n_files++];
+			char *shown;
 
 			f->fd = -1;
 			f->path = names[i];
 			names[i] = NULL;
-			char *shown = udfs_xasprintf("%s/%s", path, f->path);
-
 			/* Messages name the file with its directory. */
+			shown = udfs_xasprintf("%s/%s", path, f->path);
 			err = open_file(dfd, f->path, shown, f);
+			/* The entry was checked by name before it was opened;
+			 * check what was opened, so that a symlink swapped in
+			 * between cannot lead out of the directory. */
+			if (!err)
+				err = check_inside(shown, realdir, f->fd);
 			free(shown);
 			if (err)
 				goto out;
@@ -483,6 +514,7 @@ out:
 	for (size_t i = 0; i < n_names; i++)
 		free(names[i]);
 	free(names);
+	free(realdir);
 	if (dfd >= 0)
 		close(dfd);
 	if (sp)
