@@ -241,6 +241,11 @@ void udfs_catalog_close(udfs_catalog *c)
 
 int udfs_catalog_begin(udfs_catalog *c)
 {
+	/* On a read-only connection BEGIN IMMEDIATE succeeds without taking
+	 * the writer lock, so a writer must never run on one. */
+	if (sqlite3_db_readonly(c->db, "main"))
+		return udfs_error(-EROFS, "catalog %s: opened read-only",
+				  c->path);
 	return exec(c, "BEGIN IMMEDIATE");
 }
 

@@ -272,7 +272,7 @@ int udfs_plane_encode(const void *cur, const void *base, size_t n,
 	size_t best_len = 0, alt_len = 0;
 	int err;
 
-	if (es == 0 || es > MAX_ES || n % es)
+	if ((es != 1 && es != 2 && es != 4 && es != 8) || n % es)
 		return udfs_error(-EINVAL, "plane codec: %zu bytes in elements "
 				  "of %u", n, es);
 	planes = udfs_scratch(2, n ? n : 1);

@@ -203,7 +203,8 @@ int udfs_parse_size(const char *s, uint64_t *out)
 	unsigned long long v;
 	unsigned shift = 0;
 
-	if (!s || !*s || *s == '-')
+	/* strtoull would skip blanks and take a sign: only digits lead. */
+	if (!s || *s < '0' || *s > '9')
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -237,7 +238,8 @@ char *udfs_fmt_bytes(uint64_t n, char *buf, size_t len)
 	double v = (double)n;
 	size_t u = 0;
 
-	while (v >= 1024 && u + 1 < UDFS_ARRAY_SIZE(unit)) {
+	/* 1023.95 KiB and up show as the next unit, not "1024.0 KiB". */
+	while (v >= 1023.95 && u + 1 < UDFS_ARRAY_SIZE(unit)) {
 		v /= 1024;
 		u++;
 	}

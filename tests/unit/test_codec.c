@@ -149,8 +149,8 @@ static void test_sub_wins(void)
 	/* The same crossing just under 1.0 repeated: base 1 - tiny,
 	 * fine-tune 1 + tiny, mixed with elements that do not cross. */
 	for (size_t i = 0; i < n; i += 4) {
-		float b = 0x1.fffffep-1f, c = (rnd() & 1) ? 0x1.000002p+0f
-							 : 0x1.fffffcp-1f;
+		float b = 0x1.fffffep-1f,
+		      c = (rnd() & 1) ? 0x1.000002p+0f : 0x1.fffffcp-1f;
 
 		if (rnd() & 1) {
 			b = 0x1.fffffep+0f; /* and under 2.0: 2 + tiny */
@@ -173,7 +173,8 @@ static void test_xor_wins(void)
 
 	for (size_t i = 0; i < n; i += 4) {
 		float b = ((float)(rnd() % 2000) - 1000.0f) / 1024.0f + 0.01f;
-		float c = b * (1.0f + ((float)(rnd() % 2001) - 1000.0f) * 1e-6f);
+		float c =
+		    b * (1.0f + ((float)(rnd() % 2001) - 1000.0f) * 1e-6f);
 
 		memcpy(base + i, &b, 4);
 		memcpy(cur + i, &c, 4);
@@ -182,9 +183,11 @@ static void test_xor_wins(void)
 	for (size_t i = 0; i < n; i += 2) {
 		uint16_t b, c;
 
-		b = (uint16_t)(f2u(((float)(rnd() % 2000) - 1000.0f) /
-				   4096.0f + 0.01f) >> 16);
-		c = (uint16_t)(b ^ (rnd() % 4)); /* flip the low mantissa bits */
+		b = (uint16_t)(f2u(((float)(rnd() % 2000) - 1000.0f) / 4096.0f +
+				   0.01f) >>
+			       16);
+		c = (uint16_t)(b ^
+			       (rnd() % 4)); /* flip the low mantissa bits */
 		memcpy(base + i, &b, 2);
 		memcpy(cur + i, &c, 2);
 	}
@@ -262,8 +265,7 @@ static uint32_t get_len(const unsigned char *enc, unsigned k)
 static void test_malformed(void)
 {
 	size_t n = 4000 * 4; /* 4000 F32 elements */
-	unsigned char *base = malloc(n), *cur = malloc(n), *enc = NULL,
-		      *bad;
+	unsigned char *base = malloc(n), *cur = malloc(n), *enc = NULL, *bad;
 	size_t len = 0;
 	void *p = NULL;
 	int fails = 0;
@@ -355,7 +357,7 @@ static void test_malformed(void)
 		memcpy(bad, enc, len);
 		for (int f = 0; f < 1 + r % 4; f++)
 			bad[rnd() % (r % 3 ? len : 2 + 5 * 4)] ^=
-				(unsigned char)(1 + rnd() % 255);
+			    (unsigned char)(1 + rnd() % 255);
 		err = decode_copy(bad, len, base, n, 4);
 		if (err != 0 && err != -EIO)
 			fails++;
@@ -379,7 +381,7 @@ static void test_frame_size(void)
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (unsigned char)(i % 7);
 	for (int delta = -1; delta <= 1; delta++) {
-		size_t m = 1000;                       /* plane size */
+		size_t m = 1000;		       /* plane size */
 		size_t fsz = (size_t)((int)m + delta); /* the frame's */
 		int want = delta ? -EIO : 0;
 

@@ -71,7 +71,7 @@ static uint16_t ref_f32_to_f16(float f)
 	if (x == 0)
 		return sign;
 	frexp(x, &e); /* x = m * 2^e, m in [0.5, 1) */
-	e -= 1;       /* x in [2^e, 2^(e+1)) */
+	e -= 1;	      /* x in [2^e, 2^(e+1)) */
 	if (e < -14)
 		e = -14; /* subnormals share the smallest normal's step */
 	r = round_even(x, ldexp(1, e - 10));
@@ -116,26 +116,26 @@ static void test_names(void)
 		const char *name;
 		unsigned bits, size;
 	} want[] = {
-		{UDFS_DT_BOOL, "BOOL", 8, 1},
-		{UDFS_DT_U8, "U8", 8, 1},
-		{UDFS_DT_I8, "I8", 8, 1},
-		{UDFS_DT_I16, "I16", 16, 2},
-		{UDFS_DT_U16, "U16", 16, 2},
-		{UDFS_DT_F16, "F16", 16, 2},
-		{UDFS_DT_BF16, "BF16", 16, 2},
-		{UDFS_DT_I32, "I32", 32, 4},
-		{UDFS_DT_U32, "U32", 32, 4},
-		{UDFS_DT_F32, "F32", 32, 4},
-		{UDFS_DT_F64, "F64", 64, 8},
-		{UDFS_DT_I64, "I64", 64, 8},
-		{UDFS_DT_U64, "U64", 64, 8},
-		{UDFS_DT_F8_E4M3, "F8_E4M3", 8, 1},
-		{UDFS_DT_F8_E5M2, "F8_E5M2", 8, 1},
-		{UDFS_DT_F8_E8M0, "F8_E8M0", 8, 1},
-		{UDFS_DT_C64, "C64", 64, 8},
-		{UDFS_DT_F4, "F4", 4, 0},
-		{UDFS_DT_F6_E2M3, "F6_E2M3", 6, 0},
-		{UDFS_DT_F6_E3M2, "F6_E3M2", 6, 0},
+	    {UDFS_DT_BOOL, "BOOL", 8, 1},
+	    {UDFS_DT_U8, "U8", 8, 1},
+	    {UDFS_DT_I8, "I8", 8, 1},
+	    {UDFS_DT_I16, "I16", 16, 2},
+	    {UDFS_DT_U16, "U16", 16, 2},
+	    {UDFS_DT_F16, "F16", 16, 2},
+	    {UDFS_DT_BF16, "BF16", 16, 2},
+	    {UDFS_DT_I32, "I32", 32, 4},
+	    {UDFS_DT_U32, "U32", 32, 4},
+	    {UDFS_DT_F32, "F32", 32, 4},
+	    {UDFS_DT_F64, "F64", 64, 8},
+	    {UDFS_DT_I64, "I64", 64, 8},
+	    {UDFS_DT_U64, "U64", 64, 8},
+	    {UDFS_DT_F8_E4M3, "F8_E4M3", 8, 1},
+	    {UDFS_DT_F8_E5M2, "F8_E5M2", 8, 1},
+	    {UDFS_DT_F8_E8M0, "F8_E8M0", 8, 1},
+	    {UDFS_DT_C64, "C64", 64, 8},
+	    {UDFS_DT_F4, "F4", 4, 0},
+	    {UDFS_DT_F6_E2M3, "F6_E2M3", 6, 0},
+	    {UDFS_DT_F6_E3M2, "F6_E3M2", 6, 0},
 	};
 
 	CHECK_EQ_INT(sizeof(want) / sizeof(want[0]), UDFS_DT_COUNT);
@@ -146,8 +146,8 @@ static void test_names(void)
 		CHECK_EQ_INT(udfs_dtype_size(want[i].dt), want[i].size);
 		CHECK_EQ_INT(udfs_dtype_is_lossy_float(want[i].dt),
 			     want[i].dt == UDFS_DT_F16 ||
-				     want[i].dt == UDFS_DT_BF16 ||
-				     want[i].dt == UDFS_DT_F32);
+				 want[i].dt == UDFS_DT_BF16 ||
+				 want[i].dt == UDFS_DT_F32);
 	}
 	for (int dt = 0; dt < UDFS_DT_COUNT; dt++)
 		CHECK_EQ_INT(udfs_dtype_parse(udfs_dtype_name(dt)), dt);
@@ -176,17 +176,21 @@ static void test_half_exhaustive(void)
 
 		if (nan) {
 			bool ok = isnan(f) && (back & 0x7c00) == 0x7c00 &&
-				  (back & 0x3ff) && (back & 0x8000) ==
-				  (h & 0x8000);
+				  (back & 0x3ff) &&
+				  (back & 0x8000) == (h & 0x8000);
 
 			if (!ok && bad_f16++ < 5)
-				fprintf(stderr, "f16 %04x: NaN -> %08x -> "
-					"%04x\n", h, f2u(f), back);
+				fprintf(stderr,
+					"f16 %04x: NaN -> %08x -> "
+					"%04x\n",
+					h, f2u(f), back);
 		} else if ((double)f != want || back != h ||
 			   !!signbit(f) != !!(h & 0x8000)) {
 			if (bad_f16++ < 5)
-				fprintf(stderr, "f16 %04x: %.9g (want %.9g) "
-					"-> %04x\n", h, f, want, back);
+				fprintf(stderr,
+					"f16 %04x: %.9g (want %.9g) "
+					"-> %04x\n",
+					h, f, want, back);
 		}
 
 		f = udfs_bf16_to_f32((uint16_t)h);
@@ -194,7 +198,7 @@ static void test_half_exhaustive(void)
 		nan = ((h >> 7) & 0xff) == 0xff && (h & 0x7f);
 		if (f2u(f) != h << 16 ||
 		    (nan ? !isnan(udfs_bf16_to_f32(back)) ||
-				   (back & 0x8000) != (h & 0x8000)
+			       (back & 0x8000) != (h & 0x8000)
 			 : back != h)) {
 			if (bad_bf16++ < 5)
 				fprintf(stderr, "bf16 %04x: %08x -> %04x\n", h,
@@ -223,8 +227,10 @@ static int check_one(uint32_t u, int *shown)
 		bad += b != rb;
 	}
 	if (bad && (*shown)++ < 8)
-		fprintf(stderr, "f32 %08x (%.9g): f16 %04x want %04x, "
-			"bf16 %04x want %04x\n", u, f, h, rh, b, rb);
+		fprintf(stderr,
+			"f32 %08x (%.9g): f16 %04x want %04x, "
+			"bf16 %04x want %04x\n",
+			u, f, h, rh, b, rb);
 	return bad;
 }
 
@@ -252,13 +258,13 @@ static void test_special(void)
 	int shown = 0, bad = 0;
 	/* Hand-picked patterns: ties, overflow edges, subnormal edges. */
 	static const uint32_t pats[] = {
-		0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x7f7fffff,
-		0x7f800000, 0xff800000, 0x7f7f8000, 0x7f7f7fff, 0x477fe000,
-		0x477fefff, 0x477ff000, 0x477ff001, 0xc77ff000, 0x38800000,
-		0x387fffff, 0x387fe000, 0x33800000, 0x33800001, 0x337fffff,
-		0x33000000, 0x33c00000, 0x3f808000, 0x3f818000, 0x3f800fff,
-		0x3f801000, 0x3f803000, 0x3f802000, 0x3f7ff000, 0x7fc00000,
-		0xffc00001, 0x7f800001, 0x7fbfffff,
+	    0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x7f7fffff,
+	    0x7f800000, 0xff800000, 0x7f7f8000, 0x7f7f7fff, 0x477fe000,
+	    0x477fefff, 0x477ff000, 0x477ff001, 0xc77ff000, 0x38800000,
+	    0x387fffff, 0x387fe000, 0x33800000, 0x33800001, 0x337fffff,
+	    0x33000000, 0x33c00000, 0x3f808000, 0x3f818000, 0x3f800fff,
+	    0x3f801000, 0x3f803000, 0x3f802000, 0x3f7ff000, 0x7fc00000,
+	    0xffc00001, 0x7f800001, 0x7fbfffff,
 	};
 
 	for (size_t i = 0; i < sizeof(pats) / sizeof(pats[0]); i++)
@@ -290,8 +296,8 @@ static void test_special(void)
 	CHECK_EQ_INT(udfs_f32_to_f16(0x1p-25f), 0x0000); /* tie to even 0 */
 	CHECK_EQ_INT(udfs_f32_to_f16(-0x1p-25f), 0x8000);
 	CHECK_EQ_INT(udfs_f32_to_f16(0x1.000002p-25f), 0x0001);
-	CHECK_EQ_INT(udfs_f32_to_f16(0x1.8p-24f), 0x0002); /* 1.5: to 2 */
-	CHECK_EQ_INT(udfs_f32_to_f16(0x1.4p-23f), 0x0002); /* 2.5: to 2 */
+	CHECK_EQ_INT(udfs_f32_to_f16(0x1.8p-24f), 0x0002);   /* 1.5: to 2 */
+	CHECK_EQ_INT(udfs_f32_to_f16(0x1.4p-23f), 0x0002);   /* 2.5: to 2 */
 	CHECK_EQ_INT(udfs_f32_to_f16(0x1.ff8p-15f), 0x03ff); /* largest sub */
 	CHECK_EQ_INT(udfs_f32_to_f16(0x1.ffcp-15f), 0x0400); /* tie: normal */
 	CHECK_EQ_INT(udfs_f32_to_f16(0x1.ffbfcp-15f), 0x03ff);

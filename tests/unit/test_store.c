@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,14 +77,12 @@ static void write_st(const char *path, const struct tspec *ts, size_t n)
 					",\"%s\":{\"dtype\":\"%s\",\"shape\":[",
 					ts[i].name, ts[i].dtype);
 		for (int d = 0; d < ts[i].ndim; d++)
-			len += (size_t)snprintf(json + len, cap - len,
-						"%s%llu", d ? "," : "",
-						(unsigned long long)
-							ts[i].shape[d]);
-		len += (size_t)snprintf(json + len, cap - len,
-					"],\"data_offsets\":[%llu,%llu]}",
-					(unsigned long long)off,
-					(unsigned long long)(off + b));
+			len += (size_t)snprintf(
+			    json + len, cap - len, "%s%llu", d ? "," : "",
+			    (unsigned long long)ts[i].shape[d]);
+		len += (size_t)snprintf(
+		    json + len, cap - len, "],\"data_offsets\":[%llu,%llu]}",
+		    (unsigned long long)off, (unsigned long long)(off + b));
 		off += b;
 	}
 	len += (size_t)snprintf(json + len, cap - len, "}");
@@ -174,8 +173,7 @@ static unsigned char *rand_f32(size_t n)
 
 /* A copy of p with every step-th BF16 element's low mantissa bit
  * flipped: a small fine-tune. */
-static unsigned char *tweak(const unsigned char *p, size_t bytes,
-			    size_t step)
+static unsigned char *tweak(const unsigned char *p, size_t bytes, size_t step)
 {
 	unsigned char *q = udfs_xmalloc(bytes);
 
@@ -185,15 +183,17 @@ static unsigned char *tweak(const unsigned char *p, size_t bytes,
 	return q;
 }
 
-#define BIG_ELEMS 700000 /* BF16: 1.4 MB, two chunks */
-#define W_ROWS 64        /* a lossy-eligible matrix */
+#define BIG_ELEMS 700000		   /* BF16: 1.4 MB, two chunks */
+#define EXACT_ELEMS (UDFS_CHUNK_BYTES / 2) /* BF16: exactly one chunk */
+#define TOK_BYTES (UDFS_CHUNK_BYTES + 4321)
+#define W_ROWS 64 /* a lossy-eligible matrix */
 #define W_COLS 64
 
 struct fixture {
 	char *store;
 	char *base_dir, *ft_dir, *ft2_file, *lossy_dir;
-	unsigned char *a, *b, *big, *c, *w;       /* base tensors */
-	unsigned char *b2, *big2, *c2, *nw, *w2;  /* fine-tune tensors */
+	unsigned char *a, *b, *big, *c, *w, *ex;       /* base tensors */
+	unsigned char *b2, *big2, *c2, *nw, *w2, *ex2; /* fine-tune tensors */
 };
 
 static const char config[] = "{\"model_type\":\"llama\",\"x\":1}\n";
@@ -220,23 +220,30 @@ static void fixture_make(struct fixture *fx)
 	fx->c2 = rand_f32(16);
 	fx->nw = rand_bytes(33);
 	fx->w2 = tweak(fx->w, 2 * W_ROWS * W_COLS, 1);
+	fx->ex = rand_bf16(EXACT_ELEMS);
+	fx->ex2 = tweak(fx->ex, 2 * EXACT_ELEMS, 7);
 
 	const struct tspec base[] = {
-		{"a", "F32", 2, {4, 8}, fx->a},
-		{"b", "BF16", 1, {64}, fx->b},
-		{"big", "BF16", 1, {BIG_ELEMS}, fx->big},
-		{"c", "F32", 1, {16}, fx->c},
-		{"w", "BF16", 2, {W_ROWS, W_COLS}, fx->w},
+	    {"a", "F32", 2, {4, 8}, fx->a},
+	    {"b", "BF16", 1, {64}, fx->b},
+	    {"big", "BF16", 1, {BIG_ELEMS}, fx->big},
+	    {"c", "F32", 1, {16}, fx->c},
+	    {"w", "BF16", 2, {W_ROWS, W_COLS}, fx->w},
+	    {"e", "F32", 1, {0}, fx->a},
+	    {"exact", "BF16", 1, {EXACT_ELEMS}, fx->ex},
 	};
 	/* Another order in the file than in the base, a new tensor, c
 	 * reshaped. */
 	const struct tspec ft[] = {
-		{"new", "U8", 1, {33}, fx->nw},
-		{"big", "BF16", 1, {BIG_ELEMS}, fx->big2},
-		{"a", "F32", 2, {4, 8}, fx->a},
-		{"c", "F32", 2, {4, 4}, fx->c2},
-		{"b", "BF16", 1, {64}, fx->b2},
-		{"w", "BF16", 2, {W_ROWS, W_COLS}, fx->w2},
+	    {"new", "U8", 1, {33}, fx->nw},
+	    {"e", "F32", 1, {0}, fx->a},
+	    {"exact", "BF16", 1, {EXACT_ELEMS}, fx->ex2},
+	    {"big", "BF16", 1, {BIG_ELEMS}, fx->big2},
+	    {"e2", "F32", 2, {0, 5}, fx->a},
+	    {"a", "F32", 2, {4, 8}, fx->a},
+	    {"c", "F32", 2, {4, 4}, fx->c2},
+	    {"b", "BF16", 1, {64}, fx->b2},
+	    {"w", "BF16", 2, {W_ROWS, W_COLS}, fx->w2},
 	};
 
 	fx->store = udfs_xasprintf("%s/store", top);
@@ -255,20 +262,34 @@ static void fixture_make(struct fixture *fx)
 	p = udfs_xasprintf("%s/config.json", fx->ft_dir);
 	write_bytes(p, "{\"model_type\":\"llama\",\"x\":2}\n", 29);
 	free(p);
+	p = udfs_xasprintf("%s/empty.txt", fx->ft_dir); /* verbatim, empty */
+	write_bytes(p, "", 0);
+	free(p);
+	/* A verbatim file over one chunk. */
+	p = udfs_xasprintf("%s/tokenizer.bin", fx->ft_dir);
+	{
+		unsigned char *tok = rand_bytes(TOK_BYTES);
+
+		for (size_t i = 0; i < TOK_BYTES; i += 3)
+			tok[i] = 'a'; /* partly compressible */
+		write_bytes(p, tok, TOK_BYTES);
+		free(tok);
+	}
+	free(p);
 
 	/* A single file: only a and c changed in dtype. */
 	fx->ft2_file = udfs_xasprintf("%s/ft2.safetensors", top);
 	{
 		const struct tspec ft2[] = {
-			{"a", "I32", 2, {4, 8}, fx->a},
-			{"b", "BF16", 1, {64}, fx->b},
+		    {"a", "I32", 2, {4, 8}, fx->a},
+		    {"b", "BF16", 1, {64}, fx->b},
 		};
 
 		write_st(fx->ft2_file, ft2, UDFS_ARRAY_SIZE(ft2));
 	}
 	fx->lossy_dir = mkdir_in("lossy");
 	p = udfs_xasprintf("%s/model.safetensors", fx->lossy_dir);
-	write_st(p, ft + 2, 4); /* a, c reshaped, b, w */
+	write_st(p, ft + 5, 4); /* a, c reshaped, b, w */
 	free(p);
 }
 
@@ -289,6 +310,8 @@ static void fixture_free(struct fixture *fx)
 	free(fx->c2);
 	free(fx->nw);
 	free(fx->w2);
+	free(fx->ex);
+	free(fx->ex2);
 }
 
 /* ---- a fake chunk provider ------------------------------------------ */
@@ -343,16 +366,14 @@ static int files_in(const char *store, const char *sub)
 }
 
 /* Compare udfs_file_read of [off, off + len) with src (size n). */
-static void check_range(const udfs_file *f, const unsigned char *src,
-			size_t n, uint64_t off, size_t len,
-			const udfs_chunk_provider *p)
+static void check_range(const udfs_file *f, const unsigned char *src, size_t n,
+			uint64_t off, size_t len, const udfs_chunk_provider *p)
 {
 	unsigned char *buf = udfs_xmalloc(len ? len : 1);
 	size_t want = off >= n ? 0 : (size_t)UDFS_MIN((uint64_t)len, n - off);
 	ssize_t got = udfs_file_read(f, buf, len, off, p);
 
-	if (got != (ssize_t)want ||
-	    (want && memcmp(buf, src + off, want))) {
+	if (got != (ssize_t)want || (want && memcmp(buf, src + off, want))) {
 		fprintf(stderr, "%s: read %zu at %llu: got %zd, want %zu%s\n",
 			f->path, len, (unsigned long long)off, got, want,
 			got == (ssize_t)want ? " (bytes differ)" : "");
@@ -377,10 +398,10 @@ static void check_file(const udfs_model *m, const char *path,
 		return;
 	}
 	CHECK_EQ_INT(f->size, n);
-	check_range(f, src, n, 0, n, p);      /* everything */
+	check_range(f, src, n, 0, n, p);       /* everything */
 	check_range(f, src, n, 0, n + 100, p); /* short at the end */
 	check_range(f, src, n, n - 5, 100, p);
-	check_range(f, src, n, n, 10, p);     /* at EOF: 0 */
+	check_range(f, src, n, n, 10, p); /* at EOF: 0 */
 	check_range(f, src, n, n + 100, 10, p);
 	check_range(f, src, n, 1ull << 40, 10, p);
 	check_range(f, src, n, 3, 0, p);
@@ -420,6 +441,43 @@ static void check_file(const udfs_model *m, const char *path,
 	free(src);
 }
 
+/* Damage one stored byte of t's first chunk in its model's pack: reads
+ * of t are -EIO with a message naming it, never wrong bytes; other
+ * tensors still read; the byte restored, t reads again. */
+static void check_damage(const udfs_model *m, const udfs_tensor *t)
+{
+	char *proc = udfs_xasprintf("/proc/self/fd/%d", m->pack_fd);
+	int fd = open(proc, O_WRONLY);
+	const udfs_file *f = t->file;
+	unsigned char c = 0, buf[64];
+	uint64_t at;
+
+	free(proc);
+	CHECK(fd >= 0 && t->n_chunks > 0);
+	if (fd < 0 || !t->n_chunks) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	at = t->chunks[0].offset + t->chunks[0].length / 2;
+	CHECK_EQ_INT(udfs_pread_full(m->pack_fd, &c, 1, at), 0);
+	c ^= 0x40;
+	CHECK_EQ_INT(pwrite(fd, &c, 1, (off_t)at), 1);
+	udfs_error_clear();
+	CHECK_EQ_INT(udfs_file_read(f, buf, 8, f->data_offset + t->begin, NULL),
+		     -EIO);
+	CHECK(strstr(udfs_error_msg(-EIO), t->name) != NULL);
+	CHECK(strstr(udfs_error_msg(-EIO), "checksum") != NULL);
+	udfs_error_clear();
+	/* The header still reads. */
+	CHECK_EQ_INT(udfs_file_read(f, buf, 8, 0, NULL), 8);
+	c ^= 0x40;
+	CHECK_EQ_INT(pwrite(fd, &c, 1, (off_t)at), 1);
+	CHECK_EQ_INT(udfs_file_read(f, buf, 8, f->data_offset + t->begin, NULL),
+		     8);
+	close(fd);
+}
+
 static void check_info(const udfs_model_info *i, const char *name,
 		       const char *base, int kind, const char *method,
 		       size_t n_files)
@@ -435,8 +493,7 @@ static void check_info(const udfs_model_info *i, const char *name,
 	CHECK(i->created > time(NULL) - 3600 && i->created <= time(NULL));
 }
 
-static int add(udfs_store *s, const char *name, const char *src,
-	       bool lossless)
+static int add(udfs_store *s, const char *name, const char *src, bool lossless)
 {
 	udfs_add_opts o;
 	const char *names[] = {name}, *srcs[] = {src};
@@ -450,7 +507,7 @@ static int add(udfs_store *s, const char *name, const char *src,
 	o.seed = 7;
 	udfs_error_clear();
 	err = udfs_compress_add(s, &o, 1, names, srcs);
-	if (err)
+	if (err && getenv("UDFS_TEST_VERBOSE"))
 		fprintf(stderr, "add %s: %s\n", name, udfs_error_msg(err));
 	return err;
 }
@@ -492,16 +549,15 @@ static void test_store(struct fixture *fx)
 	free(list);
 	list = NULL;
 
-	CHECK_EQ_INT(udfs_compress_add_base(s, "base", fx->base_dir, false,
-					    true),
-		     0);
-	CHECK_EQ_INT(udfs_compress_add_base(s, "base", fx->base_dir, false,
-					    true),
-		     -EEXIST);
+	CHECK_EQ_INT(
+	    udfs_compress_add_base(s, "base", fx->base_dir, false, true), 0);
+	CHECK_EQ_INT(
+	    udfs_compress_add_base(s, "base", fx->base_dir, false, true),
+	    -EEXIST);
 	udfs_error_clear();
-	CHECK_EQ_INT(udfs_compress_add_base(s, ".bad", fx->base_dir, false,
-					    true),
-		     -EINVAL);
+	CHECK_EQ_INT(
+	    udfs_compress_add_base(s, ".bad", fx->base_dir, false, true),
+	    -EINVAL);
 	udfs_error_clear();
 	CHECK_EQ_INT(files_in(fx->store, "tmp"), 0);
 	CHECK_EQ_INT(files_in(fx->store, "bases"), 1);
@@ -519,8 +575,8 @@ static void test_store(struct fixture *fx)
 	CHECK_EQ_INT(n, err ? 3 : 4);
 	if (n >= 3) {
 		check_info(&list[0], "base", "", UDFS_MODEL_BASE, "base", 2);
-		check_info(&list[1], "ft", "base", UDFS_MODEL_DELTA,
-			   "lossless", 2);
+		check_info(&list[1], "ft", "base", UDFS_MODEL_DELTA, "lossless",
+			   4);
 		check_info(&list[2], "ft2", "base", UDFS_MODEL_DELTA,
 			   "lossless", 1);
 		CHECK(list[0].id != list[1].id && list[1].id != list[2].id);
@@ -534,8 +590,7 @@ static void test_store(struct fixture *fx)
 			x = slurp(p, &a);
 			free(x);
 			free(p);
-			CHECK_EQ_INT(list[0].source_bytes,
-				     a + strlen(config));
+			CHECK_EQ_INT(list[0].source_bytes, a + strlen(config));
 			x = slurp(fx->ft2_file, &b);
 			free(x);
 			CHECK_EQ_INT(list[2].source_bytes, b);
@@ -572,7 +627,7 @@ static void test_store(struct fixture *fx)
 	CHECK_EQ_STR(ft->method, "lossless");
 	CHECK_EQ_INT(ft->kind, UDFS_MODEL_DELTA);
 	CHECK_EQ_INT(base->kind, UDFS_MODEL_BASE);
-	CHECK_EQ_INT(ft->n_files, 2);
+	CHECK_EQ_INT(ft->n_files, 4);
 
 	/* Lookups. */
 	CHECK(udfs_model_file(ft, "model.safetensors") != NULL);
@@ -588,16 +643,18 @@ static void test_store(struct fixture *fx)
 			const char *name;
 			int enc;
 		} want[] = {
-			{"a", UDFS_ENC_SAME}, {"b", UDFS_ENC_XOR},
-			{"big", UDFS_ENC_XOR}, {"c", UDFS_ENC_RAW},
-			{"new", UDFS_ENC_RAW}, {"w", UDFS_ENC_XOR},
+		    {"a", UDFS_ENC_SAME},    {"b", UDFS_ENC_XOR},
+		    {"big", UDFS_ENC_XOR},   {"c", UDFS_ENC_RAW},
+		    {"new", UDFS_ENC_RAW},   {"w", UDFS_ENC_XOR},
+		    {"e", UDFS_ENC_SAME},    {"e2", UDFS_ENC_RAW},
+		    {"exact", UDFS_ENC_XOR},
 		};
 
 		for (size_t i = 0; i < UDFS_ARRAY_SIZE(want); i++) {
-			const udfs_tensor *t = udfs_model_tensor(ft,
-								  want[i].name);
-			const udfs_tensor *bt = udfs_model_tensor(base,
-								   want[i].name);
+			const udfs_tensor *t =
+			    udfs_model_tensor(ft, want[i].name);
+			const udfs_tensor *bt =
+			    udfs_model_tensor(base, want[i].name);
 
 			CHECK(t != NULL);
 			if (!t)
@@ -607,8 +664,8 @@ static void test_store(struct fixture *fx)
 				fprintf(stderr, "tensor %s: encoding %s\n",
 					t->name, udfs_encoding_name(t->enc));
 			CHECK_EQ_INT(t->enc, want[i].enc);
-			CHECK(t->file == udfs_model_file(ft,
-							 "model.safetensors"));
+			CHECK(t->file ==
+			      udfs_model_file(ft, "model.safetensors"));
 			if (bt)
 				CHECK_EQ_INT(bt->enc, UDFS_ENC_BASE);
 			if (t->enc == UDFS_ENC_SAME || t->enc == UDFS_ENC_XOR)
@@ -628,8 +685,8 @@ static void test_store(struct fixture *fx)
 			}
 		}
 		{
-			const udfs_file *cf = udfs_model_file(ft,
-							       "config.json");
+			const udfs_file *cf =
+			    udfs_model_file(ft, "config.json");
 
 			if (cf) {
 				CHECK_EQ_INT(cf->kind, UDFS_FILE_VERBATIM);
@@ -656,6 +713,25 @@ static void test_store(struct fixture *fx)
 	check_file(ft, "config.json", p, &prov);
 	check_file(ft, "config.json", p, NULL);
 	free(p);
+	p = udfs_xasprintf("%s/tokenizer.bin", fx->ft_dir);
+	check_file(ft, "tokenizer.bin", p, NULL);
+	check_file(ft, "tokenizer.bin", p, &prov);
+	free(p);
+	{
+		const udfs_file *tf = udfs_model_file(ft, "tokenizer.bin");
+
+		CHECK(tf && tf->kind == UDFS_FILE_VERBATIM &&
+		      tf->tensors[0].n_chunks == 2);
+	}
+	p = udfs_xasprintf("%s/empty.txt", fx->ft_dir);
+	check_file(ft, "empty.txt", p, NULL);
+	check_file(ft, "empty.txt", p, &prov);
+	free(p);
+	{
+		const udfs_tensor *ex = udfs_model_tensor(ft, "exact");
+
+		CHECK(ex && ex->n_chunks == 1);
+	}
 	CHECK(cnt.gets > 0);
 	CHECK_EQ_INT(cnt.gets, cnt.puts);
 	CHECK_EQ_INT(cnt.live, 0);
@@ -671,12 +747,29 @@ static void test_store(struct fixture *fx)
 		CHECK(ft2->base == base);
 		CHECK_EQ_INT(base->refs, 3);
 		check_file(ft2, "ft2.safetensors", fx->ft2_file, NULL);
+		if (t)
+			check_damage(ft2, udfs_model_tensor(ft2, "a"));
+		/* The last put frees it (ASan checks), and the next load
+		 * builds a fresh object with one reference. */
+		CHECK_EQ_INT(udfs_model_load(s, "ft2", &b2), 0);
+		CHECK(b2 == ft2);
+		CHECK_EQ_INT(ft2->refs, 2);
+		udfs_model_put(b2);
+		udfs_model_put(ft2);
+		CHECK_EQ_INT(base->refs, 2);
+		ft2 = NULL;
+		CHECK_EQ_INT(udfs_model_load(s, "ft2", &ft2), 0);
+		if (ft2) {
+			CHECK_EQ_INT(ft2->refs, 1);
+			CHECK(ft2->base == base);
+			check_file(ft2, "ft2.safetensors", fx->ft2_file, &prov);
+		}
 	}
 
 	/* The lossy model: same size and header; exact tensors exact. */
 	if (udfs_model_load(s, "lossy", &lossy) == 0) {
-		const udfs_file *f = udfs_model_file(lossy,
-						     "model.safetensors");
+		const udfs_file *f =
+		    udfs_model_file(lossy, "model.safetensors");
 		size_t sn = 0;
 		unsigned char *src, *buf;
 
@@ -742,6 +835,7 @@ static void test_store(struct fixture *fx)
 		uint64_t freed = 12345;
 		size_t files = 99;
 		unsigned char junk[10000] = {1};
+		int lock_fd;
 
 		p = udfs_xasprintf("%s/tmp/junk", fx->store);
 		write_bytes(p, junk, 4096);
@@ -755,15 +849,30 @@ static void test_store(struct fixture *fx)
 		p = udfs_xasprintf("%s/bases/stray/x.safetensors", fx->store);
 		write_bytes(p, junk, 8192);
 		free(p);
+		/* A fifo (gc must not hang on it) and a tmp file a running
+		 * writer holds locked (gc must leave it). */
+		p = udfs_xasprintf("%s/tmp/fifo", fx->store);
+		CHECK_EQ_INT(mkfifo(p, 0600), 0);
+		free(p);
+		p = udfs_xasprintf("%s/tmp/busy", fx->store);
+		write_bytes(p, junk, 100);
+		lock_fd = open(p, O_RDONLY);
+		CHECK(lock_fd >= 0 && flock(lock_fd, LOCK_EX) == 0);
+		free(p);
 		sync();
 		CHECK_EQ_INT(udfs_store_gc(s, &freed, &files), 0);
-		CHECK_EQ_INT(files, 3);
+		CHECK_EQ_INT(files_in(fx->store, "tmp"), 1);
+		close(lock_fd);
+		CHECK_EQ_INT(files, 4);
 		CHECK(freed >= 4096 + 10000 + 8192);
 		CHECK(freed < 1 << 20);
-		CHECK_EQ_INT(files_in(fx->store, "tmp"), 0);
 		CHECK_EQ_INT(files_in(fx->store, "packs"), 0);
 		CHECK_EQ_INT(files_in(fx->store, "bases"), 1);
-		/* Nothing left to collect. */
+		/* The lock is gone: the file goes now; then nothing is
+		 * left to collect. */
+		CHECK_EQ_INT(udfs_store_gc(s, &freed, &files), 0);
+		CHECK_EQ_INT(files, 1);
+		CHECK_EQ_INT(files_in(fx->store, "tmp"), 0);
 		CHECK_EQ_INT(udfs_store_gc(s, &freed, &files), 0);
 		CHECK_EQ_INT(files, 0);
 		CHECK_EQ_INT(freed, 0);

@@ -74,8 +74,8 @@ static void test_error_threads(void)
 	pthread_barrier_t bar;
 	pthread_t th[2];
 	struct err_thread t[2] = {
-		{.bar = &bar, .mine = "thread one"},
-		{.bar = &bar, .mine = "thread two"},
+	    {.bar = &bar, .mine = "thread one"},
+	    {.bar = &bar, .mine = "thread two"},
 	};
 
 	pthread_barrier_init(&bar, NULL, 2);
@@ -100,26 +100,39 @@ static void test_parse_size(void)
 		const char *s;
 		uint64_t v;
 	} ok[] = {
-		{"4096", 4096},
-		{"0", 0},
-		{"256M", 256ull << 20},
-		{"256m", 256ull << 20},
-		{"1G", 1ull << 30},
-		{"1K", 1024},
-		{"1KiB", 1024},
-		{"1KB", 1024},
-		{"2MiB", 2ull << 20},
-		{"3T", 3ull << 40},
-		{"16777215T", 16777215ull << 40},
-		{"18446744073709551615", UINT64_MAX},
+	    {"4096", 4096},
+	    {"0", 0},
+	    {"256M", 256ull << 20},
+	    {"256m", 256ull << 20},
+	    {"1G", 1ull << 30},
+	    {"1K", 1024},
+	    {"1KiB", 1024},
+	    {"1KB", 1024},
+	    {"2MiB", 2ull << 20},
+	    {"3T", 3ull << 40},
+	    {"16777215T", 16777215ull << 40},
+	    {"18446744073709551615", UINT64_MAX},
 	};
 	static const char *const bad[] = {
-		"", "junk", "M", "12X", "1.5G", "1GG", "1 G", "1Gx", "1iB",
-		"-1", "-1G", " -1", " -1G", "+-1", "\t-5",
-		"18446744073709551616",   /* 2^64 */
-		"99999999999999999999999", /* far past u64 */
-		"16777216T",              /* 2^64 bytes */
-		"17179869184G",
+	    "",
+	    "junk",
+	    "M",
+	    "12X",
+	    "1.5G",
+	    "1GG",
+	    "1 G",
+	    "1Gx",
+	    "1iB",
+	    "-1",
+	    "-1G",
+	    " -1",
+	    " -1G",
+	    "+-1",
+	    "\t-5",
+	    "18446744073709551616",    /* 2^64 */
+	    "99999999999999999999999", /* far past u64 */
+	    "16777216T",	       /* 2^64 bytes */
+	    "17179869184G",
 	};
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -312,8 +325,8 @@ static void test_hash(void)
 	      udfs_hash_str("model.layers.0.mlp.up_proj.weight"));
 	CHECK(udfs_hash_str("ab") != udfs_hash_str("ba"));
 	/* Bytes above 0x7f hash as unsigned. */
-	CHECK(udfs_hash_str("\xff") == ((0xcbf29ce484222325ULL ^ 0xff) *
-					0x100000001b3ULL));
+	CHECK(udfs_hash_str("\xff") ==
+	      ((0xcbf29ce484222325ULL ^ 0xff) * 0x100000001b3ULL));
 }
 
 int main(void)
