@@ -400,10 +400,20 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		err = lookup_model(fs, name, &e);
 	else
 		err = lookup_file(fs, parent, name, &e);
-	if (err < 0)
-		fuse_reply_err(req, -err);
-	else
+	if (err == -ENOENT) {
+		/* A negative entry: the kernel remembers the miss, so a
+		 * stream of lookups of absent names does not reach the
+		 * catalog each time. Root misses age fast, so a model added
+		 * meanwhile shows up within a second; a model's file list
+		 * never changes. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = parent == UDFS_ROOT_INO ? 1.0 : 3600.0;
 		fuse_reply_entry(req, &e);
+	} else if (err < 0) {
+		fuse_reply_err(req, -err);
+	} else {
+		fuse_reply_entry(req, &e);
+	}
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
