@@ -183,7 +183,13 @@ tc=$(now)
 store_mb=$(du -sm "$S/packs" 2>/dev/null | awk '{ print $1 }')
 say "add --lossless $(secs "$ta" "$tb") s, add lossy $(secs "$tb" "$tc") s"
 "$UDFS" export "$S" lossy "$W/lossy" -q || die "export lossy"
-lfile=$(ls "$W/lossy" | grep '\.safetensors$' | head -n 1)
+# first_st DIR: the name of the first .safetensors file in DIR, if any.
+first_st() {
+	for _f in "$1"/*.safetensors; do
+		[ -e "$_f" ] && { basename "$_f"; return; }
+	done
+}
+lfile=$(first_st "$W/lossy")
 [ -n "$lfile" ] || die "export lossy: no .safetensors file"
 
 if [ "$squash" = 1 ]; then
@@ -203,7 +209,7 @@ fi
 M=$W/mnt
 mount_udfs "$S" "$M/udfs" "$W/udfs.log" "cache=$cache"
 UDFS_PID=$UPID
-ufile=$(ls "$M/udfs/exact" | grep '\.safetensors$' | head -n 1)
+ufile=$(first_st "$M/udfs/exact")
 [ -n "$ufile" ] || die "no .safetensors file in $M/udfs/exact"
 mount_zerofs "$W/ft.safetensors" "$M/zp" "$W/zp.log"
 mount_zerofs "$W/ft.safetensors" "$M/zz" "$W/zz.log" -z

@@ -147,36 +147,69 @@ static void split(const unsigned char *cur, const unsigned char *base,
 	}
 }
 
-static void join(const unsigned char *planes, const unsigned char *base,
-		 size_t n, unsigned es, int mode, unsigned char *out)
+/* XOR (or copy, without a base) of each plane into its byte lane: byte
+ * loops with no cross-byte carry, which the compiler vectorizes. out may
+ * be base itself (decoding in place). */
+static void join_xor(const unsigned char *restrict planes,
+		     const unsigned char *base, size_t m, unsigned es,
+		     unsigned char *out)
 {
-	size_t m = n / es;
+	if (es == 2) {
+		const unsigned char *restrict lo = planes, *restrict hi =
+								    planes + m;
 
-	if (es == 2 && base) {
-		for (size_t i = 0; i < m; i++) {
-			uint16_t d = (uint16_t)(planes[i] | planes[m + i] << 8);
-			uint16_t b = (uint16_t)(base[2 * i] |
-						base[2 * i + 1] << 8);
-			uint16_t a = mode == MODE_XOR ? d ^ b
-						      : (uint16_t)(d + b);
+		if (base)
+			for (size_t i = 0; i < m; i++) {
+				unsigned char b0 = base[2 * i],
+					      b1 = base[2 * i + 1];
 
-			out[2 * i] = (unsigned char)a;
-			out[2 * i + 1] = (unsigned char)(a >> 8);
-		}
+				out[2 * i] = lo[i] ^ b0;
+				out[2 * i + 1] = hi[i] ^ b1;
+			}
+		else
+			for (size_t i = 0; i < m; i++) {
+				out[2 * i] = lo[i];
+				out[2 * i + 1] = hi[i];
+			}
 		return;
 	}
+	for (unsigned k = 0; k < es; k++) {
+		const unsigned char *restrict p = planes + (size_t)k * m;
+
+		if (base)
+			for (size_t i = 0; i < m; i++)
+				out[i * es + k] = p[i] ^ base[i * es + k];
+		else
+			for (size_t i = 0; i < m; i++)
+				out[i * es + k] = p[i];
+	}
+}
+
+/* Integer difference: carries cross bytes, so whole elements. */
+static void join_sub(const unsigned char *planes, const unsigned char *base,
+		     size_t m, unsigned es, unsigned char *out)
+{
 	for (size_t i = 0; i < m; i++) {
 		uint64_t d = 0, b = 0, a;
 
 		for (unsigned k = 0; k < es; k++) {
 			d |= (uint64_t)planes[(size_t)k * m + i] << (8 * k);
-			if (base)
-				b |= (uint64_t)base[i * es + k] << (8 * k);
+			b |= (uint64_t)base[i * es + k] << (8 * k);
 		}
-		a = mode == MODE_XOR ? d ^ b : mode == MODE_SUB ? d + b : d;
+		a = d + b;
 		for (unsigned k = 0; k < es; k++)
 			out[i * es + k] = (unsigned char)(a >> (8 * k));
 	}
+}
+
+static void join(const unsigned char *planes, const unsigned char *base,
+		 size_t n, unsigned es, int mode, unsigned char *out)
+{
+	if (mode == MODE_SUB)
+		join_sub(planes, base, n / es, es, out);
+	else
+		join_xor(planes, mode == MODE_NONE ? NULL : base, n / es, es,
+			 out);
 }
 
 static bool all_zero(const unsigned char *p, size_t n)

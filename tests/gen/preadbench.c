@@ -57,8 +57,8 @@ static void *read_part(void *arg)
 		return NULL;
 	}
 	while (pos < end) {
-		size_t want = end - pos < p->block ? (size_t)(end - pos)
-						    : p->block;
+		size_t want =
+		    end - pos < p->block ? (size_t)(end - pos) : p->block;
 		ssize_t n = pread(p->fd, buf, want, (off_t)pos);
 
 		if (n < 0 && errno == EINTR)
@@ -139,8 +139,8 @@ int main(int argc, char **argv)
 		p->block = block;
 		p->off = size / threads * i;
 		p->len = i + 1 == threads ? size - p->off : size / threads;
-		if (pthread_create(&p->th, NULL, use_map ? scan_part : read_part,
-				   p) != 0) {
+		if (pthread_create(&p->th, NULL,
+				   use_map ? scan_part : read_part, p) != 0) {
 			fprintf(stderr, "preadbench: cannot start a thread\n");
 			return 1;
 		}
@@ -168,6 +168,7 @@ int main(int argc, char **argv)
 	return 0;
 
 usage:
-	fprintf(stderr, "usage: preadbench [-j THREADS] [-b BLOCK] [-m] FILE\n");
+	fprintf(stderr,
+		"usage: preadbench [-j THREADS] [-b BLOCK] [-m] FILE\n");
 	return 2;
 }

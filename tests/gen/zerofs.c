@@ -36,7 +36,7 @@
 static struct {
 	const char *name; /* the one file's name */
 	const char *mountpoint;
-	int fd;		  /* SOURCE; -1 with -z */
+	int fd; /* SOURCE; -1 with -z */
 	off_t size;
 	unsigned ra_kb;
 	int debug;
@@ -169,8 +169,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	while (done < size) {
-		ssize_t n = pread(g.fd, buf + done, size - done,
-				  off + (off_t)done);
+		ssize_t n =
+		    pread(g.fd, buf + done, size - done, off + (off_t)done);
 
 		if (n < 0 && errno == EINTR)
 			continue;
