@@ -251,7 +251,11 @@ int udfs_catalog_begin(udfs_catalog *c)
 
 int udfs_catalog_commit(udfs_catalog *c)
 {
-	return exec(c, "COMMIT");
+	/* Every committed write is a change mounted daemons must notice. */
+	int err = exec(c, "UPDATE meta SET value = value + 1 "
+			  "WHERE key = 'generation'");
+
+	return err ? err : exec(c, "COMMIT");
 }
 
 void udfs_catalog_rollback(udfs_catalog *c)
@@ -448,12 +452,6 @@ int udfs_catalog_set_stored(udfs_catalog *c, int64_t model_id,
 	err = step_done(c, st, "update model");
 	sqlite3_finalize(st);
 	return err;
-}
-
-int udfs_catalog_bump(udfs_catalog *c)
-{
-	return exec(c, "UPDATE meta SET value = value + 1 "
-		       "WHERE key = 'generation'");
 }
 
 static char *col_str(sqlite3_stmt *st, int i)

@@ -683,8 +683,6 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 						      packs[i].off + meta);
 	}
 	if (!err)
-		err = udfs_catalog_bump(cat);
-	if (!err)
 		err = udfs_catalog_commit(cat);
 	if (!err)
 		in_tx = false;
@@ -857,8 +855,6 @@ int udfs_compress_add_base(udfs_store *s, const char *name, const char *src_path
 		err = udfs_catalog_insert_model(cat, &m, rel);
 	for (size_t i = 0; i < m.n_files && !err; i++)
 		err = udfs_catalog_insert_file(cat, m.id, &m.files[i]);
-	if (!err)
-		err = udfs_catalog_bump(cat);
 	if (!err)
 		err = udfs_catalog_commit(cat);
 	if (!err)

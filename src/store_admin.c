@@ -47,8 +47,6 @@ int udfs_store_rm(udfs_store *s, const char *name)
 				 "not inside the store; not removed", name,
 				 storage);
 	if (!err)
-		err = udfs_catalog_bump(cat);
-	if (!err)
 		err = udfs_catalog_commit(cat);
 	if (err) {
 		udfs_catalog_rollback(cat);

@@ -32,8 +32,10 @@ int udfs_catalog_open(const char *path, bool rdonly, bool create,
 		      udfs_catalog **out);
 void udfs_catalog_close(udfs_catalog *c);
 
-/* BEGIN IMMEDIATE (waits for other writers up to the busy timeout). */
+/* BEGIN IMMEDIATE (waits for other writers up to the busy timeout);
+ * -EROFS on a read-only catalog. */
 int udfs_catalog_begin(udfs_catalog *c);
+/* Bump the change counter and COMMIT: every write is a change. */
 int udfs_catalog_commit(udfs_catalog *c);
 void udfs_catalog_rollback(udfs_catalog *c);
 
@@ -53,8 +55,6 @@ int udfs_catalog_insert_file(udfs_catalog *c, int64_t model_id, udfs_file *f);
 /* Record the final stored byte count of a model. */
 int udfs_catalog_set_stored(udfs_catalog *c, int64_t model_id,
 			    uint64_t stored_bytes);
-/* Bump the change counter (inside the writer's transaction). */
-int udfs_catalog_bump(udfs_catalog *c);
 
 /*
  * Load model id with every file, tensor and chunk map into a new
