@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "udfs/lossy.h"
+#include "udfs/prng.h"
 #include "udfs/util.h"
 
 /* The highest rate any tensor is given: pruning everything would leave a
@@ -178,59 +179,17 @@ void udfs_ud_allocate(size_t m, const double *sigma, const uint64_t *nelems,
 	free(order);
 }
 
-/*
- * xoshiro256** seeded through splitmix64: small, fast and the same on every
- * machine, so a seed names one pruning.
- */
-struct rng {
-	uint64_t s[4];
-};
-
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static void rng_seed(struct rng *r, uint64_t seed)
-{
-	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&seed);
-}
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static inline uint64_t rng_next(struct rng *r)
-{
-	uint64_t *s = r->s;
-	uint64_t res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return res;
-}
-
 /* Uniform integer in [0, bound), bound > 0, without modulo bias (Lemire). */
-static inline uint64_t rng_below(struct rng *r, uint64_t bound)
+static inline uint64_t rng_below(udfs_rng *r, uint64_t bound)
 {
-	unsigned __int128 m = (unsigned __int128)rng_next(r) * bound;
+	unsigned __int128 m = (unsigned __int128)udfs_rng_next(r) * bound;
 	uint64_t l = (uint64_t)m;
 
 	if (l < bound) {
 		uint64_t t = -bound % bound;
 
 		while (l < t) {
-			m = (unsigned __int128)rng_next(r) * bound;
+			m = (unsigned __int128)udfs_rng_next(r) * bound;
 			l = (uint64_t)m;
 		}
 	}
@@ -248,7 +207,7 @@ int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
 				double r, uint64_t seed, uint8_t *keep)
 {
 	uint64_t left[256] = {0}, drop[256];
-	struct rng g;
+	udfs_rng g;
 	int64_t kept = 0;
 
 	(void)bits;
@@ -257,7 +216,7 @@ int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
 		left[codes[i]]++;
 	for (int c = 0; c < 256; c++)
 		drop[c] = (uint64_t)round_half_even((double)left[c] * r);
-	rng_seed(&g, seed);
+	udfs_rng_seed(&g, seed);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = codes[i];
 		bool k;

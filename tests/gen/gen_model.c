@@ -32,58 +32,27 @@
 
 #include "udfs/dtype.h"
 #include "udfs/safetensors.h"
+#include "udfs/prng.h"
 #include "udfs/util.h"
 
 /* ---- random numbers ---------------------------------------------------- */
 
-struct rng {
-	uint64_t s[4];
-};
-
-static uint64_t splitmix(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* One generator per (seed, stream, tensor name). */
-static void rng_init(struct rng *r, uint64_t seed, uint64_t stream,
+static void rng_init(udfs_rng *r, uint64_t seed, uint64_t stream,
 		     const char *name)
 {
 	uint64_t x =
 	    seed ^ (stream * 0xd1b54a32d192ed03ull) ^ udfs_hash_str(name);
 
 	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix(&x);
-}
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static inline uint64_t rng_next(struct rng *r)
-{
-	uint64_t *s = r->s;
-	uint64_t res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return res;
+		r->s[i] = udfs_splitmix64(&x);
 }
 
 /* Standard normal, approximately: Irwin-Hall sum of four 16-bit uniforms
  * from one 64-bit draw (variance 1, tails cut at 3.46). */
-static inline float rng_normal(struct rng *r)
+static inline float rng_normal(udfs_rng *r)
 {
-	uint64_t x = rng_next(r);
+	uint64_t x = udfs_rng_next(r);
 	uint32_t s = (uint32_t)(x & 0xffff) + (uint32_t)((x >> 16) & 0xffff) +
 		     (uint32_t)((x >> 32) & 0xffff) + (uint32_t)(x >> 48);
 
@@ -385,7 +354,7 @@ static void gen_tensor(struct out *o, const struct spec *s, uint64_t seed)
 	unsigned esize = udfs_dtype_size(s->dtype);
 	uint64_t n = s->nbytes / esize, done = 0;
 	size_t blk = (size_t)(o->cap / esize);
-	struct rng r;
+	udfs_rng r;
 
 	rng_init(&r, seed, 1, s->name);
 	while (done < n) {
@@ -515,7 +484,7 @@ static void add_lowrank(float *row, const float *vt, const float *u, uint64_t n)
 /* base + (rank-8 product + Laplace noise), each half of the delta energy,
  * row by row. */
 static void ft_matrix(struct out *o, const udfs_st_tensor *t,
-		      const unsigned char *src, double rel, struct rng *r)
+		      const unsigned char *src, double rel, udfs_rng *r)
 {
 	int dt = t->dtype;
 	unsigned esize = udfs_dtype_size(dt);
@@ -548,14 +517,14 @@ static void ft_matrix(struct out *o, const udfs_st_tensor *t,
 			u[k] = (float)lr * rng_normal(r);
 		/* Three Laplace draws per 64-bit number. */
 		for (; j + 3 <= n; j += 3) {
-			uint64_t x = rng_next(r);
+			uint64_t x = udfs_rng_next(r);
 
 			row[j] = (float)lb * lap_from(x);
 			row[j + 1] = (float)lb * lap_from(x >> 17);
 			row[j + 2] = (float)lb * lap_from(x >> 34);
 		}
 		for (; j < n; j++)
-			row[j] = (float)lb * lap_from(rng_next(r));
+			row[j] = (float)lb * lap_from(udfs_rng_next(r));
 		add_lowrank(row, vt, u, n);
 		/* Rows are written in pieces no larger than the buffer. */
 		for (j = 0; j < n;) {
@@ -577,7 +546,7 @@ static void ft_matrix(struct out *o, const udfs_st_tensor *t,
 
 /* base + N(0, 0.01) element by element. */
 static void ft_vector(struct out *o, const udfs_st_tensor *t,
-		      const unsigned char *src, struct rng *r)
+		      const unsigned char *src, udfs_rng *r)
 {
 	int dt = t->dtype;
 	unsigned esize = udfs_dtype_size(dt);
@@ -614,7 +583,7 @@ static void cmd_finetune(const char *base, const char *path, double rel,
 		const udfs_st_tensor *t = &in.h->tensors[i];
 		const unsigned char *src =
 		    in.map + in.h->data_offset + t->begin;
-		struct rng r;
+		udfs_rng r;
 
 		rng_init(&r, seed, 2, t->name);
 		if (!udfs_dtype_is_lossy_float(t->dtype) || !t->nelems ||
@@ -828,11 +797,11 @@ static void cmd_dtypes(const char *path, uint64_t seed)
 	out_open(&o, path);
 	out_put(&o, hdr, hlen);
 	for (size_t i = 0; i < n; i++) {
-		struct rng r;
+		udfs_rng r;
 
 		rng_init(&r, seed, 3, t[i].name);
 		for (uint64_t b = 0; b < t[i].nbytes; b++) {
-			unsigned char c = (unsigned char)rng_next(&r);
+			unsigned char c = (unsigned char)udfs_rng_next(&r);
 
 			if (t[i].dtype == UDFS_DT_BOOL)
 				c &= 1;
