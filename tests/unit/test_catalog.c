@@ -15,23 +15,13 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "store_fixture.h"
 #include "udfs/catalog.h"
 #include "udfs/compress.h"
 #include "udfs/store.h"
 #include "udfs/util.h"
 
 static char *top; /* the temporary directory of this run */
-
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-	CHECK(fd >= 0);
-	if (fd >= 0) {
-		CHECK_EQ_INT(udfs_write_full(fd, p, n), 0);
-		close(fd);
-	}
-}
 
 /* A safetensors file of one U8 tensor "t" holding n bytes of fill. */
 static char *write_st(const char *name, size_t n, unsigned char fill)
@@ -160,20 +150,7 @@ static void test_open(void)
 
 static int add(udfs_store *s, const char *name, const char *src)
 {
-	udfs_add_opts o;
-	const char *names[] = {name}, *srcs[] = {src};
-	int err;
-
-	udfs_add_opts_init(&o);
-	o.base = "base";
-	o.lossless = true;
-	o.quiet = true;
-	o.jobs = 1;
-	udfs_error_clear();
-	err = udfs_compress_add(s, &o, 1, names, srcs);
-	if (err && getenv("UDFS_TEST_VERBOSE"))
-		fprintf(stderr, "add %s: %s\n", name, udfs_error_msg(err));
-	return err;
+	return add_model(s, name, src, true, 1);
 }
 
 static int64_t generation(udfs_store *s)

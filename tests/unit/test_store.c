@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "store_fixture.h"
 #include "udfs/compress.h"
 #include "udfs/dtype.h"
 #include "udfs/recon.h"
@@ -46,17 +47,6 @@ static uint64_t spec_bytes(const struct tspec *t)
 	for (int i = 0; i < t->ndim; i++)
 		n *= t->shape[i];
 	return n * udfs_dtype_size(udfs_dtype_parse(t->dtype));
-}
-
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-	CHECK(fd >= 0);
-	if (fd >= 0) {
-		CHECK_EQ_INT(udfs_write_full(fd, p, n), 0);
-		close(fd);
-	}
 }
 
 /* Write a valid safetensors file of the n tensors, in that order in the
@@ -495,21 +485,7 @@ static void check_info(const udfs_model_info *i, const char *name,
 
 static int add(udfs_store *s, const char *name, const char *src, bool lossless)
 {
-	udfs_add_opts o;
-	const char *names[] = {name}, *srcs[] = {src};
-	int err;
-
-	udfs_add_opts_init(&o);
-	o.base = "base";
-	o.lossless = lossless;
-	o.quiet = true;
-	o.jobs = 2;
-	o.seed = 7;
-	udfs_error_clear();
-	err = udfs_compress_add(s, &o, 1, names, srcs);
-	if (err && getenv("UDFS_TEST_VERBOSE"))
-		fprintf(stderr, "add %s: %s\n", name, udfs_error_msg(err));
-	return err;
+	return add_model(s, name, src, lossless, 2);
 }
 
 static void test_store(struct fixture *fx)
