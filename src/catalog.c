@@ -31,47 +31,47 @@ struct udfs_catalog {
 };
 
 static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
-	"CREATE TABLE IF NOT EXISTS models("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" name TEXT NOT NULL UNIQUE,"
-	" kind INTEGER NOT NULL,"
-	" base_id INTEGER REFERENCES models(id),"
-	" method TEXT NOT NULL,"
-	" params TEXT NOT NULL,"
-	" seed INTEGER NOT NULL,"
-	" created INTEGER NOT NULL,"
-	" source_bytes INTEGER NOT NULL,"
-	" stored_bytes INTEGER NOT NULL,"
-	" sparsity REAL NOT NULL,"
-	" storage TEXT NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS files("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" model_id INTEGER NOT NULL REFERENCES models(id),"
-	" path TEXT NOT NULL,"
-	" kind INTEGER NOT NULL,"
-	" size INTEGER NOT NULL,"
-	" data_offset INTEGER NOT NULL,"
-	" header BLOB,"
-	" sha256 TEXT NOT NULL,"
-	" UNIQUE(model_id, path));"
-	"CREATE TABLE IF NOT EXISTS tensors("
-	" file_id INTEGER NOT NULL REFERENCES files(id),"
-	" idx INTEGER NOT NULL,"
-	" name TEXT NOT NULL,"
-	" dtype TEXT NOT NULL,"
-	" shape TEXT NOT NULL,"
-	" begin INTEGER NOT NULL,"
-	" end INTEGER NOT NULL,"
-	" encoding TEXT NOT NULL,"
-	" base_file_id INTEGER,"
-	" base_begin INTEGER,"
-	" mask INTEGER, vkind INTEGER, bits INTEGER,"
-	" lo REAL, step REAL, gain REAL, rate REAL, mseed INTEGER,"
-	" stored_bytes INTEGER NOT NULL,"
-	" chunks BLOB,"
-	" PRIMARY KEY(file_id, idx));"
-	"INSERT OR IGNORE INTO meta VALUES('generation', 0);";
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
+    "CREATE TABLE IF NOT EXISTS models("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " name TEXT NOT NULL UNIQUE,"
+    " kind INTEGER NOT NULL,"
+    " base_id INTEGER REFERENCES models(id),"
+    " method TEXT NOT NULL,"
+    " params TEXT NOT NULL,"
+    " seed INTEGER NOT NULL,"
+    " created INTEGER NOT NULL,"
+    " source_bytes INTEGER NOT NULL,"
+    " stored_bytes INTEGER NOT NULL,"
+    " sparsity REAL NOT NULL,"
+    " storage TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS files("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " model_id INTEGER NOT NULL REFERENCES models(id),"
+    " path TEXT NOT NULL,"
+    " kind INTEGER NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " data_offset INTEGER NOT NULL,"
+    " header BLOB,"
+    " sha256 TEXT NOT NULL,"
+    " UNIQUE(model_id, path));"
+    "CREATE TABLE IF NOT EXISTS tensors("
+    " file_id INTEGER NOT NULL REFERENCES files(id),"
+    " idx INTEGER NOT NULL,"
+    " name TEXT NOT NULL,"
+    " dtype TEXT NOT NULL,"
+    " shape TEXT NOT NULL,"
+    " begin INTEGER NOT NULL,"
+    " end INTEGER NOT NULL,"
+    " encoding TEXT NOT NULL,"
+    " base_file_id INTEGER,"
+    " base_begin INTEGER,"
+    " mask INTEGER, vkind INTEGER, bits INTEGER,"
+    " lo REAL, step REAL, gain REAL, rate REAL, mseed INTEGER,"
+    " stored_bytes INTEGER NOT NULL,"
+    " chunks BLOB,"
+    " PRIMARY KEY(file_id, idx));"
+    "INSERT OR IGNORE INTO meta VALUES('generation', 0);";
 
 static int fail(udfs_catalog *c, int rc, const char *what)
 {
@@ -145,7 +145,7 @@ static int open_immutable(udfs_catalog *c, const char *path)
 	strcpy(q, "?immutable=1");
 	rc = sqlite3_open_v2(uri, &c->db,
 			     SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
-				     SQLITE_OPEN_FULLMUTEX,
+				 SQLITE_OPEN_FULLMUTEX,
 			     NULL);
 	free(uri);
 	return rc;
@@ -172,7 +172,8 @@ int udfs_catalog_open(const char *path, bool rdonly, bool create,
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(st);
 	if (rdonly && rc != SQLITE_ROW &&
-	    ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_READONLY)) {
+	    ((rc & 0xff) == SQLITE_CANTOPEN ||
+	     (rc & 0xff) == SQLITE_READONLY)) {
 		/* A WAL catalog on a read-only filesystem (or owned by
 		 * another user) cannot create its -shm file: open it as an
 		 * immutable file instead, which needs no lock files. */
@@ -207,13 +208,12 @@ int udfs_catalog_open(const char *path, bool rdonly, bool create,
 		version = UDFS_CATALOG_VERSION;
 	}
 	if (version != UDFS_CATALOG_VERSION) {
-		err = udfs_error(-EPROTO,
-				 "%s: catalog format version %d, this udfs "
-				 "reads version %d%s",
-				 path, version, UDFS_CATALOG_VERSION,
-				 version > UDFS_CATALOG_VERSION
-					 ? ": upgrade udfs"
-					 : "");
+		err = udfs_error(
+		    -EPROTO,
+		    "%s: catalog format version %d, this udfs "
+		    "reads version %d%s",
+		    path, version, UDFS_CATALOG_VERSION,
+		    version > UDFS_CATALOG_VERSION ? ": upgrade udfs" : "");
 		goto out;
 	}
 	if (!rdonly)
@@ -365,8 +365,7 @@ static int insert_tensor(udfs_catalog *c, sqlite3_stmt *st, int64_t file_id,
 	sqlite3_bind_text(st, 5, shape, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, (sqlite3_int64)t->begin);
 	sqlite3_bind_int64(st, 7, (sqlite3_int64)t->end);
-	sqlite3_bind_text(st, 8, udfs_encoding_name(t->enc), -1,
-			  SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, udfs_encoding_name(t->enc), -1, SQLITE_STATIC);
 	if (t->base_file_id) {
 		sqlite3_bind_int64(st, 9, t->base_file_id);
 		sqlite3_bind_int64(st, 10, (sqlite3_int64)t->base_begin);
@@ -510,9 +509,10 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 	if (t->dtype < 0 || t->enc < 0 || t->end < t->begin ||
 	    t->end > f->size - f->data_offset ||
 	    parse_shape((const char *)sqlite3_column_text(st, 2), t))
-		return udfs_error(-EIO, "catalog %s: file %s: tensor \"%s\" "
-				  "has a malformed row", c->path, f->path,
-				  t->name);
+		return udfs_error(-EIO,
+				  "catalog %s: file %s: tensor \"%s\" "
+				  "has a malformed row",
+				  c->path, f->path, t->name);
 	t->base_file_id = sqlite3_column_int64(st, 6);
 	t->base_begin = (uint64_t)sqlite3_column_int64(st, 7);
 	t->lp.mask = (uint8_t)sqlite3_column_int(st, 8);
@@ -527,15 +527,18 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 	blob = sqlite3_column_blob(st, 17);
 	blob_len = sqlite3_column_bytes(st, 17);
 	if (blob_len % CHUNK_REC)
-		return udfs_error(-EIO, "catalog %s: tensor \"%s\": chunk map "
-				  "of %d bytes", c->path, t->name, blob_len);
+		return udfs_error(-EIO,
+				  "catalog %s: tensor \"%s\": chunk map "
+				  "of %d bytes",
+				  c->path, t->name, blob_len);
 	t->n_chunks = (uint32_t)(blob_len / CHUNK_REC);
 	if (t->n_chunks) {
 		uint64_t want = (t->end - t->begin + UDFS_CHUNK_BYTES - 1) /
 				UDFS_CHUNK_BYTES;
 
 		if (want != t->n_chunks)
-			return udfs_error(-EIO, "catalog %s: tensor \"%s\": %u "
+			return udfs_error(-EIO,
+					  "catalog %s: tensor \"%s\": %u "
 					  "chunks for %" PRIu64 " bytes",
 					  c->path, t->name, t->n_chunks,
 					  t->end - t->begin);
@@ -548,9 +551,11 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 			t->chunks[i].checksum = get_le(r + 12, 8);
 			if (t->chunks[i].length > UDFS_CHUNK_MAX_STORED ||
 			    t->chunks[i].offset > INT64_MAX)
-				return udfs_error(-EIO, "catalog %s: tensor "
+				return udfs_error(-EIO,
+						  "catalog %s: tensor "
 						  "\"%s\": chunk %u claims %u "
-						  "bytes", c->path, t->name, i,
+						  "bytes",
+						  c->path, t->name, i,
 						  t->chunks[i].length);
 		}
 	}
@@ -567,11 +572,12 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 		   "SELECT id, path, kind, size, data_offset, header, sha256"
 		   " FROM files WHERE model_id = ? ORDER BY path");
 	if (!err)
-		err = prep(c, &ts,
-			   "SELECT name, dtype, shape, begin, end, encoding,"
-			   " base_file_id, base_begin, mask, vkind, bits, lo,"
-			   " step, gain, rate, mseed, stored_bytes, chunks"
-			   " FROM tensors WHERE file_id = ? ORDER BY begin, idx");
+		err =
+		    prep(c, &ts,
+			 "SELECT name, dtype, shape, begin, end, encoding,"
+			 " base_file_id, base_begin, mask, vkind, bits, lo,"
+			 " step, gain, rate, mseed, stored_bytes, chunks"
+			 " FROM tensors WHERE file_id = ? ORDER BY begin, idx");
 	if (!err)
 		err = prep(c, &cnt,
 			   "SELECT count(*) FROM tensors WHERE file_id = ?");
@@ -586,8 +592,8 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 
 		if (m->n_files == cap) {
 			cap = cap ? 2 * cap : 8;
-			m->files = udfs_xrealloc(m->files,
-						 cap * sizeof(*m->files));
+			m->files =
+			    udfs_xrealloc(m->files, cap * sizeof(*m->files));
 		}
 		f = &m->files[m->n_files++];
 		memset(f, 0, sizeof(*f));
@@ -602,9 +608,10 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 			 (const char *)sqlite3_column_text(fs, 6));
 		if (f->data_offset > f->size ||
 		    (size_t)sqlite3_column_bytes(fs, 5) != f->data_offset) {
-			err = udfs_error(-EIO, "catalog %s: file %s has a "
-					 "malformed header row", c->path,
-					 f->path);
+			err = udfs_error(-EIO,
+					 "catalog %s: file %s has a "
+					 "malformed header row",
+					 c->path, f->path);
 			goto out;
 		}
 		if (f->data_offset) {
@@ -623,8 +630,8 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 		sqlite3_bind_int64(ts, 1, fid);
 		while ((rc = sqlite3_step(ts)) == SQLITE_ROW &&
 		       f->n_tensors < n) {
-			err = load_tensor(c, ts, f,
-					  &f->tensors[f->n_tensors++]);
+			err =
+			    load_tensor(c, ts, f, &f->tensors[f->n_tensors++]);
 			if (err)
 				goto out;
 		}
@@ -658,10 +665,11 @@ int udfs_catalog_load_model(udfs_catalog *c, int64_t id, udfs_model **out,
 	sqlite3_bind_int64(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		err = rc == SQLITE_DONE
-			      ? udfs_error(-ENOENT, "model %" PRId64
-					   " is not in the catalog", id)
-			      : fail(c, rc, "load model");
+		err = rc == SQLITE_DONE ? udfs_error(-ENOENT,
+						     "model %" PRId64
+						     " is not in the catalog",
+						     id)
+					: fail(c, rc, "load model");
 		goto out;
 	}
 	m = udfs_xcalloc(1, sizeof(*m));
@@ -752,10 +760,10 @@ int udfs_catalog_dependents(udfs_catalog *c, int64_t id, int *n)
 int udfs_catalog_delete_model(udfs_catalog *c, int64_t id, char **storage)
 {
 	static const char *const del[] = {
-		"DELETE FROM tensors WHERE file_id IN"
-		" (SELECT id FROM files WHERE model_id = ?1)",
-		"DELETE FROM files WHERE model_id = ?1",
-		"DELETE FROM models WHERE id = ?1",
+	    "DELETE FROM tensors WHERE file_id IN"
+	    " (SELECT id FROM files WHERE model_id = ?1)",
+	    "DELETE FROM files WHERE model_id = ?1",
+	    "DELETE FROM models WHERE id = ?1",
 	};
 	sqlite3_stmt *st;
 	int err;
@@ -829,8 +837,7 @@ int udfs_catalog_generation(udfs_catalog *c, int64_t *gen)
 	return err;
 }
 
-int udfs_catalog_model_meta_bytes(udfs_catalog *c, int64_t id,
-				  uint64_t *bytes)
+int udfs_catalog_model_meta_bytes(udfs_catalog *c, int64_t id, uint64_t *bytes)
 {
 	sqlite3_stmt *st;
 	int err;

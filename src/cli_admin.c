@@ -28,15 +28,14 @@
 
 #define IO_BYTES (4u << 20)
 
-int udfs_cli_parse(int argc, char **argv, struct cli_opts *o,
-		   const char *usage)
+int udfs_cli_parse(int argc, char **argv, struct cli_opts *o, const char *usage)
 {
 	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"against", required_argument, NULL, 'a'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"against", required_argument, NULL, 'a'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -109,20 +108,17 @@ int udfs_cli_ls(int argc, char **argv)
 
 		for (size_t k = 0; k < n; k++)
 			json_array_append_new(
-				a, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:f,s:I}",
-					     "name", v[k].name, "kind",
-					     v[k].kind == UDFS_MODEL_BASE
-						     ? "base"
-						     : "delta",
-					     "base", v[k].base, "method",
-					     v[k].method, "source_bytes",
-					     (json_int_t)v[k].source_bytes,
-					     "stored_bytes",
-					     (json_int_t)v[k].stored_bytes,
-					     "ratio",
-					     ratio(v[k].source_bytes,
-						   v[k].stored_bytes),
-					     "files", (json_int_t)v[k].n_files));
+			    a,
+			    json_pack(
+				"{s:s,s:s,s:s,s:s,s:I,s:I,s:f,s:I}", "name",
+				v[k].name, "kind",
+				v[k].kind == UDFS_MODEL_BASE ? "base" : "delta",
+				"base", v[k].base, "method", v[k].method,
+				"source_bytes", (json_int_t)v[k].source_bytes,
+				"stored_bytes", (json_int_t)v[k].stored_bytes,
+				"ratio",
+				ratio(v[k].source_bytes, v[k].stored_bytes),
+				"files", (json_int_t)v[k].n_files));
 		json_dumpf(a, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(a);
@@ -191,14 +187,15 @@ int udfs_cli_info(int argc, char **argv)
 
 		for (size_t k = 0; k < fl->n_tensors; k++) {
 			const udfs_tensor *t = &fl->tensors[k];
-			uint64_t src = t->end - t->begin, dst = tensor_stored(t);
+			uint64_t src = t->end - t->begin,
+				 dst = tensor_stored(t);
 			json_t *e = json_pack(
-				"{s:s,s:s,s:o,s:s,s:I,s:I,s:f}", "name",
-				t->name, "dtype", udfs_dtype_name(t->dtype),
-				"shape", shape_json(t), "encoding",
-				udfs_encoding_name(t->enc), "source_bytes",
-				(json_int_t)src, "stored_bytes",
-				(json_int_t)dst, "ratio", ratio(src, dst));
+			    "{s:s,s:s,s:o,s:s,s:I,s:I,s:f}", "name", t->name,
+			    "dtype", udfs_dtype_name(t->dtype), "shape",
+			    shape_json(t), "encoding",
+			    udfs_encoding_name(t->enc), "source_bytes",
+			    (json_int_t)src, "stored_bytes", (json_int_t)dst,
+			    "ratio", ratio(src, dst));
 
 			if (udfs_encoding_is_lossy(t->enc)) {
 				json_object_set_new(e, "rate",
@@ -208,12 +205,12 @@ int udfs_cli_info(int argc, char **argv)
 				json_object_set_new(e, "gain",
 						    json_real(t->lp.gain));
 				json_object_set_new(
-					e, "mask",
-					json_string(t->lp.mask == UDFS_MASK_SEEDED
-							    ? "seeded"
-						    : t->lp.mask == UDFS_MASK_NONE
-							    ? "none"
-							    : "explicit"));
+				    e, "mask",
+				    json_string(t->lp.mask == UDFS_MASK_SEEDED
+						    ? "seeded"
+						: t->lp.mask == UDFS_MASK_NONE
+						    ? "none"
+						    : "explicit"));
 				lossy_src += src;
 				lossy_dst += dst;
 			}
@@ -221,21 +218,19 @@ int udfs_cli_info(int argc, char **argv)
 			json_array_append_new(jt, e);
 		}
 		json_array_append_new(
-			jfiles,
-			json_pack("{s:s,s:s,s:I,s:I,s:s,s:o}", "path", fl->path,
-				  "kind",
-				  fl->kind == UDFS_FILE_SAFETENSORS
-					  ? "safetensors"
-					  : "verbatim",
-				  "size", (json_int_t)fl->size, "stored_bytes",
-				  (json_int_t)fstored, "sha256", fl->sha256,
-				  "tensors", jt));
+		    jfiles,
+		    json_pack("{s:s,s:s,s:I,s:I,s:s,s:o}", "path", fl->path,
+			      "kind",
+			      fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors"
+								: "verbatim",
+			      "size", (json_int_t)fl->size, "stored_bytes",
+			      (json_int_t)fstored, "sha256", fl->sha256,
+			      "tensors", jt));
 	}
-	jm = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:f,s:f,s:I}", "name",
-		       m->name, "kind",
-		       m->kind == UDFS_MODEL_BASE ? "base" : "delta", "base",
-		       m->base ? m->base->name : "", "method", m->method,
-		       "source_bytes", (json_int_t)m->source_bytes,
+	jm = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:f,s:f,s:I}", "name", m->name,
+		       "kind", m->kind == UDFS_MODEL_BASE ? "base" : "delta",
+		       "base", m->base ? m->base->name : "", "method",
+		       m->method, "source_bytes", (json_int_t)m->source_bytes,
 		       "stored_bytes", (json_int_t)m->stored_bytes, "ratio",
 		       ratio(m->source_bytes, m->stored_bytes), "sparsity",
 		       m->sparsity, "seed", (json_int_t)m->seed);
@@ -294,9 +289,9 @@ int udfs_cli_info(int argc, char **argv)
 
 				for (int d = 0; d < t->ndim && len < 50; d++)
 					len += (size_t)snprintf(
-						shape + len, sizeof(shape) - len,
-						"%s%" PRIu64, d ? "x" : "",
-						t->shape[d]);
+					    shape + len, sizeof(shape) - len,
+					    "%s%" PRIu64, d ? "x" : "",
+					    t->shape[d]);
 				printf("  %-44s %-5s %-11s %-10s", t->name,
 				       udfs_dtype_name(t->dtype), shape,
 				       udfs_encoding_name(t->enc));
@@ -349,8 +344,8 @@ static int file_sha256(const udfs_file *f, char out[65])
 static int verify_model(udfs_model *m, bool quiet)
 {
 	unsigned char *buf = udfs_xmalloc(UDFS_CHUNK_BYTES);
-	bool exact = m->kind == UDFS_MODEL_BASE ||
-		     !strcmp(m->method, "lossless");
+	bool exact =
+	    m->kind == UDFS_MODEL_BASE || !strcmp(m->method, "lossless");
 	uint64_t chunks = 0;
 	int bad = 0;
 
@@ -466,8 +461,8 @@ static void on_stop(int sig)
 /* Blocks of a file decoded in parallel, then written in order. */
 struct export_window {
 	const udfs_file *f;
-	uint64_t off;          /* of block 0 */
-	unsigned char **buf;   /* IO_BYTES each */
+	uint64_t off;	     /* of block 0 */
+	unsigned char **buf; /* IO_BYTES each */
 	ssize_t *got;
 };
 
@@ -506,8 +501,8 @@ static int export_file(const udfs_file *f, const char *dir, mode_t mode)
 		err = udfs_parallel_for(udfs_ncpus(), n, export_block, &w);
 		for (size_t i = 0; i < n && !err; i++) {
 			if (w.got[i] <= 0)
-				err = udfs_error(-EIO, "%s: short read",
-						 f->path);
+				err =
+				    udfs_error(-EIO, "%s: short read", f->path);
 			else if ((err = udfs_write_full(fd, w.buf[i],
 							(size_t)w.got[i])))
 				udfs_error(err, "%s: %s", tmp, strerror(-err));
@@ -553,13 +548,14 @@ int udfs_cli_export(int argc, char **argv)
 	if (mkdir(argv[i + 2], 0755) < 0 && errno != EEXIST)
 		udfs_die("%s: %s", argv[i + 2], strerror(errno));
 	for (size_t f = 0; f < m->n_files; f++) {
-		char *p = udfs_xasprintf("%s/%s", argv[i + 2],
-					 m->files[f].path);
+		char *p =
+		    udfs_xasprintf("%s/%s", argv[i + 2], m->files[f].path);
 		struct stat st;
 
 		if (lstat(p, &st) == 0)
 			udfs_die("%s already exists; export into a new or "
-				 "empty directory", p);
+				 "empty directory",
+				 p);
 		free(p);
 	}
 	sigaction(SIGINT, &sa, NULL);

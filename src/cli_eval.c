@@ -38,7 +38,8 @@ static void accumulate(struct fidelity *a, const struct fidelity *b)
 
 static double rel_err(const struct fidelity *f)
 {
-	return f->src2 > 0 ? sqrt(f->err2 / f->src2) : (f->err2 > 0 ? INFINITY : 0);
+	return f->src2 > 0 ? sqrt(f->err2 / f->src2)
+			   : (f->err2 > 0 ? INFINITY : 0);
 }
 
 static double cosine(const struct fidelity *f)
@@ -74,7 +75,8 @@ static double num(double v)
 
 int udfs_cli_eval(int argc, char **argv)
 {
-	static const char usage[] = "udfs eval STORE NAME --against SRC [--json]";
+	static const char usage[] =
+	    "udfs eval STORE NAME --against SRC [--json]";
 	struct cli_opts o;
 	int i = udfs_cli_parse(argc, argv, &o, usage);
 	struct fidelity all = {0}, lossy = {0};
@@ -94,7 +96,8 @@ int udfs_cli_eval(int argc, char **argv)
 	if (err)
 		udfs_die("%s", udfs_error_msg(err));
 	if (!m->base)
-		udfs_die("\"%s\" is a base model: nothing to evaluate", m->name);
+		udfs_die("\"%s\" is a base model: nothing to evaluate",
+			 m->name);
 	if (!o.json)
 		printf("%-44s %-10s %10s %9s %11s %8s\n", "TENSOR", "ENCODING",
 		       "REL_ERR", "COSINE", "MAX_ABS", "SNR_DB");
@@ -110,8 +113,9 @@ int udfs_cli_eval(int argc, char **argv)
 		if (!udfs_dtype_is_lossy_float(t->dtype))
 			continue;
 		if (!st || st->dtype != t->dtype || st->nelems != t->nelems)
-			udfs_die("%s: tensor \"%s\" is missing or differs in %s",
-				 o.against, t->name, o.against);
+			udfs_die(
+			    "%s: tensor \"%s\" is missing or differs in %s",
+			    o.against, t->name, o.against);
 		if (!bt || bt->dtype != t->dtype || bt->nelems != t->nelems)
 			continue; /* raw: no delta to compare */
 		rec = read_tensor(t);
@@ -137,13 +141,12 @@ int udfs_cli_eval(int argc, char **argv)
 			accumulate(&lossy, &f);
 		if (o.json)
 			json_array_append_new(
-				jt, json_pack("{s:s,s:s,s:f,s:f,s:f,s:f}",
-					      "name", t->name, "encoding",
-					      udfs_encoding_name(t->enc),
-					      "rel_err", num(rel_err(&f)),
-					      "cosine", cosine(&f), "max_abs",
-					      f.max_abs, "snr_db",
-					      num(snr_db(&f))));
+			    jt, json_pack("{s:s,s:s,s:f,s:f,s:f,s:f}", "name",
+					  t->name, "encoding",
+					  udfs_encoding_name(t->enc), "rel_err",
+					  num(rel_err(&f)), "cosine",
+					  cosine(&f), "max_abs", f.max_abs,
+					  "snr_db", num(snr_db(&f))));
 		else
 			printf("%-44s %-10s %10.4f %9.5f %11.3g %8.2f\n",
 			       t->name, udfs_encoding_name(t->enc), rel_err(&f),
@@ -151,13 +154,12 @@ int udfs_cli_eval(int argc, char **argv)
 	}
 	if (o.json) {
 		json_t *j = json_pack(
-			"{s:s,s:o,s:{s:f,s:f,s:f,s:f},s:{s:f,s:f,s:f,s:f}}",
-			"name", m->name, "tensors", jt, "overall", "rel_err",
-			num(rel_err(&all)), "cosine", cosine(&all), "max_abs",
-			all.max_abs, "snr_db", num(snr_db(&all)), "lossy",
-			"rel_err", num(rel_err(&lossy)), "cosine",
-			cosine(&lossy), "max_abs", lossy.max_abs, "snr_db",
-			num(snr_db(&lossy)));
+		    "{s:s,s:o,s:{s:f,s:f,s:f,s:f},s:{s:f,s:f,s:f,s:f}}", "name",
+		    m->name, "tensors", jt, "overall", "rel_err",
+		    num(rel_err(&all)), "cosine", cosine(&all), "max_abs",
+		    all.max_abs, "snr_db", num(snr_db(&all)), "lossy",
+		    "rel_err", num(rel_err(&lossy)), "cosine", cosine(&lossy),
+		    "max_abs", lossy.max_abs, "snr_db", num(snr_db(&lossy)));
 
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		putchar('\n');

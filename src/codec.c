@@ -47,10 +47,7 @@ static void zctx_free(void *p)
 	free(z);
 }
 
-static void zkey_init(void)
-{
-	pthread_key_create(&zkey, zctx_free);
-}
+static void zkey_init(void) { pthread_key_create(&zkey, zctx_free); }
 
 static struct zctx *zctx(void)
 {
@@ -103,8 +100,10 @@ int udfs_zstd_decompress(const void *in, size_t in_len, void *out, size_t n)
 	 * cannot make us decode into the wrong amount. */
 	size = ZSTD_getFrameContentSize(in, in_len);
 	if (size != n)
-		return udfs_error(-EIO, "zstd frame holds %llu bytes, "
-				  "expected %zu", size, n);
+		return udfs_error(-EIO,
+				  "zstd frame holds %llu bytes, "
+				  "expected %zu",
+				  size, n);
 	r = ZSTD_decompressDCtx(z->d, out, n, in, in_len);
 	if (ZSTD_isError(r) || r != n)
 		return udfs_error(-EIO, "zstd: %s",
@@ -114,19 +113,20 @@ int udfs_zstd_decompress(const void *in, size_t in_len, void *out, size_t n)
 }
 
 /* Split delta elements into planes: plane p gets byte p of each element. */
-static void split(const unsigned char *cur, const unsigned char *base,
-		  size_t n, unsigned es, int mode, unsigned char *planes)
+static void split(const unsigned char *cur, const unsigned char *base, size_t n,
+		  unsigned es, int mode, unsigned char *planes)
 {
 	size_t m = n / es;
 
 	if (es == 2 && mode != MODE_NONE) {
 		/* The common BF16/F16 case, written out for speed. */
 		for (size_t i = 0; i < m; i++) {
-			uint16_t a = (uint16_t)(cur[2 * i] | cur[2 * i + 1] << 8);
-			uint16_t b = (uint16_t)(base[2 * i] |
-						base[2 * i + 1] << 8);
-			uint16_t d = mode == MODE_XOR ? a ^ b
-						      : (uint16_t)(a - b);
+			uint16_t a =
+			    (uint16_t)(cur[2 * i] | cur[2 * i + 1] << 8);
+			uint16_t b =
+			    (uint16_t)(base[2 * i] | base[2 * i + 1] << 8);
+			uint16_t d =
+			    mode == MODE_XOR ? a ^ b : (uint16_t)(a - b);
 
 			planes[i] = (unsigned char)d;
 			planes[m + i] = (unsigned char)(d >> 8);
@@ -143,7 +143,8 @@ static void split(const unsigned char *cur, const unsigned char *base,
 		}
 		d = mode == MODE_XOR ? a ^ b : mode == MODE_SUB ? a - b : a;
 		for (unsigned k = 0; k < es; k++)
-			planes[(size_t)k * m + i] = (unsigned char)(d >> (8 * k));
+			planes[(size_t)k * m + i] =
+			    (unsigned char)(d >> (8 * k));
 	}
 }
 
@@ -156,7 +157,7 @@ static void join_xor(const unsigned char *restrict planes,
 {
 	if (es == 2) {
 		const unsigned char *restrict lo = planes, *restrict hi =
-								    planes + m;
+							       planes + m;
 
 		if (base)
 			for (size_t i = 0; i < m; i++) {
@@ -282,8 +283,8 @@ static size_t top_plane_len(const unsigned char *chunk, unsigned es)
 }
 
 /* Whether the top plane of planes compresses below limit bytes. */
-static bool sub_top_smaller(const unsigned char *planes, size_t n,
-			    unsigned es, int level, size_t limit)
+static bool sub_top_smaller(const unsigned char *planes, size_t n, unsigned es,
+			    int level, size_t limit)
 {
 	size_t m = n / es, len = 0;
 	void *buf = NULL;
@@ -297,8 +298,8 @@ static bool sub_top_smaller(const unsigned char *planes, size_t n,
 	return smaller;
 }
 
-int udfs_plane_encode(const void *cur, const void *base, size_t n,
-		      unsigned es, int level, void **out, size_t *out_len)
+int udfs_plane_encode(const void *cur, const void *base, size_t n, unsigned es,
+		      int level, void **out, size_t *out_len)
 {
 	unsigned char *planes;
 	void *best = NULL, *alt = NULL;
@@ -306,8 +307,10 @@ int udfs_plane_encode(const void *cur, const void *base, size_t n,
 	int err;
 
 	if ((es != 1 && es != 2 && es != 4 && es != 8) || n % es)
-		return udfs_error(-EINVAL, "plane codec: %zu bytes in elements "
-				  "of %u", n, es);
+		return udfs_error(-EINVAL,
+				  "plane codec: %zu bytes in elements "
+				  "of %u",
+				  n, es);
 	planes = udfs_scratch(2, n ? n : 1);
 	if (!planes)
 		return -ENOMEM;
@@ -342,8 +345,8 @@ int udfs_plane_encode(const void *cur, const void *base, size_t n,
 	return 0;
 }
 
-int udfs_plane_decode(const void *in, size_t in_len, const void *base,
-		      size_t n, unsigned es, void *out)
+int udfs_plane_decode(const void *in, size_t in_len, const void *base, size_t n,
+		      unsigned es, void *out)
 {
 	const unsigned char *p = in;
 	unsigned char *planes;
@@ -371,21 +374,25 @@ int udfs_plane_decode(const void *in, size_t in_len, const void *base,
 		unsigned char *dst = planes + (size_t)k * m;
 
 		if (len > in_len - pos) {
-			err = udfs_error(-EIO, "plane chunk: plane %u past the "
-					 "end", k);
+			err = udfs_error(-EIO,
+					 "plane chunk: plane %u past the "
+					 "end",
+					 k);
 			break;
 		}
 		switch (d[0]) {
 		case PLANE_ZERO:
 			if (len)
 				err = udfs_error(-EIO, "plane chunk: bad zero "
-						 "plane");
+						       "plane");
 			memset(dst, 0, m);
 			break;
 		case PLANE_STORED:
 			if (len != m)
-				err = udfs_error(-EIO, "plane chunk: stored "
-						 "plane of %zu bytes", len);
+				err = udfs_error(-EIO,
+						 "plane chunk: stored "
+						 "plane of %zu bytes",
+						 len);
 			else
 				memcpy(dst, p + pos, m);
 			break;

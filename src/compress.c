@@ -59,21 +59,26 @@ int udfs_name_check(const char *name)
 	size_t n = strlen(name);
 
 	if (n == 0 || n > 200)
-		return udfs_error(-EINVAL, "model name \"%.40s\" must have 1 to "
-				  "200 characters", name);
+		return udfs_error(-EINVAL,
+				  "model name \"%.40s\" must have 1 to "
+				  "200 characters",
+				  name);
 	if (name[0] == '.' || name[0] == '-')
-		return udfs_error(-EINVAL, "model name \"%s\" must not start "
-				  "with '%c'", name, name[0]);
+		return udfs_error(-EINVAL,
+				  "model name \"%s\" must not start "
+				  "with '%c'",
+				  name, name[0]);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
 
 		if (c < 0x20 || c > 0x7e || c == '/' || c == '\\')
-			return udfs_error(-EINVAL, "model name \"%.40s\" has a "
+			return udfs_error(-EINVAL,
+					  "model name \"%.40s\" has a "
 					  "character that is not allowed (%s)",
 					  c >= 0x20 && c <= 0x7e ? name : "?",
 					  c == '/' || c == '\\'
-						  ? "a slash"
-						  : "not printable ASCII");
+					      ? "a slash"
+					      : "not printable ASCII");
 	}
 	return 0;
 }
@@ -87,8 +92,10 @@ static int check_new_name(udfs_store *s, const char *name)
 		return err;
 	err = udfs_catalog_model_id(udfs_store_catalog(s), name, &id);
 	if (err == 0)
-		return udfs_error(-EEXIST, "a model named \"%s\" already "
-				  "exists", name);
+		return udfs_error(-EEXIST,
+				  "a model named \"%s\" already "
+				  "exists",
+				  name);
 	return err == -ENOENT ? 0 : err;
 }
 
@@ -167,7 +174,7 @@ static void progress_end(struct progress *p)
 /* ---- the pack writer -------------------------------------------------- */
 
 struct pack {
-	char *tmp_path;  /* STORE/tmp/<name>.pack */
+	char *tmp_path;	 /* STORE/tmp/<name>.pack */
 	char *final_rel; /* packs/<name>.pack */
 	int fd;
 	uint64_t off;
@@ -179,11 +186,12 @@ static int pack_open(udfs_store *s, struct pack *pk)
 	char hdr[PACK_HEADER] = PACK_MAGIC;
 	int err;
 
-	pk->tmp_path = udfs_xasprintf("%s/tmp/%s.pack", udfs_store_dir(s), name);
+	pk->tmp_path =
+	    udfs_xasprintf("%s/tmp/%s.pack", udfs_store_dir(s), name);
 	pk->final_rel = udfs_xasprintf("packs/%s.pack", name);
 	free(name);
-	pk->fd = open(pk->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-		      0644);
+	pk->fd =
+	    open(pk->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (pk->fd < 0)
 		return udfs_error(-errno, "%s: %s", pk->tmp_path,
 				  strerror(errno));
@@ -237,8 +245,8 @@ static int pack_sync(struct pack *pk)
 
 	/* The descriptor stays open, and locked, until the catalog commit. */
 	if (fsync(pk->fd) < 0)
-		err = udfs_error(-errno, "%s: %s", pk->tmp_path,
-				 strerror(errno));
+		err =
+		    udfs_error(-errno, "%s: %s", pk->tmp_path, strerror(errno));
 	return err;
 }
 
@@ -312,8 +320,8 @@ static void plan_lossless(struct add_group *g, struct add_model *am)
 		}
 		for (size_t j = 0; j < n; j++) {
 			const udfs_st_tensor *st = &sf->st->tensors[j];
-			const udfs_tensor *bt = udfs_model_tensor(g->base,
-								  st->name);
+			const udfs_tensor *bt =
+			    udfs_model_tensor(g->base, st->name);
 			struct tensor_plan *p = &am->plan[i][j];
 
 			if (!bt || !same_shape(st, bt)) {
@@ -321,12 +329,12 @@ static void plan_lossless(struct add_group *g, struct add_model *am)
 				continue;
 			}
 			p->base = bt;
-			p->enc = memcmp(sf->map + sf->st->data_offset +
-						st->begin,
-					udfs_add_base_bytes(g, bt),
-					st->end - st->begin)
-					 ? UDFS_ENC_XOR
-					 : UDFS_ENC_SAME;
+			p->enc =
+			    memcmp(sf->map + sf->st->data_offset + st->begin,
+				   udfs_add_base_bytes(g, bt),
+				   st->end - st->begin)
+				? UDFS_ENC_XOR
+				: UDFS_ENC_SAME;
 		}
 	}
 }
@@ -354,10 +362,9 @@ static int encode_one(void *ctx, size_t i)
 	if (udfs_interrupted)
 		return udfs_error(-EINTR, "interrupted");
 	if (t->enc == UDFS_ENC_XOR || t->enc == UDFS_ENC_RAW)
-		return udfs_plane_encode(j->cur + off,
-					 j->base ? j->base + off : NULL, len,
-					 es ? es : 1, j->level, &j->out[i],
-					 &j->out_len[i]);
+		return udfs_plane_encode(
+		    j->cur + off, j->base ? j->base + off : NULL, len,
+		    es ? es : 1, j->level, &j->out[i], &j->out_len[i]);
 	return udfs_lossy_tensor_chunk(j->lt, j->plan, t->dtype, off / es,
 				       (uint32_t)(len / es), &j->out[i],
 				       &j->out_len[i]);
@@ -376,8 +383,12 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 	size_t *out_len = udfs_xcalloc(window, sizeof(size_t));
 	struct lossy_tensor *lt = NULL;
 	struct chunk_job job = {
-		.plan = p, .t = t, .cur = cur, .level = o->level,
-		.out = out, .out_len = out_len,
+	    .plan = p,
+	    .t = t,
+	    .cur = cur,
+	    .level = o->level,
+	    .out = out,
+	    .out_len = out_len,
 	};
 	int err = 0;
 
@@ -393,7 +404,8 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 		if (!err)
 			am->kept_elems += udfs_lossy_tensor_kept(lt);
 	}
-	for (uint32_t c0 = 0; c0 < t->n_chunks && !err; c0 += (uint32_t)window) {
+	for (uint32_t c0 = 0; c0 < t->n_chunks && !err;
+	     c0 += (uint32_t)window) {
 		size_t n = UDFS_MIN(window, (size_t)(t->n_chunks - c0));
 
 		job.first_chunk = c0;
@@ -600,8 +612,10 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 	if (err)
 		goto out;
 	if (g.base->kind != UDFS_MODEL_BASE) {
-		err = udfs_error(-EINVAL, "\"%s\" is not a base model (add it "
-				 "with udfs-compress add-base)", o->base);
+		err = udfs_error(-EINVAL,
+				 "\"%s\" is not a base model (add it "
+				 "with udfs-compress add-base)",
+				 o->base);
 		goto out;
 	}
 	/* Validate everything before writing anything. */
@@ -609,8 +623,10 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		err = check_new_name(s, names[i]);
 		for (size_t j = 0; j < i && !err; j++)
 			if (!strcmp(names[i], names[j]))
-				err = udfs_error(-EINVAL, "model name \"%s\" "
-						 "given twice", names[i]);
+				err = udfs_error(-EINVAL,
+						 "model name \"%s\" "
+						 "given twice",
+						 names[i]);
 		if (!err)
 			err = udfs_source_open(srcs[i], &src[i]);
 	}
@@ -654,7 +670,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 			err = pack_sync(&packs[i]);
 		if (g.models[i].lossy_elems)
 			m->sparsity = 1.0 - (double)g.models[i].kept_elems /
-						    (double)g.models[i].lossy_elems;
+						(double)g.models[i].lossy_elems;
 	}
 	progress_show(&pr, "", "", true);
 	progress_end(&pr);
@@ -674,8 +690,8 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		m->stored_bytes = packs[i].off;
 		err = udfs_catalog_insert_model(cat, m, packs[i].final_rel);
 		for (size_t j = 0; j < m->n_files && !err; j++)
-			err = udfs_catalog_insert_file(cat, m->id,
-						       &m->files[j]);
+			err =
+			    udfs_catalog_insert_file(cat, m->id, &m->files[j]);
 		if (!err)
 			err = udfs_catalog_model_meta_bytes(cat, m->id, &meta);
 		if (!err)
@@ -743,9 +759,9 @@ static int copy_file(const udfs_source_file *sf, const char *dst, bool link_ok,
 		if (udfs_interrupted)
 			err = udfs_error(-EINTR, "interrupted");
 		else
-			err = udfs_write_full(fd, sf->map + off,
-					      (size_t)UDFS_MIN(sf->size - off,
-							       16ull << 20));
+			err = udfs_write_full(
+			    fd, sf->map + off,
+			    (size_t)UDFS_MIN(sf->size - off, 16ull << 20));
 	}
 	if (!err && fsync(fd) < 0)
 		err = -errno;
@@ -756,8 +772,8 @@ static int copy_file(const udfs_source_file *sf, const char *dst, bool link_ok,
 	return err;
 }
 
-int udfs_compress_add_base(udfs_store *s, const char *name, const char *src_path,
-			   bool link, bool quiet)
+int udfs_compress_add_base(udfs_store *s, const char *name,
+			   const char *src_path, bool link, bool quiet)
 {
 	udfs_catalog *cat = udfs_store_catalog(s);
 	udfs_source *src = NULL;
@@ -822,8 +838,8 @@ int udfs_compress_add_base(udfs_store *s, const char *name, const char *src_path
 			f->header = udfs_xmalloc(f->data_offset);
 			memcpy(f->header, sf->st->raw, f->data_offset);
 			f->n_tensors = sf->st->n_tensors;
-			f->tensors = udfs_xcalloc(f->n_tensors,
-						  sizeof(*f->tensors));
+			f->tensors =
+			    udfs_xcalloc(f->n_tensors, sizeof(*f->tensors));
 			for (size_t j = 0; j < f->n_tensors; j++) {
 				tensor_from_source(&f->tensors[j],
 						   &sf->st->tensors[j]);

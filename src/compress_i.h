@@ -20,9 +20,9 @@ extern volatile sig_atomic_t udfs_interrupted;
 /* How one tensor of one model is stored; decided before any byte is
  * written. */
 struct tensor_plan {
-	int enc;                 /* enum udfs_encoding */
+	int enc;		 /* enum udfs_encoding */
 	const udfs_tensor *base; /* matching base tensor, or NULL */
-	udfs_lossy_params lp;    /* lossy encodings */
+	udfs_lossy_params lp;	 /* lossy encodings */
 };
 
 /* One model of an add group. */
@@ -30,9 +30,9 @@ struct add_model {
 	const char *name;
 	const udfs_source *src;
 	struct tensor_plan **plan; /* [file][tensor] of src */
-	double target_sparsity;    /* s used (given, or found by --ratio) */
-	uint64_t lossy_elems;      /* elements of lossy tensors */
-	uint64_t kept_elems;       /* ... of which kept (counted on write) */
+	double target_sparsity;	   /* s used (given, or found by --ratio) */
+	uint64_t lossy_elems;	   /* elements of lossy tensors */
+	uint64_t kept_elems;	   /* ... of which kept (counted on write) */
 };
 
 struct add_group {

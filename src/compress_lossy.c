@@ -24,9 +24,9 @@
 
 struct lossy_tensor {
 	uint64_t n;
-	uint8_t *keep;  /* 1 = kept, per element */
+	uint8_t *keep;	/* 1 = kept, per element */
 	uint8_t *codes; /* UDFS_VAL_CODES: code per element; SIGN: 1 = neg */
-	float *delta;   /* UDFS_VAL_NATIVE: the float32 delta per element */
+	float *delta;	/* UDFS_VAL_NATIVE: the float32 delta per element */
 	uint64_t kept;
 };
 
@@ -44,8 +44,7 @@ static const unsigned char *src_bytes(const udfs_source_file *sf,
 	return sf->map + sf->st->data_offset + st->begin;
 }
 
-static float *delta_of(int dtype, uint64_t n, const void *cur,
-		       const void *base)
+static float *delta_of(int dtype, uint64_t n, const void *cur, const void *base)
 {
 	float *d = malloc(n * sizeof(float) + 1);
 
@@ -184,14 +183,15 @@ static int select_tensors(struct add_group *g, struct add_model *am,
 			    excluded(o, st->name))
 				continue;
 			job.c = udfs_xrealloc(job.c, (nc + 1) * sizeof(*job.c));
-			job.c[nc++] = (struct cand){.file = i, .tensor = j,
-						    .lp = lp};
+			job.c[nc++] =
+			    (struct cand){.file = i, .tensor = j, .lp = lp};
 		}
 	}
 	err = udfs_parallel_for(o->jobs, nc, analyse, &job);
 	for (size_t k = 0; k < nc && !err; k++) {
 		struct cand *c = &job.c[k];
-		const udfs_st_tensor *st = &src->files[c->file].st->tensors[c->tensor];
+		const udfs_st_tensor *st =
+		    &src->files[c->file].st->tensors[c->tensor];
 		struct tensor_plan *p = &am->plan[c->file][c->tensor];
 
 		if (c->result)
@@ -200,8 +200,10 @@ static int select_tensors(struct add_group *g, struct add_model *am,
 		p->lp = c->lp;
 		p->enc = o->method;
 		v = udfs_xrealloc(v, (n + 1) * sizeof(*v));
-		v[n++] = (struct sel){.file = c->file, .tensor = c->tensor,
-				      .nelems = st->nelems, .sigma = c->sigma};
+		v[n++] = (struct sel){.file = c->file,
+				      .tensor = c->tensor,
+				      .nelems = st->nelems,
+				      .sigma = c->sigma};
 	}
 	free(job.c);
 	if (err) {
@@ -214,8 +216,7 @@ static int select_tensors(struct add_group *g, struct add_model *am,
 }
 
 /* Rates of every selected tensor for target sparsity s. */
-static void allocate(const udfs_add_opts *o, struct sel *v, size_t n,
-		     double s)
+static void allocate(const udfs_add_opts *o, struct sel *v, size_t n, double s)
 {
 	if (o->method == UDFS_ENC_ULTRADELTA && n) {
 		double *sigma = udfs_xcalloc(n, sizeof(double));
@@ -285,7 +286,7 @@ int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 				     &step) != 0 ||
 		    lo != lp->lo || step != lp->step) {
 			err = udfs_error(-EIO, "tensor changed while being "
-					 "compressed");
+					       "compressed");
 			goto out;
 		}
 	} else if (lp->values == UDFS_VAL_SIGN) {
@@ -305,8 +306,8 @@ int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 	} else if (lp->mask == UDFS_MASK_SEEDED || p->enc == UDFS_ENC_DARE) {
 		/* dare with an explicit mask draws the same Bernoulli mask and
 		 * stores its positions. */
-		kept = udfs_ud_prune_seeded(nelems, lp->rate, lp->seed,
-					    lt->keep);
+		kept =
+		    udfs_ud_prune_seeded(nelems, lp->rate, lp->seed, lt->keep);
 	} else {
 		kept = udfs_ud_prune_groupwise(lt->codes, nelems, lp->bits,
 					       lp->rate, lp->seed, lt->keep);
@@ -398,10 +399,9 @@ static int trace_norm(struct add_group *g, struct add_model *am,
 
 		if (udfs_interrupted)
 			return udfs_error(-EINTR, "interrupted");
-		err = udfs_lossy_tensor_prepare(p, st->dtype, st->nelems,
-						src_bytes(sf, st),
-						udfs_add_base_bytes(g, p->base),
-						&lt);
+		err = udfs_lossy_tensor_prepare(
+		    p, st->dtype, st->nelems, src_bytes(sf, st),
+		    udfs_add_base_bytes(g, p->base), &lt);
 		if (err)
 			break;
 		m = malloc(st->nelems * sizeof(float) + 1);
@@ -451,14 +451,14 @@ static int size_one(void *ctx, size_t i)
 	struct lossy_tensor *lt = NULL;
 	int err;
 
-	err = udfs_lossy_tensor_prepare(p, st->dtype, st->nelems,
-					src_bytes(sf, st),
-					udfs_add_base_bytes(j->g, p->base), &lt);
+	err = udfs_lossy_tensor_prepare(
+	    p, st->dtype, st->nelems, src_bytes(sf, st),
+	    udfs_add_base_bytes(j->g, p->base), &lt);
 	j->bytes[i] = 0;
 	for (uint64_t off = 0; !err && off < st->nelems * es;
 	     off += UDFS_CHUNK_BYTES) {
-		uint64_t len = UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES,
-					st->nelems * es - off);
+		uint64_t len =
+		    UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES, st->nelems * es - off);
 		void *out = NULL;
 		size_t out_len = 0;
 
@@ -508,7 +508,8 @@ static int search_sparsity(struct add_group *g, struct sel **v, size_t *n,
 	if (err)
 		return err;
 	if (r < o->ratio)
-		return udfs_error(-ERANGE, "--ratio %g is out of reach: the "
+		return udfs_error(-ERANGE,
+				  "--ratio %g is out of reach: the "
 				  "lossy tensors reach %.1fx at s = %.3f",
 				  o->ratio, r, hi);
 	for (int it = 0; it < 14; it++) {

@@ -21,63 +21,73 @@
 #define UDFS_VERSION "0.1.0"
 
 static const char usage[] =
-	"usage: udfs-compress init STORE\n"
-	"       udfs-compress add-base STORE NAME SRC [--link] [-q]\n"
-	"       udfs-compress add STORE --base BASE NAME=SRC [NAME2=SRC2 ...] "
-	"[options]\n"
-	"\n"
-	"SRC is one .safetensors file or a model directory.\n"
-	"\n"
-	"options of add:\n"
-	"  --base BASE           base model the deltas are taken against\n"
-	"  --lossless            byte-exact delta\n"
-	"  --sparsity S          UltraDelta target sparsity (default 0.97)\n"
-	"  --bits B              quantization bits, 1..8 (default 4)\n"
-	"  --step D              mixed-sparsity step (default 0.01)\n"
-	"  --ratio R             pick s so that the lossy tensors reach ratio R\n"
-	"  --mask explicit|seeded  keep-mask kind (default explicit)\n"
-	"  --method ultradelta|dare|bitdelta|magnitude  (default ultradelta)\n"
-	"  --exact GLOB          store matching tensors losslessly (repeatable)\n"
-	"  --min-elems N         smallest matrix made lossy (default 1024)\n"
-	"  --seed N              all randomness derives from it (default 0)\n"
-	"  --jobs N              worker threads (default: all cores)\n"
-	"  --level N             zstd level of lossless planes (default 3)\n"
-	"options of add-base:\n"
-	"  --link                hard-link the files instead of copying\n"
-	"common options:\n"
-	"  -q, --quiet           no progress line\n"
-	"  -h, --help            this text\n"
-	"  -V, --version         print the version\n";
+    "usage: udfs-compress init STORE\n"
+    "       udfs-compress add-base STORE NAME SRC [--link] [-q]\n"
+    "       udfs-compress add STORE --base BASE NAME=SRC [NAME2=SRC2 ...] "
+    "[options]\n"
+    "\n"
+    "SRC is one .safetensors file or a model directory.\n"
+    "\n"
+    "options of add:\n"
+    "  --base BASE           base model the deltas are taken against\n"
+    "  --lossless            byte-exact delta\n"
+    "  --sparsity S          UltraDelta target sparsity (default 0.97)\n"
+    "  --bits B              quantization bits, 1..8 (default 4)\n"
+    "  --step D              mixed-sparsity step (default 0.01)\n"
+    "  --ratio R             pick s so that the lossy tensors reach ratio R\n"
+    "  --mask explicit|seeded  keep-mask kind (default explicit)\n"
+    "  --method ultradelta|dare|bitdelta|magnitude  (default ultradelta)\n"
+    "  --exact GLOB          store matching tensors losslessly (repeatable)\n"
+    "  --min-elems N         smallest matrix made lossy (default 1024)\n"
+    "  --seed N              all randomness derives from it (default 0)\n"
+    "  --jobs N              worker threads (default: all cores)\n"
+    "  --level N             zstd level of lossless planes (default 3)\n"
+    "options of add-base:\n"
+    "  --link                hard-link the files instead of copying\n"
+    "common options:\n"
+    "  -q, --quiet           no progress line\n"
+    "  -h, --help            this text\n"
+    "  -V, --version         print the version\n";
 
 enum {
-	OPT_BASE = 256, OPT_LOSSLESS, OPT_SPARSITY, OPT_BITS, OPT_STEP,
-	OPT_RATIO, OPT_MASK, OPT_METHOD, OPT_EXACT, OPT_MIN_ELEMS, OPT_SEED,
-	OPT_JOBS, OPT_LEVEL, OPT_LINK,
+	OPT_BASE = 256,
+	OPT_LOSSLESS,
+	OPT_SPARSITY,
+	OPT_BITS,
+	OPT_STEP,
+	OPT_RATIO,
+	OPT_MASK,
+	OPT_METHOD,
+	OPT_EXACT,
+	OPT_MIN_ELEMS,
+	OPT_SEED,
+	OPT_JOBS,
+	OPT_LEVEL,
+	OPT_LINK,
 };
 
 static const struct option long_opts[] = {
-	{"base", required_argument, NULL, OPT_BASE},
-	{"lossless", no_argument, NULL, OPT_LOSSLESS},
-	{"sparsity", required_argument, NULL, OPT_SPARSITY},
-	{"bits", required_argument, NULL, OPT_BITS},
-	{"step", required_argument, NULL, OPT_STEP},
-	{"ratio", required_argument, NULL, OPT_RATIO},
-	{"mask", required_argument, NULL, OPT_MASK},
-	{"method", required_argument, NULL, OPT_METHOD},
-	{"exact", required_argument, NULL, OPT_EXACT},
-	{"min-elems", required_argument, NULL, OPT_MIN_ELEMS},
-	{"seed", required_argument, NULL, OPT_SEED},
-	{"jobs", required_argument, NULL, OPT_JOBS},
-	{"level", required_argument, NULL, OPT_LEVEL},
-	{"link", no_argument, NULL, OPT_LINK},
-	{"quiet", no_argument, NULL, 'q'},
-	{"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, 'V'},
-	{NULL, 0, NULL, 0},
+    {"base", required_argument, NULL, OPT_BASE},
+    {"lossless", no_argument, NULL, OPT_LOSSLESS},
+    {"sparsity", required_argument, NULL, OPT_SPARSITY},
+    {"bits", required_argument, NULL, OPT_BITS},
+    {"step", required_argument, NULL, OPT_STEP},
+    {"ratio", required_argument, NULL, OPT_RATIO},
+    {"mask", required_argument, NULL, OPT_MASK},
+    {"method", required_argument, NULL, OPT_METHOD},
+    {"exact", required_argument, NULL, OPT_EXACT},
+    {"min-elems", required_argument, NULL, OPT_MIN_ELEMS},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"jobs", required_argument, NULL, OPT_JOBS},
+    {"level", required_argument, NULL, OPT_LEVEL},
+    {"link", no_argument, NULL, OPT_LINK},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
 };
 
-static double parse_double(const char *opt, const char *s, double lo,
-			   double hi)
+static double parse_double(const char *opt, const char *s, double lo, double hi)
 {
 	char *end;
 	double v;
@@ -182,25 +192,27 @@ int main(int argc, char **argv)
 				o.mask = UDFS_MASK_SEEDED;
 			else
 				udfs_die("--mask: \"%s\" is not explicit or "
-					 "seeded", optarg);
+					 "seeded",
+					 optarg);
 			lossy_opt = mask_opt = true;
 			break;
 		case OPT_METHOD:
 			o.method = udfs_encoding_parse(optarg);
 			if (!udfs_encoding_is_lossy(o.method))
 				udfs_die("--method: \"%s\" is not ultradelta, "
-					 "dare, bitdelta or magnitude", optarg);
+					 "dare, bitdelta or magnitude",
+					 optarg);
 			lossy_opt = true;
 			break;
 		case OPT_EXACT:
 			exact_v = udfs_xrealloc(exact_v, (o.n_exact + 1) *
-							 sizeof(*exact_v));
+							     sizeof(*exact_v));
 			exact_v[o.n_exact++] = optarg;
 			json_array_append_new(exact, json_string(optarg));
 			break;
 		case OPT_MIN_ELEMS:
-			o.min_elems = parse_ull("min-elems", optarg, 1,
-						UINT64_MAX);
+			o.min_elems =
+			    parse_ull("min-elems", optarg, 1, UINT64_MAX);
 			break;
 		case OPT_SEED:
 			o.seed = parse_ull("seed", optarg, 0, INT64_MAX);
@@ -250,7 +262,8 @@ int main(int argc, char **argv)
 		check(udfs_store_init(argv[optind]));
 	} else if (!strcmp(verb, "add-base")) {
 		if (argc - optind != 3)
-			udfs_die("usage: udfs-compress add-base STORE NAME SRC");
+			udfs_die(
+			    "usage: udfs-compress add-base STORE NAME SRC");
 		check(udfs_store_open(argv[optind], 0, &s));
 		err = udfs_compress_add_base(s, argv[optind + 1],
 					     argv[optind + 2], link, quiet);
@@ -267,11 +280,14 @@ int main(int argc, char **argv)
 			udfs_die("--lossless cannot be combined with lossy "
 				 "options (--sparsity, --bits, --method, ...)");
 		if (mask_opt && o.method == UDFS_ENC_BITDELTA)
-			udfs_die("--method bitdelta keeps every element: --mask "
-				 "does not apply");
-		if (o.mask == UDFS_MASK_SEEDED && o.method == UDFS_ENC_MAGNITUDE)
-			udfs_die("--method magnitude needs an explicit mask: its "
-				 "positions cannot be regenerated from a seed");
+			udfs_die(
+			    "--method bitdelta keeps every element: --mask "
+			    "does not apply");
+		if (o.mask == UDFS_MASK_SEEDED &&
+		    o.method == UDFS_ENC_MAGNITUDE)
+			udfs_die(
+			    "--method magnitude needs an explicit mask: its "
+			    "positions cannot be regenerated from a seed");
 		names = udfs_xcalloc(n, sizeof(*names));
 		srcs = udfs_xcalloc(n, sizeof(*srcs));
 		for (size_t i = 0; i < n; i++) {
@@ -284,27 +300,29 @@ int main(int argc, char **argv)
 			names[i] = arg;
 			srcs[i] = eq + 1;
 		}
-		json_object_set_new(params, "method",
-				    json_string(o.lossless
-							? "lossless"
-							: udfs_encoding_name(o.method)));
+		json_object_set_new(
+		    params, "method",
+		    json_string(o.lossless ? "lossless"
+					   : udfs_encoding_name(o.method)));
 		if (!o.lossless) {
 			json_object_set_new(params, "sparsity",
 					    json_real(o.sparsity));
 			json_object_set_new(params, "bits",
 					    json_integer(o.bits));
 			json_object_set_new(params, "step", json_real(o.step));
-			json_object_set_new(params, "ratio", json_real(o.ratio));
+			json_object_set_new(params, "ratio",
+					    json_real(o.ratio));
 			json_object_set_new(
-				params, "mask",
-				json_string(o.method == UDFS_ENC_BITDELTA
-						    ? "none"
-					    : o.mask == UDFS_MASK_SEEDED
-						    ? "seeded"
-						    : "explicit"));
-			json_object_set_new(params, "min_elems",
-					    json_integer((json_int_t)o.min_elems));
-			json_object_set_new(params, "exact", json_incref(exact));
+			    params, "mask",
+			    json_string(o.method == UDFS_ENC_BITDELTA ? "none"
+					: o.mask == UDFS_MASK_SEEDED
+					    ? "seeded"
+					    : "explicit"));
+			json_object_set_new(
+			    params, "min_elems",
+			    json_integer((json_int_t)o.min_elems));
+			json_object_set_new(params, "exact",
+					    json_incref(exact));
 		}
 		json_object_set_new(params, "seed",
 				    json_integer((json_int_t)o.seed));

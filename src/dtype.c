@@ -12,16 +12,16 @@ static const struct {
 	const char *name;
 	unsigned bits;
 } dtypes[UDFS_DT_COUNT] = {
-	[UDFS_DT_BOOL] = {"BOOL", 8},     [UDFS_DT_U8] = {"U8", 8},
-	[UDFS_DT_I8] = {"I8", 8},         [UDFS_DT_I16] = {"I16", 16},
-	[UDFS_DT_U16] = {"U16", 16},      [UDFS_DT_F16] = {"F16", 16},
-	[UDFS_DT_BF16] = {"BF16", 16},    [UDFS_DT_I32] = {"I32", 32},
-	[UDFS_DT_U32] = {"U32", 32},      [UDFS_DT_F32] = {"F32", 32},
-	[UDFS_DT_F64] = {"F64", 64},      [UDFS_DT_I64] = {"I64", 64},
-	[UDFS_DT_U64] = {"U64", 64},      [UDFS_DT_F8_E4M3] = {"F8_E4M3", 8},
-	[UDFS_DT_F8_E5M2] = {"F8_E5M2", 8}, [UDFS_DT_F8_E8M0] = {"F8_E8M0", 8},
-	[UDFS_DT_C64] = {"C64", 64},      [UDFS_DT_F4] = {"F4", 4},
-	[UDFS_DT_F6_E2M3] = {"F6_E2M3", 6}, [UDFS_DT_F6_E3M2] = {"F6_E3M2", 6},
+    [UDFS_DT_BOOL] = {"BOOL", 8},	[UDFS_DT_U8] = {"U8", 8},
+    [UDFS_DT_I8] = {"I8", 8},		[UDFS_DT_I16] = {"I16", 16},
+    [UDFS_DT_U16] = {"U16", 16},	[UDFS_DT_F16] = {"F16", 16},
+    [UDFS_DT_BF16] = {"BF16", 16},	[UDFS_DT_I32] = {"I32", 32},
+    [UDFS_DT_U32] = {"U32", 32},	[UDFS_DT_F32] = {"F32", 32},
+    [UDFS_DT_F64] = {"F64", 64},	[UDFS_DT_I64] = {"I64", 64},
+    [UDFS_DT_U64] = {"U64", 64},	[UDFS_DT_F8_E4M3] = {"F8_E4M3", 8},
+    [UDFS_DT_F8_E5M2] = {"F8_E5M2", 8}, [UDFS_DT_F8_E8M0] = {"F8_E8M0", 8},
+    [UDFS_DT_C64] = {"C64", 64},	[UDFS_DT_F4] = {"F4", 4},
+    [UDFS_DT_F6_E2M3] = {"F6_E2M3", 6}, [UDFS_DT_F6_E3M2] = {"F6_E3M2", 6},
 };
 
 int udfs_dtype_parse(const char *name)
@@ -70,10 +70,7 @@ static float u2f(uint32_t u)
 	return f;
 }
 
-float udfs_bf16_to_f32(uint16_t h)
-{
-	return u2f((uint32_t)h << 16);
-}
+float udfs_bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
 
 uint16_t udfs_f32_to_bf16(float f)
 {

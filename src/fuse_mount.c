@@ -281,8 +281,10 @@ static int parse_args(struct udfs_fs *fs, int argc, char **argv,
 				if (parse_opts(fs, a + 2, fuse_opts))
 					return 1;
 			} else {
-				return fail(fs, "mount: unknown option %s; see "
-					    "udfs mount --help", a);
+				return fail(fs,
+					    "mount: unknown option %s; see "
+					    "udfs mount --help",
+					    a);
 			}
 		} else if (!*store) {
 			*store = a;
@@ -294,7 +296,7 @@ static int parse_args(struct udfs_fs *fs, int argc, char **argv,
 	}
 	if (!*store || !*mnt)
 		return fail(fs, "mount: STORE and MOUNTPOINT are required; see "
-			    "udfs mount --help");
+				"udfs mount --help");
 	return 0;
 }
 

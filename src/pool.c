@@ -38,8 +38,7 @@ static void *worker(void *arg)
 
 			/* Error messages are per thread: carry the first
 			 * one back to the caller's thread. */
-			if (atomic_compare_exchange_strong(&l->err, &zero,
-							   err))
+			if (atomic_compare_exchange_strong(&l->err, &zero, err))
 				snprintf(l->msg, sizeof(l->msg), "%s",
 					 udfs_error_msg(err));
 		}

@@ -24,7 +24,8 @@
 
 size_t udfs_chunk_out_len(const udfs_tensor *t, uint32_t ci)
 {
-	uint64_t len = t->end - t->begin, start = (uint64_t)ci * UDFS_CHUNK_BYTES;
+	uint64_t len = t->end - t->begin,
+		 start = (uint64_t)ci * UDFS_CHUNK_BYTES;
 
 	if (start >= len)
 		return 0;
@@ -82,7 +83,7 @@ int udfs_chunk_decode(const udfs_tensor *t, uint32_t ci, void *out)
 		base = out;
 		err = udfs_pread_full(bf->fd, base, len,
 				      bf->data_offset + t->base_begin +
-					      (uint64_t)ci * UDFS_CHUNK_BYTES);
+					  (uint64_t)ci * UDFS_CHUNK_BYTES);
 		if (err) {
 			err = chunk_fail(t, ci, -EIO, "cannot read the base");
 			goto out;
@@ -100,10 +101,10 @@ int udfs_chunk_decode(const udfs_tensor *t, uint32_t ci, void *out)
 			break;
 		}
 		err = udfs_lossy_decode_chunk(
-			&t->lp, t->dtype,
-			(uint64_t)ci * UDFS_CHUNK_BYTES / udfs_dtype_size(t->dtype),
-			(uint32_t)(len / udfs_dtype_size(t->dtype)), in,
-			ref->length, base, out);
+		    &t->lp, t->dtype,
+		    (uint64_t)ci * UDFS_CHUNK_BYTES / udfs_dtype_size(t->dtype),
+		    (uint32_t)(len / udfs_dtype_size(t->dtype)), in,
+		    ref->length, base, out);
 	}
 	if (err) {
 		udfs_error_clear();
@@ -137,9 +138,8 @@ const udfs_tensor *udfs_file_tensor_at(const udfs_file *f, uint64_t off)
 	return NULL;
 }
 
-static int read_chunk(const udfs_tensor *t, uint32_t ci, size_t coff,
-		      size_t n, unsigned char *dst,
-		      const udfs_chunk_provider *p)
+static int read_chunk(const udfs_tensor *t, uint32_t ci, size_t coff, size_t n,
+		      unsigned char *dst, const udfs_chunk_provider *p)
 {
 	unsigned char *buf;
 	const void *data;
@@ -178,7 +178,8 @@ static int read_data(const udfs_file *f, unsigned char *dst, uint64_t pos,
 		size_t take;
 
 		if (!t) {
-			err = udfs_error(-EIO, "model %s: file %s: no tensor "
+			err = udfs_error(-EIO,
+					 "model %s: file %s: no tensor "
 					 "at data offset %" PRIu64,
 					 f->model->name, f->path, pos);
 			break;
@@ -190,12 +191,14 @@ static int read_data(const udfs_file *f, unsigned char *dst, uint64_t pos,
 
 			err = udfs_pread_full(bf->fd, dst, take,
 					      bf->data_offset + t->base_begin +
-						      tpos);
+						  tpos);
 			if (err)
-				err = udfs_error(-EIO, "model %s: file %s: "
+				err = udfs_error(-EIO,
+						 "model %s: file %s: "
 						 "tensor \"%s\": cannot read "
-						 "the base", f->model->name,
-						 f->path, t->name);
+						 "the base",
+						 f->model->name, f->path,
+						 t->name);
 		} else {
 			uint32_t ci = (uint32_t)(tpos / UDFS_CHUNK_BYTES);
 			size_t coff = (size_t)(tpos % UDFS_CHUNK_BYTES);
@@ -210,8 +213,8 @@ static int read_data(const udfs_file *f, unsigned char *dst, uint64_t pos,
 	return err;
 }
 
-ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size,
-		       uint64_t off, const udfs_chunk_provider *p)
+ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size, uint64_t off,
+		       const udfs_chunk_provider *p)
 {
 	unsigned char *dst = buf;
 	size_t done = 0;
@@ -223,7 +226,8 @@ ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size,
 	if (f->model->kind == UDFS_MODEL_BASE) {
 		err = udfs_pread_full(f->fd, buf, size, off);
 		if (err)
-			return udfs_error(-EIO, "base %s: file %s: cannot read "
+			return udfs_error(-EIO,
+					  "base %s: file %s: cannot read "
 					  "%zu bytes at %" PRIu64,
 					  f->model->name, f->path, size, off);
 		return (ssize_t)size;

@@ -257,8 +257,10 @@ static int check_inside(const char *shown, const char *realdir, int fd)
 	if (n == 1)
 		n = 0;
 	if (strncmp(target, realdir, n) || target[n] != '/')
-		return udfs_error(-EINVAL, "%s: opened %s, outside the model "
-				  "directory", shown, target);
+		return udfs_error(-EINVAL,
+				  "%s: opened %s, outside the model "
+				  "directory",
+				  shown, target);
 	return 0;
 }
 
@@ -462,8 +464,8 @@ int udfs_source_open(const char *path, udfs_source **out)
 			goto out;
 		realdir = realpath(path, NULL);
 		if (!realdir) {
-			err = udfs_error(-errno, "%s: %s", path,
-					 strerror(errno));
+			err =
+			    udfs_error(-errno, "%s: %s", path, strerror(errno));
 			goto out;
 		}
 		s->files = udfs_xcalloc(n_names + 1, sizeof(*s->files));

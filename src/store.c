@@ -37,14 +37,14 @@ struct udfs_store {
 };
 
 static const char *const enc_names[UDFS_ENC_COUNT] = {
-	[UDFS_ENC_BASE] = "base",
-	[UDFS_ENC_SAME] = "same",
-	[UDFS_ENC_XOR] = "xor",
-	[UDFS_ENC_RAW] = "raw",
-	[UDFS_ENC_ULTRADELTA] = "ultradelta",
-	[UDFS_ENC_DARE] = "dare",
-	[UDFS_ENC_BITDELTA] = "bitdelta",
-	[UDFS_ENC_MAGNITUDE] = "magnitude",
+    [UDFS_ENC_BASE] = "base",
+    [UDFS_ENC_SAME] = "same",
+    [UDFS_ENC_XOR] = "xor",
+    [UDFS_ENC_RAW] = "raw",
+    [UDFS_ENC_ULTRADELTA] = "ultradelta",
+    [UDFS_ENC_DARE] = "dare",
+    [UDFS_ENC_BITDELTA] = "bitdelta",
+    [UDFS_ENC_MAGNITUDE] = "magnitude",
 };
 
 const char *udfs_encoding_name(int enc)
@@ -99,8 +99,10 @@ int udfs_store_init(const char *dir)
 			path = udfs_xasprintf("%s/catalog.db", dir);
 			is_store = stat(path, &st) == 0;
 			free(path);
-			return udfs_error(-EEXIST, "%s: directory is not "
-					  "empty%s", dir,
+			return udfs_error(-EEXIST,
+					  "%s: directory is not "
+					  "empty%s",
+					  dir,
 					  is_store ? " (already a store)" : "");
 		}
 	}
@@ -108,8 +110,8 @@ int udfs_store_init(const char *dir)
 		free(path);
 		path = udfs_xasprintf("%s/%s", dir, sub[i]);
 		if (mkdir(path, 0755) < 0) {
-			err = udfs_error(-errno, "%s: %s", path,
-					 strerror(errno));
+			err =
+			    udfs_error(-errno, "%s: %s", path, strerror(errno));
 			goto out;
 		}
 	}
@@ -132,8 +134,10 @@ int udfs_store_open(const char *dir, unsigned flags, udfs_store **out)
 	int err;
 
 	if (stat(path, &st) < 0) {
-		err = udfs_error(-ENOENT, "%s: not a udfs store (no catalog.db;"
-				 " create one with udfs-compress init)", dir);
+		err = udfs_error(-ENOENT,
+				 "%s: not a udfs store (no catalog.db;"
+				 " create one with udfs-compress init)",
+				 dir);
 		free(path);
 		return err;
 	}
@@ -141,8 +145,8 @@ int udfs_store_open(const char *dir, unsigned flags, udfs_store **out)
 	s->dir = udfs_xstrdup(dir);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->reg, NULL);
-	err = udfs_catalog_open(path, flags & UDFS_STORE_RDONLY, false,
-				&s->cat);
+	err =
+	    udfs_catalog_open(path, flags & UDFS_STORE_RDONLY, false, &s->cat);
 	free(path);
 	if (err) {
 		udfs_store_close(s);
@@ -164,15 +168,9 @@ void udfs_store_close(udfs_store *s)
 	free(s);
 }
 
-const char *udfs_store_dir(const udfs_store *s)
-{
-	return s->dir;
-}
+const char *udfs_store_dir(const udfs_store *s) { return s->dir; }
 
-udfs_catalog *udfs_store_catalog(udfs_store *s)
-{
-	return s->cat;
-}
+udfs_catalog *udfs_store_catalog(udfs_store *s) { return s->cat; }
 
 int udfs_store_list(udfs_store *s, udfs_model_info **list, size_t *n)
 {
@@ -226,14 +224,14 @@ static void build_index(udfs_model *m)
 
 	for (size_t i = 0; i < m->n_files; i++)
 		n += m->files[i].kind == UDFS_FILE_SAFETENSORS
-			     ? m->files[i].n_tensors
-			     : 0;
+			 ? m->files[i].n_tensors
+			 : 0;
 	m->index = udfs_xcalloc(n, sizeof(*m->index));
 	for (size_t i = 0; i < m->n_files; i++)
 		if (m->files[i].kind == UDFS_FILE_SAFETENSORS)
 			for (size_t j = 0; j < m->files[i].n_tensors; j++)
 				m->index[m->n_index++] =
-					&m->files[i].tensors[j];
+				    &m->files[i].tensors[j];
 	qsort(m->index, m->n_index, sizeof(*m->index), by_name);
 }
 
@@ -252,8 +250,8 @@ static int open_storage(udfs_store *s, udfs_model *m, const char *storage)
 		 * store (EIO), never "no such model" (ENOENT). */
 		m->pack_fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (m->pack_fd < 0)
-			err = udfs_error(-EIO, "model %s: pack %s: %s",
-					 m->name, path, strerror(errno));
+			err = udfs_error(-EIO, "model %s: pack %s: %s", m->name,
+					 path, strerror(errno));
 		free(path);
 		return err;
 	}
@@ -264,15 +262,17 @@ static int open_storage(udfs_store *s, udfs_model *m, const char *storage)
 		path = udfs_xasprintf("%s/%s/%s", s->dir, storage, f->path);
 		f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (f->fd < 0)
-			err = udfs_error(-EIO, "base %s: %s: %s", m->name,
-					 path, strerror(errno));
+			err = udfs_error(-EIO, "base %s: %s: %s", m->name, path,
+					 strerror(errno));
 		else if (fstat(f->fd, &st) < 0)
-			err = udfs_error(-EIO, "base %s: %s: %s", m->name,
-					 path, strerror(errno));
+			err = udfs_error(-EIO, "base %s: %s: %s", m->name, path,
+					 strerror(errno));
 		else if ((uint64_t)st.st_size != f->size)
-			err = udfs_error(-EIO, "base %s: %s is %lld bytes, the "
-					 "catalog says %" PRIu64, m->name,
-					 path, (long long)st.st_size, f->size);
+			err = udfs_error(-EIO,
+					 "base %s: %s is %lld bytes, the "
+					 "catalog says %" PRIu64,
+					 m->name, path, (long long)st.st_size,
+					 f->size);
 	}
 	free(path);
 	return err;
@@ -295,9 +295,10 @@ static int check_tensor(const udfs_model *m, const udfs_tensor *t)
 	     (!udfs_dtype_is_lossy_float(t->dtype) || es == 0 ||
 	      (t->end - t->begin) % es || t->lp.mask > UDFS_MASK_SEEDED ||
 	      t->lp.values > UDFS_VAL_SIGN || t->lp.bits > 8)))
-		return udfs_error(-EIO, "model %s: tensor \"%s\": encoding %s "
-				  "does not fit its catalog row", m->name,
-				  t->name, udfs_encoding_name(t->enc));
+		return udfs_error(-EIO,
+				  "model %s: tensor \"%s\": encoding %s "
+				  "does not fit its catalog row",
+				  m->name, t->name, udfs_encoding_name(t->enc));
 	return 0;
 }
 
@@ -321,10 +322,12 @@ static int link_base(udfs_model *m)
 					bf = &m->base->files[k];
 			if (!bf || t->base_begin > bf->size - bf->data_offset ||
 			    t->end - t->begin >
-				    bf->size - bf->data_offset - t->base_begin)
-				return udfs_error(-EIO, "model %s: tensor \"%s\""
+				bf->size - bf->data_offset - t->base_begin)
+				return udfs_error(-EIO,
+						  "model %s: tensor \"%s\""
 						  " refers to a missing base "
-						  "tensor", m->name, t->name);
+						  "tensor",
+						  m->name, t->name);
 			t->base_file = bf;
 		}
 	}
@@ -373,15 +376,19 @@ static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 		return 0;
 	}
 	if (depth > 1)
-		return udfs_error(-EIO, "model %" PRId64 ": base chain too "
-				  "deep", id);
+		return udfs_error(-EIO,
+				  "model %" PRId64 ": base chain too "
+				  "deep",
+				  id);
 	err = udfs_catalog_load_model(s->cat, id, &m, &storage, &base_id);
 	if (err)
 		goto out;
 	m->store = s;
 	if (!udfs_storage_path_ok(storage)) {
-		err = udfs_error(-EIO, "model %s: storage path \"%s\" is not "
-				 "inside the store", m->name, storage);
+		err = udfs_error(-EIO,
+				 "model %s: storage path \"%s\" is not "
+				 "inside the store",
+				 m->name, storage);
 		goto out;
 	}
 	if (m->kind == UDFS_MODEL_DELTA) {
@@ -400,8 +407,8 @@ static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 		goto out;
 	build_index(m);
 	pthread_mutex_lock(&s->reg);
-	s->loaded = udfs_xrealloc(s->loaded,
-				  (s->n_loaded + 1) * sizeof(*s->loaded));
+	s->loaded =
+	    udfs_xrealloc(s->loaded, (s->n_loaded + 1) * sizeof(*s->loaded));
 	s->loaded[s->n_loaded++] = m;
 	pthread_mutex_unlock(&s->reg);
 	*out = m;

@@ -37,15 +37,17 @@ int udfs_store_rm(udfs_store *s, const char *name)
 	if (!err)
 		err = udfs_catalog_dependents(cat, id, &deps);
 	if (!err && deps)
-		err = udfs_error(-EBUSY, "base \"%s\" is used by %d delta "
-				 "model%s; remove them first", name, deps,
-				 deps == 1 ? "" : "s");
+		err = udfs_error(-EBUSY,
+				 "base \"%s\" is used by %d delta "
+				 "model%s; remove them first",
+				 name, deps, deps == 1 ? "" : "s");
 	if (!err)
 		err = udfs_catalog_delete_model(cat, id, &storage);
 	if (!err && !udfs_storage_path_ok(storage))
-		err = udfs_error(-EIO, "model \"%s\": storage path \"%s\" is "
-				 "not inside the store; not removed", name,
-				 storage);
+		err = udfs_error(-EIO,
+				 "model \"%s\": storage path \"%s\" is "
+				 "not inside the store; not removed",
+				 name, storage);
 	if (!err)
 		err = udfs_catalog_commit(cat);
 	if (err) {
@@ -123,12 +125,14 @@ int udfs_store_gc(udfs_store *s, uint64_t *freed, size_t *files)
 					while (sd && (se = readdir(sd))) {
 						struct stat ss;
 
-						sub = udfs_xasprintf("%s/%s", abs,
-								     se->d_name);
+						sub = udfs_xasprintf(
+						    "%s/%s", abs, se->d_name);
 						if (se->d_name[0] != '.' &&
 						    lstat(sub, &ss) == 0)
-							*freed += (uint64_t)
-								ss.st_blocks * 512;
+							*freed +=
+							    (uint64_t)
+								ss.st_blocks *
+							    512;
 						free(sub);
 					}
 					if (sd)

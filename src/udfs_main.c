@@ -10,30 +10,30 @@
 #include "udfs/util.h"
 
 static const char usage[] =
-	"usage: udfs mount STORE MOUNTPOINT [-f] [-o allow_other,cache=SIZE,"
-	"threads=N,\n"
-	"                  readahead_kb=N,noreadahead,notify_pipe=FIFO,debug,ro]\n"
-	"       udfs ls STORE [--json]\n"
-	"       udfs info STORE NAME [--json]\n"
-	"       udfs verify STORE [NAME]\n"
-	"       udfs export STORE NAME DIR\n"
-	"       udfs eval STORE NAME --against SRC [--json]\n"
-	"       udfs rm STORE NAME\n"
-	"       udfs gc STORE\n"
-	"\n"
-	"  -q, --quiet    no progress output (every command)\n"
-	"  -h, --help     this text\n"
-	"  -V, --version  print the version\n"
-	"See udfs(1).\n";
+    "usage: udfs mount STORE MOUNTPOINT [-f] [-o allow_other,cache=SIZE,"
+    "threads=N,\n"
+    "                  readahead_kb=N,noreadahead,notify_pipe=FIFO,debug,ro]\n"
+    "       udfs ls STORE [--json]\n"
+    "       udfs info STORE NAME [--json]\n"
+    "       udfs verify STORE [NAME]\n"
+    "       udfs export STORE NAME DIR\n"
+    "       udfs eval STORE NAME --against SRC [--json]\n"
+    "       udfs rm STORE NAME\n"
+    "       udfs gc STORE\n"
+    "\n"
+    "  -q, --quiet    no progress output (every command)\n"
+    "  -h, --help     this text\n"
+    "  -V, --version  print the version\n"
+    "See udfs(1).\n";
 
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } verbs[] = {
-	{"mount", udfs_mount_main}, {"ls", udfs_cli_ls},
-	{"info", udfs_cli_info},    {"verify", udfs_cli_verify},
-	{"export", udfs_cli_export}, {"eval", udfs_cli_eval},
-	{"rm", udfs_cli_rm},        {"gc", udfs_cli_gc},
+    {"mount", udfs_mount_main},	 {"ls", udfs_cli_ls},
+    {"info", udfs_cli_info},	 {"verify", udfs_cli_verify},
+    {"export", udfs_cli_export}, {"eval", udfs_cli_eval},
+    {"rm", udfs_cli_rm},	 {"gc", udfs_cli_gc},
 };
 
 int main(int argc, char **argv)

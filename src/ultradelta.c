@@ -75,7 +75,8 @@ int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 		int64_t c = (int64_t)x; /* x >= 0: truncation is floor */
 		double frac = x - (double)c;
 
-		/* Branch-free: the comparisons are data-dependent coin flips. */
+		/* Branch-free: the comparisons are data-dependent coin flips.
+		 */
 		c += (frac > 0.5) | ((frac == 0.5) & (int)(c & 1));
 		c = c > top ? top : c;
 		codes[i] = (uint8_t)c;

@@ -5,8 +5,8 @@
  */
 #include "udfs/util.h"
 
-#include <errno.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -26,10 +26,7 @@ void udfs_set_progname(const char *argv0)
 	progname = slash ? slash + 1 : argv0;
 }
 
-const char *udfs_progname(void)
-{
-	return progname;
-}
+const char *udfs_progname(void) { return progname; }
 
 int udfs_error(int err, const char *fmt, ...)
 {
@@ -50,10 +47,7 @@ const char *udfs_error_msg(int err)
 	return strerror(err < 0 ? -err : err);
 }
 
-void udfs_error_clear(void)
-{
-	err_msg[0] = '\0';
-}
+void udfs_error_clear(void) { err_msg[0] = '\0'; }
 
 void udfs_die(const char *fmt, ...)
 {
@@ -139,7 +133,8 @@ int udfs_pread_full(int fd, void *buf, size_t len, uint64_t off)
 			return -errno;
 		}
 		if (n == 0)
-			return -EIO; /* the file is shorter than the catalog says */
+			return -EIO; /* the file is shorter than the catalog
+					says */
 		p += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
@@ -213,10 +208,26 @@ int udfs_parse_size(const char *s, uint64_t *out)
 	switch (*end) {
 	case '\0':
 		break;
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		end++;
+		break;
 	default:
 		return -EINVAL;
 	}

@@ -82,7 +82,6 @@ int udfs_catalog_generation(udfs_catalog *c, int64_t *gen);
 
 /* Bytes of catalog rows that describe model id (header, chunk maps,
  * tensor rows): part of a model's stored bytes. */
-int udfs_catalog_model_meta_bytes(udfs_catalog *c, int64_t id,
-				  uint64_t *bytes);
+int udfs_catalog_model_meta_bytes(udfs_catalog *c, int64_t id, uint64_t *bytes);
 
 #endif

@@ -20,15 +20,15 @@
  * multiple of es) against base (NULL: no base, planes of cur itself).
  * level is the zstd level. *out is malloc-ed; caller frees. 0 or -errno.
  */
-int udfs_plane_encode(const void *cur, const void *base, size_t n,
-		      unsigned es, int level, void **out, size_t *out_len);
+int udfs_plane_encode(const void *cur, const void *base, size_t n, unsigned es,
+		      int level, void **out, size_t *out_len);
 
 /*
  * Decode into out (n bytes) given the same base and es. Malformed input is
  * -EIO, never a write past out.
  */
-int udfs_plane_decode(const void *in, size_t in_len, const void *base,
-		      size_t n, unsigned es, void *out);
+int udfs_plane_decode(const void *in, size_t in_len, const void *base, size_t n,
+		      unsigned es, void *out);
 
 /* zstd of one buffer; *out malloc-ed. */
 int udfs_zstd_compress(const void *in, size_t n, int level, void **out,

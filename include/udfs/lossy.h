@@ -20,9 +20,9 @@
 #include <stdint.h>
 
 enum udfs_mask_kind {
-	UDFS_MASK_NONE = 0,     /* every element kept (bitdelta) */
+	UDFS_MASK_NONE = 0,	/* every element kept (bitdelta) */
 	UDFS_MASK_EXPLICIT = 1, /* positions stored, gaps Golomb-Rice coded */
-	UDFS_MASK_SEEDED = 2,   /* positions regenerated from the seed */
+	UDFS_MASK_SEEDED = 2,	/* positions regenerated from the seed */
 };
 
 enum udfs_val_kind {
@@ -32,15 +32,15 @@ enum udfs_val_kind {
 };
 
 typedef struct udfs_lossy_params {
-	uint8_t mask;   /* enum udfs_mask_kind */
+	uint8_t mask;	/* enum udfs_mask_kind */
 	uint8_t values; /* enum udfs_val_kind */
-	uint8_t bits;   /* code bits, 1..8 (UDFS_VAL_CODES) */
-	float lo;       /* UDFS_VAL_CODES: value of code 0 */
-	float step;     /* UDFS_VAL_CODES: (max - min) / (2^b - 1);
+	uint8_t bits;	/* code bits, 1..8 (UDFS_VAL_CODES) */
+	float lo;	/* UDFS_VAL_CODES: value of code 0 */
+	float step;	/* UDFS_VAL_CODES: (max - min) / (2^b - 1);
 			   UDFS_VAL_SIGN: the scale */
-	float gain;     /* g = gamma / (1 - s) */
-	double rate;    /* this tensor's drop rate r */
-	uint64_t seed;  /* UDFS_MASK_SEEDED: key of this tensor's mask */
+	float gain;	/* g = gamma / (1 - s) */
+	double rate;	/* this tensor's drop rate r */
+	uint64_t seed;	/* UDFS_MASK_SEEDED: key of this tensor's mask */
 } udfs_lossy_params;
 
 /*

@@ -44,8 +44,8 @@ typedef struct udfs_chunk_provider {
  * bytes read (short only at end of file) or -errno (-EIO for a damaged
  * chunk: never wrong bytes).
  */
-ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size,
-		       uint64_t off, const udfs_chunk_provider *p);
+ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size, uint64_t off,
+		       const udfs_chunk_provider *p);
 
 /* The tensor holding data-area byte off of f, or NULL (binary search). */
 const udfs_tensor *udfs_file_tensor_at(const udfs_file *f, uint64_t off);

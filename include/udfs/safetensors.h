@@ -22,24 +22,24 @@
 #define UDFS_ST_MAX_HEADER 100000000ULL
 
 typedef struct udfs_st_tensor {
-	char *name;        /* owned by the header */
-	int dtype;         /* enum udfs_dtype */
+	char *name; /* owned by the header */
+	int dtype;  /* enum udfs_dtype */
 	int ndim;
-	uint64_t *shape;   /* ndim entries; owned by the header */
+	uint64_t *shape; /* ndim entries; owned by the header */
 	uint64_t nelems;
-	uint64_t begin;    /* byte offsets relative to the data area */
+	uint64_t begin; /* byte offsets relative to the data area */
 	uint64_t end;
 } udfs_st_tensor;
 
 typedef struct udfs_st_header {
-	uint64_t header_len;   /* N, the JSON length */
-	uint64_t data_offset;  /* 8 + N */
-	uint64_t data_len;     /* file size - 8 - N */
-	unsigned char *raw;    /* the first 8 + N bytes of the file, verbatim */
+	uint64_t header_len;  /* N, the JSON length */
+	uint64_t data_offset; /* 8 + N */
+	uint64_t data_len;    /* file size - 8 - N */
+	unsigned char *raw;   /* the first 8 + N bytes of the file, verbatim */
 	size_t n_tensors;
 	udfs_st_tensor *tensors; /* sorted by begin */
 	size_t n_meta;
-	char **meta_keys;      /* __metadata__, in file order */
+	char **meta_keys; /* __metadata__, in file order */
 	char **meta_values;
 } udfs_st_header;
 

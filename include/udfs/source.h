@@ -21,20 +21,20 @@
 #include "udfs/safetensors.h"
 
 typedef struct udfs_source_file {
-	char *path;          /* name inside the model directory */
-	int kind;            /* enum udfs_file_kind (store.h) */
+	char *path; /* name inside the model directory */
+	int kind;   /* enum udfs_file_kind (store.h) */
 	uint64_t size;
-	int fd;              /* open read-only */
+	int fd;			  /* open read-only */
 	const unsigned char *map; /* read-only mmap of the whole file, or NULL
 				     for an empty file */
-	udfs_st_header *st;  /* safetensors files only */
+	udfs_st_header *st;	  /* safetensors files only */
 } udfs_source_file;
 
 typedef struct udfs_source {
-	char *label;         /* the SRC argument, for messages */
+	char *label; /* the SRC argument, for messages */
 	size_t n_files;
 	udfs_source_file *files; /* sorted by path */
-	size_t n_tensors;        /* over all safetensors files */
+	size_t n_tensors;	 /* over all safetensors files */
 } udfs_source;
 
 /* Open and validate a source. Caller closes with udfs_source_close().
@@ -44,8 +44,7 @@ void udfs_source_close(udfs_source *src);
 
 /* Find a tensor by name across all shards; *file receives its file.
  * NULL when absent. */
-const udfs_st_tensor *udfs_source_find(const udfs_source *src,
-				       const char *name,
+const udfs_st_tensor *udfs_source_find(const udfs_source *src, const char *name,
 				       const udfs_source_file **file);
 
 #endif

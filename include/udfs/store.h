@@ -31,10 +31,10 @@
 #define UDFS_CHUNK_MAX_STORED (4u << 20)
 
 enum udfs_encoding {
-	UDFS_ENC_BASE = 0,  /* a base model's tensor, read from bases/ */
-	UDFS_ENC_SAME,      /* bits identical to the base tensor */
-	UDFS_ENC_XOR,       /* byte-exact delta against the base tensor */
-	UDFS_ENC_RAW,       /* own bytes, compressed; no base tensor */
+	UDFS_ENC_BASE = 0, /* a base model's tensor, read from bases/ */
+	UDFS_ENC_SAME,	   /* bits identical to the base tensor */
+	UDFS_ENC_XOR,	   /* byte-exact delta against the base tensor */
+	UDFS_ENC_RAW,	   /* own bytes, compressed; no base tensor */
 	UDFS_ENC_ULTRADELTA,
 	UDFS_ENC_DARE,
 	UDFS_ENC_BITDELTA,
@@ -77,55 +77,56 @@ struct udfs_file;
 struct udfs_model;
 
 typedef struct udfs_tensor {
-	char *name;        /* "" for the pseudo-tensor of a verbatim file */
-	int dtype;         /* enum udfs_dtype */
+	char *name; /* "" for the pseudo-tensor of a verbatim file */
+	int dtype;  /* enum udfs_dtype */
 	int ndim;
 	uint64_t *shape;
 	uint64_t nelems;
-	uint64_t begin;    /* byte range in the file's data area */
+	uint64_t begin; /* byte range in the file's data area */
 	uint64_t end;
-	int enc;           /* enum udfs_encoding */
-	const struct udfs_file *file;      /* the file holding this tensor */
-	const struct udfs_file *base_file; /* SAME, XOR, lossy: base tensor's file */
-	uint64_t base_begin;               /* ... and its offset there */
-	int64_t base_file_id;              /* catalog id (the ino) of base_file */
-	udfs_lossy_params lp;              /* lossy encodings only */
-	uint64_t stored_bytes;             /* pack bytes of its chunks */
-	uint32_t n_chunks;                 /* of UDFS_CHUNK_BYTES output each */
-	udfs_chunk_ref *chunks;            /* NULL for BASE and SAME */
+	int enc;		      /* enum udfs_encoding */
+	const struct udfs_file *file; /* the file holding this tensor */
+	const struct udfs_file
+	    *base_file;		/* SAME, XOR, lossy: base tensor's file */
+	uint64_t base_begin;	/* ... and its offset there */
+	int64_t base_file_id;	/* catalog id (the ino) of base_file */
+	udfs_lossy_params lp;	/* lossy encodings only */
+	uint64_t stored_bytes;	/* pack bytes of its chunks */
+	uint32_t n_chunks;	/* of UDFS_CHUNK_BYTES output each */
+	udfs_chunk_ref *chunks; /* NULL for BASE and SAME */
 } udfs_tensor;
 
 typedef struct udfs_file {
-	char *path;             /* relative name inside the model directory */
-	int kind;               /* enum udfs_file_kind */
-	uint64_t size;          /* of the virtual file */
-	unsigned char *header;  /* data_offset bytes: the safetensors prefix */
-	uint64_t data_offset;   /* 8 + N, or 0 for verbatim files */
+	char *path;	       /* relative name inside the model directory */
+	int kind;	       /* enum udfs_file_kind */
+	uint64_t size;	       /* of the virtual file */
+	unsigned char *header; /* data_offset bytes: the safetensors prefix */
+	uint64_t data_offset;  /* 8 + N, or 0 for verbatim files */
 	size_t n_tensors;
-	udfs_tensor *tensors;   /* sorted by begin, tiling the data area */
-	char sha256[65];        /* of the source file; "" when not recorded */
-	uint64_t ino;           /* stable number for FUSE: unique in the store */
+	udfs_tensor *tensors; /* sorted by begin, tiling the data area */
+	char sha256[65];      /* of the source file; "" when not recorded */
+	uint64_t ino;	      /* stable number for FUSE: unique in the store */
 	struct udfs_model *model;
-	int fd;                 /* base models: the stored file, else -1 */
+	int fd;			  /* base models: the stored file, else -1 */
 	const unsigned char *map; /* base models: its read-only mmap */
 } udfs_file;
 
 typedef struct udfs_model {
 	int64_t id;
 	char *name;
-	int kind;                 /* enum udfs_model_kind */
-	struct udfs_model *base;  /* delta models: their base (a reference) */
-	char *method;             /* "lossless", "ultradelta", ... ; "base" */
-	char *params;             /* JSON text of the add options */
+	int kind;		 /* enum udfs_model_kind */
+	struct udfs_model *base; /* delta models: their base (a reference) */
+	char *method;		 /* "lossless", "ultradelta", ... ; "base" */
+	char *params;		 /* JSON text of the add options */
 	int64_t seed;
-	int64_t created;          /* unix seconds */
+	int64_t created; /* unix seconds */
 	uint64_t source_bytes;
 	uint64_t stored_bytes;
-	double sparsity;          /* achieved drop fraction of lossy tensors */
+	double sparsity; /* achieved drop fraction of lossy tensors */
 	size_t n_files;
-	udfs_file *files;         /* sorted by path */
-	int pack_fd;              /* delta models: packs/<id>.pack, else -1 */
-	int refs;                 /* udfs_model_get/put, under the registry lock */
+	udfs_file *files; /* sorted by path */
+	int pack_fd;	  /* delta models: packs/<id>.pack, else -1 */
+	int refs;	  /* udfs_model_get/put, under the registry lock */
 	struct udfs_store *store;
 	size_t n_index;
 	const udfs_tensor **index; /* every named tensor, sorted by name */
@@ -135,7 +136,7 @@ typedef struct udfs_model {
 typedef struct udfs_model_info {
 	int64_t id;
 	char name[256];
-	char base[256];   /* "" for a base */
+	char base[256]; /* "" for a base */
 	int kind;
 	char method[32];
 	uint64_t source_bytes;

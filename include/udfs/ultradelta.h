@@ -22,8 +22,8 @@ int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 		     uint8_t *codes, float *lo, float *step);
 
 /* Population standard deviation of the quantized values lo + code*step. */
-double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits,
-			float lo, float step);
+double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
+			float step);
 
 /*
  * Mixed sparsity allocation over m tensors: sort by sigma ascending, walk
@@ -42,13 +42,11 @@ void udfs_ud_allocate(size_t m, const double *sigma, const uint64_t *nelems,
  * with seed. keep[i] is set to 1 for kept elements, 0 for dropped ones.
  * Returns the number kept, or -ENOMEM.
  */
-int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n,
-				unsigned bits, double r, uint64_t seed,
-				uint8_t *keep);
+int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
+				double r, uint64_t seed, uint8_t *keep);
 
 /* Bernoulli keep-mask with the seeded mask function (lossy.h). */
-int64_t udfs_ud_prune_seeded(size_t n, double r, uint64_t key,
-			     uint8_t *keep);
+int64_t udfs_ud_prune_seeded(size_t n, double r, uint64_t key, uint8_t *keep);
 
 /* magnitude baseline: keep the top k = n - round(n*s) elements by |d|
  * (ties by index). Returns the number kept or -ENOMEM. */

@@ -31,7 +31,7 @@ const char *udfs_progname(void);
  * so "return udfs_error(-EINVAL, "...")" reads naturally.
  */
 int udfs_error(int err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* The recorded message, or strerror(-err) when none was recorded. */
 const char *udfs_error_msg(int err);
 /* Forget the recorded message (start of a command or request). */
@@ -39,7 +39,7 @@ void udfs_error_clear(void);
 
 /* Print "prog: message" to stderr and exit(1). */
 noreturn void udfs_die(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
+    __attribute__((format(printf, 1, 2)));
 /* Print "prog: message" to stderr. */
 void udfs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -49,7 +49,7 @@ void *udfs_xcalloc(size_t n, size_t size);
 void *udfs_xrealloc(void *p, size_t n);
 char *udfs_xstrdup(const char *s);
 char *udfs_xasprintf(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
+    __attribute__((format(printf, 1, 2)));
 
 /* pread/pwrite the whole range, retrying EINTR and short transfers.
  * Return 0 or -errno; a read past EOF is -EIO. */

@@ -31,8 +31,8 @@
 #include <unistd.h>
 
 #include "udfs/dtype.h"
-#include "udfs/safetensors.h"
 #include "udfs/prng.h"
+#include "udfs/safetensors.h"
 #include "udfs/util.h"
 
 /* ---- random numbers ---------------------------------------------------- */
