@@ -52,19 +52,24 @@ static struct udfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
 void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
 {
+	char line[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* Names in a line come from the catalog, which is input like any
+	 * file: one log line must stay one line, free of escapes. */
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	if (fs->syslog) {
-		vsyslog(prio, fmt, ap);
+		syslog(prio, "%s", line);
 	} else {
 		flockfile(stderr);
-		fprintf(stderr, "%s: ", udfs_progname());
-		vfprintf(stderr, fmt, ap);
-		fputc('\n', stderr);
+		fprintf(stderr, "%s: %s\n", udfs_progname(), line);
 		funlockfile(stderr);
 	}
-	va_end(ap);
 }
 
 /* ---- the node table ---------------------------------------------------- */
