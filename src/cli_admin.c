@@ -340,7 +340,44 @@ static int file_sha256(const udfs_file *f, char out[65])
 	return err;
 }
 
-/* Verify one model; prints one line per problem. Returns problems. */
+/* Decode every chunk of fl, one DAMAGED line per failure; returns them. */
+static int check_chunks(const udfs_file *fl, unsigned char *buf)
+{
+	int bad = 0;
+
+	for (size_t k = 0; k < fl->n_tensors; k++) {
+		const udfs_tensor *t = &fl->tensors[k];
+
+		for (uint32_t c = 0; c < t->n_chunks; c++) {
+			int err;
+
+			udfs_error_clear();
+			err = udfs_chunk_decode(t, c, buf);
+			if (err) {
+				printf("DAMAGED %s\n", udfs_error_msg(err));
+				bad++;
+			}
+		}
+	}
+	return bad;
+}
+
+static uint64_t count_chunks(const udfs_file *fl)
+{
+	uint64_t n = 0;
+
+	for (size_t k = 0; k < fl->n_tensors; k++)
+		n += fl->tensors[k].n_chunks;
+	return n;
+}
+
+/*
+ * Verify one model; prints one line per problem and returns their number.
+ * An exact file is hashed through the read path, which decodes and checks
+ * every chunk on the way; only when that fails are its chunks decoded one
+ * by one to name each damaged one. Lossy files have no source hash: their
+ * chunks are decoded and checked directly.
+ */
 static int verify_model(udfs_model *m, bool quiet)
 {
 	unsigned char *buf = udfs_xmalloc(UDFS_CHUNK_BYTES);
@@ -351,42 +388,28 @@ static int verify_model(udfs_model *m, bool quiet)
 
 	for (size_t f = 0; f < m->n_files; f++) {
 		const udfs_file *fl = &m->files[f];
-		int file_bad = 0;
+		char sum[65];
+		int file_bad, err;
 
-		for (size_t k = 0; k < fl->n_tensors; k++) {
-			const udfs_tensor *t = &fl->tensors[k];
-
-			for (uint32_t c = 0; c < t->n_chunks; c++) {
-				int err;
-
-				udfs_error_clear();
-				err = udfs_chunk_decode(t, c, buf);
-				chunks++;
-				if (err) {
-					printf("DAMAGED %s\n",
-					       udfs_error_msg(err));
-					file_bad++;
-				}
-			}
+		chunks += count_chunks(fl);
+		if (!exact || !fl->sha256[0]) {
+			bad += check_chunks(fl, buf);
+			continue;
 		}
-		/* Lossy files have no source hash to match; their chunks
-		 * are checked above. */
-		if (!file_bad && fl->sha256[0] && exact) {
-			char sum[65];
-			int err;
-
-			udfs_error_clear();
-			err = file_sha256(fl, sum);
-			if (err) {
-				printf("DAMAGED model %s: file %s: %s\n",
-				       m->name, fl->path, udfs_error_msg(err));
-				file_bad++;
-			} else if (strcmp(sum, fl->sha256)) {
-				printf("MISMATCH model %s: file %s: sha256 %s, "
-				       "recorded %s\n",
-				       m->name, fl->path, sum, fl->sha256);
-				file_bad++;
-			}
+		udfs_error_clear();
+		err = file_sha256(fl, sum);
+		if (!err && !strcmp(sum, fl->sha256))
+			continue;
+		file_bad = check_chunks(fl, buf);
+		if (!file_bad && err) {
+			printf("DAMAGED model %s: file %s: %s\n", m->name,
+			       fl->path, udfs_error_msg(err));
+			file_bad = 1;
+		} else if (!file_bad) {
+			printf("MISMATCH model %s: file %s: sha256 %s, "
+			       "recorded %s\n",
+			       m->name, fl->path, sum, fl->sha256);
+			file_bad = 1;
 		}
 		bad += file_bad;
 	}
