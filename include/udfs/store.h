@@ -108,7 +108,6 @@ typedef struct udfs_file {
 	uint64_t ino;	      /* stable number for FUSE: unique in the store */
 	struct udfs_model *model;
 	int fd;			  /* base models: the stored file, else -1 */
-	const unsigned char *map; /* base models: its read-only mmap */
 } udfs_file;
 
 typedef struct udfs_model {
