@@ -90,10 +90,10 @@ check: tests
 	$(Q)BUILD=$(abspath $(BUILD)) sh tests/run.sh
 
 asan:
-	$(MAKE) BUILD=build-asan SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" OPT="-O1 -g" check
+	$(MAKE) --no-print-directory BUILD=build-asan SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" OPT="-O1 -g" check
 
 ubsan:
-	$(MAKE) BUILD=build-ubsan SANITIZE="-fsanitize=undefined -fno-sanitize-recover=undefined" OPT="-O1 -g" check
+	$(MAKE) --no-print-directory BUILD=build-ubsan SANITIZE="-fsanitize=undefined -fno-sanitize-recover=undefined" OPT="-O1 -g" check
 
 # The mount stress test against a ThreadSanitizer build (build-tsan/).
 tsan:
