@@ -564,7 +564,7 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 
 static int load_files(udfs_catalog *c, udfs_model *m)
 {
-	sqlite3_stmt *fs = NULL, *ts = NULL, *cnt = NULL;
+	sqlite3_stmt *fs = NULL, *ts = NULL, *cnt = NULL, *nf = NULL;
 	size_t cap = 0;
 	int rc, err;
 
@@ -583,18 +583,25 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 			   "SELECT count(*) FROM tensors WHERE file_id = ?");
 	if (err)
 		goto out;
+	/* Tensors point at their file, so the files array is sized once and
+	 * never moves (a realloc here once left dangling tensor->file). */
+	err = prep(c, &nf, "SELECT count(*) FROM files WHERE model_id = ?");
+	if (err)
+		goto out;
+	sqlite3_bind_int64(nf, 1, m->id);
+	if (sqlite3_step(nf) != SQLITE_ROW) {
+		err = fail(c, SQLITE_ERROR, "count files");
+		goto out;
+	}
+	cap = (size_t)sqlite3_column_int64(nf, 0);
+	m->files = udfs_xcalloc(cap + 1, sizeof(*m->files));
 	sqlite3_bind_int64(fs, 1, m->id);
-	while ((rc = sqlite3_step(fs)) == SQLITE_ROW) {
+	while ((rc = sqlite3_step(fs)) == SQLITE_ROW && m->n_files < cap) {
 		udfs_file *f;
 		int64_t fid = sqlite3_column_int64(fs, 0);
 		const void *hdr = sqlite3_column_blob(fs, 5);
 		size_t n;
 
-		if (m->n_files == cap) {
-			cap = cap ? 2 * cap : 8;
-			m->files =
-			    udfs_xrealloc(m->files, cap * sizeof(*m->files));
-		}
 		f = &m->files[m->n_files++];
 		memset(f, 0, sizeof(*f));
 		f->fd = -1;
@@ -640,9 +647,10 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 			goto out;
 		}
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		err = fail(c, rc, "load files");
 out:
+	sqlite3_finalize(nf);
 	sqlite3_finalize(cnt);
 	sqlite3_finalize(ts);
 	sqlite3_finalize(fs);
