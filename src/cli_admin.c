@@ -642,7 +642,7 @@ int udfs_cli_gc(int argc, char **argv)
 	if (argc - i != 1)
 		udfs_die("usage: %s", usage);
 	s = open_store(argv[i], 0);
-	err = udfs_store_gc(s, &freed, &files);
+	err = udfs_store_gc(s, false, &freed, &files);
 	udfs_store_close(s);
 	if (err)
 		udfs_die("%s", udfs_error_msg(err));

@@ -6,6 +6,12 @@
  * reference, even after `udfs rm` dropped it from the catalog (its pack
  * and base descriptors stay open, so reads keep working).
  *
+ * Readers never open the live catalog: they serve the immutable snapshot
+ * the store's pointer names and follow the pointer as writers publish new
+ * generations (cluster.h, udfs(5)), so that any number of processes on
+ * any number of nodes read one store safely. Writers take the store's
+ * writer lock, change the live catalog in one transaction and publish.
+ *
  * The catalog connection is shared and serialized by the store lock; the
  * read path never touches it.
  */
@@ -19,21 +25,35 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "udfs/catalog.h"
+#include "udfs/cluster.h"
 #include "udfs/dtype.h"
 #include "udfs/util.h"
 
 struct udfs_store {
 	char *dir;
-	udfs_catalog *cat;
+	udfs_catalog *cat; /* readers: the snapshot of generation gen */
+	int64_t gen;
+	bool frozen;	      /* a format 1 catalog read once, not followed */
+	udfs_catalog *live;   /* writers: the live catalog, between
+				 udfs_store_begin and commit/rollback */
+	int lock_fd;	      /* the writer lock while held, else -1 */
+	bool rdonly;	      /* opened UDFS_STORE_RDONLY: never writes */
 	pthread_mutex_t lock; /* catalog calls (and so model loads) */
 	pthread_mutex_t reg;  /* the registry and every model's refs: held
 				 only briefly, so that readers taking and
 				 dropping references never wait on SQLite */
 	udfs_model **loaded;  /* registry of live models */
 	size_t n_loaded;
+	/* Following (udfs_store_follow): this process's lease. */
+	char *lease;		/* its name, NULL when not following */
+	pthread_t lease_thread; /* refreshes it */
+	bool lease_started;
+	bool lease_stop;	   /* under lock */
+	pthread_cond_t lease_cond; /* with lock: wakes the thread to stop */
 };
 
 static const char *const enc_names[UDFS_ENC_COUNT] = {
@@ -71,11 +91,243 @@ uint64_t udfs_encoded_bytes(int enc, uint32_t n_chunks, uint64_t pack_bytes)
 	       (udfs_encoding_is_lossy(enc) ? UDFS_LOSSY_PARAM_BYTES : 0);
 }
 
+static int make_dirs(const char *dir, bool exist_ok)
+{
+	static const char *const sub[] = {"bases", "packs", "tmp",
+					  UDFS_SNAPSHOT_DIR, UDFS_LEASE_DIR};
+	int err = 0;
+
+	for (size_t i = 0; i < UDFS_ARRAY_SIZE(sub) && !err; i++) {
+		char *path = udfs_xasprintf("%s/%s", dir, sub[i]);
+
+		if (mkdir(path, 0755) < 0 && !(exist_ok && errno == EEXIST))
+			err =
+			    udfs_error(-errno, "%s: %s", path, strerror(errno));
+		free(path);
+	}
+	return err;
+}
+
+/* ---- writers: the lock, the live catalog, publishing ------------------ */
+
+static char *live_path(const udfs_store *s)
+{
+	return udfs_xasprintf("%s/catalog.db", s->dir);
+}
+
+/*
+ * Publish generation gen of the live catalog: a compact copy written in
+ * tmp/, made durable, renamed into snapshots/, then the pointer replaced.
+ * A reader sees the old generation or the new one, whole.
+ */
+static int publish(udfs_store *s, int64_t gen)
+{
+	char *lease = udfs_cluster_lease_name();
+	char *tmp = udfs_xasprintf("%s/tmp/%s.snapshot", s->dir, lease);
+	char *final = udfs_cluster_snapshot_path(s->dir, gen);
+	char *sdir = udfs_xasprintf("%s/%s", s->dir, UDFS_SNAPSHOT_DIR);
+	char *live = live_path(s);
+	uint32_t stamp = 0;
+	int fd, err;
+
+	unlink(tmp); /* left by a crash of this same host and pid */
+	err = udfs_catalog_snapshot(s->live, tmp);
+	fd = err ? -1 : open(tmp, O_RDONLY | O_CLOEXEC);
+	if (!err && (fd < 0 || fsync(fd) < 0))
+		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (!err && rename(tmp, final) < 0)
+		err = udfs_error(-errno, "%s: %s", final, strerror(errno));
+	if (!err)
+		err = udfs_fsync_dir(sdir);
+	if (!err)
+		err = udfs_catalog_file_stamp(live, &stamp);
+	if (!err)
+		err = udfs_cluster_pointer_write(s->dir, gen, stamp);
+	if (err)
+		unlink(tmp);
+	free(live);
+	free(sdir);
+	free(final);
+	free(tmp);
+	free(lease);
+	return err;
+}
+
+/* Remove the snapshots nobody may still need (cluster.h). With keep, the
+ * generations that stay are returned (caller frees), and nothing is
+ * removed when dry_run. Under the writer lock. */
+static int prune(udfs_store *s, int64_t current, bool dry_run, int64_t **keep,
+		 size_t *n_keep)
+{
+	udfs_snapshot_info *list = NULL;
+	int64_t *leased = NULL;
+	size_t n = 0, n_leased = 0;
+	double now, grace = udfs_cluster_grace(s->dir);
+	int err = udfs_cluster_now(s->lock_fd, &now);
+
+	if (!err)
+		err = udfs_cluster_leases(s->dir, now, grace, !dry_run, &leased,
+					  &n_leased);
+	if (!err)
+		err = udfs_cluster_snapshots(s->dir, &list, &n);
+	for (size_t i = 0; i < n && !err; i++) {
+		char *path;
+
+		if (udfs_cluster_snapshot_needed(list, n, i, current, leased,
+						 n_leased, now, grace)) {
+			if (keep) {
+				*keep = udfs_xrealloc(
+				    *keep, (*n_keep + 1) * sizeof(**keep));
+				(*keep)[(*n_keep)++] = list[i].gen;
+			}
+			continue;
+		}
+		path = udfs_cluster_snapshot_path(s->dir, list[i].gen);
+		if (!dry_run)
+			unlink(path);
+		free(path);
+	}
+	free(list);
+	free(leased);
+	return err;
+}
+
+/* Is the published snapshot missing or older than the live catalog? */
+static int stale(udfs_store *s, int64_t live_gen, bool *out)
+{
+	char *snap = udfs_cluster_snapshot_path(s->dir, live_gen);
+	char *live = live_path(s);
+	uint32_t stamp, live_stamp;
+	int64_t gen;
+	struct stat st;
+	int err = udfs_cluster_pointer_read(s->dir, &gen, &stamp);
+
+	if (err == -ENOENT)
+		err = 0, gen = -1;
+	if (!err)
+		err = udfs_catalog_file_stamp(live, &live_stamp);
+	*out = !err &&
+	       (gen != live_gen || stamp != live_stamp || stat(snap, &st) < 0);
+	free(live);
+	free(snap);
+	return err;
+}
+
+/*
+ * Take the writer lock and open the live catalog (upgrading a format 1
+ * store in place). A generation committed but never published, by a
+ * writer killed in between or by a hand edit, is published first.
+ */
+static int writer_enter(udfs_store *s)
+{
+	char *path = live_path(s);
+	int64_t gen;
+	bool old = false;
+	int err = udfs_cluster_lock(s->dir, &s->lock_fd);
+
+	if (!err)
+		err = udfs_catalog_open(path, false, false, &s->live);
+	if (!err)
+		err = make_dirs(s->dir, true);
+	if (!err)
+		err = udfs_catalog_generation(s->live, &gen);
+	if (!err)
+		err = stale(s, gen, &old);
+	if (!err && old)
+		err = publish(s, gen);
+	free(path);
+	return err;
+}
+
+static void writer_leave(udfs_store *s)
+{
+	udfs_catalog_close(s->live);
+	s->live = NULL;
+	udfs_cluster_unlock(s->lock_fd);
+	s->lock_fd = -1;
+}
+
+int udfs_store_begin(udfs_store *s)
+{
+	int err;
+
+	if (s->rdonly)
+		return udfs_error(-EROFS, "store %s: opened read-only", s->dir);
+	err = writer_enter(s);
+
+	if (!err)
+		err = udfs_catalog_begin(s->live);
+	if (err)
+		writer_leave(s);
+	return err;
+}
+
+static int switch_to(udfs_store *s, int64_t gen);
+
+int udfs_store_commit(udfs_store *s)
+{
+	int64_t gen = 0;
+	int err = udfs_catalog_commit(s->live);
+
+	if (err) {
+		udfs_catalog_rollback(s->live);
+		writer_leave(s);
+		return err;
+	}
+	/* Committed: whatever happens now, the change stays. A snapshot
+	 * that cannot be published now is published by the next writer or
+	 * the next process that opens the store and may write it. */
+	err = udfs_catalog_generation(s->live, &gen);
+	if (!err)
+		err = publish(s, gen);
+	if (err)
+		udfs_warn("committed, but not yet visible to readers: %s",
+			  udfs_error_msg(err));
+	else
+		prune(s, gen, false, NULL, NULL);
+	writer_leave(s);
+	pthread_mutex_lock(&s->lock);
+	if (!err)
+		switch_to(s, gen);
+	pthread_mutex_unlock(&s->lock);
+	udfs_error_clear();
+	return 0;
+}
+
+void udfs_store_rollback(udfs_store *s)
+{
+	if (!s->live)
+		return;
+	udfs_catalog_rollback(s->live);
+	writer_leave(s);
+}
+
+int udfs_store_gc_view(udfs_store *s, bool dry_run, int64_t **gens, size_t *n,
+		       double *now)
+{
+	int64_t gen;
+	int err;
+
+	*gens = NULL;
+	*n = 0;
+	if (!s->live)
+		return udfs_error(-EINVAL,
+				  "store %s: not in a writer "
+				  "transaction",
+				  s->dir);
+	err = udfs_catalog_generation(s->live, &gen);
+	if (!err)
+		err = udfs_cluster_now(s->lock_fd, now);
+	return err ? err : prune(s, gen, dry_run, gens, n);
+}
+
 int udfs_store_init(const char *dir)
 {
-	static const char *const sub[] = {"bases", "packs", "tmp"};
 	char *path = NULL;
 	udfs_catalog *cat = NULL;
+	udfs_store *s = NULL;
 	struct stat st;
 	int err = 0;
 
@@ -106,23 +358,111 @@ int udfs_store_init(const char *dir)
 					  is_store ? " (already a store)" : "");
 		}
 	}
-	for (size_t i = 0; i < UDFS_ARRAY_SIZE(sub); i++) {
-		free(path);
-		path = udfs_xasprintf("%s/%s", dir, sub[i]);
-		if (mkdir(path, 0755) < 0) {
-			err =
-			    udfs_error(-errno, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-	}
-	free(path);
+	err = make_dirs(dir, false);
+	if (err)
+		goto out;
 	path = udfs_xasprintf("%s/catalog.db", dir);
 	err = udfs_catalog_open(path, false, true, &cat);
 	udfs_catalog_close(cat);
+	/* Publish generation 0, so that readers have a snapshot. */
+	if (!err)
+		err = udfs_store_open(dir, 0, &s);
+	udfs_store_close(s);
 	if (!err)
 		err = udfs_fsync_dir(dir);
 out:
 	free(path);
+	return err;
+}
+
+/* Open snapshot gen as the readers' catalog (s->lock held or s private). */
+static int open_snapshot(udfs_store *s, int64_t gen, udfs_catalog **cat)
+{
+	char *path = udfs_cluster_snapshot_path(s->dir, gen);
+	struct stat st;
+	int err;
+
+	/* The missing case is told apart: a newer generation replaced it. */
+	if (stat(path, &st) < 0)
+		err = -errno;
+	else
+		err = udfs_catalog_open(path, true, false, cat);
+	free(path);
+	return err;
+}
+
+/*
+ * Open the snapshot the pointer names now. One that vanishes between the
+ * two reads was pruned because a newer one is current: read again.
+ */
+static int open_current(udfs_store *s, int64_t *gen, udfs_catalog **cat)
+{
+	uint32_t stamp;
+	int err = 0;
+
+	for (int tries = 0; tries < 20; tries++) {
+		err = udfs_cluster_pointer_read(s->dir, gen, &stamp);
+		if (err == -ENOENT)
+			return udfs_error(-ENOENT,
+					  "%s: the store has no %s file "
+					  "(damaged store?)",
+					  s->dir, UDFS_POINTER_FILE);
+		if (err)
+			return err;
+		err = open_snapshot(s, *gen, cat);
+		if (err != -ENOENT)
+			break;
+		usleep(10000);
+	}
+	if (err == -ENOENT)
+		err = udfs_error(
+		    -EIO, "%s: snapshot of generation %" PRId64 " is missing",
+		    s->dir, *gen);
+	return err;
+}
+
+/* Publish when the store has no (or a stale) snapshot: the first open of
+ * a format 1 store, or a writer killed between its commit and publish. */
+static int catch_up(udfs_store *s)
+{
+	int64_t gen;
+	uint32_t stamp, live_stamp;
+	char *live = live_path(s);
+	int err = udfs_cluster_pointer_read(s->dir, &gen, &stamp);
+	bool missing = err == -ENOENT;
+
+	if (!err && udfs_catalog_file_stamp(live, &live_stamp) < 0) {
+		/* A reader that may not read catalog.db serves what is
+		 * published. */
+		udfs_error_clear();
+		live_stamp = stamp;
+	}
+	free(live);
+	if (missing || (!err && stamp != live_stamp)) {
+		udfs_error_clear();
+		err = writer_enter(s);
+		writer_leave(s);
+		/* Someone who cannot write serves what is published. */
+		if (!missing &&
+		    (err == -EACCES || err == -EROFS || err == -EPERM)) {
+			udfs_error_clear();
+			err = 0;
+		}
+	}
+	return err;
+}
+
+/* A format 1 store that this process cannot upgrade: read catalog.db
+ * immutable, once. */
+static int open_frozen(udfs_store *s)
+{
+	char *path = live_path(s);
+	int err;
+
+	udfs_error_clear();
+	err = udfs_catalog_open(path, true, false, &s->cat);
+	free(path);
+	s->frozen = !err;
 	return err;
 }
 
@@ -141,13 +481,20 @@ int udfs_store_open(const char *dir, unsigned flags, udfs_store **out)
 		free(path);
 		return err;
 	}
+	free(path);
 	s = udfs_xcalloc(1, sizeof(*s));
 	s->dir = udfs_xstrdup(dir);
+	s->lock_fd = -1;
+	s->rdonly = flags & UDFS_STORE_RDONLY;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->reg, NULL);
-	err =
-	    udfs_catalog_open(path, flags & UDFS_STORE_RDONLY, false, &s->cat);
-	free(path);
+	pthread_cond_init(&s->lease_cond, NULL);
+	err = catch_up(s);
+	if ((err == -EACCES || err == -EROFS || err == -EPERM) &&
+	    (flags & UDFS_STORE_RDONLY))
+		err = open_frozen(s);
+	else if (!err)
+		err = open_current(s, &s->gen, &s->cat);
 	if (err) {
 		udfs_store_close(s);
 		return err;
@@ -160,17 +507,148 @@ void udfs_store_close(udfs_store *s)
 {
 	if (!s)
 		return;
+	if (s->lease_started) {
+		pthread_mutex_lock(&s->lock);
+		s->lease_stop = true;
+		pthread_cond_signal(&s->lease_cond);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->lease_thread, NULL);
+	}
+	if (s->lease)
+		udfs_cluster_lease_remove(s->dir, s->lease);
+	udfs_store_rollback(s);
 	udfs_catalog_close(s->cat);
+	pthread_cond_destroy(&s->lease_cond);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->reg);
+	free(s->lease);
 	free(s->loaded);
 	free(s->dir);
 	free(s);
 }
 
+bool udfs_store_frozen(const udfs_store *s) { return s->frozen; }
+
+/* ---- readers: following the pointer, leases --------------------------- */
+
+/* Generations this process still serves: the current one and those its
+ * loaded models came from. Under s->lock. Caller frees. */
+static int64_t *served(udfs_store *s, size_t *n)
+{
+	int64_t *gens;
+
+	pthread_mutex_lock(&s->reg);
+	gens = udfs_xcalloc(s->n_loaded + 1, sizeof(*gens));
+	gens[0] = s->gen;
+	*n = 1;
+	for (size_t i = 0; i < s->n_loaded; i++) {
+		size_t j = 0;
+
+		while (j < *n && gens[j] != s->loaded[i]->generation)
+			j++;
+		if (j == *n)
+			gens[(*n)++] = s->loaded[i]->generation;
+	}
+	pthread_mutex_unlock(&s->reg);
+	return gens;
+}
+
+/* Write this process's lease (when following). Under s->lock. */
+static int lease_refresh(udfs_store *s)
+{
+	size_t n;
+	int64_t *gens;
+	int err;
+
+	if (!s->lease)
+		return 0;
+	gens = served(s, &n);
+	err = udfs_cluster_lease_write(s->dir, s->lease, gens, n);
+	free(gens);
+	return err;
+}
+
+/* Serve generation gen from now on: models still in it count as of gen,
+ * the others keep the generation they were loaded from. Under s->lock. */
+static int switch_to(udfs_store *s, int64_t gen)
+{
+	udfs_catalog *cat = NULL;
+	int err;
+
+	if (s->frozen || gen == s->gen)
+		return 0;
+	err = open_snapshot(s, gen, &cat);
+	if (err == -ENOENT)
+		err = open_current(s, &gen, &cat);
+	if (err)
+		return err;
+	udfs_catalog_close(s->cat);
+	s->cat = cat;
+	s->gen = gen;
+	pthread_mutex_lock(&s->reg);
+	for (size_t i = 0; i < s->n_loaded; i++) {
+		bool has = false;
+
+		if (udfs_catalog_has_model(cat, s->loaded[i]->id, &has) == 0 &&
+		    has)
+			s->loaded[i]->generation = gen;
+	}
+	pthread_mutex_unlock(&s->reg);
+	lease_refresh(s);
+	udfs_error_clear();
+	return 0;
+}
+
+static void *lease_main(void *arg)
+{
+	udfs_store *s = arg;
+	double grace = udfs_cluster_grace(s->dir);
+	double every = UDFS_MIN(UDFS_MAX(grace / 4, 1.0), 60.0);
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->lease_stop) {
+		struct timespec ts;
+		double t;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		t = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + every;
+		ts.tv_sec = (time_t)t;
+		ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+		pthread_cond_timedwait(&s->lease_cond, &s->lock, &ts);
+		if (!s->lease_stop)
+			lease_refresh(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int udfs_store_follow(udfs_store *s)
+{
+	int err;
+
+	if (s->frozen || s->lease)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	s->lease = udfs_cluster_lease_name();
+	err = lease_refresh(s);
+	pthread_mutex_unlock(&s->lock);
+	if (err) {
+		free(s->lease);
+		s->lease = NULL;
+		return err;
+	}
+	if (pthread_create(&s->lease_thread, NULL, lease_main, s) != 0)
+		return udfs_error(-EAGAIN, "cannot start the lease thread");
+	s->lease_started = true;
+	return 0;
+}
+
 const char *udfs_store_dir(const udfs_store *s) { return s->dir; }
 
-udfs_catalog *udfs_store_catalog(udfs_store *s) { return s->cat; }
+udfs_catalog *udfs_store_catalog(udfs_store *s)
+{
+	return s->live ? s->live : s->cat;
+}
 
 int udfs_store_list(udfs_store *s, udfs_model_info **list, size_t *n)
 {
@@ -368,8 +846,10 @@ static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 
 	pthread_mutex_lock(&s->reg);
 	m = registry_find(s, id);
-	if (m)
+	if (m) {
 		m->refs++;
+		m->generation = s->gen; /* it is in the current snapshot */
+	}
 	pthread_mutex_unlock(&s->reg);
 	if (m) {
 		*out = m;
@@ -384,6 +864,7 @@ static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 	if (err)
 		goto out;
 	m->store = s;
+	m->generation = s->gen;
 	if (!udfs_storage_path_ok(storage)) {
 		err = udfs_error(-EIO,
 				 "model %s: storage path \"%s\" is not "
@@ -508,10 +989,19 @@ const udfs_tensor *udfs_model_tensor(const udfs_model *m, const char *name)
 
 int udfs_store_generation(udfs_store *s, int64_t *gen)
 {
-	int err;
+	uint32_t stamp;
+	int64_t now;
+	int err = 0;
 
 	pthread_mutex_lock(&s->lock);
-	err = udfs_catalog_generation(s->cat, gen);
+	if (!s->frozen) {
+		/* Open, read, close: what makes a network filesystem show
+		 * another client's latest rename. */
+		err = udfs_cluster_pointer_read(s->dir, &now, &stamp);
+		if (!err)
+			err = switch_to(s, now);
+	}
+	*gen = s->gen;
 	pthread_mutex_unlock(&s->lock);
 	return err;
 }

@@ -58,11 +58,21 @@ int udfs_compress_add_base(udfs_store *s, const char *name, const char *src,
 int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		      const char *const *names, const char *const *srcs);
 
-/* Remove a model; a base still used by deltas is -EBUSY. */
+/*
+ * Remove a model's catalog rows; a base still used by deltas is -EBUSY.
+ * Its pack or base directory is deleted at once only when no reader may
+ * still use it (udfs_store_gc's rule), else by a later gc.
+ */
 int udfs_store_rm(udfs_store *s, const char *name);
 
-/* Remove files no catalog row references (interrupted adds, removed
- * models). *freed receives the bytes removed. */
-int udfs_store_gc(udfs_store *s, uint64_t *freed, size_t *files);
+/*
+ * Remove files nothing references: removed models and interrupted adds.
+ * A pack or base goes only when neither the live catalog nor a snapshot a
+ * reader may still use (current, leased, or superseded less than the grace
+ * period ago) names it; a tmp/ entry only when unlocked and older than the
+ * grace period (udfs(5)). With dry_run nothing is removed, and *freed and
+ * *files count what would be.
+ */
+int udfs_store_gc(udfs_store *s, bool dry_run, uint64_t *freed, size_t *files);
 
 #endif

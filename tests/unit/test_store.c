@@ -22,6 +22,7 @@
 
 #include "check.h"
 #include "store_fixture.h"
+#include "udfs/cluster.h"
 #include "udfs/compress.h"
 #include "udfs/dtype.h"
 #include "udfs/recon.h"
@@ -832,11 +833,11 @@ static void test_store(struct fixture *fx)
 		free(p);
 		p = udfs_xasprintf("%s/tmp/busy", fx->store);
 		write_bytes(p, junk, 100);
-		lock_fd = open(p, O_RDONLY);
-		CHECK(lock_fd >= 0 && flock(lock_fd, LOCK_EX) == 0);
+		lock_fd = open(p, O_RDWR);
+		CHECK(lock_fd >= 0 && udfs_cluster_tmp_lock(lock_fd) == 0);
 		free(p);
 		sync();
-		CHECK_EQ_INT(udfs_store_gc(s, &freed, &files), 0);
+		CHECK_EQ_INT(udfs_store_gc(s, false, &freed, &files), 0);
 		CHECK_EQ_INT(files_in(fx->store, "tmp"), 1);
 		close(lock_fd);
 		CHECK_EQ_INT(files, 4);
@@ -846,10 +847,10 @@ static void test_store(struct fixture *fx)
 		CHECK_EQ_INT(files_in(fx->store, "bases"), 1);
 		/* The lock is gone: the file goes now; then nothing is
 		 * left to collect. */
-		CHECK_EQ_INT(udfs_store_gc(s, &freed, &files), 0);
+		CHECK_EQ_INT(udfs_store_gc(s, false, &freed, &files), 0);
 		CHECK_EQ_INT(files, 1);
 		CHECK_EQ_INT(files_in(fx->store, "tmp"), 0);
-		CHECK_EQ_INT(udfs_store_gc(s, &freed, &files), 0);
+		CHECK_EQ_INT(udfs_store_gc(s, false, &freed, &files), 0);
 		CHECK_EQ_INT(files, 0);
 		CHECK_EQ_INT(freed, 0);
 		p = udfs_xasprintf("%s/model.safetensors", fx->base_dir);
