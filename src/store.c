@@ -622,6 +622,28 @@ static void *lease_main(void *arg)
 	return NULL;
 }
 
+int udfs_store_follow_check(udfs_store *s)
+{
+	char *leases = udfs_xasprintf("%s/%s", s->dir, UDFS_LEASE_DIR);
+	int err = 0;
+
+	if (s->frozen)
+		err = udfs_error(-EROFS,
+				 "%s: a format 1 store that this process may "
+				 "not upgrade: serving its catalog as it is "
+				 "now, without following changes (run `udfs "
+				 "gc %s` once as its owner to upgrade it)",
+				 s->dir, s->dir);
+	else if (access(leases, W_OK) < 0)
+		err = udfs_error(-errno,
+				 "%s: %s: following changes, but gc protects "
+				 "what this mount serves only for the grace "
+				 "period after a change (udfs(5))",
+				 leases, strerror(errno));
+	free(leases);
+	return err;
+}
+
 int udfs_store_follow(udfs_store *s)
 {
 	int err;

@@ -211,6 +211,9 @@ bool udfs_store_frozen(const udfs_store *s);
  * read-only export): then only the grace period protects this process.
  */
 int udfs_store_follow(udfs_store *s);
+/* Can this process follow the store and keep a lease? 0, or -errno with a
+ * message that says what will not work (for a mount to show at start). */
+int udfs_store_follow_check(udfs_store *s);
 
 /*
  * Writers: take the store's writer lock (waiting for another writer with
