@@ -222,30 +222,51 @@ bool udfs_cluster_tmp_busy(const char *path)
 	return busy;
 }
 
+/* Read the pointer file once: -ESTALE (no message) when it was replaced
+ * while we read it (a network filesystem's old inode is gone). */
+static int pointer_read_once(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t r;
+
+	if (fd < 0)
+		return errno == ESTALE ? -ESTALE : -errno;
+	r = read(fd, buf, len - 1);
+	if (r < 0)
+		r = -errno;
+	close(fd);
+	if (r == -ESTALE || r == 0)
+		return -ESTALE;
+	if (r < 0)
+		return (int)r;
+	buf[r] = '\0';
+	return 0;
+}
+
 int udfs_cluster_pointer_read(const char *dir, int64_t *gen, uint32_t *stamp)
 {
 	char *path = udfs_xasprintf("%s/%s", dir, UDFS_POINTER_FILE);
-	char buf[64], *end;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char buf[64], *end = buf;
 	unsigned long long st = 0;
-	ssize_t r;
-	int err = 0;
+	int err = -ESTALE;
 
-	if (fd < 0) {
-		err = errno == ENOENT
-			  ? -ENOENT
-			  : udfs_error(-errno, "%s: %s", path, strerror(errno));
+	/* A writer on another node may replace it as we read. */
+	for (int tries = 0; tries < 50 && err == -ESTALE; tries++) {
+		if (tries)
+			usleep(20000);
+		err = pointer_read_once(path, buf, sizeof(buf));
+	}
+	if (err == -ENOENT)
+		goto out;
+	if (err) {
+		err = udfs_error(err, "%s: %s", path, strerror(-err));
 		goto out;
 	}
-	r = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[r > 0 ? r : 0] = '\0';
 	errno = 0;
 	*gen = strtoll(buf, &end, 10);
 	if (!errno && *end == ' ')
 		st = strtoull(end + 1, &end, 10);
-	if (r <= 0 || end == buf || *end != '\n' || errno || *gen < 0 ||
-	    st > UINT32_MAX)
+	if (end == buf || *end != '\n' || errno || *gen < 0 || st > UINT32_MAX)
 		err = udfs_error(-EIO, "%s: not a generation number", path);
 	*stamp = (uint32_t)st;
 out:

@@ -38,8 +38,11 @@ struct udfs_store {
 	udfs_catalog *cat; /* readers: the snapshot of generation gen */
 	int64_t gen;
 	bool frozen;	      /* a format 1 catalog read once, not followed */
-	udfs_catalog *live;   /* writers: the live catalog, between
-				 udfs_store_begin and commit/rollback */
+	udfs_catalog *live;   /* writers: the working copy of the catalog,
+				 between udfs_store_begin and commit or
+				 rollback */
+	char *live_tmp;	      /* ... and its path in tmp/ */
+	int64_t published;    /* generation of the last publish */
 	int lock_fd;	      /* the writer lock while held, else -1 */
 	bool rdonly;	      /* opened UDFS_STORE_RDONLY: never writes */
 	pthread_mutex_t lock; /* catalog calls (and so model loads) */
@@ -116,21 +119,85 @@ static char *live_path(const udfs_store *s)
 }
 
 /*
- * Publish generation gen of the live catalog: a compact copy written in
- * tmp/, made durable, renamed into snapshots/, then the pointer replaced.
- * A reader sees the old generation or the new one, whole.
+ * Writers never change a catalog file in place. Under the writer lock,
+ * a writer copies the current catalog to tmp/ (s->live_tmp), changes the
+ * copy in one transaction, then publishes it: a compact snapshot renamed
+ * into snapshots/<gen>.db, the copy renamed over catalog.db, and the
+ * pointer replaced. Every published file is a new file whose content
+ * never changes, so a client of a network filesystem that caches file
+ * pages can see an old name for a moment, but never a mix of old and new
+ * bytes; a stale name is caught by the generation numbers (latest_gen).
  */
-static int publish(udfs_store *s, int64_t gen)
+
+/* The latest published generation: the pointer, or a newer snapshot a
+ * writer killed before it replaced the pointer left. -1 when none.
+ * Under the writer lock: a missing name is never cached (a lookup that
+ * fails asks the server), so probing upward finds the newest. */
+static int latest_gen(udfs_store *s, int64_t *gen, uint32_t *stamp)
 {
+	int err = udfs_cluster_pointer_read(s->dir, gen, stamp);
+
+	if (err == -ENOENT) {
+		*gen = -1;
+		*stamp = 0;
+		err = 0;
+	}
+	for (;;) {
+		char *next = udfs_cluster_snapshot_path(s->dir, *gen + 1);
+		struct stat st;
+		bool found = stat(next, &st) == 0;
+
+		free(next);
+		if (!found)
+			break;
+		++*gen;
+	}
+	return err;
+}
+
+/* Generation of the catalog file path (opened immutable: no lock files,
+ * and it is never written while we hold the writer lock). */
+static int file_gen(const char *path, int64_t *gen)
+{
+	udfs_catalog *c = NULL;
+	int err = udfs_catalog_open(path, true, false, &c);
+
+	if (!err)
+		err = udfs_catalog_generation(c, gen);
+	udfs_catalog_close(c);
+	return err;
+}
+
+/* Copy catalog file from into tmp/ as this writer's working catalog and
+ * open it for writing. */
+static int open_copy(udfs_store *s, const char *from)
+{
+	udfs_catalog *src = NULL;
 	char *lease = udfs_cluster_lease_name();
-	char *tmp = udfs_xasprintf("%s/tmp/%s.snapshot", s->dir, lease);
+	int err;
+
+	free(s->live_tmp);
+	s->live_tmp = udfs_xasprintf("%s/tmp/%s.catalog", s->dir, lease);
+	free(lease);
+	unlink(s->live_tmp); /* left by a crash of this host and pid */
+	err = udfs_catalog_open(from, true, false, &src);
+	if (!err)
+		err = udfs_catalog_snapshot(src, s->live_tmp);
+	udfs_catalog_close(src);
+	if (!err)
+		err = udfs_catalog_open(s->live_tmp, false, false, &s->live);
+	return err;
+}
+
+/* Write a compact copy of the working catalog to snapshots/<gen>.db. */
+static int write_snapshot(udfs_store *s, int64_t gen)
+{
+	char *tmp = udfs_xasprintf("%s.snapshot", s->live_tmp);
 	char *final = udfs_cluster_snapshot_path(s->dir, gen);
 	char *sdir = udfs_xasprintf("%s/%s", s->dir, UDFS_SNAPSHOT_DIR);
-	char *live = live_path(s);
-	uint32_t stamp = 0;
 	int fd, err;
 
-	unlink(tmp); /* left by a crash of this same host and pid */
+	unlink(tmp);
 	err = udfs_catalog_snapshot(s->live, tmp);
 	fd = err ? -1 : open(tmp, O_RDONLY | O_CLOEXEC);
 	if (!err && (fd < 0 || fsync(fd) < 0))
@@ -141,18 +208,67 @@ static int publish(udfs_store *s, int64_t gen)
 		err = udfs_error(-errno, "%s: %s", final, strerror(errno));
 	if (!err)
 		err = udfs_fsync_dir(sdir);
-	if (!err)
-		err = udfs_catalog_file_stamp(live, &stamp);
-	if (!err)
-		err = udfs_cluster_pointer_write(s->dir, gen, stamp);
 	if (err)
 		unlink(tmp);
-	free(live);
 	free(sdir);
 	free(final);
 	free(tmp);
-	free(lease);
 	return err;
+}
+
+/*
+ * Publish the working catalog (committed): snapshot, then catalog.db,
+ * then the pointer. The snapshot's rename is the commit point: a writer
+ * killed after it leaves a state the next writer completes (latest_gen
+ * finds the snapshot); an error before it leaves the store as it was.
+ * The working copy is closed and gone afterwards.
+ */
+static int publish(udfs_store *s)
+{
+	char *live = live_path(s);
+	uint32_t stamp = 0;
+	int64_t gen = 0;
+	int err = udfs_catalog_generation(s->live, &gen);
+
+	if (!err)
+		err = write_snapshot(s, gen);
+	udfs_catalog_close(s->live);
+	s->live = NULL;
+	if (err) {
+		free(live);
+		return err;
+	}
+	s->published = gen;
+	err = udfs_catalog_file_stamp(s->live_tmp, &stamp);
+	if (!err && rename(s->live_tmp, live) < 0)
+		err = udfs_error(-errno, "%s: %s", live, strerror(errno));
+	if (!err)
+		err = udfs_fsync_dir(s->dir);
+	if (!err)
+		err = udfs_cluster_pointer_write(s->dir, gen, stamp);
+	if (err)
+		udfs_warn("committed, but not yet visible to readers (the next "
+			  "writer finishes it): %s",
+			  udfs_error_msg(err));
+	udfs_error_clear();
+	free(live);
+	return 0;
+}
+
+/* Drop the working copy (nothing of it was published). */
+static void discard_copy(udfs_store *s)
+{
+	udfs_catalog_close(s->live);
+	s->live = NULL;
+	if (s->live_tmp) {
+		char *journal = udfs_xasprintf("%s-journal", s->live_tmp);
+
+		unlink(s->live_tmp);
+		unlink(journal);
+		free(journal);
+	}
+	free(s->live_tmp);
+	s->live_tmp = NULL;
 }
 
 /* Remove the snapshots nobody may still need (cluster.h). With keep, the
@@ -194,57 +310,62 @@ static int prune(udfs_store *s, int64_t current, bool dry_run, int64_t **keep,
 	return err;
 }
 
-/* Is the published snapshot missing or older than the live catalog? */
-static int stale(udfs_store *s, int64_t live_gen, bool *out)
+/* A format 1 catalog is upgraded in place, once: WAL to a rollback
+ * journal (which checkpoints the WAL) and user_version 2. */
+static int upgrade_in_place(udfs_store *s)
 {
-	char *snap = udfs_cluster_snapshot_path(s->dir, live_gen);
 	char *live = live_path(s);
-	uint32_t stamp, live_stamp;
-	int64_t gen;
-	struct stat st;
-	int err = udfs_cluster_pointer_read(s->dir, &gen, &stamp);
+	udfs_catalog *c = NULL;
+	int err = udfs_catalog_open(live, false, false, &c);
 
-	if (err == -ENOENT)
-		err = 0, gen = -1;
-	if (!err)
-		err = udfs_catalog_file_stamp(live, &live_stamp);
-	*out = !err &&
-	       (gen != live_gen || stamp != live_stamp || stat(snap, &st) < 0);
+	udfs_catalog_close(c);
 	free(live);
-	free(snap);
 	return err;
 }
 
 /*
- * Take the writer lock and open the live catalog (upgrading a format 1
- * store in place). A generation committed but never published, by a
- * writer killed in between or by a hand edit, is published first.
+ * Take the writer lock and open a working copy of the newest catalog. A
+ * generation that a killed writer committed but did not finish
+ * publishing, or a catalog.db edited by hand, is published first.
  */
 static int writer_enter(udfs_store *s)
 {
-	char *path = live_path(s);
-	int64_t gen;
-	bool old = false;
+	char *live = live_path(s), *from = NULL;
+	int64_t latest, gen = -1;
+	uint32_t stamp = 0, live_stamp = 0;
 	int err = udfs_cluster_lock(s->dir, &s->lock_fd);
 
 	if (!err)
-		err = udfs_catalog_open(path, false, false, &s->live);
-	if (!err)
 		err = make_dirs(s->dir, true);
 	if (!err)
-		err = udfs_catalog_generation(s->live, &gen);
+		err = latest_gen(s, &latest, &stamp);
+	if (!err && latest < 0)
+		err = upgrade_in_place(s);
 	if (!err)
-		err = stale(s, gen, &old);
-	if (!err && old)
-		err = publish(s, gen);
-	free(path);
+		err = file_gen(live, &gen);
+	if (!err)
+		err = udfs_catalog_file_stamp(live, &live_stamp);
+	if (err)
+		goto out;
+	/* Older than the newest snapshot: this client still sees an old
+	 * catalog.db, or its writer was killed before replacing it. */
+	from = gen < latest ? udfs_cluster_snapshot_path(s->dir, latest)
+			    : udfs_xstrdup(live);
+	err = open_copy(s, from);
+	if (!err && (gen != latest || stamp != live_stamp)) {
+		err = publish(s);
+		if (!err)
+			err = open_copy(s, live);
+	}
+out:
+	free(from);
+	free(live);
 	return err;
 }
 
 static void writer_leave(udfs_store *s)
 {
-	udfs_catalog_close(s->live);
-	s->live = NULL;
+	discard_copy(s);
 	udfs_cluster_unlock(s->lock_fd);
 	s->lock_fd = -1;
 }
@@ -256,7 +377,6 @@ int udfs_store_begin(udfs_store *s)
 	if (s->rdonly)
 		return udfs_error(-EROFS, "store %s: opened read-only", s->dir);
 	err = writer_enter(s);
-
 	if (!err)
 		err = udfs_catalog_begin(s->live);
 	if (err)
@@ -268,29 +388,17 @@ static int switch_to(udfs_store *s, int64_t gen);
 
 int udfs_store_commit(udfs_store *s)
 {
-	int64_t gen = 0;
 	int err = udfs_catalog_commit(s->live);
 
-	if (err) {
-		udfs_catalog_rollback(s->live);
-		writer_leave(s);
-		return err;
-	}
-	/* Committed: whatever happens now, the change stays. A snapshot
-	 * that cannot be published now is published by the next writer or
-	 * the next process that opens the store and may write it. */
-	err = udfs_catalog_generation(s->live, &gen);
 	if (!err)
-		err = publish(s, gen);
-	if (err)
-		udfs_warn("committed, but not yet visible to readers: %s",
-			  udfs_error_msg(err));
-	else
-		prune(s, gen, false, NULL, NULL);
+		err = publish(s);
+	if (!err)
+		prune(s, s->published, false, NULL, NULL);
 	writer_leave(s);
+	if (err)
+		return err;
 	pthread_mutex_lock(&s->lock);
-	if (!err)
-		switch_to(s, gen);
+	switch_to(s, s->published);
 	pthread_mutex_unlock(&s->lock);
 	udfs_error_clear();
 	return 0;
@@ -298,9 +406,10 @@ int udfs_store_commit(udfs_store *s)
 
 void udfs_store_rollback(udfs_store *s)
 {
-	if (!s->live)
+	if (s->lock_fd < 0)
 		return;
-	udfs_catalog_rollback(s->live);
+	if (s->live)
+		udfs_catalog_rollback(s->live);
 	writer_leave(s);
 }
 
@@ -313,10 +422,8 @@ int udfs_store_gc_view(udfs_store *s, bool dry_run, int64_t **gens, size_t *n,
 	*gens = NULL;
 	*n = 0;
 	if (!s->live)
-		return udfs_error(-EINVAL,
-				  "store %s: not in a writer "
-				  "transaction",
-				  s->dir);
+		return udfs_error(
+		    -EINVAL, "store %s: not in a writer transaction", s->dir);
 	err = udfs_catalog_generation(s->live, &gen);
 	if (!err)
 		err = udfs_cluster_now(s->lock_fd, now);
