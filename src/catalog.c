@@ -252,7 +252,7 @@ int udfs_catalog_snapshot(udfs_catalog *c, const char *path)
 	if (err)
 		return err;
 	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-	err = step_done(c, st, "publish a snapshot");
+	err = step_done(c, st, "copy");
 	sqlite3_finalize(st);
 	return err;
 }
