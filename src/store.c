@@ -133,7 +133,8 @@ static char *live_path(const udfs_store *s)
  * writer killed before it replaced the pointer left. -1 when none.
  * Under the writer lock: a missing name is never cached (a lookup that
  * fails asks the server), so probing upward finds the newest. */
-static int latest_gen(udfs_store *s, int64_t *gen, uint32_t *stamp)
+static int latest_gen(udfs_store *s, int64_t *gen, int64_t *pointer,
+		      uint32_t *stamp)
 {
 	int err = udfs_cluster_pointer_read(s->dir, gen, stamp);
 
@@ -142,6 +143,7 @@ static int latest_gen(udfs_store *s, int64_t *gen, uint32_t *stamp)
 		*stamp = 0;
 		err = 0;
 	}
+	*pointer = *gen;
 	for (;;) {
 		char *next = udfs_cluster_snapshot_path(s->dir, *gen + 1);
 		struct stat st;
@@ -331,14 +333,14 @@ static int upgrade_in_place(udfs_store *s)
 static int writer_enter(udfs_store *s)
 {
 	char *live = live_path(s), *from = NULL;
-	int64_t latest, gen = -1;
+	int64_t latest, pointer, gen = -1;
 	uint32_t stamp = 0, live_stamp = 0;
 	int err = udfs_cluster_lock(s->dir, &s->lock_fd);
 
 	if (!err)
 		err = make_dirs(s->dir, true);
 	if (!err)
-		err = latest_gen(s, &latest, &stamp);
+		err = latest_gen(s, &latest, &pointer, &stamp);
 	if (!err && latest < 0)
 		err = upgrade_in_place(s);
 	if (!err)
@@ -352,7 +354,8 @@ static int writer_enter(udfs_store *s)
 	from = gen < latest ? udfs_cluster_snapshot_path(s->dir, latest)
 			    : udfs_xstrdup(live);
 	err = open_copy(s, from);
-	if (!err && (gen != latest || stamp != live_stamp)) {
+	if (!err &&
+	    (gen != latest || pointer != latest || stamp != live_stamp)) {
 		err = publish(s);
 		if (!err)
 			err = open_copy(s, live);
