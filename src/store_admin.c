@@ -51,7 +51,8 @@ static int add_paths(struct gc_view *v, udfs_catalog *cat)
 	if (err)
 		return err;
 	v->paths = udfs_xrealloc(v->paths, (v->n + n + 1) * sizeof(*v->paths));
-	memcpy(v->paths + v->n, p, n * sizeof(*p));
+	if (n)
+		memcpy(v->paths + v->n, p, n * sizeof(*p));
 	v->n += n;
 	free(p);
 	return 0;
