@@ -68,7 +68,7 @@ for i in $(seq 1 "$ADDS"); do
 	"$UDFS_COMPRESS" add-base -q "$N1" "v$i" "$T/s$i" || fail "add v$i"
 	t0=$(now)
 	while ! [ -d "$T/m2/v$i" ]; do sleep 0.01; done
-	secs "$t0" "$(now)" >>"$T/lat"
+	echo "$(secs "$t0" "$(now)")" >>"$T/lat"
 	rm -rf "$T/s$i"
 done
 echo "visible on node2: $(stats "$T/lat")"

@@ -41,7 +41,7 @@ struct udfs_store {
 	udfs_catalog *live;   /* writers: the working copy of the catalog,
 				 between udfs_store_begin and commit or
 				 rollback */
-	char *live_tmp;	      /* ... and its path in tmp/ */
+	char *live_tmp;	      /* ... and its path (local temporary file) */
 	int64_t published;    /* generation of the last publish */
 	int lock_fd;	      /* the writer lock while held, else -1 */
 	bool rdonly;	      /* opened UDFS_STORE_RDONLY: never writes */
@@ -120,13 +120,13 @@ static char *live_path(const udfs_store *s)
 
 /*
  * Writers never change a catalog file in place. Under the writer lock,
- * a writer copies the current catalog to tmp/ (s->live_tmp), changes the
- * copy in one transaction, then publishes it: a compact snapshot renamed
- * into snapshots/<gen>.db, the copy renamed over catalog.db, and the
- * pointer replaced. Every published file is a new file whose content
- * never changes, so a client of a network filesystem that caches file
- * pages can see an old name for a moment, but never a mix of old and new
- * bytes; a stale name is caught by the generation numbers (latest_gen).
+ * a writer copies the current catalog to a local temporary file
+ * (s->live_tmp), changes the copy in one transaction, then publishes it:
+ * copied into snapshots/<gen>.db, then over catalog.db (each written to
+ * tmp/ and renamed), then the pointer replaced. Every published file is a new
+ * file whose content never changes, so a client of a network filesystem that
+ * caches file pages can see an old name for a moment, but never a mix of old
+ * and new bytes; a stale name is caught by the generation numbers (latest_gen).
  */
 
 /* The latest published generation: the pointer, or a newer snapshot a
@@ -170,18 +170,31 @@ static int file_gen(const char *path, int64_t *gen)
 	return err;
 }
 
-/* Copy catalog file from into tmp/ as this writer's working catalog and
- * open it for writing. */
+/*
+ * Copy catalog file from to a local temporary file as this writer's
+ * working catalog and open it for writing. SQLite writes pages of a few
+ * KiB one at a time; on a network filesystem each is a round trip, so
+ * the working copy lives on local disk and reaches the store in a few
+ * large writes when published.
+ */
 static int open_copy(udfs_store *s, const char *from)
 {
+	const char *tmpdir = getenv("TMPDIR");
 	udfs_catalog *src = NULL;
-	char *lease = udfs_cluster_lease_name();
-	int err;
+	int fd, err;
 
 	free(s->live_tmp);
-	s->live_tmp = udfs_xasprintf("%s/tmp/%s.catalog", s->dir, lease);
-	free(lease);
-	unlink(s->live_tmp); /* left by a crash of this host and pid */
+	s->live_tmp = udfs_xasprintf("%s/udfs-catalog.XXXXXX",
+				     tmpdir && *tmpdir ? tmpdir : "/tmp");
+	fd = mkstemp(s->live_tmp); /* empty: what VACUUM INTO accepts */
+	if (fd < 0) {
+		err =
+		    udfs_error(-errno, "%s: %s", s->live_tmp, strerror(errno));
+		free(s->live_tmp);
+		s->live_tmp = NULL;
+		return err;
+	}
+	close(fd);
 	err = udfs_catalog_open(from, true, false, &src);
 	if (!err)
 		err = udfs_catalog_snapshot(src, s->live_tmp);
@@ -191,30 +204,44 @@ static int open_copy(udfs_store *s, const char *from)
 	return err;
 }
 
-/* Write a compact copy of the working catalog to snapshots/<gen>.db. */
-static int write_snapshot(udfs_store *s, int64_t gen)
+/* Copy the (closed) working catalog to a new file in the store's tmp/,
+ * fsync it and rename it to path. */
+static int place_copy(udfs_store *s, const char *path)
 {
-	char *tmp = udfs_xasprintf("%s.snapshot", s->live_tmp);
-	char *final = udfs_cluster_snapshot_path(s->dir, gen);
-	char *sdir = udfs_xasprintf("%s/%s", s->dir, UDFS_SNAPSHOT_DIR);
-	int fd, err;
+	char *lease = udfs_cluster_lease_name();
+	char *tmp = udfs_xasprintf("%s/tmp/%s.catalog", s->dir, lease);
+	char *dir = udfs_xstrdup(path);
+	unsigned char *buf = udfs_xmalloc(1 << 20);
+	int in = open(s->live_tmp, O_RDONLY | O_CLOEXEC);
+	int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ssize_t r = 0;
+	int err = 0;
 
-	unlink(tmp);
-	err = udfs_catalog_snapshot(s->live, tmp);
-	fd = err ? -1 : open(tmp, O_RDONLY | O_CLOEXEC);
-	if (!err && (fd < 0 || fsync(fd) < 0))
-		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	if (!err && rename(tmp, final) < 0)
-		err = udfs_error(-errno, "%s: %s", final, strerror(errno));
+	if (in < 0 || out < 0)
+		err = -errno;
+	while (!err && (r = read(in, buf, 1 << 20)) > 0)
+		err = udfs_write_full(out, buf, (size_t)r);
+	if (!err && r < 0)
+		err = -errno;
+	if (!err && fsync(out) < 0)
+		err = -errno;
+	if (out >= 0 && close(out) < 0 && !err)
+		err = -errno;
+	if (!err && rename(tmp, path) < 0)
+		err = -errno;
+	*strrchr(dir, '/') = '\0';
 	if (!err)
-		err = udfs_fsync_dir(sdir);
-	if (err)
+		err = udfs_fsync_dir(dir);
+	if (err) {
 		unlink(tmp);
-	free(sdir);
-	free(final);
+		err = udfs_error(err, "%s: %s", path, strerror(-err));
+	}
+	if (in >= 0)
+		close(in);
+	free(buf);
+	free(dir);
 	free(tmp);
+	free(lease);
 	return err;
 }
 
@@ -223,29 +250,30 @@ static int write_snapshot(udfs_store *s, int64_t gen)
  * then the pointer. The snapshot's rename is the commit point: a writer
  * killed after it leaves a state the next writer completes (latest_gen
  * finds the snapshot); an error before it leaves the store as it was.
- * The working copy is closed and gone afterwards.
+ * The working copy is closed afterwards.
  */
 static int publish(udfs_store *s)
 {
-	char *live = live_path(s);
+	char *live = live_path(s), *snap = NULL;
 	uint32_t stamp = 0;
 	int64_t gen = 0;
 	int err = udfs_catalog_generation(s->live, &gen);
 
-	if (!err)
-		err = write_snapshot(s, gen);
 	udfs_catalog_close(s->live);
 	s->live = NULL;
+	if (!err) {
+		snap = udfs_cluster_snapshot_path(s->dir, gen);
+		err = place_copy(s, snap);
+	}
+	free(snap);
 	if (err) {
 		free(live);
 		return err;
 	}
 	s->published = gen;
 	err = udfs_catalog_file_stamp(s->live_tmp, &stamp);
-	if (!err && rename(s->live_tmp, live) < 0)
-		err = udfs_error(-errno, "%s: %s", live, strerror(errno));
 	if (!err)
-		err = udfs_fsync_dir(s->dir);
+		err = place_copy(s, live);
 	if (!err)
 		err = udfs_cluster_pointer_write(s->dir, gen, stamp);
 	if (err)
