@@ -371,10 +371,18 @@ static int writer_enter(udfs_store *s)
 		err = latest_gen(s, &latest, &pointer, &stamp);
 	if (!err && latest < 0)
 		err = upgrade_in_place(s);
-	if (!err)
-		err = file_gen(live, &gen);
-	if (!err)
-		err = udfs_catalog_file_stamp(live, &live_stamp);
+	if (!err && (file_gen(live, &gen) < 0 ||
+		     udfs_catalog_file_stamp(live, &live_stamp) < 0)) {
+		/* A network client may fail to open a name another client
+		 * just replaced (ESTALE): the newest snapshot has the same
+		 * catalog. Without one, catalog.db is all there is. */
+		if (latest < 0) {
+			err = file_gen(live, &gen);
+		} else {
+			udfs_error_clear();
+			gen = -1;
+		}
+	}
 	if (err)
 		goto out;
 	/* Older than the newest snapshot: this client still sees an old
@@ -385,8 +393,10 @@ static int writer_enter(udfs_store *s)
 	if (!err &&
 	    (gen != latest || pointer != latest || stamp != live_stamp)) {
 		err = publish(s);
+		free(from);
+		from = udfs_cluster_snapshot_path(s->dir, s->published);
 		if (!err)
-			err = open_copy(s, live);
+			err = open_copy(s, from);
 	}
 out:
 	free(from);
