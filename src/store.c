@@ -361,7 +361,7 @@ static int upgrade_in_place(udfs_store *s)
 static int writer_enter(udfs_store *s)
 {
 	char *live = live_path(s), *from = NULL;
-	int64_t latest, pointer, gen = -1;
+	int64_t latest = -1, pointer = -1, gen = -1;
 	uint32_t stamp = 0, live_stamp = 0;
 	int err = udfs_cluster_lock(s->dir, &s->lock_fd);
 
@@ -371,17 +371,17 @@ static int writer_enter(udfs_store *s)
 		err = latest_gen(s, &latest, &pointer, &stamp);
 	if (!err && latest < 0)
 		err = upgrade_in_place(s);
-	if (!err && (file_gen(live, &gen) < 0 ||
-		     udfs_catalog_file_stamp(live, &live_stamp) < 0)) {
-		/* A network client may fail to open a name another client
-		 * just replaced (ESTALE): the newest snapshot has the same
-		 * catalog. Without one, catalog.db is all there is. */
-		if (latest < 0) {
-			err = file_gen(live, &gen);
-		} else {
-			udfs_error_clear();
-			gen = -1;
-		}
+	if (!err)
+		err = file_gen(live, &gen);
+	if (!err)
+		err = udfs_catalog_file_stamp(live, &live_stamp);
+	/* A network client may fail to open a name another client just
+	 * replaced (ESTALE, or SQLite's "cannot open"): the newest snapshot
+	 * holds the same catalog. Without one, catalog.db is all there is. */
+	if ((err == -ESTALE || err == -ENOENT) && latest >= 0) {
+		udfs_error_clear();
+		err = 0;
+		gen = -1;
 	}
 	if (err)
 		goto out;
