@@ -69,7 +69,8 @@ log "1. rm on node1 while node2 holds it open; gc on node2"
 exec 7<"$T/m2/ft1/model.safetensors"
 "$UDFS" rm "$N1" ft1 || fail "rm ft1"
 wait_for 5 gone_everywhere ft1 || fail "ft1 still listed 5 s after rm"
-sleep 1.5 # node2's lease has been refreshed since
+# node2's mount has switched generations, and its lease (written as it
+# switched) still names the one its open handle's model came from.
 UDFS_GRACE=0 "$UDFS" gc -q "$N2" || fail "gc on node2"
 cat <&7 >"$T/held" || fail "reading the held handle failed"
 exec 7<&-
