@@ -15,6 +15,7 @@ int udfs_cli_export(int argc, char **argv);
 int udfs_cli_rm(int argc, char **argv);
 int udfs_cli_gc(int argc, char **argv);
 int udfs_cli_eval(int argc, char **argv);
+int udfs_cli_status(int argc, char **argv); /* cli_status.c */
 
 /* Options shared by the verbs; parse_common leaves positionals in
  * argv[optind..]. */

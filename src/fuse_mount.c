@@ -57,7 +57,8 @@ static const char usage[] =
     "  -o log=FILE         log there (default: stderr with -f, else "
     "syslog)\n"
     "  -o debug            log every request\n"
-    "  -o ro, -o rw        accepted: udfs always mounts read-only\n"
+    "  -o ro               accepted, as are rw, defaults, sync, atime...:\n"
+    "                      udfs always mounts read-only\n"
     "  other -o options (nodev, nosuid, noexec, ...) go to FUSE\n";
 
 /* Options mount(8) passes for `defaults` and the like that mean nothing

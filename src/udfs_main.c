@@ -12,7 +12,8 @@
 static const char usage[] =
     "usage: udfs mount STORE MOUNTPOINT [-f] [-o allow_other,cache=SIZE,"
     "threads=N,\n"
-    "                  readahead_kb=N,noreadahead,notify_pipe=FIFO,debug,ro]\n"
+    "                  readahead_kb=N,noreadahead,notify_pipe=FIFO,log=FILE,\n"
+    "                  debug,ro]\n"
     "       udfs ls STORE [--json]\n"
     "       udfs info STORE NAME [--json]\n"
     "       udfs verify STORE [NAME]\n"
@@ -20,6 +21,7 @@ static const char usage[] =
     "       udfs eval STORE NAME --against SRC [--json]\n"
     "       udfs rm STORE NAME\n"
     "       udfs gc STORE\n"
+    "       udfs status MOUNTPOINT\n"
     "\n"
     "  -q, --quiet    no progress output (every command)\n"
     "  -h, --help     this text\n"
@@ -34,6 +36,7 @@ static const struct {
     {"info", udfs_cli_info},	 {"verify", udfs_cli_verify},
     {"export", udfs_cli_export}, {"eval", udfs_cli_eval},
     {"rm", udfs_cli_rm},	 {"gc", udfs_cli_gc},
+    {"status", udfs_cli_status},
 };
 
 int main(int argc, char **argv)
