@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <syslog.h>
@@ -210,6 +211,17 @@ static int parse_opts(struct udfs_fs *fs, const char *arg, char **fuse_opts)
 	return err;
 }
 
+/* Say that path (the store or mountpoint) is a FUSE mount whose daemon
+ * died, and how to clear it. */
+static void fail_dead(const struct udfs_fs *fs, const char *what,
+		      const char *path)
+{
+	fail(fs,
+	     "%s %s: a FUSE mount whose daemon is gone (%s); "
+	     "unmount it with fusermount3 -u %s",
+	     what, path, strerror(ENOTCONN), path);
+}
+
 /* Absolute path of an existing directory, or NULL after fail(). */
 static char *check_dir(const struct udfs_fs *fs, const char *what,
 		       const char *path)
@@ -223,10 +235,7 @@ static char *check_dir(const struct udfs_fs *fs, const char *what,
 	}
 	if (!abs && errno == ENOTCONN) {
 		/* What a killed daemon leaves: say so, and how to clear it. */
-		fail(fs,
-		     "%s %s: a FUSE mount whose daemon is gone (%s); "
-		     "unmount it with fusermount3 -u %s",
-		     what, path, strerror(errno), path);
+		fail_dead(fs, what, path);
 		return NULL;
 	}
 	if (!abs) {
@@ -297,12 +306,18 @@ static bool fuse_mounted(const char *dir, char **what)
 static char *check_mountpoint(const struct udfs_fs *fs, const char *path)
 {
 	char *abs = check_dir(fs, "mountpoint", path), *what = NULL;
+	struct statvfs sv;
 
 	if (abs && fuse_mounted(abs, &what)) {
-		fail(fs,
-		     "mountpoint %s is already mounted (%s); unmount it "
-		     "first with fusermount3 -u %s",
-		     path, what, path);
+		/* stat() may answer from the kernel's cache; statfs always
+		 * asks the daemon. */
+		if (statvfs(abs, &sv) < 0 && errno == ENOTCONN)
+			fail_dead(fs, "mountpoint", path);
+		else
+			fail(fs,
+			     "mountpoint %s is already mounted (%s); unmount "
+			     "it first with fusermount3 -u %s",
+			     path, what, path);
 		free(abs);
 		abs = NULL;
 	}
