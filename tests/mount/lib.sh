@@ -108,6 +108,7 @@ mount_udfs() {
 	# (unquoted on purpose).
 	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$T/daemon.$_n.san" \
 	UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$T/daemon.$_n.san" \
+	TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}log_path=$T/daemon.$_n.san" \
 		"$REAPER" "$_exits" ${UDFS_WRAP:-} "$UDFS" mount "$_store" \
 		"$_mnt" -o "notify_pipe=$_fifo,log=$_log" "$@" \
 		>"$T/daemon.$_n.out" 2>&1 &

@@ -16,7 +16,7 @@ mount_udfs "$T/S" "$M"
 PID=$DAEMON_PID
 
 strace -f -p "$PID" -e trace=openat -P "$PACK" \
-	-e inject=openat:delay_enter=8000000 -o "$T/strace.out" \
+	-e inject=openat:delay_enter=4000000 -o "$T/strace.out" \
 	2>"$T/strace.err" &
 ST=$!
 PIDS="$PIDS $ST"
