@@ -545,8 +545,8 @@ int udfs_mount_main(int argc, char **argv)
 		openlog("udfs", LOG_PID, LOG_DAEMON);
 		fs.syslog = true;
 	}
-	if (fs.debug)
-		udfs_fs_log(&fs, LOG_DEBUG, "udfs mount %s %s: pid %d",
+	if (!fs.foreground || fs.log_to_file)
+		udfs_fs_log(&fs, LOG_INFO, "serving %s on %s (pid %d)",
 			    fs.store_dir, fs.mountpoint, (int)getpid());
 	udfs_error_clear();
 	err = udfs_store_open(

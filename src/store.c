@@ -251,9 +251,13 @@ static void build_index(udfs_model *m)
 	qsort(m->index, m->n_index, sizeof(*m->index), by_name);
 }
 
-/* Remember what the mount serves file f with, and which file it is. */
+/* Remember what the mount serves file f with, and which file it is: at
+ * the first open only (the load), before anyone else sees the model, so
+ * that readers of these fields need no lock. */
 static void note_stat(udfs_file *f, const struct stat *st)
 {
+	if (f->st_ino)
+		return;
 	f->mode = st->st_mode & 07777;
 	f->uid = st->st_uid;
 	f->gid = st->st_gid;
