@@ -109,6 +109,8 @@ struct udfs_fs {
 	size_t nbuckets; /* a power of two */
 	struct udfs_node root;
 	struct udfs_fh *handles; /* open files, freed at unmount */
+	struct udfs_dirh *dirs;	 /* open directories, likewise: the kernel
+				    may unmount before their releasedir */
 
 	pthread_mutex_t list_lock; /* the model list below */
 	udfs_model_info *models;   /* sorted by name */
@@ -125,6 +127,8 @@ struct udfs_fs {
 	uint64_t read_errors;
 	uint64_t open_files; /* under fs->lock */
 };
+
+struct udfs_dirh;
 
 /* An open regular file (fi->fh). */
 struct udfs_fh {

@@ -194,6 +194,8 @@ void udfs_fs_nodes_init(struct udfs_fs *fs)
 	pthread_mutex_init(&fs->root.ra_lock, NULL);
 }
 
+static void dirh_free_all(struct udfs_fs *fs);
+
 void udfs_fs_nodes_free(struct udfs_fs *fs)
 {
 	struct udfs_fh *fh, *fnext;
@@ -207,6 +209,7 @@ void udfs_fs_nodes_free(struct udfs_fs *fs)
 		free(fh);
 	}
 	fs->handles = NULL;
+	dirh_free_all(fs);
 	for (size_t b = 0; fs->buckets && b < fs->nbuckets; b++) {
 		for (n = fs->buckets[b]; n; n = next) {
 			next = n->next;
@@ -729,6 +732,7 @@ struct udfs_dirh {
 	udfs_model *model; /* model directories: a reference */
 	size_t n;
 	struct dent *ents;
+	struct udfs_dirh *prev, *next; /* fs->dirs, under fs->lock */
 };
 
 static void dirh_free(struct udfs_dirh *d)
@@ -740,6 +744,32 @@ static void dirh_free(struct udfs_dirh *d)
 	udfs_model_put(d->model);
 	free(d->ents);
 	free(d);
+}
+
+/* At unmount: the directories the kernel did not release. */
+static void dirh_free_all(struct udfs_fs *fs)
+{
+	struct udfs_dirh *d, *next;
+
+	for (d = fs->dirs; d; d = next) {
+		next = d->next;
+		dirh_free(d);
+	}
+	fs->dirs = NULL;
+}
+
+/* Unlink an open directory from fs->dirs and free it. */
+static void dirh_release(struct udfs_fs *fs, struct udfs_dirh *d)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		fs->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&fs->lock);
+	dirh_free(d);
 }
 
 /* Snapshot the root's model list. */
@@ -821,9 +851,15 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, -err);
 		return;
 	}
+	pthread_mutex_lock(&fs->lock);
+	d->next = fs->dirs;
+	if (fs->dirs)
+		fs->dirs->prev = d;
+	fs->dirs = d;
+	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		dirh_free(d);
+		dirh_release(fs, d);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
@@ -832,7 +868,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 	struct udfs_fs *fs = fs_of(req);
 
 	DBG(fs, "releasedir ino=%" PRIu64, (uint64_t)ino);
-	dirh_free((struct udfs_dirh *)(uintptr_t)fi->fh);
+	dirh_release(fs, (struct udfs_dirh *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
