@@ -145,9 +145,9 @@ void udfs_add_report(const struct add_group *g, const struct add_model *am,
 	warn_base(g, am);
 	/* NaN compares false: a NaN error is destroyed as well. */
 	if (am->lossy_elems && !(err <= DESTROYED_ERR && cos >= DESTROYED_COS))
-		udfs_warn("warning: %s: the lossy tensors' delta error %.3f "
-			  "(cosine %.3f) is past %.0f: the fine-tune is likely "
+		udfs_warn("warning: %s: lossy delta error %.3f, cosine %.3f "
+			  "(limits %g and %g): the fine-tune is likely "
 			  "destroyed; use a lower --sparsity or --lossless, "
 			  "and check with udfs eval",
-			  am->name, err, cos, DESTROYED_ERR);
+			  am->name, err, cos, DESTROYED_ERR, DESTROYED_COS);
 }
