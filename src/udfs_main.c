@@ -21,7 +21,7 @@ static const struct cli_verb verbs[] = {
     {"gc", udfs_cli_gc, "STORE", 1, 1, CLI_QUIET | CLI_DRY_RUN, 0},
 };
 
-static void usage(FILE *out)
+static void usage(void)
 {
 	char syn[256];
 
@@ -29,17 +29,17 @@ static void usage(FILE *out)
 	      "cache=SIZE,threads=N,\n"
 	      "                  readahead_kb=N,noreadahead,notify_pipe=FIFO,"
 	      "debug,ro]\n",
-	      out);
+	      stdout);
 	for (size_t i = 0; i < UDFS_ARRAY_SIZE(verbs); i++) {
 		udfs_cli_synopsis(&verbs[i], syn, sizeof(syn));
-		fprintf(out, "       %s\n", syn);
+		printf("       %s\n", syn);
 	}
 	fputs("\n"
 	      "  -q, --quiet    no progress output (every command)\n"
 	      "  -h, --help     this text\n"
 	      "  -V, --version  print the version\n"
 	      "See udfs(1).\n",
-	      out);
+	      stdout);
 }
 
 int main(int argc, char **argv)
@@ -47,12 +47,11 @@ int main(int argc, char **argv)
 	struct cli_opts o;
 
 	udfs_set_progname(argv[0]);
-	if (argc < 2) {
-		usage(stderr);
-		return 2;
-	}
+	if (argc < 2)
+		udfs_usage_die("missing command (mount, ls, info, verify, "
+			       "export, eval, rm or gc); see udfs --help");
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		usage(stdout);
+		usage();
 		return 0;
 	}
 	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
