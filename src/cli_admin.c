@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -27,15 +26,6 @@
 #include "udfs/util.h"
 
 #define IO_BYTES (4u << 20)
-
-/* A JSON string of s; s escaped when it is not valid UTF-8 (file names
- * need not be), which jansson would refuse. */
-static json_t *jstr(const char *s)
-{
-	json_t *j = json_string(s);
-
-	return j ? j : json_string(udfs_cli_str(s));
-}
 
 static udfs_store *open_store(const char *dir, unsigned flags)
 {
@@ -73,10 +63,10 @@ int udfs_cli_ls(const struct cli_opts *o)
 			    a,
 			    json_pack(
 				"{s:o,s:s,s:o,s:o,s:I,s:I,s:f,s:I}", "name",
-				jstr(v[k].name), "kind",
+				udfs_cli_json_str(v[k].name), "kind",
 				v[k].kind == UDFS_MODEL_BASE ? "base" : "delta",
-				"base", jstr(v[k].base), "method",
-				jstr(v[k].method), "source_bytes",
+				"base", udfs_cli_json_str(v[k].base), "method",
+				udfs_cli_json_str(v[k].method), "source_bytes",
 				(json_int_t)v[k].source_bytes, "stored_bytes",
 				(json_int_t)v[k].stored_bytes, "ratio",
 				ratio(v[k].source_bytes, v[k].stored_bytes),
@@ -148,11 +138,11 @@ int udfs_cli_info(const struct cli_opts *o)
 				 dst = tensor_stored(t);
 			json_t *e = json_pack(
 			    "{s:o,s:s,s:o,s:s,s:I,s:I,s:f}", "name",
-			    jstr(t->name), "dtype", udfs_dtype_name(t->dtype),
-			    "shape", shape_json(t), "encoding",
-			    udfs_encoding_name(t->enc), "source_bytes",
-			    (json_int_t)src, "stored_bytes", (json_int_t)dst,
-			    "ratio", ratio(src, dst));
+			    udfs_cli_json_str(t->name), "dtype",
+			    udfs_dtype_name(t->dtype), "shape", shape_json(t),
+			    "encoding", udfs_encoding_name(t->enc),
+			    "source_bytes", (json_int_t)src, "stored_bytes",
+			    (json_int_t)dst, "ratio", ratio(src, dst));
 
 			if (udfs_encoding_is_lossy(t->enc)) {
 				json_object_set_new(e, "rate",
@@ -177,21 +167,22 @@ int udfs_cli_info(const struct cli_opts *o)
 		json_array_append_new(
 		    jfiles,
 		    json_pack("{s:o,s:s,s:I,s:I,s:s,s:o}", "path",
-			      jstr(fl->path), "kind",
+			      udfs_cli_json_str(fl->path), "kind",
 			      fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors"
 								: "verbatim",
 			      "size", (json_int_t)fl->size, "stored_bytes",
 			      (json_int_t)fstored, "sha256", fl->sha256,
 			      "tensors", jt));
 	}
-	jm = json_pack(
-	    "{s:o,s:s,s:o,s:o,s:I,s:I,s:f,s:f,s:I}", "name", jstr(m->name),
-	    "kind", m->kind == UDFS_MODEL_BASE ? "base" : "delta", "base",
-	    jstr(m->base ? m->base->name : ""), "method", jstr(m->method),
-	    "source_bytes", (json_int_t)m->source_bytes, "stored_bytes",
-	    (json_int_t)m->stored_bytes, "ratio",
-	    ratio(m->source_bytes, m->stored_bytes), "sparsity", m->sparsity,
-	    "seed", (json_int_t)m->seed);
+	jm = json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:f,s:f,s:I}", "name",
+		       udfs_cli_json_str(m->name), "kind",
+		       m->kind == UDFS_MODEL_BASE ? "base" : "delta", "base",
+		       udfs_cli_json_str(m->base ? m->base->name : ""),
+		       "method", udfs_cli_json_str(m->method), "source_bytes",
+		       (json_int_t)m->source_bytes, "stored_bytes",
+		       (json_int_t)m->stored_bytes, "ratio",
+		       ratio(m->source_bytes, m->stored_bytes), "sparsity",
+		       m->sparsity, "seed", (json_int_t)m->seed);
 	json_object_set_new(jm, "params", json_loads(m->params, 0, NULL));
 	if (lossy_src) {
 		json_object_set_new(jm, "lossy_source_bytes",
@@ -325,11 +316,12 @@ static void problem(struct verify_out *vo, const char *kind,
 		printf("%s %s\n", kind, udfs_cli_str(msg));
 		return;
 	}
-	p = json_pack("{s:s,s:o}", "kind", kind, "message", jstr(msg));
+	p = json_pack("{s:s,s:o}", "kind", kind, "message",
+		      udfs_cli_json_str(msg));
 	if (fl)
-		json_object_set_new(p, "file", jstr(fl->path));
+		json_object_set_new(p, "file", udfs_cli_json_str(fl->path));
 	if (t)
-		json_object_set_new(p, "tensor", jstr(t->name));
+		json_object_set_new(p, "tensor", udfs_cli_json_str(t->name));
 	if (chunk >= 0)
 		json_object_set_new(p, "chunk", json_integer(chunk));
 	json_array_append_new(vo->problems, p);
@@ -405,11 +397,11 @@ static void model_done(struct verify_out *vo, const char *name, int bad,
 	if (vo->json) {
 		json_array_append_new(
 		    vo->models,
-		    json_pack("{s:o,s:s,s:I,s:I,s:b,s:o}", "name", jstr(name),
-			      "status", bad ? "failed" : "ok", "files",
-			      (json_int_t)files, "chunks", (json_int_t)chunks,
-			      "sha256_checked", exact, "problems",
-			      vo->problems));
+		    json_pack("{s:o,s:s,s:I,s:I,s:b,s:o}", "name",
+			      udfs_cli_json_str(name), "status",
+			      bad ? "failed" : "ok", "files", (json_int_t)files,
+			      "chunks", (json_int_t)chunks, "sha256_checked",
+			      exact, "problems", vo->problems));
 		vo->problems = json_array(); /* the next model's */
 	} else if (!vo->quiet) {
 		printf("%s %s: %zu files, %" PRIu64 " chunks%s\n",

@@ -153,7 +153,8 @@ int udfs_cli_eval(const struct cli_opts *o)
 		if (o->json) {
 			json_t *e = metrics(&f);
 
-			json_object_set_new(e, "name", json_string(t->name));
+			json_object_set_new(e, "name",
+					    udfs_cli_json_str(t->name));
 			json_object_set_new(
 			    e, "encoding",
 			    json_string(udfs_encoding_name(t->enc)));
@@ -163,9 +164,10 @@ int udfs_cli_eval(const struct cli_opts *o)
 		}
 	}
 	if (o->json) {
-		json_t *j = json_pack("{s:s,s:o,s:o,s:o}", "name", m->name,
-				      "tensors", jt, "overall", metrics(&all),
-				      "lossy", metrics(&lossy));
+		json_t *j = json_pack("{s:o,s:o,s:o,s:o}", "name",
+				      udfs_cli_json_str(m->name), "tensors", jt,
+				      "overall", metrics(&all), "lossy",
+				      metrics(&lossy));
 
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		putchar('\n');

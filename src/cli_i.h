@@ -8,6 +8,7 @@
 #ifndef UDFS_CLI_I_H
 #define UDFS_CLI_I_H
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #define UDFS_VERSION "0.1.0"
@@ -56,6 +57,10 @@ void udfs_cli_synopsis(const struct cli_verb *v, char *buf, unsigned len);
  * the next 7 calls. Single-threaded callers only.
  */
 const char *udfs_cli_str(const char *s);
+
+/* A new JSON string of s; escaped as above when s is not valid UTF-8
+ * (file names need not be), which JSON cannot hold. */
+json_t *udfs_cli_json_str(const char *s);
 
 int udfs_cli_ls(const struct cli_opts *o);
 int udfs_cli_info(const struct cli_opts *o);

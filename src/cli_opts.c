@@ -172,3 +172,10 @@ const char *udfs_cli_str(const char *s)
 	udfs_escape(ring[i], n, s);
 	return ring[i];
 }
+
+json_t *udfs_cli_json_str(const char *s)
+{
+	json_t *j = json_string(s);
+
+	return j ? j : json_string(udfs_cli_str(s));
+}
