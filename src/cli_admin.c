@@ -114,66 +114,69 @@ static uint64_t tensor_stored(const udfs_tensor *t)
 	return udfs_encoded_bytes(t->enc, t->n_chunks, t->stored_bytes);
 }
 
-int udfs_cli_info(const struct cli_opts *o)
+/* Source and stored bytes of m's lossy tensors. */
+static void lossy_totals(const udfs_model *m, uint64_t *src, uint64_t *dst)
 {
-	uint64_t lossy_src = 0, lossy_dst = 0;
-	udfs_model *m = NULL;
-	udfs_store *s;
-	json_t *jm, *jfiles;
-	int err;
+	*src = *dst = 0;
+	for (size_t f = 0; f < m->n_files; f++)
+		for (size_t k = 0; k < m->files[f].n_tensors; k++) {
+			const udfs_tensor *t = &m->files[f].tensors[k];
 
-	s = open_store(o->args[0], UDFS_STORE_RDONLY);
-	err = udfs_model_load(s, o->args[1], &m);
-	if (err)
-		udfs_die("%s", udfs_error_msg(err));
-	jfiles = json_array();
-	for (size_t f = 0; f < m->n_files; f++) {
-		const udfs_file *fl = &m->files[f];
-		json_t *jt = json_array();
-		uint64_t fstored = fl->data_offset;
-
-		for (size_t k = 0; k < fl->n_tensors; k++) {
-			const udfs_tensor *t = &fl->tensors[k];
-			uint64_t src = t->end - t->begin,
-				 dst = tensor_stored(t);
-			json_t *e = json_pack(
-			    "{s:o,s:s,s:o,s:s,s:I,s:I,s:f}", "name",
-			    udfs_cli_json_str(t->name), "dtype",
-			    udfs_dtype_name(t->dtype), "shape", shape_json(t),
-			    "encoding", udfs_encoding_name(t->enc),
-			    "source_bytes", (json_int_t)src, "stored_bytes",
-			    (json_int_t)dst, "ratio", ratio(src, dst));
-
-			if (udfs_encoding_is_lossy(t->enc)) {
-				json_object_set_new(e, "rate",
-						    json_real(t->lp.rate));
-				json_object_set_new(e, "bits",
-						    json_integer(t->lp.bits));
-				json_object_set_new(e, "gain",
-						    json_real(t->lp.gain));
-				json_object_set_new(
-				    e, "mask",
-				    json_string(t->lp.mask == UDFS_MASK_SEEDED
-						    ? "seeded"
-						: t->lp.mask == UDFS_MASK_NONE
-						    ? "none"
-						    : "explicit"));
-				lossy_src += src;
-				lossy_dst += dst;
-			}
-			fstored += dst;
-			json_array_append_new(jt, e);
+			if (!udfs_encoding_is_lossy(t->enc))
+				continue;
+			*src += t->end - t->begin;
+			*dst += tensor_stored(t);
 		}
-		json_array_append_new(
-		    jfiles,
-		    json_pack("{s:o,s:s,s:I,s:I,s:s,s:o}", "path",
-			      udfs_cli_json_str(fl->path), "kind",
-			      fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors"
-								: "verbatim",
-			      "size", (json_int_t)fl->size, "stored_bytes",
-			      (json_int_t)fstored, "sha256", fl->sha256,
-			      "tensors", jt));
+}
+
+static json_t *tensor_json(const udfs_tensor *t)
+{
+	uint64_t src = t->end - t->begin, dst = tensor_stored(t);
+	json_t *e = json_pack("{s:o,s:s,s:o,s:s,s:I,s:I,s:f}", "name",
+			      udfs_cli_json_str(t->name), "dtype",
+			      udfs_dtype_name(t->dtype), "shape", shape_json(t),
+			      "encoding", udfs_encoding_name(t->enc),
+			      "source_bytes", (json_int_t)src, "stored_bytes",
+			      (json_int_t)dst, "ratio", ratio(src, dst));
+
+	if (udfs_encoding_is_lossy(t->enc)) {
+		json_object_set_new(e, "rate", json_real(t->lp.rate));
+		json_object_set_new(e, "bits", json_integer(t->lp.bits));
+		json_object_set_new(e, "gain", json_real(t->lp.gain));
+		json_object_set_new(
+		    e, "mask",
+		    json_string(t->lp.mask == UDFS_MASK_SEEDED ? "seeded"
+				: t->lp.mask == UDFS_MASK_NONE ? "none"
+							       : "explicit"));
 	}
+	return e;
+}
+
+static json_t *file_json(const udfs_file *fl)
+{
+	json_t *jt = json_array();
+	uint64_t stored = fl->data_offset;
+
+	for (size_t k = 0; k < fl->n_tensors; k++) {
+		json_array_append_new(jt, tensor_json(&fl->tensors[k]));
+		stored += tensor_stored(&fl->tensors[k]);
+	}
+	return json_pack(
+	    "{s:o,s:s,s:I,s:I,s:s,s:o}", "path", udfs_cli_json_str(fl->path),
+	    "kind",
+	    fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors" : "verbatim",
+	    "size", (json_int_t)fl->size, "stored_bytes", (json_int_t)stored,
+	    "sha256", fl->sha256, "tensors", jt);
+}
+
+/* udfs info --json: the model as one object (udfs(1)). */
+static json_t *model_json(const udfs_model *m)
+{
+	json_t *jm, *jfiles = json_array();
+	uint64_t lossy_src, lossy_dst;
+
+	for (size_t f = 0; f < m->n_files; f++)
+		json_array_append_new(jfiles, file_json(&m->files[f]));
 	jm = json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:f,s:f,s:I}", "name",
 		       udfs_cli_json_str(m->name), "kind",
 		       m->kind == UDFS_MODEL_BASE ? "base" : "delta", "base",
@@ -184,6 +187,7 @@ int udfs_cli_info(const struct cli_opts *o)
 		       ratio(m->source_bytes, m->stored_bytes), "sparsity",
 		       m->sparsity, "seed", (json_int_t)m->seed);
 	json_object_set_new(jm, "params", json_loads(m->params, 0, NULL));
+	lossy_totals(m, &lossy_src, &lossy_dst);
 	if (lossy_src) {
 		json_object_set_new(jm, "lossy_source_bytes",
 				    json_integer((json_int_t)lossy_src));
@@ -193,71 +197,88 @@ int udfs_cli_info(const struct cli_opts *o)
 				    json_real(ratio(lossy_src, lossy_dst)));
 	}
 	json_object_set_new(jm, "files", jfiles);
+	return jm;
+}
+
+/* One row of info's tensor table. */
+static void print_tensor(const udfs_tensor *t)
+{
+	uint64_t src = t->end - t->begin, dst = tensor_stored(t);
+	char shape[64] = "";
+	size_t len = 0;
+
+	for (int d = 0; d < t->ndim && len < 50; d++)
+		len +=
+		    (size_t)snprintf(shape + len, sizeof(shape) - len,
+				     "%s%" PRIu64, d ? "x" : "", t->shape[d]);
+	printf("  %-44s %-5s %-11s %-10s", udfs_cli_str(t->name),
+	       udfs_dtype_name(t->dtype), shape, udfs_encoding_name(t->enc));
+	if (udfs_encoding_is_lossy(t->enc))
+		printf(" %6.4f %4u", t->lp.rate, t->lp.bits);
+	else
+		printf(" %6s %4s", "-", "-");
+	printf(" %11" PRIu64 " %11" PRIu64 " %7.2fx\n", src, dst,
+	       ratio(src, dst));
+}
+
+static void print_file(const udfs_file *fl)
+{
+	printf("\nfile %s (%s, %" PRIu64 " bytes)\n", udfs_cli_str(fl->path),
+	       fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors" : "verbatim",
+	       fl->size);
+	if (fl->kind != UDFS_FILE_SAFETENSORS)
+		return;
+	printf("  %-44s %-5s %-11s %-10s %6s %4s %11s %11s %8s\n", "TENSOR",
+	       "DTYPE", "SHAPE", "ENCODING", "RATE", "BITS", "SOURCE", "STORED",
+	       "RATIO");
+	for (size_t k = 0; k < fl->n_tensors; k++)
+		print_tensor(&fl->tensors[k]);
+}
+
+/* udfs info: the model, then a table per file. */
+static void print_model(const udfs_model *m)
+{
+	uint64_t lossy_src, lossy_dst;
+	char a[32], b[32];
+
+	printf("name:      %s\nkind:      %s\n", udfs_cli_str(m->name),
+	       m->kind == UDFS_MODEL_BASE ? "base" : "delta");
+	if (m->base)
+		printf("base:      %s\n", udfs_cli_str(m->base->name));
+	printf("method:    %s\nparams:    %s\n", udfs_cli_str(m->method),
+	       udfs_cli_str(m->params));
+	printf("source:    %s\nstored:    %s\nratio:     %.2fx "
+	       "(whole model, real bytes)\n",
+	       udfs_fmt_bytes(m->source_bytes, a, sizeof(a)),
+	       udfs_fmt_bytes(m->stored_bytes, b, sizeof(b)),
+	       ratio(m->source_bytes, m->stored_bytes));
+	lossy_totals(m, &lossy_src, &lossy_dst);
+	if (lossy_src)
+		printf("lossy:     %.2fx over %s of lossy tensors, "
+		       "sparsity %.4f\n",
+		       ratio(lossy_src, lossy_dst),
+		       udfs_fmt_bytes(lossy_src, a, sizeof(a)), m->sparsity);
+	for (size_t f = 0; f < m->n_files; f++)
+		print_file(&m->files[f]);
+}
+
+int udfs_cli_info(const struct cli_opts *o)
+{
+	udfs_store *s = open_store(o->args[0], UDFS_STORE_RDONLY);
+	udfs_model *m = NULL;
+	int err = udfs_model_load(s, o->args[1], &m);
+
+	if (err)
+		udfs_die("%s", udfs_error_msg(err));
 	if (o->json) {
+		json_t *jm = model_json(m);
+
 		json_dumpf(jm, stdout, JSON_INDENT(2));
 		putchar('\n');
+		json_decref(jm);
 	} else {
-		char a[32], b[32];
-
-		printf("name:      %s\nkind:      %s\n", udfs_cli_str(m->name),
-		       m->kind == UDFS_MODEL_BASE ? "base" : "delta");
-		if (m->base)
-			printf("base:      %s\n", udfs_cli_str(m->base->name));
-		printf("method:    %s\nparams:    %s\n",
-		       udfs_cli_str(m->method), udfs_cli_str(m->params));
-		printf("source:    %s\nstored:    %s\nratio:     %.2fx "
-		       "(whole model, real bytes)\n",
-		       udfs_fmt_bytes(m->source_bytes, a, sizeof(a)),
-		       udfs_fmt_bytes(m->stored_bytes, b, sizeof(b)),
-		       ratio(m->source_bytes, m->stored_bytes));
-		if (lossy_src)
-			printf("lossy:     %.2fx over %s of lossy tensors, "
-			       "sparsity %.4f\n",
-			       ratio(lossy_src, lossy_dst),
-			       udfs_fmt_bytes(lossy_src, a, sizeof(a)),
-			       m->sparsity);
-		for (size_t f = 0; f < m->n_files; f++) {
-			const udfs_file *fl = &m->files[f];
-
-			printf("\nfile %s (%s, %" PRIu64 " bytes)\n",
-			       udfs_cli_str(fl->path),
-			       fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors"
-								 : "verbatim",
-			       fl->size);
-			if (fl->kind != UDFS_FILE_SAFETENSORS)
-				continue;
-			printf("  %-44s %-5s %-11s %-10s %6s %4s %11s %11s "
-			       "%8s\n",
-			       "TENSOR", "DTYPE", "SHAPE", "ENCODING", "RATE",
-			       "BITS", "SOURCE", "STORED", "RATIO");
-			for (size_t k = 0; k < fl->n_tensors; k++) {
-				const udfs_tensor *t = &fl->tensors[k];
-				char shape[64] = "";
-				size_t len = 0;
-				uint64_t src = t->end - t->begin;
-				uint64_t dst = tensor_stored(t);
-				bool lossy = udfs_encoding_is_lossy(t->enc);
-
-				for (int d = 0; d < t->ndim && len < 50; d++)
-					len += (size_t)snprintf(
-					    shape + len, sizeof(shape) - len,
-					    "%s%" PRIu64, d ? "x" : "",
-					    t->shape[d]);
-				printf("  %-44s %-5s %-11s %-10s",
-				       udfs_cli_str(t->name),
-				       udfs_dtype_name(t->dtype), shape,
-				       udfs_encoding_name(t->enc));
-				if (lossy)
-					printf(" %6.4f %4u", t->lp.rate,
-					       t->lp.bits);
-				else
-					printf(" %6s %4s", "-", "-");
-				printf(" %11" PRIu64 " %11" PRIu64 " %7.2fx\n",
-				       src, dst, ratio(src, dst));
-			}
-		}
+		print_model(m);
 	}
-	json_decref(jm);
 	udfs_model_put(m);
 	udfs_store_close(s);
 	return 0;

@@ -55,6 +55,28 @@ static double snr_db(const struct fidelity *f)
 	return 10 * log10(f->src2 / f->err2);
 }
 
+/* The fidelity of one tensor: reconstructed rec and original orig, both
+ * against base. */
+static void compare(const udfs_tensor *t, const unsigned char *base,
+		    const unsigned char *rec, const unsigned char *orig,
+		    struct fidelity *f)
+{
+	memset(f, 0, sizeof(*f));
+	for (uint64_t e = 0; e < t->nelems; e++) {
+		double b = udfs_dtype_load_f32(t->dtype, base, e);
+		double r = udfs_dtype_load_f32(t->dtype, rec, e);
+		double w = udfs_dtype_load_f32(t->dtype, orig, e);
+		double ds = w - b, dr = r - b;
+
+		f->err2 += (dr - ds) * (dr - ds);
+		f->src2 += ds * ds;
+		f->rec2 += dr * dr;
+		f->dot += dr * ds;
+		f->max_abs = fmax(f->max_abs, fabs(r - w));
+	}
+	f->n = t->nelems;
+}
+
 /* Read a whole tensor of a virtual file. */
 static unsigned char *read_tensor(const udfs_tensor *t)
 {
@@ -119,32 +141,20 @@ int udfs_cli_eval(const struct cli_opts *o)
 		const udfs_tensor *bt = udfs_model_tensor(m->base, t->name);
 		unsigned char *rec, *base;
 		const unsigned char *orig;
-		struct fidelity f = {0};
+		struct fidelity f;
 
 		if (!udfs_dtype_is_lossy_float(t->dtype))
 			continue;
 		if (!st || st->dtype != t->dtype || st->nelems != t->nelems)
-			udfs_die(
-			    "%s: tensor \"%s\" is missing or differs in %s",
-			    o->against, t->name, o->against);
+			udfs_die("tensor \"%s\" is missing from %s or has "
+				 "another dtype or shape there",
+				 t->name, o->against);
 		if (!bt || bt->dtype != t->dtype || bt->nelems != t->nelems)
 			continue; /* raw: no delta to compare */
 		rec = read_tensor(t);
 		base = read_tensor(bt);
 		orig = sf->map + sf->st->data_offset + st->begin;
-		for (uint64_t e = 0; e < t->nelems; e++) {
-			double b = udfs_dtype_load_f32(t->dtype, base, e);
-			double r = udfs_dtype_load_f32(t->dtype, rec, e);
-			double w = udfs_dtype_load_f32(t->dtype, orig, e);
-			double ds = w - b, dr = r - b;
-
-			f.err2 += (dr - ds) * (dr - ds);
-			f.src2 += ds * ds;
-			f.rec2 += dr * dr;
-			f.dot += dr * ds;
-			f.max_abs = fmax(f.max_abs, fabs(r - w));
-		}
-		f.n = t->nelems;
+		compare(t, base, rec, orig, &f);
 		free(rec);
 		free(base);
 		accumulate(&all, &f);
