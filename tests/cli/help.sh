@@ -103,6 +103,19 @@ done
 for v in mount ls info verify export eval rm gc; do
 	grep -q "udfs $v" "$T/udfs.help" || fail "udfs --help lacks the verb $v"
 done
+# Each verb's options: its --help synopsis and its udfs.1 SYNOPSIS entry
+# name the same ones (the parser takes exactly those, see badinput.sh).
+for v in ls info verify export eval rm gc; do
+	"$UDFS" $v --help | sed -n 's/^usage: //p' | options_in |
+		grep -v -x -e -q -e -h >"$T/verb.help"
+	plain "$MAN/udfs.1" | awk -v v="$v" '
+		/^\.SH / { on = ($0 == ".SH SYNOPSIS"); p = 0; next }
+		on && $0 == ".B udfs " v { p = 1; next }
+		p && /^\.br/ { p = 0 }
+		p' | options_in >"$T/verb.man"
+	cmp -s "$T/verb.help" "$T/verb.man" ||
+		fail "udfs $v: --help has options '$(echo $(cat "$T/verb.help"))', udfs.1 SYNOPSIS '$(echo $(cat "$T/verb.man"))'"
+done
 options_in <"$T/udfs.help" >"$T/udfs.opts"
 while read -r o; do
 	has "$o" "$T/udfs.man" || fail "udfs --help has $o, udfs.1 not"
