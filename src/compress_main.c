@@ -159,6 +159,7 @@ int main(int argc, char **argv)
 	int c, err = 0;
 
 	udfs_set_progname(argv[0]);
+	udfs_raise_nofile(); /* stores and sources of 1000+ files */
 	udfs_add_opts_init(&o);
 	opterr = 0; /* one line of our own instead of getopt's */
 	while ((c = getopt_long(argc, argv, ":qhV", long_opts, NULL)) != -1) {

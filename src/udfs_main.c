@@ -39,6 +39,7 @@ static const struct {
 int main(int argc, char **argv)
 {
 	udfs_set_progname(argv[0]);
+	udfs_raise_nofile(); /* stores and sources of 1000+ files */
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return 2;
