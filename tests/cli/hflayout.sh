@@ -133,6 +133,12 @@ ok "add against the linked base" "$UC" add -q "$S" --base hflink \
 	--lossless "hfft3=$T/hf-ft"
 check_model hfft3 "$T/hf-ft"
 ok "verify all" "$UDFS" verify "$S"
+# rm takes a base's subdirectories too, and a linked base leaves the source.
+ok "rm hfft3" "$UDFS" rm "$S" hfft3
+ok "rm hflink" "$UDFS" rm "$S" hflink
+[ -z "$(orphans "$S")" ] || fail "rm left files behind: $(orphans "$S")"
+[ -f "$T/hf-base/original/params.json" ] ||
+	fail "rm of a linked base removed a source file"
 
 # --- a name the mount could not show is refused ---------------------------
 cp -r "$T/hf-base" "$T/hf-bad"
