@@ -184,7 +184,7 @@ out:
 	return err;
 }
 
-/* ---- where files may live ---------------------------------------------- */
+/* ---- where files may live -------------------------------------------- */
 
 /*
  * The places a file of a directory source may resolve to: the directory
@@ -236,7 +236,7 @@ static char *snapshot_blobs(const char *dir)
 	return real;
 }
 
-/* ---- the directory walk ------------------------------------------------- */
+/* ---- the directory walk ----------------------------------------------- */
 
 #define MAX_DEPTH 32
 
@@ -419,8 +419,7 @@ static int walk(struct scan *sc, int dfd, const char *prefix, int depth)
 	return err;
 }
 
-/* ---- opening files --------------------------------------------------------
- */
+/* ---- opening files ---------------------------------------------------- */
 
 /* Absolute path of what descriptor fd has open, or NULL without /proc. */
 static char *fd_path(int fd)
