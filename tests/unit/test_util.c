@@ -4,12 +4,14 @@
  * message wins, cleared on request, never seen by another thread), size
  * parsing and formatting, full-length reads that refuse to run past the
  * end of a file, the per-thread scratch buffers, removal of a directory
- * tree, and the stable FNV-1a hash of names.
+ * tree, the stable FNV-1a hash of names, and raising the soft limit on
+ * open files to the hard one.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -329,6 +331,23 @@ static void test_hash(void)
 	      ((0xcbf29ce484222325ULL ^ 0xff) * 0x100000001b3ULL));
 }
 
+/* The soft RLIMIT_NOFILE goes up to the hard limit; a second call is a
+ * no-op. */
+static void test_raise_nofile(void)
+{
+	struct rlimit rl, low;
+
+	CHECK_EQ_INT(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	low = rl;
+	low.rlim_cur = rl.rlim_max < 64 ? rl.rlim_max : 64;
+	CHECK_EQ_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+	CHECK_EQ_INT(udfs_raise_nofile(), 0);
+	CHECK_EQ_INT(getrlimit(RLIMIT_NOFILE, &low), 0);
+	CHECK(low.rlim_cur == rl.rlim_max || (rl.rlim_max > (rlim_t)1 << 20 &&
+					      low.rlim_cur == (rlim_t)1 << 20));
+	CHECK_EQ_INT(udfs_raise_nofile(), 0);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/udfs-test-util.XXXXXX";
@@ -346,6 +365,7 @@ int main(void)
 	test_scratch();
 	test_rm_tree(dir);
 	test_hash();
+	test_raise_nofile();
 	CHECK_EQ_INT(udfs_rm_tree(dir), 0);
 	CHECK_DONE();
 }
