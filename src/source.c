@@ -4,11 +4,13 @@
  * model directory walked recursively. Opening validates everything before
  * the caller writes a byte: each file is a regular file (or a symlink that
  * resolves inside the directory, or into the blobs of a Hugging Face cache
- * snapshot), each path is one the mount can serve, every safetensors
+ * snapshot), every safetensors
  * header parses strictly, tensor names are unique across shards, and
  * model.safetensors.index.json, when present, maps exactly the tensors of
  * the shards to the shards that hold them. The layout rules are in
- * source.h and udfs-compress(1).
+ * source.h and udfs-compress(1). Paths are what readdir gives, joined with
+ * '/': every component is a file name the mount serves as it is (udfs(5),
+ * files.path), control characters included, so none needs checking here.
  *
  * Files are mmap-ed read-only and shared, so reading a multi-gigabyte
  * source costs page cache, not heap, and their descriptors are closed at
@@ -264,34 +266,6 @@ static void note_skip(struct scan *sc, const char *rel)
 	sc->skipped = s;
 }
 
-/*
- * Can the mount serve rel? Each component becomes a directory entry, and
- * the mount shows no name with a control character (fuse_ops.c name_ok):
- * such a file would be stored, verified and exported, but never listed.
- * The length (255 bytes a component) and "", ".", ".." cannot come from
- * readdir. Shown with '?' for the control characters.
- */
-static int check_name(const char *label, const char *rel)
-{
-	char *shown;
-
-	for (const unsigned char *p = (const unsigned char *)rel; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			goto bad;
-	return 0;
-bad:
-	shown = udfs_xstrdup(rel);
-	for (char *p = shown; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	udfs_error(-EINVAL,
-		   "%s: file name \"%s\" has a control character, which the "
-		   "mount cannot show; rename it",
-		   label, shown);
-	free(shown);
-	return -EINVAL;
-}
-
 /* Follow symlink rel: *st becomes its target's. Refused unless it
  * resolves to a regular file where the source may read (struct roots). */
 static int follow(struct scan *sc, const char *rel, struct stat *st)
@@ -360,10 +334,8 @@ static int visit(struct scan *sc, int dfd, const char *name, const char *rel,
 		 int depth)
 {
 	struct stat st;
-	int err = check_name(sc->label, rel);
+	int err;
 
-	if (err)
-		return err;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return udfs_error(-errno, "%s: %s: %s", sc->label, rel,
 				  strerror(errno));

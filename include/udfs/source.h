@@ -9,8 +9,9 @@
  * every safetensors header (safetensors.h), the index json's weight_map
  * against the shards (every tensor listed once, in the file it names; no
  * name escaping the directory), regular files only (devices, fifos and
- * sockets are refused), every path a name the mount can serve (udfs(5)).
- * Layout rules (README "Model sources"): subdirectories are kept
+ * sockets are refused).
+ *
+ * Layout rules (README, udfs-compress(1)): subdirectories are kept
  * recursively as paths with '/', dotfiles are kept, only .git/ and .cache/
  * directories are skipped (with one note on stderr). A symlink is
  * followed when it resolves inside the directory or, for a Hugging Face
