@@ -800,8 +800,8 @@ static mode_t dir_mode(unsigned mode)
 	return (mode_t)(0700 | (mode & 044) | (mode & 044) >> 2);
 }
 
-/* Create the directories above path (a file of the model) under dir,
- * those not there yet. Files come sorted, so only a new prefix creates. */
+/* Create the directories above path (a file of the model) under dir;
+ * those made for an earlier file are there already (EEXIST). */
 static int make_parents(const char *dir, const char *path, unsigned mode)
 {
 	char *p = udfs_xasprintf("%s/%s", dir, path);
@@ -818,29 +818,45 @@ static int make_parents(const char *dir, const char *path, unsigned mode)
 	return err;
 }
 
-/* fsync every directory of the base at tmp: the top and each file's
- * parent (files are sorted, so one directory's files come together). */
-static int sync_dirs(const char *tmp, const udfs_model *m)
+/* fsync the prefixes of path below tmp that are directories (len: the
+ * length of its parent), so that each entry made in them is durable. */
+static int sync_parents(const char *tmp, const char *path, size_t len)
 {
-	char *prev = NULL;
-	int err = udfs_fsync_dir(tmp);
+	int err = 0;
 
-	for (size_t i = 0; i < m->n_files && !err; i++) {
-		const char *slash = strrchr(m->files[i].path, '/');
+	for (size_t k = 1; k <= len && !err; k++) {
 		char *d;
 
-		if (!slash)
+		if (k < len && path[k] != '/')
 			continue;
-		d = udfs_xasprintf("%s/%.*s", tmp,
-				   (int)(slash - m->files[i].path),
-				   m->files[i].path);
-		if (!prev || strcmp(prev, d))
-			err = udfs_fsync_dir(d);
-		free(prev);
-		prev = d;
+		d = udfs_xasprintf("%s/%.*s", tmp, (int)k, path);
+		err = udfs_fsync_dir(d);
+		free(d);
 	}
-	free(prev);
 	return err;
+}
+
+/* fsync every directory of the base at tmp. Files are sorted, so the
+ * files of one directory mostly come together: a parent is synced once
+ * per run of files in it. */
+static int sync_dirs(const char *tmp, const udfs_model *m)
+{
+	const char *prev = "";
+	size_t prev_len = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < m->n_files && !err; i++) {
+		const char *path = m->files[i].path;
+		const char *slash = strrchr(path, '/');
+		size_t len = slash ? (size_t)(slash - path) : 0;
+
+		if (!len || (len == prev_len && !strncmp(path, prev, len)))
+			continue;
+		err = sync_parents(tmp, path, len);
+		prev = path;
+		prev_len = len;
+	}
+	return err ? err : udfs_fsync_dir(tmp);
 }
 
 int udfs_compress_add_base(udfs_store *s, const char *name,

@@ -4,7 +4,8 @@
 # source with a 0600 file (gated weights are often kept so) is stored with
 # no group or other bits, as a base (copied, and --link-ed: a link shares
 # the inode's mode, so only files whose mode is exactly the model's are
-# linked, the others copied) and as a delta pack; a 0640 source keeps group
+# linked, the others copied; its subdirectories get no group or other
+# bits either) and as a delta pack; a 0640 source keeps group
 # read only; a normal 0644 source is still stored 0644.
 . "$(dirname "$0")/lib.sh"
 
@@ -15,6 +16,8 @@ gen model "$T/base.safetensors" --mb 1 --seed 1
 gen finetune "$T/base.safetensors" "$T/ft.safetensors" --seed 2
 gen shard "$T/base.safetensors" "$T/pub" --shards 2
 gen shard "$T/ft.safetensors" "$T/ftpub" --shards 2
+mkdir -p "$T/pub/original/deep"
+echo '{}' >"$T/pub/original/deep/params.json"
 cp -r "$T/pub" "$T/gated"
 cp -r "$T/ftpub" "$T/ftgated"
 chmod 600 "$T/gated/model-00001-of-00002.safetensors" \
