@@ -32,6 +32,7 @@
 #include "udfs/catalog.h"
 #include "udfs/codec.h"
 #include "udfs/dtype.h"
+#include "udfs/lossy.h"
 #include "udfs/pool.h"
 #include "udfs/recon.h"
 #include "udfs/util.h"
@@ -163,6 +164,20 @@ static void progress_show(struct progress *p, const char *model,
 	fprintf(stderr, "\r\033[K%s: %.40s  %.0f/%.0f MB  %.1f MB/s  ETA %.0fs",
 		model, tensor, p->done / 1e6, p->total / 1e6, rate,
 		rate > 0 ? (p->total - p->done) / 1e6 / rate : 0.0);
+}
+
+void udfs_add_progress_phase(struct add_group *g, const char *model,
+			     const char *phase, uint64_t done, uint64_t total,
+			     const char *unit)
+{
+	struct progress *p = g->pr;
+	double now = udfs_now();
+
+	if (!p || !p->on || (done && done < total && now - p->last < 0.25))
+		return;
+	p->last = now;
+	fprintf(stderr, "\r\033[K%s: %s  %" PRIu64 "/%" PRIu64 " %s", model,
+		phase, done, total, unit);
 }
 
 static void progress_end(struct progress *p)
@@ -350,7 +365,28 @@ struct chunk_job {
 	uint32_t first_chunk;
 	void **out;
 	size_t *out_len;
+	udfs_fidelity *fid; /* per chunk of the window, lossy tensors */
 };
+
+/* Decode lossy chunk i of the window just encoded and measure it against
+ * the fine-tune: the add's error figures come from the real bytes. */
+static int measure_chunk(const struct chunk_job *j, size_t i, uint64_t off,
+			 size_t len)
+{
+	const udfs_tensor *t = j->t;
+	unsigned es = udfs_dtype_size(t->dtype);
+	void *rec = udfs_xmalloc(len);
+	int err;
+
+	err = udfs_lossy_decode_chunk(&t->lp, t->dtype, off / es,
+				      (uint32_t)(len / es), j->out[i],
+				      j->out_len[i], j->base + off, rec);
+	if (!err)
+		udfs_fidelity_add(&j->fid[i], t->dtype, j->base + off, rec,
+				  j->cur + off, len / es);
+	free(rec);
+	return err;
+}
 
 static int encode_one(void *ctx, size_t i)
 {
@@ -360,6 +396,7 @@ static int encode_one(void *ctx, size_t i)
 	uint64_t off = (uint64_t)ci * UDFS_CHUNK_BYTES;
 	size_t len = udfs_chunk_out_len(t, ci);
 	unsigned es = udfs_dtype_size(t->dtype);
+	int err;
 
 	if (udfs_interrupted)
 		return udfs_error(-EINTR, "interrupted");
@@ -367,9 +404,10 @@ static int encode_one(void *ctx, size_t i)
 		return udfs_plane_encode(
 		    j->cur + off, j->base ? j->base + off : NULL, len,
 		    es ? es : 1, j->level, &j->out[i], &j->out_len[i]);
-	return udfs_lossy_tensor_chunk(j->lt, j->plan, t->dtype, off / es,
-				       (uint32_t)(len / es), &j->out[i],
-				       &j->out_len[i]);
+	err = udfs_lossy_tensor_chunk(j->lt, j->plan, t->dtype, off / es,
+				      (uint32_t)(len / es), &j->out[i],
+				      &j->out_len[i]);
+	return err ? err : measure_chunk(j, i, off, len);
 }
 
 /* Encode tensor t's chunks (windows of a few per thread, in parallel) and
@@ -383,6 +421,7 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 	size_t window = (size_t)UDFS_MAX(o->jobs, 1) * 4;
 	void **out = udfs_xcalloc(window, sizeof(void *));
 	size_t *out_len = udfs_xcalloc(window, sizeof(size_t));
+	udfs_fidelity *fid = udfs_xcalloc(window, sizeof(*fid));
 	struct lossy_tensor *lt = NULL;
 	struct chunk_job job = {
 	    .plan = p,
@@ -391,6 +430,7 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 	    .level = o->level,
 	    .out = out,
 	    .out_len = out_len,
+	    .fid = fid,
 	};
 	int err = 0;
 
@@ -418,6 +458,8 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 			t->stored_bytes += out_len[i];
 		}
 		for (size_t i = 0; i < n; i++) {
+			udfs_fidelity_merge(&am->fid, &fid[i]);
+			memset(&fid[i], 0, sizeof(fid[i]));
 			free(out[i]);
 			out[i] = NULL;
 			pr->done += udfs_chunk_out_len(t, c0 + (uint32_t)i);
@@ -425,6 +467,7 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 		progress_show(pr, am->name, t->name, false);
 	}
 	udfs_lossy_tensor_free(lt);
+	free(fid);
 	free(out);
 	free(out_len);
 	return err;
@@ -584,9 +627,15 @@ static char *params_json(const udfs_add_opts *o, double s)
 	return out ? out : udfs_xstrdup("{}");
 }
 
-static const char *method_name(const udfs_add_opts *o)
+/* What the catalog lists: a lossy add in which no tensor could be made
+ * lossy (no base tensor of the same dtype and shape, say) stored every
+ * byte exactly, and is listed and verified as lossless. */
+static const char *method_name(const udfs_add_opts *o,
+			       const struct add_model *am)
 {
-	return o->lossless ? "lossless" : udfs_encoding_name(o->method);
+	if (o->lossless || am->lossy_elems == 0)
+		return "lossless";
+	return udfs_encoding_name(o->method);
 }
 
 int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
@@ -597,6 +646,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 	udfs_source **src = udfs_xcalloc(n, sizeof(*src));
 	struct pack *packs = udfs_xcalloc(n, sizeof(*packs));
 	udfs_model *models = udfs_xcalloc(n, sizeof(*models));
+	uint64_t *stored = udfs_xcalloc(n, sizeof(*stored));
 	struct progress pr;
 	uint64_t total = 0;
 	bool in_tx = false;
@@ -604,6 +654,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 
 	for (size_t i = 0; i < n; i++)
 		packs[i].fd = -1;
+	g.pr = &pr;
 	g.models = udfs_xcalloc(n, sizeof(*g.models));
 	err = udfs_model_load(s, o->base, &g.base);
 	if (err == -ENOENT) {
@@ -640,9 +691,11 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		g.models[i].name = names[i];
 		g.models[i].src = src[i];
 		plan_lossless(&g, &g.models[i]);
+		udfs_add_match_base(&g, &g.models[i]);
 		for (size_t j = 0; j < src[i]->n_files; j++)
 			total += src[i]->files[j].size;
 	}
+	progress_init(&pr, o->quiet, total);
 	if (!o->lossless) {
 		err = udfs_lossy_plan_group(&g);
 		if (err)
@@ -651,11 +704,12 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 	progress_init(&pr, o->quiet, total);
 	for (size_t i = 0; i < n && !err; i++) {
 		udfs_model *m = &models[i];
+		double t0 = udfs_now();
 
 		m->name = (char *)names[i];
 		m->kind = UDFS_MODEL_DELTA;
 		m->base = g.base;
-		m->method = (char *)method_name(o);
+		m->method = (char *)method_name(o, &g.models[i]);
 		m->params = params_json(o, g.models[i].target_sparsity);
 		m->seed = (int64_t)o->seed;
 		m->created = (int64_t)time(NULL);
@@ -673,6 +727,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		if (g.models[i].lossy_elems)
 			m->sparsity = 1.0 - (double)g.models[i].kept_elems /
 						(double)g.models[i].lossy_elems;
+		g.models[i].seconds += udfs_now() - t0;
 	}
 	progress_show(&pr, "", "", true);
 	progress_end(&pr);
@@ -699,11 +754,15 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		if (!err)
 			err = udfs_catalog_set_stored(cat, m->id,
 						      packs[i].off + meta);
+		stored[i] = packs[i].off + meta;
 	}
 	if (!err)
 		err = udfs_catalog_commit(cat);
 	if (!err)
 		in_tx = false;
+	for (size_t i = 0; i < n && !err; i++)
+		udfs_add_report(&g, &g.models[i], models[i].source_bytes,
+				stored[i]);
 out:
 	if (in_tx)
 		udfs_catalog_rollback(cat);
@@ -728,6 +787,7 @@ out:
 	free(g.models);
 	free(models);
 	free(packs);
+	free(stored);
 	free(src);
 	return err;
 }
@@ -893,12 +953,15 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	m.n_files = src->n_files;
 	m.files = udfs_xcalloc(m.n_files, sizeof(*m.files));
 	progress_init(&pr, quiet, 0);
+	for (size_t i = 0; i < src->n_files; i++)
+		pr.total += src->files[i].size;
 	for (size_t i = 0; i < src->n_files && !err; i++) {
 		const udfs_source_file *sf = &src->files[i];
 		udfs_file *f = &m.files[i];
 		char *dst = udfs_xasprintf("%s/%s", tmp, sf->path);
 
 		progress_show(&pr, name, sf->path, true);
+		pr.done += sf->size;
 		err = make_parents(tmp, sf->path, src->mode);
 		if (!err)
 			err = place_file(sf, dst, link, src->mode);
