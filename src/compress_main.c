@@ -416,6 +416,7 @@ int main(int argc, char **argv)
 	int err;
 
 	udfs_set_progname(argv[0]);
+	udfs_raise_nofile(); /* stores and sources of 1000+ files */
 	udfs_add_opts_init(&a.o);
 	parse_options(&a, argc, argv);
 	if (optind >= argc)

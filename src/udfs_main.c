@@ -47,6 +47,7 @@ int main(int argc, char **argv)
 	struct cli_opts o;
 
 	udfs_set_progname(argv[0]);
+	udfs_raise_nofile(); /* stores and sources of 1000+ files */
 	if (argc < 2)
 		udfs_usage_die("missing command (mount, ls, info, verify, "
 			       "export, eval, rm or gc); see udfs --help");

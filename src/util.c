@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -363,6 +364,25 @@ int udfs_rm_tree(const char *path)
 	}
 	closedir(d);
 	return rmdir(path) < 0 ? -errno : 0;
+}
+
+int udfs_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	if (rl.rlim_cur == rl.rlim_max)
+		return 0;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		return 0;
+	/* An unlimited hard limit is still capped by fs.nr_open (1048576
+	 * by default); ask for that much instead. */
+	if (rl.rlim_max <= (rlim_t)1 << 20)
+		return -errno;
+	rl.rlim_cur = (rlim_t)1 << 20;
+	return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
 }
 
 struct scratch {

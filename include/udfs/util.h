@@ -88,6 +88,14 @@ void *udfs_scratch(int slot, size_t n);
 /* Remove a file or a directory tree; 0 or -errno (ENOENT is 0). */
 int udfs_rm_tree(const char *path);
 
+/*
+ * Raise the soft limit on open files (RLIMIT_NOFILE) to the hard limit,
+ * once at the start of a program: a store or a source of a thousand files
+ * must not fail at the usual soft limit of 1024. 0, or -errno when the
+ * limit stays as it was (not fatal: callers go on).
+ */
+int udfs_raise_nofile(void);
+
 /* 64-bit FNV-1a of a string: stable names for seeds and keys. */
 uint64_t udfs_hash_str(const char *s);
 

@@ -4,14 +4,16 @@
  * message wins, cleared on request, never seen by another thread), size
  * parsing and formatting, full-length reads that refuse to run past the
  * end of a file, the per-thread scratch buffers, removal of a directory
- * tree, the stable FNV-1a hash of names, and the escaping of names for a
+ * tree, the stable FNV-1a hash of names, the escaping of names for a
  * terminal (control characters and invalid UTF-8 as \xHH, valid UTF-8
- * kept, truncation like snprintf).
+ * kept, truncation like snprintf), and raising the soft limit on open
+ * files to the hard one.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -361,6 +363,23 @@ static void test_escape(void)
 	CHECK_EQ_INT((int)udfs_escape(NULL, 0, "\033"), 4);
 }
 
+/* The soft RLIMIT_NOFILE goes up to the hard limit; a second call is a
+ * no-op. */
+static void test_raise_nofile(void)
+{
+	struct rlimit rl, low;
+
+	CHECK_EQ_INT(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	low = rl;
+	low.rlim_cur = rl.rlim_max < 64 ? rl.rlim_max : 64;
+	CHECK_EQ_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+	CHECK_EQ_INT(udfs_raise_nofile(), 0);
+	CHECK_EQ_INT(getrlimit(RLIMIT_NOFILE, &low), 0);
+	CHECK(low.rlim_cur == rl.rlim_max || (rl.rlim_max > (rlim_t)1 << 20 &&
+					      low.rlim_cur == (rlim_t)1 << 20));
+	CHECK_EQ_INT(udfs_raise_nofile(), 0);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/udfs-test-util.XXXXXX";
@@ -379,6 +398,7 @@ int main(void)
 	test_rm_tree(dir);
 	test_hash();
 	test_escape();
+	test_raise_nofile();
 	CHECK_EQ_INT(udfs_rm_tree(dir), 0);
 	CHECK_DONE();
 }
