@@ -18,32 +18,12 @@
 #define STATS_XATTR "user.udfs.stats"
 #define STATS_MAX 65536
 
-static const char usage[] = "udfs status MOUNTPOINT";
-
-int udfs_cli_status(int argc, char **argv)
+int udfs_cli_status(const struct cli_opts *o)
 {
-	const char *mnt = NULL;
+	const char *mnt = o->args[0];
 	char *buf;
 	ssize_t n;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			printf("usage: %s\n", usage);
-			return 0;
-		}
-		if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet"))
-			continue; /* accepted by every verb */
-		if (argv[i][0] == '-' || mnt) {
-			fprintf(stderr, "%s: usage: %s\n", udfs_progname(),
-				usage);
-			return 2;
-		}
-		mnt = argv[i];
-	}
-	if (!mnt) {
-		fprintf(stderr, "%s: usage: %s\n", udfs_progname(), usage);
-		return 2;
-	}
 	buf = udfs_xmalloc(STATS_MAX);
 	n = getxattr(mnt, STATS_XATTR, buf, STATS_MAX - 1);
 	if (n < 0) {
@@ -53,12 +33,13 @@ int udfs_cli_status(int argc, char **argv)
 		if (e == ENOTCONN)
 			udfs_die("%s: a FUSE mount whose daemon is gone (%s); "
 				 "unmount it with fusermount3 -u %s",
-				 mnt, strerror(e), mnt);
+				 udfs_cli_str(mnt), strerror(e),
+				 udfs_cli_str(mnt));
 		if (e == ENODATA || e == ENOTSUP)
 			udfs_die("%s: not the mount point of a running udfs "
 				 "mount",
-				 mnt);
-		udfs_die("%s: %s", mnt, strerror(e));
+				 udfs_cli_str(mnt));
+		udfs_die("%s: %s", udfs_cli_str(mnt), strerror(e));
 	}
 	fwrite(buf, 1, (size_t)n, stdout);
 	free(buf);

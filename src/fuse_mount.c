@@ -477,7 +477,7 @@ int udfs_mount_main(int argc, char **argv)
 	udfs_fs_nodes_init(&fs);
 	err = parse_args(&fs, argc, argv, &user_opts, &store, &mnt);
 	if (err) {
-		ret = err < 0 ? 0 : 1;
+		ret = err < 0 ? 0 : 2; /* a usage error (udfs(1)) */
 		goto out;
 	}
 	fs.store_dir = check_dir(&fs, "store", store);

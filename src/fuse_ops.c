@@ -67,17 +67,15 @@ static struct udfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
 void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
 {
-	char line[1024];
+	char raw[1024], line[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
 	/* Names in a line come from the catalog, which is input like any
 	 * file: one log line must stay one line, free of escapes. */
-	for (char *p = line; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
+	udfs_escape(line, sizeof(line), raw);
 	if (fs->log_to_file) {
 		char stamp[32];
 		time_t now = time(NULL);
