@@ -1,10 +1,10 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Private weights stay private in the mount: a model whose stored bytes
-# are 0600 (gated weights are often kept so; udfs-compress keeps the
-# source's mode) is served 0400 to its owner, and another user gets EACCES
-# even with allow_other; a 0644 model (and a 0600 base's files) follows its
-# own modes. Root runs the test; the other user is nobody (setpriv).
+# Private weights stay private in the mount: a model added from a 0600
+# file (gated weights are often kept so; udfs-compress keeps the source's
+# mode on its pack or base files) is served 0400 to its owner, and another
+# user gets EACCES even with allow_other; 0644 models and bases stay
+# readable by all. Root runs the test; the other user is nobody (setpriv).
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || skip "needs root to act as another user"
@@ -20,14 +20,7 @@ make_simple_store bf16 2
 	--seed 31 >/dev/null 2>&1 || fail "gen_model finetune"
 chmod 600 "$T/src/gated.safetensors"
 "$UDFS_COMPRESS" add -q "$T/S" --base base --lossless \
-	"gated=$T/src/gated.safetensors" || fail "add gated"
-# The stored pack of gated: 0600 (until add keeps the source's mode
-# itself, set it as it will).
-gid=$(sqlite3 "$T/S/catalog.db" "SELECT storage FROM models WHERE name = 'gated'") ||
-	skip "sqlite3 is missing"
-chmod 600 "$T/S/$gid"
-chmod 644 "$T/S/$(sqlite3 "$T/S/catalog.db" "SELECT storage FROM models WHERE name = 'ft'")"
-
+	"gated=$T/src/gated.safetensors" >/dev/null || fail "add gated"
 M=$T/mnt
 mount_udfs "$T/S" "$M" -o allow_other
 PID=$DAEMON_PID
@@ -47,16 +40,21 @@ as_nobody cmp "$M/ft/ft.safetensors" "$T/src/ft.safetensors" ||
 log "0600 model: 0400 root, EACCES for nobody with allow_other; 0644 model readable"
 umount_udfs "$M" "$PID"
 
-# A base stored 0600: its files too.
-chmod 600 "$T/S/bases"/*/*
+# A base added from a 0600 file: its file too.
+cp "$T/src/base.safetensors" "$T/src/pbase.safetensors"
+chmod 600 "$T/src/pbase.safetensors"
+"$UDFS_COMPRESS" add-base -q "$T/S" pbase "$T/src/pbase.safetensors" ||
+	fail "add-base pbase"
 mount_udfs "$T/S" "$M" -o allow_other
 PID=$DAEMON_PID
-[ "$(stat -c %a "$M/base/base.safetensors")" = 400 ] ||
-	fail "base is served $(stat -c %a "$M/base/base.safetensors")"
-as_nobody cat "$M/base/base.safetensors" >/dev/null 2>&1 &&
+[ "$(stat -c %a "$M/pbase/pbase.safetensors")" = 400 ] ||
+	fail "pbase is served $(stat -c %a "$M/pbase/pbase.safetensors")"
+as_nobody cat "$M/pbase/pbase.safetensors" >/dev/null 2>&1 &&
 	fail "nobody read the 0600 base"
-cmp "$M/base/base.safetensors" "$T/src/base.safetensors" ||
-	fail "root cannot read the base"
+cmp "$M/pbase/pbase.safetensors" "$T/src/base.safetensors" ||
+	fail "root cannot read pbase"
+as_nobody cmp "$M/base/base.safetensors" "$T/src/base.safetensors" ||
+	fail "nobody cannot read the 0644 base"
 log "0600 base files: 0400, EACCES for nobody"
 umount_udfs "$M" "$PID"
 log "ok"

@@ -1,9 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # A model directory the way real repos look: files in subdirectories
-# (Meta-Llama-3 ships original/params.json and original/tokenizer.model)
-# and file names with unusual bytes (a tab, a newline, an escape, a
-# leading dash, spaces). The mount shows every file at its path, as nested
+# (Meta-Llama-3 ships original/params.json and original/tokenizer.model),
+# a dotfile, and file names with unusual bytes (a tab, a newline, an
+# escape, a leading dash, spaces), added with udfs-compress as they are. The mount shows every file at its path, as nested
 # read-only directories: listings, reads (cmp and diff -r against the
 # source), ENOENT, ENOTDIR and EROFS inside subdirectories, inode numbers
 # that are distinct and the same after a remount, and nlink = 2 + subdirs.
@@ -28,31 +28,13 @@ echo newline >"$D/with${nl}newline.txt"
 echo escape >"$D/with${esc}[31mescape.txt"
 echo dash >"$D/-dash.txt"
 echo spaces >"$D/ spaces .txt"
+printf '*.safetensors filter=lfs\n' >"$D/.gitattributes"
 "$UDFS_COMPRESS" init "$T/S" >/dev/null || fail "init"
 "$UDFS_COMPRESS" add-base -q "$T/S" base "$T/src/base.safetensors" ||
 	fail "add-base"
-"$UDFS_COMPRESS" add -q "$T/S" --base base --lossless "ft=$D" ||
+"$UDFS_COMPRESS" add -q "$T/S" --base base --lossless "ft=$D" >/dev/null ||
 	fail "add ft"
-# Until add keeps subdirectories itself, store the flat files under the
-# paths the source has (the catalog is the only place a delta model's
-# paths live).
-command -v sqlite3 >/dev/null 2>&1 || skip "sqlite3 is missing"
-if ! sqlite3 "$T/S/catalog.db" "SELECT path FROM files" |
-	grep -qx 'original/params.json'; then
-	mkdir "$T/flat" || fail "mkdir"
-	for f in "$D"/*; do
-		[ -f "$f" ] && { cp "$f" "$T/flat/" || fail "cp $f"; }
-	done
-	cp "$D/original/params.json" "$T/flat/params.json"
-	cp "$D/original/sub/tokenizer.model" "$T/flat/tokenizer.model"
-	"$UDFS" rm "$T/S" ft >/dev/null || fail "rm ft"
-	"$UDFS_COMPRESS" add -q "$T/S" --base base --lossless "ft=$T/flat" ||
-		fail "add ft (flat)"
-	sqlite3 "$T/S/catalog.db" "UPDATE files SET path = 'original/params.json'
-		WHERE path = 'params.json'; UPDATE files SET path =
-		'original/sub/tokenizer.model' WHERE path = 'tokenizer.model'" ||
-		fail "sqlite3"
-fi
+"$UDFS" ls "$T/S" >/dev/null || fail "ls"
 
 M=$T/mnt
 mount_udfs "$T/S" "$M"
@@ -63,10 +45,10 @@ diff -r "$D" "$M/ft" >"$T/diff" 2>&1 || fail "diff -r: $(head -n 5 "$T/diff")"
 for f in model.safetensors config.json original/params.json \
 	original/sub/tokenizer.model "with${tab}tab.txt" \
 	"with${nl}newline.txt" "with${esc}[31mescape.txt" -dash.txt \
-	" spaces .txt"; do
+	" spaces .txt" .gitattributes; do
 	cmp "$M/ft/$f" "$D/$f" || fail "$f differs"
 done
-[ "$(ls -A "$M/ft" | wc -l)" -eq 9 ] || fail "ls ft: $(ls -A "$M/ft")"
+[ "$(ls -A "$M/ft" | wc -l)" -eq 10 ] || fail "ls ft: $(ls -A "$M/ft")"
 [ "$(ls "$M/ft/original")" = "params.json${nl}sub" ] ||
 	fail "ls original: $(ls "$M/ft/original")"
 [ "$(ls "$M/ft/original/sub")" = "tokenizer.model" ] ||
