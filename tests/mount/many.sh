@@ -24,7 +24,7 @@ while [ $i -le "$N" ]; do
 	set -- "$@" "$(printf 'm%04d' $i)=$T/src/ft.safetensors"
 	i=$((i + 1))
 done
-"$UDFS_COMPRESS" add -q "$T/S" --base base --lossless "$@" ||
+"$UDFS_COMPRESS" add -q "$T/S" --base base --lossless "$@" >/dev/null ||
 	fail "add of $N models"
 log "$N models added"
 
