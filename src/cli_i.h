@@ -69,5 +69,6 @@ int udfs_cli_export(const struct cli_opts *o);
 int udfs_cli_rm(const struct cli_opts *o);
 int udfs_cli_gc(const struct cli_opts *o);
 int udfs_cli_eval(const struct cli_opts *o);
+int udfs_cli_status(const struct cli_opts *o); /* cli_status.c */
 
 #endif

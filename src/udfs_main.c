@@ -19,6 +19,7 @@ static const struct cli_verb verbs[] = {
      CLI_QUIET | CLI_AGAINST | CLI_JSON, CLI_AGAINST},
     {"rm", udfs_cli_rm, "STORE NAME", 2, 2, CLI_QUIET, 0},
     {"gc", udfs_cli_gc, "STORE", 1, 1, CLI_QUIET | CLI_DRY_RUN, 0},
+    {"status", udfs_cli_status, "MOUNTPOINT", 1, 1, CLI_QUIET, 0},
 };
 
 static void usage(void)
@@ -28,7 +29,8 @@ static void usage(void)
 	fputs("usage: udfs mount STORE MOUNTPOINT [-f] [-o allow_other,"
 	      "cache=SIZE,threads=N,\n"
 	      "                  readahead_kb=N,noreadahead,notify_pipe=FIFO,"
-	      "debug,ro]\n",
+	      "log=FILE,\n"
+	      "                  debug,ro]\n",
 	      stdout);
 	for (size_t i = 0; i < UDFS_ARRAY_SIZE(verbs); i++) {
 		udfs_cli_synopsis(&verbs[i], syn, sizeof(syn));
@@ -49,8 +51,9 @@ int main(int argc, char **argv)
 	udfs_set_progname(argv[0]);
 	udfs_raise_nofile(); /* stores and sources of 1000+ files */
 	if (argc < 2)
-		udfs_usage_die("missing command (mount, ls, info, verify, "
-			       "export, eval, rm or gc); see udfs --help");
+		udfs_usage_die(
+		    "missing command (mount, ls, info, verify, "
+		    "export, eval, rm, gc or status); see udfs --help");
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		usage();
 		return 0;
