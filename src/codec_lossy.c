@@ -61,6 +61,7 @@
 #include "udfs/lossy.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -958,9 +959,42 @@ out:
 	return ret;
 }
 
+/* The largest finite value of a lossy dtype. */
+static float finite_max(int dtype)
+{
+	switch (dtype) {
+	case UDFS_DT_F16:
+		return 65504.0f;
+	case UDFS_DT_BF16:
+		return 0x1.fep127f; /* 0x7f7f */
+	default:
+		return FLT_MAX;
+	}
+}
+
+/*
+ * w = b + d, kept finite when the base weight b is: a sum past the dtype's
+ * range (outlier deltas times the 1/(1-s) gain reach it easily in F16)
+ * saturates at the largest finite value, and a delta that is not a number
+ * (stores whose quantization step overflowed) leaves the base weight. Only
+ * sums that would round to an infinity or a NaN change: every finite
+ * result is the same bits as before, as udfs(5) requires of old stores.
+ */
+static float finite_sum(int dtype, float b, float d)
+{
+	float w = b + d, max = finite_max(dtype);
+
+	if (!isfinite(b) || fabsf(w) <= max)
+		return w;
+	if (isnan(w))
+		return b;
+	return w > 0 ? max : -max;
+}
+
 /* The BF16 case of the reconstruction loop, the conversions of dtype.c
  * written inline (the hot loop of a read): widen, add in float32, round
- * to nearest even, NaN kept quiet. */
+ * to nearest even, NaN kept quiet. Sums that round to an infinity or a
+ * NaN take the slow path of finite_sum(). */
 static void add_bf16(const void *base, void *out, const uint32_t *pos,
 		     const float *d, uint32_t n_kept)
 {
@@ -977,6 +1011,10 @@ static void add_bf16(const void *base, void *out, const uint32_t *pos,
 		memcpy(&b, &u, 4);
 		w = b + d[j];
 		memcpy(&u, &w, 4);
+		if ((u & 0x7fffffffu) >= 0x7f7f8000u) {
+			w = finite_sum(UDFS_DT_BF16, b, d[j]);
+			memcpy(&u, &w, 4);
+		}
 		if ((u & 0x7fffffffu) > 0x7f800000u)
 			h = (uint16_t)(u >> 16 | 0x40);
 		else
@@ -1053,9 +1091,9 @@ int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
 		for (uint32_t j = 0; j < n_kept; j++) {
 			uint32_t i = pos ? pos[j] : j;
 			float b = udfs_dtype_load_f32(dtype, base, i);
-			float w = b + d[j];
 
-			udfs_dtype_store_f32(dtype, out, i, w);
+			udfs_dtype_store_f32(dtype, out, i,
+					     finite_sum(dtype, b, d[j]));
 		}
 out:
 	free(pos);

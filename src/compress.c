@@ -33,6 +33,7 @@
 #include "udfs/cluster.h"
 #include "udfs/codec.h"
 #include "udfs/dtype.h"
+#include "udfs/lossy.h"
 #include "udfs/pool.h"
 #include "udfs/recon.h"
 #include "udfs/util.h"
@@ -166,6 +167,20 @@ static void progress_show(struct progress *p, const char *model,
 		rate > 0 ? (p->total - p->done) / 1e6 / rate : 0.0);
 }
 
+void udfs_add_progress_phase(struct add_group *g, const char *model,
+			     const char *phase, uint64_t done, uint64_t total,
+			     const char *unit)
+{
+	struct progress *p = g->pr;
+	double now = udfs_now();
+
+	if (!p || !p->on || (done && done < total && now - p->last < 0.25))
+		return;
+	p->last = now;
+	fprintf(stderr, "\r\033[K%s: %s  %" PRIu64 "/%" PRIu64 " %s", model,
+		phase, done, total, unit);
+}
+
 static void progress_end(struct progress *p)
 {
 	if (p->on)
@@ -181,7 +196,9 @@ struct pack {
 	uint64_t off;
 };
 
-static int pack_open(udfs_store *s, struct pack *pk)
+/* Open a new pack under tmp/ with permission bits mode (the source's,
+ * udfs_source.mode: private weights stay private). */
+static int pack_open(udfs_store *s, struct pack *pk, unsigned mode)
 {
 	char *name = random_name();
 	char hdr[PACK_HEADER] = PACK_MAGIC;
@@ -191,8 +208,8 @@ static int pack_open(udfs_store *s, struct pack *pk)
 	    udfs_xasprintf("%s/tmp/%s.pack", udfs_store_dir(s), name);
 	pk->final_rel = udfs_xasprintf("packs/%s.pack", name);
 	free(name);
-	pk->fd =
-	    open(pk->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	pk->fd = open(pk->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		      (mode_t)mode);
 	if (pk->fd < 0)
 		return udfs_error(-errno, "%s: %s", pk->tmp_path,
 				  strerror(errno));
@@ -352,7 +369,28 @@ struct chunk_job {
 	uint32_t first_chunk;
 	void **out;
 	size_t *out_len;
+	udfs_fidelity *fid; /* per chunk of the window, lossy tensors */
 };
+
+/* Decode lossy chunk i of the window just encoded and measure it against
+ * the fine-tune: the add's error figures come from the real bytes. */
+static int measure_chunk(const struct chunk_job *j, size_t i, uint64_t off,
+			 size_t len)
+{
+	const udfs_tensor *t = j->t;
+	unsigned es = udfs_dtype_size(t->dtype);
+	void *rec = udfs_xmalloc(len);
+	int err;
+
+	err = udfs_lossy_decode_chunk(&t->lp, t->dtype, off / es,
+				      (uint32_t)(len / es), j->out[i],
+				      j->out_len[i], j->base + off, rec);
+	if (!err)
+		udfs_fidelity_add(&j->fid[i], t->dtype, j->base + off, rec,
+				  j->cur + off, len / es);
+	free(rec);
+	return err;
+}
 
 static int encode_one(void *ctx, size_t i)
 {
@@ -362,6 +400,7 @@ static int encode_one(void *ctx, size_t i)
 	uint64_t off = (uint64_t)ci * UDFS_CHUNK_BYTES;
 	size_t len = udfs_chunk_out_len(t, ci);
 	unsigned es = udfs_dtype_size(t->dtype);
+	int err;
 
 	if (udfs_interrupted)
 		return udfs_error(-EINTR, "interrupted");
@@ -369,9 +408,10 @@ static int encode_one(void *ctx, size_t i)
 		return udfs_plane_encode(
 		    j->cur + off, j->base ? j->base + off : NULL, len,
 		    es ? es : 1, j->level, &j->out[i], &j->out_len[i]);
-	return udfs_lossy_tensor_chunk(j->lt, j->plan, t->dtype, off / es,
-				       (uint32_t)(len / es), &j->out[i],
-				       &j->out_len[i]);
+	err = udfs_lossy_tensor_chunk(j->lt, j->plan, t->dtype, off / es,
+				      (uint32_t)(len / es), &j->out[i],
+				      &j->out_len[i]);
+	return err ? err : measure_chunk(j, i, off, len);
 }
 
 /* Encode tensor t's chunks (windows of a few per thread, in parallel) and
@@ -385,6 +425,7 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 	size_t window = (size_t)UDFS_MAX(o->jobs, 1) * 4;
 	void **out = udfs_xcalloc(window, sizeof(void *));
 	size_t *out_len = udfs_xcalloc(window, sizeof(size_t));
+	udfs_fidelity *fid = udfs_xcalloc(window, sizeof(*fid));
 	struct lossy_tensor *lt = NULL;
 	struct chunk_job job = {
 	    .plan = p,
@@ -393,6 +434,7 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 	    .level = o->level,
 	    .out = out,
 	    .out_len = out_len,
+	    .fid = fid,
 	};
 	int err = 0;
 
@@ -420,6 +462,8 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 			t->stored_bytes += out_len[i];
 		}
 		for (size_t i = 0; i < n; i++) {
+			udfs_fidelity_merge(&am->fid, &fid[i]);
+			memset(&fid[i], 0, sizeof(fid[i]));
 			free(out[i]);
 			out[i] = NULL;
 			pr->done += udfs_chunk_out_len(t, c0 + (uint32_t)i);
@@ -427,6 +471,7 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 		progress_show(pr, am->name, t->name, false);
 	}
 	udfs_lossy_tensor_free(lt);
+	free(fid);
 	free(out);
 	free(out_len);
 	return err;
@@ -586,9 +631,15 @@ static char *params_json(const udfs_add_opts *o, double s)
 	return out ? out : udfs_xstrdup("{}");
 }
 
-static const char *method_name(const udfs_add_opts *o)
+/* What the catalog lists: a lossy add in which no tensor could be made
+ * lossy (no base tensor of the same dtype and shape, say) stored every
+ * byte exactly, and is listed and verified as lossless. */
+static const char *method_name(const udfs_add_opts *o,
+			       const struct add_model *am)
 {
-	return o->lossless ? "lossless" : udfs_encoding_name(o->method);
+	if (o->lossless || am->lossy_elems == 0)
+		return "lossless";
+	return udfs_encoding_name(o->method);
 }
 
 int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
@@ -599,6 +650,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 	udfs_source **src = udfs_xcalloc(n, sizeof(*src));
 	struct pack *packs = udfs_xcalloc(n, sizeof(*packs));
 	udfs_model *models = udfs_xcalloc(n, sizeof(*models));
+	uint64_t *stored = udfs_xcalloc(n, sizeof(*stored));
 	struct progress pr;
 	uint64_t total = 0;
 	bool in_tx = false;
@@ -606,6 +658,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 
 	for (size_t i = 0; i < n; i++)
 		packs[i].fd = -1;
+	g.pr = &pr;
 	g.models = udfs_xcalloc(n, sizeof(*g.models));
 	err = udfs_model_load(s, o->base, &g.base);
 	if (err == -ENOENT) {
@@ -642,9 +695,11 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		g.models[i].name = names[i];
 		g.models[i].src = src[i];
 		plan_lossless(&g, &g.models[i]);
+		udfs_add_match_base(&g, &g.models[i]);
 		for (size_t j = 0; j < src[i]->n_files; j++)
 			total += src[i]->files[j].size;
 	}
+	progress_init(&pr, o->quiet, total);
 	if (!o->lossless) {
 		err = udfs_lossy_plan_group(&g);
 		if (err)
@@ -653,17 +708,18 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 	progress_init(&pr, o->quiet, total);
 	for (size_t i = 0; i < n && !err; i++) {
 		udfs_model *m = &models[i];
+		double t0 = udfs_now();
 
 		m->name = (char *)names[i];
 		m->kind = UDFS_MODEL_DELTA;
 		m->base = g.base;
-		m->method = (char *)method_name(o);
+		m->method = (char *)method_name(o, &g.models[i]);
 		m->params = params_json(o, g.models[i].target_sparsity);
 		m->seed = (int64_t)o->seed;
 		m->created = (int64_t)time(NULL);
 		m->n_files = src[i]->n_files;
 		m->files = udfs_xcalloc(m->n_files, sizeof(*m->files));
-		err = pack_open(s, &packs[i]);
+		err = pack_open(s, &packs[i], src[i]->mode);
 		for (size_t j = 0; j < m->n_files && !err; j++) {
 			m->files[j].model = m;
 			err = write_file(&g, &g.models[i], j, &m->files[j],
@@ -675,6 +731,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		if (g.models[i].lossy_elems)
 			m->sparsity = 1.0 - (double)g.models[i].kept_elems /
 						(double)g.models[i].lossy_elems;
+		g.models[i].seconds += udfs_now() - t0;
 	}
 	progress_show(&pr, "", "", true);
 	progress_end(&pr);
@@ -702,10 +759,14 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		if (!err)
 			err = udfs_catalog_set_stored(cat, m->id,
 						      packs[i].off + meta);
+		stored[i] = packs[i].off + meta;
 	}
 	if (!err)
 		err = udfs_store_commit(s);
 	in_tx = false;
+	for (size_t i = 0; i < n && !err; i++)
+		udfs_add_report(&g, &g.models[i], models[i].source_bytes,
+				stored[i]);
 out:
 	if (in_tx)
 		udfs_store_rollback(s);
@@ -730,33 +791,19 @@ out:
 	free(g.models);
 	free(models);
 	free(packs);
+	free(stored);
 	free(src);
 	return err;
 }
 
 /* ---- add-base --------------------------------------------------------- */
 
-static int copy_file(const udfs_source_file *sf, const char *dst, bool link_ok,
-		     const char *src_dir)
+/* Copy source file sf to the new file dst with permission bits mode. */
+static int copy_file(const udfs_source_file *sf, const char *dst, unsigned mode)
 {
-	struct stat st;
 	int fd, err = 0;
 
-	/* A hard link shares the source's mode: never link a file others
-	 * may write, so the store holds nothing world-writable. */
-	if (link_ok && src_dir && fstat(sf->fd, &st) == 0 &&
-	    !(st.st_mode & (S_IWGRP | S_IWOTH))) {
-		char *from = udfs_xasprintf("%s/%s", src_dir, sf->path);
-		int r = link(from, dst);
-
-		free(from);
-		if (r == 0)
-			return 0;
-		if (errno != EXDEV && errno != EPERM)
-			return udfs_error(-errno, "link %s: %s", dst,
-					  strerror(errno));
-	}
-	fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
 	if (fd < 0)
 		return udfs_error(-errno, "%s: %s", dst, strerror(errno));
 	for (uint64_t off = 0; off < sf->size && !err; off += 16 << 20) {
@@ -776,6 +823,106 @@ static int copy_file(const udfs_source_file *sf, const char *dst, bool link_ok,
 	return err;
 }
 
+/* Hard-link the file that sf was read from (its resolved path, so a
+ * symlink of a Hugging Face snapshot links the blob, never itself) to
+ * dst. 0, or -errno with dst absent. */
+static int link_file(const udfs_source_file *sf, const char *dst)
+{
+	struct stat st;
+
+	if (link(sf->real, dst) < 0)
+		return -errno;
+	/* The file may have been replaced since it was read and hashed. */
+	if (lstat(dst, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino)
+		return 0;
+	unlink(dst);
+	return -ESTALE;
+}
+
+/*
+ * Place source file sf at dst: a hard link when link_ok and the link
+ * would carry exactly the permission bits mode that a copy gets, else a
+ * copy. A hard link shares the source's inode, mode included, and
+ * changing that mode would change the user's file: so a file more open
+ * than the model's mode (a 0644 file beside a 0600 one, anything group-
+ * or world-writable, an executable) is copied, never linked. A link that
+ * cannot be made (another filesystem, protected_hardlinks) is a copy too.
+ */
+static int place_file(const udfs_source_file *sf, const char *dst, bool link_ok,
+		      unsigned mode)
+{
+	if (link_ok && sf->mode == mode && link_file(sf, dst) == 0)
+		return 0;
+	return copy_file(sf, dst, mode);
+}
+
+/* Directories of a base: owner rwx, and group/other r-x where the files
+ * are readable by them. */
+static mode_t dir_mode(unsigned mode)
+{
+	return (mode_t)(0700 | (mode & 044) | (mode & 044) >> 2);
+}
+
+/* Create the directories above path (a file of the model) under dir;
+ * those made for an earlier file are there already (EEXIST). */
+static int make_parents(const char *dir, const char *path, unsigned mode)
+{
+	char *p = udfs_xasprintf("%s/%s", dir, path);
+	char *slash = p + strlen(dir) + 1;
+	int err = 0;
+
+	while (!err && (slash = strchr(slash, '/'))) {
+		*slash = '\0';
+		if (mkdir(p, dir_mode(mode)) < 0 && errno != EEXIST)
+			err = udfs_error(-errno, "%s: %s", p, strerror(errno));
+		*slash++ = '/';
+	}
+	free(p);
+	return err;
+}
+
+/* fsync the prefixes of path below tmp that are directories (len: the
+ * length of its parent), so that each entry made in them is durable. */
+static int sync_parents(const char *tmp, const char *path, size_t len)
+{
+	int err = 0;
+
+	for (size_t k = 1; k <= len && !err; k++) {
+		char *d;
+
+		if (k < len && path[k] != '/')
+			continue;
+		d = udfs_xasprintf("%s/%.*s", tmp, (int)k, path);
+		err = udfs_fsync_dir(d);
+		free(d);
+	}
+	return err;
+}
+
+/* fsync every directory of the base at tmp. Files are sorted, so the
+ * files of one directory mostly come together: a parent is synced once
+ * per run of files in it. */
+static int sync_dirs(const char *tmp, const udfs_model *m)
+{
+	const char *prev = "";
+	size_t prev_len = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < m->n_files && !err; i++) {
+		const char *path = m->files[i].path;
+		const char *slash = strrchr(path, '/');
+		size_t len = slash ? (size_t)(slash - path) : 0;
+
+		if (!len || (len == prev_len && !strncmp(path, prev, len)))
+			continue;
+		err = sync_parents(tmp, path, len);
+		prev = path;
+		prev_len = len;
+	}
+	return err ? err : udfs_fsync_dir(tmp);
+}
+
 int udfs_compress_add_base(udfs_store *s, const char *name,
 			   const char *src_path, bool link, bool quiet)
 {
@@ -787,10 +934,8 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	char *lock = udfs_xasprintf("%s.lock", tmp);
 	char *rel = udfs_xasprintf("bases/%s", id);
 	char *final = udfs_xasprintf("%s/%s", udfs_store_dir(s), rel);
-	char *src_dir = NULL;
 	struct progress pr;
 	bool placed = false, in_tx = false;
-	struct stat st;
 	int lock_fd = -1, err;
 
 	err = check_new_name(s, name);
@@ -798,18 +943,6 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 		err = udfs_source_open(src_path, &src);
 	if (err)
 		goto out;
-	if (stat(src_path, &st) == 0 && S_ISDIR(st.st_mode))
-		src_dir = udfs_xstrdup(src_path);
-	else {
-		char *slash = strrchr(src_path, '/');
-
-		src_dir = slash ? strndup(src_path, (size_t)(slash - src_path))
-				: udfs_xstrdup(".");
-		if (!src_dir[0]) {
-			free(src_dir);
-			src_dir = udfs_xstrdup("/");
-		}
-	}
 	/* gc on any node leaves tmp/<id>/ alone while tmp/<id>.lock is
 	 * locked: directory locks are not shared between the clients of a
 	 * network filesystem, locks on regular files are. */
@@ -824,7 +957,7 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 				 strerror(-err));
 		goto out;
 	}
-	if (mkdir(tmp, 0755) < 0) {
+	if (mkdir(tmp, dir_mode(src->mode)) < 0) {
 		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
@@ -836,13 +969,18 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	m.n_files = src->n_files;
 	m.files = udfs_xcalloc(m.n_files, sizeof(*m.files));
 	progress_init(&pr, quiet, 0);
+	for (size_t i = 0; i < src->n_files; i++)
+		pr.total += src->files[i].size;
 	for (size_t i = 0; i < src->n_files && !err; i++) {
 		const udfs_source_file *sf = &src->files[i];
 		udfs_file *f = &m.files[i];
 		char *dst = udfs_xasprintf("%s/%s", tmp, sf->path);
 
 		progress_show(&pr, name, sf->path, true);
-		err = copy_file(sf, dst, link, src_dir);
+		pr.done += sf->size;
+		err = make_parents(tmp, sf->path, src->mode);
+		if (!err)
+			err = place_file(sf, dst, link, src->mode);
 		free(dst);
 		f->path = udfs_xstrdup(sf->path);
 		f->kind = sf->kind;
@@ -866,7 +1004,7 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	}
 	progress_end(&pr);
 	if (!err)
-		err = udfs_fsync_dir(tmp);
+		err = sync_dirs(tmp, &m);
 	if (!err)
 		err = udfs_store_begin(s);
 	in_tx = !err;
@@ -903,7 +1041,6 @@ out:
 	free(lock);
 	files_free(m.files, m.n_files);
 	udfs_source_close(src);
-	free(src_dir);
 	free(final);
 	free(rel);
 	free(tmp);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "udfs/compress.h"
+#include "udfs/fidelity.h"
 #include "udfs/source.h"
 #include "udfs/store.h"
 
@@ -33,7 +34,17 @@ struct add_model {
 	double target_sparsity;	   /* s used (given, or found by --ratio) */
 	uint64_t lossy_elems;	   /* elements of lossy tensors */
 	uint64_t kept_elems;	   /* ... of which kept (counted on write) */
+	udfs_fidelity fid; /* lossy tensors, measured on the encoded chunks */
+	double seconds;	   /* planning and writing time of this model */
+	struct base_match {
+		size_t tensors;	    /* tensors of the source */
+		size_t related;	    /* same name, dtype, shape, close values */
+		size_t other_dtype; /* same name and shape, other dtype */
+		int dtype, base_dtype; /* the first such pair */
+	} match;
 };
+
+struct progress;
 
 struct add_group {
 	udfs_store *store;
@@ -42,7 +53,27 @@ struct add_group {
 	const unsigned char **base_map; /* base->files[i] mapped read-only */
 	size_t n;
 	struct add_model *models;
+	struct progress *pr; /* the progress line (compress.c) */
 };
+
+/* Show "MODEL: PHASE done/total UNIT" on the progress line (a terminal
+ * only, at most four times a second), for the phases that write nothing. */
+void udfs_add_progress_phase(struct add_group *g, const char *model,
+			     const char *phase, uint64_t done, uint64_t total,
+			     const char *unit);
+
+/* Fill am->match: how many of am's tensors the base really matches
+ * (add_report.c). Called after the lossless plan. */
+void udfs_add_match_base(const struct add_group *g, struct add_model *am);
+
+/* The summary line of one added model on stdout (stored_bytes as the
+ * catalog counts them), then a warning line on stderr for each foot-gun:
+ * a base that matches fewer than half of its tensors, tensors stored raw
+ * because their dtype differs from the base's, lossy tensors likely
+ * destroyed. Printed after the commit, so a failed add prints only its
+ * error. */
+void udfs_add_report(const struct add_group *g, const struct add_model *am,
+		     uint64_t source_bytes, uint64_t stored_bytes);
 
 /* Pointer to the bytes of a base tensor in the mapped base. */
 const unsigned char *udfs_add_base_bytes(const struct add_group *g,

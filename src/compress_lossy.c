@@ -399,6 +399,8 @@ static int trace_norm(struct add_group *g, struct add_model *am,
 
 		if (udfs_interrupted)
 			return udfs_error(-EINTR, "interrupted");
+		udfs_add_progress_phase(g, am->name, "trace norm", i, n,
+					"tensors");
 		err = udfs_lossy_tensor_prepare(
 		    p, st->dtype, st->nelems, src_bytes(sf, st),
 		    udfs_add_base_bytes(g, p->base), &lt);
@@ -515,6 +517,8 @@ static int search_sparsity(struct add_group *g, struct sel **v, size_t *n,
 	for (int it = 0; it < 14; it++) {
 		double mid = 1.0 - sqrt((1.0 - lo) * (1.0 - hi));
 
+		udfs_add_progress_phase(g, g->models[0].name, "--ratio search",
+					(uint64_t)it, 14, "steps");
 		err = measure_ratio(g, &g->models[0], v[0], n[0], mid, &r);
 		if (err)
 			return err;
@@ -536,10 +540,22 @@ int udfs_lossy_plan_group(struct add_group *g)
 	double s = o->sparsity, tmin = INFINITY;
 	int err = 0;
 
-	for (size_t i = 0; i < g->n && !err; i++)
+	for (size_t i = 0; i < g->n && !err; i++) {
+		double t0 = udfs_now();
+
+		udfs_add_progress_phase(g, g->models[i].name,
+					"choosing lossy tensors", i, g->n,
+					"models");
 		err = select_tensors(g, &g->models[i], &v[i], &n[i]);
-	if (!err && o->ratio > 0 && n[0])
+		g->models[i].seconds += udfs_now() - t0;
+	}
+	if (!err && o->ratio > 0 && n[0]) {
+		double t0 = udfs_now();
+
+		/* The search measures the first model's bytes. */
 		err = search_sparsity(g, v, n, &s);
+		g->models[0].seconds += udfs_now() - t0;
+	}
 	for (size_t i = 0; i < g->n && !err; i++) {
 		allocate(o, v[i], n[i], s);
 		apply_rates(&g->models[i], v[i], n[i], s, o, 1.0);
@@ -549,7 +565,10 @@ int udfs_lossy_plan_group(struct add_group *g)
 	/* The trace-norm factor only matters across several models. */
 	if (o->method == UDFS_ENC_ULTRADELTA && g->n > 1) {
 		for (size_t i = 0; i < g->n && !err; i++) {
+			double t0 = udfs_now();
+
 			err = trace_norm(g, &g->models[i], v[i], n[i], &T[i]);
+			g->models[i].seconds += udfs_now() - t0;
 			if (!err && T[i] > 0 && T[i] < tmin)
 				tmin = T[i];
 		}

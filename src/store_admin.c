@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -139,8 +140,8 @@ static uint64_t entry_bytes(const char *abs, const struct stat *st)
 /* Remove (or with dry_run count) what may go in STORE/sub; with only, just
  * that storage path. */
 static void sweep(udfs_store *s, const struct gc_view *v, const char *sub,
-		  const char *only, bool dry_run, uint64_t *freed,
-		  size_t *files)
+		  const char *only, bool dry_run, udfs_gc_fn each, void *ctx,
+		  uint64_t *freed, size_t *files)
 {
 	char *dir = udfs_xasprintf("%s/%s", udfs_store_dir(s), sub);
 	DIR *dp = opendir(dir);
@@ -159,7 +160,11 @@ static void sweep(udfs_store *s, const struct gc_view *v, const char *sub,
 		else if (drop)
 			drop = !referenced(v, rel);
 		if (drop) {
-			*freed += entry_bytes(abs, &st);
+			uint64_t bytes = entry_bytes(abs, &st);
+
+			if (each)
+				each(rel, bytes, ctx);
+			*freed += bytes;
 			(*files)++;
 			if (!dry_run)
 				udfs_rm_tree(abs);
@@ -173,7 +178,7 @@ static void sweep(udfs_store *s, const struct gc_view *v, const char *sub,
 }
 
 static int collect(udfs_store *s, const char *only, bool dry_run,
-		   uint64_t *freed, size_t *files)
+		   udfs_gc_fn each, void *ctx, uint64_t *freed, size_t *files)
 {
 	static const char *const dirs[] = {"tmp", "packs", "bases"};
 	struct gc_view v = {0};
@@ -187,10 +192,36 @@ static int collect(udfs_store *s, const char *only, bool dry_run,
 		err = view_build(s, dry_run, &v);
 	for (size_t d = 0; d < UDFS_ARRAY_SIZE(dirs) && !err; d++)
 		if (!only || !strncmp(only, dirs[d], strlen(dirs[d])))
-			sweep(s, &v, dirs[d], only, dry_run, freed, files);
+			sweep(s, &v, dirs[d], only, dry_run, each, ctx, freed,
+			      files);
 	udfs_store_rollback(s);
 	view_free(&v);
 	return err;
+}
+
+/* The -EBUSY of rm of a base that deps models use, naming a few. */
+static int in_use(udfs_catalog *cat, const char *name, int deps)
+{
+	enum { SHOWN = 3 };
+	udfs_model_info *v = NULL;
+	char users[SHOWN * 260] = ""; /* names are < 256 bytes */
+	size_t n = 0, len = 0;
+	int named = 0;
+
+	if (udfs_catalog_list(cat, &v, &n) == 0)
+		for (size_t k = 0; k < n && named < SHOWN; k++)
+			if (!strcmp(v[k].base, name))
+				len += (size_t)snprintf(
+				    users + len, sizeof(users) - len, "%s%s",
+				    named++ ? ", " : "", v[k].name);
+	free(v);
+	if (deps > named)
+		snprintf(users + len, sizeof(users) - len, "%s%d more",
+			 named ? " and " : "", deps - named);
+	return udfs_error(-EBUSY,
+			  "base \"%s\" is used by %d delta model%s (%s); "
+			  "remove them first",
+			  name, deps, deps == 1 ? "" : "s", users);
 }
 
 int udfs_store_rm(udfs_store *s, const char *name)
@@ -213,10 +244,7 @@ int udfs_store_rm(udfs_store *s, const char *name)
 	if (!err)
 		err = udfs_catalog_dependents(cat, id, &deps);
 	if (!err && deps)
-		err = udfs_error(-EBUSY,
-				 "base \"%s\" is used by %d delta "
-				 "model%s; remove them first",
-				 name, deps, deps == 1 ? "" : "s");
+		err = in_use(cat, name, deps);
 	if (!err)
 		err = udfs_catalog_delete_model(cat, id, &storage);
 	if (!err && !udfs_storage_path_ok(storage))
@@ -233,13 +261,14 @@ int udfs_store_rm(udfs_store *s, const char *name)
 	/* The rows are gone. The bytes go now only when no reader may still
 	 * use them (on a local store with no mount holding the model);
 	 * otherwise a later gc removes them. */
-	if (!err && collect(s, storage, false, &freed, &files) < 0)
+	if (!err && collect(s, storage, false, NULL, NULL, &freed, &files) < 0)
 		udfs_error_clear();
 	free(storage);
 	return err;
 }
 
-int udfs_store_gc(udfs_store *s, bool dry_run, uint64_t *freed, size_t *files)
+int udfs_store_gc(udfs_store *s, bool dry_run, udfs_gc_fn each, void *ctx,
+		  uint64_t *freed, size_t *files)
 {
-	return collect(s, NULL, dry_run, freed, files);
+	return collect(s, NULL, dry_run, each, ctx, freed, files);
 }

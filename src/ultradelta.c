@@ -66,6 +66,10 @@ int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 
 	levels = (double)((1u << bits) - 1);
 	range = mx - mn;
+	/* F32 deltas spanning nearly twice FLT_MAX: the step would be an
+	 * infinity and lo + 0 * step a NaN. Such a tensor stays exact. */
+	if (!isfinite((float)(range / levels)))
+		return udfs_error(-EDOM, "quantize: range %g too wide", range);
 	top = (int64_t)levels;
 	for (size_t i = 0; i < n; i++) {
 		/* x is in [0, levels]: round half to even through an integer

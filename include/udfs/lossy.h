@@ -10,7 +10,9 @@
  *
  * computed in float32 in a fixed order (no FMA contraction) and rounded to
  * the tensor's dtype with round-to-nearest-even, so that every reader on
- * every machine produces the same bits.
+ * every machine produces the same bits. A finite W_base[i] always gives a
+ * finite W[i]: a sum past the dtype's range saturates at its largest finite
+ * value, and a sum that is not a number keeps W_base[i].
  */
 #ifndef UDFS_LOSSY_H
 #define UDFS_LOSSY_H

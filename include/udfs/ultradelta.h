@@ -16,7 +16,8 @@
  * code = rint((d - min) / (max - min) * (2^b - 1)), round half to even.
  * Sets *lo = min and *step = (max - min) / (2^b - 1) as float32.
  * Returns 0, 1 when the tensor is constant (max == min: no codes written;
- * store it exactly instead), or -EDOM when a delta is NaN or infinite.
+ * store it exactly instead), or -EDOM when a delta is NaN or infinite or
+ * the step does not fit a float.
  */
 int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 		     uint8_t *codes, float *lo, float *step);

@@ -294,7 +294,8 @@ static void test_publish(void)
 		size_t files;
 
 		CHECK_EQ_INT(udfs_store_open(dir, 0, &w2), 0);
-		CHECK_EQ_INT(udfs_store_gc(w2, false, &freed, &files), 0);
+		CHECK_EQ_INT(
+		    udfs_store_gc(w2, false, NULL, NULL, &freed, &files), 0);
 		CHECK_EQ_INT(files, 0);
 		udfs_store_close(w2);
 	}
@@ -350,7 +351,7 @@ static void test_lease_protects(void)
 	CHECK(gen_of(r) > 0);
 	CHECK(!listed(r, "d1"));
 	CHECK(pack && access(pack, F_OK) == 0);
-	CHECK_EQ_INT(udfs_store_gc(w, false, &freed, &files), 0);
+	CHECK_EQ_INT(udfs_store_gc(w, false, NULL, NULL, &freed, &files), 0);
 	CHECK_EQ_INT(files, 0);
 	CHECK(pack && access(pack, F_OK) == 0);
 	/* Released: the next lease refresh (a switch) drops the old
@@ -359,10 +360,10 @@ static void test_lease_protects(void)
 	held = NULL;
 	udfs_store_close(r);
 	r = NULL;
-	CHECK_EQ_INT(udfs_store_gc(w, true, &freed, &files), 0);
+	CHECK_EQ_INT(udfs_store_gc(w, true, NULL, NULL, &freed, &files), 0);
 	CHECK_EQ_INT(files, 1);
 	CHECK(pack && access(pack, F_OK) == 0);
-	CHECK_EQ_INT(udfs_store_gc(w, false, &freed, &files), 0);
+	CHECK_EQ_INT(udfs_store_gc(w, false, NULL, NULL, &freed, &files), 0);
 	CHECK_EQ_INT(files, 1);
 	CHECK(pack && access(pack, F_OK) < 0);
 out:

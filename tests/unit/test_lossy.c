@@ -8,6 +8,7 @@
  * decode speeds of a 1 MiB BF16 chunk.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -116,6 +117,13 @@ static void make_vals(struct chunk *c, double scale)
 	}
 }
 
+static float finite_top(int dtype)
+{
+	return dtype == UDFS_DT_F16    ? 65504.0f
+	       : dtype == UDFS_DT_BF16 ? 0x1.fep127f
+				       : FLT_MAX;
+}
+
 /* The reconstruction formula written out directly. */
 static void reference(struct chunk *c)
 {
@@ -133,6 +141,14 @@ static void reference(struct chunk *c)
 		d = c->p.gain * q;
 		w = b + d;
 		udfs_dtype_store_f32(c->dtype, c->want, i, w);
+		/* Finite base weights reconstruct finite: a sum out of range
+		 * saturates, a sum that is not a number keeps the base. */
+		if (isfinite(b) &&
+		    !isfinite(udfs_dtype_load_f32(c->dtype, c->want, i)))
+			udfs_dtype_store_f32(c->dtype, c->want, i,
+					     isnan(w) ? b
+					     : w > 0  ? finite_top(c->dtype)
+						      : -finite_top(c->dtype));
 	}
 }
 
@@ -508,6 +524,67 @@ static void bench(double s, int mask)
 	chunk_free(&c);
 }
 
+/*
+ * A reconstruction of finite base weights is finite: gain * value past the
+ * dtype's range saturates at its largest finite value (F16 deltas of
+ * +-65504 under a 1/(1-s) gain decoded to infinities), while sums in range
+ * keep exactly the bits of the plain formula.
+ */
+static void test_saturate(void)
+{
+	static const int dts[3] = {UDFS_DT_F16, UDFS_DT_BF16, UDFS_DT_F32};
+	enum { N = 64 };
+
+	for (int k = 0; k < 3; k++) {
+		for (int big = 0; big < 2; big++) {
+			int dt = dts[k];
+			unsigned es = udfs_dtype_size(dt);
+			udfs_lossy_params p = {
+			    .mask = UDFS_MASK_NONE,
+			    .values = UDFS_VAL_CODES,
+			    .bits = 4,
+			    .lo = -finite_top(dt),
+			    .step = finite_top(dt) / 7.5f,
+			    .gain = big ? 33.3f : 1.0f,
+			};
+			uint8_t codes[N], base[N * 4] = {0}, out[N * 4];
+			void *enc = NULL;
+			size_t len = 0;
+
+			for (int i = 0; i < N; i++) {
+				codes[i] = (uint8_t)(i % 16);
+				/* Some weights near the top already. */
+				udfs_dtype_store_f32(
+				    dt, base, (uint64_t)i,
+				    i % 3 ? 0.0f : finite_top(dt) * 0.75f);
+			}
+			CHECK_EQ_INT(udfs_lossy_encode_chunk(&p, dt, 0, N, NULL,
+							     N, codes, &enc,
+							     &len),
+				     0);
+			CHECK_EQ_INT(udfs_lossy_decode_chunk(&p, dt, 0, N, enc,
+							     len, base, out),
+				     0);
+			for (int i = 0; i < N; i++) {
+				float b = udfs_dtype_load_f32(dt, base, i);
+				float q = p.lo + (float)codes[i] * p.step;
+				float w = udfs_dtype_load_f32(dt, out, i);
+				uint8_t want[4];
+
+				CHECK(isfinite(w));
+				udfs_dtype_store_f32(dt, want, 0,
+						     b + p.gain * q);
+				if (isfinite(udfs_dtype_load_f32(dt, want, 0)))
+					CHECK(memcmp(want, out + i * es, es) ==
+					      0);
+				else
+					CHECK(fabsf(w) == finite_top(dt));
+			}
+			free(enc);
+		}
+	}
+}
+
 int main(void)
 {
 	test_roundtrips();
@@ -520,6 +597,7 @@ int main(void)
 	test_corrupt(UDFS_MASK_EXPLICIT, UDFS_VAL_SIGN, 0.97);
 	test_corrupt(UDFS_MASK_NONE, UDFS_VAL_CODES, 0.0);
 	test_bad_encode();
+	test_saturate();
 	test_size(0.9, UDFS_MASK_EXPLICIT);
 	test_size(0.97, UDFS_MASK_EXPLICIT);
 	test_size(0.9, UDFS_MASK_SEEDED);

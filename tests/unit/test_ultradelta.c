@@ -7,6 +7,7 @@
  * ratio accounting.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -53,6 +54,14 @@ static void test_quantize(void)
 	udfs_error_clear();
 	CHECK_EQ_INT(udfs_ud_quantize(d, 16, 9, c, &lo, &step), -EINVAL);
 	udfs_error_clear();
+	/* Finite deltas whose 1-bit step overflows a float (lo + 0 * step
+	 * would decode to a NaN): the tensor stays exact. */
+	d[3] = FLT_MAX;
+	d[4] = -FLT_MAX;
+	CHECK_EQ_INT(udfs_ud_quantize(d, 16, 1, c, &lo, &step), -EDOM);
+	udfs_error_clear();
+	CHECK_EQ_INT(udfs_ud_quantize(d, 16, 4, c, &lo, &step), 0);
+	CHECK(isfinite(step));
 
 	/* two values: codes 0 and 2^b - 1 */
 	for (int i = 0; i < 16; i++)
