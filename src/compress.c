@@ -30,6 +30,7 @@
 
 #include "compress_i.h"
 #include "udfs/catalog.h"
+#include "udfs/cluster.h"
 #include "udfs/codec.h"
 #include "udfs/dtype.h"
 #include "udfs/lossy.h"
@@ -212,8 +213,11 @@ static int pack_open(udfs_store *s, struct pack *pk, unsigned mode)
 	if (pk->fd < 0)
 		return udfs_error(-errno, "%s: %s", pk->tmp_path,
 				  strerror(errno));
-	/* gc skips tmp files that a live writer holds locked. */
-	flock(pk->fd, LOCK_EX);
+	/* gc, on any node, skips tmp files that a live writer holds. */
+	err = udfs_cluster_tmp_lock(pk->fd);
+	if (err)
+		return udfs_error(err, "%s: cannot lock: %s", pk->tmp_path,
+				  strerror(-err));
 	err = udfs_write_full(pk->fd, hdr, sizeof(hdr));
 	if (err)
 		return udfs_error(err, "%s: %s", pk->tmp_path, strerror(-err));
@@ -642,7 +646,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		      const char *const *names, const char *const *srcs)
 {
 	struct add_group g = {.store = s, .o = o, .n = n};
-	udfs_catalog *cat = udfs_store_catalog(s);
+	udfs_catalog *cat;
 	udfs_source **src = udfs_xcalloc(n, sizeof(*src));
 	struct pack *packs = udfs_xcalloc(n, sizeof(*packs));
 	udfs_model *models = udfs_xcalloc(n, sizeof(*models));
@@ -733,8 +737,9 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 	progress_end(&pr);
 	if (err)
 		goto out;
-	err = udfs_catalog_begin(cat);
+	err = udfs_store_begin(s);
 	in_tx = !err;
+	cat = udfs_store_catalog(s);
 	/* Another writer may have taken a name while we compressed. */
 	for (size_t i = 0; i < n && !err; i++)
 		err = check_new_name(s, names[i]);
@@ -757,15 +762,14 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		stored[i] = packs[i].off + meta;
 	}
 	if (!err)
-		err = udfs_catalog_commit(cat);
-	if (!err)
-		in_tx = false;
+		err = udfs_store_commit(s);
+	in_tx = false;
 	for (size_t i = 0; i < n && !err; i++)
 		udfs_add_report(&g, &g.models[i], models[i].source_bytes,
 				stored[i]);
 out:
 	if (in_tx)
-		udfs_catalog_rollback(cat);
+		udfs_store_rollback(s);
 	for (size_t i = 0; i < n; i++) {
 		if (err)
 			pack_discard(&packs[i]);
@@ -922,11 +926,12 @@ static int sync_dirs(const char *tmp, const udfs_model *m)
 int udfs_compress_add_base(udfs_store *s, const char *name,
 			   const char *src_path, bool link, bool quiet)
 {
-	udfs_catalog *cat = udfs_store_catalog(s);
+	udfs_catalog *cat;
 	udfs_source *src = NULL;
 	udfs_model m = {0};
 	char *id = random_name();
 	char *tmp = udfs_xasprintf("%s/tmp/%s", udfs_store_dir(s), id);
+	char *lock = udfs_xasprintf("%s.lock", tmp);
 	char *rel = udfs_xasprintf("bases/%s", id);
 	char *final = udfs_xasprintf("%s/%s", udfs_store_dir(s), rel);
 	struct progress pr;
@@ -938,13 +943,24 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 		err = udfs_source_open(src_path, &src);
 	if (err)
 		goto out;
+	/* gc on any node leaves tmp/<id>/ alone while tmp/<id>.lock is
+	 * locked: directory locks are not shared between the clients of a
+	 * network filesystem, locks on regular files are. */
+	lock_fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (lock_fd < 0) {
+		err = udfs_error(-errno, "%s: %s", lock, strerror(errno));
+		goto out;
+	}
+	err = udfs_cluster_tmp_lock(lock_fd);
+	if (err) {
+		err = udfs_error(err, "%s: cannot lock: %s", lock,
+				 strerror(-err));
+		goto out;
+	}
 	if (mkdir(tmp, dir_mode(src->mode)) < 0) {
 		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	lock_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (lock_fd >= 0)
-		flock(lock_fd, LOCK_EX); /* gc leaves it alone */
 	m.name = (char *)name;
 	m.kind = UDFS_MODEL_BASE;
 	m.method = (char *)"base";
@@ -990,8 +1006,9 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	if (!err)
 		err = sync_dirs(tmp, &m);
 	if (!err)
-		err = udfs_catalog_begin(cat);
+		err = udfs_store_begin(s);
 	in_tx = !err;
+	cat = udfs_store_catalog(s);
 	/* Placed inside the transaction, for the same reason as packs. */
 	if (!err && rename_noreplace(tmp, final) < 0)
 		err = udfs_error(-errno, "%s: %s", final, strerror(errno));
@@ -1010,16 +1027,18 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	for (size_t i = 0; i < m.n_files && !err; i++)
 		err = udfs_catalog_insert_file(cat, m.id, &m.files[i]);
 	if (!err)
-		err = udfs_catalog_commit(cat);
-	if (!err)
-		in_tx = false;
+		err = udfs_store_commit(s);
+	in_tx = false;
 out:
 	if (in_tx)
-		udfs_catalog_rollback(cat);
+		udfs_store_rollback(s);
 	if (err)
 		udfs_rm_tree(placed ? final : tmp);
-	if (lock_fd >= 0)
+	if (lock_fd >= 0) {
+		unlink(lock);
 		close(lock_fd);
+	}
+	free(lock);
 	files_free(m.files, m.n_files);
 	udfs_source_close(src);
 	free(final);

@@ -494,6 +494,11 @@ int udfs_mount_main(int argc, char **argv)
 		fail(&fs, "%s", udfs_error_msg(err));
 		goto out;
 	}
+	/* Said at start, on the terminal: what this mount cannot follow. */
+	err = udfs_store_follow_check(fs.store);
+	if (err < 0)
+		udfs_warn("warning: %s", udfs_error_msg(err));
+	udfs_error_clear();
 	udfs_store_close(fs.store);
 	fs.store = NULL;
 	if (open_log(&fs))
@@ -563,6 +568,10 @@ int udfs_mount_main(int argc, char **argv)
 		goto out;
 	}
 	udfs_cache_provider(fs.cache, &fs.provider);
+	/* A lease naming the generations served, so that gc on any node
+	 * keeps what this mount may still read (udfs(5)). */
+	if (udfs_store_follow(fs.store) < 0)
+		udfs_error_clear();
 	cfg = fuse_loop_cfg_create();
 	if (!cfg) {
 		fail(&fs, "mount: out of memory");

@@ -22,6 +22,7 @@
 
 #include "check.h"
 #include "store_fixture.h"
+#include "udfs/cluster.h"
 #include "udfs/compress.h"
 #include "udfs/dtype.h"
 #include "udfs/recon.h"
@@ -832,8 +833,8 @@ static void test_store(struct fixture *fx)
 		free(p);
 		p = udfs_xasprintf("%s/tmp/busy", fx->store);
 		write_bytes(p, junk, 100);
-		lock_fd = open(p, O_RDONLY);
-		CHECK(lock_fd >= 0 && flock(lock_fd, LOCK_EX) == 0);
+		lock_fd = open(p, O_RDWR);
+		CHECK(lock_fd >= 0 && udfs_cluster_tmp_lock(lock_fd) == 0);
 		free(p);
 		sync();
 		CHECK_EQ_INT(
