@@ -35,8 +35,13 @@ static const char usage[] =
     "  --bits B              quantization bits, 1..8 (default 4)\n"
     "  --step D              mixed-sparsity step (default 0.01)\n"
     "  --ratio R             pick s so that the lossy tensors reach ratio R\n"
+    "                        (adaptive: the whole model, real bytes)\n"
     "  --mask explicit|seeded  keep-mask kind (default explicit)\n"
-    "  --method ultradelta|dare|bitdelta|magnitude  (default ultradelta)\n"
+    "  --method adaptive|ultradelta|dare|bitdelta|magnitude\n"
+    "                        (default: adaptive without lossy options,\n"
+    "                        ultradelta with --sparsity, --bits, ...)\n"
+    "  --max-error E         adaptive: relative delta error of each tensor\n"
+    "                        (default 0.3)\n"
     "  --exact GLOB          store matching tensors losslessly (repeatable)\n"
     "  --min-elems N         smallest matrix made lossy (default 1024)\n"
     "  --seed N              all randomness derives from it (default 0)\n"
@@ -58,6 +63,7 @@ enum {
 	OPT_RATIO,
 	OPT_MASK,
 	OPT_METHOD,
+	OPT_MAX_ERROR,
 	OPT_EXACT,
 	OPT_MIN_ELEMS,
 	OPT_SEED,
@@ -75,6 +81,7 @@ static const struct option long_opts[] = {
     {"ratio", required_argument, NULL, OPT_RATIO},
     {"mask", required_argument, NULL, OPT_MASK},
     {"method", required_argument, NULL, OPT_METHOD},
+    {"max-error", required_argument, NULL, OPT_MAX_ERROR},
     {"exact", required_argument, NULL, OPT_EXACT},
     {"min-elems", required_argument, NULL, OPT_MIN_ELEMS},
     {"seed", required_argument, NULL, OPT_SEED},
@@ -153,6 +160,7 @@ int main(int argc, char **argv)
 	json_t *params = json_object(), *exact = json_array();
 	const char **exact_v = NULL;
 	bool link = false, quiet = false, lossy_opt = false, mask_opt = false;
+	bool method_opt = false, ud_opt = false, max_error_opt = false;
 	struct sigaction sa = {.sa_handler = on_signal};
 	udfs_store *s = NULL;
 	const char *verb;
@@ -171,15 +179,15 @@ int main(int argc, char **argv)
 			break;
 		case OPT_SPARSITY:
 			o.sparsity = parse_double("sparsity", optarg, 0, 0.999);
-			lossy_opt = true;
+			lossy_opt = ud_opt = true;
 			break;
 		case OPT_BITS:
 			o.bits = (unsigned)parse_ull("bits", optarg, 1, 8);
-			lossy_opt = true;
+			lossy_opt = ud_opt = true;
 			break;
 		case OPT_STEP:
 			o.step = parse_double("step", optarg, 0, 0.5);
-			lossy_opt = true;
+			lossy_opt = ud_opt = true;
 			break;
 		case OPT_RATIO:
 			o.ratio = parse_double("ratio", optarg, 1.0001, 1e6);
@@ -194,15 +202,20 @@ int main(int argc, char **argv)
 				udfs_die("--mask: \"%s\" is not explicit or "
 					 "seeded",
 					 optarg);
-			lossy_opt = mask_opt = true;
+			lossy_opt = mask_opt = ud_opt = true;
 			break;
 		case OPT_METHOD:
 			o.method = udfs_encoding_parse(optarg);
 			if (!udfs_encoding_is_lossy(o.method))
-				udfs_die("--method: \"%s\" is not ultradelta, "
-					 "dare, bitdelta or magnitude",
+				udfs_die("--method: \"%s\" is not adaptive, "
+					 "ultradelta, dare, bitdelta or "
+					 "magnitude",
 					 optarg);
-			lossy_opt = true;
+			lossy_opt = method_opt = true;
+			break;
+		case OPT_MAX_ERROR:
+			o.max_error = parse_double("max-error", optarg, 0, 10);
+			lossy_opt = max_error_opt = true;
 			break;
 		case OPT_EXACT:
 			exact_v = udfs_xrealloc(exact_v, (o.n_exact + 1) *
@@ -279,6 +292,20 @@ int main(int argc, char **argv)
 		if (o.lossless && lossy_opt)
 			udfs_die("--lossless cannot be combined with lossy "
 				 "options (--sparsity, --bits, --method, ...)");
+		/* Without a lossy option, or with --max-error alone, the
+		 * adaptive method; UltraDelta's options keep their meaning. */
+		if (!method_opt && (!lossy_opt || (max_error_opt && !ud_opt &&
+						   o.ratio == 0)))
+			o.method = UDFS_ENC_ADAPTIVE;
+		if (o.method == UDFS_ENC_ADAPTIVE && ud_opt)
+			udfs_die("--sparsity, --bits, --step and --mask do not "
+				 "apply to --method adaptive");
+		if (max_error_opt && o.method != UDFS_ENC_ADAPTIVE)
+			udfs_die("--max-error applies to --method adaptive "
+				 "only");
+		if (max_error_opt && o.ratio > 0)
+			udfs_die("--max-error and --ratio are two targets: "
+				 "give one");
 		if (mask_opt && o.method == UDFS_ENC_BITDELTA)
 			udfs_die(
 			    "--method bitdelta keeps every element: --mask "
@@ -304,7 +331,19 @@ int main(int argc, char **argv)
 		    params, "method",
 		    json_string(o.lossless ? "lossless"
 					   : udfs_encoding_name(o.method)));
-		if (!o.lossless) {
+		if (!o.lossless && o.method == UDFS_ENC_ADAPTIVE) {
+			if (o.ratio > 0)
+				json_object_set_new(params, "ratio",
+						    json_real(o.ratio));
+			else
+				json_object_set_new(params, "max_error",
+						    json_real(o.max_error));
+			json_object_set_new(
+			    params, "min_elems",
+			    json_integer((json_int_t)o.min_elems));
+			json_object_set_new(params, "exact",
+					    json_incref(exact));
+		} else if (!o.lossless) {
 			json_object_set_new(params, "sparsity",
 					    json_real(o.sparsity));
 			json_object_set_new(params, "bits",

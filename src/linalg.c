@@ -27,6 +27,7 @@
  */
 #include "udfs/ultradelta.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <lapacke.h>
 #include <limits.h>
@@ -78,6 +79,55 @@ int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out)
 	*out = sum;
 out:
 	free(s);
+	free(a);
+	return ret;
+}
+
+int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
+	     float *v)
+{
+	size_t k = rows < cols ? rows : cols;
+	float *a = NULL, *lu = NULL, *lvt = NULL;
+	lapack_int info;
+	int ret = 0;
+
+	if (k == 0)
+		return 0;
+	if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / 4 / cols)
+		return udfs_error(-EINVAL, "SVD: %zu x %zu matrix is too large "
+					   "for LAPACK",
+				  rows, cols);
+	a = malloc(rows * cols * sizeof(*a));
+	lu = malloc(cols * k * sizeof(*lu));
+	lvt = malloc(k * rows * sizeof(*lvt));
+	if (!a || !lu || !lvt) {
+		ret = udfs_error(-ENOMEM, "SVD: %zu x %zu matrix", rows, cols);
+		goto out;
+	}
+	memcpy(a, m, rows * cols * sizeof(*a));
+	/* Callers run one SVD per worker thread: OpenBLAS's own threads
+	 * would only spin against them (see the timings above). */
+	openblas_set_num_threads(1);
+	/* LAPACK sees M^T (cols x rows, column-major) = U' S V'^T, so
+	 * M = V' S U'^T: M's left vectors are the rows of V'^T, its right
+	 * vectors the columns of U'. */
+	info = LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)cols,
+			      (lapack_int)rows, a, (lapack_int)cols, s, lu,
+			      (lapack_int)cols, lvt, (lapack_int)k);
+	if (info != 0) {
+		ret = udfs_error(-EIO, "SVD: LAPACKE_sgesdd on a %zu x %zu "
+				       "matrix: info %d",
+				 rows, cols, (int)info);
+		goto out;
+	}
+	/* lvt is k x rows column-major: row-major rows x k already. */
+	memcpy(u, lvt, k * rows * sizeof(*u));
+	for (size_t j = 0; j < cols; j++)
+		for (size_t c = 0; c < k; c++)
+			v[j * k + c] = lu[j + c * cols];
+out:
+	free(lvt);
+	free(lu);
 	free(a);
 	return ret;
 }

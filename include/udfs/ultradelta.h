@@ -66,4 +66,13 @@ double udfs_ud_paper_ratio(double s, unsigned bits, int explicit_mask);
  */
 int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out);
 
+/*
+ * Thin SVD M = U diag(s) V^T of a rows x cols float32 matrix, row-major,
+ * through LAPACKE sgesdd: with k = min(rows, cols), u receives rows x k
+ * and v cols x k (both row-major, column c the c-th singular vector), s
+ * the k singular values in descending order. 0 or -errno with a message.
+ */
+int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
+	     float *v);
+
 #endif
