@@ -41,7 +41,7 @@ static const char usage[] =
     "                        (default: adaptive without lossy options,\n"
     "                        ultradelta with --sparsity, --bits, ...)\n"
     "  --max-error E         adaptive: relative delta error of each tensor\n"
-    "                        (default 0.3)\n"
+    "                        (default 0.1)\n"
     "  --exact GLOB          store matching tensors losslessly (repeatable)\n"
     "  --min-elems N         smallest matrix made lossy (default 1024)\n"
     "  --seed N              all randomness derives from it (default 0)\n"

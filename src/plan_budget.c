@@ -488,15 +488,28 @@ static int choose_budget(struct ptensor *pt, size_t n, double budget)
 	return 0;
 }
 
-/* The smallest candidate within relative error e, per tensor. */
+/*
+ * The smallest candidate within relative error e_t, per tensor, where a
+ * tensor holding less than SMALL_SHARE of the eligible bytes gets the
+ * tighter e_t = e * sqrt(share / SMALL_SHARE): small tensors (output
+ * heads, routers, the layers of small models) cost little to keep close,
+ * and are often the most sensitive (bench/FIDELITY.md, toylora).
+ */
+#define SMALL_SHARE 0.05
 static void choose_max_error(struct ptensor *pt, size_t n, double e)
 {
+	double total = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += pt[i].cand[0].bytes;
 	for (size_t i = 0; i < n; i++) {
 		struct ptensor *t = &pt[i];
+		double share = total > 0 ? t->cand[0].bytes / total : 1;
+		double et = e * sqrt(fmin(1.0, share / SMALL_SHARE));
 
 		t->pick = 0; /* exact */
 		for (size_t c = 0; c < t->n_cand; c++)
-			if (t->cand[c].err2 <= e * e * t->norm2 &&
+			if (t->cand[c].err2 <= et * et * t->norm2 &&
 			    t->cand[c].bytes < t->cand[t->pick].bytes)
 				t->pick = c;
 	}

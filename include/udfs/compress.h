@@ -17,7 +17,7 @@
 #include "udfs/store.h"
 
 /* Default --max-error of the adaptive method: see udfs-compress(1). */
-#define UDFS_ADAPTIVE_MAX_ERROR 0.3
+#define UDFS_ADAPTIVE_MAX_ERROR 0.1
 
 typedef struct udfs_add_opts {
 	const char *base; /* name of the base model in the store */
