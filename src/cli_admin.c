@@ -162,6 +162,16 @@ static uint64_t tensor_stored(const udfs_tensor *t)
 	return udfs_encoded_bytes(t->enc, t->n_chunks, t->stored_bytes);
 }
 
+/* The adaptive method's code of a tensor and its measured delta error
+ * (udfs-compress(1), recorded in the model's params). */
+static void print_code(const json_t *c)
+{
+	if (c)
+		printf("  %-22s %.4f",
+		       json_string_value(json_object_get(c, "code")),
+		       json_number_value(json_object_get(c, "error")));
+}
+
 int udfs_cli_info(int argc, char **argv)
 {
 	static const char usage[] = "udfs info STORE NAME [--json]";
@@ -170,7 +180,7 @@ int udfs_cli_info(int argc, char **argv)
 	uint64_t lossy_src = 0, lossy_dst = 0;
 	udfs_model *m = NULL;
 	udfs_store *s;
-	json_t *jm, *jfiles;
+	json_t *jm, *jfiles, *params, *codes;
 	int err;
 
 	if (argc - i != 2)
@@ -179,6 +189,8 @@ int udfs_cli_info(int argc, char **argv)
 	err = udfs_model_load(s, argv[i + 1], &m);
 	if (err)
 		udfs_die("%s", udfs_error_msg(err));
+	params = json_loads(m->params, 0, NULL);
+	codes = json_object_get(params, "codes");
 	jfiles = json_array();
 	for (size_t f = 0; f < m->n_files; f++) {
 		const udfs_file *fl = &m->files[f];
@@ -197,6 +209,14 @@ int udfs_cli_info(int argc, char **argv)
 			    (json_int_t)src, "stored_bytes", (json_int_t)dst,
 			    "ratio", ratio(src, dst));
 
+			if (json_object_get(codes, t->name)) {
+				json_t *c = json_object_get(codes, t->name);
+
+				json_object_set(e, "code",
+						json_object_get(c, "code"));
+				json_object_set(e, "delta_error",
+						json_object_get(c, "error"));
+			}
 			if (udfs_encoding_is_lossy(t->enc)) {
 				json_object_set_new(e, "rate",
 						    json_real(t->lp.rate));
@@ -234,7 +254,7 @@ int udfs_cli_info(int argc, char **argv)
 		       "stored_bytes", (json_int_t)m->stored_bytes, "ratio",
 		       ratio(m->source_bytes, m->stored_bytes), "sparsity",
 		       m->sparsity, "seed", (json_int_t)m->seed);
-	json_object_set_new(jm, "params", json_loads(m->params, 0, NULL));
+	json_object_set(jm, "params", params);
 	if (lossy_src) {
 		json_object_set_new(jm, "lossy_source_bytes",
 				    json_integer((json_int_t)lossy_src));
@@ -254,7 +274,16 @@ int udfs_cli_info(int argc, char **argv)
 		       m->kind == UDFS_MODEL_BASE ? "base" : "delta");
 		if (m->base)
 			printf("base:      %s\n", m->base->name);
-		printf("method:    %s\nparams:    %s\n", m->method, m->params);
+		json_t *pc = json_deep_copy(params);
+		char *ps;
+
+		/* The per-tensor codes show in the tensor table below. */
+		json_object_del(pc, "codes");
+		ps = json_dumps(pc, JSON_COMPACT | JSON_SORT_KEYS);
+		printf("method:    %s\nparams:    %s\n", m->method,
+		       ps ? ps : m->params);
+		free(ps);
+		json_decref(pc);
 		printf("source:    %s\nstored:    %s\nratio:     %.2fx "
 		       "(whole model, real bytes)\n",
 		       udfs_fmt_bytes(m->source_bytes, a, sizeof(a)),
@@ -276,9 +305,10 @@ int udfs_cli_info(int argc, char **argv)
 			if (fl->kind != UDFS_FILE_SAFETENSORS)
 				continue;
 			printf("  %-44s %-5s %-11s %-10s %6s %4s %11s %11s "
-			       "%8s\n",
+			       "%8s%s\n",
 			       "TENSOR", "DTYPE", "SHAPE", "ENCODING", "RATE",
-			       "BITS", "SOURCE", "STORED", "RATIO");
+			       "BITS", "SOURCE", "STORED", "RATIO",
+			       codes ? "  CODE                   ERROR" : "");
 			for (size_t k = 0; k < fl->n_tensors; k++) {
 				const udfs_tensor *t = &fl->tensors[k];
 				char shape[64] = "";
@@ -300,12 +330,15 @@ int udfs_cli_info(int argc, char **argv)
 					       t->lp.bits);
 				else
 					printf(" %6s %4s", "-", "-");
-				printf(" %11" PRIu64 " %11" PRIu64 " %7.2fx\n",
+				printf(" %11" PRIu64 " %11" PRIu64 " %7.2fx",
 				       src, dst, ratio(src, dst));
+				print_code(json_object_get(codes, t->name));
+				putchar('\n');
 			}
 		}
 	}
 	json_decref(jm);
+	json_decref(params);
 	udfs_model_put(m);
 	udfs_store_close(s);
 	return 0;
