@@ -217,7 +217,8 @@ size_t udfs_lossy_put_varint(uint8_t *p, uint32_t v)
 
 /* Read a varint at *pos of in[0..len); false when truncated, longer than
  * 5 bytes, above 32 bits or ending in a redundant zero byte. */
-bool udfs_lossy_get_varint(const uint8_t *in, size_t len, size_t *pos, uint32_t *v)
+bool udfs_lossy_get_varint(const uint8_t *in, size_t len, size_t *pos,
+			   uint32_t *v)
 {
 	uint64_t x = 0;
 
@@ -657,7 +658,8 @@ int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
 			goto out;
 		}
 		hdr_len += udfs_lossy_put_varint(hdr + hdr_len, n_kept);
-		hdr_len += udfs_lossy_put_varint(hdr + hdr_len, (uint32_t)mask_len);
+		hdr_len +=
+		    udfs_lossy_put_varint(hdr + hdr_len, (uint32_t)mask_len);
 	}
 	ret = udfs_lossy_values_encode(p, es, n_kept, vals, &val, &val_len,
 				       &vfmt);
@@ -871,9 +873,9 @@ static int rc_decode_signs(const uint8_t *in, size_t len, uint32_t n_kept,
 
 /* The per-element deltas gain * value(j) of the kept elements, in the
  * order of the reconstruction formula. */
-int udfs_lossy_values_decode(const udfs_lossy_params *p, int dtype,
-			     unsigned vf, const uint8_t *in, size_t len,
-			     uint32_t n_kept, float *d)
+int udfs_lossy_values_decode(const udfs_lossy_params *p, int dtype, unsigned vf,
+			     const uint8_t *in, size_t len, uint32_t n_kept,
+			     float *d)
 {
 	unsigned es = udfs_dtype_size(dtype), nb;
 	size_t raw_len;
@@ -1112,9 +1114,8 @@ out:
 	return 0;
 }
 
-int udfs_lossy_accumulate(const udfs_lossy_params *p, int dtype,
-			  uint64_t first, uint32_t n, const void *in,
-			  size_t in_len, float *acc)
+int udfs_lossy_accumulate(const udfs_lossy_params *p, int dtype, uint64_t first,
+			  uint32_t n, const void *in, size_t in_len, float *acc)
 {
 	uint32_t *pos = NULL, n_kept = 0;
 	float *d = NULL;
@@ -1163,8 +1164,9 @@ int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
 			uint32_t i = pos ? pos[j] : j;
 			float b = udfs_dtype_load_f32(dtype, base, i);
 
-			udfs_dtype_store_f32(dtype, out, i,
-					     udfs_lossy_finite_sum(dtype, b, d[j]));
+			udfs_dtype_store_f32(
+			    dtype, out, i,
+			    udfs_lossy_finite_sum(dtype, b, d[j]));
 		}
 	free(pos);
 	free(d);

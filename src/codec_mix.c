@@ -126,8 +126,8 @@ static int encode_lowrank(const udfs_lowrank *lr, uint64_t first, uint32_t n,
 		return udfs_error(-EINVAL,
 				  "composite chunk: rank %u, %u bits, "
 				  "%llu columns for %u elements",
-				  lr->k, lr->bits,
-				  (unsigned long long)lr->cols, n);
+				  lr->k, lr->bits, (unsigned long long)lr->cols,
+				  n);
 	cp = code_params(lr->bits);
 	codes = udfs_xmalloc(cnt + 1);
 	memcpy(codes, lr->u_codes, rows * lr->k);
@@ -191,16 +191,17 @@ static int read_scales(const uint8_t *in, uint32_t k, float *s)
 	for (uint32_t c = 0; c < k; c++) {
 		s[c] = get_f32(in + 4 * (size_t)c);
 		if (!isfinite(s[c]))
-			return udfs_error(-EIO, "composite chunk: scale %u "
-						"not finite",
+			return udfs_error(-EIO,
+					  "composite chunk: scale %u "
+					  "not finite",
 					  c);
 	}
 	return 0;
 }
 
 /* Decode the low-rank part at *at into acc (n elements from first). */
-static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
-			  int dtype, uint64_t first, uint32_t n, float *acc)
+static int decode_lowrank(const uint8_t *in, size_t len, size_t *at, int dtype,
+			  uint64_t first, uint32_t n, float *acc)
 {
 	uint32_t k, bits, cols, sec_len;
 	uint64_t rows, cnt;
@@ -285,9 +286,9 @@ static void add_acc(int dtype, const void *base, void *out, const float *acc,
 	}
 }
 
-int udfs_mix_decode_chunk(const udfs_lossy_params *p, int dtype,
-			  uint64_t first, uint32_t n, const void *in,
-			  size_t in_len, const void *base, void *out)
+int udfs_mix_decode_chunk(const udfs_lossy_params *p, int dtype, uint64_t first,
+			  uint32_t n, const void *in, size_t in_len,
+			  const void *base, void *out)
 {
 	const uint8_t *buf = in;
 	unsigned flags;
@@ -308,8 +309,9 @@ int udfs_mix_decode_chunk(const udfs_lossy_params *p, int dtype,
 		ret = udfs_lossy_accumulate(p, dtype, first, n, buf + at,
 					    in_len - at, acc);
 	else if (ret == 0 && at != in_len)
-		ret = udfs_error(-EIO, "composite chunk: %zu bytes after its "
-				       "parts",
+		ret = udfs_error(-EIO,
+				 "composite chunk: %zu bytes after its "
+				 "parts",
 				 in_len - at);
 	if (ret == 0)
 		add_acc(dtype, base, out, acc, n);

@@ -519,12 +519,11 @@ static void note_code(struct add_model *am, const udfs_tensor *t,
 	udfs_mix_code_name(&p->mix, &p->lp, name, sizeof(name));
 	if (!am->codes)
 		am->codes = json_object();
-	json_object_set_new(
-	    am->codes, t->name,
-	    json_pack("{s:s,s:I,s:f}", "code", name, "bytes",
-		      (json_int_t)udfs_encoded_bytes(t->enc, t->n_chunks,
-						     t->stored_bytes),
-		      "error", udfs_fidelity_rel_err(&f)));
+	json_object_set_new(am->codes, t->name,
+			    json_pack("{s:s,s:I,s:f}", "code", name, "bytes",
+				      (json_int_t)udfs_encoded_bytes(
+					  t->enc, t->n_chunks, t->stored_bytes),
+				      "error", udfs_fidelity_rel_err(&f)));
 }
 
 /* Build file f of the new model from source file sf and write its chunks.
@@ -756,8 +755,8 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		}
 		if (!err)
 			err = pack_sync(&packs[i]);
-		m->params = params_json(o, g.models[i].target_sparsity,
-					&g.models[i]);
+		m->params =
+		    params_json(o, g.models[i].target_sparsity, &g.models[i]);
 		if (g.models[i].lossy_elems)
 			m->sparsity = 1.0 - (double)g.models[i].kept_elems /
 						(double)g.models[i].lossy_elems;

@@ -30,13 +30,13 @@ enum mix_residual {
  * of rank `rank` with fbits-bit factors (rank 0: none) plus a residual
  * whose parameters are the tensor's udfs_lossy_params. */
 struct mix_code {
-	uint64_t cols;	   /* row length of the tensor */
+	uint64_t cols; /* row length of the tensor */
 	uint8_t rank, fbits;
-	uint8_t res;	   /* enum mix_residual */
-	uint8_t rbits;	   /* MIX_RES_CODES */
-	float rate;	   /* residual elements dropped (smallest first) */
-	double est_bytes;  /* estimated pack bytes */
-	double est_err;	   /* estimated relative error of the delta */
+	uint8_t res;	  /* enum mix_residual */
+	uint8_t rbits;	  /* MIX_RES_CODES */
+	float rate;	  /* residual elements dropped (smallest first) */
+	double est_bytes; /* estimated pack bytes */
+	double est_err;	  /* estimated relative error of the delta */
 };
 
 /* How one tensor of one model is stored; decided before any byte is
@@ -58,7 +58,7 @@ struct add_model {
 	uint64_t kept_elems;	   /* ... of which kept (counted on write) */
 	udfs_fidelity fid; /* lossy tensors, measured on the encoded chunks */
 	struct json_t *codes; /* adaptive: {tensor: {code, bytes, error}} */
-	double seconds;	   /* planning and writing time of this model */
+	double seconds;	      /* planning and writing time of this model */
 	struct base_match {
 		size_t tensors;	    /* tensors of the source */
 		size_t related;	    /* same name, dtype, shape, close values */
@@ -128,12 +128,12 @@ int udfs_mix_plan_group(struct add_group *g);
  * (plan_budget.c); the counterparts of udfs_lossy_tensor_*. */
 struct mix_tensor;
 int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
-			    uint64_t nelems,
-			    const void *cur, const void *base,
+			    uint64_t nelems, const void *cur, const void *base,
 			    struct mix_tensor **out);
 int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
-			  const struct tensor_plan *p, int dtype, uint64_t first,
-			  uint32_t n, void **out, size_t *out_len);
+			  const struct tensor_plan *p, int dtype,
+			  uint64_t first, uint32_t n, void **out,
+			  size_t *out_len);
 uint64_t udfs_mix_tensor_kept(const struct mix_tensor *mt);
 void udfs_mix_tensor_free(struct mix_tensor *mt);
 

@@ -294,8 +294,8 @@ int main(int argc, char **argv)
 				 "options (--sparsity, --bits, --method, ...)");
 		/* Without a lossy option, or with --max-error alone, the
 		 * adaptive method; UltraDelta's options keep their meaning. */
-		if (!method_opt && (!lossy_opt || (max_error_opt && !ud_opt &&
-						   o.ratio == 0)))
+		if (!method_opt &&
+		    (!lossy_opt || (max_error_opt && !ud_opt && o.ratio == 0)))
 			o.method = UDFS_ENC_ADAPTIVE;
 		if (o.method == UDFS_ENC_ADAPTIVE && ud_opt)
 			udfs_die("--sparsity, --bits, --step and --mask do not "

@@ -25,7 +25,7 @@
 
 struct mix_tensor {
 	uint64_t n, cols;
-	uint32_t per_chunk; /* elements per chunk */
+	uint32_t per_chunk;	 /* elements per chunk */
 	struct mix_factors *blk; /* per chunk, rank > 0 only */
 	uint32_t n_blk;
 	uint8_t *keep;	/* residual: 1 = kept; NULL when no residual */
@@ -133,8 +133,7 @@ void udfs_mix_factors_make(const struct mix_svd *b, uint32_t k, uint32_t bits,
 	quant_factor(b->v, b->cols, b->k, k, bits, f->vc, f->vs);
 }
 
-void udfs_mix_factors_dequant(const struct mix_factors *f, float *uf,
-			      float *vf)
+void udfs_mix_factors_dequant(const struct mix_factors *f, float *uf, float *vf)
 {
 	udfs_lowrank_dequant(f->uc, f->rows, f->k, f->bits, f->us, uf);
 	udfs_lowrank_dequant(f->vc, f->cols, f->k, f->bits, f->vs, vf);
@@ -198,8 +197,7 @@ uint8_t udfs_mix_quant(float x, float lo, float step, unsigned bits)
 }
 
 int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
-			    uint64_t nelems,
-			    const void *cur, const void *base,
+			    uint64_t nelems, const void *cur, const void *base,
 			    struct mix_tensor **out)
 {
 	const struct mix_code *c = &p->mix;
@@ -252,8 +250,9 @@ out:
 }
 
 /* The version 1 chunk of the residual of elements [first, first + n). */
-static int residual_chunk(const struct mix_tensor *mt, const struct tensor_plan *p,
-			  int dtype, uint64_t first, uint32_t n, void **out,
+static int residual_chunk(const struct mix_tensor *mt,
+			  const struct tensor_plan *p, int dtype,
+			  uint64_t first, uint32_t n, void **out,
 			  size_t *out_len)
 {
 	uint32_t *kept = udfs_xmalloc(((size_t)n + 1) * sizeof(uint32_t));
@@ -275,8 +274,9 @@ static int residual_chunk(const struct mix_tensor *mt, const struct tensor_plan 
 }
 
 int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
-			  const struct tensor_plan *p, int dtype, uint64_t first,
-			  uint32_t n, void **out, size_t *out_len)
+			  const struct tensor_plan *p, int dtype,
+			  uint64_t first, uint32_t n, void **out,
+			  size_t *out_len)
 {
 	const struct mix_factors *f =
 	    mt->blk ? &mt->blk[first / mt->per_chunk] : NULL;

@@ -94,8 +94,9 @@ int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
 	if (k == 0)
 		return 0;
 	if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / 4 / cols)
-		return udfs_error(-EINVAL, "SVD: %zu x %zu matrix is too large "
-					   "for LAPACK",
+		return udfs_error(-EINVAL,
+				  "SVD: %zu x %zu matrix is too large "
+				  "for LAPACK",
 				  rows, cols);
 	a = malloc(rows * cols * sizeof(*a));
 	lu = malloc(cols * k * sizeof(*lu));
@@ -115,8 +116,9 @@ int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
 			      (lapack_int)rows, a, (lapack_int)cols, s, lu,
 			      (lapack_int)cols, lvt, (lapack_int)k);
 	if (info != 0) {
-		ret = udfs_error(-EIO, "SVD: LAPACKE_sgesdd on a %zu x %zu "
-				       "matrix: info %d",
+		ret = udfs_error(-EIO,
+				 "SVD: LAPACKE_sgesdd on a %zu x %zu "
+				 "matrix: info %d",
 				 rows, cols, (int)info);
 		goto out;
 	}

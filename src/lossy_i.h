@@ -31,22 +31,22 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 			     uint32_t n_kept, const void *vals, uint8_t **out,
 			     size_t *len, uint8_t *fmt);
 /* Inverse: d[j] = gain * value(j). -EIO when malformed, -ENOMEM. */
-int udfs_lossy_values_decode(const udfs_lossy_params *p, int dtype,
-			     unsigned vf, const uint8_t *in, size_t len,
-			     uint32_t n_kept, float *d);
+int udfs_lossy_values_decode(const udfs_lossy_params *p, int dtype, unsigned vf,
+			     const uint8_t *in, size_t len, uint32_t n_kept,
+			     float *d);
 
 /* Decode a version 1 chunk and add gain * value(i) to acc[i] for each kept
  * element i. 0, -EIO or -ENOMEM. */
-int udfs_lossy_accumulate(const udfs_lossy_params *p, int dtype,
-			  uint64_t first, uint32_t n, const void *in,
-			  size_t in_len, float *acc);
+int udfs_lossy_accumulate(const udfs_lossy_params *p, int dtype, uint64_t first,
+			  uint32_t n, const void *in, size_t in_len,
+			  float *acc);
 
 /* b + d in float32, kept finite when b is (udfs(5), reconstruction). */
 float udfs_lossy_finite_sum(int dtype, float b, float d);
 
 /* Decode a composite (version 2) chunk; see udfs_lossy_decode_chunk. */
-int udfs_mix_decode_chunk(const udfs_lossy_params *p, int dtype,
-			  uint64_t first, uint32_t n, const void *in,
-			  size_t in_len, const void *base, void *out);
+int udfs_mix_decode_chunk(const udfs_lossy_params *p, int dtype, uint64_t first,
+			  uint32_t n, const void *in, size_t in_len,
+			  const void *base, void *out);
 
 #endif

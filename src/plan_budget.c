@@ -84,8 +84,8 @@ static double entropy_bits(const uint64_t *hist, size_t nb, uint64_t n)
 
 	for (size_t i = 0; i < nb; i++)
 		if (hist[i])
-			bits -= (double)hist[i] *
-				log2((double)hist[i] / (double)n);
+			bits -=
+			    (double)hist[i] * log2((double)hist[i] / (double)n);
 	return bits;
 }
 
@@ -144,8 +144,7 @@ struct resid {
 	double *tail2; /* n + 1 entries */
 };
 
-static void resid_init(struct resid *rs, const float *r, uint64_t n,
-		       double up)
+static void resid_init(struct resid *rs, const float *r, uint64_t n, double up)
 {
 	rs->n = n;
 	rs->up = up;
@@ -155,8 +154,8 @@ static void resid_init(struct resid *rs, const float *r, uint64_t n,
 	sort_abs_desc(r, n, rs->sorted);
 	rs->tail2[n] = 0;
 	for (uint64_t j = n; j-- > 0;)
-		rs->tail2[j] = rs->tail2[j + 1] +
-			       (double)rs->sorted[j] * rs->sorted[j];
+		rs->tail2[j] =
+		    rs->tail2[j + 1] + (double)rs->sorted[j] * rs->sorted[j];
 }
 
 static void resid_free(struct resid *rs)
@@ -243,10 +242,10 @@ static void residual_cands(struct ptensor *t, const struct resid *rs,
 	ecsq_cands(t, rs, base, n_chunks);
 	c.c.res = MIX_RES_SIGN;
 	for (size_t d = 0; d < sizeof(drop_set) / sizeof(*drop_set); d++) {
-		uint64_t k = rs->n - (uint64_t)llround((double)rs->n *
-						       drop_set[d]);
-		uint64_t kn = n_elems - (uint64_t)llround((double)n_elems *
-							  drop_set[d]);
+		uint64_t k =
+		    rs->n - (uint64_t)llround((double)rs->n * drop_set[d]);
+		uint64_t kn =
+		    n_elems - (uint64_t)llround((double)n_elems * drop_set[d]);
 		double sum = 0, e = 0;
 
 		if (k == 0)
@@ -319,7 +318,9 @@ static double lowrank_sample(const struct mix_svd *sv, uint32_t per_chunk,
 		udfs_mix_factors_free(&f);
 	}
 	return cnt ? UDFS_MIN(1.02 * entropy_bits(hist, 256, cnt),
-			      (double)cnt * fbits) / 8 + 8
+			      (double)cnt * fbits) /
+			     8 +
+			 8
 		   : 0;
 }
 
@@ -333,13 +334,13 @@ static int exact_bytes(const struct add_group *g, const udfs_st_tensor *st,
 
 	*bytes = 0;
 	for (uint64_t off = 0; off < len; off += UDFS_CHUNK_BYTES) {
-		size_t n = (size_t)UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES,
-					    len - off);
+		size_t n =
+		    (size_t)UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES, len - off);
 		void *out = NULL;
 		size_t out_len = 0;
-		int err = udfs_plane_encode(cur + off, base ? base + off : NULL,
-					    n, es ? es : 1, g->o->level, &out,
-					    &out_len);
+		int err =
+		    udfs_plane_encode(cur + off, base ? base + off : NULL, n,
+				      es ? es : 1, g->o->level, &out, &out_len);
 
 		free(out);
 		if (err)
@@ -361,12 +362,11 @@ static void lowrank_cands(struct ptensor *t, const struct mix_svd *sv,
 
 	for (size_t ri = 0; ri < sizeof(ranks) && ranks[ri] <= kmax; ri++)
 		for (size_t fi = 0; fi < sizeof(fbits_set); fi++) {
-			struct cand base = {.c = {.rank = ranks[ri],
-						  .fbits = fbits_set[fi]}};
+			struct cand base = {
+			    .c = {.rank = ranks[ri], .fbits = fbits_set[fi]}};
 
-			base.bytes = lowrank_sample(sv, per, nelems, n,
-						    ranks[ri], fbits_set[fi],
-						    r);
+			base.bytes = lowrank_sample(
+			    sv, per, nelems, n, ranks[ri], fbits_set[fi], r);
 			for (uint64_t j = 0; j < n; j++)
 				r[j] = ds[j] - r[j];
 			resid_init(&rs, r, n, (double)nelems / (double)n);
@@ -534,11 +534,11 @@ static void apply_picks(struct add_model *am, struct ptensor *pt, size_t n)
 		p->mix.est_err =
 		    pt[i].norm2 > 0 ? sqrt(c->err2 / pt[i].norm2) : 0;
 		p->lp.gain = 1.0f;
-		p->lp.mask = c->c.rate > 0 ? UDFS_MASK_EXPLICIT
-					   : UDFS_MASK_NONE;
+		p->lp.mask =
+		    c->c.rate > 0 ? UDFS_MASK_EXPLICIT : UDFS_MASK_NONE;
 		p->lp.rate = c->c.rate;
-		p->lp.values = c->c.res == MIX_RES_CODES ? UDFS_VAL_CODES
-							 : UDFS_VAL_SIGN;
+		p->lp.values =
+		    c->c.res == MIX_RES_CODES ? UDFS_VAL_CODES : UDFS_VAL_SIGN;
 		p->lp.bits = c->c.res == MIX_RES_CODES ? c->c.rbits : 0;
 		p->lp.lo = c->c.res == MIX_RES_CODES ? c->lo : 0;
 		p->lp.step = c->c.res == MIX_RES_NONE ? 0 : c->step;
@@ -562,10 +562,9 @@ static int measure_tensor(void *ctx, size_t i)
 		t->real = (uint64_t)t->cand[t->pick].bytes;
 		return 0;
 	}
-	err = udfs_mix_tensor_prepare(
-	    p, st->dtype, st->nelems,
-	    sf->map + sf->st->data_offset + st->begin,
-	    udfs_add_base_bytes(j->g, p->base), &mt);
+	err = udfs_mix_tensor_prepare(p, st->dtype, st->nelems,
+				      sf->map + sf->st->data_offset + st->begin,
+				      udfs_add_base_bytes(j->g, p->base), &mt);
 	for (uint64_t off = 0; !err && off < st->nelems * es;
 	     off += UDFS_CHUNK_BYTES) {
 		uint64_t len =
@@ -573,9 +572,9 @@ static int measure_tensor(void *ctx, size_t i)
 		void *out = NULL;
 		size_t out_len = 0;
 
-		err = udfs_mix_tensor_chunk(mt, p, st->dtype, off / es,
-					    (uint32_t)(len / es), &out,
-					    &out_len);
+		err =
+		    udfs_mix_tensor_chunk(mt, p, st->dtype, off / es,
+					  (uint32_t)(len / es), &out, &out_len);
 		free(out);
 		t->real += out_len;
 	}
@@ -601,8 +600,10 @@ static int fixed_bytes(struct add_group *g, struct add_model *am,
 					      .end = sf->size};
 			double b = 0;
 
-			sum += 64 + 20.0 * (double)((sf->size + UDFS_CHUNK_BYTES -
-						     1) / UDFS_CHUNK_BYTES);
+			sum +=
+			    64 +
+			    20.0 * (double)((sf->size + UDFS_CHUNK_BYTES - 1) /
+					    UDFS_CHUNK_BYTES);
 			if (sf->size)
 				err = exact_bytes(g, &raw, sf->map, NULL, &b);
 			sum += b;
@@ -662,8 +663,8 @@ static int plan_ratio(struct add_group *g, struct add_model *am,
 
 			real += (double)t->real;
 			if (t->cand[t->pick].bytes > 0 && t->real > 0)
-				t->scale = (double)t->real /
-					   t->cand[t->pick].bytes;
+				t->scale =
+				    (double)t->real / t->cand[t->pick].bytes;
 		}
 		if (real <= budget + 0.5)
 			return 0;
@@ -695,13 +696,12 @@ static int plan_model(struct add_group *g, struct add_model *am)
 						 &sf->st->tensors[k]))
 				continue;
 			elig[i][k] = true;
-			job.pt = udfs_xrealloc(job.pt,
-					       (n + 1) * sizeof(*job.pt));
+			job.pt =
+			    udfs_xrealloc(job.pt, (n + 1) * sizeof(*job.pt));
 			job.pt[n++] = (struct ptensor){.file = i, .tensor = k};
 		}
 	}
-	udfs_add_progress_phase(g, am->name, "pricing codes", 0, n,
-				"tensors");
+	udfs_add_progress_phase(g, am->name, "pricing codes", 0, n, "tensors");
 	err = udfs_parallel_for(o->jobs, n, price_tensor, &job);
 	if (!err && o->ratio > 0)
 		err = fixed_bytes(g, am, (const bool *const *)elig, &fixed);
@@ -716,10 +716,9 @@ static int plan_model(struct add_group *g, struct add_model *am)
 		    &am->plan[job.pt[i].file][job.pt[i].tensor];
 
 		if (p->enc == UDFS_ENC_ADAPTIVE)
-			am->lossy_elems +=
-			    src->files[job.pt[i].file]
-				.st->tensors[job.pt[i].tensor]
-				.nelems;
+			am->lossy_elems += src->files[job.pt[i].file]
+					       .st->tensors[job.pt[i].tensor]
+					       .nelems;
 		free(job.pt[i].cand);
 	}
 	for (size_t i = 0; i < src->n_files; i++)

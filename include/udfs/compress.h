@@ -22,14 +22,14 @@
 typedef struct udfs_add_opts {
 	const char *base; /* name of the base model in the store */
 	bool lossless;	  /* --lossless: byte-exact deltas */
-	int method; /* UDFS_ENC_ULTRADELTA, _DARE, _BITDELTA, _MAGNITUDE,
-		       _ADAPTIVE */
-	double sparsity; /* s */
-	unsigned bits;	 /* b */
-	double step;	 /* mixed-sparsity step */
-	double ratio;	 /* > 0: choose s to reach this ratio */
+	int method;	  /* UDFS_ENC_ULTRADELTA, _DARE, _BITDELTA, _MAGNITUDE,
+			     _ADAPTIVE */
+	double sparsity;  /* s */
+	unsigned bits;	  /* b */
+	double step;	  /* mixed-sparsity step */
+	double ratio;	  /* > 0: choose s to reach this ratio */
 	double max_error; /* adaptive: relative delta error of each tensor */
-	int mask;	 /* UDFS_MASK_EXPLICIT or UDFS_MASK_SEEDED */
+	int mask;	  /* UDFS_MASK_EXPLICIT or UDFS_MASK_SEEDED */
 	const char **exact; /* --exact globs, n_exact of them */
 	size_t n_exact;
 	uint64_t min_elems; /* smallest matrix made lossy */

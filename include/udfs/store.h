@@ -108,7 +108,7 @@ typedef struct udfs_file {
 	char sha256[65];      /* of the source file; "" when not recorded */
 	uint64_t ino;	      /* stable number for FUSE: unique in the store */
 	struct udfs_model *model;
-	int fd;			  /* base models: the stored file, else -1 */
+	int fd; /* base models: the stored file, else -1 */
 } udfs_file;
 
 typedef struct udfs_model {

@@ -136,13 +136,12 @@ static int mix_encode(const struct mix *m, void **out, size_t *len)
 	size_t res_len = 0;
 	int err;
 
-	err = udfs_lossy_encode_chunk(&m->p, m->dtype, m->first, m->n,
-				      m->kept, m->n_kept, m->codes, &res,
-				      &res_len);
+	err = udfs_lossy_encode_chunk(&m->p, m->dtype, m->first, m->n, m->kept,
+				      m->n_kept, m->codes, &res, &res_len);
 	if (err)
 		return err;
-	err = udfs_mix_encode_chunk(&lr, m->first, m->n, res, res_len, out,
-				    len);
+	err =
+	    udfs_mix_encode_chunk(&lr, m->first, m->n, res, res_len, out, len);
 	free(res);
 	return err;
 }
@@ -158,8 +157,8 @@ static int mix_decode(const struct mix *m, const void *in, size_t len,
 	return err;
 }
 
-static void test_roundtrip(int dtype, uint64_t cols, uint64_t first,
-			   uint32_t n, uint32_t k, uint32_t bits)
+static void test_roundtrip(int dtype, uint64_t cols, uint64_t first, uint32_t n,
+			   uint32_t k, uint32_t bits)
 {
 	struct mix m;
 	void *enc = NULL, *enc2 = NULL;
@@ -188,9 +187,9 @@ static void test_roundtrip(int dtype, uint64_t cols, uint64_t first,
 				   .u_scale = m.us,
 				   .v_scale = m.vs};
 
-		CHECK_EQ_INT(udfs_mix_encode_chunk(&lr, first, n, NULL, 0, &lo,
-						   &lo_len),
-			     0);
+		CHECK_EQ_INT(
+		    udfs_mix_encode_chunk(&lr, first, n, NULL, 0, &lo, &lo_len),
+		    0);
 		CHECK(lo_len <= 14 + 8 * (size_t)k +
 				    ((m.rows + cols) * k * bits + 7) / 8);
 		free(lo);
