@@ -34,6 +34,7 @@ struct mix_code {
 	uint8_t rank, fbits;
 	uint8_t res;	  /* enum mix_residual */
 	uint8_t rbits;	  /* MIX_RES_CODES */
+	uint8_t seeded;	  /* residual on a seeded random mask, rescaled */
 	float rate;	  /* residual elements dropped (smallest first) */
 	double est_bytes; /* estimated pack bytes */
 	double est_err;	  /* estimated relative error of the delta */

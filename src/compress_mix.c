@@ -222,7 +222,14 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 		r[i] = d[i] - r[i];
 	mt->keep = udfs_xmalloc(nelems + 1);
 	mt->codes = udfs_xmalloc(nelems + 1);
-	if (c->rate > 0) {
+	if (c->seeded) {
+		kept =
+		    udfs_ud_prune_seeded(nelems, c->rate, p->lp.seed, mt->keep);
+		if (kept < 0) {
+			err = (int)kept;
+			goto out;
+		}
+	} else if (c->rate > 0) {
 		kept = udfs_ud_prune_magnitude(r, nelems, c->rate, mt->keep);
 		if (kept < 0) {
 			err = (int)kept;
@@ -334,7 +341,8 @@ void udfs_mix_code_name(const struct mix_code *c, const udfs_lossy_params *lp,
 				       c->res == MIX_RES_SIGN ? "sign" : "q",
 				       c->res == MIX_RES_SIGN ? 1u : lp->bits);
 	if (c->res != MIX_RES_NONE && c->rate > 0 && at < len)
-		at += (size_t)snprintf(buf + at, len - at, "@top%.0f%%",
+		at += (size_t)snprintf(buf + at, len - at, "@%s%.0f%%",
+				       c->seeded ? "rand" : "top",
 				       100.0 * (1.0 - c->rate));
 	if (at == 0)
 		snprintf(buf, len, "zero");
