@@ -498,7 +498,8 @@ class Bench:
     def table_g(self):
         self.emit("### g. Codes the adaptive method chose per tensor type "
                   "(seed 0; lrKxB = rank-K part with B-bit factors, qB = "
-                  "B-bit dead-zone codes of the residual, sign1@topP% = sign "
+                  "B-bit dead-zone codes of the residual, qB@randP% = the same on "
+                  "a seeded random P%, rescaled, sign1@topP% = sign "
                   "times one scale on the P% largest, xor = stored exactly)")
         self.emit()
         rows = []
