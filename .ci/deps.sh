@@ -9,7 +9,8 @@ apt-get install -y -q --no-install-recommends \
 	libfuse3-dev fuse3 libzstd-dev zstd libsqlite3-dev sqlite3 \
 	libopenblas-dev liblapacke-dev libjansson-dev libssl-dev \
 	libxxhash-dev attr clang libclang-rt-14-dev \
-	squashfuse squashfs-tools python3 python3-numpy groff-base util-linux
+	squashfuse squashfs-tools python3 python3-numpy groff-base util-linux \
+	procps strace
 # PyTorch only for the task-quality evaluation scripts in ../shared/eval.
 if [ "${UDFS_WITH_TORCH:-0}" = 1 ]; then
 	apt-get install -y -q --no-install-recommends python3-torch

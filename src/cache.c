@@ -87,9 +87,18 @@ static size_t default_out_len(const udfs_tensor *t, uint32_t ci)
 	return udfs_chunk_out_len(t, ci);
 }
 
+/* Pinned while it reads: a decode-ahead job may run after the last file
+ * handle of the model closed, when its pack may be closed (store.h). */
 static int default_decode(const udfs_tensor *t, uint32_t ci, void *out)
 {
-	return udfs_chunk_decode(t, ci, out);
+	udfs_model *m = t->file->model;
+	int err = udfs_model_pin(m);
+
+	if (err)
+		return err;
+	err = udfs_chunk_decode(t, ci, out);
+	udfs_model_unpin(m);
+	return err;
 }
 
 static void default_hold(const udfs_tensor *t)
@@ -359,6 +368,7 @@ static int cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
 		e->data = buf;
 		e->state = READY;
 		c->st.decodes++;
+		c->st.bytes_decoded += e->len;
 	}
 	pthread_cond_broadcast(&c->ready);
 	pthread_mutex_unlock(&c->lock);

@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -28,48 +27,6 @@
 
 #define IO_BYTES (4u << 20)
 
-int udfs_cli_parse(int argc, char **argv, struct cli_opts *o, const char *usage)
-{
-	static const struct option opts[] = {
-	    {"json", no_argument, NULL, 'j'},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {"against", required_argument, NULL, 'a'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	int c;
-
-	memset(o, 0, sizeof(*o));
-	optind = 1;
-	opterr = 0; /* one line of our own instead of getopt's */
-	while ((c = getopt_long(argc, argv, ":qh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			o->json = 1;
-			break;
-		case 'q':
-			o->quiet = 1;
-			break;
-		case 'a':
-			o->against = optarg;
-			break;
-		case 'h':
-			printf("usage: %s\n", usage);
-			exit(0);
-		case ':':
-			udfs_die("%s needs an argument; usage: %s",
-				 argv[optind - 1], usage);
-		default:
-			if (optopt)
-				udfs_die("unknown option -%c; usage: %s",
-					 optopt, usage);
-			udfs_die("unknown option %s; usage: %s",
-				 argv[optind - 1], usage);
-		}
-	}
-	return optind;
-}
-
 static udfs_store *open_store(const char *dir, unsigned flags)
 {
 	udfs_store *s;
@@ -87,36 +44,31 @@ static double ratio(uint64_t src, uint64_t stored)
 
 /* ---- ls --------------------------------------------------------------- */
 
-int udfs_cli_ls(int argc, char **argv)
+int udfs_cli_ls(const struct cli_opts *o)
 {
-	static const char usage[] = "udfs ls STORE [--json]";
-	struct cli_opts o;
-	int i = udfs_cli_parse(argc, argv, &o, usage);
 	udfs_model_info *v = NULL;
 	udfs_store *s;
 	size_t n = 0;
 	int err;
 
-	if (argc - i != 1)
-		udfs_die("usage: %s", usage);
-	s = open_store(argv[i], UDFS_STORE_RDONLY);
+	s = open_store(o->args[0], UDFS_STORE_RDONLY);
 	err = udfs_store_list(s, &v, &n);
 	if (err)
 		udfs_die("%s", udfs_error_msg(err));
-	if (o.json) {
+	if (o->json) {
 		json_t *a = json_array();
 
 		for (size_t k = 0; k < n; k++)
 			json_array_append_new(
 			    a,
 			    json_pack(
-				"{s:s,s:s,s:s,s:s,s:I,s:I,s:f,s:I}", "name",
-				v[k].name, "kind",
+				"{s:o,s:s,s:o,s:o,s:I,s:I,s:f,s:I}", "name",
+				udfs_cli_json_str(v[k].name), "kind",
 				v[k].kind == UDFS_MODEL_BASE ? "base" : "delta",
-				"base", v[k].base, "method", v[k].method,
-				"source_bytes", (json_int_t)v[k].source_bytes,
-				"stored_bytes", (json_int_t)v[k].stored_bytes,
-				"ratio",
+				"base", udfs_cli_json_str(v[k].base), "method",
+				udfs_cli_json_str(v[k].method), "source_bytes",
+				(json_int_t)v[k].source_bytes, "stored_bytes",
+				(json_int_t)v[k].stored_bytes, "ratio",
 				ratio(v[k].source_bytes, v[k].stored_bytes),
 				"files", (json_int_t)v[k].n_files));
 		json_dumpf(a, stdout, JSON_INDENT(2));
@@ -130,10 +82,10 @@ int udfs_cli_ls(int argc, char **argv)
 			char a[32], b[32];
 
 			printf("%-24s %-5s %-16s %-10s %5zu %12s %12s %7.2fx\n",
-			       v[k].name,
+			       udfs_cli_str(v[k].name),
 			       v[k].kind == UDFS_MODEL_BASE ? "base" : "delta",
-			       v[k].base[0] ? v[k].base : "-", v[k].method,
-			       v[k].n_files,
+			       v[k].base[0] ? udfs_cli_str(v[k].base) : "-",
+			       udfs_cli_str(v[k].method), v[k].n_files,
 			       udfs_fmt_bytes(v[k].source_bytes, a, sizeof(a)),
 			       udfs_fmt_bytes(v[k].stored_bytes, b, sizeof(b)),
 			       ratio(v[k].source_bytes, v[k].stored_bytes));
@@ -162,99 +114,97 @@ static uint64_t tensor_stored(const udfs_tensor *t)
 	return udfs_encoded_bytes(t->enc, t->n_chunks, t->stored_bytes);
 }
 
-/* The adaptive method's code of a tensor and its measured delta error
- * (udfs-compress(1), recorded in the model's params). */
-static void print_code(const json_t *c)
+/* Source and stored bytes of m's lossy tensors. */
+static void lossy_totals(const udfs_model *m, uint64_t *src, uint64_t *dst)
 {
-	if (c)
-		printf("  %-22s %.4f",
-		       json_string_value(json_object_get(c, "code")),
-		       json_number_value(json_object_get(c, "error")));
+	*src = *dst = 0;
+	for (size_t f = 0; f < m->n_files; f++)
+		for (size_t k = 0; k < m->files[f].n_tensors; k++) {
+			const udfs_tensor *t = &m->files[f].tensors[k];
+
+			if (!udfs_encoding_is_lossy(t->enc))
+				continue;
+			*src += t->end - t->begin;
+			*dst += tensor_stored(t);
+		}
 }
 
-int udfs_cli_info(int argc, char **argv)
+/* The adaptive method's code of tensor t and its measured delta error, as
+ * recorded in the model's params (udfs-compress(1)); NULL for others. */
+static const json_t *tensor_code(const json_t *codes, const udfs_tensor *t)
 {
-	static const char usage[] = "udfs info STORE NAME [--json]";
-	struct cli_opts o;
-	int i = udfs_cli_parse(argc, argv, &o, usage);
-	uint64_t lossy_src = 0, lossy_dst = 0;
-	udfs_model *m = NULL;
-	udfs_store *s;
-	json_t *jm, *jfiles, *params, *codes;
-	int err;
+	return json_object_get(codes, t->name);
+}
 
-	if (argc - i != 2)
-		udfs_die("usage: %s", usage);
-	s = open_store(argv[i], UDFS_STORE_RDONLY);
-	err = udfs_model_load(s, argv[i + 1], &m);
-	if (err)
-		udfs_die("%s", udfs_error_msg(err));
-	params = json_loads(m->params, 0, NULL);
-	codes = json_object_get(params, "codes");
-	jfiles = json_array();
-	for (size_t f = 0; f < m->n_files; f++) {
-		const udfs_file *fl = &m->files[f];
-		json_t *jt = json_array();
-		uint64_t fstored = fl->data_offset;
+static json_t *tensor_json(const udfs_tensor *t, const json_t *codes)
+{
+	uint64_t src = t->end - t->begin, dst = tensor_stored(t);
+	json_t *e = json_pack("{s:o,s:s,s:o,s:s,s:I,s:I,s:f}", "name",
+			      udfs_cli_json_str(t->name), "dtype",
+			      udfs_dtype_name(t->dtype), "shape", shape_json(t),
+			      "encoding", udfs_encoding_name(t->enc),
+			      "source_bytes", (json_int_t)src, "stored_bytes",
+			      (json_int_t)dst, "ratio", ratio(src, dst));
 
-		for (size_t k = 0; k < fl->n_tensors; k++) {
-			const udfs_tensor *t = &fl->tensors[k];
-			uint64_t src = t->end - t->begin,
-				 dst = tensor_stored(t);
-			json_t *e = json_pack(
-			    "{s:s,s:s,s:o,s:s,s:I,s:I,s:f}", "name", t->name,
-			    "dtype", udfs_dtype_name(t->dtype), "shape",
-			    shape_json(t), "encoding",
-			    udfs_encoding_name(t->enc), "source_bytes",
-			    (json_int_t)src, "stored_bytes", (json_int_t)dst,
-			    "ratio", ratio(src, dst));
+	if (tensor_code(codes, t)) {
+		json_object_set(e, "code",
+				json_object_get(tensor_code(codes, t), "code"));
+		json_object_set(
+		    e, "delta_error",
+		    json_object_get(tensor_code(codes, t), "error"));
+	}
+	if (udfs_encoding_is_lossy(t->enc)) {
+		json_object_set_new(e, "rate", json_real(t->lp.rate));
+		json_object_set_new(e, "bits", json_integer(t->lp.bits));
+		json_object_set_new(e, "gain", json_real(t->lp.gain));
+		json_object_set_new(
+		    e, "mask",
+		    json_string(t->lp.mask == UDFS_MASK_SEEDED ? "seeded"
+				: t->lp.mask == UDFS_MASK_NONE ? "none"
+							       : "explicit"));
+	}
+	return e;
+}
 
-			if (json_object_get(codes, t->name)) {
-				json_t *c = json_object_get(codes, t->name);
+static json_t *file_json(const udfs_file *fl, const json_t *codes)
+{
+	json_t *jt = json_array();
+	uint64_t stored = fl->data_offset;
 
-				json_object_set(e, "code",
-						json_object_get(c, "code"));
-				json_object_set(e, "delta_error",
-						json_object_get(c, "error"));
-			}
-			if (udfs_encoding_is_lossy(t->enc)) {
-				json_object_set_new(e, "rate",
-						    json_real(t->lp.rate));
-				json_object_set_new(e, "bits",
-						    json_integer(t->lp.bits));
-				json_object_set_new(e, "gain",
-						    json_real(t->lp.gain));
-				json_object_set_new(
-				    e, "mask",
-				    json_string(t->lp.mask == UDFS_MASK_SEEDED
-						    ? "seeded"
-						: t->lp.mask == UDFS_MASK_NONE
-						    ? "none"
-						    : "explicit"));
-				lossy_src += src;
-				lossy_dst += dst;
-			}
-			fstored += dst;
-			json_array_append_new(jt, e);
-		}
+	for (size_t k = 0; k < fl->n_tensors; k++) {
+		json_array_append_new(jt, tensor_json(&fl->tensors[k], codes));
+		stored += tensor_stored(&fl->tensors[k]);
+	}
+	return json_pack(
+	    "{s:o,s:s,s:I,s:I,s:s,s:o}", "path", udfs_cli_json_str(fl->path),
+	    "kind",
+	    fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors" : "verbatim",
+	    "size", (json_int_t)fl->size, "stored_bytes", (json_int_t)stored,
+	    "sha256", fl->sha256, "tensors", jt);
+}
+
+/* udfs info --json: the model as one object (udfs(1)). */
+static json_t *model_json(const udfs_model *m)
+{
+	json_t *jm, *jfiles = json_array();
+	json_t *params = json_loads(m->params, 0, NULL);
+	uint64_t lossy_src, lossy_dst;
+
+	for (size_t f = 0; f < m->n_files; f++)
 		json_array_append_new(
 		    jfiles,
-		    json_pack("{s:s,s:s,s:I,s:I,s:s,s:o}", "path", fl->path,
-			      "kind",
-			      fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors"
-								: "verbatim",
-			      "size", (json_int_t)fl->size, "stored_bytes",
-			      (json_int_t)fstored, "sha256", fl->sha256,
-			      "tensors", jt));
-	}
-	jm = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:f,s:f,s:I}", "name", m->name,
-		       "kind", m->kind == UDFS_MODEL_BASE ? "base" : "delta",
-		       "base", m->base ? m->base->name : "", "method",
-		       m->method, "source_bytes", (json_int_t)m->source_bytes,
-		       "stored_bytes", (json_int_t)m->stored_bytes, "ratio",
+		    file_json(&m->files[f], json_object_get(params, "codes")));
+	jm = json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:f,s:f,s:I}", "name",
+		       udfs_cli_json_str(m->name), "kind",
+		       m->kind == UDFS_MODEL_BASE ? "base" : "delta", "base",
+		       udfs_cli_json_str(m->base ? m->base->name : ""),
+		       "method", udfs_cli_json_str(m->method), "source_bytes",
+		       (json_int_t)m->source_bytes, "stored_bytes",
+		       (json_int_t)m->stored_bytes, "ratio",
 		       ratio(m->source_bytes, m->stored_bytes), "sparsity",
 		       m->sparsity, "seed", (json_int_t)m->seed);
-	json_object_set(jm, "params", params);
+	json_object_set_new(jm, "params", params);
+	lossy_totals(m, &lossy_src, &lossy_dst);
 	if (lossy_src) {
 		json_object_set_new(jm, "lossy_source_bytes",
 				    json_integer((json_int_t)lossy_src));
@@ -264,81 +214,102 @@ int udfs_cli_info(int argc, char **argv)
 				    json_real(ratio(lossy_src, lossy_dst)));
 	}
 	json_object_set_new(jm, "files", jfiles);
-	if (o.json) {
+	return jm;
+}
+
+/* One row of info's tensor table. */
+static void print_tensor(const udfs_tensor *t, const json_t *codes)
+{
+	const json_t *c = tensor_code(codes, t);
+	uint64_t src = t->end - t->begin, dst = tensor_stored(t);
+	char shape[64] = "";
+	size_t len = 0;
+
+	for (int d = 0; d < t->ndim && len < 50; d++)
+		len +=
+		    (size_t)snprintf(shape + len, sizeof(shape) - len,
+				     "%s%" PRIu64, d ? "x" : "", t->shape[d]);
+	printf("  %-44s %-5s %-11s %-10s", udfs_cli_str(t->name),
+	       udfs_dtype_name(t->dtype), shape, udfs_encoding_name(t->enc));
+	if (udfs_encoding_is_lossy(t->enc))
+		printf(" %6.4f %4u", t->lp.rate, t->lp.bits);
+	else
+		printf(" %6s %4s", "-", "-");
+	printf(" %11" PRIu64 " %11" PRIu64 " %7.2fx", src, dst,
+	       ratio(src, dst));
+	if (c)
+		printf("  %-22s %.4f",
+		       json_string_value(json_object_get(c, "code")),
+		       json_number_value(json_object_get(c, "error")));
+	putchar('\n');
+}
+
+static void print_file(const udfs_file *fl, const json_t *codes)
+{
+	printf("\nfile %s (%s, %" PRIu64 " bytes)\n", udfs_cli_str(fl->path),
+	       fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors" : "verbatim",
+	       fl->size);
+	if (fl->kind != UDFS_FILE_SAFETENSORS)
+		return;
+	printf("  %-44s %-5s %-11s %-10s %6s %4s %11s %11s %8s%s\n", "TENSOR",
+	       "DTYPE", "SHAPE", "ENCODING", "RATE", "BITS", "SOURCE", "STORED",
+	       "RATIO", codes ? "  CODE                   ERROR" : "");
+	for (size_t k = 0; k < fl->n_tensors; k++)
+		print_tensor(&fl->tensors[k], codes);
+}
+
+/* udfs info: the model, then a table per file. */
+static void print_model(const udfs_model *m)
+{
+	uint64_t lossy_src, lossy_dst;
+	json_t *params = json_loads(m->params, 0, NULL);
+	json_t *shown = json_deep_copy(params);
+	char a[32], b[32], *ps;
+
+	printf("name:      %s\nkind:      %s\n", udfs_cli_str(m->name),
+	       m->kind == UDFS_MODEL_BASE ? "base" : "delta");
+	if (m->base)
+		printf("base:      %s\n", udfs_cli_str(m->base->name));
+	/* The per-tensor codes show in the tensor tables below. */
+	json_object_del(shown, "codes");
+	ps = json_dumps(shown, JSON_COMPACT | JSON_SORT_KEYS);
+	printf("method:    %s\nparams:    %s\n", udfs_cli_str(m->method),
+	       udfs_cli_str(ps ? ps : m->params));
+	free(ps);
+	json_decref(shown);
+	printf("source:    %s\nstored:    %s\nratio:     %.2fx "
+	       "(whole model, real bytes)\n",
+	       udfs_fmt_bytes(m->source_bytes, a, sizeof(a)),
+	       udfs_fmt_bytes(m->stored_bytes, b, sizeof(b)),
+	       ratio(m->source_bytes, m->stored_bytes));
+	lossy_totals(m, &lossy_src, &lossy_dst);
+	if (lossy_src)
+		printf("lossy:     %.2fx over %s of lossy tensors, "
+		       "sparsity %.4f\n",
+		       ratio(lossy_src, lossy_dst),
+		       udfs_fmt_bytes(lossy_src, a, sizeof(a)), m->sparsity);
+	for (size_t f = 0; f < m->n_files; f++)
+		print_file(&m->files[f], json_object_get(params, "codes"));
+	json_decref(params);
+}
+
+int udfs_cli_info(const struct cli_opts *o)
+{
+	udfs_store *s = open_store(o->args[0], UDFS_STORE_RDONLY);
+	udfs_model *m = NULL;
+	int err = udfs_model_load(s, o->args[1], &m);
+
+	if (err)
+		udfs_die("%s", udfs_error_msg(err));
+	if (o->json) {
+		json_t *jm = model_json(m);
+
 		json_dumpf(jm, stdout, JSON_INDENT(2));
 		putchar('\n');
+		json_decref(jm);
 	} else {
-		char a[32], b[32];
-
-		printf("name:      %s\nkind:      %s\n", m->name,
-		       m->kind == UDFS_MODEL_BASE ? "base" : "delta");
-		if (m->base)
-			printf("base:      %s\n", m->base->name);
-		json_t *pc = json_deep_copy(params);
-		char *ps;
-
-		/* The per-tensor codes show in the tensor table below. */
-		json_object_del(pc, "codes");
-		ps = json_dumps(pc, JSON_COMPACT | JSON_SORT_KEYS);
-		printf("method:    %s\nparams:    %s\n", m->method,
-		       ps ? ps : m->params);
-		free(ps);
-		json_decref(pc);
-		printf("source:    %s\nstored:    %s\nratio:     %.2fx "
-		       "(whole model, real bytes)\n",
-		       udfs_fmt_bytes(m->source_bytes, a, sizeof(a)),
-		       udfs_fmt_bytes(m->stored_bytes, b, sizeof(b)),
-		       ratio(m->source_bytes, m->stored_bytes));
-		if (lossy_src)
-			printf("lossy:     %.2fx over %s of lossy tensors, "
-			       "sparsity %.4f\n",
-			       ratio(lossy_src, lossy_dst),
-			       udfs_fmt_bytes(lossy_src, a, sizeof(a)),
-			       m->sparsity);
-		for (size_t f = 0; f < m->n_files; f++) {
-			const udfs_file *fl = &m->files[f];
-
-			printf("\nfile %s (%s, %" PRIu64 " bytes)\n", fl->path,
-			       fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors"
-								 : "verbatim",
-			       fl->size);
-			if (fl->kind != UDFS_FILE_SAFETENSORS)
-				continue;
-			printf("  %-44s %-5s %-11s %-10s %6s %4s %11s %11s "
-			       "%8s%s\n",
-			       "TENSOR", "DTYPE", "SHAPE", "ENCODING", "RATE",
-			       "BITS", "SOURCE", "STORED", "RATIO",
-			       codes ? "  CODE                   ERROR" : "");
-			for (size_t k = 0; k < fl->n_tensors; k++) {
-				const udfs_tensor *t = &fl->tensors[k];
-				char shape[64] = "";
-				size_t len = 0;
-				uint64_t src = t->end - t->begin;
-				uint64_t dst = tensor_stored(t);
-				bool lossy = udfs_encoding_is_lossy(t->enc);
-
-				for (int d = 0; d < t->ndim && len < 50; d++)
-					len += (size_t)snprintf(
-					    shape + len, sizeof(shape) - len,
-					    "%s%" PRIu64, d ? "x" : "",
-					    t->shape[d]);
-				printf("  %-44s %-5s %-11s %-10s", t->name,
-				       udfs_dtype_name(t->dtype), shape,
-				       udfs_encoding_name(t->enc));
-				if (lossy)
-					printf(" %6.4f %4u", t->lp.rate,
-					       t->lp.bits);
-				else
-					printf(" %6s %4s", "-", "-");
-				printf(" %11" PRIu64 " %11" PRIu64 " %7.2fx",
-				       src, dst, ratio(src, dst));
-				print_code(json_object_get(codes, t->name));
-				putchar('\n');
-			}
-		}
+		print_model(m);
 	}
-	json_decref(jm);
-	json_decref(params);
 	udfs_model_put(m);
 	udfs_store_close(s);
 	return 0;
@@ -373,8 +344,45 @@ static int file_sha256(const udfs_file *f, char out[65])
 	return err;
 }
 
-/* Decode every chunk of fl, one DAMAGED line per failure; returns them. */
-static int check_chunks(const udfs_file *fl, unsigned char *buf)
+/*
+ * Where verify's findings go: one line each on stdout, or, with --json,
+ * into one JSON document printed at the end.
+ */
+struct verify_out {
+	bool json, quiet;
+	json_t *models;	  /* per-model objects (json) */
+	json_t *problems; /* the current model's problems (json) */
+};
+
+/*
+ * One problem: kind is DAMAGED, MISMATCH or FAILED, msg the whole line
+ * after it; fl, t (NULL) and chunk (-1) say where, when known.
+ */
+static void problem(struct verify_out *vo, const char *kind,
+		    const udfs_file *fl, const udfs_tensor *t, int64_t chunk,
+		    const char *msg)
+{
+	json_t *p;
+
+	if (!vo->json) {
+		printf("%s %s\n", kind, udfs_cli_str(msg));
+		return;
+	}
+	p = json_pack("{s:s,s:o}", "kind", kind, "message",
+		      udfs_cli_json_str(msg));
+	if (fl)
+		json_object_set_new(p, "file", udfs_cli_json_str(fl->path));
+	if (t)
+		json_object_set_new(p, "tensor", udfs_cli_json_str(t->name));
+	if (chunk >= 0)
+		json_object_set_new(p, "chunk", json_integer(chunk));
+	json_array_append_new(vo->problems, p);
+}
+
+/* Decode every chunk of fl, one DAMAGED problem per failure; returns
+ * their number. */
+static int check_chunks(struct verify_out *vo, const udfs_file *fl,
+			unsigned char *buf)
 {
 	int bad = 0;
 
@@ -387,7 +395,8 @@ static int check_chunks(const udfs_file *fl, unsigned char *buf)
 			udfs_error_clear();
 			err = udfs_chunk_decode(t, c, buf);
 			if (err) {
-				printf("DAMAGED %s\n", udfs_error_msg(err));
+				problem(vo, "DAMAGED", fl, t, c,
+					udfs_error_msg(err));
 				bad++;
 			}
 		}
@@ -404,14 +413,62 @@ static uint64_t count_chunks(const udfs_file *fl)
 	return n;
 }
 
+/* Check an exact file: its sha256 through the read path, and only when
+ * that fails each chunk, to name the damage. Returns the problems. */
+static int check_exact_file(struct verify_out *vo, const udfs_model *m,
+			    const udfs_file *fl, unsigned char *buf)
+{
+	char sum[65], *msg;
+	int bad, err;
+
+	udfs_error_clear();
+	err = file_sha256(fl, sum);
+	if (!err && !strcmp(sum, fl->sha256))
+		return 0;
+	bad = check_chunks(vo, fl, buf);
+	if (bad)
+		return bad;
+	if (err) {
+		msg = udfs_xasprintf("model %s: file %s: %s", m->name, fl->path,
+				     udfs_error_msg(err));
+		problem(vo, "DAMAGED", fl, NULL, -1, msg);
+	} else {
+		msg = udfs_xasprintf("model %s: file %s: sha256 %s, "
+				     "recorded %s",
+				     m->name, fl->path, sum, fl->sha256);
+		problem(vo, "MISMATCH", fl, NULL, -1, msg);
+	}
+	free(msg);
+	return 1;
+}
+
+/* The per-model summary: a line, or the model's JSON object. */
+static void model_done(struct verify_out *vo, const char *name, int bad,
+		       size_t files, uint64_t chunks, bool exact)
+{
+	if (vo->json) {
+		json_array_append_new(
+		    vo->models,
+		    json_pack("{s:o,s:s,s:I,s:I,s:b,s:o}", "name",
+			      udfs_cli_json_str(name), "status",
+			      bad ? "failed" : "ok", "files", (json_int_t)files,
+			      "chunks", (json_int_t)chunks, "sha256_checked",
+			      exact, "problems", vo->problems));
+		vo->problems = json_array(); /* the next model's */
+	} else if (!vo->quiet) {
+		printf("%s %s: %zu files, %" PRIu64 " chunks%s\n",
+		       bad ? "FAILED" : "ok", udfs_cli_str(name), files, chunks,
+		       exact ? ", sha256 checked" : "");
+	}
+}
+
 /*
- * Verify one model; prints one line per problem and returns their number.
- * An exact file is hashed through the read path, which decodes and checks
- * every chunk on the way; only when that fails are its chunks decoded one
- * by one to name each damaged one. Lossy files have no source hash: their
- * chunks are decoded and checked directly.
+ * Verify one model; reports each problem and returns their number. An
+ * exact file is hashed through the read path, which decodes and checks
+ * every chunk on the way. Lossy files have no source hash: their chunks
+ * are decoded and checked directly.
  */
-static int verify_model(udfs_model *m, bool quiet)
+static int verify_model(struct verify_out *vo, udfs_model *m)
 {
 	unsigned char *buf = udfs_xmalloc(UDFS_CHUNK_BYTES);
 	bool exact =
@@ -421,80 +478,79 @@ static int verify_model(udfs_model *m, bool quiet)
 
 	for (size_t f = 0; f < m->n_files; f++) {
 		const udfs_file *fl = &m->files[f];
-		char sum[65];
-		int file_bad, err;
 
 		chunks += count_chunks(fl);
-		if (!exact || !fl->sha256[0]) {
-			bad += check_chunks(fl, buf);
-			continue;
-		}
-		udfs_error_clear();
-		err = file_sha256(fl, sum);
-		if (!err && !strcmp(sum, fl->sha256))
-			continue;
-		file_bad = check_chunks(fl, buf);
-		if (!file_bad && err) {
-			printf("DAMAGED model %s: file %s: %s\n", m->name,
-			       fl->path, udfs_error_msg(err));
-			file_bad = 1;
-		} else if (!file_bad) {
-			printf("MISMATCH model %s: file %s: sha256 %s, "
-			       "recorded %s\n",
-			       m->name, fl->path, sum, fl->sha256);
-			file_bad = 1;
-		}
-		bad += file_bad;
+		if (exact && fl->sha256[0])
+			bad += check_exact_file(vo, m, fl, buf);
+		else
+			bad += check_chunks(vo, fl, buf);
 	}
-	if (!quiet)
-		printf("%s %s: %zu files, %" PRIu64 " chunks%s\n",
-		       bad ? "FAILED" : "ok", m->name, m->n_files, chunks,
-		       exact ? ", sha256 checked" : "");
+	model_done(vo, m->name, bad, m->n_files, chunks, exact);
 	free(buf);
 	return bad;
 }
 
-int udfs_cli_verify(int argc, char **argv)
+/* The models to verify: all, or the one named (exit 1 if missing). */
+static udfs_model_info *verify_list(udfs_store *s, const struct cli_opts *o,
+				    size_t *n)
 {
-	static const char usage[] = "udfs verify STORE [NAME]";
-	struct cli_opts o;
-	int i = udfs_cli_parse(argc, argv, &o, usage);
 	udfs_model_info *v = NULL;
-	udfs_store *s;
-	size_t n = 0;
-	int bad = 0, err;
+	size_t k;
+	int err = udfs_store_list(s, &v, n);
 
-	if (argc - i != 1 && argc - i != 2)
-		udfs_die("usage: %s", usage);
-	s = open_store(argv[i], UDFS_STORE_RDONLY);
-	err = udfs_store_list(s, &v, &n);
 	if (err)
 		udfs_die("%s", udfs_error_msg(err));
-	if (argc - i == 2) {
-		size_t k;
+	if (o->n_args < 2)
+		return v;
+	for (k = 0; k < *n && strcmp(v[k].name, o->args[1]); k++)
+		;
+	if (k == *n)
+		udfs_die("no model named \"%s\" in %s", o->args[1], o->args[0]);
+	v[0] = v[k];
+	*n = 1;
+	return v;
+}
 
-		for (k = 0; k < n && strcmp(v[k].name, argv[i + 1]); k++)
-			;
-		if (k == n)
-			udfs_die("no model named \"%s\" in %s", argv[i + 1],
-				 argv[i]);
-		v[0] = v[k];
-		n = 1;
-	}
+int udfs_cli_verify(const struct cli_opts *o)
+{
+	struct verify_out vo = {.json = o->json, .quiet = o->quiet};
+	udfs_store *s = open_store(o->args[0], UDFS_STORE_RDONLY);
+	udfs_model_info *v;
+	size_t n = 0;
+	int bad = 0;
+
+	vo.models = json_array();
+	vo.problems = json_array();
+	v = verify_list(s, o, &n);
 	for (size_t k = 0; k < n; k++) {
 		udfs_model *m;
+		char *msg;
+		int err;
 
 		udfs_error_clear();
 		err = udfs_model_load(s, v[k].name, &m);
-		if (err) {
-			printf("FAILED %s: %s\n", v[k].name,
-			       udfs_error_msg(err));
-			bad++;
+		if (!err) {
+			bad += verify_model(&vo, m);
+			udfs_model_put(m);
 			continue;
 		}
-		bad += verify_model(m, o.quiet);
-		udfs_model_put(m);
+		msg = udfs_xasprintf("%s: %s", v[k].name, udfs_error_msg(err));
+		problem(&vo, "FAILED", NULL, NULL, -1, msg);
+		free(msg);
+		if (vo.json) /* the line above is the text form's summary */
+			model_done(&vo, v[k].name, 1, 0, 0, false);
+		bad++;
 	}
+	if (vo.json) {
+		json_t *j = json_pack("{s:O,s:i}", "models", vo.models,
+				      "problems", bad);
+
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(j);
+	}
+	json_decref(vo.models);
+	json_decref(vo.problems);
 	free(v);
 	udfs_store_close(s);
 	if (bad) {
@@ -533,10 +589,38 @@ static int export_block(void *ctx, size_t i)
 	return w->got[i] < 0 ? (int)w->got[i] : 0;
 }
 
-static int export_file(const udfs_file *f, const char *dir, mode_t mode)
+/* The temporary name of dst: ".NAME.udfs-tmp" next to it. */
+static char *tmp_name(const char *dst)
 {
-	char *tmp = udfs_xasprintf("%s/.%s.udfs-tmp", dir, f->path);
-	char *dst = udfs_xasprintf("%s/%s", dir, f->path);
+	const char *slash = strrchr(dst, '/');
+
+	if (!slash)
+		return udfs_xasprintf(".%s.udfs-tmp", dst);
+	return udfs_xasprintf("%.*s/.%s.udfs-tmp", (int)(slash - dst), dst,
+			      slash + 1);
+}
+
+/*
+ * Open tmp for writing, replacing a stale one of our naming that a killed
+ * export left (a symlink there is removed, never followed).
+ */
+static int open_tmp(const char *tmp)
+{
+	int fd;
+
+	if (unlink(tmp) < 0 && errno != ENOENT)
+		return udfs_error(-errno, "%s: %s", tmp, strerror(errno));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  0600);
+	if (fd < 0)
+		return udfs_error(-errno, "%s: %s", tmp, strerror(errno));
+	return fd;
+}
+
+/* Write f to dst through a temporary file, synced, then renamed. */
+static int export_file(const udfs_file *f, const char *dst, mode_t mode)
+{
+	char *tmp = tmp_name(dst);
 	size_t nwin = (size_t)udfs_ncpus() * 2;
 	struct export_window w = {.f = f};
 	int fd, err = 0;
@@ -545,11 +629,10 @@ static int export_file(const udfs_file *f, const char *dir, mode_t mode)
 	w.got = udfs_xcalloc(nwin, sizeof(*w.got));
 	for (size_t i = 0; i < nwin; i++)
 		w.buf[i] = udfs_xmalloc(IO_BYTES);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
+	fd = err = open_tmp(tmp);
+	if (fd < 0)
 		goto out;
-	}
+	err = 0;
 	for (w.off = 0; w.off < f->size && !err;) {
 		uint64_t left = (f->size - w.off + IO_BYTES - 1) / IO_BYTES;
 		size_t n = (size_t)UDFS_MIN((uint64_t)nwin, left);
@@ -567,8 +650,10 @@ static int export_file(const udfs_file *f, const char *dir, mode_t mode)
 	}
 	if (!err && (fchmod(fd, mode) < 0 || fsync(fd) < 0))
 		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
-	if (fd >= 0 && close(fd) < 0 && !err)
+	if (close(fd) < 0 && !err)
 		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
+	if (!err && stop)
+		err = udfs_error(-EINTR, "interrupted");
 	if (!err && rename(tmp, dst) < 0)
 		err = udfs_error(-errno, "%s: %s", dst, strerror(errno));
 	if (err)
@@ -579,64 +664,166 @@ out:
 	free(w.buf);
 	free(w.got);
 	free(tmp);
-	free(dst);
 	return err;
 }
 
-int udfs_cli_export(int argc, char **argv)
-{
-	static const char usage[] = "udfs export STORE NAME DIR";
-	struct cli_opts o;
-	int i = udfs_cli_parse(argc, argv, &o, usage);
-	struct sigaction sa = {.sa_handler = on_stop};
-	udfs_model *m = NULL;
-	udfs_store *s;
-	mode_t mask;
-	size_t done = 0;
-	int err;
+/* Directories an export created, removed again (deepest first) when it
+ * fails, so that a failed export leaves nothing behind. */
+struct made_dirs {
+	char **path;
+	size_t n;
+};
 
-	if (argc - i != 3)
-		udfs_die("usage: %s", usage);
-	s = open_store(argv[i], UDFS_STORE_RDONLY);
-	err = udfs_model_load(s, argv[i + 1], &m);
-	if (err)
-		udfs_die("%s", udfs_error_msg(err));
-	if (mkdir(argv[i + 2], 0755) < 0 && errno != EEXIST)
-		udfs_die("%s: %s", argv[i + 2], strerror(errno));
+/* mkdir path, recorded in md; an existing directory is fine. */
+static int make_dir(const char *path, struct made_dirs *md)
+{
+	struct stat st;
+
+	if (mkdir(path, 0755) == 0) {
+		md->path =
+		    udfs_xrealloc(md->path, (md->n + 1) * sizeof(*md->path));
+		md->path[md->n++] = udfs_xstrdup(path);
+		return 0;
+	}
+	if (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	if (errno == EEXIST)
+		errno = ENOTDIR;
+	return udfs_error(-errno, "%s: %s", path, strerror(errno));
+}
+
+/* mkdir -p: path and every missing parent. */
+static int make_dirs(const char *path, struct made_dirs *md)
+{
+	char *p = udfs_xstrdup(path);
+	int err = 0;
+
+	for (char *c = p; *c && !err; c++) {
+		if (c == p || *c != '/' || c[-1] == '/')
+			continue;
+		*c = '\0';
+		err = make_dir(p, md);
+		*c = '/';
+	}
+	if (!err)
+		err = make_dir(p, md);
+	free(p);
+	return err;
+}
+
+/* Remove the directories of md that are empty, deepest first. */
+static void unmake_dirs(struct made_dirs *md, bool remove)
+{
+	for (size_t i = md->n; i-- > 0;) {
+		if (remove)
+			rmdir(md->path[i]);
+		free(md->path[i]);
+	}
+	free(md->path);
+	md->path = NULL;
+	md->n = 0;
+}
+
+/*
+ * A file path of the catalog is relative and '/'-separated, with no empty,
+ * "." or ".." component (udfs(5)); anything else could write outside DIR.
+ */
+static bool path_ok(const char *p)
+{
+	if (*p == '/')
+		return false;
+	for (;;) {
+		size_t n = strcspn(p, "/");
+
+		if (n == 0 || n > 255 || !strncmp(p, ".", n) ||
+		    !strncmp(p, "..", n))
+			return false;
+		if (!p[n])
+			return true;
+		p += n + 1;
+	}
+}
+
+/* Refuse before anything is written: a path that leaves DIR, or a file
+ * that exists already. */
+static void check_targets(const udfs_model *m, const char *dir)
+{
 	for (size_t f = 0; f < m->n_files; f++) {
-		char *p =
-		    udfs_xasprintf("%s/%s", argv[i + 2], m->files[f].path);
+		const char *path = m->files[f].path;
+		char *p;
 		struct stat st;
 
+		if (!path_ok(path))
+			udfs_die("model %s: file path \"%s\" is not a "
+				 "relative path inside the model; not exported",
+				 m->name, path);
+		p = udfs_xasprintf("%s/%s", dir, path);
 		if (lstat(p, &st) == 0)
 			udfs_die("%s already exists; export into a new or "
 				 "empty directory",
 				 p);
 		free(p);
 	}
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	mask = umask(0);
-	umask(mask);
+}
+
+/* Write every file of m under dir; on failure remove what was written. */
+static int export_model(const udfs_model *m, const char *dir, mode_t mode)
+{
+	struct made_dirs md = {0};
+	size_t done = 0;
+	int err = make_dirs(dir, &md);
+
 	for (size_t f = 0; f < m->n_files && !err; f++) {
-		err = export_file(&m->files[f], argv[i + 2], 0666 & ~mask);
+		char *dst = udfs_xasprintf("%s/%s", dir, m->files[f].path);
+		char *slash = strrchr(dst, '/');
+
+		*slash = '\0';
+		err = make_dirs(dst, &md);
+		*slash = '/';
+		if (!err)
+			err = export_file(&m->files[f], dst, mode);
 		done += !err;
+		free(dst);
 	}
 	if (err) {
-		/* No half-written output: remove what this run wrote. */
 		for (size_t f = 0; f < done; f++) {
-			char *p = udfs_xasprintf("%s/%s", argv[i + 2],
-						 m->files[f].path);
+			char *p =
+			    udfs_xasprintf("%s/%s", dir, m->files[f].path);
 
 			unlink(p);
 			free(p);
 		}
-		rmdir(argv[i + 2]);
-		udfs_die("%s", udfs_error_msg(err));
 	}
-	if (!o.quiet && isatty(1))
-		printf("exported %s: %zu files to %s\n", m->name, m->n_files,
-		       argv[i + 2]);
+	unmake_dirs(&md, err != 0);
+	return err;
+}
+
+int udfs_cli_export(const struct cli_opts *o)
+{
+	const char *dir = o->args[2];
+	struct sigaction sa = {.sa_handler = on_stop};
+	udfs_model *m = NULL;
+	udfs_store *s;
+	mode_t mask;
+	int err;
+
+	/* From here on an interrupt removes what this run wrote. */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	s = open_store(o->args[0], UDFS_STORE_RDONLY);
+	err = udfs_model_load(s, o->args[1], &m);
+	if (err)
+		udfs_die("%s", udfs_error_msg(err));
+	check_targets(m, dir);
+	mask = umask(0);
+	umask(mask);
+	err = export_model(m, dir, 0666 & ~mask);
+	if (err)
+		udfs_die("%s", udfs_error_msg(err));
+	if (!o->quiet && isatty(1))
+		printf("exported %s: %zu files to %s\n", udfs_cli_str(m->name),
+		       m->n_files, udfs_cli_str(dir));
 	udfs_model_put(m);
 	udfs_store_close(s);
 	return 0;
@@ -644,45 +831,44 @@ int udfs_cli_export(int argc, char **argv)
 
 /* ---- rm, gc ----------------------------------------------------------- */
 
-int udfs_cli_rm(int argc, char **argv)
+int udfs_cli_rm(const struct cli_opts *o)
 {
-	static const char usage[] = "udfs rm STORE NAME";
-	struct cli_opts o;
-	int i = udfs_cli_parse(argc, argv, &o, usage);
-	udfs_store *s;
-	int err;
+	udfs_store *s = open_store(o->args[0], 0);
+	int err = udfs_store_rm(s, o->args[1]);
 
-	if (argc - i != 2)
-		udfs_die("usage: %s", usage);
-	s = open_store(argv[i], 0);
-	err = udfs_store_rm(s, argv[i + 1]);
 	udfs_store_close(s);
 	if (err)
 		udfs_die("%s", udfs_error_msg(err));
 	return 0;
 }
 
-int udfs_cli_gc(int argc, char **argv)
+/* gc --dry-run: one line per entry gc would remove. */
+static void would_remove(const char *rel, uint64_t bytes, void *ctx)
 {
-	static const char usage[] = "udfs gc STORE";
-	struct cli_opts o;
-	int i = udfs_cli_parse(argc, argv, &o, usage);
-	udfs_store *s;
+	char b[32];
+
+	(void)ctx;
+	printf("would remove %s (%s)\n", udfs_cli_str(rel),
+	       udfs_fmt_bytes(bytes, b, sizeof(b)));
+}
+
+int udfs_cli_gc(const struct cli_opts *o)
+{
+	udfs_store *s = open_store(o->args[0], 0);
 	uint64_t freed = 0;
 	size_t files = 0;
 	int err;
 
-	if (argc - i != 1)
-		udfs_die("usage: %s", usage);
-	s = open_store(argv[i], 0);
-	err = udfs_store_gc(s, &freed, &files);
+	err = udfs_store_gc(s, o->dry_run, o->dry_run ? would_remove : NULL,
+			    NULL, &freed, &files);
 	udfs_store_close(s);
 	if (err)
 		udfs_die("%s", udfs_error_msg(err));
-	if (!o.quiet) {
+	if (!o->quiet) {
 		char b[32];
 
-		printf("removed %zu unreferenced entr%s, %s\n", files,
+		printf("%s %zu unreferenced entr%s, %s\n",
+		       o->dry_run ? "would remove" : "removed", files,
 		       files == 1 ? "y" : "ies",
 		       udfs_fmt_bytes(freed, b, sizeof(b)));
 	}

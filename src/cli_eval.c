@@ -35,17 +35,32 @@ static unsigned char *read_tensor(const udfs_tensor *t)
 	return buf;
 }
 
-static double num(double v)
+/* A metric as JSON: JSON has no inf or nan, so a metric that is not a
+ * finite number (the SNR of an exact reconstruction is +inf) is null. */
+static json_t *num(double v)
 {
-	return isfinite(v) ? v : (v > 0 ? 1e308 : -1e308);
+	return isfinite(v) ? json_real(v) : json_null();
 }
 
-int udfs_cli_eval(int argc, char **argv)
+/* The four metrics of f as a JSON object. */
+static json_t *metrics(const udfs_fidelity *f)
 {
-	static const char usage[] =
-	    "udfs eval STORE NAME --against SRC [--json]";
-	struct cli_opts o;
-	int i = udfs_cli_parse(argc, argv, &o, usage);
+	return json_pack(
+	    "{s:o,s:o,s:o,s:o}", "rel_err", num(udfs_fidelity_rel_err(f)),
+	    "cosine", num(udfs_fidelity_cosine(f)), "max_abs", num(f->max_abs),
+	    "snr_db", num(udfs_fidelity_snr_db(f)));
+}
+
+/* One row of the text table. */
+static void row(const char *name, const char *enc, const udfs_fidelity *f)
+{
+	printf("%-44s %-10s %10.4f %9.5f %11.3g %8.2f\n", udfs_cli_str(name),
+	       enc, udfs_fidelity_rel_err(f), udfs_fidelity_cosine(f),
+	       f->max_abs, udfs_fidelity_snr_db(f));
+}
+
+int udfs_cli_eval(const struct cli_opts *o)
+{
 	udfs_fidelity all = {0}, lossy = {0};
 	udfs_source *src = NULL;
 	udfs_model *m = NULL;
@@ -53,19 +68,17 @@ int udfs_cli_eval(int argc, char **argv)
 	json_t *jt = json_array();
 	int err;
 
-	if (argc - i != 2 || !o.against)
-		udfs_die("usage: %s", usage);
-	err = udfs_store_open(argv[i], UDFS_STORE_RDONLY, &s);
+	err = udfs_store_open(o->args[0], UDFS_STORE_RDONLY, &s);
 	if (!err)
-		err = udfs_model_load(s, argv[i + 1], &m);
+		err = udfs_model_load(s, o->args[1], &m);
 	if (!err)
-		err = udfs_source_open(o.against, &src);
+		err = udfs_source_open(o->against, &src);
 	if (err)
 		udfs_die("%s", udfs_error_msg(err));
 	if (!m->base)
 		udfs_die("\"%s\" is a base model: nothing to evaluate",
 			 m->name);
-	if (!o.json)
+	if (!o->json)
 		printf("%-44s %-10s %10s %9s %11s %8s\n", "TENSOR", "ENCODING",
 		       "REL_ERR", "COSINE", "MAX_ABS", "SNR_DB");
 	for (size_t k = 0; k < m->n_index; k++) {
@@ -80,9 +93,9 @@ int udfs_cli_eval(int argc, char **argv)
 		if (!udfs_dtype_is_lossy_float(t->dtype))
 			continue;
 		if (!st || st->dtype != t->dtype || st->nelems != t->nelems)
-			udfs_die(
-			    "%s: tensor \"%s\" is missing or differs in %s",
-			    o.against, t->name, o.against);
+			udfs_die("tensor \"%s\" is missing from %s or has "
+				 "another dtype or shape there",
+				 t->name, o->against);
 		if (!bt || bt->dtype != t->dtype || bt->nelems != t->nelems)
 			continue; /* raw: no delta to compare */
 		rec = read_tensor(t);
@@ -94,46 +107,32 @@ int udfs_cli_eval(int argc, char **argv)
 		udfs_fidelity_merge(&all, &f);
 		if (udfs_encoding_is_lossy(t->enc))
 			udfs_fidelity_merge(&lossy, &f);
-		if (o.json)
-			json_array_append_new(
-			    jt, json_pack("{s:s,s:s,s:f,s:f,s:f,s:f}", "name",
-					  t->name, "encoding",
-					  udfs_encoding_name(t->enc), "rel_err",
-					  num(udfs_fidelity_rel_err(&f)),
-					  "cosine", udfs_fidelity_cosine(&f),
-					  "max_abs", f.max_abs, "snr_db",
-					  num(udfs_fidelity_snr_db(&f))));
-		else
-			printf("%-44s %-10s %10.4f %9.5f %11.3g %8.2f\n",
-			       t->name, udfs_encoding_name(t->enc),
-			       udfs_fidelity_rel_err(&f),
-			       udfs_fidelity_cosine(&f), f.max_abs,
-			       udfs_fidelity_snr_db(&f));
+		if (o->json) {
+			json_t *e = metrics(&f);
+
+			json_object_set_new(e, "name",
+					    udfs_cli_json_str(t->name));
+			json_object_set_new(
+			    e, "encoding",
+			    json_string(udfs_encoding_name(t->enc)));
+			json_array_append_new(jt, e);
+		} else {
+			row(t->name, udfs_encoding_name(t->enc), &f);
+		}
 	}
-	if (o.json) {
-		json_t *j = json_pack(
-		    "{s:s,s:o,s:{s:f,s:f,s:f,s:f},s:{s:f,s:f,s:f,s:f}}", "name",
-		    m->name, "tensors", jt, "overall", "rel_err",
-		    num(udfs_fidelity_rel_err(&all)), "cosine",
-		    udfs_fidelity_cosine(&all), "max_abs", all.max_abs,
-		    "snr_db", num(udfs_fidelity_snr_db(&all)), "lossy",
-		    "rel_err", num(udfs_fidelity_rel_err(&lossy)), "cosine",
-		    udfs_fidelity_cosine(&lossy), "max_abs", lossy.max_abs,
-		    "snr_db", num(udfs_fidelity_snr_db(&lossy)));
+	if (o->json) {
+		json_t *j = json_pack("{s:o,s:o,s:o,s:o}", "name",
+				      udfs_cli_json_str(m->name), "tensors", jt,
+				      "overall", metrics(&all), "lossy",
+				      metrics(&lossy));
 
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(j);
 	} else {
 		json_decref(jt);
-		printf("%-44s %-10s %10.4f %9.5f %11.3g %8.2f\n",
-		       "(lossy tensors)", "", udfs_fidelity_rel_err(&lossy),
-		       udfs_fidelity_cosine(&lossy), lossy.max_abs,
-		       udfs_fidelity_snr_db(&lossy));
-		printf("%-44s %-10s %10.4f %9.5f %11.3g %8.2f\n",
-		       "(all float tensors)", "", udfs_fidelity_rel_err(&all),
-		       udfs_fidelity_cosine(&all), all.max_abs,
-		       udfs_fidelity_snr_db(&all));
+		row("(lossy tensors)", "", &lossy);
+		row("(all float tensors)", "", &all);
 	}
 	udfs_source_close(src);
 	udfs_model_put(m);

@@ -196,7 +196,9 @@ struct pack {
 	uint64_t off;
 };
 
-static int pack_open(udfs_store *s, struct pack *pk)
+/* Open a new pack under tmp/ with permission bits mode (the source's,
+ * udfs_source.mode: private weights stay private). */
+static int pack_open(udfs_store *s, struct pack *pk, unsigned mode)
 {
 	char *name = random_name();
 	char hdr[PACK_HEADER] = PACK_MAGIC;
@@ -206,8 +208,8 @@ static int pack_open(udfs_store *s, struct pack *pk)
 	    udfs_xasprintf("%s/tmp/%s.pack", udfs_store_dir(s), name);
 	pk->final_rel = udfs_xasprintf("packs/%s.pack", name);
 	free(name);
-	pk->fd =
-	    open(pk->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	pk->fd = open(pk->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		      (mode_t)mode);
 	if (pk->fd < 0)
 		return udfs_error(-errno, "%s: %s", pk->tmp_path,
 				  strerror(errno));
@@ -746,7 +748,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		m->created = (int64_t)time(NULL);
 		m->n_files = src[i]->n_files;
 		m->files = udfs_xcalloc(m->n_files, sizeof(*m->files));
-		err = pack_open(s, &packs[i]);
+		err = pack_open(s, &packs[i], src[i]->mode);
 		for (size_t j = 0; j < m->n_files && !err; j++) {
 			m->files[j].model = m;
 			err = write_file(&g, &g.models[i], j, &m->files[j],
@@ -828,27 +830,12 @@ out:
 
 /* ---- add-base --------------------------------------------------------- */
 
-static int copy_file(const udfs_source_file *sf, const char *dst, bool link_ok,
-		     const char *src_dir)
+/* Copy source file sf to the new file dst with permission bits mode. */
+static int copy_file(const udfs_source_file *sf, const char *dst, unsigned mode)
 {
-	struct stat st;
 	int fd, err = 0;
 
-	/* A hard link shares the source's mode: never link a file others
-	 * may write, so the store holds nothing world-writable. */
-	if (link_ok && src_dir && fstat(sf->fd, &st) == 0 &&
-	    !(st.st_mode & (S_IWGRP | S_IWOTH))) {
-		char *from = udfs_xasprintf("%s/%s", src_dir, sf->path);
-		int r = link(from, dst);
-
-		free(from);
-		if (r == 0)
-			return 0;
-		if (errno != EXDEV && errno != EPERM)
-			return udfs_error(-errno, "link %s: %s", dst,
-					  strerror(errno));
-	}
-	fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
 	if (fd < 0)
 		return udfs_error(-errno, "%s: %s", dst, strerror(errno));
 	for (uint64_t off = 0; off < sf->size && !err; off += 16 << 20) {
@@ -868,6 +855,106 @@ static int copy_file(const udfs_source_file *sf, const char *dst, bool link_ok,
 	return err;
 }
 
+/* Hard-link the file that sf was read from (its resolved path, so a
+ * symlink of a Hugging Face snapshot links the blob, never itself) to
+ * dst. 0, or -errno with dst absent. */
+static int link_file(const udfs_source_file *sf, const char *dst)
+{
+	struct stat st;
+
+	if (link(sf->real, dst) < 0)
+		return -errno;
+	/* The file may have been replaced since it was read and hashed. */
+	if (lstat(dst, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino)
+		return 0;
+	unlink(dst);
+	return -ESTALE;
+}
+
+/*
+ * Place source file sf at dst: a hard link when link_ok and the link
+ * would carry exactly the permission bits mode that a copy gets, else a
+ * copy. A hard link shares the source's inode, mode included, and
+ * changing that mode would change the user's file: so a file more open
+ * than the model's mode (a 0644 file beside a 0600 one, anything group-
+ * or world-writable, an executable) is copied, never linked. A link that
+ * cannot be made (another filesystem, protected_hardlinks) is a copy too.
+ */
+static int place_file(const udfs_source_file *sf, const char *dst, bool link_ok,
+		      unsigned mode)
+{
+	if (link_ok && sf->mode == mode && link_file(sf, dst) == 0)
+		return 0;
+	return copy_file(sf, dst, mode);
+}
+
+/* Directories of a base: owner rwx, and group/other r-x where the files
+ * are readable by them. */
+static mode_t dir_mode(unsigned mode)
+{
+	return (mode_t)(0700 | (mode & 044) | (mode & 044) >> 2);
+}
+
+/* Create the directories above path (a file of the model) under dir;
+ * those made for an earlier file are there already (EEXIST). */
+static int make_parents(const char *dir, const char *path, unsigned mode)
+{
+	char *p = udfs_xasprintf("%s/%s", dir, path);
+	char *slash = p + strlen(dir) + 1;
+	int err = 0;
+
+	while (!err && (slash = strchr(slash, '/'))) {
+		*slash = '\0';
+		if (mkdir(p, dir_mode(mode)) < 0 && errno != EEXIST)
+			err = udfs_error(-errno, "%s: %s", p, strerror(errno));
+		*slash++ = '/';
+	}
+	free(p);
+	return err;
+}
+
+/* fsync the prefixes of path below tmp that are directories (len: the
+ * length of its parent), so that each entry made in them is durable. */
+static int sync_parents(const char *tmp, const char *path, size_t len)
+{
+	int err = 0;
+
+	for (size_t k = 1; k <= len && !err; k++) {
+		char *d;
+
+		if (k < len && path[k] != '/')
+			continue;
+		d = udfs_xasprintf("%s/%.*s", tmp, (int)k, path);
+		err = udfs_fsync_dir(d);
+		free(d);
+	}
+	return err;
+}
+
+/* fsync every directory of the base at tmp. Files are sorted, so the
+ * files of one directory mostly come together: a parent is synced once
+ * per run of files in it. */
+static int sync_dirs(const char *tmp, const udfs_model *m)
+{
+	const char *prev = "";
+	size_t prev_len = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < m->n_files && !err; i++) {
+		const char *path = m->files[i].path;
+		const char *slash = strrchr(path, '/');
+		size_t len = slash ? (size_t)(slash - path) : 0;
+
+		if (!len || (len == prev_len && !strncmp(path, prev, len)))
+			continue;
+		err = sync_parents(tmp, path, len);
+		prev = path;
+		prev_len = len;
+	}
+	return err ? err : udfs_fsync_dir(tmp);
+}
+
 int udfs_compress_add_base(udfs_store *s, const char *name,
 			   const char *src_path, bool link, bool quiet)
 {
@@ -878,10 +965,8 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	char *tmp = udfs_xasprintf("%s/tmp/%s", udfs_store_dir(s), id);
 	char *rel = udfs_xasprintf("bases/%s", id);
 	char *final = udfs_xasprintf("%s/%s", udfs_store_dir(s), rel);
-	char *src_dir = NULL;
 	struct progress pr;
 	bool placed = false, in_tx = false;
-	struct stat st;
 	int lock_fd = -1, err;
 
 	err = check_new_name(s, name);
@@ -889,19 +974,7 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 		err = udfs_source_open(src_path, &src);
 	if (err)
 		goto out;
-	if (stat(src_path, &st) == 0 && S_ISDIR(st.st_mode))
-		src_dir = udfs_xstrdup(src_path);
-	else {
-		char *slash = strrchr(src_path, '/');
-
-		src_dir = slash ? strndup(src_path, (size_t)(slash - src_path))
-				: udfs_xstrdup(".");
-		if (!src_dir[0]) {
-			free(src_dir);
-			src_dir = udfs_xstrdup("/");
-		}
-	}
-	if (mkdir(tmp, 0755) < 0) {
+	if (mkdir(tmp, dir_mode(src->mode)) < 0) {
 		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
@@ -925,7 +998,9 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 
 		progress_show(&pr, name, sf->path, true);
 		pr.done += sf->size;
-		err = copy_file(sf, dst, link, src_dir);
+		err = make_parents(tmp, sf->path, src->mode);
+		if (!err)
+			err = place_file(sf, dst, link, src->mode);
 		free(dst);
 		f->path = udfs_xstrdup(sf->path);
 		f->kind = sf->kind;
@@ -949,7 +1024,7 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	}
 	progress_end(&pr);
 	if (!err)
-		err = udfs_fsync_dir(tmp);
+		err = sync_dirs(tmp, &m);
 	if (!err)
 		err = udfs_catalog_begin(cat);
 	in_tx = !err;
@@ -983,7 +1058,6 @@ out:
 		close(lock_fd);
 	files_free(m.files, m.n_files);
 	udfs_source_close(src);
-	free(src_dir);
 	free(final);
 	free(rel);
 	free(tmp);

@@ -72,26 +72,54 @@ enum {
 	OPT_LINK,
 };
 
-static const struct option long_opts[] = {
-    {"base", required_argument, NULL, OPT_BASE},
-    {"lossless", no_argument, NULL, OPT_LOSSLESS},
-    {"sparsity", required_argument, NULL, OPT_SPARSITY},
-    {"bits", required_argument, NULL, OPT_BITS},
-    {"step", required_argument, NULL, OPT_STEP},
-    {"ratio", required_argument, NULL, OPT_RATIO},
-    {"mask", required_argument, NULL, OPT_MASK},
-    {"method", required_argument, NULL, OPT_METHOD},
-    {"max-error", required_argument, NULL, OPT_MAX_ERROR},
-    {"exact", required_argument, NULL, OPT_EXACT},
-    {"min-elems", required_argument, NULL, OPT_MIN_ELEMS},
-    {"seed", required_argument, NULL, OPT_SEED},
-    {"jobs", required_argument, NULL, OPT_JOBS},
-    {"level", required_argument, NULL, OPT_LEVEL},
-    {"link", no_argument, NULL, OPT_LINK},
-    {"quiet", no_argument, NULL, 'q'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
+/* The verbs, as bits of struct uc_option.verbs. */
+enum {
+	VERB_INIT = 1u << 0,
+	VERB_ADD_BASE = 1u << 1,
+	VERB_ADD = 1u << 2,
+	VERB_ANY = VERB_INIT | VERB_ADD_BASE | VERB_ADD,
+};
+
+/* Every option and the verbs that take it: any other use is a usage
+ * error (exit 2), whatever the position of the option. */
+static const struct uc_option {
+	const char *name;
+	int has_arg;
+	int val;
+	unsigned verbs;
+} uc_options[] = {
+    {"base", required_argument, OPT_BASE, VERB_ADD},
+    {"lossless", no_argument, OPT_LOSSLESS, VERB_ADD},
+    {"sparsity", required_argument, OPT_SPARSITY, VERB_ADD},
+    {"bits", required_argument, OPT_BITS, VERB_ADD},
+    {"step", required_argument, OPT_STEP, VERB_ADD},
+    {"ratio", required_argument, OPT_RATIO, VERB_ADD},
+    {"mask", required_argument, OPT_MASK, VERB_ADD},
+    {"method", required_argument, OPT_METHOD, VERB_ADD},
+    {"max-error", required_argument, OPT_MAX_ERROR, VERB_ADD},
+    {"exact", required_argument, OPT_EXACT, VERB_ADD},
+    {"min-elems", required_argument, OPT_MIN_ELEMS, VERB_ADD},
+    {"seed", required_argument, OPT_SEED, VERB_ADD},
+    {"jobs", required_argument, OPT_JOBS, VERB_ADD},
+    {"level", required_argument, OPT_LEVEL, VERB_ADD},
+    {"link", no_argument, OPT_LINK, VERB_ADD_BASE},
+    {"quiet", no_argument, 'q', VERB_ANY},
+    {"help", no_argument, 'h', VERB_ANY},
+    {"version", no_argument, 'V', VERB_ANY},
+};
+
+#define N_OPTIONS UDFS_ARRAY_SIZE(uc_options)
+
+/* What the command line says, before the verb is known. */
+struct args {
+	udfs_add_opts o;
+	json_t *exact; /* the --exact globs, for the catalog */
+	const char **exact_v;
+	bool link, quiet, lossy_opt, mask_opt;
+	bool method_opt; /* --method given */
+	bool ud_opt;	 /* --sparsity, --bits, --step or --mask given */
+	bool max_error_opt;
+	bool seen[N_OPTIONS]; /* options given, by index in uc_options */
 };
 
 static double parse_double(const char *opt, const char *s, double lo, double hi)
@@ -102,8 +130,8 @@ static double parse_double(const char *opt, const char *s, double lo, double hi)
 	errno = 0;
 	v = strtod(s, &end);
 	if (errno || end == s || *end || !(v >= lo && v <= hi))
-		udfs_die("--%s: \"%s\" is not a number in [%g, %g]", opt, s, lo,
-			 hi);
+		udfs_usage_die("--%s: \"%s\" is not a number in [%g, %g]", opt,
+			       s, lo, hi);
 	return v;
 }
 
@@ -117,9 +145,170 @@ static unsigned long long parse_ull(const char *opt, const char *s,
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
-		udfs_die("--%s: \"%s\" is not a whole number in [%llu, %llu]",
-			 opt, s, lo, hi);
+		udfs_usage_die(
+		    "--%s: \"%s\" is not a whole number in [%llu, %llu]", opt,
+		    s, lo, hi);
 	return v;
+}
+
+/* The lossy-method options: their values, and that one was given. */
+static void lossy_option(struct args *a, int c, const char *arg)
+{
+	udfs_add_opts *o = &a->o;
+
+	a->lossy_opt = true;
+	a->ud_opt |= c == OPT_SPARSITY || c == OPT_BITS || c == OPT_STEP ||
+		     c == OPT_MASK;
+	if (c == OPT_SPARSITY) {
+		o->sparsity = parse_double("sparsity", arg, 0, 0.999);
+	} else if (c == OPT_BITS) {
+		o->bits = (unsigned)parse_ull("bits", arg, 1, 8);
+	} else if (c == OPT_STEP) {
+		o->step = parse_double("step", arg, 0, 0.5);
+	} else if (c == OPT_RATIO) {
+		o->ratio = parse_double("ratio", arg, 1.0001, 1e6);
+	} else if (c == OPT_MASK) {
+		if (!strcmp(arg, "explicit"))
+			o->mask = UDFS_MASK_EXPLICIT;
+		else if (!strcmp(arg, "seeded"))
+			o->mask = UDFS_MASK_SEEDED;
+		else
+			udfs_usage_die(
+			    "--mask: \"%s\" is not explicit or seeded", arg);
+		a->mask_opt = true;
+	} else if (c == OPT_METHOD) {
+		o->method = udfs_encoding_parse(arg);
+		if (!udfs_encoding_is_lossy(o->method))
+			udfs_usage_die(
+			    "--method: \"%s\" is not adaptive, "
+			    "ultradelta, dare, bitdelta or magnitude",
+			    arg);
+		a->method_opt = true;
+	} else if (c == OPT_MAX_ERROR) {
+		o->max_error = parse_double("max-error", arg, 0, 10);
+		a->max_error_opt = true;
+	}
+}
+
+/* One option of the command line (getopt's c, its argument arg). */
+static void take_option(struct args *a, int c, const char *arg)
+{
+	udfs_add_opts *o = &a->o;
+
+	switch (c) {
+	case OPT_BASE:
+		o->base = arg;
+		break;
+	case OPT_LOSSLESS:
+		o->lossless = true;
+		break;
+	case OPT_EXACT:
+		a->exact_v = udfs_xrealloc(a->exact_v, (o->n_exact + 1) *
+							   sizeof(*a->exact_v));
+		a->exact_v[o->n_exact++] = arg;
+		json_array_append_new(a->exact, json_string(arg));
+		break;
+	case OPT_MIN_ELEMS:
+		o->min_elems = parse_ull("min-elems", arg, 1, UINT64_MAX);
+		break;
+	case OPT_SEED:
+		o->seed = parse_ull("seed", arg, 0, INT64_MAX);
+		break;
+	case OPT_JOBS:
+		o->jobs = (int)parse_ull("jobs", arg, 1, 64);
+		break;
+	case OPT_LEVEL:
+		o->level = (int)parse_ull("level", arg, 1, 22);
+		break;
+	case OPT_LINK:
+		a->link = true;
+		break;
+	case 'q':
+		a->quiet = true;
+		break;
+	default:
+		lossy_option(a, c, arg);
+	}
+}
+
+/* Parse every option into a; -h and -V print and exit 0, anything
+ * unknown is a usage error. Leaves the operands at argv[optind..]. */
+static void parse_options(struct args *a, int argc, char **argv)
+{
+	struct option long_opts[N_OPTIONS + 1] = {{0}};
+	int c;
+
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		long_opts[i] =
+		    (struct option){uc_options[i].name, uc_options[i].has_arg,
+				    NULL, uc_options[i].val};
+	opterr = 0; /* one line of our own instead of getopt's */
+	while ((c = getopt_long(argc, argv, ":qhV", long_opts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(usage, stdout);
+			exit(0);
+		}
+		if (c == 'V') {
+			puts("udfs-compress " UDFS_VERSION);
+			exit(0);
+		}
+		if (c == ':')
+			udfs_usage_die("%s needs an argument; see --help",
+				       argv[optind - 1]);
+		if (c == '?' && optopt)
+			udfs_usage_die("unknown option -%c; see --help",
+				       optopt);
+		if (c == '?')
+			udfs_usage_die("unknown option %s; see --help",
+				       argv[optind - 1]);
+		for (size_t i = 0; i < N_OPTIONS; i++)
+			if (uc_options[i].val == c)
+				a->seen[i] = true;
+		take_option(a, c, optarg);
+	}
+	a->o.quiet = a->quiet;
+	a->o.exact = a->exact_v;
+}
+
+/* Refuse an option the verb does not take (exit 2). */
+static void check_verb_options(const struct args *a, const char *verb,
+			       unsigned bit)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (a->seen[i] && !(uc_options[i].verbs & bit))
+			udfs_usage_die("%s does not take --%s; see --help",
+				       verb, uc_options[i].name);
+}
+
+/* The lossy method of add, and the options that contradict each other
+ * (exit 2). Without a lossy option, or with --max-error alone, the method
+ * is adaptive; UltraDelta's options keep their meaning. */
+static void check_add_options(struct args *a)
+{
+	udfs_add_opts *o = &a->o;
+
+	if (!a->method_opt &&
+	    (!a->lossy_opt || (a->max_error_opt && !a->ud_opt && !o->ratio)))
+		o->method = UDFS_ENC_ADAPTIVE;
+	if (o->method == UDFS_ENC_ADAPTIVE && a->ud_opt)
+		udfs_usage_die("--sparsity, --bits, --step and --mask do not "
+			       "apply to --method adaptive");
+	if (a->max_error_opt && o->method != UDFS_ENC_ADAPTIVE)
+		udfs_usage_die("--max-error applies to --method adaptive only");
+	if (a->max_error_opt && o->ratio > 0)
+		udfs_usage_die("--max-error and --ratio are two targets: give "
+			       "one");
+	if (!o->base)
+		udfs_usage_die("add needs --base BASE; see --help");
+	if (o->lossless && a->lossy_opt)
+		udfs_usage_die("--lossless cannot be combined with lossy "
+			       "options (--sparsity, --bits, --method, ...)");
+	if (a->mask_opt && o->method == UDFS_ENC_BITDELTA)
+		udfs_usage_die("--method bitdelta keeps every element: --mask "
+			       "does not apply");
+	if (o->mask == UDFS_MASK_SEEDED && o->method == UDFS_ENC_MAGNITUDE)
+		udfs_usage_die("--method magnitude needs an explicit mask: its "
+			       "positions cannot be regenerated from a seed");
 }
 
 static void on_signal(int sig)
@@ -154,231 +343,132 @@ static void check(int err)
 		udfs_die("%s", udfs_error_msg(err));
 }
 
+/* The add options as JSON, recorded in the catalog. Caller frees. */
+static char *params_json(const struct args *a)
+{
+	const udfs_add_opts *o = &a->o;
+	json_t *p = json_object();
+	char *s;
+
+	json_object_set_new(p, "method",
+			    json_string(o->lossless
+					    ? "lossless"
+					    : udfs_encoding_name(o->method)));
+	if (!o->lossless && o->method == UDFS_ENC_ADAPTIVE) {
+		if (o->ratio > 0)
+			json_object_set_new(p, "ratio", json_real(o->ratio));
+		else
+			json_object_set_new(p, "max_error",
+					    json_real(o->max_error));
+		json_object_set_new(p, "min_elems",
+				    json_integer((json_int_t)o->min_elems));
+		json_object_set_new(p, "exact", json_incref(a->exact));
+	} else if (!o->lossless) {
+		json_object_set_new(p, "sparsity", json_real(o->sparsity));
+		json_object_set_new(p, "bits", json_integer(o->bits));
+		json_object_set_new(p, "step", json_real(o->step));
+		json_object_set_new(p, "ratio", json_real(o->ratio));
+		json_object_set_new(
+		    p, "mask",
+		    json_string(o->method == UDFS_ENC_BITDELTA ? "none"
+				: o->mask == UDFS_MASK_SEEDED  ? "seeded"
+							       : "explicit"));
+		json_object_set_new(p, "min_elems",
+				    json_integer((json_int_t)o->min_elems));
+		json_object_set_new(p, "exact", json_incref(a->exact));
+	}
+	json_object_set_new(p, "seed", json_integer((json_int_t)o->seed));
+	s = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(p);
+	return s;
+}
+
+/* udfs-compress add STORE NAME=SRC...: operands in argv[0..argc). */
+static int cmd_add(struct args *a, int argc, char **argv)
+{
+	size_t n = (size_t)(argc - 1);
+	const char **names, **srcs;
+	udfs_store *s = NULL;
+	int err;
+
+	check_add_options(a);
+	if (argc < 2)
+		udfs_usage_die("usage: udfs-compress add STORE --base BASE "
+			       "NAME=SRC ...");
+	names = udfs_xcalloc(n, sizeof(*names));
+	srcs = udfs_xcalloc(n, sizeof(*srcs));
+	for (size_t i = 0; i < n; i++) {
+		char *arg = argv[1 + i];
+		char *eq = strchr(arg, '=');
+
+		if (!eq || eq == arg || !eq[1])
+			udfs_usage_die("\"%s\" is not NAME=SRC", arg);
+		*eq = '\0';
+		names[i] = arg;
+		srcs[i] = eq + 1;
+	}
+	a->o.argv_json = params_json(a);
+	check(udfs_store_open(argv[0], 0, &s));
+	err = udfs_compress_add(s, &a->o, n, names, srcs);
+	udfs_store_close(s);
+	free((void *)a->o.argv_json);
+	free(names);
+	free(srcs);
+	return err;
+}
+
+/* Run verb with its operands argv[0..argc); returns 0 or -errno. */
+static int run(struct args *a, const char *verb, int argc, char **argv)
+{
+	udfs_store *s = NULL;
+	int err;
+
+	if (!strcmp(verb, "init")) {
+		check_verb_options(a, verb, VERB_INIT);
+		if (argc != 1)
+			udfs_usage_die("usage: udfs-compress init STORE");
+		return udfs_store_init(argv[0]);
+	}
+	if (!strcmp(verb, "add-base")) {
+		check_verb_options(a, verb, VERB_ADD_BASE);
+		if (argc != 3)
+			udfs_usage_die("usage: udfs-compress add-base STORE "
+				       "NAME SRC");
+		check(udfs_store_open(argv[0], 0, &s));
+		err = udfs_compress_add_base(s, argv[1], argv[2], a->link,
+					     a->quiet);
+		udfs_store_close(s);
+		return err;
+	}
+	if (!strcmp(verb, "add")) {
+		check_verb_options(a, verb, VERB_ADD);
+		return cmd_add(a, argc, argv);
+	}
+	udfs_usage_die("unknown command \"%s\"; see --help", verb);
+}
+
 int main(int argc, char **argv)
 {
-	udfs_add_opts o;
-	json_t *params = json_object(), *exact = json_array();
-	const char **exact_v = NULL;
-	bool link = false, quiet = false, lossy_opt = false, mask_opt = false;
-	bool method_opt = false, ud_opt = false, max_error_opt = false;
+	struct args a = {.exact = json_array()};
 	struct sigaction sa = {.sa_handler = on_signal};
-	udfs_store *s = NULL;
 	const char *verb;
-	int c, err = 0;
+	int err;
 
 	udfs_set_progname(argv[0]);
-	udfs_add_opts_init(&o);
-	opterr = 0; /* one line of our own instead of getopt's */
-	while ((c = getopt_long(argc, argv, ":qhV", long_opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_BASE:
-			o.base = optarg;
-			break;
-		case OPT_LOSSLESS:
-			o.lossless = true;
-			break;
-		case OPT_SPARSITY:
-			o.sparsity = parse_double("sparsity", optarg, 0, 0.999);
-			lossy_opt = ud_opt = true;
-			break;
-		case OPT_BITS:
-			o.bits = (unsigned)parse_ull("bits", optarg, 1, 8);
-			lossy_opt = ud_opt = true;
-			break;
-		case OPT_STEP:
-			o.step = parse_double("step", optarg, 0, 0.5);
-			lossy_opt = ud_opt = true;
-			break;
-		case OPT_RATIO:
-			o.ratio = parse_double("ratio", optarg, 1.0001, 1e6);
-			lossy_opt = true;
-			break;
-		case OPT_MASK:
-			if (!strcmp(optarg, "explicit"))
-				o.mask = UDFS_MASK_EXPLICIT;
-			else if (!strcmp(optarg, "seeded"))
-				o.mask = UDFS_MASK_SEEDED;
-			else
-				udfs_die("--mask: \"%s\" is not explicit or "
-					 "seeded",
-					 optarg);
-			lossy_opt = mask_opt = ud_opt = true;
-			break;
-		case OPT_METHOD:
-			o.method = udfs_encoding_parse(optarg);
-			if (!udfs_encoding_is_lossy(o.method))
-				udfs_die("--method: \"%s\" is not adaptive, "
-					 "ultradelta, dare, bitdelta or "
-					 "magnitude",
-					 optarg);
-			lossy_opt = method_opt = true;
-			break;
-		case OPT_MAX_ERROR:
-			o.max_error = parse_double("max-error", optarg, 0, 10);
-			lossy_opt = max_error_opt = true;
-			break;
-		case OPT_EXACT:
-			exact_v = udfs_xrealloc(exact_v, (o.n_exact + 1) *
-							     sizeof(*exact_v));
-			exact_v[o.n_exact++] = optarg;
-			json_array_append_new(exact, json_string(optarg));
-			break;
-		case OPT_MIN_ELEMS:
-			o.min_elems =
-			    parse_ull("min-elems", optarg, 1, UINT64_MAX);
-			break;
-		case OPT_SEED:
-			o.seed = parse_ull("seed", optarg, 0, INT64_MAX);
-			break;
-		case OPT_JOBS:
-			o.jobs = (int)parse_ull("jobs", optarg, 1, 64);
-			break;
-		case OPT_LEVEL:
-			o.level = (int)parse_ull("level", optarg, 1, 22);
-			break;
-		case OPT_LINK:
-			link = true;
-			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			goto done;
-		case 'V':
-			puts("udfs-compress " UDFS_VERSION);
-			goto done;
-		case ':':
-			udfs_die("%s needs an argument; see --help",
-				 argv[optind - 1]);
-		default:
-			if (optopt)
-				udfs_die("unknown option -%c; see --help",
-					 optopt);
-			udfs_die("unknown option %s; see --help",
-				 argv[optind - 1]);
-		}
-	}
-	o.quiet = quiet;
-	o.exact = exact_v;
+	udfs_raise_nofile(); /* stores and sources of 1000+ files */
+	udfs_add_opts_init(&a.o);
+	parse_options(&a, argc, argv);
 	if (optind >= argc)
-		udfs_die("missing command (init, add-base or add); see "
-			 "--help");
+		udfs_usage_die("missing command (init, add-base or add); see "
+			       "--help");
 	verb = argv[optind++];
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_sigbus;
 	sigaction(SIGBUS, &sa, NULL);
-	if (!strcmp(verb, "init")) {
-		if (argc - optind != 1)
-			udfs_die("usage: udfs-compress init STORE");
-		check(udfs_store_init(argv[optind]));
-	} else if (!strcmp(verb, "add-base")) {
-		if (argc - optind != 3)
-			udfs_die(
-			    "usage: udfs-compress add-base STORE NAME SRC");
-		check(udfs_store_open(argv[optind], 0, &s));
-		err = udfs_compress_add_base(s, argv[optind + 1],
-					     argv[optind + 2], link, quiet);
-	} else if (!strcmp(verb, "add")) {
-		size_t n = (size_t)(argc - optind - 1);
-		const char **names, **srcs;
-
-		if (argc - optind < 2)
-			udfs_die("usage: udfs-compress add STORE --base BASE "
-				 "NAME=SRC ...");
-		if (!o.base)
-			udfs_die("add needs --base BASE");
-		if (o.lossless && lossy_opt)
-			udfs_die("--lossless cannot be combined with lossy "
-				 "options (--sparsity, --bits, --method, ...)");
-		/* Without a lossy option, or with --max-error alone, the
-		 * adaptive method; UltraDelta's options keep their meaning. */
-		if (!method_opt &&
-		    (!lossy_opt || (max_error_opt && !ud_opt && o.ratio == 0)))
-			o.method = UDFS_ENC_ADAPTIVE;
-		if (o.method == UDFS_ENC_ADAPTIVE && ud_opt)
-			udfs_die("--sparsity, --bits, --step and --mask do not "
-				 "apply to --method adaptive");
-		if (max_error_opt && o.method != UDFS_ENC_ADAPTIVE)
-			udfs_die("--max-error applies to --method adaptive "
-				 "only");
-		if (max_error_opt && o.ratio > 0)
-			udfs_die("--max-error and --ratio are two targets: "
-				 "give one");
-		if (mask_opt && o.method == UDFS_ENC_BITDELTA)
-			udfs_die(
-			    "--method bitdelta keeps every element: --mask "
-			    "does not apply");
-		if (o.mask == UDFS_MASK_SEEDED &&
-		    o.method == UDFS_ENC_MAGNITUDE)
-			udfs_die(
-			    "--method magnitude needs an explicit mask: its "
-			    "positions cannot be regenerated from a seed");
-		names = udfs_xcalloc(n, sizeof(*names));
-		srcs = udfs_xcalloc(n, sizeof(*srcs));
-		for (size_t i = 0; i < n; i++) {
-			char *arg = argv[optind + 1 + (int)i];
-			char *eq = strchr(arg, '=');
-
-			if (!eq || eq == arg || !eq[1])
-				udfs_die("\"%s\" is not NAME=SRC", arg);
-			*eq = '\0';
-			names[i] = arg;
-			srcs[i] = eq + 1;
-		}
-		json_object_set_new(
-		    params, "method",
-		    json_string(o.lossless ? "lossless"
-					   : udfs_encoding_name(o.method)));
-		if (!o.lossless && o.method == UDFS_ENC_ADAPTIVE) {
-			if (o.ratio > 0)
-				json_object_set_new(params, "ratio",
-						    json_real(o.ratio));
-			else
-				json_object_set_new(params, "max_error",
-						    json_real(o.max_error));
-			json_object_set_new(
-			    params, "min_elems",
-			    json_integer((json_int_t)o.min_elems));
-			json_object_set_new(params, "exact",
-					    json_incref(exact));
-		} else if (!o.lossless) {
-			json_object_set_new(params, "sparsity",
-					    json_real(o.sparsity));
-			json_object_set_new(params, "bits",
-					    json_integer(o.bits));
-			json_object_set_new(params, "step", json_real(o.step));
-			json_object_set_new(params, "ratio",
-					    json_real(o.ratio));
-			json_object_set_new(
-			    params, "mask",
-			    json_string(o.method == UDFS_ENC_BITDELTA ? "none"
-					: o.mask == UDFS_MASK_SEEDED
-					    ? "seeded"
-					    : "explicit"));
-			json_object_set_new(
-			    params, "min_elems",
-			    json_integer((json_int_t)o.min_elems));
-			json_object_set_new(params, "exact",
-					    json_incref(exact));
-		}
-		json_object_set_new(params, "seed",
-				    json_integer((json_int_t)o.seed));
-		o.argv_json = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
-		check(udfs_store_open(argv[optind], 0, &s));
-		err = udfs_compress_add(s, &o, n, names, srcs);
-		free((void *)o.argv_json);
-		free(names);
-		free(srcs);
-	} else {
-		udfs_die("unknown command \"%s\"; see --help", verb);
-	}
-done:
-	udfs_store_close(s);
-	json_decref(params);
-	json_decref(exact);
-	free(exact_v);
+	err = run(&a, verb, argc - optind, argv + optind);
+	json_decref(a.exact);
+	free(a.exact_v);
 	check(err);
 	return 0;
 }

@@ -6,7 +6,10 @@
  *
  * Inode numbers are stable across mounts: the root is 1, a model directory
  * is 2 * model id + 1 and a file is 2 * udfs_file.ino + 2 (catalog ids are
- * positive, so the three ranges never meet).
+ * positive, so these ranges never meet). A directory inside a model is
+ * its model directory's number plus ((first << 10 | depth) << 32), where
+ * first is the index of its first file in the model and depth >= 1 its
+ * depth (fuse_tree.c): odd, and above 2^32, so it meets neither.
  */
 #ifndef UDFS_FUSE_I_H
 #define UDFS_FUSE_I_H
@@ -17,6 +20,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "udfs/cache.h"
@@ -27,7 +31,35 @@
 #define UDFS_DIR_INO(model_id) ((fuse_ino_t)(model_id)*2 + 1)
 #define UDFS_FILE_INO(file_ino) ((fuse_ino_t)(file_ino)*2 + 2)
 
-enum udfs_node_kind { UDFS_NODE_ROOT, UDFS_NODE_MODEL, UDFS_NODE_FILE };
+enum udfs_node_kind {
+	UDFS_NODE_ROOT,
+	UDFS_NODE_MODEL, /* a model directory */
+	UDFS_NODE_DIR,	 /* a directory inside a model */
+	UDFS_NODE_FILE
+};
+
+/*
+ * A directory inside a model (or the model directory: depth 0): the
+ * model's files [lo, hi), whose paths all start with the same plen bytes
+ * (its path and a '/').
+ */
+struct udfs_dir {
+	size_t lo, hi;
+	size_t plen;
+	unsigned depth;
+};
+
+enum { UDFS_ENT_NONE, UDFS_ENT_FILE, UDFS_ENT_DIR };
+
+/* One entry of a directory inside a model. */
+struct udfs_dirent {
+	int kind;	  /* UDFS_ENT_*; NONE: a path not to show */
+	const char *name; /* inside a file's path: not NUL-ended */
+	size_t len;	  /* of name */
+	fuse_ino_t ino;
+	const udfs_file *file; /* UDFS_ENT_FILE */
+	struct udfs_dir sub;   /* UDFS_ENT_DIR */
+};
 
 /* An inode the kernel knows (nlookup > 0) or that is open. */
 struct udfs_node {
@@ -35,6 +67,7 @@ struct udfs_node {
 	int kind;		/* enum udfs_node_kind */
 	udfs_model *model;	/* a reference owned by the node; NULL: root */
 	const udfs_file *file;	/* UDFS_NODE_FILE: inside model */
+	struct udfs_dir dir;	/* UDFS_NODE_MODEL and UDFS_NODE_DIR */
 	uint64_t nlookup;	/* kernel lookup count, under fs->lock */
 	unsigned opens;		/* open handles, under fs->lock */
 	struct udfs_node *next; /* hash chain */
@@ -58,7 +91,10 @@ struct udfs_fs {
 	bool foreground;
 	bool debug;
 	bool allow_other;
-	bool syslog; /* log to syslog (after daemonizing) */
+	bool syslog;	  /* log to syslog (after daemonizing) */
+	char *log_path;	  /* -o log=FILE, absolute */
+	FILE *log_file;	  /* open from before the fork */
+	bool log_to_file; /* log there (once the mount started) */
 
 	udfs_store *store;
 	udfs_cache *cache;
@@ -73,6 +109,8 @@ struct udfs_fs {
 	size_t nbuckets; /* a power of two */
 	struct udfs_node root;
 	struct udfs_fh *handles; /* open files, freed at unmount */
+	struct udfs_dirh *dirs;	 /* open directories, likewise: the kernel
+				    may unmount before their releasedir */
 
 	pthread_mutex_t list_lock; /* the model list below */
 	udfs_model_info *models;   /* sorted by name */
@@ -82,12 +120,21 @@ struct udfs_fs {
 
 	pthread_t ready_thread;
 	bool ready_started;
+
+	/* What `udfs status` shows (user.udfs.stats); atomic adds. */
+	uint64_t reads;
+	uint64_t bytes_served;
+	uint64_t read_errors;
+	uint64_t open_files; /* under fs->lock */
 };
+
+struct udfs_dirh;
 
 /* An open regular file (fi->fh). */
 struct udfs_fh {
 	struct udfs_node *node;
 	udfs_model *model; /* a reference of the handle's own */
+	bool pinned;	   /* ... and a pin (udfs_model_pin) */
 	const udfs_file *file;
 	struct udfs_fh *prev, *next;
 };
@@ -103,7 +150,26 @@ extern const struct fuse_lowlevel_ops udfs_fuse_ops;
  */
 int udfs_mount_main(int argc, char **argv);
 
-/* Log one line: to stderr in the foreground, to syslog once daemonized. */
+/* Can name[0, len) be one directory entry? Not "", ".", "..", nor a name
+ * with '/' or NUL, nor longer than 255 bytes. */
+bool udfs_name_ok(const char *name, size_t len);
+
+/* The tree inside a model (fuse_tree.c). d of the model directory: */
+void udfs_dir_of_model(const udfs_model *m, struct udfs_dir *d);
+/* Inode number of directory d of m; 0 when it has none (not served). */
+fuse_ino_t udfs_dir_ino(const udfs_model *m, const struct udfs_dir *d);
+/* The entry of d that starts at file index *i (begin with d->lo), and
+ * advance *i past it; false past the end. Names point into m. */
+bool udfs_dir_next(const udfs_model *m, const struct udfs_dir *d, size_t *i,
+		   struct udfs_dirent *e);
+/* The entry name of d (a file first, else a directory): 0 or -ENOENT. */
+int udfs_dir_lookup(const udfs_model *m, const struct udfs_dir *d,
+		    const char *name, struct udfs_dirent *e);
+/* 2 + the number of subdirectories of d. */
+unsigned udfs_dir_nlink(const udfs_model *m, const struct udfs_dir *d);
+
+/* Log one line: to stderr in the foreground, to syslog once daemonized,
+ * or to the -o log= file. */
 void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

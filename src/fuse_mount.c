@@ -3,13 +3,19 @@
  * `udfs mount STORE MOUNTPOINT [-f] [-o opts]`: option parsing, session
  * setup, daemonizing, the multi-threaded loop and a clean unmount.
  *
- * Order matters: the store is opened and the mount made while stderr is
- * still the terminal (so a bad store or mountpoint gives one clear line and
- * a non-zero exit), then fuse_daemonize() forks (the parent returns only
- * once the kernel mount exists; requests wait for the loop), and only then
- * are threads started (the cache's decode-ahead pool, the loop). A helper
- * thread waits until the mount answers a stat(), raises the mount's
- * readahead window in sysfs, and writes "ready" to the notify pipe.
+ * Order matters: the store is checked (opened and closed) and the mount
+ * made while stderr is still the terminal (so a bad store or mountpoint
+ * gives one clear line and a non-zero exit), then fuse_daemonize() forks
+ * (the parent returns only once the kernel mount exists; requests wait for
+ * the loop), and only then are the store opened for serving and threads
+ * started (the cache's decode-ahead pool, the loop): SQLite's POSIX locks
+ * do not survive fork, so a catalog connection opened before it would stop
+ * seeing other processes' commits. A helper thread waits until the mount
+ * answers a stat(), raises the mount's readahead window in sysfs, and
+ * writes "ready" to the notify pipe.
+ *
+ * Logs go to stderr in the foreground, to syslog (facility daemon, ident
+ * udfs) once daemonized, or to the file of -o log=FILE.
  */
 #include "fuse_i.h"
 
@@ -21,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/types.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,9 +55,23 @@ static const char usage[] =
     "  -o noreadahead      leave the kernel's readahead window alone\n"
     "  -o notify_pipe=FIFO write \"ready\" (or an error) there once "
     "mounted\n"
+    "  -o log=FILE         log there (default: stderr with -f, else "
+    "syslog)\n"
     "  -o debug            log every request\n"
-    "  -o ro               accepted (udfs is always read-only)\n"
+    "  -o ro               accepted, as are rw, defaults, sync, atime...:\n"
+    "                      udfs always mounts read-only\n"
     "  other -o options (nodev, nosuid, noexec, ...) go to FUSE\n";
+
+/* Options mount(8) passes for `defaults` and the like that mean nothing
+ * to a read-only filesystem without atimes: accepted, and dropped. */
+static const char *const ignored_opts[] = {
+    "ro",	  "rw",		 "defaults",	  "async",
+    "sync",	  "dirsync",	 "atime",	  "relatime",
+    "norelatime", "strictatime", "nostrictatime", "lazytime",
+    "nolazytime", "iversion",	 "noiversion",	  "diratime",
+    "mand",	  "nomand",	 "symfollow",	  "nosymfollow",
+    "silent",	  "loud",
+};
 
 /* Tell the notify pipe, if any, how the mount went. Bounded wait for a
  * reader; a missing reader is not an error of the mount. */
@@ -83,10 +105,7 @@ static int fail(const struct udfs_fs *fs, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (fs->syslog)
-		syslog(LOG_ERR, "%s", msg);
-	else
-		fprintf(stderr, "%s: %s\n", udfs_progname(), msg);
+	udfs_fs_log(fs, LOG_ERR, "%s", msg);
 	snprintf(line, sizeof(line), "error: %s\n", msg);
 	notify(fs->notify_pipe, line);
 	return 1;
@@ -97,6 +116,35 @@ static void add_opt(char **s, const char *opt)
 {
 	if (fuse_opt_add_opt_escaped(s, opt) != 0)
 		udfs_die("out of memory");
+}
+
+static bool ignored(const char *opt)
+{
+	for (size_t i = 0; i < UDFS_ARRAY_SIZE(ignored_opts); i++)
+		if (strcmp(opt, ignored_opts[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Absolute name of a file that may not exist yet: the daemon changes
+ * directory to /. NULL with errno when its directory does not exist. */
+static char *abs_file(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir, *abs, *out;
+
+	if (slash == path)
+		return udfs_xstrdup(path);
+	dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+	if (!dir)
+		udfs_die("out of memory");
+	abs = realpath(dir, NULL);
+	free(dir);
+	if (!abs)
+		return NULL;
+	out = udfs_xasprintf("%s/%s", abs, slash ? slash + 1 : path);
+	free(abs);
+	return out;
 }
 
 /* Parse one -o argument. Ours are consumed, the rest go to *fuse_opts.
@@ -114,10 +162,8 @@ static int parse_opts(struct udfs_fs *fs, const char *arg, char **fuse_opts)
 
 		if (val)
 			val++;
-		if (strcmp(o, "ro") == 0 || strcmp(o, "defaults") == 0) {
+		if (ignored(o)) {
 			continue;
-		} else if (strcmp(o, "rw") == 0) {
-			err = fail(fs, "-o rw: udfs is read-only");
 		} else if (strcmp(o, "allow_other") == 0) {
 			fs->allow_other = true;
 		} else if (strcmp(o, "debug") == 0) {
@@ -150,12 +196,30 @@ static int parse_opts(struct udfs_fs *fs, const char *arg, char **fuse_opts)
 			if (!fs->notify_pipe)
 				err = fail(fs, "-o notify_pipe=%s: %s", val,
 					   strerror(errno));
+		} else if (strncmp(o, "log=", 4) == 0) {
+			free(fs->log_path);
+			fs->log_path = *val ? abs_file(val) : NULL;
+			if (!fs->log_path)
+				err = fail(fs, "-o log=%s: %s", val,
+					   *val ? strerror(errno)
+						: "needs a file name");
 		} else {
 			add_opt(fuse_opts, o);
 		}
 	}
 	free(copy);
 	return err;
+}
+
+/* Say that path (the store or mountpoint) is a FUSE mount whose daemon
+ * died, and how to clear it. */
+static void fail_dead(const struct udfs_fs *fs, const char *what,
+		      const char *path)
+{
+	fail(fs,
+	     "%s %s: a FUSE mount whose daemon is gone (%s); "
+	     "unmount it with fusermount3 -u %s",
+	     what, path, strerror(ENOTCONN), path);
 }
 
 /* Absolute path of an existing directory, or NULL after fail(). */
@@ -165,16 +229,112 @@ static char *check_dir(const struct udfs_fs *fs, const char *what,
 	struct stat st;
 	char *abs = realpath(path, NULL);
 
+	if (abs && stat(abs, &st) < 0) {
+		free(abs);
+		abs = NULL;
+	}
+	if (!abs && errno == ENOTCONN) {
+		/* What a killed daemon leaves: say so, and how to clear it. */
+		fail_dead(fs, what, path);
+		return NULL;
+	}
 	if (!abs) {
 		fail(fs, "%s %s: %s", what, path, strerror(errno));
 		return NULL;
 	}
-	if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode)) {
+	if (!S_ISDIR(st.st_mode)) {
 		fail(fs, "%s %s: not a directory", what, path);
 		free(abs);
 		return NULL;
 	}
 	return abs;
+}
+
+/* Undo the octal escapes (\040 and the like) of a /proc/self/mountinfo
+ * field, in place. */
+static void unescape_field(char *s)
+{
+	char *out = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] &&
+		    s[3]) {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+					(s[3] - '0'));
+			s += 3;
+		} else {
+			*out++ = *s;
+		}
+	}
+	*out = 0;
+}
+
+/* Is dir (absolute, resolved) itself the mount point of a FUSE
+ * filesystem? Then *what says which ("fuse.udfs udfs:/store"); the caller
+ * frees it. Mounting over it would stack a second daemon. */
+static bool fuse_mounted(const char *dir, char **what)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[8192];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[4096], type[256], source[4096];
+		const char *sep = strstr(line, " - ");
+
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		    sscanf(sep + 3, "%255s %4095s", type, source) != 2)
+			continue;
+		unescape_field(mnt);
+		unescape_field(source);
+		if (strcmp(mnt, dir) != 0)
+			continue;
+		/* The last entry for a path is the one on top. */
+		found = strncmp(type, "fuse", 4) == 0;
+		if (found) {
+			free(*what);
+			*what = udfs_xasprintf("%s %s", type, source);
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* The mountpoint as an absolute path, or NULL after fail(). */
+static char *check_mountpoint(const struct udfs_fs *fs, const char *path)
+{
+	char *abs = check_dir(fs, "mountpoint", path), *what = NULL;
+	struct statvfs sv;
+
+	if (abs && fuse_mounted(abs, &what)) {
+		/* stat() may answer from the kernel's cache; statfs always
+		 * asks the daemon. */
+		if (statvfs(abs, &sv) < 0 && errno == ENOTCONN)
+			fail_dead(fs, "mountpoint", path);
+		else
+			fail(fs,
+			     "mountpoint %s is already mounted (%s); unmount "
+			     "it first with fusermount3 -u %s",
+			     path, what, path);
+		free(abs);
+		abs = NULL;
+	}
+	free(what);
+	return abs;
+}
+
+/* Send the log to -o log=FILE from now on. 0 or 1 after fail(). */
+static int open_log(struct udfs_fs *fs)
+{
+	if (!fs->log_path)
+		return 0;
+	fs->log_file = fopen(fs->log_path, "ae");
+	if (!fs->log_file)
+		return fail(fs, "-o log=%s: %s", fs->log_path, strerror(errno));
+	setvbuf(fs->log_file, NULL, _IOLBF, 0);
+	return 0;
 }
 
 struct ready_arg {
@@ -317,21 +477,27 @@ int udfs_mount_main(int argc, char **argv)
 	udfs_fs_nodes_init(&fs);
 	err = parse_args(&fs, argc, argv, &user_opts, &store, &mnt);
 	if (err) {
-		ret = err < 0 ? 0 : 1;
+		ret = err < 0 ? 0 : 2; /* a usage error (udfs(1)) */
 		goto out;
 	}
 	fs.store_dir = check_dir(&fs, "store", store);
 	if (!fs.store_dir)
 		goto out;
-	fs.mountpoint = check_dir(&fs, "mountpoint", mnt);
+	fs.mountpoint = check_mountpoint(&fs, mnt);
 	if (!fs.mountpoint)
 		goto out;
+	/* Checked now, for a clear error on the terminal; opened for
+	 * serving only after the fork (see the top of this file). */
 	udfs_error_clear();
 	err = udfs_store_open(fs.store_dir, UDFS_STORE_RDONLY, &fs.store);
 	if (err < 0) {
 		fail(&fs, "%s", udfs_error_msg(err));
 		goto out;
 	}
+	udfs_store_close(fs.store);
+	fs.store = NULL;
+	if (open_log(&fs))
+		goto out;
 	fs.uid = getuid();
 	fs.gid = getgid();
 	fs.started = (int64_t)time(NULL);
@@ -373,9 +539,21 @@ int udfs_mount_main(int argc, char **argv)
 		fail(&fs, "mount: cannot daemonize");
 		goto out;
 	}
-	if (!fs.foreground) {
+	if (fs.log_file) {
+		fs.log_to_file = true;
+	} else if (!fs.foreground) {
 		openlog("udfs", LOG_PID, LOG_DAEMON);
 		fs.syslog = true;
+	}
+	if (!fs.foreground || fs.log_to_file)
+		udfs_fs_log(&fs, LOG_INFO, "serving %s on %s (pid %d)",
+			    fs.store_dir, fs.mountpoint, (int)getpid());
+	udfs_error_clear();
+	err = udfs_store_open(
+	    fs.store_dir, UDFS_STORE_RDONLY | UDFS_STORE_LAZY_FDS, &fs.store);
+	if (err < 0) {
+		fail(&fs, "%s", udfs_error_msg(err));
+		goto out;
 	}
 
 	/* Threads only now: fork() above keeps none. */
@@ -444,6 +622,9 @@ out:
 	udfs_store_close(fs.store);
 	if (fs.syslog)
 		closelog();
+	if (fs.log_file)
+		fclose(fs.log_file);
+	free(fs.log_path);
 	free(fsname);
 	free(fuse_opts);
 	free(user_opts);

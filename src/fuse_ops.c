@@ -5,12 +5,23 @@
  *
  *   /                  one directory per model (short timeouts: models
  *   /<model>/          come and go), loaded lazily with udfs_model_load
- *   /<model>/<file>    the model's files, 0444, immutable (long timeouts)
+ *   /<model>/<path>    the model's files, immutable (long timeouts), in
+ *                      subdirectories when their paths hold some
+ *                      (fuse_tree.c)
+ *
+ * Files are served read-only with the permission bits and owner of the
+ * model's stored bytes (its pack, or each base file; udfs(5)), and the
+ * kernel enforces them (default_permissions), so a model kept 0600 stays
+ * private whatever allow_other says. A directory gets the read bits its
+ * files share, and x where r.
  *
  * Every inode the kernel holds is a node in a hash table with its lookup
  * count (lookup, readdirplus and forget keep it exact); a node owns a
  * reference on its model, and every open file another, so a model removed
- * from the store keeps serving its open files. Reads go through
+ * from the store keeps serving its open files. An open file also pins its
+ * model: the store opens a model's pack only while it is pinned (and keeps
+ * a few idle ones), so thousands of looked-up models cost no descriptor
+ * each. Reads go through
  * udfs_file_read with the chunk cache as provider; FOPEN_KEEP_CACHE keeps
  * the page cache across opens and direct_io is never used (shared mmap).
  * The filesystem is read-only: every modifying operation answers EROFS.
@@ -27,6 +38,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <syslog.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "udfs/util.h"
 
@@ -41,6 +54,8 @@
 			udfs_fs_log(fs, LOG_DEBUG, __VA_ARGS__);               \
 	} while (0)
 
+#define STATS_XATTR "user.udfs.stats" /* of the root; see udfs status */
+
 static const char *const xattr_names[] = {
     "user.udfs.base",
     "user.udfs.method",
@@ -52,18 +67,26 @@ static struct udfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
 void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
 {
-	char line[1024];
+	char raw[1024], line[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
 	/* Names in a line come from the catalog, which is input like any
 	 * file: one log line must stay one line, free of escapes. */
-	for (char *p = line; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	if (fs->syslog) {
+	udfs_escape(line, sizeof(line), raw);
+	if (fs->log_to_file) {
+		char stamp[32];
+		time_t now = time(NULL);
+		struct tm tm;
+
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ",
+			 gmtime_r(&now, &tm));
+		/* One fprintf per line: stdio locks the stream. */
+		fprintf(fs->log_file, "%s udfs[%d]: %s\n", stamp, (int)getpid(),
+			line);
+	} else if (fs->syslog) {
 		syslog(prio, "%s", line);
 	} else {
 		flockfile(stderr);
@@ -110,26 +133,28 @@ static void node_free(struct udfs_node *n)
 }
 
 /*
- * Count one kernel lookup of ino, creating its node (with a reference of
- * its own on m) when the kernel did not know it. m and f are borrowed.
+ * Count one kernel lookup of the node like proto (its ino, kind, model,
+ * file and dir), creating it (with a reference of its own on the model)
+ * when the kernel did not know it. proto's pointers are borrowed.
  */
-static struct udfs_node *node_ref(struct udfs_fs *fs, fuse_ino_t ino, int kind,
-				  udfs_model *m, const udfs_file *f)
+static struct udfs_node *node_ref(struct udfs_fs *fs,
+				  const struct udfs_node *proto)
 {
 	struct udfs_node *n;
 
 	pthread_mutex_lock(&fs->lock);
-	n = node_find(fs, ino);
+	n = node_find(fs, proto->ino);
 	if (!n) {
 		n = udfs_xcalloc(1, sizeof(*n));
-		n->ino = ino;
-		n->kind = kind;
-		n->model = m;
-		n->file = f;
-		udfs_model_get(m);
+		n->ino = proto->ino;
+		n->kind = proto->kind;
+		n->model = proto->model;
+		n->file = proto->file;
+		n->dir = proto->dir;
+		udfs_model_get(n->model);
 		pthread_mutex_init(&n->ra_lock, NULL);
-		n->next = fs->buckets[bucket_of(fs, ino)];
-		fs->buckets[bucket_of(fs, ino)] = n;
+		n->next = fs->buckets[bucket_of(fs, n->ino)];
+		fs->buckets[bucket_of(fs, n->ino)] = n;
 	}
 	n->nlookup++;
 	pthread_mutex_unlock(&fs->lock);
@@ -167,6 +192,8 @@ void udfs_fs_nodes_init(struct udfs_fs *fs)
 	pthread_mutex_init(&fs->root.ra_lock, NULL);
 }
 
+static void dirh_free_all(struct udfs_fs *fs);
+
 void udfs_fs_nodes_free(struct udfs_fs *fs)
 {
 	struct udfs_fh *fh, *fnext;
@@ -174,10 +201,13 @@ void udfs_fs_nodes_free(struct udfs_fs *fs)
 
 	for (fh = fs->handles; fh; fh = fnext) {
 		fnext = fh->next;
+		if (fh->pinned)
+			udfs_model_unpin(fh->model);
 		udfs_model_put(fh->model);
 		free(fh);
 	}
 	fs->handles = NULL;
+	dirh_free_all(fs);
 	for (size_t b = 0; fs->buckets && b < fs->nbuckets; b++) {
 		for (n = fs->buckets[b]; n; n = next) {
 			next = n->next;
@@ -193,19 +223,9 @@ void udfs_fs_nodes_free(struct udfs_fs *fs)
 	pthread_mutex_destroy(&fs->lock);
 }
 
-/*
- * Can name be shown as one directory entry? Not "", ".", "..", nor a name
- * with '/' or a control character: a damaged or hostile catalog must not
- * make the mount show paths that leave their directory.
- */
 static bool name_ok(const char *name)
 {
-	if (!name[0] || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		return false;
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		if (*p == '/' || *p < 0x20 || *p == 0x7f)
-			return false;
-	return true;
+	return udfs_name_ok(name, strlen(name));
 }
 
 /* ---- the model list ---------------------------------------------------- */
@@ -266,6 +286,7 @@ static int model_exists(struct udfs_fs *fs, const char *name, bool force)
 
 /* ---- attributes -------------------------------------------------------- */
 
+/* The root and the directories of the root's listing. */
 static void fill_dir_attr(const struct udfs_fs *fs, struct stat *st,
 			  fuse_ino_t ino, int64_t mtime)
 {
@@ -280,15 +301,37 @@ static void fill_dir_attr(const struct udfs_fs *fs, struct stat *st,
 	st->st_atime = st->st_mtime = st->st_ctime = mtime;
 }
 
-static void fill_file_attr(const struct udfs_fs *fs, struct stat *st,
-			   const udfs_file *f)
+/* A directory of model m: owned like m's files, readable (and so
+ * searchable) by whom all of its files are. */
+static void fill_model_dir_attr(const udfs_model *m, const struct udfs_dir *d,
+				struct stat *st)
+{
+	unsigned r = 0444;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = udfs_dir_ino(m, d);
+	st->st_size = 4096;
+	st->st_blksize = 4096;
+	st->st_atime = st->st_mtime = st->st_ctime = m->created;
+	for (size_t i = 0; i < m->n_files; i++)
+		r &= m->files[i].mode;
+	st->st_mode = S_IFDIR | r | (r >> 2);
+	st->st_nlink = udfs_dir_nlink(m, d);
+	if (m->n_files) {
+		st->st_uid = m->files[0].uid;
+		st->st_gid = m->files[0].gid;
+	}
+}
+
+static void fill_file_attr(struct stat *st, const udfs_file *f)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = UDFS_FILE_INO(f->ino);
-	st->st_mode = S_IFREG | 0444;
+	/* The stored bytes' read bits: the mount is read-only. */
+	st->st_mode = S_IFREG | (f->mode & 0444);
 	st->st_nlink = 1;
-	st->st_uid = fs->uid;
-	st->st_gid = fs->gid;
+	st->st_uid = f->uid;
+	st->st_gid = f->gid;
 	st->st_size = (off_t)f->size;
 	st->st_blocks = (blkcnt_t)((f->size + 511) / 512);
 	st->st_blksize = UDFS_CHUNK_BYTES; /* cp and friends read this much */
@@ -305,19 +348,38 @@ static double fill_node_attr(const struct udfs_fs *fs,
 		fill_dir_attr(fs, st, n->ino, fs->started);
 		return ROOT_TIMEOUT;
 	case UDFS_NODE_MODEL:
-		fill_dir_attr(fs, st, n->ino, n->model->created);
+		fill_model_dir_attr(n->model, &n->dir, st);
 		return ROOT_TIMEOUT;
+	case UDFS_NODE_DIR:
+		fill_model_dir_attr(n->model, &n->dir, st);
+		return FILE_TIMEOUT;
 	default:
-		fill_file_attr(fs, st, n->file);
+		fill_file_attr(st, n->file);
 		return FILE_TIMEOUT;
 	}
 }
 
 /* ---- lookup, forget, getattr ------------------------------------------- */
 
+/*
+ * err from loading or pinning model name, as the caller should answer it:
+ * a model no longer in the catalog (`udfs rm` won the race) is ENOENT; one
+ * still there whose stored files fail is damage, EIO (logged).
+ */
+static int model_error(struct udfs_fs *fs, const char *name, int err)
+{
+	int gone = model_exists(fs, name, true);
+
+	if (gone == -ENOENT)
+		return -ENOENT;
+	udfs_fs_log(fs, LOG_ERR, "model %s: %s", name, udfs_error_msg(err));
+	return err == -ENOENT ? -EIO : err;
+}
+
 static int lookup_model(struct udfs_fs *fs, const char *name,
 			struct fuse_entry_param *e)
 {
+	struct udfs_node proto = {.kind = UDFS_NODE_MODEL};
 	udfs_model *m = NULL;
 	int err;
 
@@ -327,30 +389,24 @@ static int lookup_model(struct udfs_fs *fs, const char *name,
 	if (err < 0)
 		return err;
 	err = udfs_model_load(fs->store, name, &m);
-	if (err == -ENOENT && model_exists(fs, name, true) == 0) {
-		/* Still in the catalog, so a file it needs is missing: the
-		 * model exists but cannot be served. */
-		udfs_fs_log(fs, LOG_ERR, "model %s: %s", name,
-			    udfs_error_msg(err));
-		return -EIO;
-	}
-	if (err < 0) {
-		if (err != -ENOENT)
-			udfs_fs_log(fs, LOG_ERR, "model %s: %s", name,
-				    udfs_error_msg(err));
-		return err;
-	}
-	node_ref(fs, UDFS_DIR_INO(m->id), UDFS_NODE_MODEL, m, NULL);
-	e->ino = UDFS_DIR_INO(m->id);
-	fill_dir_attr(fs, &e->attr, e->ino, m->created);
+	if (err < 0)
+		return model_error(fs, name, err);
+	proto.model = m;
+	udfs_dir_of_model(m, &proto.dir);
+	proto.ino = UDFS_DIR_INO(m->id);
+	node_ref(fs, &proto);
+	e->ino = proto.ino;
+	fill_model_dir_attr(m, &proto.dir, &e->attr);
 	e->attr_timeout = ROOT_TIMEOUT;
 	e->entry_timeout = ROOT_TIMEOUT;
 	udfs_model_put(m);
 	return 0;
 }
 
-/* The model of directory node ino, with a reference: caller puts it. */
-static int dir_model(struct udfs_fs *fs, fuse_ino_t ino, udfs_model **m)
+/* The model and directory of directory node ino, with a reference on the
+ * model: the caller puts it. */
+static int dir_node(struct udfs_fs *fs, fuse_ino_t ino, udfs_model **m,
+		    struct udfs_dir *d)
 {
 	struct udfs_node *n;
 	int err = 0;
@@ -359,32 +415,53 @@ static int dir_model(struct udfs_fs *fs, fuse_ino_t ino, udfs_model **m)
 	n = node_find(fs, ino);
 	if (!n)
 		err = -ENOENT;
-	else if (n->kind != UDFS_NODE_MODEL)
-		err = n->kind == UDFS_NODE_FILE ? -ENOTDIR : -ENOENT;
-	else
+	else if (n->kind == UDFS_NODE_FILE)
+		err = -ENOTDIR;
+	else if (n->kind == UDFS_NODE_ROOT)
+		err = -ENOENT;
+	else {
 		udfs_model_get(*m = n->model);
+		*d = n->dir;
+	}
 	pthread_mutex_unlock(&fs->lock);
 	return err;
 }
 
-static int lookup_file(struct udfs_fs *fs, fuse_ino_t parent, const char *name,
-		       struct fuse_entry_param *e)
+/* The node an entry of a model's directory becomes. */
+static void entry_node(udfs_model *m, const struct udfs_dirent *de,
+		       struct udfs_node *proto)
 {
-	const udfs_file *f;
+	memset(proto, 0, sizeof(*proto));
+	proto->ino = de->ino;
+	proto->model = m;
+	if (de->kind == UDFS_ENT_FILE) {
+		proto->kind = UDFS_NODE_FILE;
+		proto->file = de->file;
+	} else {
+		proto->kind = UDFS_NODE_DIR;
+		proto->dir = de->sub;
+	}
+}
+
+static int lookup_in_model(struct udfs_fs *fs, fuse_ino_t parent,
+			   const char *name, struct fuse_entry_param *e)
+{
+	struct udfs_node proto;
+	struct udfs_dirent de;
+	struct udfs_dir d;
 	udfs_model *m;
 	int err;
 
-	err = dir_model(fs, parent, &m);
+	err = dir_node(fs, parent, &m, &d);
 	if (err < 0)
 		return err;
-	f = name_ok(name) ? udfs_model_file(m, name) : NULL;
-	if (!f) {
-		err = -ENOENT;
+	err = udfs_dir_lookup(m, &d, name, &de);
+	if (err < 0)
 		goto out;
-	}
-	node_ref(fs, UDFS_FILE_INO(f->ino), UDFS_NODE_FILE, m, f);
-	e->ino = UDFS_FILE_INO(f->ino);
-	fill_file_attr(fs, &e->attr, f);
+	entry_node(m, &de, &proto);
+	node_ref(fs, &proto);
+	e->ino = proto.ino;
+	fill_node_attr(fs, &proto, &e->attr);
 	e->attr_timeout = FILE_TIMEOUT;
 	e->entry_timeout = FILE_TIMEOUT;
 out:
@@ -404,7 +481,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (parent == UDFS_ROOT_INO)
 		err = lookup_model(fs, name, &e);
 	else
-		err = lookup_file(fs, parent, name, &e);
+		err = lookup_in_model(fs, parent, name, &e);
 	if (err == -ENOENT) {
 		/* A negative entry: the kernel remembers the miss, so a
 		 * stream of lookups of absent names does not reach the
@@ -481,35 +558,33 @@ static void fh_release(struct udfs_fs *fs, struct udfs_fh *fh)
 		fs->handles = fh->next;
 	if (fh->next)
 		fh->next->prev = fh->prev;
+	fs->open_files--;
 	if (--n->opens == 0 && n->nlookup == 0) {
 		node_unlink(fs, n);
 		dead = n;
 	}
 	pthread_mutex_unlock(&fs->lock);
+	if (fh->pinned)
+		udfs_model_unpin(fh->model);
 	udfs_model_put(fh->model);
 	free(fh);
 	if (dead)
 		node_free(dead);
 }
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* A new handle on file node ino, its model referenced but not pinned. */
+static int fh_new(struct udfs_fs *fs, fuse_ino_t ino, struct udfs_fh **out)
 {
-	struct udfs_fs *fs = fs_of(req);
-	struct udfs_fh *fh = NULL;
+	struct udfs_fh *fh;
 	struct udfs_node *n;
 	int err = 0;
 
-	DBG(fs, "open ino=%" PRIu64 " flags=0%o", (uint64_t)ino, fi->flags);
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
 	pthread_mutex_lock(&fs->lock);
 	n = node_find(fs, ino);
 	if (!n) {
-		err = ENOENT;
+		err = -ENOENT;
 	} else if (n->kind != UDFS_NODE_FILE) {
-		err = EISDIR;
+		err = -EISDIR;
 	} else {
 		fh = udfs_xcalloc(1, sizeof(*fh));
 		fh->node = n;
@@ -517,14 +592,41 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fh->file = n->file;
 		udfs_model_get(fh->model);
 		n->opens++;
+		fs->open_files++;
 		fh->next = fs->handles;
 		if (fs->handles)
 			fs->handles->prev = fh;
 		fs->handles = fh;
+		*out = fh;
 	}
 	pthread_mutex_unlock(&fs->lock);
-	if (err) {
-		fuse_reply_err(req, err);
+	return err;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct udfs_fs *fs = fs_of(req);
+	struct udfs_fh *fh = NULL;
+	int err;
+
+	DBG(fs, "open ino=%" PRIu64 " flags=0%o", (uint64_t)ino, fi->flags);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	err = fh_new(fs, ino, &fh);
+	if (err < 0) {
+		fuse_reply_err(req, -err);
+		return;
+	}
+	/* Pinned while open: reads need the pack (store.h). */
+	udfs_error_clear();
+	err = udfs_model_pin(fh->model);
+	fh->pinned = err == 0;
+	if (err < 0) {
+		err = model_error(fs, fh->model->name, err);
+		fh_release(fs, fh);
+		fuse_reply_err(req, -err);
 		return;
 	}
 	fi->fh = (uintptr_t)fh;
@@ -582,6 +684,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	DBG(fs, "read ino=%" PRIu64 " off=%lld size=%zu", (uint64_t)ino,
 	    (long long)off, size);
+	__atomic_add_fetch(&fs->reads, 1, __ATOMIC_RELAXED);
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -600,12 +703,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	udfs_error_clear();
 	n = udfs_file_read(fh->file, buf, size, (uint64_t)off, &fs->provider);
 	if (n < 0) {
+		__atomic_add_fetch(&fs->read_errors, 1, __ATOMIC_RELAXED);
 		udfs_fs_log(fs, LOG_ERR, "%s/%s: read of %zu bytes at %lld: %s",
 			    fh->model->name, fh->file->path, size,
 			    (long long)off, udfs_error_msg((int)n));
 		fuse_reply_err(req, (int)-n);
 		return;
 	}
+	__atomic_add_fetch(&fs->bytes_served, (uint64_t)n, __ATOMIC_RELAXED);
 	fuse_reply_buf(req, (const char *)buf, (size_t)n);
 }
 
@@ -615,7 +720,9 @@ struct dent {
 	char *name;
 	fuse_ino_t ino;
 	int64_t mtime;	       /* root entries */
-	const udfs_file *file; /* model directory entries */
+	const udfs_file *file; /* a model's files */
+	bool subdir;	       /* a directory inside a model */
+	struct udfs_dir dir;   /* ... its files */
 };
 
 struct udfs_dirh {
@@ -623,18 +730,44 @@ struct udfs_dirh {
 	udfs_model *model; /* model directories: a reference */
 	size_t n;
 	struct dent *ents;
+	struct udfs_dirh *prev, *next; /* fs->dirs, under fs->lock */
 };
 
 static void dirh_free(struct udfs_dirh *d)
 {
 	if (!d)
 		return;
-	if (!d->model)
-		for (size_t i = 0; i < d->n; i++)
-			free(d->ents[i].name);
+	for (size_t i = 0; i < d->n; i++)
+		free(d->ents[i].name);
 	udfs_model_put(d->model);
 	free(d->ents);
 	free(d);
+}
+
+/* At unmount: the directories the kernel did not release. */
+static void dirh_free_all(struct udfs_fs *fs)
+{
+	struct udfs_dirh *d, *next;
+
+	for (d = fs->dirs; d; d = next) {
+		next = d->next;
+		dirh_free(d);
+	}
+	fs->dirs = NULL;
+}
+
+/* Unlink an open directory from fs->dirs and free it. */
+static void dirh_release(struct udfs_fs *fs, struct udfs_dirh *d)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		fs->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&fs->lock);
+	dirh_free(d);
 }
 
 /* Snapshot the root's model list. */
@@ -661,11 +794,37 @@ static int snap_root(struct udfs_fs *fs, struct udfs_dirh *d)
 	return err;
 }
 
+/* Snapshot the entries of directory dir of model m (files and
+ * subdirectories, in path order). */
+static void snap_model_dir(struct udfs_dirh *d, const struct udfs_dir *dir)
+{
+	const udfs_model *m = d->model;
+	struct udfs_dirent e;
+	size_t i = dir->lo;
+
+	d->ents = udfs_xcalloc(dir->hi - dir->lo + 1, sizeof(*d->ents));
+	while (udfs_dir_next(m, dir, &i, &e)) {
+		struct dent *de = &d->ents[d->n];
+
+		if (e.kind == UDFS_ENT_NONE)
+			continue;
+		de->name = strndup(e.name, e.len);
+		if (!de->name)
+			udfs_die("out of memory");
+		de->ino = e.ino;
+		de->file = e.kind == UDFS_ENT_FILE ? e.file : NULL;
+		de->subdir = e.kind == UDFS_ENT_DIR;
+		de->dir = e.sub;
+		d->n++;
+	}
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	struct udfs_fs *fs = fs_of(req);
 	struct udfs_dirh *d;
+	struct udfs_dir dir;
 	int err;
 
 	DBG(fs, "opendir ino=%" PRIu64, (uint64_t)ino);
@@ -678,22 +837,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 			udfs_fs_log(fs, LOG_ERR, "model list: %s",
 				    udfs_error_msg(err));
 	} else {
-		err = dir_model(fs, ino, &d->model);
+		err = dir_node(fs, ino, &d->model, &dir);
 		if (!err) {
-			udfs_model *m = d->model;
-
-			d->ents =
-			    udfs_xcalloc(m->n_files + 1, sizeof(*d->ents));
-			for (size_t i = 0; i < m->n_files; i++) {
-				struct dent *de = &d->ents[d->n];
-
-				if (!name_ok(m->files[i].path))
-					continue;
-				de->name = m->files[i].path;
-				de->file = &m->files[i];
-				de->ino = UDFS_FILE_INO(m->files[i].ino);
-				d->n++;
-			}
+			snap_model_dir(d, &dir);
 			fi->cache_readdir = 1; /* immutable listing */
 			fi->keep_cache = 1;
 		}
@@ -703,9 +849,15 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, -err);
 		return;
 	}
+	pthread_mutex_lock(&fs->lock);
+	d->next = fs->dirs;
+	if (fs->dirs)
+		fs->dirs->prev = d;
+	fs->dirs = d;
+	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		dirh_free(d);
+		dirh_release(fs, d);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
@@ -714,15 +866,33 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
 	struct udfs_fs *fs = fs_of(req);
 
 	DBG(fs, "releasedir ino=%" PRIu64, (uint64_t)ino);
-	dirh_free((struct udfs_dirh *)(uintptr_t)fi->fh);
+	dirh_release(fs, (struct udfs_dirh *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+/* Attributes of entry i of d (0 ".", 1 "..", then d->ents). */
+static void dent_attr(const struct udfs_fs *fs, const struct udfs_dirh *d,
+		      size_t i, struct stat *st)
+{
+	const struct dent *de = i >= 2 ? &d->ents[i - 2] : NULL;
+
+	if (de && de->file)
+		fill_file_attr(st, de->file);
+	else if (de && de->subdir)
+		fill_model_dir_attr(d->model, &de->dir, st);
+	else if (de)
+		fill_dir_attr(fs, st, de->ino, de->mtime);
+	else
+		fill_dir_attr(fs, st, i == 0 ? d->ino : UDFS_ROOT_INO,
+			      fs->started);
 }
 
 /*
  * readdir and readdirplus. Offsets are entry indices + 1 (0 is "start");
  * entries 0 and 1 are "." and "..". readdirplus counts a lookup for each
  * model file it returns (only once it is sure the entry fits); the root's
- * entries carry no inode (e.ino = 0), so listing the root loads nothing.
+ * entries and subdirectories carry no inode (e.ino = 0), so listing the
+ * root loads nothing.
  */
 static void do_readdir(fuse_req_t req, size_t size, off_t off,
 		       struct fuse_file_info *fi, bool plus)
@@ -746,14 +916,7 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 		size_t need;
 
 		memset(&e, 0, sizeof(e));
-		if (!de)
-			fill_dir_attr(fs, &e.attr,
-				      i == 0 ? d->ino : UDFS_ROOT_INO,
-				      fs->started);
-		else if (de->file)
-			fill_file_attr(fs, &e.attr, de->file);
-		else
-			fill_dir_attr(fs, &e.attr, de->ino, de->mtime);
+		dent_attr(fs, d, i, &e.attr);
 		if (!plus) {
 			need = fuse_add_direntry(req, buf + pos, size - pos,
 						 name, &e.attr, (off_t)i + 1);
@@ -767,8 +930,14 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 		if (need > size - pos)
 			break;
 		if (de && de->file) {
-			node_ref(fs, de->ino, UDFS_NODE_FILE, d->model,
-				 de->file);
+			struct udfs_node proto = {
+			    .ino = de->ino,
+			    .kind = UDFS_NODE_FILE,
+			    .model = d->model,
+			    .file = de->file,
+			};
+
+			node_ref(fs, &proto);
 			e.ino = de->ino;
 			e.attr_timeout = FILE_TIMEOUT;
 			e.entry_timeout = FILE_TIMEOUT;
@@ -861,15 +1030,61 @@ static void reply_xattr(fuse_req_t req, const char *val, size_t len,
 		fuse_reply_buf(req, val, len);
 }
 
+/*
+ * user.udfs.stats of the root: what the mount is doing, one "name value"
+ * line each (`udfs status` prints it). Returns its length.
+ */
+static int stats_text(struct udfs_fs *fs, char *buf, size_t len)
+{
+	udfs_cache_stats c;
+	uint64_t loaded = 0, open_models = 0, open_fds = 0, open_files;
+	int n;
+
+	memset(&c, 0, sizeof(c));
+	if (fs->cache)
+		udfs_cache_get_stats(fs->cache, &c);
+	if (fs->store)
+		udfs_store_fd_stats(fs->store, &loaded, &open_models,
+				    &open_fds);
+	pthread_mutex_lock(&fs->lock);
+	open_files = fs->open_files;
+	pthread_mutex_unlock(&fs->lock);
+	n = snprintf(
+	    buf, len,
+	    "store %s\npid %d\nuptime_s %lld\nmodels_loaded %" PRIu64
+	    "\nmodels_with_open_storage %" PRIu64 "\nstorage_fds %" PRIu64
+	    "\nopen_files %" PRIu64 "\nreads %" PRIu64 "\nbytes_served %" PRIu64
+	    "\nread_errors %" PRIu64 "\ncache_hits %" PRIu64
+	    "\ncache_misses %" PRIu64 "\ncache_waits %" PRIu64
+	    "\nchunks_decoded %" PRIu64 "\nbytes_decoded %" PRIu64
+	    "\ndecode_errors %" PRIu64 "\ncache_evictions %" PRIu64
+	    "\ncache_bytes %" PRIu64 "\ncache_capacity %" PRIu64
+	    "\ndecode_ahead_queued %" PRIu64 "\ndecode_ahead_dropped %" PRIu64
+	    "\n",
+	    fs->store_dir, (int)getpid(), (long long)(time(NULL) - fs->started),
+	    loaded, open_models, open_fds, open_files,
+	    __atomic_load_n(&fs->reads, __ATOMIC_RELAXED),
+	    __atomic_load_n(&fs->bytes_served, __ATOMIC_RELAXED),
+	    __atomic_load_n(&fs->read_errors, __ATOMIC_RELAXED), c.hits,
+	    c.misses, c.waits, c.decodes, c.bytes_decoded, c.errors,
+	    c.evictions, c.bytes, c.capacity, c.ahead_queued, c.ahead_dropped);
+	return n < 0 ? 0 : (int)UDFS_MIN((size_t)n, len - 1);
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
 	struct udfs_fs *fs = fs_of(req);
 	struct udfs_node *n;
-	char val[512];
+	char val[8192];
 	int len = -ENODATA;
 
 	DBG(fs, "getxattr ino=%" PRIu64 " name=%s", (uint64_t)ino, name);
+	if (ino == UDFS_ROOT_INO && strcmp(name, STATS_XATTR) == 0) {
+		len = stats_text(fs, val, sizeof(val));
+		reply_xattr(req, val, (size_t)len, size);
+		return;
+	}
 	pthread_mutex_lock(&fs->lock);
 	n = node_find(fs, ino);
 	if (!n)
@@ -892,6 +1107,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	int err = 0;
 
 	DBG(fs, "listxattr ino=%" PRIu64, (uint64_t)ino);
+	if (ino == UDFS_ROOT_INO) {
+		reply_xattr(req, STATS_XATTR, sizeof(STATS_XATTR), size);
+		return;
+	}
 	pthread_mutex_lock(&fs->lock);
 	n = node_find(fs, ino);
 	if (!n)
@@ -916,14 +1135,16 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static int erofs_if_exists(struct udfs_fs *fs, fuse_ino_t parent,
 			   const char *name)
 {
+	struct udfs_dirent de;
+	struct udfs_dir d;
 	udfs_model *m;
 	int err;
 
 	udfs_error_clear();
 	if (parent == UDFS_ROOT_INO)
 		err = model_exists(fs, name, false);
-	else if ((err = dir_model(fs, parent, &m)) == 0) {
-		err = udfs_model_file(m, name) ? 0 : -ENOENT;
+	else if ((err = dir_node(fs, parent, &m, &d)) == 0) {
+		err = udfs_dir_lookup(m, &d, name, &de);
 		udfs_model_put(m);
 	}
 	return err < 0 ? -err : EROFS;

@@ -1,15 +1,21 @@
 // SPDX-License-Identifier: MIT
 /*
  * Model sources for udfs-compress: one .safetensors file, or a Hugging Face
- * model directory. Opening validates everything before the caller writes a
- * byte: each file is a regular file (or a symlink that stays inside the
- * directory), every safetensors header parses strictly, tensor names are
- * unique across shards, and model.safetensors.index.json, when present,
- * maps exactly the tensors of the shards to the shards that hold them.
+ * model directory walked recursively. Opening validates everything before
+ * the caller writes a byte: each file is a regular file (or a symlink that
+ * resolves inside the directory, or into the blobs of a Hugging Face cache
+ * snapshot), every safetensors
+ * header parses strictly, tensor names are unique across shards, and
+ * model.safetensors.index.json, when present, maps exactly the tensors of
+ * the shards to the shards that hold them. The layout rules are in
+ * source.h and udfs-compress(1). Paths are what readdir gives, joined with
+ * '/': every component is a file name the mount serves as it is (udfs(5),
+ * files.path), control characters included, so none needs checking here.
  *
  * Files are mmap-ed read-only and shared, so reading a multi-gigabyte
- * source costs page cache, not heap. One name index (sorted array over all
- * shards) serves udfs_source_find().
+ * source costs page cache, not heap, and their descriptors are closed at
+ * once, so a source of a thousand files needs no descriptor limit raised.
+ * One name index (sorted array over all shards) serves udfs_source_find().
  */
 #include "udfs/source.h"
 
@@ -180,182 +186,307 @@ out:
 	return err;
 }
 
+/* ---- where files may live -------------------------------------------- */
+
 /*
- * Decide whether directory entry name is a file of the model: 1 yes, 0 skip
- * it silently, or a negative errno for an entry that must not be there.
+ * The places a file of a directory source may resolve to: the directory
+ * itself and, for a Hugging Face cache snapshot REPO/snapshots/REV, the
+ * repository's REPO/blobs/, where the snapshot's symlinks point. Symlinks
+ * anywhere else are refused: a model directory must not read, and store,
+ * files that only happen to be reachable from it.
  */
-static int admit(const char *label, int dfd, const char *realdir,
-		 const char *name)
+struct roots {
+	char *dir;   /* realpath of the source directory */
+	char *blobs; /* realpath of REPO/blobs for a snapshot, or NULL */
+};
+
+/* Is path strictly below directory root (both absolute, resolved)? */
+static bool below(const char *path, const char *root)
+{
+	size_t n = strlen(root);
+
+	/* "/" is a prefix of everything: no separator to add. */
+	if (n == 1)
+		n = 0;
+	return strncmp(path, root, n) == 0 && path[n] == '/';
+}
+
+static bool inside(const struct roots *r, const char *path)
+{
+	return below(path, r->dir) || (r->blobs && below(path, r->blobs));
+}
+
+/* REPO/blobs when dir (resolved) is REPO/snapshots/REV, else NULL. */
+static char *snapshot_blobs(const char *dir)
+{
+	const char *rev = strrchr(dir, '/');
+	char *repo, *blobs, *real = NULL;
+	struct stat st;
+	size_t n;
+
+	if (!rev || rev == dir)
+		return NULL;
+	n = (size_t)(rev - dir);
+	if (n < 10 || strncmp(dir + n - 10, "/snapshots", 10) != 0)
+		return NULL;
+	repo = udfs_xasprintf("%.*s", (int)(n - 10), dir);
+	blobs = udfs_xasprintf("%s/blobs", repo);
+	if (stat(blobs, &st) == 0 && S_ISDIR(st.st_mode))
+		real = realpath(blobs, NULL);
+	free(blobs);
+	free(repo);
+	return real;
+}
+
+/* ---- the directory walk ----------------------------------------------- */
+
+#define MAX_DEPTH 32
+
+struct scan {
+	const char *label; /* the SRC argument */
+	struct roots r;
+	char **paths; /* files found, relative to the directory */
+	size_t n, cap;
+	char *skipped; /* "a/.git/, .cache/" for the one note, or NULL */
+};
+
+/* HF and git bookkeeping, not files of the model: hub downloads leave
+ * .cache/huggingface/ in a local dir, a clone has .git/. */
+static bool metadata_dir(const char *name)
+{
+	return strcmp(name, ".git") == 0 || strcmp(name, ".cache") == 0;
+}
+
+static void note_skip(struct scan *sc, const char *rel)
+{
+	char *s = sc->skipped ? udfs_xasprintf("%s, %s/", sc->skipped, rel)
+			      : udfs_xasprintf("%s/", rel);
+
+	free(sc->skipped);
+	sc->skipped = s;
+}
+
+/* Follow symlink rel: *st becomes its target's. Refused unless it
+ * resolves to a regular file where the source may read (struct roots). */
+static int follow(struct scan *sc, const char *rel, struct stat *st)
+{
+	char *full = udfs_xasprintf("%s/%s", sc->r.dir, rel);
+	char *target = realpath(full, NULL);
+	int err = 0;
+
+	if (!target)
+		err = udfs_error(-errno, "%s: symlink %s: %s", sc->label, rel,
+				 strerror(errno));
+	else if (!inside(&sc->r, target))
+		err = udfs_error(-EINVAL,
+				 "%s: symlink %s points outside the model "
+				 "directory (to %s); add a copy made with "
+				 "cp -rL instead",
+				 sc->label, rel, target);
+	else if (stat(target, st) < 0)
+		err = udfs_error(-errno, "%s: %s: %s", sc->label, rel,
+				 strerror(errno));
+	else if (S_ISDIR(st->st_mode))
+		err = udfs_error(-EINVAL,
+				 "%s: symlink %s points to a directory, "
+				 "which udfs does not follow; add a copy "
+				 "made with cp -rL instead",
+				 sc->label, rel);
+	free(target);
+	free(full);
+	return err;
+}
+
+static void add_path(struct scan *sc, const char *rel)
+{
+	if (sc->n == sc->cap) {
+		sc->cap = sc->cap ? 2 * sc->cap : 16;
+		sc->paths = udfs_xrealloc(sc->paths, sc->cap * sizeof(char *));
+	}
+	sc->paths[sc->n++] = udfs_xstrdup(rel);
+}
+
+static int walk(struct scan *sc, int dfd, const char *prefix, int depth);
+
+/* Walk subdirectory name (rel from the top) of the directory at dfd. */
+static int descend(struct scan *sc, int dfd, const char *name, const char *rel,
+		   int depth)
+{
+	int fd, err;
+
+	if (depth >= MAX_DEPTH)
+		return udfs_error(-EINVAL,
+				  "%s: %s: directories nested more than %d "
+				  "deep",
+				  sc->label, rel, MAX_DEPTH);
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return udfs_error(-errno, "%s: %s: %s", sc->label, rel,
+				  strerror(errno));
+	err = walk(sc, fd, rel, depth + 1);
+	close(fd);
+	return err;
+}
+
+/* Take entry name (rel from the top) of the directory at dfd: a file of
+ * the model, a directory to walk or skip, or an error. */
+static int visit(struct scan *sc, int dfd, const char *name, const char *rel,
+		 int depth)
 {
 	struct stat st;
-	char *full = NULL, *target = NULL;
-	size_t n = strlen(realdir);
-	int ret;
+	int err;
 
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return udfs_error(-errno, "%s: %s: %s", label, name,
+		return udfs_error(-errno, "%s: %s: %s", sc->label, rel,
 				  strerror(errno));
-	if (S_ISDIR(st.st_mode))
+	if (S_ISDIR(st.st_mode)) {
+		if (!metadata_dir(name))
+			return descend(sc, dfd, name, rel, depth);
+		note_skip(sc, rel);
 		return 0;
-	if (S_ISREG(st.st_mode))
-		return 1;
-	if (!S_ISLNK(st.st_mode))
+	}
+	if (S_ISLNK(st.st_mode)) {
+		err = follow(sc, rel, &st);
+		if (err)
+			return err;
+	}
+	if (!S_ISREG(st.st_mode))
 		return udfs_error(-EINVAL,
 				  "%s: %s is not a regular file "
 				  "(device, fifo or socket)",
-				  label, name);
-
-	full = udfs_xasprintf("%s/%s", realdir, name);
-	target = realpath(full, NULL);
-	if (!target) {
-		ret = udfs_error(-errno, "%s: symlink %s: %s", label, name,
-				 strerror(errno));
-		goto out;
-	}
-	/* realdir "/" is a prefix of everything: no separator to add. */
-	if (n == 1)
-		n = 0;
-	if (strncmp(target, realdir, n) || target[n] != '/') {
-		ret = udfs_error(-EINVAL,
-				 "%s: symlink %s points outside the "
-				 "model directory (to %s)",
-				 label, name, target);
-		goto out;
-	}
-	if (stat(target, &st) < 0) {
-		ret = udfs_error(-errno, "%s: %s: %s", label, name,
-				 strerror(errno));
-		goto out;
-	}
-	if (S_ISDIR(st.st_mode))
-		ret = 0;
-	else if (S_ISREG(st.st_mode))
-		ret = 1;
-	else
-		ret = udfs_error(-EINVAL,
-				 "%s: symlink %s points to something "
-				 "that is not a regular file",
-				 label, name);
-out:
-	free(target);
-	free(full);
-	return ret;
+				  sc->label, rel);
+	add_path(sc, rel);
+	return 0;
 }
 
-/* 0 when open descriptor fd is a file below realdir, else -EINVAL. */
-static int check_inside(const char *shown, const char *realdir, int fd)
+/* Add the files below the directory at dfd (prefix: its path from the
+ * top, NULL for the top) to sc. */
+static int walk(struct scan *sc, int dfd, const char *prefix, int depth)
+{
+	DIR *d = NULL;
+	struct dirent *de;
+	int fd = dup(dfd), err = 0;
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		err = udfs_error(-errno, "%s: %s: %s", sc->label,
+				 prefix ? prefix : ".", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	while (!err && (errno = 0, de = readdir(d))) {
+		char *rel;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		rel = prefix ? udfs_xasprintf("%s/%s", prefix, de->d_name)
+			     : udfs_xstrdup(de->d_name);
+		err = visit(sc, dfd, de->d_name, rel, depth);
+		free(rel);
+	}
+	if (!err && errno)
+		err = udfs_error(-errno, "%s: readdir: %s", sc->label,
+				 strerror(errno));
+	closedir(d);
+	return err;
+}
+
+/* ---- opening files ---------------------------------------------------- */
+
+/* Absolute path of what descriptor fd has open, or NULL without /proc. */
+static char *fd_path(int fd)
 {
 	char link[64], target[PATH_MAX];
-	size_t n = strlen(realdir);
 	ssize_t len;
 
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 	len = readlink(link, target, sizeof(target) - 1);
 	if (len < 0)
-		return 0; /* no /proc: the check by name stands */
+		return NULL;
 	target[len] = '\0';
-	if (n == 1)
-		n = 0;
-	if (strncmp(target, realdir, n) || target[n] != '/')
-		return udfs_error(-EINVAL,
-				  "%s: opened %s, outside the model "
-				  "directory",
-				  shown, target);
+	return udfs_xstrdup(target);
+}
+
+/* Is f a safetensors file? Only at the top of a directory, where shards
+ * and the index live; one in a subdirectory is kept verbatim. A dotfile
+ * is never a shard (the index cannot name one). */
+static int file_kind(const char *path)
+{
+	return has_suffix(path, ST_SUFFIX) && path[0] != '.' &&
+		       !strchr(path, '/')
+		   ? UDFS_FILE_SAFETENSORS
+		   : UDFS_FILE_VERBATIM;
+}
+
+/* Map fd's file into f; msg_name names it in messages. */
+static int map_file(int fd, const char *msg_name, udfs_source_file *f)
+{
+	void *map;
+
+	if (!f->size)
+		return 0;
+	if (f->size > SIZE_MAX)
+		return udfs_error(-EFBIG, "%s: too large to map", msg_name);
+	map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return udfs_error(-errno, "%s: mmap: %s", msg_name,
+				  strerror(errno));
+	f->map = map;
 	return 0;
 }
 
-/* Open, map and (for .safetensors) parse one file into f; f->path is set
- * and f->fd is -1 on entry. msg_name names the file in messages. */
+/*
+ * Open, map and (for .safetensors) parse one file into f; f->path is set
+ * on entry. msg_name names the file in messages. With roots, what was
+ * opened must lie inside them: the entry was checked by name before, and
+ * a symlink swapped in between must not lead out. The descriptor is
+ * closed before returning; the mapping stays valid without it.
+ */
 static int open_file(int dfd, const char *rel, const char *msg_name,
-		     udfs_source_file *f)
+		     const struct roots *roots, udfs_source_file *f)
 {
 	struct stat st;
-	void *map;
-	int err;
+	int fd, err = 0;
 
-	f->fd = openat(dfd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (f->fd < 0)
+	fd = openat(dfd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
 		return udfs_error(-errno, "%s: %s", msg_name, strerror(errno));
-	if (fstat(f->fd, &st) < 0)
-		return udfs_error(-errno, "%s: %s", msg_name, strerror(errno));
-	/* Checked again on the descriptor: the entry may have changed. */
-	if (!S_ISREG(st.st_mode))
-		return udfs_error(-EINVAL, "%s: not a regular file", msg_name);
-	f->size = (uint64_t)st.st_size;
-	f->kind = has_suffix(f->path, ST_SUFFIX) ? UDFS_FILE_SAFETENSORS
-						 : UDFS_FILE_VERBATIM;
-	if (f->size) {
-		if (f->size > SIZE_MAX)
-			return udfs_error(-EFBIG, "%s: too large to map",
-					  msg_name);
-		map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_SHARED, f->fd,
-			   0);
-		if (map == MAP_FAILED)
-			return udfs_error(-errno, "%s: mmap: %s", msg_name,
-					  strerror(errno));
-		f->map = map;
+	if (fstat(fd, &st) < 0) {
+		err = udfs_error(-errno, "%s: %s", msg_name, strerror(errno));
+		goto out;
 	}
-	if (f->kind != UDFS_FILE_SAFETENSORS)
-		return 0;
+	/* Checked again on the descriptor: the entry may have changed. */
+	if (!S_ISREG(st.st_mode)) {
+		err = udfs_error(-EINVAL, "%s: not a regular file", msg_name);
+		goto out;
+	}
+	f->size = (uint64_t)st.st_size;
+	f->mode = st.st_mode & 07777;
+	f->dev = (uint64_t)st.st_dev;
+	f->ino = (uint64_t)st.st_ino;
+	f->kind = file_kind(f->path);
+	f->real = fd_path(fd);
+	if (!f->real && !(f->real = realpath(msg_name, NULL))) {
+		err = udfs_error(-errno, "%s: %s", msg_name, strerror(errno));
+		goto out;
+	}
+	if (roots && !inside(roots, f->real)) {
+		err = udfs_error(-EINVAL,
+				 "%s: opened %s, outside the model "
+				 "directory",
+				 msg_name, f->real);
+		goto out;
+	}
+	err = map_file(fd, msg_name, f);
+out:
+	close(fd);
+	if (err || f->kind != UDFS_FILE_SAFETENSORS)
+		return err;
 	err = udfs_st_parse(msg_name, f->map, (size_t)f->size, f->size, NULL,
 			    &f->st);
 	/* The whole file is mapped, so the parser never asks for more. */
 	if (err == -EAGAIN)
 		err = udfs_error(-EINVAL, "%s: truncated header", msg_name);
-	return err;
-}
-
-/* List the model files of directory path into *names (sorted). */
-static int scan_dir(const char *path, int dfd, char ***names, size_t *n)
-{
-	DIR *d = NULL;
-	struct dirent *de;
-	char *realdir = NULL;
-	size_t cap = 0;
-	int dfd2 = -1, err = 0;
-
-	*names = NULL;
-	*n = 0;
-	realdir = realpath(path, NULL);
-	if (!realdir)
-		return udfs_error(-errno, "%s: %s", path, strerror(errno));
-	dfd2 = dup(dfd);
-	if (dfd2 < 0 || !(d = fdopendir(dfd2))) {
-		err = udfs_error(-errno, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	dfd2 = -1;
-	while ((errno = 0, de = readdir(d))) {
-		int ok;
-
-		if (de->d_name[0] == '.')
-			continue;
-		ok = admit(path, dfd, realdir, de->d_name);
-		if (ok < 0) {
-			err = ok;
-			goto out;
-		}
-		if (!ok)
-			continue;
-		if (*n == cap) {
-			cap = cap ? 2 * cap : 16;
-			*names = udfs_xrealloc(*names, cap * sizeof(char *));
-		}
-		(*names)[(*n)++] = udfs_xstrdup(de->d_name);
-	}
-	if (errno) {
-		err = udfs_error(-errno, "%s: readdir: %s", path,
-				 strerror(errno));
-		goto out;
-	}
-	if (*n)
-		qsort(*names, *n, sizeof(char *), cmp_str);
-out:
-	if (dfd2 >= 0)
-		close(dfd2);
-	if (d)
-		closedir(d);
-	free(realdir);
 	return err;
 }
 
@@ -419,14 +550,80 @@ static int check_index(const udfs_source *s)
 	return err;
 }
 
+/* Open every file of directory source path into s; *skipped receives
+ * the metadata directories left out (for the note), or NULL. */
+static int open_dir(udfs_source *s, const char *path, char **skipped)
+{
+	struct scan sc = {.label = path};
+	size_t n_st = 0;
+	int dfd, err;
+
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return udfs_error(-errno, "%s: %s", path, strerror(errno));
+	sc.r.dir = realpath(path, NULL);
+	if (!sc.r.dir) {
+		err = udfs_error(-errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	sc.r.blobs = snapshot_blobs(sc.r.dir);
+	err = walk(&sc, dfd, NULL, 0);
+	if (err)
+		goto out;
+	if (sc.n)
+		qsort(sc.paths, sc.n, sizeof(char *), cmp_str);
+	s->files = udfs_xcalloc(sc.n + 1, sizeof(*s->files));
+	for (size_t i = 0; i < sc.n && !err; i++) {
+		udfs_source_file *f = &s->files[s->n_files++];
+		/* Messages name the file with its directory. */
+		char *shown = udfs_xasprintf("%s/%s", path, sc.paths[i]);
+
+		f->path = sc.paths[i];
+		sc.paths[i] = NULL;
+		err = open_file(dfd, f->path, shown, &sc.r, f);
+		free(shown);
+		n_st += f->kind == UDFS_FILE_SAFETENSORS;
+	}
+	if (!err && !n_st)
+		err = udfs_error(-EINVAL,
+				 "%s: no .safetensors files at the top of "
+				 "the directory",
+				 path);
+	*skipped = sc.skipped;
+	sc.skipped = NULL;
+out:
+	for (size_t i = 0; i < sc.n; i++)
+		free(sc.paths[i]);
+	free(sc.paths);
+	free(sc.skipped);
+	free(sc.r.blobs);
+	free(sc.r.dir);
+	close(dfd);
+	return err;
+}
+
+static int open_single(udfs_source *s, const char *path)
+{
+	const char *base = strrchr(path, '/');
+
+	if (!has_suffix(path, ST_SUFFIX))
+		return udfs_error(-EINVAL,
+				  "%s: not a .safetensors file or a model "
+				  "directory",
+				  path);
+	s->files = udfs_xcalloc(1, sizeof(*s->files));
+	s->files[0].path = udfs_xstrdup(base ? base + 1 : path);
+	s->n_files = 1;
+	return open_file(AT_FDCWD, path, path, NULL, &s->files[0]);
+}
+
 int udfs_source_open(const char *path, udfs_source **out)
 {
 	struct src_priv *sp = NULL;
 	udfs_source *s;
-	char **names = NULL, *realdir = NULL;
-	size_t n_names = 0, n_st = 0;
+	char *skipped = NULL;
 	struct stat st;
-	int dfd = -1, err;
+	int err;
 
 	*out = NULL;
 	if (stat(path, &st) < 0)
@@ -434,91 +631,34 @@ int udfs_source_open(const char *path, udfs_source **out)
 	sp = udfs_xcalloc(1, sizeof(*sp));
 	s = &sp->s;
 	s->label = udfs_xstrdup(path);
-
-	if (S_ISREG(st.st_mode)) {
-		const char *base = strrchr(path, '/');
-
-		if (!has_suffix(path, ST_SUFFIX)) {
-			err = udfs_error(-EINVAL,
-					 "%s: not a .safetensors file "
-					 "or a model directory",
-					 path);
-			goto out;
-		}
-		s->files = udfs_xcalloc(1, sizeof(*s->files));
-		s->files[0].fd = -1;
-		s->files[0].path = udfs_xstrdup(base ? base + 1 : path);
-		s->n_files = 1;
-		err = open_file(AT_FDCWD, path, path, &s->files[0]);
-		if (err)
-			goto out;
-	} else if (S_ISDIR(st.st_mode)) {
-		dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0) {
-			err =
-			    udfs_error(-errno, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		err = scan_dir(path, dfd, &names, &n_names);
-		if (err)
-			goto out;
-		realdir = realpath(path, NULL);
-		if (!realdir) {
-			err =
-			    udfs_error(-errno, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		s->files = udfs_xcalloc(n_names + 1, sizeof(*s->files));
-		for (size_t i = 0; i < n_names; i++) {
-			udfs_source_file *f = &s->files[s->n_files++];
-			char *shown;
-
-			f->fd = -1;
-			f->path = names[i];
-			names[i] = NULL;
-			/* Messages name the file with its directory. */
-			shown = udfs_xasprintf("%s/%s", path, f->path);
-			err = open_file(dfd, f->path, shown, f);
-			/* The entry was checked by name before it was opened;
-			 * check what was opened, so that a symlink swapped in
-			 * between cannot lead out of the directory. */
-			if (!err)
-				err = check_inside(shown, realdir, f->fd);
-			free(shown);
-			if (err)
-				goto out;
-			n_st += f->kind == UDFS_FILE_SAFETENSORS;
-		}
-		if (!n_st) {
-			err = udfs_error(-EINVAL,
-					 "%s: no .safetensors files in "
-					 "the directory",
-					 path);
-			goto out;
-		}
-	} else {
+	if (S_ISREG(st.st_mode))
+		err = open_single(s, path);
+	else if (S_ISDIR(st.st_mode))
+		err = open_dir(s, path, &skipped);
+	else
 		err = udfs_error(-EINVAL,
 				 "%s: not a regular file or a "
 				 "directory",
 				 path);
-		goto out;
-	}
-
-	err = build_index(sp);
+	if (!err)
+		err = build_index(sp);
+	if (!err)
+		err = check_index(s);
 	if (err)
 		goto out;
-	err = check_index(s);
-	if (err)
-		goto out;
+	/* Contract of udfs(5): group and other bits only if every file has
+	 * them, so private weights stay private in the store. */
+	s->mode = 0644;
+	for (size_t i = 0; i < s->n_files; i++)
+		s->mode &= s->files[i].mode;
+	if (skipped)
+		udfs_warn("%s: skipped %s (git and Hugging Face metadata, "
+			  "not model files)",
+			  path, skipped);
 	*out = s;
 	sp = NULL;
 out:
-	for (size_t i = 0; i < n_names; i++)
-		free(names[i]);
-	free(names);
-	free(realdir);
-	if (dfd >= 0)
-		close(dfd);
+	free(skipped);
 	if (sp)
 		udfs_source_close(&sp->s);
 	return err;
@@ -536,8 +676,7 @@ void udfs_source_close(udfs_source *src)
 		udfs_st_free(f->st);
 		if (f->map)
 			munmap((void *)f->map, (size_t)f->size);
-		if (f->fd >= 0)
-			close(f->fd);
+		free(f->real);
 		free(f->path);
 	}
 	free(src->files);

@@ -34,7 +34,20 @@ struct udfs_store {
 				 dropping references never wait on SQLite */
 	udfs_model **loaded;  /* registry of live models */
 	size_t n_loaded;
+
+	/* Descriptor lifetime (UDFS_STORE_LAZY_FDS): pinned models keep
+	 * theirs; unpinned ones wait on the idle list, most recent first,
+	 * and the oldest are closed past IDLE_FDS_MAX descriptors. */
+	bool lazy_fds;
+	pthread_mutex_t fds; /* pins, fds_open and the idle list */
+	udfs_model *idle_head, *idle_tail;
+	size_t idle_fds;
+	size_t open_models, open_fds;
 };
+
+/* Descriptors idle models may keep open in a lazy store: enough to reopen
+ * nothing while a few models are read in turn, far below any fd limit. */
+#define IDLE_FDS_MAX 64
 
 static const char *const enc_names[UDFS_ENC_COUNT] = {
     [UDFS_ENC_BASE] = "base",
@@ -146,6 +159,8 @@ int udfs_store_open(const char *dir, unsigned flags, udfs_store **out)
 	s->dir = udfs_xstrdup(dir);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->reg, NULL);
+	pthread_mutex_init(&s->fds, NULL);
+	s->lazy_fds = flags & UDFS_STORE_LAZY_FDS;
 	err =
 	    udfs_catalog_open(path, flags & UDFS_STORE_RDONLY, false, &s->cat);
 	free(path);
@@ -164,6 +179,7 @@ void udfs_store_close(udfs_store *s)
 	udfs_catalog_close(s->cat);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->reg);
+	pthread_mutex_destroy(&s->fds);
 	free(s->loaded);
 	free(s->dir);
 	free(s);
@@ -183,10 +199,13 @@ int udfs_store_list(udfs_store *s, udfs_model_info **list, size_t *n)
 	return err;
 }
 
+static void forget_fds(udfs_model *m);
+
 static void model_free(udfs_model *m)
 {
 	if (!m)
 		return;
+	forget_fds(m);
 	for (size_t i = 0; i < m->n_files; i++) {
 		udfs_file *f = &m->files[i];
 
@@ -195,14 +214,11 @@ static void model_free(udfs_model *m)
 			free(f->tensors[j].shape);
 			free(f->tensors[j].chunks);
 		}
-		if (f->fd >= 0)
-			close(f->fd);
 		free(f->tensors);
 		free(f->header);
 		free(f->path);
 	}
-	if (m->pack_fd >= 0)
-		close(m->pack_fd);
+	free(m->storage);
 	free(m->index);
 	free(m->files);
 	free(m->name);
@@ -236,47 +252,234 @@ static void build_index(udfs_model *m)
 	qsort(m->index, m->n_index, sizeof(*m->index), by_name);
 }
 
+/* Remember what the mount serves file f with, and which file it is: at
+ * the first open only (the load), before anyone else sees the model, so
+ * that readers of these fields need no lock. */
+static void note_stat(udfs_file *f, const struct stat *st)
+{
+	if (f->st_ino)
+		return;
+	f->mode = st->st_mode & 07777;
+	f->uid = st->st_uid;
+	f->gid = st->st_gid;
+	f->st_dev = st->st_dev;
+	f->st_ino = st->st_ino;
+}
+
+/* A stored file opened again must be the one first opened: after `udfs
+ * rm` and a new add, the same path may name other bytes. */
+static bool same_file(const udfs_file *f, const struct stat *st)
+{
+	return !f->st_ino ||
+	       (f->st_dev == st->st_dev && f->st_ino == st->st_ino);
+}
+
+/* Descriptors a model with open storage holds. */
+static size_t fd_count(const udfs_model *m)
+{
+	return m->kind == UDFS_MODEL_DELTA ? 1 : m->n_files;
+}
+
+static void close_fds(udfs_model *m)
+{
+	for (size_t i = 0; i < m->n_files; i++) {
+		if (m->files[i].fd >= 0)
+			close(m->files[i].fd);
+		m->files[i].fd = -1;
+	}
+	if (m->pack_fd >= 0)
+		close(m->pack_fd);
+	m->pack_fd = -1;
+	m->fds_open = false;
+}
+
+static int open_pack(udfs_store *s, udfs_model *m)
+{
+	struct stat st;
+	char *path = udfs_xasprintf("%s/%s", s->dir, m->storage);
+	int err = 0;
+
+	/* A file the catalog names but cannot be opened is a damaged
+	 * store (EIO), never "no such model" (ENOENT). */
+	m->pack_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (m->pack_fd < 0 || fstat(m->pack_fd, &st) < 0)
+		err = udfs_error(-EIO, "model %s: pack %s: %s", m->name, path,
+				 strerror(errno));
+	else if (m->n_files && !same_file(&m->files[0], &st))
+		err = udfs_error(-EIO, "model %s: pack %s was replaced",
+				 m->name, path);
+	for (size_t i = 0; !err && i < m->n_files; i++)
+		note_stat(&m->files[i], &st);
+	free(path);
+	return err;
+}
+
+static int open_base_file(udfs_store *s, udfs_model *m, udfs_file *f)
+{
+	struct stat st;
+	char *path = udfs_xasprintf("%s/%s/%s", s->dir, m->storage, f->path);
+	int err = 0;
+
+	f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (f->fd < 0 || fstat(f->fd, &st) < 0)
+		err = udfs_error(-EIO, "base %s: %s: %s", m->name, path,
+				 strerror(errno));
+	else if (!same_file(f, &st))
+		err =
+		    udfs_error(-EIO, "base %s: %s was replaced", m->name, path);
+	else if ((uint64_t)st.st_size != f->size)
+		err = udfs_error(-EIO,
+				 "base %s: %s is %lld bytes, the "
+				 "catalog says %" PRIu64,
+				 m->name, path, (long long)st.st_size, f->size);
+	if (!err)
+		note_stat(f, &st);
+	free(path);
+	return err;
+}
+
 /* Open the descriptors a model reads from, and check that what is on disk
  * is what the catalog describes: a missing or truncated file is a clear
  * error now rather than EIO on every read later. */
-static int open_storage(udfs_store *s, udfs_model *m, const char *storage)
+static int open_fds(udfs_store *s, udfs_model *m)
 {
-	struct stat st;
-	char *path = NULL;
 	int err = 0;
 
-	if (m->kind == UDFS_MODEL_DELTA) {
-		path = udfs_xasprintf("%s/%s", s->dir, storage);
-		/* A file the catalog names but cannot be opened is a damaged
-		 * store (EIO), never "no such model" (ENOENT). */
-		m->pack_fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (m->pack_fd < 0)
-			err = udfs_error(-EIO, "model %s: pack %s: %s", m->name,
-					 path, strerror(errno));
-		free(path);
-		return err;
-	}
-	for (size_t i = 0; i < m->n_files && !err; i++) {
-		udfs_file *f = &m->files[i];
-
-		free(path);
-		path = udfs_xasprintf("%s/%s/%s", s->dir, storage, f->path);
-		f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (f->fd < 0)
-			err = udfs_error(-EIO, "base %s: %s: %s", m->name, path,
-					 strerror(errno));
-		else if (fstat(f->fd, &st) < 0)
-			err = udfs_error(-EIO, "base %s: %s: %s", m->name, path,
-					 strerror(errno));
-		else if ((uint64_t)st.st_size != f->size)
-			err = udfs_error(-EIO,
-					 "base %s: %s is %lld bytes, the "
-					 "catalog says %" PRIu64,
-					 m->name, path, (long long)st.st_size,
-					 f->size);
-	}
-	free(path);
+	if (m->kind == UDFS_MODEL_DELTA)
+		err = open_pack(s, m);
+	for (size_t i = 0;
+	     m->kind != UDFS_MODEL_DELTA && i < m->n_files && !err; i++)
+		err = open_base_file(s, m, &m->files[i]);
+	if (err)
+		close_fds(m);
+	else
+		m->fds_open = true;
 	return err;
+}
+
+/* ---- descriptor lifetime: pins and the idle list ---------------------- */
+
+static void idle_unlink(udfs_store *s, udfs_model *m)
+{
+	if (m->idle_prev)
+		m->idle_prev->idle_next = m->idle_next;
+	else
+		s->idle_head = m->idle_next;
+	if (m->idle_next)
+		m->idle_next->idle_prev = m->idle_prev;
+	else
+		s->idle_tail = m->idle_prev;
+	m->idle_prev = m->idle_next = NULL;
+	m->idle = false;
+	s->idle_fds -= fd_count(m);
+}
+
+static void idle_push(udfs_store *s, udfs_model *m)
+{
+	m->idle_prev = NULL;
+	m->idle_next = s->idle_head;
+	if (s->idle_head)
+		s->idle_head->idle_prev = m;
+	else
+		s->idle_tail = m;
+	s->idle_head = m;
+	m->idle = true;
+	s->idle_fds += fd_count(m);
+}
+
+/* Close m's descriptors and stop counting them. Under s->fds. */
+static void drop_fds(udfs_store *s, udfs_model *m)
+{
+	if (m->idle)
+		idle_unlink(s, m);
+	if (m->fds_open) {
+		s->open_models--;
+		s->open_fds -= fd_count(m);
+	}
+	close_fds(m);
+}
+
+/* At free: m is unreferenced, so nobody pins it. */
+static void forget_fds(udfs_model *m)
+{
+	udfs_store *s = m->store;
+
+	if (!s) { /* never got past the catalog */
+		close_fds(m);
+		return;
+	}
+	pthread_mutex_lock(&s->fds);
+	drop_fds(s, m);
+	pthread_mutex_unlock(&s->fds);
+}
+
+static void unpin_locked(udfs_model *m)
+{
+	udfs_store *s = m->store;
+
+	if (--m->pins == 0 && s->lazy_fds) {
+		idle_push(s, m);
+		while (s->idle_fds > IDLE_FDS_MAX && s->idle_tail &&
+		       s->idle_tail != m)
+			drop_fds(s, s->idle_tail);
+	}
+	if (m->base)
+		unpin_locked(m->base);
+}
+
+static int pin_locked(udfs_model *m)
+{
+	udfs_store *s = m->store;
+	int err;
+
+	if (m->base) {
+		err = pin_locked(m->base);
+		if (err)
+			return err;
+	}
+	if (!m->fds_open) {
+		err = open_fds(s, m);
+		if (err) {
+			if (m->base)
+				unpin_locked(m->base);
+			return err;
+		}
+		s->open_models++;
+		s->open_fds += fd_count(m);
+	}
+	if (m->idle)
+		idle_unlink(s, m);
+	m->pins++;
+	return 0;
+}
+
+int udfs_model_pin(udfs_model *m)
+{
+	int err;
+
+	pthread_mutex_lock(&m->store->fds);
+	err = pin_locked(m);
+	pthread_mutex_unlock(&m->store->fds);
+	return err;
+}
+
+void udfs_model_unpin(udfs_model *m)
+{
+	pthread_mutex_lock(&m->store->fds);
+	unpin_locked(m);
+	pthread_mutex_unlock(&m->store->fds);
+}
+
+void udfs_store_fd_stats(udfs_store *s, uint64_t *loaded, uint64_t *open_models,
+			 uint64_t *open_fds)
+{
+	pthread_mutex_lock(&s->reg);
+	*loaded = s->n_loaded;
+	pthread_mutex_unlock(&s->reg);
+	pthread_mutex_lock(&s->fds);
+	*open_models = s->open_models;
+	*open_fds = s->open_fds;
+	pthread_mutex_unlock(&s->fds);
 }
 
 /* Check that each tensor's encoding fits its model and its rows: the
@@ -401,11 +604,17 @@ static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 		if (err)
 			goto out;
 	}
-	err = open_storage(s, m, storage);
+	m->storage = storage;
+	storage = NULL;
+	/* Pinned once: the load checks the stored files. A lazy store lets
+	 * them idle at once; any other keeps them until the last put. */
+	err = link_base(m);
 	if (!err)
-		err = link_base(m);
+		err = udfs_model_pin(m);
 	if (err)
 		goto out;
+	if (s->lazy_fds)
+		udfs_model_unpin(m);
 	build_index(m);
 	pthread_mutex_lock(&s->reg);
 	s->loaded =

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -19,6 +20,31 @@
 
 #include "udfs/catalog.h"
 #include "udfs/util.h"
+
+/* The -EBUSY of rm of a base that deps models use, naming a few. */
+static int in_use(udfs_catalog *cat, const char *name, int deps)
+{
+	enum { SHOWN = 3 };
+	udfs_model_info *v = NULL;
+	char users[SHOWN * 260] = ""; /* names are < 256 bytes */
+	size_t n = 0, len = 0;
+	int named = 0;
+
+	if (udfs_catalog_list(cat, &v, &n) == 0)
+		for (size_t k = 0; k < n && named < SHOWN; k++)
+			if (!strcmp(v[k].base, name))
+				len += (size_t)snprintf(
+				    users + len, sizeof(users) - len, "%s%s",
+				    named++ ? ", " : "", v[k].name);
+	free(v);
+	if (deps > named)
+		snprintf(users + len, sizeof(users) - len, "%s%d more",
+			 named ? " and " : "", deps - named);
+	return udfs_error(-EBUSY,
+			  "base \"%s\" is used by %d delta model%s (%s); "
+			  "remove them first",
+			  name, deps, deps == 1 ? "" : "s", users);
+}
 
 int udfs_store_rm(udfs_store *s, const char *name)
 {
@@ -37,10 +63,7 @@ int udfs_store_rm(udfs_store *s, const char *name)
 	if (!err)
 		err = udfs_catalog_dependents(cat, id, &deps);
 	if (!err && deps)
-		err = udfs_error(-EBUSY,
-				 "base \"%s\" is used by %d delta "
-				 "model%s; remove them first",
-				 name, deps, deps == 1 ? "" : "s");
+		err = in_use(cat, name, deps);
 	if (!err)
 		err = udfs_catalog_delete_model(cat, id, &storage);
 	if (!err && !udfs_storage_path_ok(storage))
@@ -87,7 +110,29 @@ static bool busy(const char *path)
 	return locked;
 }
 
-int udfs_store_gc(udfs_store *s, uint64_t *freed, size_t *files)
+/* Bytes an entry of packs/, bases/ or tmp/ holds (one level deep). */
+static uint64_t entry_bytes(const char *abs, const struct stat *st)
+{
+	uint64_t bytes = (uint64_t)st->st_blocks * 512;
+	DIR *sd;
+	struct dirent *se;
+
+	if (!S_ISDIR(st->st_mode) || !(sd = opendir(abs)))
+		return bytes;
+	while ((se = readdir(sd))) {
+		char *sub = udfs_xasprintf("%s/%s", abs, se->d_name);
+		struct stat ss;
+
+		if (se->d_name[0] != '.' && lstat(sub, &ss) == 0)
+			bytes += (uint64_t)ss.st_blocks * 512;
+		free(sub);
+	}
+	closedir(sd);
+	return bytes;
+}
+
+int udfs_store_gc(udfs_store *s, bool dry_run, udfs_gc_fn each, void *ctx,
+		  uint64_t *freed, size_t *files)
 {
 	static const char *const dirs[] = {"tmp", "packs", "bases"};
 	udfs_catalog *cat = udfs_store_catalog(s);
@@ -116,29 +161,13 @@ int udfs_store_gc(udfs_store *s, uint64_t *freed, size_t *files)
 			abs = udfs_xasprintf("%s/%s", udfs_store_dir(s), rel);
 			if (!referenced(paths, n, rel) && !busy(abs) &&
 			    lstat(abs, &st) == 0) {
-				*freed += (uint64_t)st.st_blocks * 512;
-				if (S_ISDIR(st.st_mode)) {
-					char *sub;
-					DIR *sd = opendir(abs);
-					struct dirent *se;
+				uint64_t bytes = entry_bytes(abs, &st);
 
-					while (sd && (se = readdir(sd))) {
-						struct stat ss;
-
-						sub = udfs_xasprintf(
-						    "%s/%s", abs, se->d_name);
-						if (se->d_name[0] != '.' &&
-						    lstat(sub, &ss) == 0)
-							*freed +=
-							    (uint64_t)
-								ss.st_blocks *
-							    512;
-						free(sub);
-					}
-					if (sd)
-						closedir(sd);
-				}
-				udfs_rm_tree(abs);
+				if (each)
+					each(rel, bytes, ctx);
+				if (!dry_run)
+					udfs_rm_tree(abs);
+				*freed += bytes;
 				(*files)++;
 			}
 			free(abs);

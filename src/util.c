@@ -13,11 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *progname = "udfs";
+static void *oom(size_t n);
 static __thread char err_msg[1024];
 
 void udfs_set_progname(const char *argv0)
@@ -49,27 +51,104 @@ const char *udfs_error_msg(int err)
 
 void udfs_error_clear(void) { err_msg[0] = '\0'; }
 
+/* Length of the valid UTF-8 sequence at p that is not a C1 control
+ * (U+0080..U+009F), or 0: such bytes are shown escaped. */
+static size_t utf8_len(const unsigned char *p)
+{
+	size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+	unsigned lo = 0x80, hi = 0xbf;
+
+	if (p[0] < 0xc2 || p[0] > 0xf4 || (p[0] == 0xc2 && p[1] < 0xa0))
+		return 0;
+	/* Second-byte ranges that rule out overlong forms and surrogates. */
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+size_t udfs_escape(char *buf, size_t len, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t out = 0;
+
+	while (*p) {
+		char esc[5];
+		const char *src = (const char *)p;
+		size_t n = 1;
+
+		if (*p >= 0x80)
+			n = utf8_len(p);
+		if (n == 0 || *p < 0x20 || *p == 0x7f) {
+			snprintf(esc, sizeof(esc), "\\x%02x", *p);
+			src = esc;
+			n = 4;
+			p++;
+		} else {
+			p += n;
+		}
+		for (size_t i = 0; i < n; i++, out++)
+			if (out + 1 < len)
+				buf[out] = src[i];
+	}
+	if (len)
+		buf[UDFS_MIN(out, len - 1)] = '\0';
+	return out;
+}
+
+/* "prog: message" on stderr, the message escaped (udfs_escape). */
+static void vsay(const char *fmt, va_list ap)
+{
+	char *msg, *safe;
+	size_t n;
+
+	if (vasprintf(&msg, fmt, ap) < 0)
+		oom(0);
+	n = udfs_escape(NULL, 0, msg) + 1;
+	safe = udfs_xmalloc(n);
+	udfs_escape(safe, n, msg);
+	fprintf(stderr, "%s: %s\n", progname, safe);
+	free(safe);
+	free(msg);
+}
+
 void udfs_die(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: ", progname);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(1);
+}
+
+void udfs_usage_die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(fmt, ap);
+	va_end(ap);
+	exit(2);
 }
 
 void udfs_warn(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: ", progname);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static void *oom(size_t n)
@@ -285,6 +364,25 @@ int udfs_rm_tree(const char *path)
 	}
 	closedir(d);
 	return rmdir(path) < 0 ? -errno : 0;
+}
+
+int udfs_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	if (rl.rlim_cur == rl.rlim_max)
+		return 0;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		return 0;
+	/* An unlimited hard limit is still capped by fs.nr_open (1048576
+	 * by default); ask for that much instead. */
+	if (rl.rlim_max <= (rlim_t)1 << 20)
+		return -errno;
+	rl.rlim_cur = (rlim_t)1 << 20;
+	return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
 }
 
 struct scratch {

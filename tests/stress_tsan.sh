@@ -27,7 +27,7 @@ fi
 echo "== building $b with -fsanitize=thread"
 make -j"$(nproc)" BUILD="$b" SANITIZE=-fsanitize=thread OPT="-O1 -g" \
 	"$b/udfs" "$b/udfs-compress" "$b/tests/preader" "$b/tests/gen_model" \
-	"$b/tests/mmapcmp" >"$probe/build.log" 2>&1 || {
+	"$b/tests/mmapcmp" "$b/tests/reaper" >"$probe/build.log" 2>&1 || {
 	tail -n 30 "$probe/build.log"
 	echo "FAIL: TSan build"
 	exit 1

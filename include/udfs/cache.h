@@ -25,8 +25,9 @@ typedef struct udfs_cache udfs_cache;
 
 /*
  * How the cache decodes and pins chunks. A NULL ops (or a NULL member)
- * selects the real implementation: udfs_chunk_out_len, udfs_chunk_decode,
- * and udfs_model_get/put on t->file->model. Tests plug in fakes.
+ * selects the real implementation: udfs_chunk_out_len, udfs_chunk_decode
+ * with t->file->model pinned, and udfs_model_get/put on t->file->model.
+ * Tests plug in fakes.
  */
 typedef struct udfs_cache_ops {
 	size_t (*out_len)(const udfs_tensor *t, uint32_t ci);
@@ -36,11 +37,12 @@ typedef struct udfs_cache_ops {
 } udfs_cache_ops;
 
 typedef struct udfs_cache_stats {
-	uint64_t hits;	  /* served from a ready entry */
-	uint64_t misses;  /* decoded by the requesting reader */
-	uint64_t waits;	  /* waited for another thread's decode */
-	uint64_t decodes; /* successful decodes, any thread */
-	uint64_t errors;  /* failed decodes */
+	uint64_t hits;		/* served from a ready entry */
+	uint64_t misses;	/* decoded by the requesting reader */
+	uint64_t waits;		/* waited for another thread's decode */
+	uint64_t decodes;	/* successful decodes, any thread */
+	uint64_t bytes_decoded; /* output bytes of those (shared entries) */
+	uint64_t errors;	/* failed decodes */
 	uint64_t evictions;
 	uint64_t ahead_queued;	/* decode-ahead jobs accepted */
 	uint64_t ahead_dropped; /* ... refused: queue full */

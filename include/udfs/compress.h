@@ -66,8 +66,15 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 /* Remove a model; a base still used by deltas is -EBUSY. */
 int udfs_store_rm(udfs_store *s, const char *name);
 
+/* Called by udfs_store_gc() for each entry it removes (or would remove):
+ * rel is relative to the store ("packs/12.pack"), borrowed for the call. */
+typedef void (*udfs_gc_fn)(const char *rel, uint64_t bytes, void *ctx);
+
 /* Remove files no catalog row references (interrupted adds, removed
- * models). *freed receives the bytes removed. */
-int udfs_store_gc(udfs_store *s, uint64_t *freed, size_t *files);
+ * models), calling each (if not NULL) for every one; with dry_run, only
+ * call each. *freed receives the bytes (to be) removed, *files their
+ * number. */
+int udfs_store_gc(udfs_store *s, bool dry_run, udfs_gc_fn each, void *ctx,
+		  uint64_t *freed, size_t *files);
 
 #endif

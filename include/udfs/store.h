@@ -12,7 +12,10 @@
  *
  * A loaded model is reference counted and holds its own descriptors (pack,
  * base files), so it keeps reading correctly after `udfs rm` removed it
- * from the catalog and unlinked its pack.
+ * from the catalog and unlinked its pack. A store opened with
+ * UDFS_STORE_LAZY_FDS (the mount, which may load thousands of models)
+ * holds a model's descriptors only while it is pinned (udfs_model_pin) and
+ * keeps a bounded number of idle ones open for reuse.
  */
 #ifndef UDFS_STORE_H
 #define UDFS_STORE_H
@@ -109,6 +112,11 @@ typedef struct udfs_file {
 	uint64_t ino;	      /* stable number for FUSE: unique in the store */
 	struct udfs_model *model;
 	int fd; /* base models: the stored file, else -1 */
+	/* Of the stored bytes (the pack, or the base file): what the mount
+	 * serves the file with. Set at load. */
+	unsigned mode; /* permission bits */
+	unsigned uid, gid;
+	uint64_t st_dev, st_ino; /* identity, checked when reopened */
 } udfs_file;
 
 typedef struct udfs_model {
@@ -128,6 +136,11 @@ typedef struct udfs_model {
 	int pack_fd;	  /* delta models: packs/<id>.pack, else -1 */
 	int refs;	  /* udfs_model_get/put, under the registry lock */
 	struct udfs_store *store;
+	char *storage; /* catalog storage path, to reopen descriptors */
+	unsigned pins; /* udfs_model_pin; under the store's fds lock */
+	bool fds_open; /* pack_fd / every file's fd is open */
+	bool idle;     /* on the store's idle list */
+	struct udfs_model *idle_prev, *idle_next;
 	size_t n_index;
 	const udfs_tensor **index; /* every named tensor, sorted by name */
 } udfs_model;
@@ -149,7 +162,8 @@ typedef struct udfs_store udfs_store;
 typedef struct udfs_catalog udfs_catalog;
 
 enum {
-	UDFS_STORE_RDONLY = 1, /* open the catalog read-only (mount, ls) */
+	UDFS_STORE_RDONLY = 1,	 /* open the catalog read-only (mount, ls) */
+	UDFS_STORE_LAZY_FDS = 2, /* descriptors only while pinned (mount) */
 };
 
 /*
@@ -177,6 +191,22 @@ int udfs_store_list(udfs_store *s, udfs_model_info **list, size_t *n);
 int udfs_model_load(udfs_store *s, const char *name, udfs_model **out);
 void udfs_model_get(udfs_model *m);
 void udfs_model_put(udfs_model *m);
+
+/*
+ * Make sure the descriptors of m (and of its base) are open and stay open
+ * until the matching udfs_model_unpin(). Reads of m's files need a pin in
+ * a UDFS_STORE_LAZY_FDS store; in other stores a loaded model is pinned
+ * from load to its last put. The caller holds a reference on m. Errors:
+ * -EIO with a message when a stored file is gone or was replaced.
+ */
+int udfs_model_pin(udfs_model *m);
+/* Drop a pin. Idle descriptors stay open, up to a bound for the store. */
+void udfs_model_unpin(udfs_model *m);
+
+/* Models loaded now, those whose descriptors are open, and how many
+ * descriptors they hold. */
+void udfs_store_fd_stats(udfs_store *s, uint64_t *loaded, uint64_t *open_models,
+			 uint64_t *open_fds);
 
 /* File of a loaded model by path, or NULL (binary search). */
 const udfs_file *udfs_model_file(const udfs_model *m, const char *path);

@@ -40,8 +40,24 @@ void udfs_error_clear(void);
 /* Print "prog: message" to stderr and exit(1). */
 noreturn void udfs_die(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
+/* Print "prog: message" to stderr and exit(2): a usage error (unknown
+ * option, missing operand, bad option value). */
+noreturn void udfs_usage_die(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 /* Print "prog: message" to stderr. */
 void udfs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* udfs_die(), udfs_usage_die() and udfs_warn() escape their message with
+ * udfs_escape(): one error is one line, whatever names it quotes. */
+
+/*
+ * Copy s into buf (len bytes, NUL-terminated, truncated when short; buf
+ * may be NULL when len is 0) with every byte a terminal would act on
+ * written as \xHH: C0 controls (newline included), DEL, C1 controls and
+ * bytes that are not valid UTF-8. Returns the length of the whole escaped
+ * string, as snprintf does. Names come from catalogs and source headers,
+ * which are input like any file, and must never reach a terminal raw.
+ */
+size_t udfs_escape(char *buf, size_t len, const char *s);
 
 /* Allocation that never returns NULL for a non-zero size (aborts on OOM). */
 void *udfs_xmalloc(size_t n);
@@ -71,6 +87,14 @@ void *udfs_scratch(int slot, size_t n);
 
 /* Remove a file or a directory tree; 0 or -errno (ENOENT is 0). */
 int udfs_rm_tree(const char *path);
+
+/*
+ * Raise the soft limit on open files (RLIMIT_NOFILE) to the hard limit,
+ * once at the start of a program: a store or a source of a thousand files
+ * must not fail at the usual soft limit of 1024. 0, or -errno when the
+ * limit stays as it was (not fatal: callers go on).
+ */
+int udfs_raise_nofile(void);
 
 /* 64-bit FNV-1a of a string: stable names for seeds and keys. */
 uint64_t udfs_hash_str(const char *s);

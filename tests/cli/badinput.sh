@@ -16,6 +16,13 @@ gen finetune "$T/base.safetensors" "$T/ft.safetensors" --seed 2
 must "add-base" "$UC" add-base -q "$S" base "$T/base.safetensors"
 must "add ft" "$UC" add -q "$S" --base base --lossless ft="$T/ft.safetensors"
 
+# usage DESC STORE PROG CMD...: a usage error: bad (one line, store
+# unchanged), and exit status 2 (udfs(1), udfs-compress(1) EXIT STATUS).
+usage() {
+	bad "$@"
+	[ "$rc" -eq 2 ] || fail "$1: exit $rc, expected 2 (usage error)"
+}
+
 # le64 N: N as 8 little-endian bytes.
 le64() {
 	_n=$1 _i=0
@@ -97,7 +104,7 @@ bad "missing base" "$S" udfs-compress \
 	"$UC" add -q "$S" --base nobase --lossless x="$T/ft.safetensors"
 bad "delta as base" "$S" udfs-compress \
 	"$UC" add -q "$S" --base ft --lossless x="$T/ft.safetensors"
-bad "no --base" "$S" udfs-compress \
+usage "no --base" "$S" udfs-compress \
 	"$UC" add -q "$S" --lossless x="$T/ft.safetensors"
 bad "name clash (add)" "$S" udfs-compress \
 	"$UC" add -q "$S" --base base --lossless ft="$T/ft.safetensors"
@@ -124,19 +131,19 @@ bad "missing source" "$S" udfs-compress \
 	"$UC" add -q "$S" --base base --lossless x="$T/nonexistent"
 bad "missing source (add-base)" "$S" udfs-compress \
 	"$UC" add-base -q "$S" x "$T/nonexistent"
-bad "NAME=SRC without =" "$S" udfs-compress \
+usage "NAME=SRC without =" "$S" udfs-compress \
 	"$UC" add -q "$S" --base base --lossless "$T/ft.safetensors"
-bad "NAME= without SRC" "$S" udfs-compress \
+usage "NAME= without SRC" "$S" udfs-compress \
 	"$UC" add -q "$S" --base base --lossless "x="
-bad "no NAME=SRC at all" "$S" udfs-compress \
+usage "no NAME=SRC at all" "$S" udfs-compress \
 	"$UC" add -q "$S" --base base --lossless
 
 # Options and numbers.
-bad "unknown option" "$S" udfs-compress \
+usage "unknown option" "$S" udfs-compress \
 	"$UC" add -q "$S" --base base --frobnicate x="$T/ft.safetensors"
-bad "unknown short option" "$S" udfs-compress \
+usage "unknown short option" "$S" udfs-compress \
 	"$UC" add -Z "$S" --base base x="$T/ft.safetensors"
-bad "missing option argument" "$S" udfs-compress \
+usage "missing option argument" "$S" udfs-compress \
 	"$UC" add -q "$S" x="$T/ft.safetensors" --base
 for o in "--bits 9" "--bits 0" "--bits x" "--sparsity 2" "--sparsity -0.1" \
 	"--sparsity abc" "--sparsity nan" "--step 1" "--ratio 0.5" \
@@ -144,19 +151,38 @@ for o in "--bits 9" "--bits 0" "--bits x" "--sparsity 2" "--sparsity -0.1" \
 	"--seed -1" "--seed 1x" "--jobs 0" "--jobs 1000" "--level 0" \
 	"--level 23" "--bits 99999999999999999999999"; do
 	# shellcheck disable=SC2086 # the option and its value split on purpose
-	bad "bad number $o" "$S" udfs-compress \
+	usage "bad number $o" "$S" udfs-compress \
 		"$UC" add -q "$S" --base base $o x="$T/ft.safetensors"
 done
-bad "--lossless with --sparsity" "$S" udfs-compress \
+usage "--lossless with --sparsity" "$S" udfs-compress \
 	"$UC" add -q "$S" --base base --lossless --sparsity 0.9 \
 	x="$T/ft.safetensors"
-bad "--lossless with --bits" "$S" udfs-compress \
+usage "--lossless with --bits" "$S" udfs-compress \
 	"$UC" add -q "$S" --base base --bits 2 --lossless x="$T/ft.safetensors"
-bad "unknown command" "$S" udfs-compress "$UC" frob "$S"
+usage "unknown command" "$S" udfs-compress "$UC" frob "$S"
 bad "init of an existing store" "$S" udfs-compress "$UC" init "$S"
-bad "add-base with extra argument" "$S" udfs-compress \
+usage "add-base with extra argument" "$S" udfs-compress \
 	"$UC" add-base -q "$S" x "$T/base.safetensors" extra
 one_line_error "no command" udfs-compress "$UC"
+[ "$rc" -eq 2 ] || fail "udfs-compress without a command: exit $rc, not 2"
+# Options a verb of udfs-compress does not take, before or after the verb.
+for c in "init --link" "init --base base" "init --lossless" \
+	"add-base --lossless" "add-base --base base" "add-base --bits 2" \
+	"add-base --exact x" "add --link"; do
+	set -- $c
+	v=$1
+	shift
+	case $v in
+	init) args="$T/newstore" ;;
+	add-base) args="$S x $T/base.safetensors" ;;
+	add) args="$S --base base x=$T/ft.safetensors" ;;
+	esac
+	# shellcheck disable=SC2086 # the operands split on purpose
+	usage "udfs-compress $c" "$S" udfs-compress "$UC" "$v" -q "$@" $args
+	# shellcheck disable=SC2086
+	usage "udfs-compress $* $v" "$S" udfs-compress "$UC" "$@" "$v" -q $args
+	[ -e "$T/newstore" ] && fail "udfs-compress $c created the store"
+done
 one_line_error "not a store" udfs-compress \
 	"$UC" add -q "$T/bad" --base base --lossless x="$T/ft.safetensors"
 one_line_error "store missing" udfs-compress \
@@ -164,9 +190,9 @@ one_line_error "store missing" udfs-compress \
 [ -e "$T/nostore" ] && fail "add-base created a missing store directory"
 
 # The udfs verbs.
-bad "udfs unknown command" "$S" udfs "$UDFS" frob "$S"
-bad "udfs ls unknown option" "$S" udfs "$UDFS" ls --frob "$S"
-bad "udfs info unknown option" "$S" udfs "$UDFS" info -Z "$S" ft
+usage "udfs unknown command" "$S" udfs "$UDFS" frob "$S"
+usage "udfs ls unknown option" "$S" udfs "$UDFS" ls --frob "$S"
+usage "udfs info unknown option" "$S" udfs "$UDFS" info -Z "$S" ft
 bad "udfs info missing model" "$S" udfs "$UDFS" info "$S" nope
 bad "udfs info --json missing model" "$S" udfs "$UDFS" info --json "$S" nope
 bad "udfs verify missing model" "$S" udfs "$UDFS" verify "$S" nope
@@ -174,12 +200,54 @@ bad "udfs export missing model" "$S" udfs "$UDFS" export "$S" nope "$T/e0"
 [ -e "$T/e0" ] && fail "export of a missing model created its directory"
 bad "udfs rm missing model" "$S" udfs "$UDFS" rm "$S" nope
 bad "udfs rm of a used base" "$S" udfs "$UDFS" rm "$S" base
-bad "udfs ls extra argument" "$S" udfs "$UDFS" ls "$S" extra
-bad "udfs eval without --against" "$S" udfs "$UDFS" eval "$S" ft
+usage "udfs ls extra argument" "$S" udfs "$UDFS" ls "$S" extra
+usage "udfs eval without --against" "$S" udfs "$UDFS" eval "$S" ft
 bad "udfs eval of a base" "$S" udfs "$UDFS" eval "$S" base \
 	--against "$T/base.safetensors"
 bad "udfs eval against a broken file" "$S" udfs "$UDFS" eval "$S" ft \
 	--against "$B/hole.safetensors"
+# Every verb against every option it does not take, from one table: verb,
+# its operands, the options it takes. Each other option is a usage error
+# (exit 2, one line, store unchanged); so are a missing and an extra
+# operand and an unknown option.
+E=$T/eout
+while read -r verb operands takes; do
+	[ -n "$verb" ] || continue
+	ops=$(echo "$operands" | sed "s|S|$S|; s|E|$E|; s|,| |g")
+	req=""
+	[ "$verb" = eval ] && req="--against $T/ft.safetensors"
+	for opt in --json --dry-run --against; do
+		case ",$takes," in *",$opt,"*) continue ;; esac
+		arg=""
+		[ "$opt" = --against ] && arg=$T/ft.safetensors
+		# shellcheck disable=SC2086 # operands split on purpose
+		usage "udfs $verb $opt (not taken)" "$S" udfs \
+			"$UDFS" "$verb" $ops $req $opt $arg
+	done
+	# shellcheck disable=SC2086
+	usage "udfs $verb missing operand" "$S" udfs "$UDFS" "$verb" $req
+	# shellcheck disable=SC2086
+	usage "udfs $verb extra operand" "$S" udfs \
+		"$UDFS" "$verb" $ops extra1 extra2 $req
+	# shellcheck disable=SC2086
+	usage "udfs $verb unknown option" "$S" udfs \
+		"$UDFS" "$verb" $ops --frobnicate $req
+	# shellcheck disable=SC2086
+	usage "udfs $verb option without its argument" "$S" udfs \
+		"$UDFS" "$verb" $ops --against
+	[ -e "$E" ] && fail "udfs $verb: a usage error created $E"
+done <<EOF
+ls	S	--json
+info	S,ft	--json
+verify	S,ft	--json
+export	S,ft,E	-
+eval	S,ft	--json,--against
+rm	S,ft	-
+gc	S	--dry-run
+EOF
+usage "udfs without a command" "$S" udfs "$UDFS"
+usage "udfs mount with an unknown option" "$S" udfs \
+	"$UDFS" mount "$S" "$T" --frobnicate
 one_line_error "udfs ls not a store" udfs "$UDFS" ls "$T/bad"
 one_line_error "udfs gc not a store" udfs "$UDFS" gc "$T/bad"
 

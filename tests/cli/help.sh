@@ -65,7 +65,7 @@ done
 "$UDFS" mount --help >"$T/mount.help" 2>&1 ||
 	fail "udfs mount --help exits non-zero"
 : >"$T/verbs.help"
-for v in ls info verify export eval rm gc; do
+for v in ls info verify export eval rm gc status; do
 	ok "udfs $v --help" "$UDFS" $v --help &&
 		cat "$T/out" >>"$T/verbs.help"
 	grep -q "udfs $v" "$T/out" || fail "udfs $v --help: $(cat "$T/out")"
@@ -100,8 +100,21 @@ for v in $(sed -n 's/^ *\(usage:\)\{0,1\} *udfs \([a-z]*\).*/\2/p' \
 	grep -q "^\.BI $v " "$MAN/udfs.1" ||
 		fail "verb $v has no entry under COMMANDS in udfs.1"
 done
-for v in mount ls info verify export eval rm gc; do
+for v in mount ls info verify export eval rm gc status; do
 	grep -q "udfs $v" "$T/udfs.help" || fail "udfs --help lacks the verb $v"
+done
+# Each verb's options: its --help synopsis and its udfs.1 SYNOPSIS entry
+# name the same ones (the parser takes exactly those, see badinput.sh).
+for v in ls info verify export eval rm gc status; do
+	"$UDFS" $v --help | sed -n 's/^usage: //p' | options_in |
+		grep -v -x -e -q -e -h >"$T/verb.help"
+	plain "$MAN/udfs.1" | awk -v v="$v" '
+		/^\.SH / { on = ($0 == ".SH SYNOPSIS"); p = 0; next }
+		on && $0 == ".B udfs " v { p = 1; next }
+		p && /^\.br/ { p = 0 }
+		p' | options_in >"$T/verb.man"
+	cmp -s "$T/verb.help" "$T/verb.man" ||
+		fail "udfs $v: --help has options '$(echo $(cat "$T/verb.help"))', udfs.1 SYNOPSIS '$(echo $(cat "$T/verb.man"))'"
 done
 options_in <"$T/udfs.help" >"$T/udfs.opts"
 while read -r o; do

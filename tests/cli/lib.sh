@@ -196,3 +196,24 @@ orphans() {
 shared_data() {
 	[ -n "$UDFS_SHARED" ] && [ -d "$UDFS_SHARED/data" ]
 }
+
+# st_py FILE PYEXPR: a safetensors file of F32 tensors from PYEXPR, a dict
+# of name -> array built with numpy (np) and math; names may hold any
+# character, values any float (inf, nan).
+st_py() {
+	"$PY" - "$1" "$2" <<'EOF_PY'
+import json, math, struct, sys
+import numpy as np
+t = eval(sys.argv[2])
+hdr, off, data = {}, 0, b""
+for k in sorted(t):
+    b = np.ascontiguousarray(t[k], dtype="<f4").tobytes()
+    hdr[k] = {"dtype": "F32", "shape": list(np.shape(t[k])),
+              "data_offsets": [off, off + len(b)]}
+    off += len(b)
+    data += b
+h = json.dumps(hdr).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + data)
+EOF_PY
+}

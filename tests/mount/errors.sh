@@ -103,8 +103,33 @@ bad "of a missing store" "$T/nope" "$T/m2"
 bad "of a directory that is not a store" "$T/notastore" "$T/m2"
 bad "on a missing mountpoint" "$T/S" "$T/nope"
 bad "on a file" "$T/S" "$T/afile"
-bad "with -o rw" "$T/S" "$T/m2" -o rw
 bad "with a bad cache size" "$T/S" "$T/m2" -o cache=lots
 bad "with an unknown option" "$T/S" "$T/m2" -o frobnicate
+bad "with a log file in a missing directory" "$T/S" "$T/m2" -o log=/nonexistent/dir/log
 mountpoint -q "$T/m2" && fail "a failed mount left a mount behind"
+
+# A mountpoint that is already a udfs mount: refused (no second daemon
+# stacked on it), naming the state and the fix; the first one still works.
+mount_udfs "$T/S" "$T/m2"
+PID=$DAEMON_PID
+"$UDFS" mount "$T/S" "$T/m2" >"$T/out" 2>"$T/err" &&
+	fail "a second mount on a mounted dir succeeded"
+grep -q "already mounted (fuse.udfs udfs:$T/S); unmount it first with fusermount3 -u" "$T/err" ||
+	fail "mount on a mounted dir: $(cat "$T/err")"
+[ "$(grep -c " $T/m2 " /proc/mounts)" -eq 1 ] || fail "mounts stacked on $T/m2"
+cmp "$T/m2/base/base.safetensors" "$T/src/base.safetensors" ||
+	fail "the first mount broke"
+log "mount on a mounted dir: $(cat "$T/err")"
+
+# A dead mount (its daemon killed): "not connected", and the fix.
+kill -9 "$PID"
+eval "wait \$REAPER_$PID"
+stat "$T/m2" >/dev/null 2>&1 && fail "the mount answers after its daemon died"
+"$UDFS" mount "$T/S" "$T/m2" >"$T/out" 2>"$T/err" &&
+	fail "mount on a dead mount succeeded"
+grep -q "daemon is gone (Transport endpoint is not connected); unmount it with fusermount3 -u $T/m2" "$T/err" ||
+	fail "mount on a dead mount: $(cat "$T/err")"
+log "mount on a dead mount: $(cat "$T/err")"
+fusermount3 -u "$T/m2" || fail "fusermount3 -u of the dead mount"
+MOUNTS=""
 log "ok"

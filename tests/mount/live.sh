@@ -1,7 +1,10 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# The store changes while mounted: a model added with udfs-compress appears
-# without remounting; a model removed with `udfs rm` while one of its files
+# The store changes while mounted, under a daemon started the way fstab
+# starts it (no -f: it forks): models added with udfs-compress, one after
+# the other, appear without remounting, and the daemon never reads a
+# deleted catalog or WAL file (its catalog connection is opened after the
+# fork, so SQLite's locks are its own); a model removed with `udfs rm` while one of its files
 # is open disappears for new lookups, and the open descriptor still reads
 # the right bytes.
 . "$(dirname "$0")/lib.sh"
@@ -9,6 +12,8 @@
 make_simple_store bf16 4
 "$GEN" finetune "$T/src/base.safetensors" "$T/src/ft2.safetensors" \
 	--seed 21 >/dev/null 2>&1 || fail "gen_model finetune 2"
+"$GEN" finetune "$T/src/base.safetensors" "$T/src/ft3.safetensors" \
+	--seed 22 >/dev/null 2>&1 || fail "gen_model finetune 3"
 M=$T/mnt
 mount_udfs "$T/S" "$M"
 PID=$DAEMON_PID
@@ -20,7 +25,13 @@ PID=$DAEMON_PID
 wait_for 10 '[ -f "$M/ft2/ft2.safetensors" ]' || fail "ft2 did not appear"
 ls "$M" | grep -qx ft2 || fail "ft2 not listed"
 cmp "$M/ft2/ft2.safetensors" "$T/src/ft2.safetensors" || fail "ft2 differs"
-log "added model appeared"
+"$UDFS_COMPRESS" add -q "$T/S" --base base --lossless \
+	"ft3=$T/src/ft3.safetensors" >/dev/null || fail "add ft3"
+wait_for 10 '[ -f "$M/ft3/ft3.safetensors" ]' || fail "ft3 did not appear"
+cmp "$M/ft3/ft3.safetensors" "$T/src/ft3.safetensors" || fail "ft3 differs"
+ls -l "/proc/$PID/fd" | grep -q 'catalog.*(deleted)' &&
+	fail "the daemon reads a deleted catalog file: $(ls -l "/proc/$PID/fd" | grep deleted)"
+log "added models appeared, one after the other"
 
 # Removed while open: the open descriptor keeps working, nothing else.
 exec 3<"$M/ft/ft.safetensors" || fail "open ft"

@@ -157,10 +157,13 @@ while [ $# -gt 0 ]; do
 	shift 2
 done
 umount_udfs "$MNT" "$PID"
-if grep -q 'ThreadSanitizer\|AddressSanitizer\|runtime error' \
-	"$DAEMON_LOG"; then
-	fail "sanitizer report in the daemon log: $(grep -m 3 'Sanitizer\|runtime error' "$DAEMON_LOG")"
-fi
+# A detached daemon's sanitizer reports go to $T/daemon.N.san.PID.
+for f in "$DAEMON_LOG" "$T"/daemon.*.san*; do
+	[ -f "$f" ] || continue
+	if grep -q 'ThreadSanitizer\|AddressSanitizer\|runtime error' "$f"; then
+		fail "sanitizer report in $f: $(grep -m 3 'Sanitizer\|runtime error' "$f")"
+	fi
+done
 echo "STRESS seconds=$took readers=16 bytes=$bytes peak_rss_kb=$peak_rss" \
 	"peak_anon_kb=$peak_anon"
 exit 0

@@ -277,7 +277,7 @@ static void test_store_catalog(void)
 		 * what is garbage; a read-only connection cannot, so it
 		 * must refuse rather than delete without the lock. */
 		write_bytes(stray, "x", 1);
-		CHECK(udfs_store_gc(ro, &freed, &files) < 0);
+		CHECK(udfs_store_gc(ro, false, NULL, NULL, &freed, &files) < 0);
 		udfs_error_clear();
 		CHECK_EQ_INT(files, 0);
 		CHECK_EQ_INT(stat(stray, &st), 0);

@@ -127,7 +127,6 @@ static void test_single(void)
 		CHECK_EQ_STR(s->label, p);
 		CHECK_EQ_INT(s->files[0].kind, UDFS_FILE_SAFETENSORS);
 		CHECK(s->files[0].map != NULL && s->files[0].st != NULL);
-		CHECK(s->files[0].fd >= 0);
 		CHECK_EQ_INT(s->n_tensors, 2);
 		t = udfs_source_find(s, "y", &f);
 		CHECK(t && f == &s->files[0] && t->begin == 4);
@@ -162,19 +161,30 @@ static void test_dir(void)
 	const udfs_source_file *f = NULL;
 	const udfs_st_tensor *t;
 
-	/* Hidden files, subdirectories, an empty file, and a symlink that
-	 * stays inside. */
-	put_str(d, ".hidden", "secret");
+	/* Dotfiles and subdirectories are kept (a .safetensors there is
+	 * verbatim), .git/ and .cache/ skipped; an empty file, and a symlink
+	 * that stays inside. */
+	put_str(d, ".gitattributes", "*.safetensors filter=lfs\n");
 	put_str(d, ".hidden.safetensors", "junk");
 	sub = udfs_xasprintf("%s/sub", d);
 	CHECK_EQ_INT(mkdir(sub, 0755), 0);
 	put_str(sub, "x.safetensors", "junk");
+	/* Any name a directory holds is kept as it is (udfs(5)). */
+	put_str(sub, "a\001b", "x");
+	free(sub);
+	sub = udfs_xasprintf("%s/.git", d);
+	CHECK_EQ_INT(mkdir(sub, 0755), 0);
+	put_str(sub, "HEAD", "ref: refs/heads/main\n");
+	free(sub);
+	sub = udfs_xasprintf("%s/.cache", d);
+	CHECK_EQ_INT(mkdir(sub, 0755), 0);
+	put_str(sub, "x", "y");
 	put_str(d, "empty.txt", "");
 	lnk = udfs_xasprintf("%s/link.json", d);
 	CHECK_EQ_INT(symlink("config.json", lnk), 0);
 	free(lnk);
-	lnk = udfs_xasprintf("%s/sublink", d);
-	CHECK_EQ_INT(symlink("sub", lnk), 0);
+	lnk = udfs_xasprintf("%s/sub/up.json", d);
+	CHECK_EQ_INT(symlink("../config.json", lnk), 0);
 	free(lnk);
 
 	udfs_error_clear();
@@ -185,28 +195,116 @@ static void test_dir(void)
 		free(d);
 		return;
 	}
-	CHECK_EQ_INT(s->n_files, 6);
-	CHECK_EQ_STR(s->files[0].path, "config.json");
-	CHECK_EQ_STR(s->files[1].path, "empty.txt");
-	CHECK_EQ_STR(s->files[2].path, "link.json");
-	CHECK_EQ_STR(s->files[3].path, "model-00001-of-00002.safetensors");
-	CHECK_EQ_STR(s->files[4].path, "model-00002-of-00002.safetensors");
-	CHECK_EQ_STR(s->files[5].path, "model.safetensors.index.json");
-	CHECK_EQ_INT(s->files[0].kind, UDFS_FILE_VERBATIM);
-	CHECK_EQ_INT(s->files[3].kind, UDFS_FILE_SAFETENSORS);
-	CHECK_EQ_INT(s->files[5].kind, UDFS_FILE_VERBATIM);
-	CHECK(s->files[0].st == NULL && s->files[4].st != NULL);
-	CHECK(s->files[1].map == NULL && s->files[1].size == 0);
-	CHECK_EQ_INT(s->files[2].size, s->files[0].size);
+	CHECK_EQ_INT(s->n_files, 11);
+	CHECK_EQ_STR(s->files[0].path, ".gitattributes");
+	CHECK_EQ_STR(s->files[1].path, ".hidden.safetensors");
+	CHECK_EQ_STR(s->files[2].path, "config.json");
+	CHECK_EQ_STR(s->files[3].path, "empty.txt");
+	CHECK_EQ_STR(s->files[4].path, "link.json");
+	CHECK_EQ_STR(s->files[5].path, "model-00001-of-00002.safetensors");
+	CHECK_EQ_STR(s->files[6].path, "model-00002-of-00002.safetensors");
+	CHECK_EQ_STR(s->files[7].path, "model.safetensors.index.json");
+	CHECK_EQ_STR(s->files[8].path, "sub/a\001b");
+	CHECK_EQ_STR(s->files[9].path, "sub/up.json");
+	CHECK_EQ_STR(s->files[10].path, "sub/x.safetensors");
+	CHECK_EQ_INT(s->files[1].kind, UDFS_FILE_VERBATIM);
+	CHECK_EQ_INT(s->files[2].kind, UDFS_FILE_VERBATIM);
+	CHECK_EQ_INT(s->files[5].kind, UDFS_FILE_SAFETENSORS);
+	CHECK_EQ_INT(s->files[7].kind, UDFS_FILE_VERBATIM);
+	CHECK_EQ_INT(s->files[10].kind, UDFS_FILE_VERBATIM);
+	CHECK(s->files[2].st == NULL && s->files[6].st != NULL);
+	CHECK(s->files[3].map == NULL && s->files[3].size == 0);
+	CHECK_EQ_INT(s->files[4].size, s->files[2].size);
+	CHECK_EQ_INT(s->files[9].size, s->files[2].size);
+	/* A symlink is read through: its real path is the target's. */
+	CHECK(strstr(s->files[4].real, "/config.json") != NULL);
+	CHECK_EQ_INT(s->files[4].ino, s->files[2].ino);
+	CHECK_EQ_INT(s->mode, 0644);
 	CHECK_EQ_INT(s->n_tensors, 3);
 	t = udfs_source_find(s, "c", &f);
-	CHECK(t && f == &s->files[4]);
+	CHECK(t && f == &s->files[6]);
 	t = udfs_source_find(s, "b", &f);
-	CHECK(t && f == &s->files[3] && t->begin == 4);
+	CHECK(t && f == &s->files[5] && t->begin == 4);
 	CHECK(udfs_source_find(s, "d", NULL) == NULL);
 	udfs_source_close(s);
 	free(sub);
 	free(d);
+}
+
+/* A private file makes the whole model private (udfs(5)). */
+static void test_mode(void)
+{
+	char *d = good_dir(), *p = udfs_xasprintf("%s/config.json", d);
+	udfs_source *s = NULL;
+
+	CHECK_EQ_INT(chmod(p, 0600), 0);
+	udfs_error_clear();
+	CHECK_EQ_INT(udfs_source_open(d, &s), 0);
+	if (s) {
+		CHECK_EQ_INT(s->mode, 0600);
+		CHECK_EQ_INT(s->files[0].mode, 0600);
+		CHECK_EQ_INT(s->files[1].mode, 0644);
+	}
+	udfs_source_close(s);
+	CHECK_EQ_INT(chmod(p, 0640), 0);
+	CHECK_EQ_INT(udfs_source_open(d, &s), 0);
+	if (s)
+		CHECK_EQ_INT(s->mode, 0640);
+	udfs_source_close(s);
+	free(p);
+	free(d);
+}
+
+/* Hugging Face cache: the files of REPO/snapshots/REV are symlinks to
+ * ../../blobs/; followed there, refused elsewhere. */
+static void test_hf_cache(void)
+{
+	char *repo = newdir(), *d, *p, *q;
+	udfs_source *s = NULL;
+	static const char *const parts[] = {"blobs", "snapshots",
+					    "snapshots/abc"};
+
+	for (size_t i = 0; i < 3; i++) {
+		p = udfs_xasprintf("%s/%s", repo, parts[i]);
+		CHECK_EQ_INT(mkdir(p, 0755), 0);
+		free(p);
+	}
+	p = udfs_xasprintf("%s/blobs", repo);
+	put_st(p, "1111", "a");
+	put_str(p, "2222", "{}");
+	free(p);
+	d = udfs_xasprintf("%s/snapshots/abc", repo);
+	p = udfs_xasprintf("%s/model.safetensors", d);
+	CHECK_EQ_INT(symlink("../../blobs/1111", p), 0);
+	free(p);
+	p = udfs_xasprintf("%s/sub", d);
+	CHECK_EQ_INT(mkdir(p, 0755), 0);
+	q = udfs_xasprintf("%s/config.json", p);
+	CHECK_EQ_INT(symlink("../../../blobs/2222", q), 0);
+	free(q);
+	free(p);
+	udfs_error_clear();
+	CHECK_EQ_INT(udfs_source_open(d, &s), 0);
+	if (s) {
+		CHECK_EQ_INT(s->n_files, 2);
+		CHECK_EQ_STR(s->files[0].path, "model.safetensors");
+		CHECK_EQ_STR(s->files[1].path, "sub/config.json");
+		CHECK(strstr(s->files[0].real, "/blobs/1111") != NULL);
+		CHECK_EQ_INT(s->n_tensors, 1);
+	}
+	udfs_source_close(s);
+	/* Not a snapshot (no snapshots/ parent): the same links lead out. */
+	p = udfs_xasprintf("%s/snapshots", repo);
+	q = udfs_xasprintf("%s/snap", repo);
+	CHECK_EQ_INT(rename(p, q), 0);
+	free(d);
+	d = udfs_xasprintf("%s/snap/abc", repo);
+	expect_fail(d, "points outside the model directory");
+	expect_fail(d, "cp -rL");
+	free(q);
+	free(p);
+	free(d);
+	free(repo);
 }
 
 static void test_bad_dirs(void)
@@ -315,6 +413,15 @@ static void test_bad_dirs(void)
 	expect_fail(d, "fifo is not a regular file");
 	unlink(p);
 	free(p);
+	/* A symlink to a directory, even inside, is not followed. */
+	p = udfs_xasprintf("%s/sub", d);
+	CHECK_EQ_INT(mkdir(p, 0755), 0);
+	free(p);
+	p = udfs_xasprintf("%s/dirlink", d);
+	CHECK_EQ_INT(symlink("sub", p), 0);
+	expect_fail(d, "symlink dirlink points to a directory");
+	unlink(p);
+	free(p);
 	free(d);
 
 	/* Regular files but no safetensors at all; not a directory. */
@@ -346,6 +453,8 @@ int main(void)
 	test_single();
 	test_dir();
 	test_bad_dirs();
+	test_mode();
+	test_hf_cache();
 	nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(top);
 	CHECK_DONE();

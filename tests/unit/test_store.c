@@ -836,7 +836,8 @@ static void test_store(struct fixture *fx)
 		CHECK(lock_fd >= 0 && flock(lock_fd, LOCK_EX) == 0);
 		free(p);
 		sync();
-		CHECK_EQ_INT(udfs_store_gc(s, &freed, &files), 0);
+		CHECK_EQ_INT(
+		    udfs_store_gc(s, false, NULL, NULL, &freed, &files), 0);
 		CHECK_EQ_INT(files_in(fx->store, "tmp"), 1);
 		close(lock_fd);
 		CHECK_EQ_INT(files, 4);
@@ -846,10 +847,12 @@ static void test_store(struct fixture *fx)
 		CHECK_EQ_INT(files_in(fx->store, "bases"), 1);
 		/* The lock is gone: the file goes now; then nothing is
 		 * left to collect. */
-		CHECK_EQ_INT(udfs_store_gc(s, &freed, &files), 0);
+		CHECK_EQ_INT(
+		    udfs_store_gc(s, false, NULL, NULL, &freed, &files), 0);
 		CHECK_EQ_INT(files, 1);
 		CHECK_EQ_INT(files_in(fx->store, "tmp"), 0);
-		CHECK_EQ_INT(udfs_store_gc(s, &freed, &files), 0);
+		CHECK_EQ_INT(
+		    udfs_store_gc(s, false, NULL, NULL, &freed, &files), 0);
 		CHECK_EQ_INT(files, 0);
 		CHECK_EQ_INT(freed, 0);
 		p = udfs_xasprintf("%s/model.safetensors", fx->base_dir);

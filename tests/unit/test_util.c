@@ -4,12 +4,16 @@
  * message wins, cleared on request, never seen by another thread), size
  * parsing and formatting, full-length reads that refuse to run past the
  * end of a file, the per-thread scratch buffers, removal of a directory
- * tree, and the stable FNV-1a hash of names.
+ * tree, the stable FNV-1a hash of names, the escaping of names for a
+ * terminal (control characters and invalid UTF-8 as \xHH, valid UTF-8
+ * kept, truncation like snprintf), and raising the soft limit on open
+ * files to the hard one.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -329,6 +333,53 @@ static void test_hash(void)
 	      ((0xcbf29ce484222325ULL ^ 0xff) * 0x100000001b3ULL));
 }
 
+static void test_escape(void)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"model.layers.0.weight", "model.layers.0.weight"},
+	    {"evil\033[31mred\007", "evil\\x1b[31mred\\x07"},
+	    {"a\nb\r\tc\177", "a\\x0ab\\x0d\\x09c\\x7f"},
+	    {"caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80", /* é 日 😀 */
+	     "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80"},
+	    {"c1 \xc2\x9b", "c1 \\xc2\\x9b"}, /* U+009B, CSI */
+	    {"bad \x9b \xff \xc3", "bad \\x9b \\xff \\xc3"},
+	    {"overlong \xc0\xaf \xe0\x80\xaf", /* '/' in 2 and 3 bytes */
+	     "overlong \\xc0\\xaf \\xe0\\x80\\xaf"},
+	    {"surrogate \xed\xa0\x80", "surrogate \\xed\\xa0\\x80"},
+	};
+	char buf[64];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = udfs_escape(buf, sizeof(buf), cases[i].in);
+
+		CHECK_EQ_STR(buf, cases[i].out);
+		CHECK_EQ_INT((int)n, (int)strlen(cases[i].out));
+	}
+	/* Truncated like snprintf: NUL-terminated, full length returned. */
+	CHECK_EQ_INT((int)udfs_escape(buf, 4, "ab\033"), 6);
+	CHECK_EQ_STR(buf, "ab\\");
+	CHECK_EQ_INT((int)udfs_escape(NULL, 0, "\033"), 4);
+}
+
+/* The soft RLIMIT_NOFILE goes up to the hard limit; a second call is a
+ * no-op. */
+static void test_raise_nofile(void)
+{
+	struct rlimit rl, low;
+
+	CHECK_EQ_INT(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	low = rl;
+	low.rlim_cur = rl.rlim_max < 64 ? rl.rlim_max : 64;
+	CHECK_EQ_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+	CHECK_EQ_INT(udfs_raise_nofile(), 0);
+	CHECK_EQ_INT(getrlimit(RLIMIT_NOFILE, &low), 0);
+	CHECK(low.rlim_cur == rl.rlim_max || (rl.rlim_max > (rlim_t)1 << 20 &&
+					      low.rlim_cur == (rlim_t)1 << 20));
+	CHECK_EQ_INT(udfs_raise_nofile(), 0);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/udfs-test-util.XXXXXX";
@@ -346,6 +397,8 @@ int main(void)
 	test_scratch();
 	test_rm_tree(dir);
 	test_hash();
+	test_escape();
+	test_raise_nofile();
 	CHECK_EQ_INT(udfs_rm_tree(dir), 0);
 	CHECK_DONE();
 }
