@@ -57,6 +57,8 @@ int udfs_mix_block_svd(const float *d, uint64_t cols, uint64_t first,
 	b->cols = cols;
 	if (kmax == 0)
 		return 0;
+	if (kk > kmax)
+		kk = kmax;
 	u = malloc(rows * kk * sizeof(float) + 1);
 	s = malloc(kk * sizeof(float) + 1);
 	v = malloc(cols * kk * sizeof(float) + 1);
@@ -64,11 +66,11 @@ int udfs_mix_block_svd(const float *d, uint64_t cols, uint64_t first,
 		err = -ENOMEM;
 		goto out;
 	}
-	err = udfs_svd(d + (first / cols) * cols, rows, cols, u, s, v);
+	err = udfs_svd_top(d + (first / cols) * cols, rows, cols, kk, u, s, v);
 	if (err)
 		goto out;
-	/* Keep the first kmax columns; U and V absorb sqrt(s) each. */
-	b->k = kmax < kk ? kmax : (uint32_t)kk;
+	/* U and V absorb sqrt(s) each. */
+	b->k = (uint32_t)kk;
 	b->u = udfs_xmalloc(rows * b->k * sizeof(float) + 1);
 	b->v = udfs_xmalloc(cols * b->k * sizeof(float) + 1);
 	for (uint32_t c = 0; c < b->k; c++) {

@@ -355,30 +355,29 @@ static double lowrank_sample(const struct mix_svd *sv, uint32_t per_chunk,
 		   : 0;
 }
 
-/* Bytes of the lossless (xor) plane of a tensor. */
+/* Bytes of the lossless (xor) plane of a tensor: its first chunk encoded,
+ * scaled to the whole (an estimate; the real-bytes pass of --ratio
+ * corrects it when exact storage is chosen). */
 static int exact_bytes(const struct add_group *g, const udfs_st_tensor *st,
 		       const unsigned char *cur, const unsigned char *base,
 		       double *bytes)
 {
 	uint64_t len = st->end - st->begin;
+	size_t n = (size_t)UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES, len);
 	unsigned es = udfs_dtype_size(st->dtype);
+	void *out = NULL;
+	size_t out_len = 0;
+	int err;
 
 	*bytes = 0;
-	for (uint64_t off = 0; off < len; off += UDFS_CHUNK_BYTES) {
-		size_t n =
-		    (size_t)UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES, len - off);
-		void *out = NULL;
-		size_t out_len = 0;
-		int err =
-		    udfs_plane_encode(cur + off, base ? base + off : NULL, n,
-				      es ? es : 1, g->o->level, &out, &out_len);
-
-		free(out);
-		if (err)
-			return err;
-		*bytes += (double)out_len;
-	}
-	return 0;
+	if (!len)
+		return 0;
+	err = udfs_plane_encode(cur, base, n, es ? es : 1, g->o->level, &out,
+				&out_len);
+	free(out);
+	if (!err)
+		*bytes = (double)out_len * (double)len / (double)n;
+	return err;
 }
 
 /* Candidates with a low-rank part: each rank and factor width, then every
