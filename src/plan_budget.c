@@ -38,6 +38,7 @@
 #include "udfs/dtype.h"
 #include "udfs/lossy.h"
 #include "udfs/pool.h"
+#include "udfs/ultradelta.h"
 #include "udfs/util.h"
 
 static const uint8_t fbits_set[] = {4, 6, 8};
@@ -769,6 +770,111 @@ static int plan_model(struct add_group *g, struct add_model *am)
 	return err;
 }
 
+/* The reconstructed delta of a seeded-code tensor, as the reader will
+ * see it (chunks encoded and decoded), into d (nelems floats). */
+static int decoded_delta(struct add_group *g, const udfs_source_file *sf,
+			 const udfs_st_tensor *st, const struct tensor_plan *p,
+			 float *d)
+{
+	const unsigned char *cur = sf->map + sf->st->data_offset + st->begin;
+	const unsigned char *base = udfs_add_base_bytes(g, p->base);
+	unsigned es = udfs_dtype_size(st->dtype);
+	unsigned char *rec = udfs_xmalloc(UDFS_CHUNK_BYTES);
+	struct mix_tensor *mt = NULL;
+	int err =
+	    udfs_mix_tensor_prepare(p, st->dtype, st->nelems, cur, base, &mt);
+
+	for (uint64_t off = 0; !err && off < st->nelems * es;
+	     off += UDFS_CHUNK_BYTES) {
+		uint32_t n = (uint32_t)(UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES,
+						 st->nelems * es - off) /
+					es);
+		void *out = NULL;
+		size_t out_len = 0;
+
+		err = udfs_mix_tensor_chunk(mt, p, st->dtype, off / es, n, &out,
+					    &out_len);
+		if (!err)
+			err = udfs_lossy_decode_chunk(&p->lp, st->dtype,
+						      off / es, n, out, out_len,
+						      base + off, rec);
+		for (uint32_t k = 0; !err && k < n; k++)
+			d[off / es + k] =
+			    udfs_dtype_load_f32(st->dtype, rec, k) -
+			    udfs_dtype_load_f32(st->dtype, base + off, k);
+		free(out);
+	}
+	udfs_mix_tensor_free(mt);
+	free(rec);
+	return err;
+}
+
+/* Sum of the nuclear norms of the reconstructed deltas of am's tensors
+ * with seeded (UltraDelta-like) codes. */
+static int seeded_trace_norm(struct add_group *g, struct add_model *am,
+			     double *out)
+{
+	int err = 0;
+
+	*out = 0;
+	for (size_t i = 0; i < am->src->n_files && !err; i++) {
+		const udfs_source_file *sf = &am->src->files[i];
+
+		for (size_t k = 0; sf->st && k < sf->st->n_tensors && !err;
+		     k++) {
+			const udfs_st_tensor *st = &sf->st->tensors[k];
+			const struct tensor_plan *p = &am->plan[i][k];
+			float *d;
+			double nn = 0;
+
+			if (p->enc != UDFS_ENC_ADAPTIVE || !p->mix.seeded)
+				continue;
+			d = udfs_xmalloc(st->nelems * sizeof(float) + 1);
+			err = decoded_delta(g, sf, st, p, d);
+			if (!err)
+				err = udfs_nuclear_norm(
+				    d, st->shape[0], st->nelems / st->shape[0],
+				    &nn);
+			*out += nn;
+			free(d);
+		}
+	}
+	return err;
+}
+
+/*
+ * A group add: UltraDelta's trace-norm factor gamma_i = T_min / T_i
+ * (udfs-compress(1)) over the tensors whose residual is UltraDelta's
+ * seeded, rescaled code, applied to their residual's gain.
+ */
+static int group_trace_norm(struct add_group *g)
+{
+	double *T = udfs_xcalloc(g->n, sizeof(double)), tmin = INFINITY;
+	int err = 0;
+
+	for (size_t i = 0; i < g->n && !err; i++) {
+		udfs_add_progress_phase(g, g->models[i].name, "trace norm", i,
+					g->n, "models");
+		err = seeded_trace_norm(g, &g->models[i], &T[i]);
+		if (!err && T[i] > 0 && T[i] < tmin)
+			tmin = T[i];
+	}
+	for (size_t i = 0; i < g->n && !err && isfinite(tmin); i++) {
+		struct add_model *am = &g->models[i];
+
+		for (size_t f = 0; T[i] > 0 && f < am->src->n_files; f++)
+			for (size_t k = 0; am->src->files[f].st &&
+					   k < am->src->files[f].st->n_tensors;
+			     k++)
+				if (am->plan[f][k].enc == UDFS_ENC_ADAPTIVE &&
+				    am->plan[f][k].mix.seeded)
+					am->plan[f][k].lp.gain *=
+					    (float)(tmin / T[i]);
+	}
+	free(T);
+	return err;
+}
+
 int udfs_mix_plan_group(struct add_group *g)
 {
 	int err = 0;
@@ -780,5 +886,7 @@ int udfs_mix_plan_group(struct add_group *g)
 		g->models[i].seconds += udfs_now() - t0;
 		g->models[i].target_sparsity = 0;
 	}
+	if (!err && g->n > 1)
+		err = group_trace_norm(g);
 	return err;
 }

@@ -9,6 +9,7 @@
 # reaches its target in real bytes of the whole model; a LoRA-shaped
 # (rank-8) delta gets low-rank codes of rank >= 8 and a delta error under
 # 0.1 (what the rank-8 part leaves is only its factors' rounding);
+# a group add applies the trace-norm factor to the seeded residual codes;
 # bad combinations of options fail with one line, store unchanged.
 . "$(dirname "$0")/lib.sh"
 
@@ -90,6 +91,29 @@ e=$(eval_max lora "$T/lora.safetensors") || fail "eval lora"
 echo "lora: largest delta error $e"
 "$PY" -c "import sys; sys.exit(0 if $e <= 0.1 else 1)" ||
 	fail "lora: a lossy tensor's delta error is $e (> 0.1)"
+
+# A group add: UltraDelta's trace-norm factor scales the gain of the
+# seeded (UltraDelta-like) residual codes of all but the model with the
+# smallest trace norm: their gains are then not 1/(1-r).
+gen finetune "$T/base.safetensors" "$T/ft2.safetensors" --rel 0.06 --seed 7
+must "group add" "$UC" add -q "$S" --base base --method adaptive \
+	--ratio 12 g1="$T/ft.safetensors" g2="$T/ft2.safetensors"
+"$UDFS" info "$S" g1 --json >"$T/g1.json" &&
+	"$UDFS" info "$S" g2 --json >"$T/g2.json" || fail "info g1, g2"
+"$PY" - "$T/g1.json" "$T/g2.json" <<'EOF' || fail "group add: trace-norm factor"
+import json, sys
+plain = {round(1 / (1 - r), 4) for r in (0.5, 0.7, 0.8, 0.9)}
+scaled = []
+for path in sys.argv[1:]:
+    j = json.load(open(path))
+    g = [t["gain"] for f in j["files"] for t in f["tensors"]
+         if "@rand" in t.get("code", "")]
+    if not g:
+        sys.exit("%s: no seeded code" % path)
+    scaled.append(any(round(x, 4) not in plain for x in g))
+if scaled.count(True) != 1:
+    sys.exit("models with scaled gains: %s" % scaled)
+EOF
 
 # F32, and --max-error alone selects the adaptive method.
 must "f32 add" "$UC" add -q "$S" --base b32 --max-error 0.2 \
