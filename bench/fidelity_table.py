@@ -14,16 +14,22 @@ eval scripts (stories.py ppl, mlp.py agree) and prints markdown tables:
   c. explicit vs seeded masks at equal s, and the four methods at equal
      real bytes (--ratio R; bitdelta at its own ratio);
   d. a group add of two fine-tunes: the trace-norm factor gamma;
-  e. compression speed of a generated ~512 MiB BF16 fine-tune.
+  e. compression speed of a generated ~512 MiB BF16 fine-tune;
+  f. gain kept (toylora: agreement) against the real model ratio for every
+     method, both families, F32 and BF16, N seeds: the adaptive method's
+     curve beside the others', and who wins at equal real bytes;
+  g. the codes the adaptive method chose, per tensor type.
 
 Every model is compressed alone (one NAME=SRC per add, gamma = 1) except in
 d. Every run uses its own scratch store, so runs go in parallel (-j).
 """
 import argparse
+import collections
 import concurrent.futures as cf
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -378,6 +384,148 @@ class Bench:
         self.table(["mode", "seconds", "MB/s of source", "model ratio",
                     "lossy ratio"], rows)
 
+    # ------------------------------------------------------ f, g: adaptive
+    F_CASES = [("stories260K", "bf16", "lives"), ("stories260K", "bf16", "pi"),
+               ("stories260K", "f32", "lives"), ("stories260K", "f32", "pi"),
+               ("toylora", "f32", "ft-a"), ("toylora", "f32", "ft-b")]
+    # (method, setting, options, random): settings that draw nothing at
+    # random run once (seed 0) and stand for every seed.
+    F_SETTINGS = (
+        [("ultradelta explicit", "s=" + x, ["--sparsity", x, "--mask", "explicit"], True)
+         for x in ("0.5", "0.7", "0.8", "0.9")] +
+        [("ultradelta seeded", "s=" + x, ["--sparsity", x, "--mask", "seeded"], True)
+         for x in ("0.5", "0.7", "0.8", "0.9", "0.95")] +
+        [("magnitude", "--ratio " + R, ["--method", "magnitude", "--ratio", R], False)
+         for R in ("8", "16", "32")] +
+        [("dare", "--ratio " + R, ["--method", "dare", "--ratio", R], True)
+         for R in ("8", "16")] +
+        [("bitdelta", "", ["--method", "bitdelta"], False)] +
+        [("adaptive", "--ratio " + R, ["--method", "adaptive", "--ratio", R], True)
+         for R in ("8", "10", "12", "15", "20", "25", "30", "40")] +
+        [("adaptive default", "max error 0.1", [], False)])
+    F_RATIOS = (10, 15, 20, 25, 30, 40)
+
+    def f_kept(self, case, score):
+        """Share of the fine-tuning gain kept (toylora: of the agreement
+        the fine-tune adds over the base)."""
+        top, dt, ft = case
+        if top == "toylora":
+            a0 = self.agree_base[ft][0]
+            return (score[0] - a0) / (1 - a0)
+        cb = self.ce[("stories260K/base-%s" % dt, ft)]
+        cf_ = self.ce[("stories260K/ft-%s-%s" % (ft, dt), ft)]
+        return (cb - score) / (cb - cf_)
+
+    def table_f(self):
+        a = self.a
+        jobs = [(c, i, seed) for c in self.F_CASES
+                for i in range(len(self.F_SETTINGS))
+                for seed in range(a.seeds if self.F_SETTINGS[i][3] else 1)]
+
+        def run(j):
+            (top, dt, ft), i, seed = j
+            opts = self.F_SETTINGS[i][2] + ["--seed", str(seed)]
+            if top == "toylora":
+                ref = self.model("toylora/%s/model.safetensors" % ft)
+                return self.compress("toylora/base", {"x": "toylora/" + ft},
+                                     opts, "mlp", ref)["x"]
+            return self.compress("stories260K/base-" + dt,
+                                 {"x": "stories260K/ft-%s-%s" % (ft, dt)},
+                                 opts, ft)["x"]
+
+        res = dict(zip(jobs, self.pmap(run, jobs)))
+        self.f_res = res
+        self.emit("### f. Gain kept against the real model ratio, every "
+                  "method (seeds 0..%d, one run for the settings that draw "
+                  "nothing at random; ratio and gain: mean (min–max); "
+                  "toylora: share of the agreement the fine-tune adds over "
+                  "its base, and the agreement itself)" % (a.seeds - 1))
+        self.emit()
+        wins = []
+        for c in self.F_CASES:
+            top, dt, ft = c
+            rows, curves = [], collections.defaultdict(list)
+            for i, (m, setting, _, rnd) in enumerate(self.F_SETTINGS):
+                rs = [res[(c, i, k)] for k in range(a.seeds if rnd else 1)]
+                ratio = [r[0]["ratio"] for r in rs]
+                kept = [self.f_kept(c, r[1]) for r in rs]
+                row = [m, setting or "—", self.rng(ratio, "%.1f"),
+                       self.rng([100 * k for k in kept], "%.0f%%")]
+                if top == "toylora":
+                    row.append(self.rng([r[1][0] for r in rs], "%.4f"))
+                rows.append(row)
+                curves[m].append((statistics.mean(ratio),
+                                  statistics.mean(kept)))
+            self.emit("%s %s, %s" % (top, dt.upper(), ft))
+            self.emit()
+            self.table(["method", "setting", "model ratio (real)", "gain kept"] +
+                       (["agreement"] if top == "toylora" else []), rows)
+            wins.append((c, curves))
+        self.emit("At equal real bytes (each curve interpolated linearly in "
+                  "log ratio between its own points, never extrapolated; "
+                  "bitdelta counts within ±10% of its one ratio):")
+        self.emit()
+        rows = []
+        for c, curves in wins:
+            for R in self.F_RATIOS:
+                ad = self.interp(curves["adaptive"], R)
+                best, who = None, "—"
+                for m, pts in curves.items():
+                    if m.startswith("adaptive"):
+                        continue
+                    v = self.interp(pts, R, m == "bitdelta")
+                    if v is not None and (best is None or v > best):
+                        best, who = v, m
+                rows.append(["%s %s %s" % c, "%dx" % R,
+                             "—" if ad is None else "%.0f%%" % (100 * ad),
+                             "—" if best is None else "%.0f%% (%s)" % (100 * best, who),
+                             "—" if ad is None or best is None else
+                             ("**adaptive**" if ad > best else who)])
+        self.table(["model", "real ratio", "adaptive", "best other", "more gain kept"],
+                   rows)
+
+    @staticmethod
+    def interp(pts, R, point=False):
+        pts = sorted(pts)
+        if point:
+            return pts[0][1] if abs(pts[0][0] - R) <= 0.1 * R else None
+        for (r0, k0), (r1, k1) in zip(pts, pts[1:]):
+            if r0 <= R <= r1 and r1 > r0:
+                t = (math.log(R) - math.log(r0)) / (math.log(r1) - math.log(r0))
+                return k0 + t * (k1 - k0)
+        return None
+
+    def table_g(self):
+        self.emit("### g. Codes the adaptive method chose per tensor type "
+                  "(seed 0; lrKxB = rank-K part with B-bit factors, qB = "
+                  "B-bit dead-zone codes of the residual, qB@randP% = the same on "
+                  "a seeded random P%, rescaled, sign1@topP% = sign "
+                  "times one scale on the P% largest, xor = stored exactly)")
+        self.emit()
+        rows = []
+        for c in self.F_CASES:
+            for i, (m, setting, _, _) in enumerate(self.F_SETTINGS):
+                if not m.startswith("adaptive"):
+                    continue
+                info = self.f_res[(c, i, 0)][0]
+                codes = info["params"].get("codes", {})
+                kinds = collections.defaultdict(collections.Counter)
+                for f in info["files"]:
+                    for t in f["tensors"]:
+                        if len(t["shape"]) < 2:
+                            continue
+                        typ = re.sub(r"(layers|network)\.\d+\.", r"\1.N.", t["name"])
+                        if "network" in t["name"]:
+                            typ = t["name"]
+                        kinds[typ][codes.get(t["name"], {}).get("code", t["encoding"])] += 1
+                desc = "; ".join("%s: %s" % (typ.replace("model.", "").replace(".weight", ""),
+                                             ", ".join("%s×%d" % kv if kv[1] > 1 else kv[0]
+                                                       for kv in cnt.most_common(3)))
+                                 for typ, cnt in sorted(kinds.items()))
+                rows.append(["%s %s %s" % c, setting,
+                             "%.1f" % info["ratio"], desc])
+        self.table(["model", "setting", "ratio", "codes per tensor type"], rows)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
@@ -388,7 +536,7 @@ def main():
     ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--mb", type=int, default=512)
-    ap.add_argument("--tables", default="abcde")
+    ap.add_argument("--tables", default="abcdefg")
     ap.add_argument("--tmp", default=os.environ.get("TMPDIR", "/tmp"))
     a = ap.parse_args()
     b = Bench(a)
@@ -408,6 +556,10 @@ def main():
             b.table_d()
         if "e" in a.tables:
             b.table_e()
+        if "f" in a.tables or "g" in a.tables:
+            b.table_f()
+        if "g" in a.tables:
+            b.table_g()
         b.emit("Total bench time %.0f s." % (time.monotonic() - t0))
     finally:
         shutil.rmtree(b.tmp, ignore_errors=True)

@@ -129,7 +129,14 @@ static void lossy_totals(const udfs_model *m, uint64_t *src, uint64_t *dst)
 		}
 }
 
-static json_t *tensor_json(const udfs_tensor *t)
+/* The adaptive method's code of tensor t and its measured delta error, as
+ * recorded in the model's params (udfs-compress(1)); NULL for others. */
+static const json_t *tensor_code(const json_t *codes, const udfs_tensor *t)
+{
+	return json_object_get(codes, t->name);
+}
+
+static json_t *tensor_json(const udfs_tensor *t, const json_t *codes)
 {
 	uint64_t src = t->end - t->begin, dst = tensor_stored(t);
 	json_t *e = json_pack("{s:o,s:s,s:o,s:s,s:I,s:I,s:f}", "name",
@@ -139,6 +146,13 @@ static json_t *tensor_json(const udfs_tensor *t)
 			      "source_bytes", (json_int_t)src, "stored_bytes",
 			      (json_int_t)dst, "ratio", ratio(src, dst));
 
+	if (tensor_code(codes, t)) {
+		json_object_set(e, "code",
+				json_object_get(tensor_code(codes, t), "code"));
+		json_object_set(
+		    e, "delta_error",
+		    json_object_get(tensor_code(codes, t), "error"));
+	}
 	if (udfs_encoding_is_lossy(t->enc)) {
 		json_object_set_new(e, "rate", json_real(t->lp.rate));
 		json_object_set_new(e, "bits", json_integer(t->lp.bits));
@@ -152,13 +166,13 @@ static json_t *tensor_json(const udfs_tensor *t)
 	return e;
 }
 
-static json_t *file_json(const udfs_file *fl)
+static json_t *file_json(const udfs_file *fl, const json_t *codes)
 {
 	json_t *jt = json_array();
 	uint64_t stored = fl->data_offset;
 
 	for (size_t k = 0; k < fl->n_tensors; k++) {
-		json_array_append_new(jt, tensor_json(&fl->tensors[k]));
+		json_array_append_new(jt, tensor_json(&fl->tensors[k], codes));
 		stored += tensor_stored(&fl->tensors[k]);
 	}
 	return json_pack(
@@ -173,10 +187,13 @@ static json_t *file_json(const udfs_file *fl)
 static json_t *model_json(const udfs_model *m)
 {
 	json_t *jm, *jfiles = json_array();
+	json_t *params = json_loads(m->params, 0, NULL);
 	uint64_t lossy_src, lossy_dst;
 
 	for (size_t f = 0; f < m->n_files; f++)
-		json_array_append_new(jfiles, file_json(&m->files[f]));
+		json_array_append_new(
+		    jfiles,
+		    file_json(&m->files[f], json_object_get(params, "codes")));
 	jm = json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:f,s:f,s:I}", "name",
 		       udfs_cli_json_str(m->name), "kind",
 		       m->kind == UDFS_MODEL_BASE ? "base" : "delta", "base",
@@ -186,7 +203,7 @@ static json_t *model_json(const udfs_model *m)
 		       (json_int_t)m->stored_bytes, "ratio",
 		       ratio(m->source_bytes, m->stored_bytes), "sparsity",
 		       m->sparsity, "seed", (json_int_t)m->seed);
-	json_object_set_new(jm, "params", json_loads(m->params, 0, NULL));
+	json_object_set_new(jm, "params", params);
 	lossy_totals(m, &lossy_src, &lossy_dst);
 	if (lossy_src) {
 		json_object_set_new(jm, "lossy_source_bytes",
@@ -201,8 +218,9 @@ static json_t *model_json(const udfs_model *m)
 }
 
 /* One row of info's tensor table. */
-static void print_tensor(const udfs_tensor *t)
+static void print_tensor(const udfs_tensor *t, const json_t *codes)
 {
+	const json_t *c = tensor_code(codes, t);
 	uint64_t src = t->end - t->begin, dst = tensor_stored(t);
 	char shape[64] = "";
 	size_t len = 0;
@@ -217,36 +235,48 @@ static void print_tensor(const udfs_tensor *t)
 		printf(" %6.4f %4u", t->lp.rate, t->lp.bits);
 	else
 		printf(" %6s %4s", "-", "-");
-	printf(" %11" PRIu64 " %11" PRIu64 " %7.2fx\n", src, dst,
+	printf(" %11" PRIu64 " %11" PRIu64 " %7.2fx", src, dst,
 	       ratio(src, dst));
+	if (c)
+		printf("  %-22s %.4f",
+		       json_string_value(json_object_get(c, "code")),
+		       json_number_value(json_object_get(c, "error")));
+	putchar('\n');
 }
 
-static void print_file(const udfs_file *fl)
+static void print_file(const udfs_file *fl, const json_t *codes)
 {
 	printf("\nfile %s (%s, %" PRIu64 " bytes)\n", udfs_cli_str(fl->path),
 	       fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors" : "verbatim",
 	       fl->size);
 	if (fl->kind != UDFS_FILE_SAFETENSORS)
 		return;
-	printf("  %-44s %-5s %-11s %-10s %6s %4s %11s %11s %8s\n", "TENSOR",
+	printf("  %-44s %-5s %-11s %-10s %6s %4s %11s %11s %8s%s\n", "TENSOR",
 	       "DTYPE", "SHAPE", "ENCODING", "RATE", "BITS", "SOURCE", "STORED",
-	       "RATIO");
+	       "RATIO", codes ? "  CODE                   ERROR" : "");
 	for (size_t k = 0; k < fl->n_tensors; k++)
-		print_tensor(&fl->tensors[k]);
+		print_tensor(&fl->tensors[k], codes);
 }
 
 /* udfs info: the model, then a table per file. */
 static void print_model(const udfs_model *m)
 {
 	uint64_t lossy_src, lossy_dst;
-	char a[32], b[32];
+	json_t *params = json_loads(m->params, 0, NULL);
+	json_t *shown = json_deep_copy(params);
+	char a[32], b[32], *ps;
 
 	printf("name:      %s\nkind:      %s\n", udfs_cli_str(m->name),
 	       m->kind == UDFS_MODEL_BASE ? "base" : "delta");
 	if (m->base)
 		printf("base:      %s\n", udfs_cli_str(m->base->name));
+	/* The per-tensor codes show in the tensor tables below. */
+	json_object_del(shown, "codes");
+	ps = json_dumps(shown, JSON_COMPACT | JSON_SORT_KEYS);
 	printf("method:    %s\nparams:    %s\n", udfs_cli_str(m->method),
-	       udfs_cli_str(m->params));
+	       udfs_cli_str(ps ? ps : m->params));
+	free(ps);
+	json_decref(shown);
 	printf("source:    %s\nstored:    %s\nratio:     %.2fx "
 	       "(whole model, real bytes)\n",
 	       udfs_fmt_bytes(m->source_bytes, a, sizeof(a)),
@@ -259,7 +289,8 @@ static void print_model(const udfs_model *m)
 		       ratio(lossy_src, lossy_dst),
 		       udfs_fmt_bytes(lossy_src, a, sizeof(a)), m->sparsity);
 	for (size_t f = 0; f < m->n_files; f++)
-		print_file(&m->files[f]);
+		print_file(&m->files[f], json_object_get(params, "codes"));
+	json_decref(params);
 }
 
 int udfs_cli_info(const struct cli_opts *o)

@@ -68,6 +68,7 @@
 #include <zstd.h>
 
 #include "bitio_i.h"
+#include "lossy_i.h"
 #include "rangecoder_i.h"
 #include "udfs/dtype.h"
 #include "udfs/util.h"
@@ -202,7 +203,7 @@ static int check_params(const udfs_lossy_params *p, int dtype, int err)
 	return 0;
 }
 
-static size_t put_varint(uint8_t *p, uint32_t v)
+size_t udfs_lossy_put_varint(uint8_t *p, uint32_t v)
 {
 	size_t n = 0;
 
@@ -216,7 +217,8 @@ static size_t put_varint(uint8_t *p, uint32_t v)
 
 /* Read a varint at *pos of in[0..len); false when truncated, longer than
  * 5 bytes, above 32 bits or ending in a redundant zero byte. */
-static bool get_varint(const uint8_t *in, size_t len, size_t *pos, uint32_t *v)
+bool udfs_lossy_get_varint(const uint8_t *in, size_t len, size_t *pos,
+			   uint32_t *v)
 {
 	uint64_t x = 0;
 
@@ -521,9 +523,9 @@ static uint8_t *rc_signs(const uint8_t *v, uint32_t n_kept, size_t *len)
 	return rc_enc_finish(&rc, len);
 }
 
-static int encode_values(const udfs_lossy_params *p, unsigned es,
-			 uint32_t n_kept, const void *vals, uint8_t **out,
-			 size_t *len, uint8_t *fmt)
+int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
+			     uint32_t n_kept, const void *vals, uint8_t **out,
+			     size_t *len, uint8_t *fmt)
 {
 	const uint8_t *v = vals;
 	uint8_t *raw = NULL, *z = NULL, *zp = NULL, *planes = NULL, *rcb;
@@ -655,10 +657,12 @@ int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
 					 mask_len);
 			goto out;
 		}
-		hdr_len += put_varint(hdr + hdr_len, n_kept);
-		hdr_len += put_varint(hdr + hdr_len, (uint32_t)mask_len);
+		hdr_len += udfs_lossy_put_varint(hdr + hdr_len, n_kept);
+		hdr_len +=
+		    udfs_lossy_put_varint(hdr + hdr_len, (uint32_t)mask_len);
 	}
-	ret = encode_values(p, es, n_kept, vals, &val, &val_len, &vfmt);
+	ret = udfs_lossy_values_encode(p, es, n_kept, vals, &val, &val_len,
+				       &vfmt);
 	if (ret < 0)
 		goto out;
 	if (val_len > UINT32_MAX) {
@@ -666,7 +670,7 @@ int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
 				 val_len);
 		goto out;
 	}
-	hdr_len += put_varint(hdr + hdr_len, (uint32_t)val_len);
+	hdr_len += udfs_lossy_put_varint(hdr + hdr_len, (uint32_t)val_len);
 	hdr[0] = (uint8_t)(LOSSY_VERSION << 6 | vfmt << 3 | mfmt);
 
 	buf = udfs_xmalloc(hdr_len + mask_len + val_len + 1);
@@ -718,11 +722,13 @@ static int decode_rice(const uint8_t *in, size_t len, uint32_t n,
 static int decode_rc_gaps(const uint8_t *in, size_t len, uint32_t n,
 			  uint32_t n_kept, uint32_t *pos)
 {
-	struct eg_model *em = udfs_xmalloc(sizeof(*em));
+	struct eg_model *em = malloc(sizeof(*em));
 	struct rc_dec rc;
 	uint64_t next = 0;
 	int ret = 0;
 
+	if (!em)
+		return -ENOMEM;
 	gap_init(em, n, n_kept);
 	rc_dec_init(&rc, in, len);
 	for (uint32_t j = 0; j < n_kept; j++) {
@@ -806,7 +812,9 @@ static int decode_mask(const udfs_lossy_params *p, unsigned mf,
 					  len);
 		return decode_bitmap(in, n, *n_kept, pos);
 	case MF_ZBITMAP:
-		bm = udfs_xmalloc(bm_len + 1);
+		bm = malloc(bm_len + 1);
+		if (!bm)
+			return -ENOMEM;
 		ret = zd(in, len, bm, bm_len);
 		if (ret == 0)
 			ret = decode_bitmap(bm, n, *n_kept, pos);
@@ -821,11 +829,13 @@ static int rc_decode_codes(const udfs_lossy_params *p, const uint8_t *in,
 			   size_t len, uint32_t n_kept, const float *lut,
 			   float *d)
 {
-	struct code_model *cm = udfs_xmalloc(sizeof(*cm));
+	struct code_model *cm = malloc(sizeof(*cm));
 	struct rc_dec rc;
 	unsigned c;
 	int ret = 0;
 
+	if (!cm)
+		return -ENOMEM;
 	code_init(cm, p);
 	rc_dec_init(&rc, in, len);
 	for (uint32_t j = 0; j < n_kept; j++) {
@@ -863,9 +873,9 @@ static int rc_decode_signs(const uint8_t *in, size_t len, uint32_t n_kept,
 
 /* The per-element deltas gain * value(j) of the kept elements, in the
  * order of the reconstruction formula. */
-static int decode_values(const udfs_lossy_params *p, int dtype, unsigned vf,
-			 const uint8_t *in, size_t len, uint32_t n_kept,
-			 float *d)
+int udfs_lossy_values_decode(const udfs_lossy_params *p, int dtype, unsigned vf,
+			     const uint8_t *in, size_t len, uint32_t n_kept,
+			     float *d)
 {
 	unsigned es = udfs_dtype_size(dtype), nb;
 	size_t raw_len;
@@ -896,7 +906,9 @@ static int decode_values(const udfs_lossy_params *p, int dtype, unsigned vf,
 	nb = p->values == UDFS_VAL_CODES ? p->bits : 1;
 	raw_len = p->values == UDFS_VAL_NATIVE ? (size_t)n_kept * es
 					       : ((size_t)n_kept * nb + 7) / 8;
-	v = udfs_xmalloc(p->values == UDFS_VAL_NATIVE ? raw_len : n_kept);
+	v = malloc(p->values == UDFS_VAL_NATIVE ? raw_len : n_kept);
+	if (!v)
+		return -ENOMEM;
 	if (p->values == UDFS_VAL_NATIVE) {
 		if (vf == VF_RAW && len == raw_len)
 			memcpy(v, in, raw_len);
@@ -924,7 +936,11 @@ static int decode_values(const udfs_lossy_params *p, int dtype, unsigned vf,
 	} else if (vf == VF_ZSTD || vf == VF_ZPACKED) {
 		if (vf == VF_ZPACKED && p->values != UDFS_VAL_CODES)
 			goto bad;
-		tmp = udfs_xmalloc(raw_len);
+		tmp = malloc(raw_len);
+		if (!tmp) {
+			ret = -ENOMEM;
+			goto out;
+		}
 		if (zd(in, len, tmp, raw_len) < 0 ||
 		    unpack(tmp, raw_len, n_kept, nb, v) < 0)
 			goto bad;
@@ -980,7 +996,7 @@ static float finite_max(int dtype)
  * sums that would round to an infinity or a NaN change: every finite
  * result is the same bits as before, as udfs(5) requires of old stores.
  */
-static float finite_sum(int dtype, float b, float d)
+float udfs_lossy_finite_sum(int dtype, float b, float d)
 {
 	float w = b + d, max = finite_max(dtype);
 
@@ -1012,7 +1028,7 @@ static void add_bf16(const void *base, void *out, const uint32_t *pos,
 		w = b + d[j];
 		memcpy(&u, &w, 4);
 		if ((u & 0x7fffffffu) >= 0x7f7f8000u) {
-			w = finite_sum(UDFS_DT_BF16, b, d[j]);
+			w = udfs_lossy_finite_sum(UDFS_DT_BF16, b, d[j]);
 			memcpy(&u, &w, 4);
 		}
 		if ((u & 0x7fffffffu) > 0x7f800000u)
@@ -1023,20 +1039,21 @@ static void add_bf16(const void *base, void *out, const uint32_t *pos,
 	}
 }
 
-int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
-			    uint64_t first, uint32_t n, const void *in,
-			    size_t in_len, const void *base, void *out)
+/*
+ * Parse a version 1 chunk into the positions (NULL when every element is
+ * kept) and the deltas gain * value of its kept elements, both malloc-ed
+ * for the caller to free. 0, -EIO on a malformed chunk or -ENOMEM.
+ */
+static int parse_v1(const udfs_lossy_params *p, int dtype, uint64_t first,
+		    uint32_t n, const uint8_t *buf, size_t in_len,
+		    uint32_t **pos_out, float **d_out, uint32_t *n_kept_out)
 {
-	const uint8_t *buf = in;
 	uint32_t n_kept = n, mask_len = 0, val_len, *pos = NULL;
-	unsigned es = udfs_dtype_size(dtype), mf, vf;
+	unsigned mf, vf;
 	size_t at = 1;
 	float *d = NULL;
 	int ret;
 
-	ret = check_params(p, dtype, -EIO);
-	if (ret < 0)
-		return ret;
 	if (in_len < 1)
 		return udfs_error(-EIO, "lossy chunk: empty");
 	if (buf[0] >> 6 != LOSSY_VERSION)
@@ -1050,14 +1067,14 @@ int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
 				  "mask kind %u",
 				  mf, p->mask);
 	if (p->mask == UDFS_MASK_EXPLICIT) {
-		if (!get_varint(buf, in_len, &at, &n_kept) ||
-		    !get_varint(buf, in_len, &at, &mask_len))
+		if (!udfs_lossy_get_varint(buf, in_len, &at, &n_kept) ||
+		    !udfs_lossy_get_varint(buf, in_len, &at, &mask_len))
 			return udfs_error(-EIO, "lossy chunk: bad header");
 		if (n_kept > n)
 			return udfs_error(-EIO, "lossy chunk: %u kept of %u",
 					  n_kept, n);
 	}
-	if (!get_varint(buf, in_len, &at, &val_len))
+	if (!udfs_lossy_get_varint(buf, in_len, &at, &val_len))
 		return udfs_error(-EIO, "lossy chunk: bad header");
 	if ((uint64_t)at + mask_len + val_len != in_len)
 		return udfs_error(-EIO,
@@ -1070,17 +1087,72 @@ int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
 		    (p->mask == UDFS_MASK_SEEDED ? (size_t)n : (size_t)n_kept) +
 		    1;
 
-		pos = udfs_xmalloc(np * sizeof(*pos));
+		pos = malloc(np * sizeof(*pos));
+		if (!pos)
+			return -ENOMEM;
 		ret = decode_mask(p, mf, buf + at, mask_len, first, n, &n_kept,
 				  pos);
 		if (ret < 0)
 			goto out;
 	}
-	d = udfs_xmalloc(((size_t)n_kept + 1) * sizeof(*d));
-	ret = decode_values(p, dtype, vf, buf + at + mask_len, val_len, n_kept,
-			    d);
-	if (ret < 0)
+	d = malloc(((size_t)n_kept + 1) * sizeof(*d));
+	if (!d) {
+		ret = -ENOMEM;
 		goto out;
+	}
+	ret = udfs_lossy_values_decode(p, dtype, vf, buf + at + mask_len,
+				       val_len, n_kept, d);
+out:
+	if (ret < 0) {
+		free(pos);
+		free(d);
+		return ret;
+	}
+	*pos_out = pos;
+	*d_out = d;
+	*n_kept_out = n_kept;
+	return 0;
+}
+
+int udfs_lossy_accumulate(const udfs_lossy_params *p, int dtype, uint64_t first,
+			  uint32_t n, const void *in, size_t in_len, float *acc)
+{
+	uint32_t *pos = NULL, n_kept = 0;
+	float *d = NULL;
+	int ret;
+
+	ret = check_params(p, dtype, -EIO);
+	if (ret < 0)
+		return ret;
+	ret = parse_v1(p, dtype, first, n, in, in_len, &pos, &d, &n_kept);
+	if (ret < 0)
+		return ret;
+	for (uint32_t j = 0; j < n_kept; j++)
+		acc[pos ? pos[j] : j] += d[j];
+	free(pos);
+	free(d);
+	return 0;
+}
+
+int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
+			    uint64_t first, uint32_t n, const void *in,
+			    size_t in_len, const void *base, void *out)
+{
+	const uint8_t *buf = in;
+	uint32_t n_kept = 0, *pos = NULL;
+	unsigned es = udfs_dtype_size(dtype);
+	float *d = NULL;
+	int ret;
+
+	ret = check_params(p, dtype, -EIO);
+	if (ret < 0)
+		return ret;
+	if (in_len >= 1 && buf[0] >> 6 == UDFS_LOSSY_MIX_VERSION)
+		return udfs_mix_decode_chunk(p, dtype, first, n, in, in_len,
+					     base, out);
+	ret = parse_v1(p, dtype, first, n, buf, in_len, &pos, &d, &n_kept);
+	if (ret < 0)
+		return ret;
 
 	/* Dropped elements keep the base bits exactly (NaN payloads too). */
 	if (out != base)
@@ -1092,11 +1164,11 @@ int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
 			uint32_t i = pos ? pos[j] : j;
 			float b = udfs_dtype_load_f32(dtype, base, i);
 
-			udfs_dtype_store_f32(dtype, out, i,
-					     finite_sum(dtype, b, d[j]));
+			udfs_dtype_store_f32(
+			    dtype, out, i,
+			    udfs_lossy_finite_sum(dtype, b, d[j]));
 		}
-out:
 	free(pos);
 	free(d);
-	return ret;
+	return 0;
 }

@@ -52,6 +52,7 @@ void udfs_add_opts_init(udfs_add_opts *o)
 	o->step = 0.01;
 	o->mask = UDFS_MASK_EXPLICIT;
 	o->min_elems = 1024;
+	o->max_error = UDFS_ADAPTIVE_MAX_ERROR;
 	o->jobs = udfs_ncpus();
 	o->level = UDFS_ZSTD_LEVEL;
 }
@@ -507,6 +508,30 @@ static void *hash_thread(void *arg)
 	return NULL;
 }
 
+/* Record the code an adaptive tensor got, its bytes and its delta error
+ * measured on the chunks just written (the fidelity sums are additive),
+ * for `udfs info`. */
+static void note_code(struct add_model *am, const udfs_tensor *t,
+		      const struct tensor_plan *p, const udfs_fidelity *before)
+{
+	udfs_fidelity f = am->fid;
+	char name[64];
+
+	f.err2 -= before->err2;
+	f.src2 -= before->src2;
+	f.rec2 -= before->rec2;
+	f.dot -= before->dot;
+	f.n -= before->n;
+	udfs_mix_code_name(&p->mix, &p->lp, name, sizeof(name));
+	if (!am->codes)
+		am->codes = json_object();
+	json_object_set_new(am->codes, t->name,
+			    json_pack("{s:s,s:I,s:f}", "code", name, "bytes",
+				      (json_int_t)udfs_encoded_bytes(
+					  t->enc, t->n_chunks, t->stored_bytes),
+				      "error", udfs_fidelity_rel_err(&f)));
+}
+
 /* Build file f of the new model from source file sf and write its chunks.
  * The source's sha256 is computed on a thread of its own meanwhile: it
  * reads the same mapped bytes, and would otherwise add a serial pass. */
@@ -516,6 +541,7 @@ static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 	const udfs_source_file *sf = &am->src->files[fi];
 	struct hash_job hj = {.p = sf->map, .n = sf->size, .out = f->sha256};
 	pthread_t hash_tid;
+	udfs_fidelity before;
 	bool hashing;
 	int err = 0;
 
@@ -560,8 +586,11 @@ static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 			pr->done += t->end - t->begin;
 			continue;
 		}
+		before = am->fid;
 		err = write_tensor(g, am, pk, p, t,
 				   sf->map + f->data_offset + t->begin, pr);
+		if (!err && t->enc == UDFS_ENC_ADAPTIVE)
+			note_code(am, t, p, &before);
 	}
 	if (hashing)
 		pthread_join(hash_tid, NULL);
@@ -617,15 +646,19 @@ static void unmap_base(struct add_group *g)
 
 /* The options as recorded in the catalog, with the sparsity really used
  * (--ratio searches for it). Caller frees. */
-static char *params_json(const udfs_add_opts *o, double s)
+static char *params_json(const udfs_add_opts *o, double s,
+			 const struct add_model *am)
 {
 	json_t *j = json_loads(o->argv_json ? o->argv_json : "{}", 0, NULL);
 	char *out;
 
 	if (!j)
 		j = json_object();
-	if (!o->lossless)
+	if (!o->lossless && o->method != UDFS_ENC_ADAPTIVE)
 		json_object_set_new(j, "sparsity", json_real(s));
+	/* The adaptive method's choice per tensor (udfs info shows it). */
+	if (am->codes)
+		json_object_set(j, "codes", am->codes);
 	out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(j);
 	return out ? out : udfs_xstrdup("{}");
@@ -714,7 +747,7 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		m->kind = UDFS_MODEL_DELTA;
 		m->base = g.base;
 		m->method = (char *)method_name(o, &g.models[i]);
-		m->params = params_json(o, g.models[i].target_sparsity);
+		m->params = NULL;
 		m->seed = (int64_t)o->seed;
 		m->created = (int64_t)time(NULL);
 		m->n_files = src[i]->n_files;
@@ -728,6 +761,8 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		}
 		if (!err)
 			err = pack_sync(&packs[i]);
+		m->params =
+		    params_json(o, g.models[i].target_sparsity, &g.models[i]);
 		if (g.models[i].lossy_elems)
 			m->sparsity = 1.0 - (double)g.models[i].kept_elems /
 						(double)g.models[i].lossy_elems;
@@ -780,6 +815,7 @@ out:
 		}
 		files_free(models[i].files, models[i].n_files);
 		free(models[i].params);
+		json_decref(g.models[i].codes);
 		for (size_t j = 0; g.models[i].plan && j < src[i]->n_files; j++)
 			free(g.models[i].plan[j]);
 		free(g.models[i].plan);

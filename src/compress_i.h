@@ -7,6 +7,7 @@
 #define UDFS_COMPRESS_I_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,12 +19,34 @@
 /* Set by the CLI's SIGINT/SIGTERM handler; long loops check it. */
 extern volatile sig_atomic_t udfs_interrupted;
 
+/* Residual of an adaptive code (plan_budget.c). */
+enum mix_residual {
+	MIX_RES_NONE = 0,  /* the low-rank part alone */
+	MIX_RES_SIGN = 1,  /* sign times one scale */
+	MIX_RES_CODES = 2, /* uniform b-bit codes, clipped levels */
+};
+
+/* The code chosen for one tensor by the adaptive method: a low-rank part
+ * of rank `rank` with fbits-bit factors (rank 0: none) plus a residual
+ * whose parameters are the tensor's udfs_lossy_params. */
+struct mix_code {
+	uint64_t cols; /* row length of the tensor */
+	uint8_t rank, fbits;
+	uint8_t res;	  /* enum mix_residual */
+	uint8_t rbits;	  /* MIX_RES_CODES */
+	uint8_t seeded;	  /* residual on a seeded random mask, rescaled */
+	float rate;	  /* residual elements dropped (smallest first) */
+	double est_bytes; /* estimated pack bytes */
+	double est_err;	  /* estimated relative error of the delta */
+};
+
 /* How one tensor of one model is stored; decided before any byte is
  * written. */
 struct tensor_plan {
 	int enc;		 /* enum udfs_encoding */
 	const udfs_tensor *base; /* matching base tensor, or NULL */
 	udfs_lossy_params lp;	 /* lossy encodings */
+	struct mix_code mix;	 /* UDFS_ENC_ADAPTIVE */
 };
 
 /* One model of an add group. */
@@ -35,7 +58,8 @@ struct add_model {
 	uint64_t lossy_elems;	   /* elements of lossy tensors */
 	uint64_t kept_elems;	   /* ... of which kept (counted on write) */
 	udfs_fidelity fid; /* lossy tensors, measured on the encoded chunks */
-	double seconds;	   /* planning and writing time of this model */
+	struct json_t *codes; /* adaptive: {tensor: {code, bytes, error}} */
+	double seconds;	      /* planning and writing time of this model */
 	struct base_match {
 		size_t tensors;	    /* tensors of the source */
 		size_t related;	    /* same name, dtype, shape, close values */
@@ -86,6 +110,37 @@ const unsigned char *udfs_add_base_bytes(const struct add_group *g,
  * made them). 0 or -errno with a message.
  */
 int udfs_lossy_plan_group(struct add_group *g);
+
+/* True when tensor st of a plan made lossless could be made lossy: a
+ * float matrix of at least --min-elems elements, not --exact. */
+bool udfs_lossy_eligible(const udfs_add_opts *o, const struct tensor_plan *p,
+			 const udfs_st_tensor *st);
+
+/*
+ * The adaptive method's planning (plan_budget.c): for each eligible tensor
+ * of each model, the code (low-rank part, residual, or exact storage) that
+ * minimizes the model's total squared delta error, relative per tensor,
+ * under the byte budget of --ratio, or the smallest code within
+ * --max-error. 0 or -errno with a message.
+ */
+int udfs_mix_plan_group(struct add_group *g);
+
+/* One tensor's adaptive code, prepared and cut into chunks
+ * (plan_budget.c); the counterparts of udfs_lossy_tensor_*. */
+struct mix_tensor;
+int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
+			    uint64_t nelems, const void *cur, const void *base,
+			    struct mix_tensor **out);
+int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
+			  const struct tensor_plan *p, int dtype,
+			  uint64_t first, uint32_t n, void **out,
+			  size_t *out_len);
+uint64_t udfs_mix_tensor_kept(const struct mix_tensor *mt);
+void udfs_mix_tensor_free(struct mix_tensor *mt);
+
+/* "lr16x6+codes3@0.90" and the like: the code of an adaptive tensor. */
+void udfs_mix_code_name(const struct mix_code *c, const udfs_lossy_params *lp,
+			char *buf, size_t len);
 
 /* A lossy tensor ready to be cut into chunks. */
 struct lossy_tensor;

@@ -23,6 +23,7 @@
 #include "udfs/util.h"
 
 struct lossy_tensor {
+	struct mix_tensor *mix; /* UDFS_ENC_ADAPTIVE: all of it */
 	uint64_t n;
 	uint8_t *keep;	/* 1 = kept, per element */
 	uint8_t *codes; /* UDFS_VAL_CODES: code per element; SIGN: 1 = neg */
@@ -90,6 +91,14 @@ static int plan_values(const udfs_add_opts *o, udfs_lossy_params *lp)
 		return udfs_error(-EINVAL, "unknown lossy method");
 	}
 	return 0;
+}
+
+bool udfs_lossy_eligible(const udfs_add_opts *o, const struct tensor_plan *p,
+			 const udfs_st_tensor *st)
+{
+	return p->enc == UDFS_ENC_XOR && udfs_dtype_is_lossy_float(st->dtype) &&
+	       st->ndim >= 2 && st->nelems >= o->min_elems &&
+	       !excluded(o, st->name);
 }
 
 /* One candidate tensor of select_tensors, analysed on a worker thread. */
@@ -177,10 +186,7 @@ static int select_tensors(struct add_group *g, struct add_model *am,
 		for (size_t j = 0; sf->st && j < sf->st->n_tensors; j++) {
 			const udfs_st_tensor *st = &sf->st->tensors[j];
 
-			if (am->plan[i][j].enc != UDFS_ENC_XOR ||
-			    !udfs_dtype_is_lossy_float(st->dtype) ||
-			    st->ndim < 2 || st->nelems < o->min_elems ||
-			    excluded(o, st->name))
+			if (!udfs_lossy_eligible(o, &am->plan[i][j], st))
 				continue;
 			job.c = udfs_xrealloc(job.c, (nc + 1) * sizeof(*job.c));
 			job.c[nc++] =
@@ -267,8 +273,15 @@ int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 	struct lossy_tensor *lt = udfs_xcalloc(1, sizeof(*lt));
 	int64_t kept = 0;
 	float lo, step;
-	float *d = delta_of(dtype, nelems, cur, base);
+	float *d = NULL;
 	int err = 0;
+
+	if (p->enc == UDFS_ENC_ADAPTIVE) {
+		err = udfs_mix_tensor_prepare(p, dtype, nelems, cur, base,
+					      &lt->mix);
+		goto out;
+	}
+	d = delta_of(dtype, nelems, cur, base);
 
 	lt->n = nelems;
 	lt->keep = malloc(nelems + 1);
@@ -337,11 +350,15 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 			    size_t *out_len)
 {
 	unsigned es = udfs_dtype_size(dtype);
-	uint32_t *kept = malloc((size_t)n * sizeof(uint32_t) + 1);
-	unsigned char *vals = malloc((size_t)n * (es > 1 ? es : 1) + 1);
-	uint32_t k = 0;
+	uint32_t *kept, k = 0;
+	unsigned char *vals;
 	int err;
 
+	if (lt->mix)
+		return udfs_mix_tensor_chunk(lt->mix, p, dtype, first, n, out,
+					     out_len);
+	kept = malloc((size_t)n * sizeof(uint32_t) + 1);
+	vals = malloc((size_t)n * (es > 1 ? es : 1) + 1);
 	if (!kept || !vals) {
 		free(kept);
 		free(vals);
@@ -369,6 +386,7 @@ void udfs_lossy_tensor_free(struct lossy_tensor *lt)
 {
 	if (!lt)
 		return;
+	udfs_mix_tensor_free(lt->mix);
 	free(lt->keep);
 	free(lt->codes);
 	free(lt->delta);
@@ -377,6 +395,8 @@ void udfs_lossy_tensor_free(struct lossy_tensor *lt)
 
 uint64_t udfs_lossy_tensor_kept(const struct lossy_tensor *lt)
 {
+	if (lt->mix)
+		return udfs_mix_tensor_kept(lt->mix);
 	return lt->kept;
 }
 
@@ -540,6 +560,12 @@ int udfs_lossy_plan_group(struct add_group *g)
 	double s = o->sparsity, tmin = INFINITY;
 	int err = 0;
 
+	if (o->method == UDFS_ENC_ADAPTIVE) {
+		free(v);
+		free(n);
+		free(T);
+		return udfs_mix_plan_group(g);
+	}
 	for (size_t i = 0; i < g->n && !err; i++) {
 		double t0 = udfs_now();
 

@@ -35,8 +35,13 @@ static const char usage[] =
     "  --bits B              quantization bits, 1..8 (default 4)\n"
     "  --step D              mixed-sparsity step (default 0.01)\n"
     "  --ratio R             pick s so that the lossy tensors reach ratio R\n"
+    "                        (adaptive: the whole model, real bytes)\n"
     "  --mask explicit|seeded  keep-mask kind (default explicit)\n"
-    "  --method ultradelta|dare|bitdelta|magnitude  (default ultradelta)\n"
+    "  --method adaptive|ultradelta|dare|bitdelta|magnitude\n"
+    "                        (default: adaptive without lossy options,\n"
+    "                        ultradelta with --sparsity, --bits, ...)\n"
+    "  --max-error E         adaptive: relative delta error of each tensor\n"
+    "                        (default 0.1)\n"
     "  --exact GLOB          store matching tensors losslessly (repeatable)\n"
     "  --min-elems N         smallest matrix made lossy (default 1024)\n"
     "  --seed N              all randomness derives from it (default 0)\n"
@@ -58,6 +63,7 @@ enum {
 	OPT_RATIO,
 	OPT_MASK,
 	OPT_METHOD,
+	OPT_MAX_ERROR,
 	OPT_EXACT,
 	OPT_MIN_ELEMS,
 	OPT_SEED,
@@ -90,6 +96,7 @@ static const struct uc_option {
     {"ratio", required_argument, OPT_RATIO, VERB_ADD},
     {"mask", required_argument, OPT_MASK, VERB_ADD},
     {"method", required_argument, OPT_METHOD, VERB_ADD},
+    {"max-error", required_argument, OPT_MAX_ERROR, VERB_ADD},
     {"exact", required_argument, OPT_EXACT, VERB_ADD},
     {"min-elems", required_argument, OPT_MIN_ELEMS, VERB_ADD},
     {"seed", required_argument, OPT_SEED, VERB_ADD},
@@ -109,6 +116,9 @@ struct args {
 	json_t *exact; /* the --exact globs, for the catalog */
 	const char **exact_v;
 	bool link, quiet, lossy_opt, mask_opt;
+	bool method_opt; /* --method given */
+	bool ud_opt;	 /* --sparsity, --bits, --step or --mask given */
+	bool max_error_opt;
 	bool seen[N_OPTIONS]; /* options given, by index in uc_options */
 };
 
@@ -147,6 +157,8 @@ static void lossy_option(struct args *a, int c, const char *arg)
 	udfs_add_opts *o = &a->o;
 
 	a->lossy_opt = true;
+	a->ud_opt |= c == OPT_SPARSITY || c == OPT_BITS || c == OPT_STEP ||
+		     c == OPT_MASK;
 	if (c == OPT_SPARSITY) {
 		o->sparsity = parse_double("sparsity", arg, 0, 0.999);
 	} else if (c == OPT_BITS) {
@@ -167,9 +179,14 @@ static void lossy_option(struct args *a, int c, const char *arg)
 	} else if (c == OPT_METHOD) {
 		o->method = udfs_encoding_parse(arg);
 		if (!udfs_encoding_is_lossy(o->method))
-			udfs_usage_die("--method: \"%s\" is not ultradelta, "
-				       "dare, bitdelta or magnitude",
-				       arg);
+			udfs_usage_die(
+			    "--method: \"%s\" is not adaptive, "
+			    "ultradelta, dare, bitdelta or magnitude",
+			    arg);
+		a->method_opt = true;
+	} else if (c == OPT_MAX_ERROR) {
+		o->max_error = parse_double("max-error", arg, 0, 10);
+		a->max_error_opt = true;
 	}
 }
 
@@ -263,11 +280,24 @@ static void check_verb_options(const struct args *a, const char *verb,
 				       verb, uc_options[i].name);
 }
 
-/* The options of add that contradict each other (exit 2). */
-static void check_add_options(const struct args *a)
+/* The lossy method of add, and the options that contradict each other
+ * (exit 2). Without a lossy option, or with --max-error alone, the method
+ * is adaptive; UltraDelta's options keep their meaning. */
+static void check_add_options(struct args *a)
 {
-	const udfs_add_opts *o = &a->o;
+	udfs_add_opts *o = &a->o;
 
+	if (!a->method_opt &&
+	    (!a->lossy_opt || (a->max_error_opt && !a->ud_opt && !o->ratio)))
+		o->method = UDFS_ENC_ADAPTIVE;
+	if (o->method == UDFS_ENC_ADAPTIVE && a->ud_opt)
+		udfs_usage_die("--sparsity, --bits, --step and --mask do not "
+			       "apply to --method adaptive");
+	if (a->max_error_opt && o->method != UDFS_ENC_ADAPTIVE)
+		udfs_usage_die("--max-error applies to --method adaptive only");
+	if (a->max_error_opt && o->ratio > 0)
+		udfs_usage_die("--max-error and --ratio are two targets: give "
+			       "one");
 	if (!o->base)
 		udfs_usage_die("add needs --base BASE; see --help");
 	if (o->lossless && a->lossy_opt)
@@ -324,7 +354,16 @@ static char *params_json(const struct args *a)
 			    json_string(o->lossless
 					    ? "lossless"
 					    : udfs_encoding_name(o->method)));
-	if (!o->lossless) {
+	if (!o->lossless && o->method == UDFS_ENC_ADAPTIVE) {
+		if (o->ratio > 0)
+			json_object_set_new(p, "ratio", json_real(o->ratio));
+		else
+			json_object_set_new(p, "max_error",
+					    json_real(o->max_error));
+		json_object_set_new(p, "min_elems",
+				    json_integer((json_int_t)o->min_elems));
+		json_object_set_new(p, "exact", json_incref(a->exact));
+	} else if (!o->lossless) {
 		json_object_set_new(p, "sparsity", json_real(o->sparsity));
 		json_object_set_new(p, "bits", json_integer(o->bits));
 		json_object_set_new(p, "step", json_real(o->step));

@@ -81,6 +81,7 @@ static const char *const enc_names[UDFS_ENC_COUNT] = {
     [UDFS_ENC_DARE] = "dare",
     [UDFS_ENC_BITDELTA] = "bitdelta",
     [UDFS_ENC_MAGNITUDE] = "magnitude",
+    [UDFS_ENC_ADAPTIVE] = "adaptive",
 };
 
 const char *udfs_encoding_name(int enc)
@@ -98,7 +99,7 @@ int udfs_encoding_parse(const char *name)
 
 bool udfs_encoding_is_lossy(int enc)
 {
-	return enc >= UDFS_ENC_ULTRADELTA && enc <= UDFS_ENC_MAGNITUDE;
+	return enc >= UDFS_ENC_ULTRADELTA && enc <= UDFS_ENC_ADAPTIVE;
 }
 
 uint64_t udfs_encoded_bytes(int enc, uint32_t n_chunks, uint64_t pack_bytes)

@@ -16,15 +16,20 @@
 
 #include "udfs/store.h"
 
+/* Default --max-error of the adaptive method: see udfs-compress(1). */
+#define UDFS_ADAPTIVE_MAX_ERROR 0.1
+
 typedef struct udfs_add_opts {
 	const char *base; /* name of the base model in the store */
 	bool lossless;	  /* --lossless: byte-exact deltas */
-	int method;	 /* UDFS_ENC_ULTRADELTA, _DARE, _BITDELTA, _MAGNITUDE */
-	double sparsity; /* s */
-	unsigned bits;	 /* b */
-	double step;	 /* mixed-sparsity step */
-	double ratio;	 /* > 0: choose s to reach this ratio */
-	int mask;	 /* UDFS_MASK_EXPLICIT or UDFS_MASK_SEEDED */
+	int method;	  /* UDFS_ENC_ULTRADELTA, _DARE, _BITDELTA, _MAGNITUDE,
+			     _ADAPTIVE */
+	double sparsity;  /* s */
+	unsigned bits;	  /* b */
+	double step;	  /* mixed-sparsity step */
+	double ratio;	  /* > 0: choose s to reach this ratio */
+	double max_error; /* adaptive: relative delta error of each tensor */
+	int mask;	  /* UDFS_MASK_EXPLICIT or UDFS_MASK_SEEDED */
 	const char **exact; /* --exact globs, n_exact of them */
 	size_t n_exact;
 	uint64_t min_elems; /* smallest matrix made lossy */

@@ -44,6 +44,7 @@ enum udfs_encoding {
 	UDFS_ENC_DARE,
 	UDFS_ENC_BITDELTA,
 	UDFS_ENC_MAGNITUDE,
+	UDFS_ENC_ADAPTIVE, /* per-tensor choice of code, composite chunks */
 	UDFS_ENC_COUNT
 };
 

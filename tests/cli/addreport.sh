@@ -175,9 +175,11 @@ EOF
 fi
 
 # The progress line, on a terminal: a group add names its trace-norm
-# phase, and add-base counts the bytes it copies.
+# phase (UltraDelta's: the default add is adaptive), and add-base counts
+# the bytes it copies.
 if command -v script >/dev/null 2>&1; then
-	script -qec "'$UC' add '$S' --base base g1='$T/ft.safetensors' \
+	script -qec "'$UC' add '$S' --base base --method ultradelta \
+		g1='$T/ft.safetensors' \
 		g2='$T/ft2.safetensors'" /dev/null >"$T/tty" 2>&1 ||
 		fail "group add on a terminal: $(cat "$T/tty")"
 	grep -q "trace norm  [0-9]*/[0-9]* tensors" "$T/tty" ||

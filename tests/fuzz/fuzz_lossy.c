@@ -1,4 +1,4 @@
-// FUZZ_SOURCES: src/codec_lossy.c src/dtype.c src/util.c
+// FUZZ_SOURCES: src/codec_lossy.c src/codec_mix.c src/dtype.c src/util.c
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for the lossy chunk codec. The first 8 bytes choose the
@@ -16,6 +16,8 @@
  * Output buffers are exactly n elements, so ASan catches any overrun.
  */
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +47,13 @@ static void init_base(void)
 		base[i] = (uint8_t)(i % 2 ? (x & 0x3f) | 0x30 : x);
 	}
 	done = 1;
+}
+
+static float finite_top(int dtype)
+{
+	return dtype == UDFS_DT_F16    ? 65504.0f
+	       : dtype == UDFS_DT_BF16 ? 0x1.fep127f
+				       : FLT_MAX;
 }
 
 static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
@@ -92,6 +101,14 @@ static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
 		dd = p->gain * q;
 		w = b + dd;
 		udfs_dtype_store_f32(dt, want, kept[j], w);
+		/* Finite base weights reconstruct finite (udfs(5)): a sum out
+		 * of range saturates, a sum that is not a number keeps b. */
+		if (isfinite(b) &&
+		    !isfinite(udfs_dtype_load_f32(dt, want, kept[j])))
+			udfs_dtype_store_f32(dt, want, kept[j],
+					     isnan(w) ? b
+					     : w > 0  ? finite_top(dt)
+						      : -finite_top(dt));
 	}
 	ret = udfs_lossy_encode_chunk(p, dt, 77, n, kept, nk, vals, &enc,
 				      &enc_len);

@@ -458,6 +458,10 @@ static void cmd_model(const char *path, int dt, double mb, uint64_t seed)
 
 #define FT_RANK 8
 
+/* --lora: the delta of every matrix is the rank-8 product alone, as a
+ * merged LoRA's is. */
+static int ft_lora;
+
 typedef float v4f __attribute__((vector_size(16)));
 
 /* row += sum_k u[k] * vt[k][.]: the rank-8 product, four lanes at a time
@@ -503,6 +507,10 @@ static void ft_matrix(struct out *o, const udfs_st_tensor *t,
 	target = rel * sqrt(norm2) / sqrt(2.0);
 	lr = target / sqrt((double)FT_RANK * (double)m * (double)n);
 	lb = target / sqrt(2.0 * (double)m * (double)n);
+	if (ft_lora) {
+		lr *= sqrt(2.0);
+		lb = 0;
+	}
 
 	vt = udfs_xmalloc(FT_RANK * n * sizeof(float));
 	row = udfs_xmalloc(n * sizeof(float));
@@ -822,13 +830,14 @@ static void usage(FILE *f)
 	    "usage: gen_model model OUT.safetensors [--dtype bf16|f16|f32] "
 	    "[--mb SIZE] [--seed N]\n"
 	    "       gen_model finetune BASE.safetensors OUT.safetensors "
-	    "[--rel 0.04] [--seed N]\n"
+	    "[--rel 0.04] [--lora] [--seed N]\n"
 	    "       gen_model shard IN.safetensors OUTDIR --shards K\n"
 	    "       gen_model dtypes OUT.safetensors [--seed N]\n"
 	    "\n"
 	    "Deterministic safetensors fixtures: a LLaMA-shaped model of\n"
 	    "about SIZE MiB (default 4, dtype bf16), a fine-tune of it\n"
-	    "(relative delta norm --rel), a Hugging Face sharded directory,\n"
+	    "(relative delta norm --rel; --lora: a rank-8 delta only), a\n"
+	    "Hugging Face sharded directory,\n"
 	    "or one small tensor of every dtype.\n");
 }
 
@@ -864,6 +873,7 @@ int main(int argc, char **argv)
 	    {"seed", required_argument, NULL, 's'},
 	    {"rel", required_argument, NULL, 'r'},
 	    {"shards", required_argument, NULL, 'k'},
+	    {"lora", no_argument, NULL, 'l'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -893,6 +903,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			k = parse_num("--shards", optarg);
+			break;
+		case 'l':
+			ft_lora = 1;
 			break;
 		case 'h':
 			usage(stdout);

@@ -1,0 +1,140 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The adaptive lossy method (udfs-compress(1), ADAPTIVE): the default add
+# (no lossy option) is adaptive with a quality target and does not destroy
+# the fine-tune (each lossy tensor's measured delta error stays near
+# --max-error; UltraDelta's old default s = 0.97 left errors above 1);
+# add -> verify -> export works and exports the same bytes on every run;
+# `udfs info` names each tensor's code with its bytes and error; --ratio
+# reaches its target in real bytes of the whole model; a LoRA-shaped
+# (rank-8) delta gets low-rank codes of rank >= 8 and a delta error under
+# 0.1 (what the rank-8 part leaves is only its factors' rounding);
+# a group add applies the trace-norm factor to the seeded residual codes;
+# bad combinations of options fail with one line, store unchanged.
+. "$(dirname "$0")/lib.sh"
+
+S=$T/store
+new_store "$S"
+gen model "$T/base.safetensors" --mb 4 --seed 1
+gen finetune "$T/base.safetensors" "$T/ft.safetensors" --seed 2
+gen finetune "$T/base.safetensors" "$T/lora.safetensors" --lora --seed 3
+gen model "$T/b32.safetensors" --mb 1 --dtype f32 --seed 4
+gen finetune "$T/b32.safetensors" "$T/ft32.safetensors" --seed 5
+must "add-base" "$UC" add-base -q "$S" base "$T/base.safetensors"
+must "add-base f32" "$UC" add-base -q "$S" b32 "$T/b32.safetensors"
+
+# eval_max NAME SRC: the largest delta error of NAME's lossy tensors.
+eval_max() {
+	"$UDFS" eval "$S" "$1" --against "$2" --json >"$T/eval.json" &&
+		"$PY" -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+print(max(t["rel_err"] for t in j["tensors"] if t["encoding"] != "xor"))' \
+			"$T/eval.json"
+}
+
+# The default add: adaptive, max error 0.1, one summary line with a ratio.
+must "default add" "$UC" add -q "$S" --base base d="$T/ft.safetensors"
+grep -q "^d: .* ratio [0-9.]*x" "$T/out" ||
+	fail "default add: no summary line with its ratio: $(cat "$T/out")"
+must "info d" "$UDFS" info "$S" d --json
+cp "$T/out" "$T/d.json"
+json_check "$T/d.json" '(j["method"] == "adaptive" and
+	j["params"]["max_error"] == 0.1 and
+	all("code" in t and "delta_error" in t and t["stored_bytes"] > 0
+	    for f in j["files"] for t in f["tensors"]
+	    if t["encoding"] == "adaptive") and
+	any(t["encoding"] == "adaptive" for f in j["files"]
+	    for t in f["tensors"]))' ||
+	fail "default add: info --json"
+e=$(eval_max d "$T/ft.safetensors") || fail "eval d"
+echo "default add: largest delta error $e"
+"$PY" -c "import sys; sys.exit(0 if $e <= 0.13 else 1)" ||
+	fail "default add: a lossy tensor's delta error is $e (> 0.13)"
+ok "verify d" "$UDFS" verify "$S" d
+ok "export d" "$UDFS" export "$S" d "$T/x1"
+ok "export d again" "$UDFS" export "$S" d "$T/x2"
+same_tree "$T/x1" "$T/x2" || fail "two exports of d differ"
+
+# The text table names each tensor's code and error.
+must "info d text" "$UDFS" info "$S" d
+grep -q "CODE *ERROR" "$T/out" || fail "info: no CODE column"
+grep -q "adaptive .* [0-9.]*x  [a-z0-9x+@%]* *0\.[0-9]*$" "$T/out" ||
+	fail "info: no code on an adaptive row: $(grep adaptive "$T/out" |
+		head -n 1)"
+
+# Same input, same bytes: a second store exports identically.
+S2=$T/store2
+new_store "$S2"
+must "add-base 2" "$UC" add-base -q "$S2" base "$T/base.safetensors"
+must "default add 2" "$UC" add -q "$S2" --base base d="$T/ft.safetensors"
+ok "export d from store2" "$UDFS" export "$S2" d "$T/x3"
+same_tree "$T/x1" "$T/x3" || fail "the same add in two stores differs"
+
+# --ratio: the whole model in real bytes, as udfs info counts them.
+must "ratio add" "$UC" add -q "$S" --base base --method adaptive \
+	--ratio 10 r10="$T/ft.safetensors"
+must "info r10" "$UDFS" info "$S" r10 --json
+json_check "$T/out" 'j["ratio"] >= 10 and j["ratio"] < 12' ||
+	fail "--ratio 10: $(grep '"ratio"' "$T/out" | head -n 1)"
+ok "verify r10" "$UDFS" verify "$S" r10
+
+# A rank-8 delta: low-rank codes of rank >= 8, nearly exact.
+must "lora add" "$UC" add -q "$S" --base base --method adaptive --ratio 15 \
+	lora="$T/lora.safetensors"
+must "info lora" "$UDFS" info "$S" lora --json
+json_check "$T/out" 'all(t["code"].startswith("lr") and
+	int(t["code"][2:].split("x")[0]) >= 8
+	for f in j["files"] for t in f["tensors"]
+	if t["encoding"] == "adaptive")' ||
+	fail "lora: not low-rank codes of rank >= 8"
+e=$(eval_max lora "$T/lora.safetensors") || fail "eval lora"
+echo "lora: largest delta error $e"
+"$PY" -c "import sys; sys.exit(0 if $e <= 0.1 else 1)" ||
+	fail "lora: a lossy tensor's delta error is $e (> 0.1)"
+
+# A group add: UltraDelta's trace-norm factor scales the gain of the
+# seeded (UltraDelta-like) residual codes of all but the model with the
+# smallest trace norm: their gains are then not 1/(1-r).
+gen finetune "$T/base.safetensors" "$T/ft2.safetensors" --rel 0.06 --seed 7
+must "group add" "$UC" add -q "$S" --base base --method adaptive \
+	--ratio 12 g1="$T/ft.safetensors" g2="$T/ft2.safetensors"
+"$UDFS" info "$S" g1 --json >"$T/g1.json" &&
+	"$UDFS" info "$S" g2 --json >"$T/g2.json" || fail "info g1, g2"
+"$PY" - "$T/g1.json" "$T/g2.json" <<'EOF' || fail "group add: trace-norm factor"
+import json, sys
+plain = {round(1 / (1 - r), 4) for r in (0.5, 0.7, 0.8, 0.9)}
+scaled = []
+for path in sys.argv[1:]:
+    j = json.load(open(path))
+    g = [t["gain"] for f in j["files"] for t in f["tensors"]
+         if "@rand" in t.get("code", "")]
+    if not g:
+        sys.exit("%s: no seeded code" % path)
+    scaled.append(any(round(x, 4) not in plain for x in g))
+if scaled.count(True) != 1:
+    sys.exit("models with scaled gains: %s" % scaled)
+EOF
+
+# F32, and --max-error alone selects the adaptive method.
+must "f32 add" "$UC" add -q "$S" --base b32 --max-error 0.2 \
+	f32="$T/ft32.safetensors"
+must "info f32" "$UDFS" info "$S" f32 --json
+json_check "$T/out" '(j["method"] == "adaptive" and
+	j["params"]["max_error"] == 0.2)' || fail "--max-error 0.2: info"
+ok "verify f32" "$UDFS" verify "$S" f32
+
+# Bad combinations: one line, store unchanged.
+bad "max-error with sparsity" "$S" udfs-compress "$UC" add -q "$S" \
+	--base base --max-error 0.1 --sparsity 0.9 e1="$T/ft.safetensors"
+bad "max-error with ultradelta" "$S" udfs-compress "$UC" add -q "$S" \
+	--base base --method ultradelta --max-error 0.1 e2="$T/ft.safetensors"
+bad "max-error with ratio" "$S" udfs-compress "$UC" add -q "$S" \
+	--base base --max-error 0.1 --ratio 5 e3="$T/ft.safetensors"
+bad "adaptive with bits" "$S" udfs-compress "$UC" add -q "$S" \
+	--base base --method adaptive --bits 3 e4="$T/ft.safetensors"
+bad "negative max-error" "$S" udfs-compress "$UC" add -q "$S" \
+	--base base --max-error -1 e5="$T/ft.safetensors"
+bad "unreachable ratio" "$S" udfs-compress "$UC" add -q "$S" \
+	--base base --method adaptive --ratio 100000 e6="$T/ft.safetensors"
+
+finish
