@@ -1,4 +1,4 @@
-// FUZZ_SOURCES: src/recon.c src/codec.c src/codec_lossy.c src/codec_mix.c src/dtype.c src/util.c src/store.c src/catalog.c
+// FUZZ_SOURCES: src/recon.c src/codec.c src/codec_lossy.c src/codec_mix.c src/dtype.c src/util.c src/store.c src/catalog.c src/cluster.c
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for whole-chunk decoding through udfs_chunk_decode
