@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "udfs/dtype.h"
-#include "udfs/util.h"
+#include "common/dtype.h"
+#include "common/util.h"
 
 #define CHUNK_REC 20 /* bytes per packed chunk record */
 #define BUSY_MS 30000

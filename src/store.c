@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include "udfs/catalog.h"
-#include "udfs/dtype.h"
-#include "udfs/util.h"
+#include "common/dtype.h"
+#include "common/util.h"
 
 struct udfs_store {
 	char *dir;

@@ -6,7 +6,7 @@
  * Kept apart from compress.c so that `udfs` does not link the compressor
  * (and with it OpenBLAS).
  */
-#include "udfs/compress.h"
+#include "write/add.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "udfs/catalog.h"
-#include "udfs/util.h"
+#include "common/util.h"
 
 /* The -EBUSY of rm of a base that deps models use, naming a few. */
 static int in_use(udfs_catalog *cat, const char *name, int deps)

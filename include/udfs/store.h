@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "udfs/lossy.h"
+#include "codec/lossy.h"
 
 /* Bytes of output per chunk. Multiple of every element size. */
 #define UDFS_CHUNK_BYTES (1u << 20)

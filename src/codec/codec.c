@@ -15,7 +15,7 @@
  * zstd contexts are per thread and reused: creating one per chunk costs
  * more than compressing a small chunk.
  */
-#include "udfs/codec.h"
+#include "codec/codec.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -24,7 +24,7 @@
 #include <string.h>
 #include <zstd.h>
 
-#include "udfs/util.h"
+#include "common/util.h"
 
 enum { MODE_XOR = 0, MODE_SUB = 1, MODE_NONE = 2 };
 enum { PLANE_ZERO = 0, PLANE_ZSTD = 1, PLANE_STORED = 2 };

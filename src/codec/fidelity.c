@@ -6,12 +6,12 @@
  * measured whole (`udfs eval`) or chunk by chunk and merged (`add`) up to
  * the rounding of the merge.
  */
-#include "udfs/fidelity.h"
+#include "codec/fidelity.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "udfs/dtype.h"
+#include "common/dtype.h"
 
 /* Elements [first, first + n) of a dtype array as floats. BF16 and F32,
  * the common cases, are converted inline: add measures every chunk it

@@ -58,7 +58,7 @@
  * section must be exactly the canonical stream of what it decodes to.
  * This and codec.c are the only files that include <zstd.h>.
  */
-#include "udfs/lossy.h"
+#include "codec/lossy.h"
 
 #include <errno.h>
 #include <float.h>
@@ -67,10 +67,10 @@
 #include <string.h>
 #include <zstd.h>
 
-#include "bitio_i.h"
-#include "rangecoder_i.h"
-#include "udfs/dtype.h"
-#include "udfs/util.h"
+#include "common/bitio.h"
+#include "common/rangecoder.h"
+#include "common/dtype.h"
+#include "common/util.h"
 
 #define LOSSY_VERSION 1
 #define HDR_MAX 16 /* format byte and three varints */

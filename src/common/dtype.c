@@ -4,7 +4,7 @@
  * reconstruction. Conversions work on bit patterns only, so they give the
  * same result on every machine whatever the FPU state.
  */
-#include "udfs/dtype.h"
+#include "common/dtype.h"
 
 #include <string.h>
 

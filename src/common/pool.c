@@ -4,14 +4,14 @@
  * threads per call costs microseconds, against milliseconds of zstd work
  * per item, so there is no persistent pool to manage.
  */
-#include "udfs/pool.h"
+#include "common/pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <unistd.h>
 
-#include "udfs/util.h"
+#include "common/util.h"
 
 struct loop {
 	int (*fn)(void *ctx, size_t i);

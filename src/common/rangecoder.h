@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "udfs/util.h"
+#include "common/util.h"
 
 #define RC_PBITS 15
 #define RC_ONE (1u << RC_PBITS)

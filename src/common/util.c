@@ -3,7 +3,7 @@
  * Shared helpers: the per-thread error message, die/warn, checked
  * allocation, full-length I/O and small parsers. See util.h.
  */
-#include "udfs/util.h"
+#include "common/util.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -13,7 +13,7 @@
  * Each header carries a private name index (tensor pointers sorted by name)
  * so that udfs_st_find() is a binary search.
  */
-#include "udfs/safetensors.h"
+#include "format/safetensors.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,8 +23,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "udfs/dtype.h"
-#include "udfs/util.h"
+#include "common/dtype.h"
+#include "common/util.h"
 
 /* The public header plus its private name index; udfs_st_header is always
  * the first member so a header pointer converts back. */

@@ -17,7 +17,7 @@
  * once, so a source of a thousand files needs no descriptor limit raised.
  * One name index (sorted array over all shards) serves udfs_source_find().
  */
-#include "udfs/source.h"
+#include "format/source.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,9 +31,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "source_i.h"
+#include "format/source_i.h"
 #include "udfs/store.h"
-#include "udfs/util.h"
+#include "common/util.h"
 
 #define ST_SUFFIX ".safetensors"
 

@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "udfs/safetensors.h"
+#include "format/safetensors.h"
 
 typedef struct udfs_source_file {
 	char *path; /* path inside the model directory, '/'-separated */

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "udfs/safetensors.h"
+#include "format/safetensors.h"
 
 #define UDFS_INDEX_NAME "model.safetensors.index.json"
 

@@ -23,8 +23,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "udfs/cache.h"
-#include "udfs/recon.h"
+#include "read/cache.h"
+#include "read/recon.h"
 #include "udfs/store.h"
 
 #define UDFS_ROOT_INO 1

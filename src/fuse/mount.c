@@ -17,7 +17,7 @@
  * Logs go to stderr in the foreground, to syslog (facility daemon, ident
  * udfs) once daemonized, or to the file of -o log=FILE.
  */
-#include "fuse_i.h"
+#include "fuse/fuse_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "udfs/util.h"
+#include "common/util.h"
 
 #define DEFAULT_CACHE (256ull << 20)
 #define DEFAULT_THREADS 8

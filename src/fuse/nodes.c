@@ -12,13 +12,13 @@
  * never change), see fuse_i.h. Paths a damaged catalog could hold ("",
  * ".", "..", empty components) are never shown.
  */
-#include "fuse_i.h"
+#include "fuse/fuse_i.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "udfs/util.h"
+#include "common/util.h"
 
 bool udfs_name_ok(const char *name, size_t len)
 {

@@ -26,7 +26,7 @@
  * the page cache across opens and direct_io is never used (shared mmap).
  * The filesystem is read-only: every modifying operation answers EROFS.
  */
-#include "fuse_i.h"
+#include "fuse/fuse_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "udfs/util.h"
+#include "common/util.h"
 
 #define FILE_TIMEOUT 3600.0 /* files and model contents never change */
 #define ROOT_TIMEOUT 1.0    /* the model list does */

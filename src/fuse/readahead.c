@@ -8,9 +8,9 @@
  * end of the read are handed to the cache's decode-ahead pool, each at
  * most once per stream. Random readers never trigger it.
  */
-#include "fuse_i.h"
+#include "fuse/fuse_i.h"
 
-#include "udfs/util.h"
+#include "common/util.h"
 
 #define AHEAD_BYTES (3u * UDFS_CHUNK_BYTES) /* decode 2-4 chunks ahead */
 #define SLACK (4u * UDFS_CHUNK_BYTES)	    /* reordering tolerated */

@@ -16,14 +16,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli_i.h"
-#include "compress_i.h"
-#include "udfs/compress.h"
-#include "udfs/dtype.h"
-#include "udfs/pool.h"
-#include "udfs/recon.h"
+#include "programs/cli_i.h"
+#include "write/add_i.h"
+#include "write/add.h"
+#include "common/dtype.h"
+#include "common/pool.h"
+#include "read/recon.h"
 #include "udfs/store.h"
-#include "udfs/util.h"
+#include "common/util.h"
 
 #define IO_BYTES (4u << 20)
 

@@ -14,13 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_i.h"
-#include "udfs/dtype.h"
-#include "udfs/fidelity.h"
-#include "udfs/recon.h"
-#include "udfs/source.h"
+#include "programs/cli_i.h"
+#include "common/dtype.h"
+#include "codec/fidelity.h"
+#include "read/recon.h"
+#include "format/source.h"
 #include "udfs/store.h"
-#include "udfs/util.h"
+#include "common/util.h"
 
 /* Read a whole tensor of a virtual file. */
 static unsigned char *read_tensor(const udfs_tensor *t)

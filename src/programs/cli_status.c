@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/xattr.h>
 
-#include "cli_i.h"
-#include "udfs/util.h"
+#include "programs/cli_i.h"
+#include "common/util.h"
 
 #define STATS_XATTR "user.udfs.stats"
 #define STATS_MAX 65536

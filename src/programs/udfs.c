@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli_i.h"
-#include "fuse_i.h"
-#include "udfs/util.h"
+#include "programs/cli_i.h"
+#include "fuse/fuse_i.h"
+#include "common/util.h"
 
 static const struct cli_verb verbs[] = {
     {"ls", udfs_cli_ls, "STORE", 1, 1, CLI_QUIET | CLI_JSON, 0},

@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "compress_i.h"
-#include "udfs/compress.h"
+#include "write/add_i.h"
+#include "write/add.h"
 #include "udfs/store.h"
-#include "udfs/util.h"
+#include "common/util.h"
 
 #define UDFS_VERSION "0.1.0"
 

@@ -18,7 +18,7 @@
  * once (but for SPARE_MAX spares kept for reuse): the daemon stays below
  * capacity plus a small constant.
  */
-#include "udfs/cache.h"
+#include "read/cache.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -28,8 +28,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "udfs/recon.h"
-#include "udfs/util.h"
+#include "read/recon.h"
+#include "common/util.h"
 
 #define WAIT_SECONDS 10 /* for another thread's decode, then decode */
 #define AHEAD_QUEUE 64	/* pending decode-ahead jobs */

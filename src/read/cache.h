@@ -18,7 +18,7 @@
 
 #include <stdint.h>
 
-#include "udfs/recon.h"
+#include "read/recon.h"
 #include "udfs/store.h"
 
 typedef struct udfs_cache udfs_cache;

@@ -9,7 +9,7 @@
  * against the catalog, exact decompressed sizes, and the lossy decoder's
  * own bounds checks. A failure is -EIO, never wrong bytes.
  */
-#include "udfs/recon.h"
+#include "read/recon.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -17,10 +17,10 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "udfs/codec.h"
-#include "udfs/dtype.h"
-#include "udfs/lossy.h"
-#include "udfs/util.h"
+#include "codec/codec.h"
+#include "common/dtype.h"
+#include "codec/lossy.h"
+#include "common/util.h"
 
 size_t udfs_chunk_out_len(const udfs_tensor *t, uint32_t ci)
 {

@@ -9,7 +9,7 @@
  *
  * Also add-base (copy or hard-link into STORE/bases), rm and gc.
  */
-#include "udfs/compress.h"
+#include "write/add.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,14 +28,14 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "compress_i.h"
+#include "write/add_i.h"
 #include "udfs/catalog.h"
-#include "udfs/codec.h"
-#include "udfs/dtype.h"
-#include "udfs/lossy.h"
-#include "udfs/pool.h"
-#include "udfs/recon.h"
-#include "udfs/util.h"
+#include "codec/codec.h"
+#include "common/dtype.h"
+#include "codec/lossy.h"
+#include "common/pool.h"
+#include "read/recon.h"
+#include "common/util.h"
 
 #define PACK_MAGIC "UDFSPAK1"
 #define PACK_HEADER 16

@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "udfs/compress.h"
-#include "udfs/fidelity.h"
-#include "udfs/source.h"
+#include "write/add.h"
+#include "codec/fidelity.h"
+#include "format/source.h"
 #include "udfs/store.h"
 
 /* Set by the CLI's SIGINT/SIGTERM handler; long loops check it. */

@@ -13,9 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "compress_i.h"
-#include "udfs/dtype.h"
-#include "udfs/util.h"
+#include "write/add_i.h"
+#include "common/dtype.h"
+#include "common/util.h"
 
 /* A tensor is related to its base tensor when ||ft - base|| is at most
  * half of ||ft||. Real fine-tunes are far below (stories260K ft-lives:

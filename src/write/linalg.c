@@ -25,7 +25,7 @@
  * grows as O(rows * cols * min(rows, cols)); memory is one copy of the
  * matrix plus LAPACK's work arrays (a few min(rows, cols)^2 floats).
  */
-#include "udfs/ultradelta.h"
+#include "write/ultradelta.h"
 
 #include <errno.h>
 #include <lapacke.h>
@@ -33,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "udfs/util.h"
+#include "common/util.h"
 
 int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out)
 {

@@ -14,13 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compress_i.h"
-#include "udfs/dtype.h"
-#include "udfs/lossy.h"
-#include "udfs/pool.h"
-#include "udfs/recon.h"
-#include "udfs/ultradelta.h"
-#include "udfs/util.h"
+#include "write/add_i.h"
+#include "common/dtype.h"
+#include "codec/lossy.h"
+#include "common/pool.h"
+#include "read/recon.h"
+#include "write/ultradelta.h"
+#include "common/util.h"
 
 struct lossy_tensor {
 	uint64_t n;

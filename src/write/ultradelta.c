@@ -12,7 +12,7 @@
  * explicitly. udfs_compress calls these once per tensor on whole tensors,
  * so memory is O(n) bytes at most (the keep mask) plus O(2^b) counters.
  */
-#include "udfs/ultradelta.h"
+#include "write/ultradelta.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "udfs/lossy.h"
-#include "udfs/prng.h"
-#include "udfs/util.h"
+#include "codec/lossy.h"
+#include "common/prng.h"
+#include "common/util.h"
 
 /* The highest rate any tensor is given: pruning everything would leave a
  * tensor with no delta at all, and the reference never goes above 0.99 for

@@ -1,8 +1,7 @@
-// FUZZ_SOURCES: src/recon.c src/codec.c src/codec_lossy.c src/dtype.c src/util.c src/store.c src/catalog.c
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for whole-chunk decoding through udfs_chunk_decode
- * (src/recon.c), the path every mount read and `udfs verify` takes: read
+ * (src/read/recon.c), the path every mount read and `udfs verify` takes: read
  * the stored bytes from the pack, check the XXH3 checksum, read the base
  * range, decode with the tensor's encoding. The store is a tiny in-memory
  * model: one delta model whose pack and one base file are memfds, one
@@ -38,12 +37,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "udfs/codec.h"
-#include "udfs/dtype.h"
-#include "udfs/lossy.h"
-#include "udfs/recon.h"
+#include "codec/codec.h"
+#include "common/dtype.h"
+#include "codec/lossy.h"
+#include "read/recon.h"
 #include "udfs/store.h"
-#include "udfs/util.h"
+#include "common/util.h"
 
 #define NMAX 4096
 

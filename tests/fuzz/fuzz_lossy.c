@@ -1,4 +1,3 @@
-// FUZZ_SOURCES: src/codec_lossy.c src/dtype.c src/util.c
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for the lossy chunk codec. The first 8 bytes choose the
@@ -20,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "udfs/dtype.h"
-#include "udfs/lossy.h"
-#include "udfs/util.h"
+#include "common/dtype.h"
+#include "codec/lossy.h"
+#include "common/util.h"
 
 #define NMAX 4096
 

@@ -1,8 +1,7 @@
-// FUZZ_SOURCES: src/codec.c src/util.c
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for the lossless plane codec (udfs_plane_decode in
- * src/codec.c), raw (no base) and against a base, for every element size.
+ * src/codec/codec.c), raw (no base) and against a base, for every element size.
  * The first 4 bytes choose the parameters, the rest is the input:
  *
  *   byte 0  bits 0-1: element size 1, 2, 4, 8
@@ -24,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "udfs/codec.h"
-#include "udfs/util.h"
+#include "codec/codec.h"
+#include "common/util.h"
 
 #define NMAX 4096
 

@@ -30,10 +30,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "udfs/dtype.h"
-#include "udfs/prng.h"
-#include "udfs/safetensors.h"
-#include "udfs/util.h"
+#include "common/dtype.h"
+#include "common/prng.h"
+#include "format/safetensors.h"
+#include "common/util.h"
 
 /* ---- random numbers ---------------------------------------------------- */
 

@@ -8,7 +8,7 @@
  * decode-ahead pool, and a random multi-threaded stress with every byte
  * checked.
  */
-#include "udfs/cache.h"
+#include "read/cache.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "udfs/util.h"
+#include "common/util.h"
 
 #define NT 8
 #define CHUNK (64u << 10)

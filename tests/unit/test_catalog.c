@@ -17,9 +17,9 @@
 #include "check.h"
 #include "store_fixture.h"
 #include "udfs/catalog.h"
-#include "udfs/compress.h"
+#include "write/add.h"
 #include "udfs/store.h"
-#include "udfs/util.h"
+#include "common/util.h"
 
 static char *top; /* the temporary directory of this run */
 

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "udfs/codec.h"
-#include "udfs/util.h"
+#include "codec/codec.h"
+#include "common/util.h"
 
 enum { MODE_XOR = 0, MODE_SUB = 1, MODE_NONE = 2 };
 

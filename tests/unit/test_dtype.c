@@ -13,7 +13,7 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "udfs/dtype.h"
+#include "common/dtype.h"
 
 static uint32_t f2u(float f)
 {

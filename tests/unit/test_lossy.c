@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of the lossy chunk codec (src/codec_lossy.c): round trips for
+ * Unit tests of the lossy chunk codec (src/codec/lossy.c): round trips for
  * every mask kind x value kind x dtype compared bit for bit with a direct
  * computation of the reconstruction formula, rejection of truncated and
  * garbled chunks, rejection of bad encoder input, and the encoded size
@@ -13,10 +13,10 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "udfs/dtype.h"
-#include "udfs/lossy.h"
-#include "udfs/ultradelta.h"
-#include "udfs/util.h"
+#include "common/dtype.h"
+#include "codec/lossy.h"
+#include "write/ultradelta.h"
+#include "common/util.h"
 
 static uint64_t rs = 0x9e3779b97f4a7c15ULL;
 

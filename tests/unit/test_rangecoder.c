@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of the private adaptive binary range coder (src/rangecoder_i.h):
+ * Unit tests of the private adaptive binary range coder (src/common/rangecoder.h):
  * round trips of bit streams of every skew and length, including the
  * empty stream and runs that force carries, the size against the entropy,
  * and rejection by rc_dec_finish() of truncated, extended and altered
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/rangecoder_i.h"
+#include "common/rangecoder.h"
 #include "check.h"
 
 static uint64_t rs = 0x2545f4914f6cdd1dULL;

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "udfs/dtype.h"
-#include "udfs/safetensors.h"
-#include "udfs/util.h"
+#include "common/dtype.h"
+#include "format/safetensors.h"
+#include "common/util.h"
 
 /* A file image: 8-byte length, the JSON header (hlen bytes, may hold any
  * byte), then data_len bytes of data. */

@@ -22,11 +22,11 @@
 
 #include "check.h"
 #include "store_fixture.h"
-#include "udfs/compress.h"
-#include "udfs/dtype.h"
-#include "udfs/recon.h"
+#include "write/add.h"
+#include "common/dtype.h"
+#include "read/recon.h"
 #include "udfs/store.h"
-#include "udfs/util.h"
+#include "common/util.h"
 
 static char *top; /* the temporary directory of this run */
 

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 
 #include "store_fixture.h"
-#include "udfs/recon.h"
+#include "read/recon.h"
 #include "udfs/store.h"
 
 #define N_MODELS 100

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of the UltraDelta core (src/ultradelta.c): quantization edge
+ * Unit tests of the UltraDelta core (src/write/ultradelta.c): quantization edge
  * cases and half-even ties, the code std, the mixed sparsity allocation on
  * hand-computed cases, exact group-wise pruning counts, seeded masks that
  * agree across calls and threads, the magnitude top-k, and the paper's
@@ -13,9 +13,9 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "udfs/lossy.h"
-#include "udfs/ultradelta.h"
-#include "udfs/util.h"
+#include "codec/lossy.h"
+#include "write/ultradelta.h"
+#include "common/util.h"
 
 static uint64_t rs = 88172645463325252ULL;
 

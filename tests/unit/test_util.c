@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "udfs/util.h"
+#include "common/util.h"
 
 static void test_error(void)
 {
