@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * Lossless chunk codec: XOR or integer difference against the base, byte
- * planes, zstd per plane (DESIGN 4.1). Byte planes matter because the high
- * byte of a float (sign and exponent) barely changes in a fine-tune while
- * the low mantissa bytes are close to random: compressed apart, the first
- * shrinks to a few bits per element and the others cost what they must.
+ * planes, zstd per plane (udfs(5), "Lossless chunk"). Byte planes matter
+ * because the high byte of a float (sign and exponent) barely changes in a
+ * fine-tune while the low mantissa bytes are close to random: compressed apart,
+ * the first shrinks to a few bits per element and the others cost what they
+ * must.
  *
  * Chunk layout (all integers little-endian):
  *   u8 mode      0 xor, 1 difference (cur - base mod 2^(8*es)), 2 no base
@@ -100,10 +101,8 @@ int udfs_zstd_decompress(const void *in, size_t in_len, void *out, size_t n)
 	 * cannot make us decode into the wrong amount. */
 	size = ZSTD_getFrameContentSize(in, in_len);
 	if (size != n)
-		return udfs_error(-EIO,
-				  "zstd frame holds %llu bytes, "
-				  "expected %zu",
-				  size, n);
+		return udfs_error(
+		    -EIO, "zstd frame holds %llu bytes, expected %zu", size, n);
 	r = ZSTD_decompressDCtx(z->d, out, n, in, in_len);
 	if (ZSTD_isError(r) || r != n)
 		return udfs_error(-EIO, "zstd: %s",
@@ -307,10 +306,8 @@ int udfs_plane_encode(const void *cur, const void *base, size_t n, unsigned es,
 	int err;
 
 	if ((es != 1 && es != 2 && es != 4 && es != 8) || n % es)
-		return udfs_error(-EINVAL,
-				  "plane codec: %zu bytes in elements "
-				  "of %u",
-				  n, es);
+		return udfs_error(
+		    -EINVAL, "plane codec: %zu bytes in elements of %u", n, es);
 	planes = udfs_scratch(2, n ? n : 1);
 	if (!planes)
 		return -ENOMEM;
@@ -374,25 +371,23 @@ int udfs_plane_decode(const void *in, size_t in_len, const void *base, size_t n,
 		unsigned char *dst = planes + (size_t)k * m;
 
 		if (len > in_len - pos) {
-			err = udfs_error(-EIO,
-					 "plane chunk: plane %u past the "
-					 "end",
-					 k);
+			err = udfs_error(
+			    -EIO, "plane chunk: plane %u past the end", k);
 			break;
 		}
 		switch (d[0]) {
 		case PLANE_ZERO:
 			if (len)
-				err = udfs_error(-EIO, "plane chunk: bad zero "
-						       "plane");
+				err = udfs_error(-EIO,
+						 "plane chunk: bad zero plane");
 			memset(dst, 0, m);
 			break;
 		case PLANE_STORED:
 			if (len != m)
-				err = udfs_error(-EIO,
-						 "plane chunk: stored "
-						 "plane of %zu bytes",
-						 len);
+				err = udfs_error(
+				    -EIO,
+				    "plane chunk: stored plane of %zu bytes",
+				    len);
 			else
 				memcpy(dst, p + pos, m);
 			break;

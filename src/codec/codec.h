@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Lossless chunk codec (DESIGN 4.1): the bit patterns of a chunk, XOR-ed
- * with or subtracted from the base's (or taken as they are when there is
- * no base), split into byte planes (plane k holds byte k of every element:
- * for BF16 the sign+exponent byte apart from the mantissa byte), each plane
- * zstd-compressed. Both XOR and integer difference are tried and the
+ * Lossless chunk codec (udfs(5), "Lossless chunk"): the bit patterns of a
+ * chunk, XOR-ed with or subtracted from the base's (or taken as they are when
+ * there is no base), split into byte planes (plane k holds byte k of every
+ * element: for BF16 the sign+exponent byte apart from the mantissa byte), each
+ * plane zstd-compressed. Both XOR and integer difference are tried and the
  * smaller kept. Also the plain zstd helpers used by the lossy codec.
  *
  * This and codec_lossy.c are the only files that include <zstd.h>.

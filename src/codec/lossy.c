@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * Lossy chunk codec (DESIGN 4.2, 4.3): the seeded keep-mask and the chunk
- * format holding the kept positions and the values of the kept elements of
- * one chunk, and the bit-exact reconstruction W = W_base + gain * value.
+ * Lossy chunk codec (udfs(5), "Lossy chunk"): the seeded keep-mask and the
+ * chunk format holding the kept positions and the values of the kept elements
+ * of one chunk, and the bit-exact reconstruction W = W_base + gain * value.
  *
  * A chunk is a small header, a mask section and a value section:
  *
@@ -68,8 +68,8 @@
 #include <zstd.h>
 
 #include "common/bitio.h"
-#include "common/rangecoder.h"
 #include "common/dtype.h"
+#include "common/rangecoder.h"
 #include "common/util.h"
 
 #define LOSSY_VERSION 1
@@ -172,15 +172,15 @@ static int unpack(const uint8_t *in, size_t len, size_t n, unsigned nb,
 	uint32_t x;
 
 	if (len != (n * nb + 7) / 8)
-		return udfs_error(-EIO,
-				  "lossy chunk: packed values: %zu bytes "
-				  "for %zu values",
-				  len, n);
+		return udfs_error(
+		    -EIO,
+		    "lossy chunk: packed values: %zu bytes for %zu values", len,
+		    n);
 	bitr_init(&r, in, len);
 	for (size_t i = 0; i < n; i++) {
 		if (!bitr_get(&r, nb, &x))
-			return udfs_error(-EIO, "lossy chunk: packed values "
-						"truncated");
+			return udfs_error(
+			    -EIO, "lossy chunk: packed values truncated");
 		v[i] = (uint8_t)x;
 	}
 	return 0;
@@ -539,10 +539,10 @@ static int encode_values(const udfs_lossy_params *p, unsigned es,
 	case UDFS_VAL_CODES:
 		for (uint32_t j = 0; j < n_kept; j++)
 			if (v[j] >> p->bits)
-				return udfs_error(-EINVAL,
-						  "lossy chunk: code "
-						  "%u above %u bits",
-						  v[j], p->bits);
+				return udfs_error(
+				    -EINVAL,
+				    "lossy chunk: code %u above %u bits", v[j],
+				    p->bits);
 		raw = pack(v, n_kept, p->bits, &raw_len);
 		rcb = rc_codes(p, v, n_kept, &rc_len);
 		ret = zc(v, n_kept, &z, &z_len);
@@ -559,8 +559,7 @@ static int encode_values(const udfs_lossy_params *p, unsigned es,
 		for (uint32_t j = 0; j < n_kept; j++)
 			if (v[j] > 1)
 				return udfs_error(-EINVAL,
-						  "lossy chunk: sign "
-						  "value %u",
+						  "lossy chunk: sign value %u",
 						  v[j]);
 		raw = pack(v, n_kept, 1, &raw_len);
 		rcb = rc_signs(v, n_kept, &rc_len);
@@ -609,16 +608,15 @@ int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
 				  n);
 	if (p->mask == UDFS_MASK_NONE && n_kept != n)
 		return udfs_error(-EINVAL,
-				  "lossy chunk: %u kept of %u "
-				  "without a mask",
+				  "lossy chunk: %u kept of %u without a mask",
 				  n_kept, n);
 	if (p->mask != UDFS_MASK_NONE && kept) {
 		for (uint32_t j = 0; j < n_kept; j++)
 			if (kept[j] >= n || (j && kept[j] <= kept[j - 1]))
-				return udfs_error(-EINVAL,
-						  "lossy chunk: kept "
-						  "index %u out of order",
-						  j);
+				return udfs_error(
+				    -EINVAL,
+				    "lossy chunk: kept index %u out of order",
+				    j);
 	}
 	if (p->mask == UDFS_MASK_SEEDED) {
 		/* The decoder regenerates the mask; what is stored must be
@@ -630,17 +628,15 @@ int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
 			if (!udfs_seeded_keep(p->seed, first + i, thr))
 				continue;
 			if (cnt >= n_kept || (kept && kept[cnt] != i))
-				return udfs_error(-EINVAL,
-						  "lossy chunk: kept "
-						  "positions differ from the "
-						  "seeded mask");
+				return udfs_error(
+				    -EINVAL,
+				    "lossy chunk: kept positions differ from the seeded mask");
 			cnt++;
 		}
 		if (cnt != n_kept)
-			return udfs_error(-EINVAL,
-					  "lossy chunk: kept "
-					  "positions differ from the seeded "
-					  "mask");
+			return udfs_error(
+			    -EINVAL,
+			    "lossy chunk: kept positions differ from the seeded mask");
 	}
 	if (p->mask == UDFS_MASK_EXPLICIT) {
 		if (!kept && n_kept)
@@ -650,8 +646,7 @@ int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
 			goto out;
 		if (mask_len > UINT32_MAX) {
 			ret = udfs_error(-EINVAL,
-					 "lossy chunk: mask of %zu "
-					 "bytes",
+					 "lossy chunk: mask of %zu bytes",
 					 mask_len);
 			goto out;
 		}
@@ -698,15 +693,13 @@ static int decode_rice(const uint8_t *in, size_t len, uint32_t n,
 	for (uint32_t j = 0; j < n_kept; j++) {
 		if (!bitr_unary(&r, n, &q) || !bitr_get(&r, k, &low))
 			return udfs_error(-EIO,
-					  "lossy chunk: gap %u of %u "
-					  "truncated",
+					  "lossy chunk: gap %u of %u truncated",
 					  j, n_kept);
 		next += (q << k) | low;
 		if (next >= n)
-			return udfs_error(-EIO,
-					  "lossy chunk: gap %u beyond "
-					  "the %u elements",
-					  j, n);
+			return udfs_error(
+			    -EIO, "lossy chunk: gap %u beyond the %u elements",
+			    j, n);
 		pos[j] = (uint32_t)next++;
 	}
 	/* nothing but the padding of the last byte may follow */
@@ -730,18 +723,18 @@ static int decode_rc_gaps(const uint8_t *in, size_t len, uint32_t n,
 		uint32_t x = room ? eg_dec(&rc, em, room) : 0;
 
 		if (x == 0 || x > room) {
-			ret = udfs_error(-EIO,
-					 "lossy chunk: gap %u beyond the %u "
-					 "elements",
-					 j, n);
+			ret = udfs_error(
+			    -EIO, "lossy chunk: gap %u beyond the %u elements",
+			    j, n);
 			goto out;
 		}
 		next += x;
 		pos[j] = (uint32_t)(next - 1);
 	}
 	if (!rc_dec_finish(&rc))
-		ret = udfs_error(-EIO, "lossy chunk: range-coded gaps do not "
-				       "end where they should");
+		ret = udfs_error(
+		    -EIO,
+		    "lossy chunk: range-coded gaps do not end where they should");
 out:
 	free(em);
 	return ret;
@@ -758,16 +751,13 @@ static int decode_bitmap(const uint8_t *bm, uint32_t n, uint32_t n_kept,
 		pos[cnt] = i;
 		cnt += bm[i / 8] >> (i % 8) & 1;
 		if (cnt > n_kept)
-			return udfs_error(-EIO,
-					  "lossy chunk: bitmap holds "
-					  "more than %u kept",
-					  n_kept);
+			return udfs_error(
+			    -EIO, "lossy chunk: bitmap holds more than %u kept",
+			    n_kept);
 	}
 	if (cnt != n_kept || (n % 8 && bm[n / 8] >> (n % 8)))
-		return udfs_error(-EIO,
-				  "lossy chunk: bitmap does not match "
-				  "%u kept",
-				  n_kept);
+		return udfs_error(
+		    -EIO, "lossy chunk: bitmap does not match %u kept", n_kept);
 	return 0;
 }
 
@@ -800,10 +790,8 @@ static int decode_mask(const udfs_lossy_params *p, unsigned mf,
 		return decode_rc_gaps(in, len, n, *n_kept, pos);
 	case MF_BITMAP:
 		if (len != bm_len)
-			return udfs_error(-EIO,
-					  "lossy chunk: bitmap of %zu "
-					  "bytes",
-					  len);
+			return udfs_error(
+			    -EIO, "lossy chunk: bitmap of %zu bytes", len);
 		return decode_bitmap(in, n, *n_kept, pos);
 	case MF_ZBITMAP:
 		bm = udfs_xmalloc(bm_len + 1);
@@ -830,17 +818,16 @@ static int rc_decode_codes(const udfs_lossy_params *p, const uint8_t *in,
 	rc_dec_init(&rc, in, len);
 	for (uint32_t j = 0; j < n_kept; j++) {
 		if (!code_dec(&rc, cm, &c)) {
-			ret = udfs_error(-EIO,
-					 "lossy chunk: code %u out of "
-					 "range",
-					 j);
+			ret = udfs_error(
+			    -EIO, "lossy chunk: code %u out of range", j);
 			goto out;
 		}
 		d[j] = lut[c];
 	}
 	if (!rc_dec_finish(&rc))
-		ret = udfs_error(-EIO, "lossy chunk: range-coded codes do "
-				       "not end where they should");
+		ret = udfs_error(
+		    -EIO,
+		    "lossy chunk: range-coded codes do not end where they should");
 out:
 	free(cm);
 	return ret;
@@ -856,8 +843,9 @@ static int rc_decode_signs(const uint8_t *in, size_t len, uint32_t n_kept,
 	for (uint32_t j = 0; j < n_kept; j++)
 		d[j] = lut[rc_dec_bit(&rc, &sign)];
 	if (!rc_dec_finish(&rc))
-		return udfs_error(-EIO, "lossy chunk: range-coded signs do "
-					"not end where they should");
+		return udfs_error(
+		    -EIO,
+		    "lossy chunk: range-coded signs do not end where they should");
 	return 0;
 }
 
@@ -875,8 +863,8 @@ static int decode_values(const udfs_lossy_params *p, int dtype, unsigned vf,
 
 	if (n_kept == 0) {
 		if (len || vf != VF_RAW)
-			return udfs_error(-EIO, "lossy chunk: values for no "
-						"kept element");
+			return udfs_error(
+			    -EIO, "lossy chunk: values for no kept element");
 		return 0;
 	}
 	if (p->values == UDFS_VAL_CODES) {
@@ -935,8 +923,7 @@ static int decode_values(const udfs_lossy_params *p, int dtype, unsigned vf,
 		for (uint32_t j = 0; j < n_kept; j++) {
 			if (v[j] >> nb) {
 				udfs_error(-EIO,
-					   "lossy chunk: code %u above "
-					   "%u bits",
+					   "lossy chunk: code %u above %u bits",
 					   v[j], nb);
 				goto bad;
 			}
@@ -949,10 +936,9 @@ static int decode_values(const udfs_lossy_params *p, int dtype, unsigned vf,
 	ret = 0;
 	goto out;
 bad:
-	ret = udfs_error(-EIO,
-			 "lossy chunk: bad value section (format %u, "
-			 "%zu bytes)",
-			 vf, len);
+	ret = udfs_error(
+	    -EIO, "lossy chunk: bad value section (format %u, %zu bytes)", vf,
+	    len);
 out:
 	free(tmp);
 	free(v);
@@ -1045,10 +1031,9 @@ int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
 	mf = buf[0] & 7;
 	vf = buf[0] >> 3 & 7;
 	if ((p->mask == UDFS_MASK_EXPLICIT) != (mf != MF_NONE))
-		return udfs_error(-EIO,
-				  "lossy chunk: mask format %u for "
-				  "mask kind %u",
-				  mf, p->mask);
+		return udfs_error(
+		    -EIO, "lossy chunk: mask format %u for mask kind %u", mf,
+		    p->mask);
 	if (p->mask == UDFS_MASK_EXPLICIT) {
 		if (!get_varint(buf, in_len, &at, &n_kept) ||
 		    !get_varint(buf, in_len, &at, &mask_len))
@@ -1060,10 +1045,9 @@ int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
 	if (!get_varint(buf, in_len, &at, &val_len))
 		return udfs_error(-EIO, "lossy chunk: bad header");
 	if ((uint64_t)at + mask_len + val_len != in_len)
-		return udfs_error(-EIO,
-				  "lossy chunk: sections of %u + %u bytes "
-				  "in %zu",
-				  mask_len, val_len, in_len - at);
+		return udfs_error(
+		    -EIO, "lossy chunk: sections of %u + %u bytes in %zu",
+		    mask_len, val_len, in_len - at);
 
 	if (p->mask != UDFS_MASK_NONE) {
 		size_t np =

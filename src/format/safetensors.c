@@ -98,10 +98,10 @@ static int parse_meta(const char *label, json_t *meta, udfs_st_header *h)
 	json_object_foreach(meta, key, val)
 	{
 		if (!json_is_string(val))
-			return udfs_error(-EINVAL,
-					  "%s: __metadata__ value of \"%s\" is "
-					  "not a string",
-					  label, key);
+			return udfs_error(
+			    -EINVAL,
+			    "%s: __metadata__ value of \"%s\" is not a string",
+			    label, key);
 		h->meta_keys[i] = udfs_xstrdup(key);
 		h->meta_values[i] = udfs_xstrdup(json_string_value(val));
 		i++;
@@ -125,18 +125,16 @@ static int parse_tensor(const char *label, json_t *obj, udfs_st_tensor *t)
 	{
 		if (strcmp(key, "dtype") && strcmp(key, "shape") &&
 		    strcmp(key, "data_offsets"))
-			return udfs_error(-EINVAL,
-					  "%s: tensor \"%s\": unknown field "
-					  "\"%s\"",
-					  label, name, key);
+			return udfs_error(
+			    -EINVAL, "%s: tensor \"%s\": unknown field \"%s\"",
+			    label, name, key);
 	}
 	dtype = json_object_get(obj, "dtype");
 	shape = json_object_get(obj, "shape");
 	offs = json_object_get(obj, "data_offsets");
 	if (!dtype || !shape || !offs)
 		return udfs_error(-EINVAL,
-				  "%s: tensor \"%s\": missing field "
-				  "\"%s\"",
+				  "%s: tensor \"%s\": missing field \"%s\"",
 				  label, name,
 				  !dtype   ? "dtype"
 				  : !shape ? "shape"
@@ -144,54 +142,49 @@ static int parse_tensor(const char *label, json_t *obj, udfs_st_tensor *t)
 
 	if (!json_is_string(dtype))
 		return udfs_error(-EINVAL,
-				  "%s: tensor \"%s\": dtype is not a "
-				  "string",
+				  "%s: tensor \"%s\": dtype is not a string",
 				  label, name);
 	t->dtype = udfs_dtype_parse(json_string_value(dtype));
 	if (t->dtype < 0)
 		return udfs_error(-EINVAL,
-				  "%s: tensor \"%s\": unknown dtype "
-				  "\"%s\"",
+				  "%s: tensor \"%s\": unknown dtype \"%s\"",
 				  label, name, json_string_value(dtype));
 
 	if (!json_is_array(shape))
 		return udfs_error(-EINVAL,
-				  "%s: tensor \"%s\": shape is not an "
-				  "array",
+				  "%s: tensor \"%s\": shape is not an array",
 				  label, name);
 	/* The array is already in memory, so its size is bounded by the
 	 * header length: this allocation is safe. */
 	t->ndim = (int)json_array_size(shape);
 	if ((size_t)t->ndim != json_array_size(shape))
 		return udfs_error(-EINVAL,
-				  "%s: tensor \"%s\": too many "
-				  "dimensions",
+				  "%s: tensor \"%s\": too many dimensions",
 				  label, name);
 	t->shape = udfs_xcalloc((size_t)t->ndim + 1, sizeof(uint64_t));
 	t->nelems = 1;
 	for (int i = 0; i < t->ndim; i++) {
 		if (!get_uint(json_array_get(shape, (size_t)i), &t->shape[i]))
-			return udfs_error(-EINVAL,
-					  "%s: tensor \"%s\": shape must hold "
-					  "non-negative integers",
-					  label, name);
+			return udfs_error(
+			    -EINVAL,
+			    "%s: tensor \"%s\": shape must hold non-negative integers",
+			    label, name);
 		/* Like the reference, an overflowing running product is an
 		 * error even if a later dimension is 0. */
 		if (__builtin_mul_overflow(t->nelems, t->shape[i], &t->nelems))
-			return udfs_error(-EINVAL,
-					  "%s: tensor \"%s\": shape %s "
-					  "overflows the element count",
-					  label, name,
-					  fmt_shape(t, sbuf, sizeof(sbuf)));
+			return udfs_error(
+			    -EINVAL,
+			    "%s: tensor \"%s\": shape %s overflows the element count",
+			    label, name, fmt_shape(t, sbuf, sizeof(sbuf)));
 	}
 
 	if (!json_is_array(offs) || json_array_size(offs) != 2 ||
 	    !get_uint(json_array_get(offs, 0), &t->begin) ||
 	    !get_uint(json_array_get(offs, 1), &t->end))
-		return udfs_error(-EINVAL,
-				  "%s: tensor \"%s\": data_offsets must be "
-				  "[begin, end] of non-negative integers",
-				  label, name);
+		return udfs_error(
+		    -EINVAL,
+		    "%s: tensor \"%s\": data_offsets must be [begin, end] of non-negative integers",
+		    label, name);
 	if (t->begin > t->end)
 		return udfs_error(-EINVAL,
 				  "%s: tensor \"%s\": data_offsets [%" PRIu64
@@ -200,17 +193,17 @@ static int parse_tensor(const char *label, json_t *obj, udfs_st_tensor *t)
 
 	bits = udfs_dtype_bits(t->dtype);
 	if (__builtin_mul_overflow(t->nelems, (uint64_t)bits, &nbits))
-		return udfs_error(-EINVAL,
-				  "%s: tensor \"%s\": shape %s of %s "
-				  "overflows the byte size",
-				  label, name, fmt_shape(t, sbuf, sizeof(sbuf)),
-				  udfs_dtype_name(t->dtype));
+		return udfs_error(
+		    -EINVAL,
+		    "%s: tensor \"%s\": shape %s of %s overflows the byte size",
+		    label, name, fmt_shape(t, sbuf, sizeof(sbuf)),
+		    udfs_dtype_name(t->dtype));
 	if (nbits % 8)
-		return udfs_error(-EINVAL,
-				  "%s: tensor \"%s\": shape %s of %s is not a "
-				  "whole number of bytes (misaligned)",
-				  label, name, fmt_shape(t, sbuf, sizeof(sbuf)),
-				  udfs_dtype_name(t->dtype));
+		return udfs_error(
+		    -EINVAL,
+		    "%s: tensor \"%s\": shape %s of %s is not a whole number of bytes (misaligned)",
+		    label, name, fmt_shape(t, sbuf, sizeof(sbuf)),
+		    udfs_dtype_name(t->dtype));
 	bytes = nbits / 8;
 	if (bytes != t->end - t->begin)
 		return udfs_error(-EINVAL,
@@ -233,38 +226,36 @@ static int check_tiling(const char *label, const udfs_st_header *h)
 		const udfs_st_tensor *t = &h->tensors[i];
 
 		if (t->begin > pos)
-			return udfs_error(-EINVAL,
-					  "%s: tensor \"%s\": data_offsets "
-					  "begin at %" PRIu64 " leaving a hole "
-					  "[%" PRIu64 ", %" PRIu64 ") that no "
-					  "tensor covers",
-					  label, t->name, t->begin, pos,
-					  t->begin);
+			return udfs_error(
+			    -EINVAL,
+			    "%s: tensor \"%s\": data_offsets begin at %" PRIu64
+			    " leaving a hole [%" PRIu64 ", %" PRIu64
+			    ") that no tensor covers",
+			    label, t->name, t->begin, pos, t->begin);
 		if (t->begin < pos)
 			return udfs_error(
 			    -EINVAL,
 			    "%s: tensor \"%s\": data_offsets [%" PRIu64
-			    ", %" PRIu64 "] overlap tensor "
-			    "\"%s\"",
+			    ", %" PRIu64 "] overlap tensor \"%s\"",
 			    label, t->name, t->begin, t->end,
 			    h->tensors[i - 1].name);
 		if (t->end > h->data_len)
 			return udfs_error(
 			    -EINVAL,
 			    "%s: tensor \"%s\": data_offsets [%" PRIu64
-			    ", %" PRIu64 "] go past the end "
-			    "of the %" PRIu64 "-byte data area",
+			    ", %" PRIu64 "] go past the end of the %" PRIu64
+			    "-byte data area",
 			    label, t->name, t->begin, t->end, h->data_len);
 		pos = t->end;
 	}
 	if (pos != h->data_len)
-		return udfs_error(-EINVAL,
-				  "%s: %" PRIu64 " trailing byte%s after the "
-				  "last tensor (tensors cover %" PRIu64
-				  " of %" PRIu64 " data bytes)",
-				  label, h->data_len - pos,
-				  h->data_len - pos == 1 ? "" : "s", pos,
-				  h->data_len);
+		return udfs_error(
+		    -EINVAL,
+		    "%s: %" PRIu64
+		    " trailing byte%s after the last tensor (tensors cover %" PRIu64
+		    " of %" PRIu64 " data bytes)",
+		    label, h->data_len - pos, h->data_len - pos == 1 ? "" : "s",
+		    pos, h->data_len);
 	return 0;
 }
 
@@ -276,10 +267,10 @@ static int json_fail(const char *label, const json_error_t *jerr)
 		return udfs_error(-EINVAL, "%s: header is not valid UTF-8 (%s)",
 				  label, jerr->text);
 	case json_error_duplicate_key:
-		return udfs_error(-EINVAL,
-				  "%s: header has a duplicate key "
-				  "(tensor names must be unique): %s",
-				  label, jerr->text);
+		return udfs_error(
+		    -EINVAL,
+		    "%s: header has a duplicate key (tensor names must be unique): %s",
+		    label, jerr->text);
 	case json_error_wrong_type:
 		return udfs_error(-EINVAL, "%s: header is not a JSON object",
 				  label);
@@ -306,10 +297,11 @@ int udfs_st_parse(const char *label, const void *buf, size_t len,
 
 	*out = NULL;
 	if (file_size < 8)
-		return udfs_error(-EINVAL,
-				  "%s: file is %" PRIu64 " byte%s, "
-				  "too short for a safetensors header length",
-				  label, file_size, file_size == 1 ? "" : "s");
+		return udfs_error(
+		    -EINVAL,
+		    "%s: file is %" PRIu64
+		    " byte%s, too short for a safetensors header length",
+		    label, file_size, file_size == 1 ? "" : "s");
 	if (len < 8) {
 		if (need)
 			*need = 8;
@@ -332,10 +324,10 @@ int udfs_st_parse(const char *label, const void *buf, size_t len,
 		return -EAGAIN;
 	}
 	if (n == 0 || p[8] != '{')
-		return udfs_error(-EINVAL,
-				  "%s: header is not a JSON object "
-				  "(it must start with '{')",
-				  label);
+		return udfs_error(
+		    -EINVAL,
+		    "%s: header is not a JSON object (it must start with '{')",
+		    label);
 	if (memchr(p + 8, '\0', n))
 		return udfs_error(-EINVAL, "%s: header contains a NUL byte",
 				  label);

@@ -31,9 +31,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "format/source_i.h"
 #include "udfs/store.h"
-#include "common/util.h"
 
 #define ST_SUFFIX ".safetensors"
 
@@ -117,44 +117,43 @@ int udfs_index_check(const char *label, const void *buf, size_t len,
 		size_t k;
 
 		if (!json_is_string(val)) {
-			udfs_error(err,
-				   "%s: tensor \"%s\": shard name is not "
-				   "a string",
-				   label, key);
+			udfs_error(
+			    err,
+			    "%s: tensor \"%s\": shard name is not a string",
+			    label, key);
 			goto out;
 		}
 		shard = json_string_value(val);
 		if (!plain_name(shard)) {
-			udfs_error(err,
-				   "%s: tensor \"%s\": shard name \"%s\" "
-				   "is not a plain file name in the model "
-				   "directory",
-				   label, key, shard);
+			udfs_error(
+			    err,
+			    "%s: tensor \"%s\": shard name \"%s\" is not a plain file name in the model directory",
+			    label, key, shard);
 			goto out;
 		}
 		for (k = 0; k < n_shards; k++)
 			if (strcmp(names[k], shard) == 0)
 				break;
 		if (k == n_shards) {
-			udfs_error(err,
-				   "%s: tensor \"%s\": shard %s is not a "
-				   "safetensors file of the model",
-				   label, key, shard);
+			udfs_error(
+			    err,
+			    "%s: tensor \"%s\": shard %s is not a safetensors file of the model",
+			    label, key, shard);
 			goto out;
 		}
 		if (udfs_st_find(shards[k], key))
 			continue;
 		real = holder(key, n_shards, names, shards);
 		if (real)
-			udfs_error(err,
-				   "%s: tensor \"%s\" is in %s but the "
-				   "index names %s",
-				   label, key, real, shard);
+			udfs_error(
+			    err,
+			    "%s: tensor \"%s\" is in %s but the index names %s",
+			    label, key, real, shard);
 		else
-			udfs_error(err,
-				   "%s: tensor \"%s\" is not in %s (nor "
-				   "in any shard)",
-				   label, key, shard);
+			udfs_error(
+			    err,
+			    "%s: tensor \"%s\" is not in %s (nor in any shard)",
+			    label, key, shard);
 		goto out;
 	}
 
@@ -164,18 +163,18 @@ int udfs_index_check(const char *label, const void *buf, size_t len,
 
 			val = json_object_get(wm, name);
 			if (!val) {
-				udfs_error(err,
-					   "%s: tensor \"%s\" of %s is "
-					   "missing from the weight_map",
-					   label, name, names[i]);
+				udfs_error(
+				    err,
+				    "%s: tensor \"%s\" of %s is missing from the weight_map",
+				    label, name, names[i]);
 				goto out;
 			}
 			if (strcmp(json_string_value(val), names[i])) {
-				udfs_error(err,
-					   "%s: tensor \"%s\" is in %s "
-					   "but the index names %s",
-					   label, name, names[i],
-					   json_string_value(val));
+				udfs_error(
+				    err,
+				    "%s: tensor \"%s\" is in %s but the index names %s",
+				    label, name, names[i],
+				    json_string_value(val));
 				goto out;
 			}
 		}
@@ -278,20 +277,18 @@ static int follow(struct scan *sc, const char *rel, struct stat *st)
 		err = udfs_error(-errno, "%s: symlink %s: %s", sc->label, rel,
 				 strerror(errno));
 	else if (!inside(&sc->r, target))
-		err = udfs_error(-EINVAL,
-				 "%s: symlink %s points outside the model "
-				 "directory (to %s); add a copy made with "
-				 "cp -rL instead",
-				 sc->label, rel, target);
+		err = udfs_error(
+		    -EINVAL,
+		    "%s: symlink %s points outside the model directory (to %s); add a copy made with cp -rL instead",
+		    sc->label, rel, target);
 	else if (stat(target, st) < 0)
 		err = udfs_error(-errno, "%s: %s: %s", sc->label, rel,
 				 strerror(errno));
 	else if (S_ISDIR(st->st_mode))
-		err = udfs_error(-EINVAL,
-				 "%s: symlink %s points to a directory, "
-				 "which udfs does not follow; add a copy "
-				 "made with cp -rL instead",
-				 sc->label, rel);
+		err = udfs_error(
+		    -EINVAL,
+		    "%s: symlink %s points to a directory, which udfs does not follow; add a copy made with cp -rL instead",
+		    sc->label, rel);
 	free(target);
 	free(full);
 	return err;
@@ -315,10 +312,9 @@ static int descend(struct scan *sc, int dfd, const char *name, const char *rel,
 	int fd, err;
 
 	if (depth >= MAX_DEPTH)
-		return udfs_error(-EINVAL,
-				  "%s: %s: directories nested more than %d "
-				  "deep",
-				  sc->label, rel, MAX_DEPTH);
+		return udfs_error(
+		    -EINVAL, "%s: %s: directories nested more than %d deep",
+		    sc->label, rel, MAX_DEPTH);
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return udfs_error(-errno, "%s: %s: %s", sc->label, rel,
@@ -351,10 +347,10 @@ static int visit(struct scan *sc, int dfd, const char *name, const char *rel,
 			return err;
 	}
 	if (!S_ISREG(st.st_mode))
-		return udfs_error(-EINVAL,
-				  "%s: %s is not a regular file "
-				  "(device, fifo or socket)",
-				  sc->label, rel);
+		return udfs_error(
+		    -EINVAL,
+		    "%s: %s is not a regular file (device, fifo or socket)",
+		    sc->label, rel);
 	add_path(sc, rel);
 	return 0;
 }
@@ -472,8 +468,7 @@ static int open_file(int dfd, const char *rel, const char *msg_name,
 	}
 	if (roots && !inside(roots, f->real)) {
 		err = udfs_error(-EINVAL,
-				 "%s: opened %s, outside the model "
-				 "directory",
+				 "%s: opened %s, outside the model directory",
 				 msg_name, f->real);
 		goto out;
 	}
@@ -511,12 +506,10 @@ static int build_index(struct src_priv *sp)
 	qsort(sp->idx, k, sizeof(*sp->idx), cmp_ent);
 	for (size_t i = 1; i < k; i++)
 		if (strcmp(sp->idx[i - 1].name, sp->idx[i].name) == 0)
-			return udfs_error(-EINVAL,
-					  "%s: tensor \"%s\" is in both "
-					  "%s and %s",
-					  s->label, sp->idx[i].name,
-					  sp->idx[i - 1].file->path,
-					  sp->idx[i].file->path);
+			return udfs_error(
+			    -EINVAL, "%s: tensor \"%s\" is in both %s and %s",
+			    s->label, sp->idx[i].name,
+			    sp->idx[i - 1].file->path, sp->idx[i].file->path);
 	return 0;
 }
 
@@ -585,10 +578,10 @@ static int open_dir(udfs_source *s, const char *path, char **skipped)
 		n_st += f->kind == UDFS_FILE_SAFETENSORS;
 	}
 	if (!err && !n_st)
-		err = udfs_error(-EINVAL,
-				 "%s: no .safetensors files at the top of "
-				 "the directory",
-				 path);
+		err = udfs_error(
+		    -EINVAL,
+		    "%s: no .safetensors files at the top of the directory",
+		    path);
 	*skipped = sc.skipped;
 	sc.skipped = NULL;
 out:
@@ -607,10 +600,9 @@ static int open_single(udfs_source *s, const char *path)
 	const char *base = strrchr(path, '/');
 
 	if (!has_suffix(path, ST_SUFFIX))
-		return udfs_error(-EINVAL,
-				  "%s: not a .safetensors file or a model "
-				  "directory",
-				  path);
+		return udfs_error(
+		    -EINVAL, "%s: not a .safetensors file or a model directory",
+		    path);
 	s->files = udfs_xcalloc(1, sizeof(*s->files));
 	s->files[0].path = udfs_xstrdup(base ? base + 1 : path);
 	s->n_files = 1;
@@ -637,9 +629,7 @@ int udfs_source_open(const char *path, udfs_source **out)
 		err = open_dir(s, path, &skipped);
 	else
 		err = udfs_error(-EINVAL,
-				 "%s: not a regular file or a "
-				 "directory",
-				 path);
+				 "%s: not a regular file or a directory", path);
 	if (!err)
 		err = build_index(sp);
 	if (!err)
@@ -652,9 +642,9 @@ int udfs_source_open(const char *path, udfs_source **out)
 	for (size_t i = 0; i < s->n_files; i++)
 		s->mode &= s->files[i].mode;
 	if (skipped)
-		udfs_warn("%s: skipped %s (git and Hugging Face metadata, "
-			  "not model files)",
-			  path, skipped);
+		udfs_warn(
+		    "%s: skipped %s (git and Hugging Face metadata, not model files)",
+		    path, skipped);
 	*out = s;
 	sp = NULL;
 out:

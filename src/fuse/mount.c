@@ -50,13 +50,10 @@ static const char usage[] =
     "  -o allow_other      let other users read the mount\n"
     "  -o cache=SIZE       decoded-chunk cache (default 256M)\n"
     "  -o threads=N        FUSE worker threads (default 8)\n"
-    "  -o readahead_kb=N   mount readahead window when root "
-    "(default 1024)\n"
+    "  -o readahead_kb=N   mount readahead window when root (default 1024)\n"
     "  -o noreadahead      leave the kernel's readahead window alone\n"
-    "  -o notify_pipe=FIFO write \"ready\" (or an error) there once "
-    "mounted\n"
-    "  -o log=FILE         log there (default: stderr with -f, else "
-    "syslog)\n"
+    "  -o notify_pipe=FIFO write \"ready\" (or an error) there once mounted\n"
+    "  -o log=FILE         log there (default: stderr with -f, else syslog)\n"
     "  -o debug            log every request\n"
     "  -o ro               accepted, as are rw, defaults, sync, atime...:\n"
     "                      udfs always mounts read-only\n"
@@ -184,10 +181,10 @@ static int parse_opts(struct udfs_fs *fs, const char *arg, char **fuse_opts)
 			errno = 0;
 			v = strtoull(val, &end, 10);
 			if (errno || end == val || *end || v > (1u << 20))
-				err = fail(fs,
-					   "-o readahead_kb=%s: expected "
-					   "0..1048576",
-					   val);
+				err = fail(
+				    fs,
+				    "-o readahead_kb=%s: expected 0..1048576",
+				    val);
 			fs->readahead_kb = (unsigned)v;
 		} else if (strncmp(o, "notify_pipe=", 12) == 0) {
 			/* Absolute: the daemon changes directory. */
@@ -216,10 +213,10 @@ static int parse_opts(struct udfs_fs *fs, const char *arg, char **fuse_opts)
 static void fail_dead(const struct udfs_fs *fs, const char *what,
 		      const char *path)
 {
-	fail(fs,
-	     "%s %s: a FUSE mount whose daemon is gone (%s); "
-	     "unmount it with fusermount3 -u %s",
-	     what, path, strerror(ENOTCONN), path);
+	fail(
+	    fs,
+	    "%s %s: a FUSE mount whose daemon is gone (%s); unmount it with fusermount3 -u %s",
+	    what, path, strerror(ENOTCONN), path);
 }
 
 /* Absolute path of an existing directory, or NULL after fail(). */
@@ -314,10 +311,10 @@ static char *check_mountpoint(const struct udfs_fs *fs, const char *path)
 		if (statvfs(abs, &sv) < 0 && errno == ENOTCONN)
 			fail_dead(fs, "mountpoint", path);
 		else
-			fail(fs,
-			     "mountpoint %s is already mounted (%s); unmount "
-			     "it first with fusermount3 -u %s",
-			     path, what, path);
+			fail(
+			    fs,
+			    "mountpoint %s is already mounted (%s); unmount it first with fusermount3 -u %s",
+			    path, what, path);
 		free(abs);
 		abs = NULL;
 	}
@@ -441,10 +438,10 @@ static int parse_args(struct udfs_fs *fs, int argc, char **argv,
 				if (parse_opts(fs, a + 2, fuse_opts))
 					return 1;
 			} else {
-				return fail(fs,
-					    "mount: unknown option %s; see "
-					    "udfs mount --help",
-					    a);
+				return fail(
+				    fs,
+				    "mount: unknown option %s; see udfs mount --help",
+				    a);
 			}
 		} else if (!*store) {
 			*store = a;
@@ -455,8 +452,9 @@ static int parse_args(struct udfs_fs *fs, int argc, char **argv,
 		}
 	}
 	if (!*store || !*mnt)
-		return fail(fs, "mount: STORE and MOUNTPOINT are required; see "
-				"udfs mount --help");
+		return fail(
+		    fs,
+		    "mount: STORE and MOUNTPOINT are required; see udfs mount --help");
 	return 0;
 }
 
@@ -574,8 +572,7 @@ int udfs_mount_main(int argc, char **argv)
 	start_ready_thread(&fs);
 	if (fs.debug)
 		udfs_fs_log(&fs, LOG_DEBUG,
-			    "serving %s on %s: cache %llu "
-			    "bytes, %u threads",
+			    "serving %s on %s: cache %llu bytes, %u threads",
 			    fs.store_dir, fs.mountpoint,
 			    (unsigned long long)fs.cache_bytes, fs.threads);
 	/* 0 after fusermount3 -u, the signal number after SIGTERM, SIGINT
@@ -593,18 +590,16 @@ int udfs_mount_main(int argc, char **argv)
 		udfs_cache_stats st;
 
 		udfs_cache_get_stats(fs.cache, &st);
-		udfs_fs_log(&fs, LOG_DEBUG,
-			    "cache: %llu hits, %llu misses, "
-			    "%llu waits, %llu decodes, %llu errors, %llu "
-			    "evictions, decode-ahead %llu queued %llu dropped",
-			    (unsigned long long)st.hits,
-			    (unsigned long long)st.misses,
-			    (unsigned long long)st.waits,
-			    (unsigned long long)st.decodes,
-			    (unsigned long long)st.errors,
-			    (unsigned long long)st.evictions,
-			    (unsigned long long)st.ahead_queued,
-			    (unsigned long long)st.ahead_dropped);
+		udfs_fs_log(
+		    &fs, LOG_DEBUG,
+		    "cache: %llu hits, %llu misses, %llu waits, %llu decodes, %llu errors, %llu evictions, decode-ahead %llu queued %llu dropped",
+		    (unsigned long long)st.hits, (unsigned long long)st.misses,
+		    (unsigned long long)st.waits,
+		    (unsigned long long)st.decodes,
+		    (unsigned long long)st.errors,
+		    (unsigned long long)st.evictions,
+		    (unsigned long long)st.ahead_queued,
+		    (unsigned long long)st.ahead_dropped);
 	}
 out:
 	if (mounted)

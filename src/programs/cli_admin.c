@@ -16,14 +16,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "programs/cli_i.h"
-#include "write/add_i.h"
-#include "write/add.h"
 #include "common/dtype.h"
 #include "common/pool.h"
+#include "common/util.h"
+#include "programs/cli_i.h"
 #include "read/recon.h"
 #include "udfs/store.h"
-#include "common/util.h"
+#include "write/add.h"
+#include "write/add_i.h"
 
 #define IO_BYTES (4u << 20)
 
@@ -247,17 +247,17 @@ static void print_model(const udfs_model *m)
 		printf("base:      %s\n", udfs_cli_str(m->base->name));
 	printf("method:    %s\nparams:    %s\n", udfs_cli_str(m->method),
 	       udfs_cli_str(m->params));
-	printf("source:    %s\nstored:    %s\nratio:     %.2fx "
-	       "(whole model, real bytes)\n",
-	       udfs_fmt_bytes(m->source_bytes, a, sizeof(a)),
-	       udfs_fmt_bytes(m->stored_bytes, b, sizeof(b)),
-	       ratio(m->source_bytes, m->stored_bytes));
+	printf(
+	    "source:    %s\nstored:    %s\nratio:     %.2fx (whole model, real bytes)\n",
+	    udfs_fmt_bytes(m->source_bytes, a, sizeof(a)),
+	    udfs_fmt_bytes(m->stored_bytes, b, sizeof(b)),
+	    ratio(m->source_bytes, m->stored_bytes));
 	lossy_totals(m, &lossy_src, &lossy_dst);
 	if (lossy_src)
-		printf("lossy:     %.2fx over %s of lossy tensors, "
-		       "sparsity %.4f\n",
-		       ratio(lossy_src, lossy_dst),
-		       udfs_fmt_bytes(lossy_src, a, sizeof(a)), m->sparsity);
+		printf(
+		    "lossy:     %.2fx over %s of lossy tensors, sparsity %.4f\n",
+		    ratio(lossy_src, lossy_dst),
+		    udfs_fmt_bytes(lossy_src, a, sizeof(a)), m->sparsity);
 	for (size_t f = 0; f < m->n_files; f++)
 		print_file(&m->files[f]);
 }
@@ -402,9 +402,9 @@ static int check_exact_file(struct verify_out *vo, const udfs_model *m,
 				     udfs_error_msg(err));
 		problem(vo, "DAMAGED", fl, NULL, -1, msg);
 	} else {
-		msg = udfs_xasprintf("model %s: file %s: sha256 %s, "
-				     "recorded %s",
-				     m->name, fl->path, sum, fl->sha256);
+		msg =
+		    udfs_xasprintf("model %s: file %s: sha256 %s, recorded %s",
+				   m->name, fl->path, sum, fl->sha256);
 		problem(vo, "MISMATCH", fl, NULL, -1, msg);
 	}
 	free(msg);
@@ -723,14 +723,14 @@ static void check_targets(const udfs_model *m, const char *dir)
 		struct stat st;
 
 		if (!path_ok(path))
-			udfs_die("model %s: file path \"%s\" is not a "
-				 "relative path inside the model; not exported",
-				 m->name, path);
+			udfs_die(
+			    "model %s: file path \"%s\" is not a relative path inside the model; not exported",
+			    m->name, path);
 		p = udfs_xasprintf("%s/%s", dir, path);
 		if (lstat(p, &st) == 0)
-			udfs_die("%s already exists; export into a new or "
-				 "empty directory",
-				 p);
+			udfs_die(
+			    "%s already exists; export into a new or empty directory",
+			    p);
 		free(p);
 	}
 }

@@ -14,13 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "programs/cli_i.h"
-#include "common/dtype.h"
 #include "codec/fidelity.h"
-#include "read/recon.h"
-#include "format/source.h"
-#include "udfs/store.h"
+#include "common/dtype.h"
 #include "common/util.h"
+#include "format/source.h"
+#include "programs/cli_i.h"
+#include "read/recon.h"
+#include "udfs/store.h"
 
 /* Read a whole tensor of a virtual file. */
 static unsigned char *read_tensor(const udfs_tensor *t)
@@ -93,9 +93,9 @@ int udfs_cli_eval(const struct cli_opts *o)
 		if (!udfs_dtype_is_lossy_float(t->dtype))
 			continue;
 		if (!st || st->dtype != t->dtype || st->nelems != t->nelems)
-			udfs_die("tensor \"%s\" is missing from %s or has "
-				 "another dtype or shape there",
-				 t->name, o->against);
+			udfs_die(
+			    "tensor \"%s\" is missing from %s or has another dtype or shape there",
+			    t->name, o->against);
 		if (!bt || bt->dtype != t->dtype || bt->nelems != t->nelems)
 			continue; /* raw: no delta to compare */
 		rec = read_tensor(t);

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "programs/cli_i.h"
 #include "common/util.h"
+#include "programs/cli_i.h"
 
 static const struct cli_option {
 	const char *name; /* long name */

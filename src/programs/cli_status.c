@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/xattr.h>
 
-#include "programs/cli_i.h"
 #include "common/util.h"
+#include "programs/cli_i.h"
 
 #define STATS_XATTR "user.udfs.stats"
 #define STATS_MAX 65536
@@ -31,14 +31,13 @@ int udfs_cli_status(const struct cli_opts *o)
 
 		free(buf);
 		if (e == ENOTCONN)
-			udfs_die("%s: a FUSE mount whose daemon is gone (%s); "
-				 "unmount it with fusermount3 -u %s",
-				 udfs_cli_str(mnt), strerror(e),
-				 udfs_cli_str(mnt));
+			udfs_die(
+			    "%s: a FUSE mount whose daemon is gone (%s); unmount it with fusermount3 -u %s",
+			    udfs_cli_str(mnt), strerror(e), udfs_cli_str(mnt));
 		if (e == ENODATA || e == ENOTSUP)
-			udfs_die("%s: not the mount point of a running udfs "
-				 "mount",
-				 udfs_cli_str(mnt));
+			udfs_die(
+			    "%s: not the mount point of a running udfs mount",
+			    udfs_cli_str(mnt));
 		udfs_die("%s: %s", udfs_cli_str(mnt), strerror(e));
 	}
 	fwrite(buf, 1, (size_t)n, stdout);

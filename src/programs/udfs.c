@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "programs/cli_i.h"
-#include "fuse/fuse_i.h"
 #include "common/util.h"
+#include "fuse/fuse_i.h"
+#include "programs/cli_i.h"
 
 static const struct cli_verb verbs[] = {
     {"ls", udfs_cli_ls, "STORE", 1, 1, CLI_QUIET | CLI_JSON, 0},
@@ -26,12 +26,11 @@ static void usage(void)
 {
 	char syn[256];
 
-	fputs("usage: udfs mount STORE MOUNTPOINT [-f] [-o allow_other,"
-	      "cache=SIZE,threads=N,\n"
-	      "                  readahead_kb=N,noreadahead,notify_pipe=FIFO,"
-	      "log=FILE,\n"
-	      "                  debug,ro]\n",
-	      stdout);
+	fputs(
+	    "usage: udfs mount STORE MOUNTPOINT [-f] [-o allow_other,cache=SIZE,threads=N,\n"
+	    "                  readahead_kb=N,noreadahead,notify_pipe=FIFO,log=FILE,\n"
+	    "                  debug,ro]\n",
+	    stdout);
 	for (size_t i = 0; i < UDFS_ARRAY_SIZE(verbs); i++) {
 		udfs_cli_synopsis(&verbs[i], syn, sizeof(syn));
 		printf("       %s\n", syn);
@@ -52,8 +51,7 @@ int main(int argc, char **argv)
 	udfs_raise_nofile(); /* stores and sources of 1000+ files */
 	if (argc < 2)
 		udfs_usage_die(
-		    "missing command (mount, ls, info, verify, "
-		    "export, eval, rm, gc or status); see udfs --help");
+		    "missing command (mount, ls, info, verify, export, eval, rm, gc or status); see udfs --help");
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		usage();
 		return 0;

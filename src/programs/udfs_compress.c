@@ -13,18 +13,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "write/add_i.h"
-#include "write/add.h"
-#include "udfs/store.h"
 #include "common/util.h"
+#include "udfs/store.h"
+#include "write/add.h"
+#include "write/add_i.h"
 
 #define UDFS_VERSION "0.1.0"
 
 static const char usage[] =
     "usage: udfs-compress init STORE\n"
     "       udfs-compress add-base STORE NAME SRC [--link] [-q]\n"
-    "       udfs-compress add STORE --base BASE NAME=SRC [NAME2=SRC2 ...] "
-    "[options]\n"
+    "       udfs-compress add STORE --base BASE NAME=SRC [NAME2=SRC2 ...] [options]\n"
     "\n"
     "SRC is one .safetensors file or a model directory.\n"
     "\n"
@@ -167,9 +166,9 @@ static void lossy_option(struct args *a, int c, const char *arg)
 	} else if (c == OPT_METHOD) {
 		o->method = udfs_encoding_parse(arg);
 		if (!udfs_encoding_is_lossy(o->method))
-			udfs_usage_die("--method: \"%s\" is not ultradelta, "
-				       "dare, bitdelta or magnitude",
-				       arg);
+			udfs_usage_die(
+			    "--method: \"%s\" is not ultradelta, dare, bitdelta or magnitude",
+			    arg);
 	}
 }
 
@@ -271,14 +270,14 @@ static void check_add_options(const struct args *a)
 	if (!o->base)
 		udfs_usage_die("add needs --base BASE; see --help");
 	if (o->lossless && a->lossy_opt)
-		udfs_usage_die("--lossless cannot be combined with lossy "
-			       "options (--sparsity, --bits, --method, ...)");
+		udfs_usage_die(
+		    "--lossless cannot be combined with lossy options (--sparsity, --bits, --method, ...)");
 	if (a->mask_opt && o->method == UDFS_ENC_BITDELTA)
-		udfs_usage_die("--method bitdelta keeps every element: --mask "
-			       "does not apply");
+		udfs_usage_die(
+		    "--method bitdelta keeps every element: --mask does not apply");
 	if (o->mask == UDFS_MASK_SEEDED && o->method == UDFS_ENC_MAGNITUDE)
-		udfs_usage_die("--method magnitude needs an explicit mask: its "
-			       "positions cannot be regenerated from a seed");
+		udfs_usage_die(
+		    "--method magnitude needs an explicit mask: its positions cannot be regenerated from a seed");
 }
 
 static void on_signal(int sig)
@@ -296,9 +295,8 @@ static void on_signal(int sig)
  */
 static void on_sigbus(int sig)
 {
-	static const char tail[] = ": I/O error while reading a source or "
-				   "base file (changed or unreadable); "
-				   "nothing was added\n";
+	static const char tail[] =
+	    ": I/O error while reading a source or base file (changed or unreadable); nothing was added\n";
 	const char *p = udfs_progname();
 
 	(void)sig;
@@ -354,8 +352,8 @@ static int cmd_add(struct args *a, int argc, char **argv)
 
 	check_add_options(a);
 	if (argc < 2)
-		udfs_usage_die("usage: udfs-compress add STORE --base BASE "
-			       "NAME=SRC ...");
+		udfs_usage_die(
+		    "usage: udfs-compress add STORE --base BASE NAME=SRC ...");
 	names = udfs_xcalloc(n, sizeof(*names));
 	srcs = udfs_xcalloc(n, sizeof(*srcs));
 	for (size_t i = 0; i < n; i++) {
@@ -393,8 +391,8 @@ static int run(struct args *a, const char *verb, int argc, char **argv)
 	if (!strcmp(verb, "add-base")) {
 		check_verb_options(a, verb, VERB_ADD_BASE);
 		if (argc != 3)
-			udfs_usage_die("usage: udfs-compress add-base STORE "
-				       "NAME SRC");
+			udfs_usage_die(
+			    "usage: udfs-compress add-base STORE NAME SRC");
 		check(udfs_store_open(argv[0], 0, &s));
 		err = udfs_compress_add_base(s, argv[1], argv[2], a->link,
 					     a->quiet);
@@ -420,8 +418,8 @@ int main(int argc, char **argv)
 	udfs_add_opts_init(&a.o);
 	parse_options(&a, argc, argv);
 	if (optind >= argc)
-		udfs_usage_die("missing command (init, add-base or add); see "
-			       "--help");
+		udfs_usage_die(
+		    "missing command (init, add-base or add); see --help");
 	verb = argv[optind++];
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);

@@ -28,8 +28,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "read/recon.h"
 #include "common/util.h"
+#include "read/recon.h"
 
 #define WAIT_SECONDS 10 /* for another thread's decode, then decode */
 #define AHEAD_QUEUE 64	/* pending decode-ahead jobs */

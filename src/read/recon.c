@@ -18,8 +18,8 @@
 #include <xxhash.h>
 
 #include "codec/codec.h"
-#include "common/dtype.h"
 #include "codec/lossy.h"
+#include "common/dtype.h"
 #include "common/util.h"
 
 size_t udfs_chunk_out_len(const udfs_tensor *t, uint32_t ci)
@@ -178,10 +178,10 @@ static int read_data(const udfs_file *f, unsigned char *dst, uint64_t pos,
 		size_t take;
 
 		if (!t) {
-			err = udfs_error(-EIO,
-					 "model %s: file %s: no tensor "
-					 "at data offset %" PRIu64,
-					 f->model->name, f->path, pos);
+			err = udfs_error(
+			    -EIO,
+			    "model %s: file %s: no tensor at data offset %" PRIu64,
+			    f->model->name, f->path, pos);
 			break;
 		}
 		tpos = pos - t->begin;
@@ -193,12 +193,10 @@ static int read_data(const udfs_file *f, unsigned char *dst, uint64_t pos,
 					      bf->data_offset + t->base_begin +
 						  tpos);
 			if (err)
-				err = udfs_error(-EIO,
-						 "model %s: file %s: "
-						 "tensor \"%s\": cannot read "
-						 "the base",
-						 f->model->name, f->path,
-						 t->name);
+				err = udfs_error(
+				    -EIO,
+				    "model %s: file %s: tensor \"%s\": cannot read the base",
+				    f->model->name, f->path, t->name);
 		} else {
 			uint32_t ci = (uint32_t)(tpos / UDFS_CHUNK_BYTES);
 			size_t coff = (size_t)(tpos % UDFS_CHUNK_BYTES);
@@ -226,10 +224,10 @@ ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size, uint64_t off,
 	if (f->model->kind == UDFS_MODEL_BASE) {
 		err = udfs_pread_full(f->fd, buf, size, off);
 		if (err)
-			return udfs_error(-EIO,
-					  "base %s: file %s: cannot read "
-					  "%zu bytes at %" PRIu64,
-					  f->model->name, f->path, size, off);
+			return udfs_error(
+			    -EIO,
+			    "base %s: file %s: cannot read %zu bytes at %" PRIu64,
+			    f->model->name, f->path, size, off);
 		return (ssize_t)size;
 	}
 	if (off < f->data_offset) {

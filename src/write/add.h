@@ -36,7 +36,8 @@ typedef struct udfs_add_opts {
 	    *argv_json; /* the options as JSON, recorded in the catalog */
 } udfs_add_opts;
 
-/* Defaults of DESIGN 1 (s 0.97, b 4, step 0.01, explicit mask, ...). */
+/* The defaults of udfs-compress(1) (s 0.97, b 4, step 0.01, explicit
+ * mask, ...). */
 void udfs_add_opts_init(udfs_add_opts *o);
 
 /* A model name is 1..200 printable ASCII characters, no '/', no

@@ -10,10 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "write/add.h"
 #include "codec/fidelity.h"
 #include "format/source.h"
 #include "udfs/store.h"
+#include "write/add.h"
 
 /* Set by the CLI's SIGINT/SIGTERM handler; long loops check it. */
 extern volatile sig_atomic_t udfs_interrupted;

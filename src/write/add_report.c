@@ -13,9 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "write/add_i.h"
 #include "common/dtype.h"
 #include "common/util.h"
+#include "write/add_i.h"
 
 /* A tensor is related to its base tensor when ||ft - base|| is at most
  * half of ||ft||. Real fine-tunes are far below (stories260K ft-lives:
@@ -107,22 +107,17 @@ static void warn_base(const struct add_group *g, const struct add_model *am)
 	const struct base_match *m = &am->match;
 
 	if (m->other_dtype)
-		udfs_warn("warning: %s: %zu of %zu tensors are %s where base "
-			  "\"%s\" has %s: stored raw, not as deltas (add a "
-			  "%s base, or convert the fine-tune to %s)",
-			  am->name, m->other_dtype, m->tensors,
-			  udfs_dtype_name(m->dtype), g->base->name,
-			  udfs_dtype_name(m->base_dtype),
-			  udfs_dtype_name(m->dtype),
-			  udfs_dtype_name(m->base_dtype));
+		udfs_warn(
+		    "warning: %s: %zu of %zu tensors are %s where base \"%s\" has %s: stored raw, not as deltas (add a %s base, or convert the fine-tune to %s)",
+		    am->name, m->other_dtype, m->tensors,
+		    udfs_dtype_name(m->dtype), g->base->name,
+		    udfs_dtype_name(m->base_dtype), udfs_dtype_name(m->dtype),
+		    udfs_dtype_name(m->base_dtype));
 	/* Tensors of another dtype are already explained above. */
 	if ((m->related + m->other_dtype) * 2 < m->tensors)
-		udfs_warn("warning: %s: base \"%s\" matches only %zu of %zu "
-			  "tensors (same name, dtype and shape, difference "
-			  "under half the weights): the others compress "
-			  "little or not at all; is it the base this model "
-			  "was fine-tuned from?",
-			  am->name, g->base->name, m->related, m->tensors);
+		udfs_warn(
+		    "warning: %s: base \"%s\" matches only %zu of %zu tensors (same name, dtype and shape, difference under half the weights): the others compress little or not at all; is it the base this model was fine-tuned from?",
+		    am->name, g->base->name, m->related, m->tensors);
 }
 
 void udfs_add_report(const struct add_group *g, const struct add_model *am,
@@ -145,9 +140,7 @@ void udfs_add_report(const struct add_group *g, const struct add_model *am,
 	warn_base(g, am);
 	/* NaN compares false: a NaN error is destroyed as well. */
 	if (am->lossy_elems && !(err <= DESTROYED_ERR && cos >= DESTROYED_COS))
-		udfs_warn("warning: %s: lossy delta error %.3f, cosine %.3f "
-			  "(limits %g and %g): the fine-tune is likely "
-			  "destroyed; use a lower --sparsity or --lossless, "
-			  "and check with udfs eval",
-			  am->name, err, cos, DESTROYED_ERR, DESTROYED_COS);
+		udfs_warn(
+		    "warning: %s: lossy delta error %.3f, cosine %.3f (limits %g and %g): the fine-tune is likely destroyed; use a lower --sparsity or --lossless, and check with udfs eval",
+		    am->name, err, cos, DESTROYED_ERR, DESTROYED_COS);
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Dense linear algebra for the trace-norm rescale (DESIGN 4.2 step 4): the
+ * Dense linear algebra for the trace-norm rescale (ARCHITECTURE.md, "Lossy
+ * planning"): the
  * nuclear norm of a delta matrix through LAPACKE sgesdd with jobz='N'
  * (singular values only). This is the only file that includes LAPACKE.
  *
@@ -47,10 +48,10 @@ int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out)
 	if (k == 0)
 		return 0;
 	if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / 4 / cols)
-		return udfs_error(-EINVAL,
-				  "nuclear norm: %zu x %zu matrix is "
-				  "too large for LAPACK",
-				  rows, cols);
+		return udfs_error(
+		    -EINVAL,
+		    "nuclear norm: %zu x %zu matrix is too large for LAPACK",
+		    rows, cols);
 	a = malloc(rows * cols * sizeof(*a));
 	s = malloc(k * sizeof(*s));
 	if (!a || !s) {
@@ -65,12 +66,12 @@ int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out)
 			      (lapack_int)rows, a, (lapack_int)cols, s, dummy,
 			      1, dummy, 1);
 	if (info != 0) {
-		ret = udfs_error(-EIO,
-				 "nuclear norm: LAPACKE_sgesdd on a "
-				 "%zu x %zu matrix: info %d%s",
-				 rows, cols, (int)info,
-				 info > 0 ? " (no convergence)"
-					  : " (bad argument or no memory)");
+		ret = udfs_error(
+		    -EIO,
+		    "nuclear norm: LAPACKE_sgesdd on a %zu x %zu matrix: info %d%s",
+		    rows, cols, (int)info,
+		    info > 0 ? " (no convergence)"
+			     : " (bad argument or no memory)");
 		goto out;
 	}
 	for (size_t i = 0; i < k; i++)

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * Lossy planning and tensor preparation for `udfs-compress add` (DESIGN
- * 4.2, 4.3): which tensors become lossy, their quantization parameters,
- * the mixed sparsity allocation across one model, the trace-norm factor
- * across the models of one add, and --ratio's search for s by real bytes.
- * The algorithms themselves are in ultradelta.c and codec_lossy.c; this
- * file drives them over the tensors of a source, one tensor at a time, so
- * memory stays at a few times the largest tensor.
+ * Lossy planning and tensor preparation for `udfs-compress add`
+ * (ARCHITECTURE.md, "Lossy planning"; the chunks: udfs(5)): which tensors
+ * become lossy, their quantization parameters, the mixed sparsity allocation
+ * across one model, the trace-norm factor across the models of one add, and
+ * --ratio's search for s by real bytes. The algorithms themselves are in
+ * ultradelta.c and codec_lossy.c; this file drives them over the tensors of a
+ * source, one tensor at a time, so memory stays at a few times the largest
+ * tensor.
  */
 #include <errno.h>
 #include <fnmatch.h>
@@ -14,13 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "write/add_i.h"
-#include "common/dtype.h"
 #include "codec/lossy.h"
+#include "common/dtype.h"
 #include "common/pool.h"
-#include "read/recon.h"
-#include "write/ultradelta.h"
 #include "common/util.h"
+#include "read/recon.h"
+#include "write/add_i.h"
+#include "write/ultradelta.h"
 
 struct lossy_tensor {
 	uint64_t n;
@@ -285,8 +286,8 @@ int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 		if (udfs_ud_quantize(d, nelems, lp->bits, lt->codes, &lo,
 				     &step) != 0 ||
 		    lo != lp->lo || step != lp->step) {
-			err = udfs_error(-EIO, "tensor changed while being "
-					       "compressed");
+			err = udfs_error(
+			    -EIO, "tensor changed while being compressed");
 			goto out;
 		}
 	} else if (lp->values == UDFS_VAL_SIGN) {
@@ -381,7 +382,7 @@ uint64_t udfs_lossy_tensor_kept(const struct lossy_tensor *lt)
 }
 
 /* Sum of nuclear norms of the pruned, rescaled deltas of one model's
- * selected tensors (DESIGN 4.2.4). */
+ * selected tensors (the trace-norm rescale, ARCHITECTURE.md). */
 static int trace_norm(struct add_group *g, struct add_model *am,
 		      const struct sel *v, size_t n, double *out)
 {
@@ -510,10 +511,10 @@ static int search_sparsity(struct add_group *g, struct sel **v, size_t *n,
 	if (err)
 		return err;
 	if (r < o->ratio)
-		return udfs_error(-ERANGE,
-				  "--ratio %g is out of reach: the "
-				  "lossy tensors reach %.1fx at s = %.3f",
-				  o->ratio, r, hi);
+		return udfs_error(
+		    -ERANGE,
+		    "--ratio %g is out of reach: the lossy tensors reach %.1fx at s = %.3f",
+		    o->ratio, r, hi);
 	for (int it = 0; it < 14; it++) {
 		double mid = 1.0 - sqrt((1.0 - lo) * (1.0 - hi));
 

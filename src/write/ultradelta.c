@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * The UltraDelta algorithm (DESIGN 4.2) as pure functions over arrays:
+ * The UltraDelta algorithm (ARCHITECTURE.md, "Lossy planning") as pure
+ * functions over arrays:
  * per-tensor min-max quantization, the variance-based mixed sparsity
  * allocation, group-wise (stratified) random pruning, the seeded and
  * magnitude masks of the baselines, and the paper's ratio accounting.

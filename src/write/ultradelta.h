@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The UltraDelta algorithm (DESIGN 4.2) as pure functions over arrays, with
- * no I/O: min-max quantization, variance-based mixed sparsity allocation,
- * group-wise (distribution-aware) pruning, and the pieces of the baselines.
- * udfs_compress drives them tensor by tensor.
+ * The UltraDelta algorithm (ARCHITECTURE.md, "Lossy planning") as pure
+ * functions over arrays, with no I/O: min-max quantization, variance-based
+ * mixed sparsity allocation, group-wise (distribution-aware) pruning, and the
+ * pieces of the baselines. udfs_compress drives them tensor by tensor.
  */
 #ifndef UDFS_ULTRADELTA_H
 #define UDFS_ULTRADELTA_H
