@@ -15,12 +15,14 @@
  * Output buffers are exactly n elements, so ASan catches any overrun.
  */
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/dtype.h"
 #include "codec/lossy.h"
+#include "common/dtype.h"
 #include "common/util.h"
 
 #define NMAX 4096
@@ -44,6 +46,23 @@ static void init_base(void)
 		base[i] = (uint8_t)(i % 2 ? (x & 0x3f) | 0x30 : x);
 	}
 	done = 1;
+}
+
+/* The rule of udfs(5) for a finite base weight: a sum past the dtype's
+ * range gives its largest finite value of that sign, a sum that is not a
+ * number gives the base weight. */
+static float finite_sum(int dt, float b, float d)
+{
+	float w = b + d;
+	float max = dt == UDFS_DT_F16	 ? 65504.0f
+		    : dt == UDFS_DT_BF16 ? 0x1.fep127f
+					 : FLT_MAX;
+
+	if (!isfinite(b) || fabsf(w) <= max)
+		return w;
+	if (isnan(w))
+		return b;
+	return w > 0 ? max : -max;
 }
 
 static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
@@ -89,7 +108,7 @@ static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
 		else
 			q = udfs_dtype_load_f32(dt, vals, j);
 		dd = p->gain * q;
-		w = b + dd;
+		w = finite_sum(dt, b, dd);
 		udfs_dtype_store_f32(dt, want, kept[j], w);
 	}
 	ret = udfs_lossy_encode_chunk(p, dt, 77, n, kept, nk, vals, &enc,
@@ -109,7 +128,9 @@ static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const int dts[3] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
-	udfs_lossy_params p = {.lo = -0.01f, .step = 0.003f, .gain = 10.0f,
+	udfs_lossy_params p = {.lo = -0.01f,
+			       .step = 0.003f,
+			       .gain = 10.0f,
 			       .seed = 0x1234567890abcdefULL};
 	uint8_t *out;
 	uint32_t n;
