@@ -56,7 +56,7 @@
  * real bytes. Decoding validates every count, length and index against
  * the chunk bounds and fails with -EIO on any inconsistency; a range-coded
  * section must be exactly the canonical stream of what it decodes to.
- * This and codec.c are the only files that include <zstd.h>.
+ * zstd goes through codec/zstd.c.
  */
 #include "codec/lossy.h"
 
@@ -65,11 +65,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
 
 #include "common/bitio.h"
 #include "common/dtype.h"
+#include "common/prng.h"
 #include "common/rangecoder.h"
+#include "codec/zstd.h"
 #include "common/util.h"
 
 #define LOSSY_VERSION 1
@@ -87,68 +88,21 @@
 enum { MF_NONE = 0, MF_RICE = 1, MF_ZBITMAP = 2, MF_BITMAP = 3, MF_RC = 4 };
 enum { VF_RAW = 0, VF_ZSTD = 1, VF_ZPACKED = 2, VF_RC = 3 };
 
-static inline uint64_t mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-uint64_t udfs_seeded_threshold(double rate)
-{
-	if (!(rate > 0.0))
-		rate = 0.0;
-	if (rate > 1.0)
-		rate = 1.0;
-	/* The only floating-point step; exact IEEE arithmetic, so the same
-	 * threshold on every machine. */
-	return (uint64_t)llround((1.0 - rate) * 9007199254740992.0);
-}
-
-/* Element idx draws output idx of a splitmix64 stream whose state starts
- * at seed: one multiply-xorshift finalizer per element, and the stream
- * passes BigCrush. */
-bool udfs_seeded_keep(uint64_t seed, uint64_t idx, uint64_t threshold)
-{
-	uint64_t h = mix64(seed + (idx + 1) * 0x9e3779b97f4a7c15ULL);
-
-	return (h >> 11) < threshold;
-}
-
-uint64_t udfs_seeded_key(uint64_t model_seed, const char *tensor_name)
-{
-	return mix64(model_seed ^ udfs_hash_str(tensor_name));
-}
-
 /* zstd of one buffer into a malloc-ed *out. */
 static int zc(const void *in, size_t n, uint8_t **out, size_t *out_len)
 {
-	size_t cap = ZSTD_compressBound(n), r;
-	uint8_t *buf = udfs_xmalloc(cap);
+	void *buf;
+	int err = udfs_zstd_compress(in, n, LOSSY_ZSTD_LEVEL, &buf, out_len);
 
-	r = ZSTD_compress(buf, cap, in, n, LOSSY_ZSTD_LEVEL);
-	if (ZSTD_isError(r)) {
-		free(buf);
-		return udfs_error(-EIO, "lossy chunk: zstd: %s",
-				  ZSTD_getErrorName(r));
-	}
-	*out = buf;
-	*out_len = r;
-	return 0;
+	if (err == 0)
+		*out = buf;
+	return err;
 }
 
 /* Decompress exactly n bytes; anything else is a corrupt chunk. */
 static int zd(const void *in, size_t in_len, void *out, size_t n)
 {
-	size_t r = ZSTD_decompress(out, n, in, in_len);
-
-	if (ZSTD_isError(r))
-		return udfs_error(-EIO, "lossy chunk: zstd: %s",
-				  ZSTD_getErrorName(r));
-	if (r != n)
-		return udfs_error(-EIO, "lossy chunk: %zu bytes instead of %zu",
-				  r, n);
-	return 0;
+	return udfs_zstd_decompress(in, in_len, out, n);
 }
 
 /* Pack n values of nb bits LSB-first into a malloc-ed buffer. */

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/prng.h" /* the seeded mask */
+
 enum udfs_mask_kind {
 	UDFS_MASK_NONE = 0,	/* every element kept (bitdelta) */
 	UDFS_MASK_EXPLICIT = 1, /* positions stored, gaps Golomb-Rice coded */
@@ -44,17 +46,6 @@ typedef struct udfs_lossy_params {
 	double rate;	/* this tensor's drop rate r */
 	uint64_t seed;	/* UDFS_MASK_SEEDED: key of this tensor's mask */
 } udfs_lossy_params;
-
-/*
- * Seeded mask: true when element idx (index within the whole tensor) is
- * kept. A counter-based hash of (seed, idx) compared with a threshold
- * derived from rate by integer arithmetic only, so it is identical on every
- * machine and thread, and any chunk can regenerate its own part.
- */
-uint64_t udfs_seeded_threshold(double rate);
-bool udfs_seeded_keep(uint64_t seed, uint64_t idx, uint64_t threshold);
-/* Key of a tensor's seeded mask from the model seed and the tensor name. */
-uint64_t udfs_seeded_key(uint64_t model_seed, const char *tensor_name);
 
 /*
  * Encode one chunk of n elements starting at element first of the tensor.

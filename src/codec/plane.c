@@ -12,104 +12,21 @@
  *   u8 es        element size the planes were cut with
  *   es x { u8 kind (0 zero plane, 1 zstd, 2 stored), u32 length }
  *   the plane payloads, in order
- *
- * zstd contexts are per thread and reused: creating one per chunk costs
- * more than compressing a small chunk.
  */
-#include "codec/codec.h"
+#include "codec/plane.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
 
+#include "codec/zstd.h"
 #include "common/util.h"
 
 enum { MODE_XOR = 0, MODE_SUB = 1, MODE_NONE = 2 };
 enum { PLANE_ZERO = 0, PLANE_ZSTD = 1, PLANE_STORED = 2 };
 #define MAX_ES 8
-
-struct zctx {
-	ZSTD_CCtx *c;
-	ZSTD_DCtx *d;
-};
-
-static pthread_key_t zkey;
-static pthread_once_t zonce = PTHREAD_ONCE_INIT;
-
-static void zctx_free(void *p)
-{
-	struct zctx *z = p;
-
-	ZSTD_freeCCtx(z->c);
-	ZSTD_freeDCtx(z->d);
-	free(z);
-}
-
-static void zkey_init(void) { pthread_key_create(&zkey, zctx_free); }
-
-static struct zctx *zctx(void)
-{
-	struct zctx *z;
-
-	pthread_once(&zonce, zkey_init);
-	z = pthread_getspecific(zkey);
-	if (!z) {
-		z = udfs_xcalloc(1, sizeof(*z));
-		z->c = ZSTD_createCCtx();
-		z->d = ZSTD_createDCtx();
-		if (!z->c || !z->d) {
-			zctx_free(z);
-			return NULL;
-		}
-		pthread_setspecific(zkey, z);
-	}
-	return z;
-}
-
-int udfs_zstd_compress(const void *in, size_t n, int level, void **out,
-		       size_t *out_len)
-{
-	struct zctx *z = zctx();
-	size_t cap = ZSTD_compressBound(n), r;
-	void *buf;
-
-	if (!z)
-		return udfs_error(-ENOMEM, "zstd: cannot create a context");
-	buf = udfs_xmalloc(cap);
-	r = ZSTD_compressCCtx(z->c, buf, cap, in, n, level);
-	if (ZSTD_isError(r)) {
-		free(buf);
-		return udfs_error(-EIO, "zstd: %s", ZSTD_getErrorName(r));
-	}
-	*out = buf;
-	*out_len = r;
-	return 0;
-}
-
-int udfs_zstd_decompress(const void *in, size_t in_len, void *out, size_t n)
-{
-	struct zctx *z = zctx();
-	unsigned long long size;
-	size_t r;
-
-	if (!z)
-		return udfs_error(-ENOMEM, "zstd: cannot create a context");
-	/* Check the frame's declared size first, so that a damaged frame
-	 * cannot make us decode into the wrong amount. */
-	size = ZSTD_getFrameContentSize(in, in_len);
-	if (size != n)
-		return udfs_error(
-		    -EIO, "zstd frame holds %llu bytes, expected %zu", size, n);
-	r = ZSTD_decompressDCtx(z->d, out, n, in, in_len);
-	if (ZSTD_isError(r) || r != n)
-		return udfs_error(-EIO, "zstd: %s",
-				  ZSTD_isError(r) ? ZSTD_getErrorName(r)
-						  : "short frame");
-	return 0;
-}
 
 /* Split delta elements into planes: plane p gets byte p of each element. */
 static void split(const unsigned char *cur, const unsigned char *base, size_t n,

@@ -5,15 +5,15 @@
  * there is no base), split into byte planes (plane k holds byte k of every
  * element: for BF16 the sign+exponent byte apart from the mantissa byte), each
  * plane zstd-compressed. Both XOR and integer difference are tried and the
- * smaller kept. Also the plain zstd helpers used by the lossy codec.
- *
- * This and codec_lossy.c are the only files that include <zstd.h>.
+ * smaller kept.
  */
-#ifndef UDFS_CODEC_H
-#define UDFS_CODEC_H
+#ifndef UDFS_PLANE_H
+#define UDFS_PLANE_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "codec/zstd.h" /* UDFS_ZSTD_LEVEL */
 
 /*
  * Encode n bytes of cur (elements of es bytes, es in 1, 2, 4, 8; n a
@@ -29,14 +29,5 @@ int udfs_plane_encode(const void *cur, const void *base, size_t n, unsigned es,
  */
 int udfs_plane_decode(const void *in, size_t in_len, const void *base, size_t n,
 		      unsigned es, void *out);
-
-/* zstd of one buffer; *out malloc-ed. */
-int udfs_zstd_compress(const void *in, size_t n, int level, void **out,
-		       size_t *out_len);
-/* Decompress exactly n bytes into out; any other size is -EIO. */
-int udfs_zstd_decompress(const void *in, size_t in_len, void *out, size_t n);
-
-/* Default zstd level of lossless planes. */
-#define UDFS_ZSTD_LEVEL 3
 
 #endif

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "codec/codec.h"
+#include "codec/plane.h"
 #include "codec/lossy.h"
 #include "common/dtype.h"
 #include "common/util.h"

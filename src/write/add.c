@@ -30,7 +30,7 @@
 
 #include "write/add_i.h"
 #include "udfs/catalog.h"
-#include "codec/codec.h"
+#include "codec/plane.h"
 #include "common/dtype.h"
 #include "codec/lossy.h"
 #include "common/pool.h"

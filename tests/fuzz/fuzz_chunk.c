@@ -37,7 +37,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "codec/codec.h"
+#include "codec/plane.h"
 #include "common/dtype.h"
 #include "codec/lossy.h"
 #include "read/recon.h"

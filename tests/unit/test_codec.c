@@ -12,20 +12,15 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "codec/codec.h"
+#include "codec/plane.h"
+#include "common/prng.h"
 #include "common/util.h"
 
 enum { MODE_XOR = 0, MODE_SUB = 1, MODE_NONE = 2 };
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static uint64_t rng = 1;
 
-static uint32_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t)(rng >> 16);
-}
+static uint32_t rnd(void) { return (uint32_t)(udfs_splitmix64(&rng) >> 16); }
 
 static uint32_t f2u(float f)
 {

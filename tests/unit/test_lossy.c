@@ -13,20 +13,14 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "common/dtype.h"
 #include "codec/lossy.h"
-#include "write/ultradelta.h"
+#include "common/dtype.h"
 #include "common/util.h"
+#include "write/ultradelta.h"
 
-static uint64_t rs = 0x9e3779b97f4a7c15ULL;
+static uint64_t rs = 1;
 
-static uint64_t xr(void)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return rs;
-}
+static uint64_t xr(void) { return udfs_splitmix64(&rs); }
 
 static double unif(void) { return (double)(xr() >> 11) / 9007199254740992.0; }
 
