@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 
 #include "common/dtype.h"
 #include "common/pool.h"
+#include "common/sha256.h"
 #include "common/util.h"
 #include "programs/cli_i.h"
 #include "read/recon.h"
@@ -289,12 +289,10 @@ int udfs_cli_info(const struct cli_opts *o)
 /* Hash a whole virtual file through the read path. */
 static int file_sha256(const udfs_file *f, char out[65])
 {
-	unsigned char *buf = udfs_xmalloc(IO_BYTES), md[32];
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	unsigned int len = 0;
-	int err = 0;
+	unsigned char *buf = udfs_xmalloc(IO_BYTES);
+	udfs_sha256 *h = udfs_sha256_new();
+	int err = 0, ferr;
 
-	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
 	for (uint64_t off = 0; off < f->size && !err;) {
 		ssize_t n = udfs_file_read(f, buf, IO_BYTES, off, NULL);
 
@@ -302,15 +300,13 @@ static int file_sha256(const udfs_file *f, char out[65])
 			err = n < 0 ? (int)n : -EIO;
 			break;
 		}
-		EVP_DigestUpdate(c, buf, (size_t)n);
+		if (h)
+			err = udfs_sha256_update(h, buf, (uint64_t)n);
 		off += (uint64_t)n;
 	}
-	EVP_DigestFinal_ex(c, md, &len);
-	EVP_MD_CTX_free(c);
 	free(buf);
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	return err;
+	ferr = udfs_sha256_final(h, out);
+	return err ? err : ferr;
 }
 
 /*

@@ -16,8 +16,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +32,7 @@
 #include "common/dtype.h"
 #include "codec/lossy.h"
 #include "common/pool.h"
+#include "common/sha256.h"
 #include "read/recon.h"
 #include "common/util.h"
 
@@ -114,26 +113,6 @@ static char *random_name(void)
 		fclose(f);
 	}
 	return udfs_xasprintf("%016" PRIx64, v);
-}
-
-static int sha256_hex(const unsigned char *p, uint64_t n, char out[65])
-{
-	unsigned char md[32];
-	unsigned int len = 0;
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-
-	/* Feed in pieces: EVP takes size_t, and interrupts stay prompt. */
-	for (uint64_t off = 0; ok && off < n; off += 64 << 20)
-		ok = EVP_DigestUpdate(c, p + off,
-				      (size_t)UDFS_MIN(n - off, 64ull << 20));
-	ok = ok && EVP_DigestFinal_ex(c, md, &len);
-	EVP_MD_CTX_free(c);
-	if (!ok)
-		return udfs_error(-EIO, "sha256 failed");
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	return 0;
 }
 
 /* ---- progress ---------------------------------------------------------- */
@@ -485,24 +464,6 @@ static void tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st)
 	t->end = st->end;
 }
 
-struct hash_job {
-	const unsigned char *p;
-	uint64_t n;
-	char *out;
-	int err;
-	char msg[256];
-};
-
-static void *hash_thread(void *arg)
-{
-	struct hash_job *h = arg;
-
-	h->err = sha256_hex(h->p, h->n, h->out);
-	if (h->err)
-		snprintf(h->msg, sizeof(h->msg), "%s", udfs_error_msg(h->err));
-	return NULL;
-}
-
 /* Build file f of the new model from source file sf and write its chunks.
  * The source's sha256 is computed on a thread of its own meanwhile: it
  * reads the same mapped bytes, and would otherwise add a serial pass. */
@@ -510,18 +471,14 @@ static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 		      udfs_file *f, struct pack *pk, struct progress *pr)
 {
 	const udfs_source_file *sf = &am->src->files[fi];
-	struct hash_job hj = {.p = sf->map, .n = sf->size, .out = f->sha256};
-	pthread_t hash_tid;
-	bool hashing;
-	int err = 0;
+	struct udfs_sha256_job hj;
+	int err = 0, herr;
 
 	f->path = udfs_xstrdup(sf->path);
 	f->kind = sf->kind;
 	f->size = sf->size;
 	f->fd = -1;
-	hashing = pthread_create(&hash_tid, NULL, hash_thread, &hj) == 0;
-	if (!hashing)
-		hash_thread(&hj);
+	udfs_sha256_start(&hj, sf->map, sf->size, f->sha256);
 	if (sf->st) {
 		f->data_offset = sf->st->data_offset;
 		f->header = udfs_xmalloc(f->data_offset);
@@ -559,11 +516,8 @@ static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 		err = write_tensor(g, am, pk, p, t,
 				   sf->map + f->data_offset + t->begin, pr);
 	}
-	if (hashing)
-		pthread_join(hash_tid, NULL);
-	if (!err && hj.err)
-		err = udfs_error(hj.err, "%s", hj.msg);
-	return err;
+	herr = udfs_sha256_wait(&hj);
+	return err ? err : herr;
 }
 
 static void files_free(udfs_file *files, size_t n)
@@ -970,7 +924,7 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 		f->kind = sf->kind;
 		f->size = sf->size;
 		if (!err)
-			err = sha256_hex(sf->map, sf->size, f->sha256);
+			err = udfs_sha256_hex(sf->map, sf->size, f->sha256);
 		if (sf->st) {
 			f->data_offset = sf->st->data_offset;
 			f->header = udfs_xmalloc(f->data_offset);
