@@ -225,7 +225,7 @@ int udfs_plane_encode(const void *cur, const void *base, size_t n, unsigned es,
 	if ((es != 1 && es != 2 && es != 4 && es != 8) || n % es)
 		return udfs_error(
 		    -EINVAL, "plane codec: %zu bytes in elements of %u", n, es);
-	planes = udfs_scratch(2, n ? n : 1);
+	planes = udfs_scratch(UDFS_SCRATCH_PLANES, n ? n : 1);
 	if (!planes)
 		return -ENOMEM;
 	split(cur, base, n, es, base ? MODE_XOR : MODE_NONE, planes);
@@ -277,7 +277,7 @@ int udfs_plane_decode(const void *in, size_t in_len, const void *base, size_t n,
 	if (in_len < hdr)
 		return udfs_error(-EIO, "plane chunk: truncated header");
 	m = n / es;
-	planes = udfs_scratch(2, n ? n : 1);
+	planes = udfs_scratch(UDFS_SCRATCH_PLANES, n ? n : 1);
 	if (!planes)
 		return -ENOMEM;
 	pos = hdr;

@@ -82,7 +82,13 @@ int udfs_fsync_dir(const char *path);
  * it instead of malloc: a fresh 1 MiB buffer per chunk costs more in page
  * faults than the chunk costs to decode. NULL on allocation failure.
  */
-#define UDFS_SCRATCH_SLOTS 4
+enum udfs_scratch_slot {
+	UDFS_SCRATCH_STORED = 0, /* recon.c: a chunk's stored bytes */
+	UDFS_SCRATCH_REPLY = 1,	 /* fuse/ops.c: the reply of a read */
+	UDFS_SCRATCH_PLANES = 2, /* plane.c: the byte planes of a chunk */
+	UDFS_SCRATCH_CHUNK = 3,	 /* recon.c: a decoded chunk */
+	UDFS_SCRATCH_SLOTS
+};
 void *udfs_scratch(int slot, size_t n);
 
 /* Remove a file or a directory tree; 0 or -errno (ENOENT is 0). */

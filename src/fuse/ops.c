@@ -646,34 +646,6 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_err(req, 0);
 }
 
-/* One reply buffer per worker thread, grown to the largest request. */
-static pthread_key_t buf_key;
-static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
-
-struct tbuf {
-	size_t cap;
-	unsigned char data[];
-};
-
-static void buf_key_init(void) { pthread_key_create(&buf_key, free); }
-
-static unsigned char *thread_buf(size_t size)
-{
-	struct tbuf *b;
-
-	pthread_once(&buf_once, buf_key_init);
-	b = pthread_getspecific(buf_key);
-	if (b && b->cap >= size)
-		return b->data;
-	free(b);
-	b = malloc(sizeof(*b) + size);
-	pthread_setspecific(buf_key, b);
-	if (!b)
-		return NULL;
-	b->cap = size;
-	return b->data;
-}
-
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -694,7 +666,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	size = (size_t)UDFS_MIN((uint64_t)size, fh->file->size - (uint64_t)off);
-	buf = thread_buf(size);
+	/* One reply buffer per worker thread, grown to the largest request. */
+	buf = udfs_scratch(UDFS_SCRATCH_REPLY, size ? size : 1);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "codec/plane.h"
 #include "codec/lossy.h"
+#include "codec/plane.h"
 #include "common/dtype.h"
 #include "common/util.h"
 
@@ -61,7 +61,7 @@ int udfs_chunk_decode(const udfs_tensor *t, uint32_t ci, void *out)
 	if (!t->chunks || ci >= t->n_chunks || !len)
 		return chunk_fail(t, ci, -EIO, "no such chunk");
 	ref = &t->chunks[ci];
-	in = udfs_scratch(0, ref->length ? ref->length : 1);
+	in = udfs_scratch(UDFS_SCRATCH_STORED, ref->length ? ref->length : 1);
 	if (!in)
 		return -ENOMEM;
 	err = udfs_pread_full(m->pack_fd, in, ref->length, ref->offset);
@@ -157,7 +157,7 @@ static int read_chunk(const udfs_tensor *t, uint32_t ci, size_t coff, size_t n,
 	/* A whole chunk decodes straight into the caller's buffer. */
 	if (coff == 0 && n == udfs_chunk_out_len(t, ci))
 		return udfs_chunk_decode(t, ci, dst);
-	buf = udfs_scratch(3, UDFS_CHUNK_BYTES);
+	buf = udfs_scratch(UDFS_SCRATCH_CHUNK, UDFS_CHUNK_BYTES);
 	if (!buf)
 		return -ENOMEM;
 	err = udfs_chunk_decode(t, ci, buf);
