@@ -24,7 +24,8 @@
  * each. Reads go through
  * udfs_file_read with the chunk cache as provider; FOPEN_KEEP_CACHE keeps
  * the page cache across opens and direct_io is never used (shared mmap).
- * The filesystem is read-only: every modifying operation answers EROFS.
+ * The filesystem is mounted read-only (fuse/mount.c passes -o ro), so the
+ * kernel answers EROFS to every modifying operation before it reaches us.
  */
 #include "fuse/fuse_i.h"
 
@@ -1102,107 +1103,6 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		reply_xattr(req, list, pos, size);
 }
 
-/* ---- everything that would modify: EROFS ------------------------------- */
-
-/* EROFS when parent/name exists, ENOENT (or ENOTDIR) when it does not. */
-static int erofs_if_exists(struct udfs_fs *fs, fuse_ino_t parent,
-			   const char *name)
-{
-	struct udfs_dirent de;
-	struct udfs_dir d;
-	udfs_model *m;
-	int err;
-
-	udfs_error_clear();
-	if (parent == UDFS_ROOT_INO)
-		err = model_exists(fs, name, false);
-	else if ((err = dir_node(fs, parent, &m, &d)) == 0) {
-		err = udfs_dir_lookup(m, &d, name, &de);
-		udfs_model_put(m);
-	}
-	return err < 0 ? -err : EROFS;
-}
-
-static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
-		       int to_set, struct fuse_file_info *fi)
-{
-	(void)ino, (void)attr, (void)to_set, (void)fi;
-	fuse_reply_err(req, EROFS);
-}
-
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
-		     size_t size, off_t off, struct fuse_file_info *fi)
-{
-	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
-	fuse_reply_err(req, EROFS);
-}
-
-static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      mode_t mode, struct fuse_file_info *fi)
-{
-	(void)parent, (void)name, (void)mode, (void)fi;
-	fuse_reply_err(req, EROFS);
-}
-
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     mode_t mode, dev_t rdev)
-{
-	(void)parent, (void)name, (void)mode, (void)rdev;
-	fuse_reply_err(req, EROFS);
-}
-
-static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     mode_t mode)
-{
-	(void)parent, (void)name, (void)mode;
-	fuse_reply_err(req, EROFS);
-}
-
-static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
-		       const char *name)
-{
-	(void)link, (void)parent, (void)name;
-	fuse_reply_err(req, EROFS);
-}
-
-static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
-		    const char *name)
-{
-	(void)ino, (void)parent, (void)name;
-	fuse_reply_err(req, EROFS);
-}
-
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	fuse_reply_err(req, erofs_if_exists(fs_of(req), parent, name));
-}
-
-static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	fuse_reply_err(req, erofs_if_exists(fs_of(req), parent, name));
-}
-
-static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      fuse_ino_t newparent, const char *newname,
-		      unsigned int flags)
-{
-	(void)newparent, (void)newname, (void)flags;
-	fuse_reply_err(req, erofs_if_exists(fs_of(req), parent, name));
-}
-
-static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			const char *value, size_t size, int flags)
-{
-	(void)ino, (void)name, (void)value, (void)size, (void)flags;
-	fuse_reply_err(req, EROFS);
-}
-
-static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	(void)ino, (void)name;
-	fuse_reply_err(req, EROFS);
-}
-
 /* ---- session ----------------------------------------------------------- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -1232,26 +1132,14 @@ const struct fuse_lowlevel_ops udfs_fuse_ops = {
     .forget = op_forget,
     .forget_multi = op_forget_multi,
     .getattr = op_getattr,
-    .setattr = op_setattr,
-    .mknod = op_mknod,
-    .mkdir = op_mkdir,
-    .unlink = op_unlink,
-    .rmdir = op_rmdir,
-    .symlink = op_symlink,
-    .rename = op_rename,
-    .link = op_link,
     .open = op_open,
     .read = op_read,
-    .write = op_write,
     .release = op_release,
     .opendir = op_opendir,
     .readdir = op_readdir,
     .readdirplus = op_readdirplus,
     .releasedir = op_releasedir,
     .statfs = op_statfs,
-    .setxattr = op_setxattr,
     .getxattr = op_getxattr,
     .listxattr = op_listxattr,
-    .removexattr = op_removexattr,
-    .create = op_create,
 };
