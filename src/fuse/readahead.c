@@ -15,35 +15,6 @@
 #define AHEAD_BYTES (3u * UDFS_CHUNK_BYTES) /* decode 2-4 chunks ahead */
 #define SLACK (4u * UDFS_CHUNK_BYTES)	    /* reordering tolerated */
 
-/* Ask the cache for the chunks overlapping file bytes [from, to). */
-static void prefetch_range(struct udfs_fs *fs, const udfs_file *f,
-			   uint64_t from, uint64_t to)
-{
-	uint64_t pos = UDFS_MAX(from, f->data_offset);
-
-	to = UDFS_MIN(to, f->size);
-	while (pos < to) {
-		uint64_t rel = pos - f->data_offset, next;
-		const udfs_tensor *t = udfs_file_tensor_at(f, rel);
-		uint32_t ci;
-
-		if (!t || t->end <= rel)
-			break;
-		if (!t->chunks || !t->n_chunks) { /* read straight from base */
-			next = t->end;
-		} else {
-			ci = (uint32_t)((rel - t->begin) / UDFS_CHUNK_BYTES);
-			if (ci >= t->n_chunks)
-				break;
-			udfs_cache_prefetch(fs->cache, t, ci);
-			next = UDFS_MIN(t->begin + ((uint64_t)ci + 1) *
-						       UDFS_CHUNK_BYTES,
-					t->end);
-		}
-		pos = f->data_offset + next;
-	}
-}
-
 void udfs_fs_readahead(struct udfs_fs *fs, struct udfs_node *n, uint64_t off,
 		       size_t size)
 {
@@ -67,5 +38,5 @@ void udfs_fs_readahead(struct udfs_fs *fs, struct udfs_node *n, uint64_t off,
 	}
 	pthread_mutex_unlock(&n->ra_lock);
 	if (from < to)
-		prefetch_range(fs, n->file, from, to);
+		udfs_cache_prefetch_range(fs->cache, n->file, from, to);
 }

@@ -461,6 +461,17 @@ out:
 	return err;
 }
 
+static void prefetch_one(void *ctx, const udfs_tensor *t, uint32_t ci)
+{
+	udfs_cache_prefetch(ctx, t, ci);
+}
+
+void udfs_cache_prefetch_range(udfs_cache *c, const udfs_file *f, uint64_t from,
+			       uint64_t to)
+{
+	udfs_file_each_chunk(f, from, to, prefetch_one, c);
+}
+
 static void *ahead_worker(void *arg)
 {
 	udfs_cache *c = arg;

@@ -89,6 +89,10 @@ void udfs_cache_provider(udfs_cache *c, udfs_chunk_provider *p);
  */
 int udfs_cache_prefetch(udfs_cache *c, const udfs_tensor *t, uint32_t ci);
 
+/* udfs_cache_prefetch() of every chunk holding bytes of f in [from, to). */
+void udfs_cache_prefetch_range(udfs_cache *c, const udfs_file *f, uint64_t from,
+			       uint64_t to);
+
 /* A snapshot of the counters. */
 void udfs_cache_get_stats(udfs_cache *c, udfs_cache_stats *st);
 

@@ -166,49 +166,105 @@ static int read_chunk(const udfs_tensor *t, uint32_t ci, size_t coff, size_t n,
 	return err;
 }
 
+/* The piece of a data-area range of f that starts at pos: within one
+ * tensor and, for a tensor stored in chunks, within one chunk. */
+struct span {
+	const udfs_tensor *t;
+	uint64_t tpos; /* offset in the tensor */
+	size_t len;    /* bytes of the range in this piece */
+	bool chunked;  /* chunk ci of t, from byte coff; else read from base */
+	uint32_t ci;
+	size_t coff;
+};
+
+/*
+ * The one offset -> tensor -> chunk walk: the span of data-area bytes
+ * [pos, end) of f that starts at pos. 0, or -EIO (with a message) when no
+ * tensor holds pos.
+ */
+static int span_at(const udfs_file *f, uint64_t pos, uint64_t end,
+		   struct span *s)
+{
+	const udfs_tensor *t = udfs_file_tensor_at(f, pos);
+
+	if (!t)
+		return udfs_error(
+		    -EIO,
+		    "model %s: file %s: no tensor at data offset %" PRIu64,
+		    f->model->name, f->path, pos);
+	s->t = t;
+	s->tpos = pos - t->begin;
+	s->len = (size_t)UDFS_MIN(end - pos, t->end - pos);
+	s->chunked = t->enc != UDFS_ENC_SAME;
+	if (s->chunked) {
+		s->ci = (uint32_t)(s->tpos / UDFS_CHUNK_BYTES);
+		s->coff = (size_t)(s->tpos % UDFS_CHUNK_BYTES);
+		s->len =
+		    UDFS_MIN(s->len, udfs_chunk_out_len(t, s->ci) - s->coff);
+	}
+	return 0;
+}
+
+/* Read span s (data-area bytes of f) into dst. */
+static int read_span(const udfs_file *f, const struct span *s,
+		     unsigned char *dst, const udfs_chunk_provider *p)
+{
+	const udfs_tensor *t = s->t;
+	const udfs_file *bf = t->base_file;
+
+	if (s->chunked)
+		return read_chunk(t, s->ci, s->coff, s->len, dst, p);
+	if (udfs_pread_full(bf->fd, dst, s->len,
+			    bf->data_offset + t->base_begin + s->tpos))
+		return udfs_error(
+		    -EIO,
+		    "model %s: file %s: tensor \"%s\": cannot read the base",
+		    f->model->name, f->path, t->name);
+	return 0;
+}
+
 /* Copy data-area bytes [pos, pos + n) of f into dst. */
 static int read_data(const udfs_file *f, unsigned char *dst, uint64_t pos,
 		     size_t n, const udfs_chunk_provider *p)
 {
+	uint64_t end = pos + n;
+	struct span s;
 	int err = 0;
 
-	while (n > 0 && !err) {
-		const udfs_tensor *t = udfs_file_tensor_at(f, pos);
-		uint64_t tpos;
-		size_t take;
-
-		if (!t) {
-			err = udfs_error(
-			    -EIO,
-			    "model %s: file %s: no tensor at data offset %" PRIu64,
-			    f->model->name, f->path, pos);
+	while (pos < end) {
+		err = span_at(f, pos, end, &s);
+		if (!err)
+			err = read_span(f, &s, dst, p);
+		if (err)
 			break;
-		}
-		tpos = pos - t->begin;
-		take = (size_t)UDFS_MIN((uint64_t)n, t->end - pos);
-		if (t->enc == UDFS_ENC_SAME) {
-			const udfs_file *bf = t->base_file;
-
-			err = udfs_pread_full(bf->fd, dst, take,
-					      bf->data_offset + t->base_begin +
-						  tpos);
-			if (err)
-				err = udfs_error(
-				    -EIO,
-				    "model %s: file %s: tensor \"%s\": cannot read the base",
-				    f->model->name, f->path, t->name);
-		} else {
-			uint32_t ci = (uint32_t)(tpos / UDFS_CHUNK_BYTES);
-			size_t coff = (size_t)(tpos % UDFS_CHUNK_BYTES);
-
-			take = UDFS_MIN(take, udfs_chunk_out_len(t, ci) - coff);
-			err = read_chunk(t, ci, coff, take, dst, p);
-		}
-		dst += take;
-		pos += take;
-		n -= take;
+		dst += s.len;
+		pos += s.len;
 	}
 	return err;
+}
+
+void udfs_file_each_chunk(const udfs_file *f, uint64_t from, uint64_t to,
+			  udfs_chunk_fn *fn, void *ctx)
+{
+	uint64_t pos = UDFS_MAX(from, f->data_offset) - f->data_offset;
+	uint64_t end;
+	struct span s;
+
+	if (to <= f->data_offset)
+		return;
+	end = UDFS_MIN(to, f->size) - f->data_offset;
+	while (pos < end) {
+		if (span_at(f, pos, end, &s) < 0) {
+			udfs_error_clear(); /* a read of these bytes will say */
+			break;
+		}
+		if (s.chunked && s.t->chunks) {
+			if (s.ci >= s.t->n_chunks)
+				break;
+			fn(ctx, s.t, s.ci);
+		}
+		pos += s.len;
+	}
 }
 
 ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size, uint64_t off,

@@ -47,6 +47,17 @@ typedef struct udfs_chunk_provider {
 ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size, uint64_t off,
 		       const udfs_chunk_provider *p);
 
+/* Called for one chunk: chunk ci of tensor t. */
+typedef void udfs_chunk_fn(void *ctx, const udfs_tensor *t, uint32_t ci);
+
+/*
+ * Call fn for each chunk that holds bytes of file f in [from, to), in
+ * order. Header bytes and tensors read from the base have no chunks. Used
+ * to decode ahead of a sequential reader.
+ */
+void udfs_file_each_chunk(const udfs_file *f, uint64_t from, uint64_t to,
+			  udfs_chunk_fn *fn, void *ctx);
+
 /* The tensor holding data-area byte off of f, or NULL (binary search). */
 const udfs_tensor *udfs_file_tensor_at(const udfs_file *f, uint64_t off);
 
