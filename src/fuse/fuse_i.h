@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "common/htable.h"
+#include "common/list.h"
 #include "read/cache.h"
 #include "read/recon.h"
 #include "udfs/store.h"
@@ -64,13 +66,13 @@ struct udfs_dirent {
 /* An inode the kernel knows (nlookup > 0) or that is open. */
 struct udfs_node {
 	fuse_ino_t ino;
-	int kind;		/* enum udfs_node_kind */
-	udfs_model *model;	/* a reference owned by the node; NULL: root */
-	const udfs_file *file;	/* UDFS_NODE_FILE: inside model */
-	struct udfs_dir dir;	/* UDFS_NODE_MODEL and UDFS_NODE_DIR */
-	uint64_t nlookup;	/* kernel lookup count, under fs->lock */
-	unsigned opens;		/* open handles, under fs->lock */
-	struct udfs_node *next; /* hash chain */
+	int kind;	       /* enum udfs_node_kind */
+	udfs_model *model;     /* a reference owned by the node; NULL: root */
+	const udfs_file *file; /* UDFS_NODE_FILE: inside model */
+	struct udfs_dir dir;   /* UDFS_NODE_MODEL and UDFS_NODE_DIR */
+	uint64_t nlookup;      /* kernel lookup count, under fs->lock */
+	unsigned opens;	       /* open handles, under fs->lock */
+	struct udfs_hnode hn;  /* in fs->nodes, keyed by ino */
 
 	/* Sequential-read detection for decode-ahead (per inode, not per
 	 * handle: the kernel spreads one stream over many requests). */
@@ -104,13 +106,12 @@ struct udfs_fs {
 	gid_t gid;
 	int64_t started; /* mount time: the root's mtime */
 
-	pthread_mutex_t lock; /* the node table and the open handles */
-	struct udfs_node **buckets;
-	size_t nbuckets; /* a power of two */
+	pthread_mutex_t lock;	  /* the node table and the open handles */
+	struct udfs_htable nodes; /* struct udfs_node but the root */
 	struct udfs_node root;
-	struct udfs_fh *handles; /* open files, freed at unmount */
-	struct udfs_dirh *dirs;	 /* open directories, likewise: the kernel
-				    may unmount before their releasedir */
+	struct udfs_list handles; /* open files, freed at unmount */
+	struct udfs_list dirs;	  /* open directories, likewise: the kernel
+				     may unmount before their releasedir */
 
 	pthread_mutex_t list_lock; /* the model list below */
 	udfs_model_info *models;   /* sorted by name */
@@ -136,7 +137,7 @@ struct udfs_fh {
 	udfs_model *model; /* a reference of the handle's own */
 	bool pinned;	   /* ... and a pin (udfs_model_pin) */
 	const udfs_file *file;
-	struct udfs_fh *prev, *next;
+	struct udfs_list link; /* in fs->handles */
 };
 
 /* The lowlevel operations table (fuse_ops.c); userdata is a udfs_fs. */

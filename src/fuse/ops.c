@@ -98,32 +98,14 @@ void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
 
 /* ---- the node table ---------------------------------------------------- */
 
-static size_t bucket_of(const struct udfs_fs *fs, fuse_ino_t ino)
-{
-	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) &
-	       (fs->nbuckets - 1);
-}
-
 static struct udfs_node *node_find(struct udfs_fs *fs, fuse_ino_t ino)
 {
-	struct udfs_node *n;
+	struct udfs_hnode *h;
 
 	if (ino == UDFS_ROOT_INO)
 		return &fs->root;
-	for (n = fs->buckets[bucket_of(fs, ino)]; n; n = n->next)
-		if (n->ino == ino)
-			return n;
-	return NULL;
-}
-
-static void node_unlink(struct udfs_fs *fs, struct udfs_node *n)
-{
-	struct udfs_node **pp = &fs->buckets[bucket_of(fs, n->ino)];
-
-	while (*pp != n)
-		pp = &(*pp)->next;
-	*pp = n->next;
-	n->next = NULL;
+	h = udfs_htable_first(&fs->nodes, ino);
+	return h ? udfs_container_of(h, struct udfs_node, hn) : NULL;
 }
 
 static void node_free(struct udfs_node *n)
@@ -154,8 +136,7 @@ static struct udfs_node *node_ref(struct udfs_fs *fs,
 		n->dir = proto->dir;
 		udfs_model_get(n->model);
 		pthread_mutex_init(&n->ra_lock, NULL);
-		n->next = fs->buckets[bucket_of(fs, n->ino)];
-		fs->buckets[bucket_of(fs, n->ino)] = n;
+		udfs_htable_add(&fs->nodes, &n->hn, n->ino);
 	}
 	n->nlookup++;
 	pthread_mutex_unlock(&fs->lock);
@@ -172,7 +153,7 @@ static void node_forget(struct udfs_fs *fs, fuse_ino_t ino, uint64_t nlookup)
 	if (n && n != &fs->root) {
 		n->nlookup = nlookup >= n->nlookup ? 0 : n->nlookup - nlookup;
 		if (!n->nlookup && !n->opens) {
-			node_unlink(fs, n);
+			udfs_htable_del(&fs->nodes, &n->hn);
 			dead = n;
 		}
 	}
@@ -185,8 +166,10 @@ void udfs_fs_nodes_init(struct udfs_fs *fs)
 {
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->list_lock, NULL);
-	fs->nbuckets = NODE_BUCKETS;
-	fs->buckets = udfs_xcalloc(fs->nbuckets, sizeof(*fs->buckets));
+	if (udfs_htable_init(&fs->nodes, NODE_BUCKETS))
+		udfs_die("out of memory");
+	udfs_list_init(&fs->handles);
+	udfs_list_init(&fs->dirs);
 	fs->root.ino = UDFS_ROOT_INO;
 	fs->root.kind = UDFS_NODE_ROOT;
 	fs->root.nlookup = 1;
@@ -197,26 +180,22 @@ static void dirh_free_all(struct udfs_fs *fs);
 
 void udfs_fs_nodes_free(struct udfs_fs *fs)
 {
-	struct udfs_fh *fh, *fnext;
-	struct udfs_node *n, *next;
+	struct udfs_hnode *h;
 
-	for (fh = fs->handles; fh; fh = fnext) {
-		fnext = fh->next;
+	while (!udfs_list_empty(&fs->handles)) {
+		struct udfs_fh *fh =
+		    udfs_container_of(fs->handles.next, struct udfs_fh, link);
+
+		udfs_list_del(&fh->link);
 		if (fh->pinned)
 			udfs_model_unpin(fh->model);
 		udfs_model_put(fh->model);
 		free(fh);
 	}
-	fs->handles = NULL;
 	dirh_free_all(fs);
-	for (size_t b = 0; fs->buckets && b < fs->nbuckets; b++) {
-		for (n = fs->buckets[b]; n; n = next) {
-			next = n->next;
-			node_free(n);
-		}
-	}
-	free(fs->buckets);
-	fs->buckets = NULL;
+	while ((h = udfs_htable_pop(&fs->nodes)))
+		node_free(udfs_container_of(h, struct udfs_node, hn));
+	udfs_htable_destroy(&fs->nodes);
 	free(fs->models);
 	fs->models = NULL;
 	pthread_mutex_destroy(&fs->root.ra_lock);
@@ -553,15 +532,10 @@ static void fh_release(struct udfs_fs *fs, struct udfs_fh *fh)
 	struct udfs_node *n = fh->node, *dead = NULL;
 
 	pthread_mutex_lock(&fs->lock);
-	if (fh->prev)
-		fh->prev->next = fh->next;
-	else
-		fs->handles = fh->next;
-	if (fh->next)
-		fh->next->prev = fh->prev;
+	udfs_list_del(&fh->link);
 	fs->open_files--;
 	if (--n->opens == 0 && n->nlookup == 0) {
-		node_unlink(fs, n);
+		udfs_htable_del(&fs->nodes, &n->hn);
 		dead = n;
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -594,10 +568,7 @@ static int fh_new(struct udfs_fs *fs, fuse_ino_t ino, struct udfs_fh **out)
 		udfs_model_get(fh->model);
 		n->opens++;
 		fs->open_files++;
-		fh->next = fs->handles;
-		if (fs->handles)
-			fs->handles->prev = fh;
-		fs->handles = fh;
+		udfs_list_push(&fs->handles, &fh->link);
 		*out = fh;
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -704,7 +675,7 @@ struct udfs_dirh {
 	udfs_model *model; /* model directories: a reference */
 	size_t n;
 	struct dent *ents;
-	struct udfs_dirh *prev, *next; /* fs->dirs, under fs->lock */
+	struct udfs_list link; /* in fs->dirs, under fs->lock */
 };
 
 static void dirh_free(struct udfs_dirh *d)
@@ -721,25 +692,20 @@ static void dirh_free(struct udfs_dirh *d)
 /* At unmount: the directories the kernel did not release. */
 static void dirh_free_all(struct udfs_fs *fs)
 {
-	struct udfs_dirh *d, *next;
+	while (!udfs_list_empty(&fs->dirs)) {
+		struct udfs_dirh *d =
+		    udfs_container_of(fs->dirs.next, struct udfs_dirh, link);
 
-	for (d = fs->dirs; d; d = next) {
-		next = d->next;
+		udfs_list_del(&d->link);
 		dirh_free(d);
 	}
-	fs->dirs = NULL;
 }
 
 /* Unlink an open directory from fs->dirs and free it. */
 static void dirh_release(struct udfs_fs *fs, struct udfs_dirh *d)
 {
 	pthread_mutex_lock(&fs->lock);
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		fs->dirs = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
+	udfs_list_del(&d->link);
 	pthread_mutex_unlock(&fs->lock);
 	dirh_free(d);
 }
@@ -824,10 +790,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
-	d->next = fs->dirs;
-	if (fs->dirs)
-		fs->dirs->prev = d;
-	fs->dirs = d;
+	udfs_list_push(&fs->dirs, &d->link);
 	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) == -ENOENT)

@@ -28,6 +28,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "common/htable.h"
+#include "common/list.h"
 #include "common/util.h"
 #include "read/recon.h"
 
@@ -44,9 +46,10 @@ struct entry {
 	int refs; /* readers + the decoder while loading */
 	bool in_table;
 	size_t len;
-	unsigned char *data; /* len bytes once READY */
-	struct entry *hnext; /* hash chain; free list once out of the table */
-	struct entry *prev, *next; /* LRU list, most recent first */
+	unsigned char *data;	 /* len bytes once READY */
+	struct udfs_hnode hn;	 /* in c->table, keyed by (t, ci) */
+	struct udfs_list lru;	 /* c->lru, most recent first */
+	struct entry *free_next; /* a free list, once out of the table */
 };
 
 struct job {
@@ -59,9 +62,8 @@ struct udfs_cache {
 	pthread_cond_t ready; /* broadcast when a decode finishes */
 	udfs_cache_ops ops;
 	uint64_t capacity;
-	struct entry **buckets;
-	size_t nbuckets; /* a power of two */
-	struct entry *lru_head, *lru_tail;
+	struct udfs_htable table;
+	struct udfs_list lru;
 	udfs_cache_stats st;
 
 	/* Buffers of freed entries, reused to spare the page faults and
@@ -111,56 +113,31 @@ static void default_release(const udfs_tensor *t)
 	udfs_model_put(t->file->model);
 }
 
-static size_t bucket_of(const udfs_cache *c, const udfs_tensor *t, uint32_t ci)
+/* The table key of chunk ci of t: a hash, entries tell keys apart. */
+static uint64_t key_of(const udfs_tensor *t, uint32_t ci)
 {
-	uint64_t h = ((uint64_t)(uintptr_t)t >> 4) * 0x9e3779b97f4a7c15ull;
-
-	h ^= ci * 0xff51afd7ed558ccdull;
-	h ^= h >> 29;
-	return (size_t)h & (c->nbuckets - 1);
+	return (uint64_t)(uintptr_t)t ^ udfs_mix64(ci);
 }
 
 static struct entry *find(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 {
-	struct entry *e = c->buckets[bucket_of(c, t, ci)];
+	uint64_t key = key_of(t, ci);
 
-	while (e && (e->t != t || e->ci != ci))
-		e = e->hnext;
-	return e;
-}
+	for (struct udfs_hnode *n = udfs_htable_first(&c->table, key); n;
+	     n = udfs_htable_next(n->next, key)) {
+		struct entry *e = udfs_container_of(n, struct entry, hn);
 
-static void lru_unlink(udfs_cache *c, struct entry *e)
-{
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		c->lru_head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		c->lru_tail = e->prev;
-	e->prev = e->next = NULL;
-}
-
-static void lru_push(udfs_cache *c, struct entry *e)
-{
-	e->prev = NULL;
-	e->next = c->lru_head;
-	if (c->lru_head)
-		c->lru_head->prev = e;
-	c->lru_head = e;
-	if (!c->lru_tail)
-		c->lru_tail = e;
+		if (e->t == t && e->ci == ci)
+			return e;
+	}
+	return NULL;
 }
 
 static void table_insert(udfs_cache *c, struct entry *e)
 {
-	size_t b = bucket_of(c, e->t, e->ci);
-
-	e->hnext = c->buckets[b];
-	c->buckets[b] = e;
+	udfs_htable_add(&c->table, &e->hn, key_of(e->t, e->ci));
 	e->in_table = true;
-	lru_push(c, e);
+	udfs_list_push(&c->lru, &e->lru);
 	c->st.bytes += e->len;
 	c->st.entries++;
 }
@@ -168,14 +145,9 @@ static void table_insert(udfs_cache *c, struct entry *e)
 /* Take e out of the table and the LRU list; it stays allocated. */
 static void table_remove(udfs_cache *c, struct entry *e)
 {
-	struct entry **pp = &c->buckets[bucket_of(c, e->t, e->ci)];
-
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
-	e->hnext = NULL;
+	udfs_htable_del(&c->table, &e->hn);
 	e->in_table = false;
-	lru_unlink(c, e);
+	udfs_list_del(&e->lru);
 	c->st.bytes -= e->len;
 	c->st.entries--;
 }
@@ -183,17 +155,18 @@ static void table_remove(udfs_cache *c, struct entry *e)
 /* Move unused ready entries from the LRU tail onto *freelist. */
 static void evict(udfs_cache *c, struct entry **freelist)
 {
-	struct entry *e = c->lru_tail, *prev;
+	struct udfs_list *l = c->lru.prev, *prev;
 
-	while (e && c->st.bytes > c->capacity) {
-		prev = e->prev;
+	for (; l != &c->lru && c->st.bytes > c->capacity; l = prev) {
+		struct entry *e = udfs_container_of(l, struct entry, lru);
+
+		prev = l->prev;
 		if (e->refs == 0 && e->state == READY) {
 			table_remove(c, e);
-			e->hnext = *freelist;
+			e->free_next = *freelist;
 			*freelist = e;
 			c->st.evictions++;
 		}
-		e = prev;
 	}
 }
 
@@ -246,7 +219,7 @@ static void free_list(udfs_cache *c, struct entry *e)
 	struct entry *next;
 
 	for (; e; e = next) {
-		next = e->hnext;
+		next = e->free_next;
 		entry_free(c, e);
 	}
 }
@@ -262,6 +235,7 @@ static struct entry *entry_new(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 	e->len = c->ops.out_len(t, ci);
 	e->state = LOADING;
 	e->refs = 1;
+	udfs_list_init(&e->lru);
 	return e;
 }
 
@@ -322,8 +296,8 @@ static int cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
 			c->st.hits++;
 		}
 		if (e->state == READY) {
-			lru_unlink(c, e);
-			lru_push(c, e);
+			udfs_list_del(&e->lru);
+			udfs_list_push(&c->lru, &e->lru);
 			pthread_mutex_unlock(&c->lock);
 			*data = e->data;
 			*handle = e;
@@ -531,11 +505,9 @@ int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 		c->ops.release = default_release;
 	c->capacity = capacity;
 	c->st.capacity = capacity;
-	c->nbuckets = 256;
-	while (c->nbuckets < want && c->nbuckets < (1u << 20))
-		c->nbuckets <<= 1;
-	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
-	if (!c->buckets) {
+	udfs_list_init(&c->lru);
+	if (udfs_htable_init(&c->table,
+			     UDFS_MIN(UDFS_MAX(want, 256), 1u << 20))) {
 		free(c);
 		return -ENOMEM;
 	}
@@ -574,7 +546,7 @@ int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 
 void udfs_cache_free(udfs_cache *c)
 {
-	struct entry *e, *next;
+	struct entry *e;
 	unsigned i;
 
 	if (!c)
@@ -589,8 +561,9 @@ void udfs_cache_free(udfs_cache *c)
 		c->ops.release(c->queue[c->qhead].t);
 		c->qhead = (c->qhead + 1) % AHEAD_QUEUE;
 	}
-	for (e = c->lru_head; e; e = next) {
-		next = e->next;
+	while (!udfs_list_empty(&c->lru)) {
+		e = udfs_container_of(c->lru.next, struct entry, lru);
+		udfs_list_del(&e->lru);
 		entry_free(c, e);
 	}
 	for (; c->nspare; c->nspare--)
@@ -600,6 +573,6 @@ void udfs_cache_free(udfs_cache *c)
 	pthread_cond_destroy(&c->ready);
 	pthread_mutex_destroy(&c->lock);
 	free(c->threads);
-	free(c->buckets);
+	udfs_htable_destroy(&c->table);
 	free(c);
 }
