@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Lossy tensor encodings (UltraDelta and the dare, bitdelta and magnitude
- * baselines): the per-tensor parameters, the seeded keep-mask, and the
- * chunk format that holds the kept positions and the values of kept
- * elements. Reconstruction of element i of a chunk is
+ * baselines): the per-tensor parameters and the chunk format that holds
+ * the kept positions and the values of kept elements (udfs(5), "Lossy
+ * chunk"; the encoder picks, per chunk, the smallest of five mask formats
+ * and four value formats: see lossy.c). Reconstruction of element i of a chunk
+ * is
  *
  *     W[i] = W_base[i] + gain * value(i)   if i is kept
  *     W[i] = W_base[i]                     otherwise

@@ -21,6 +21,9 @@
 #define UDFS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define UDFS_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* The version of udfs and udfs-compress (--version). */
+#define UDFS_VERSION "0.1.0"
+
 /* Set the program name used by udfs_die() and udfs_warn(). */
 void udfs_set_progname(const char *argv0);
 const char *udfs_progname(void);

@@ -2,7 +2,7 @@
 /*
  * The admin verbs of `udfs` (cli_admin.c, cli_eval.c) and their one
  * option parser (cli_opts.c). Which options and how many operands each
- * verb takes is data, in the verb table of udfs_main.c: the parser refuses
+ * verb takes is data, in the verb table of programs/udfs.c: the parser refuses
  * anything else as a usage error (exit 2), so no verb checks its own.
  */
 #ifndef UDFS_CLI_I_H
@@ -10,8 +10,6 @@
 
 #include <jansson.h>
 #include <stdbool.h>
-
-#define UDFS_VERSION "0.1.0"
 
 /* The options of the admin verbs, as bits of struct cli_verb.opts. */
 enum {

@@ -18,8 +18,6 @@
 #include "write/add.h"
 #include "write/add_i.h"
 
-#define UDFS_VERSION "0.1.0"
-
 static const char usage[] =
     "usage: udfs-compress init STORE\n"
     "       udfs-compress add-base STORE NAME SRC [--link] [-q]\n"

@@ -26,15 +26,15 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "write/add_i.h"
-#include "udfs/catalog.h"
+#include "codec/lossy.h"
 #include "codec/plane.h"
 #include "common/dtype.h"
-#include "codec/lossy.h"
 #include "common/pool.h"
 #include "common/sha256.h"
-#include "read/recon.h"
 #include "common/util.h"
+#include "read/recon.h"
+#include "udfs/catalog.h"
+#include "write/add_i.h"
 
 #define PACK_MAGIC "UDFSPAK1"
 #define PACK_HEADER 16

@@ -26,7 +26,7 @@
  * grows as O(rows * cols * min(rows, cols)); memory is one copy of the
  * matrix plus LAPACK's work arrays (a few min(rows, cols)^2 floats).
  */
-#include "write/ultradelta.h"
+#include "write/linalg.h"
 
 #include <errno.h>
 #include <lapacke.h>

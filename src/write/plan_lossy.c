@@ -21,6 +21,7 @@
 #include "common/util.h"
 #include "read/recon.h"
 #include "write/add_i.h"
+#include "write/linalg.h"
 #include "write/ultradelta.h"
 
 struct lossy_tensor {

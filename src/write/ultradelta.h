@@ -58,12 +58,4 @@ int64_t udfs_ud_prune_magnitude(const float *delta, size_t n, double s,
  * G the expected Golomb-Rice bits per kept element (0 for a seeded mask). */
 double udfs_ud_paper_ratio(double s, unsigned bits, int explicit_mask);
 
-/*
- * Nuclear norm (sum of singular values) of a rows x cols float32 matrix,
- * row-major, through LAPACKE sgesdd with jobz='N' (singular values only).
- * The matrix is copied; cost O(rows*cols*min(rows,cols)).
- * Returns 0 and *out, or -errno with a message.
- */
-int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out);
-
 #endif

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of udfs_nuclear_norm (src/write/linalg.c) on matrices whose nuclear
- * norm is known: a diagonal embedded in a wider and a taller matrix, and
- * rank-1 outer products u v^T (norm |u| |v|). With UDFS_BENCH=1 in the
+ * Unit tests of udfs_nuclear_norm (src/write/linalg.c) on matrices whose
+ * nuclear norm is known: a diagonal embedded in a wider and a taller matrix,
+ * and rank-1 outer products u v^T (norm |u| |v|). With UDFS_BENCH=1 in the
  * environment it also prints the sgesdd time of a few sizes.
  */
 #include <errno.h>
@@ -10,8 +10,9 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "write/ultradelta.h"
 #include "common/util.h"
+#include "write/linalg.h"
+#include "write/ultradelta.h"
 
 static uint64_t rs = 0x2545f4914f6cdd1dULL;
 
