@@ -109,14 +109,13 @@ static int parse_meta(const char *label, json_t *meta, udfs_st_header *h)
 	return 0;
 }
 
-/* Fill t from the tensor object obj; t->name is already set. */
-static int parse_tensor(const char *label, json_t *obj, udfs_st_tensor *t)
+/* The dtype, shape and data_offsets of tensor object obj, and no other
+ * field. */
+static int tensor_fields(const char *label, const char *name, json_t *obj,
+			 json_t **dtype, json_t **shape, json_t **offs)
 {
-	const char *key, *name = t->name;
-	json_t *val, *dtype, *shape, *offs;
-	unsigned bits;
-	uint64_t nbits, bytes;
-	char sbuf[128];
+	const char *key;
+	json_t *val;
 
 	if (!json_is_object(obj))
 		return udfs_error(-EINVAL, "%s: tensor \"%s\" is not an object",
@@ -129,26 +128,24 @@ static int parse_tensor(const char *label, json_t *obj, udfs_st_tensor *t)
 			    -EINVAL, "%s: tensor \"%s\": unknown field \"%s\"",
 			    label, name, key);
 	}
-	dtype = json_object_get(obj, "dtype");
-	shape = json_object_get(obj, "shape");
-	offs = json_object_get(obj, "data_offsets");
-	if (!dtype || !shape || !offs)
+	*dtype = json_object_get(obj, "dtype");
+	*shape = json_object_get(obj, "shape");
+	*offs = json_object_get(obj, "data_offsets");
+	if (!*dtype || !*shape || !*offs)
 		return udfs_error(-EINVAL,
 				  "%s: tensor \"%s\": missing field \"%s\"",
 				  label, name,
-				  !dtype   ? "dtype"
-				  : !shape ? "shape"
-					   : "data_offsets");
+				  !*dtype   ? "dtype"
+				  : !*shape ? "shape"
+					    : "data_offsets");
+	return 0;
+}
 
-	if (!json_is_string(dtype))
-		return udfs_error(-EINVAL,
-				  "%s: tensor \"%s\": dtype is not a string",
-				  label, name);
-	t->dtype = udfs_dtype_parse(json_string_value(dtype));
-	if (t->dtype < 0)
-		return udfs_error(-EINVAL,
-				  "%s: tensor \"%s\": unknown dtype \"%s\"",
-				  label, name, json_string_value(dtype));
+/* t->shape and t->nelems from the JSON array shape. */
+static int parse_shape(const char *label, json_t *shape, udfs_st_tensor *t)
+{
+	const char *name = t->name;
+	char sbuf[128];
 
 	if (!json_is_array(shape))
 		return udfs_error(-EINVAL,
@@ -177,6 +174,17 @@ static int parse_tensor(const char *label, json_t *obj, udfs_st_tensor *t)
 			    "%s: tensor \"%s\": shape %s overflows the element count",
 			    label, name, fmt_shape(t, sbuf, sizeof(sbuf)));
 	}
+	return 0;
+}
+
+/* t->begin and t->end from data_offsets, which must hold exactly the
+ * bytes of t's shape and dtype. */
+static int parse_offsets(const char *label, json_t *offs, udfs_st_tensor *t)
+{
+	const char *name = t->name;
+	unsigned bits;
+	uint64_t nbits, bytes;
+	char sbuf[128];
 
 	if (!json_is_array(offs) || json_array_size(offs) != 2 ||
 	    !get_uint(json_array_get(offs, 0), &t->begin) ||
@@ -215,6 +223,28 @@ static int parse_tensor(const char *label, json_t *obj, udfs_st_tensor *t)
 				  fmt_shape(t, sbuf, sizeof(sbuf)),
 				  udfs_dtype_name(t->dtype), bytes);
 	return 0;
+}
+
+/* Fill t from the tensor object obj; t->name is already set. */
+static int parse_tensor(const char *label, json_t *obj, udfs_st_tensor *t)
+{
+	const char *name = t->name;
+	json_t *dtype = NULL, *shape = NULL, *offs = NULL;
+	int err = tensor_fields(label, name, obj, &dtype, &shape, &offs);
+
+	if (err)
+		return err;
+	if (!json_is_string(dtype))
+		return udfs_error(-EINVAL,
+				  "%s: tensor \"%s\": dtype is not a string",
+				  label, name);
+	t->dtype = udfs_dtype_parse(json_string_value(dtype));
+	if (t->dtype < 0)
+		return udfs_error(-EINVAL,
+				  "%s: tensor \"%s\": unknown dtype \"%s\"",
+				  label, name, json_string_value(dtype));
+	err = parse_shape(label, shape, t);
+	return err ? err : parse_offsets(label, offs, t);
 }
 
 /* Check that the tensors, sorted by begin, tile [0, data_len). */
@@ -281,21 +311,14 @@ static int json_fail(const char *label, const json_error_t *jerr)
 	}
 }
 
-int udfs_st_parse(const char *label, const void *buf, size_t len,
-		  uint64_t file_size, uint64_t *need, udfs_st_header **out)
+/* The length n of the JSON header of a file of file_size bytes whose
+ * first len bytes are at p: -EAGAIN with *need when more bytes are
+ * needed, -EINVAL with a message when the prefix is not a header. */
+static int header_len(const char *label, const unsigned char *p, size_t len,
+		      uint64_t file_size, uint64_t *need, uint64_t *out_n)
 {
-	const unsigned char *p = buf;
-	struct st_priv *sp = NULL;
-	udfs_st_header *h;
-	json_t *root = NULL;
-	json_error_t jerr;
-	const char *key;
-	json_t *val;
 	uint64_t n;
-	size_t i;
-	int err;
 
-	*out = NULL;
 	if (file_size < 8)
 		return udfs_error(
 		    -EINVAL,
@@ -331,7 +354,28 @@ int udfs_st_parse(const char *label, const void *buf, size_t len,
 	if (memchr(p + 8, '\0', n))
 		return udfs_error(-EINVAL, "%s: header contains a NUL byte",
 				  label);
+	*out_n = n;
+	return 0;
+}
 
+int udfs_st_parse(const char *label, const void *buf, size_t len,
+		  uint64_t file_size, uint64_t *need, udfs_st_header **out)
+{
+	const unsigned char *p = buf;
+	struct st_priv *sp = NULL;
+	udfs_st_header *h;
+	json_t *root = NULL;
+	json_error_t jerr;
+	const char *key;
+	json_t *val;
+	uint64_t n = 0;
+	size_t i;
+	int err;
+
+	*out = NULL;
+	err = header_len(label, p, len, file_size, need, &n);
+	if (err)
+		return err;
 	root =
 	    json_loadb((const char *)p + 8, n, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
