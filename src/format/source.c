@@ -87,6 +87,73 @@ static const char *holder(const char *name, size_t n_shards,
 	return NULL;
 }
 
+/* Check one weight_map entry: tensor key is in shard val, a safetensors
+ * file of the model. */
+static int check_entry(const char *label, const char *key, json_t *val,
+		       size_t n_shards, const char *const *names,
+		       const udfs_st_header *const *shards)
+{
+	const char *shard, *real;
+	size_t k;
+
+	if (!json_is_string(val))
+		return udfs_error(
+		    -EINVAL, "%s: tensor \"%s\": shard name is not a string",
+		    label, key);
+	shard = json_string_value(val);
+	if (!plain_name(shard))
+		return udfs_error(
+		    -EINVAL,
+		    "%s: tensor \"%s\": shard name \"%s\" is not a plain file name in the model directory",
+		    label, key, shard);
+	for (k = 0; k < n_shards; k++)
+		if (strcmp(names[k], shard) == 0)
+			break;
+	if (k == n_shards)
+		return udfs_error(
+		    -EINVAL,
+		    "%s: tensor \"%s\": shard %s is not a safetensors file of the model",
+		    label, key, shard);
+	if (udfs_st_find(shards[k], key))
+		return 0;
+	real = holder(key, n_shards, names, shards);
+	if (real)
+		return udfs_error(
+		    -EINVAL,
+		    "%s: tensor \"%s\" is in %s but the index names %s", label,
+		    key, real, shard);
+	return udfs_error(-EINVAL,
+			  "%s: tensor \"%s\" is not in %s (nor in any shard)",
+			  label, key, shard);
+}
+
+/* Check that every tensor of every shard is in the weight_map wm, under
+ * its own shard. */
+static int check_shards(const char *label, json_t *wm, size_t n_shards,
+			const char *const *names,
+			const udfs_st_header *const *shards)
+{
+	for (size_t i = 0; i < n_shards; i++) {
+		for (size_t j = 0; j < shards[i]->n_tensors; j++) {
+			const char *name = shards[i]->tensors[j].name;
+			json_t *val = json_object_get(wm, name);
+
+			if (!val)
+				return udfs_error(
+				    -EINVAL,
+				    "%s: tensor \"%s\" of %s is missing from the weight_map",
+				    label, name, names[i]);
+			if (strcmp(json_string_value(val), names[i]))
+				return udfs_error(
+				    -EINVAL,
+				    "%s: tensor \"%s\" is in %s but the index names %s",
+				    label, name, names[i],
+				    json_string_value(val));
+		}
+	}
+	return 0;
+}
+
 int udfs_index_check(const char *label, const void *buf, size_t len,
 		     size_t n_shards, const char *const *names,
 		     const udfs_st_header *const *shards)
@@ -110,76 +177,13 @@ int udfs_index_check(const char *label, const void *buf, size_t len,
 			   wm ? "not an object" : "missing");
 		goto out;
 	}
-
 	json_object_foreach(wm, key, val)
 	{
-		const char *shard, *real;
-		size_t k;
-
-		if (!json_is_string(val)) {
-			udfs_error(
-			    err,
-			    "%s: tensor \"%s\": shard name is not a string",
-			    label, key);
+		err = check_entry(label, key, val, n_shards, names, shards);
+		if (err)
 			goto out;
-		}
-		shard = json_string_value(val);
-		if (!plain_name(shard)) {
-			udfs_error(
-			    err,
-			    "%s: tensor \"%s\": shard name \"%s\" is not a plain file name in the model directory",
-			    label, key, shard);
-			goto out;
-		}
-		for (k = 0; k < n_shards; k++)
-			if (strcmp(names[k], shard) == 0)
-				break;
-		if (k == n_shards) {
-			udfs_error(
-			    err,
-			    "%s: tensor \"%s\": shard %s is not a safetensors file of the model",
-			    label, key, shard);
-			goto out;
-		}
-		if (udfs_st_find(shards[k], key))
-			continue;
-		real = holder(key, n_shards, names, shards);
-		if (real)
-			udfs_error(
-			    err,
-			    "%s: tensor \"%s\" is in %s but the index names %s",
-			    label, key, real, shard);
-		else
-			udfs_error(
-			    err,
-			    "%s: tensor \"%s\" is not in %s (nor in any shard)",
-			    label, key, shard);
-		goto out;
 	}
-
-	for (size_t i = 0; i < n_shards; i++) {
-		for (size_t j = 0; j < shards[i]->n_tensors; j++) {
-			const char *name = shards[i]->tensors[j].name;
-
-			val = json_object_get(wm, name);
-			if (!val) {
-				udfs_error(
-				    err,
-				    "%s: tensor \"%s\" of %s is missing from the weight_map",
-				    label, name, names[i]);
-				goto out;
-			}
-			if (strcmp(json_string_value(val), names[i])) {
-				udfs_error(
-				    err,
-				    "%s: tensor \"%s\" is in %s but the index names %s",
-				    label, name, names[i],
-				    json_string_value(val));
-				goto out;
-			}
-		}
-	}
-	err = 0;
+	err = check_shards(label, wm, n_shards, names, shards);
 out:
 	json_decref(root);
 	return err;
