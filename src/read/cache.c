@@ -269,66 +269,58 @@ fail:
 	return err;
 }
 
-static int cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
-		     const void **data, void **handle, bool ahead)
+/* Entry e, found under c->lock, which this drops: wait for its decode if
+ * it is loading, then use it; if it failed or the wait timed out, decode
+ * on our own. */
+static int get_found(udfs_cache *c, struct entry *e, const void **data,
+		     void **handle)
 {
-	struct entry *e, *freelist = NULL;
+	struct entry *freelist = NULL;
+	const udfs_tensor *t = e->t;
+	uint32_t ci = e->ci;
 	struct timespec deadline;
-	unsigned char *buf;
 	int err = 0;
 
-	pthread_mutex_lock(&c->lock);
-	e = find(c, t, ci);
-	if (e && ahead) { /* cached or being decoded: nothing to do ahead */
-		pthread_mutex_unlock(&c->lock);
-		return -EEXIST;
+	e->refs++;
+	if (e->state == LOADING) {
+		c->st.waits++;
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += WAIT_SECONDS;
+		while (e->state == LOADING && !err)
+			err = pthread_cond_timedwait(&c->ready, &c->lock,
+						     &deadline);
+	} else {
+		c->st.hits++;
 	}
-	if (e) {
-		e->refs++;
-		if (e->state == LOADING) {
-			c->st.waits++;
-			clock_gettime(CLOCK_MONOTONIC, &deadline);
-			deadline.tv_sec += WAIT_SECONDS;
-			while (e->state == LOADING && !err)
-				err = pthread_cond_timedwait(
-				    &c->ready, &c->lock, &deadline);
-		} else {
-			c->st.hits++;
-		}
-		if (e->state == READY) {
-			udfs_list_del(&e->lru);
-			udfs_list_push(&c->lru, &e->lru);
-			pthread_mutex_unlock(&c->lock);
-			*data = e->data;
-			*handle = e;
-			return 0;
-		}
-		/* Timed out, or the decoder failed: decode on our own. */
-		if (--e->refs == 0 && !e->in_table)
-			freelist = e;
+	if (e->state == READY) {
+		udfs_list_del(&e->lru);
+		udfs_list_push(&c->lru, &e->lru);
 		pthread_mutex_unlock(&c->lock);
-		free_list(c, freelist);
-		return get_private(c, t, ci, data, handle);
+		*data = e->data;
+		*handle = e;
+		return 0;
 	}
-
-	e = entry_new(c, t, ci);
-	if (!e) {
-		pthread_mutex_unlock(&c->lock);
-		return -ENOMEM;
-	}
-	if (!ahead) /* a decode-ahead job is not a reader's miss */
-		c->st.misses++;
-	table_insert(c, e);
-	evict(c, &freelist);
+	/* Timed out, or the decoder failed: decode on our own. */
+	if (--e->refs == 0 && !e->in_table)
+		freelist = e;
 	pthread_mutex_unlock(&c->lock);
 	free_list(c, freelist);
-	freelist = NULL;
+	return get_private(c, t, ci, data, handle);
+}
+
+/* Decode the new loading entry e (in the table, one reference: ours)
+ * outside the lock, then publish it, or take it out on failure. */
+static int decode_entry(udfs_cache *c, struct entry *e)
+{
+	struct entry *freelist = NULL;
+	unsigned char *buf;
+	int err;
+
 	/* Outside the lock (it may take the store's); a loading entry
 	 * cannot be freed by anyone but us. */
-	c->ops.hold(t);
-
+	c->ops.hold(e->t);
 	buf = buf_alloc(c, e->len);
-	err = buf ? c->ops.decode(t, ci, buf) : -ENOMEM;
+	err = buf ? c->ops.decode(e->t, e->ci, buf) : -ENOMEM;
 
 	pthread_mutex_lock(&c->lock);
 	if (err < 0) {
@@ -346,10 +338,38 @@ static int cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
 	}
 	pthread_cond_broadcast(&c->ready);
 	pthread_mutex_unlock(&c->lock);
-	if (err < 0) {
-		free_list(c, freelist);
-		return err;
+	free_list(c, freelist);
+	return err < 0 ? err : 0;
+}
+
+static int cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
+		     const void **data, void **handle, bool ahead)
+{
+	struct entry *e, *freelist = NULL;
+	int err;
+
+	pthread_mutex_lock(&c->lock);
+	e = find(c, t, ci);
+	if (e && ahead) { /* cached or being decoded: nothing to do ahead */
+		pthread_mutex_unlock(&c->lock);
+		return -EEXIST;
 	}
+	if (e)
+		return get_found(c, e, data, handle);
+	e = entry_new(c, t, ci);
+	if (!e) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENOMEM;
+	}
+	if (!ahead) /* a decode-ahead job is not a reader's miss */
+		c->st.misses++;
+	table_insert(c, e);
+	evict(c, &freelist);
+	pthread_mutex_unlock(&c->lock);
+	free_list(c, freelist);
+	err = decode_entry(c, e);
+	if (err < 0)
+		return err;
 	*data = e->data;
 	*handle = e;
 	return 0;
