@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,9 +102,8 @@ static const struct uc_option {
 /* What the command line says, before the verb is known. */
 struct args {
 	udfs_add_opts o;
-	json_t *exact; /* the --exact globs, for the catalog */
-	const char **exact_v;
-	bool link, quiet, lossy_opt, mask_opt;
+	const char **exact_v; /* the --exact globs */
+	bool link, quiet;
 	bool seen[N_OPTIONS]; /* options given, by index in uc_options */
 };
 
@@ -143,15 +141,17 @@ static void lossy_option(struct args *a, int c, const char *arg)
 {
 	udfs_add_opts *o = &a->o;
 
-	a->lossy_opt = true;
+	o->given |= UDFS_ADD_GIVEN_LOSSY;
 	if (c == OPT_SPARSITY) {
-		o->sparsity = parse_double("sparsity", arg, 0, 0.999);
+		o->sparsity =
+		    parse_double("sparsity", arg, 0, UDFS_SPARSITY_MAX);
 	} else if (c == OPT_BITS) {
-		o->bits = (unsigned)parse_ull("bits", arg, 1, 8);
+		o->bits = (unsigned)parse_ull("bits", arg, 1, UDFS_BITS_MAX);
 	} else if (c == OPT_STEP) {
-		o->step = parse_double("step", arg, 0, 0.5);
+		o->step = parse_double("step", arg, 0, UDFS_STEP_MAX);
 	} else if (c == OPT_RATIO) {
-		o->ratio = parse_double("ratio", arg, 1.0001, 1e6);
+		o->ratio =
+		    parse_double("ratio", arg, UDFS_RATIO_MIN, UDFS_RATIO_MAX);
 	} else if (c == OPT_MASK) {
 		if (!strcmp(arg, "explicit"))
 			o->mask = UDFS_MASK_EXPLICIT;
@@ -160,7 +160,7 @@ static void lossy_option(struct args *a, int c, const char *arg)
 		else
 			udfs_usage_die(
 			    "--mask: \"%s\" is not explicit or seeded", arg);
-		a->mask_opt = true;
+		o->given |= UDFS_ADD_GIVEN_MASK;
 	} else if (c == OPT_METHOD) {
 		o->method = udfs_encoding_parse(arg);
 		if (!udfs_encoding_is_lossy(o->method))
@@ -186,7 +186,6 @@ static void take_option(struct args *a, int c, const char *arg)
 		a->exact_v = udfs_xrealloc(a->exact_v, (o->n_exact + 1) *
 							   sizeof(*a->exact_v));
 		a->exact_v[o->n_exact++] = arg;
-		json_array_append_new(a->exact, json_string(arg));
 		break;
 	case OPT_MIN_ELEMS:
 		o->min_elems = parse_ull("min-elems", arg, 1, UINT64_MAX);
@@ -195,10 +194,10 @@ static void take_option(struct args *a, int c, const char *arg)
 		o->seed = parse_ull("seed", arg, 0, INT64_MAX);
 		break;
 	case OPT_JOBS:
-		o->jobs = (int)parse_ull("jobs", arg, 1, 64);
+		o->jobs = (int)parse_ull("jobs", arg, 1, UDFS_JOBS_MAX);
 		break;
 	case OPT_LEVEL:
-		o->level = (int)parse_ull("level", arg, 1, 22);
+		o->level = (int)parse_ull("level", arg, 1, UDFS_LEVEL_MAX);
 		break;
 	case OPT_LINK:
 		a->link = true;
@@ -260,22 +259,14 @@ static void check_verb_options(const struct args *a, const char *verb,
 				       verb, uc_options[i].name);
 }
 
-/* The options of add that contradict each other (exit 2). */
+/* The options of add that contradict each other, by the library's rules
+ * (exit 2). */
 static void check_add_options(const struct args *a)
 {
-	const udfs_add_opts *o = &a->o;
+	int err = udfs_add_opts_check(&a->o);
 
-	if (!o->base)
-		udfs_usage_die("add needs --base BASE; see --help");
-	if (o->lossless && a->lossy_opt)
-		udfs_usage_die(
-		    "--lossless cannot be combined with lossy options (--sparsity, --bits, --method, ...)");
-	if (a->mask_opt && o->method == UDFS_ENC_BITDELTA)
-		udfs_usage_die(
-		    "--method bitdelta keeps every element: --mask does not apply");
-	if (o->mask == UDFS_MASK_SEEDED && o->method == UDFS_ENC_MAGNITUDE)
-		udfs_usage_die(
-		    "--method magnitude needs an explicit mask: its positions cannot be regenerated from a seed");
+	if (err)
+		udfs_usage_die("%s", udfs_error_msg(err));
 }
 
 static void on_signal(int sig)
@@ -309,37 +300,6 @@ static void check(int err)
 		udfs_die("%s", udfs_error_msg(err));
 }
 
-/* The add options as JSON, recorded in the catalog. Caller frees. */
-static char *params_json(const struct args *a)
-{
-	const udfs_add_opts *o = &a->o;
-	json_t *p = json_object();
-	char *s;
-
-	json_object_set_new(p, "method",
-			    json_string(o->lossless
-					    ? "lossless"
-					    : udfs_encoding_name(o->method)));
-	if (!o->lossless) {
-		json_object_set_new(p, "sparsity", json_real(o->sparsity));
-		json_object_set_new(p, "bits", json_integer(o->bits));
-		json_object_set_new(p, "step", json_real(o->step));
-		json_object_set_new(p, "ratio", json_real(o->ratio));
-		json_object_set_new(
-		    p, "mask",
-		    json_string(o->method == UDFS_ENC_BITDELTA ? "none"
-				: o->mask == UDFS_MASK_SEEDED  ? "seeded"
-							       : "explicit"));
-		json_object_set_new(p, "min_elems",
-				    json_integer((json_int_t)o->min_elems));
-		json_object_set_new(p, "exact", json_incref(a->exact));
-	}
-	json_object_set_new(p, "seed", json_integer((json_int_t)o->seed));
-	s = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(p);
-	return s;
-}
-
 /* udfs-compress add STORE NAME=SRC...: operands in argv[0..argc). */
 static int cmd_add(struct args *a, int argc, char **argv)
 {
@@ -364,11 +324,9 @@ static int cmd_add(struct args *a, int argc, char **argv)
 		names[i] = arg;
 		srcs[i] = eq + 1;
 	}
-	a->o.argv_json = params_json(a);
 	check(udfs_store_open(argv[0], 0, &s));
 	err = udfs_compress_add(s, &a->o, n, names, srcs);
 	udfs_store_close(s);
-	free((void *)a->o.argv_json);
 	free(names);
 	free(srcs);
 	return err;
@@ -406,7 +364,7 @@ static int run(struct args *a, const char *verb, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct args a = {.exact = json_array()};
+	struct args a = {0};
 	struct sigaction sa = {.sa_handler = on_signal};
 	const char *verb;
 	int err;
@@ -424,7 +382,6 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_sigbus;
 	sigaction(SIGBUS, &sa, NULL);
 	err = run(&a, verb, argc - optind, argv + optind);
-	json_decref(a.exact);
 	free(a.exact_v);
 	check(err);
 	return 0;

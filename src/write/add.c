@@ -41,19 +41,6 @@
 
 volatile sig_atomic_t udfs_interrupted;
 
-void udfs_add_opts_init(udfs_add_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->method = UDFS_ENC_ULTRADELTA;
-	o->sparsity = 0.97;
-	o->bits = 4;
-	o->step = 0.01;
-	o->mask = UDFS_MASK_EXPLICIT;
-	o->min_elems = 1024;
-	o->jobs = udfs_ncpus();
-	o->level = UDFS_ZSTD_LEVEL;
-}
-
 int udfs_name_check(const char *name)
 {
 	size_t n = strlen(name);
@@ -565,22 +552,6 @@ static void unmap_base(struct add_group *g)
 	free(g->base_map);
 }
 
-/* The options as recorded in the catalog, with the sparsity really used
- * (--ratio searches for it). Caller frees. */
-static char *params_json(const udfs_add_opts *o, double s)
-{
-	json_t *j = json_loads(o->argv_json ? o->argv_json : "{}", 0, NULL);
-	char *out;
-
-	if (!j)
-		j = json_object();
-	if (!o->lossless)
-		json_object_set_new(j, "sparsity", json_real(s));
-	out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(j);
-	return out ? out : udfs_xstrdup("{}");
-}
-
 /* What the catalog lists: a lossy add in which no tensor could be made
  * lossy (no base tensor of the same dtype and shape, say) stored every
  * byte exactly, and is listed and verified as lossless. */
@@ -610,6 +581,9 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		packs[i].fd = -1;
 	g.pr = &pr;
 	g.models = udfs_xcalloc(n, sizeof(*g.models));
+	err = udfs_add_opts_check(o);
+	if (err)
+		goto out;
 	err = udfs_model_load(s, o->base, &g.base);
 	if (err == -ENOENT) {
 		udfs_error_clear();
@@ -664,7 +638,8 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		m->kind = UDFS_MODEL_DELTA;
 		m->base = g.base;
 		m->method = (char *)method_name(o, &g.models[i]);
-		m->params = params_json(o, g.models[i].target_sparsity);
+		m->params =
+		    udfs_add_params_json(o, g.models[i].target_sparsity);
 		m->seed = (int64_t)o->seed;
 		m->created = (int64_t)time(NULL);
 		m->n_files = src[i]->n_files;

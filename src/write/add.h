@@ -15,30 +15,7 @@
 #include <stdint.h>
 
 #include "udfs/store.h"
-
-typedef struct udfs_add_opts {
-	const char *base; /* name of the base model in the store */
-	bool lossless;	  /* --lossless: byte-exact deltas */
-	int method;	 /* UDFS_ENC_ULTRADELTA, _DARE, _BITDELTA, _MAGNITUDE */
-	double sparsity; /* s */
-	unsigned bits;	 /* b */
-	double step;	 /* mixed-sparsity step */
-	double ratio;	 /* > 0: choose s to reach this ratio */
-	int mask;	 /* UDFS_MASK_EXPLICIT or UDFS_MASK_SEEDED */
-	const char **exact; /* --exact globs, n_exact of them */
-	size_t n_exact;
-	uint64_t min_elems; /* smallest matrix made lossy */
-	uint64_t seed;
-	int jobs;   /* worker threads */
-	int level;  /* zstd level of lossless planes */
-	bool quiet; /* no progress line */
-	const char
-	    *argv_json; /* the options as JSON, recorded in the catalog */
-} udfs_add_opts;
-
-/* The defaults of udfs-compress(1) (s 0.97, b 4, step 0.01, explicit
- * mask, ...). */
-void udfs_add_opts_init(udfs_add_opts *o);
+#include "write/opts.h"
 
 /* A model name is 1..200 printable ASCII characters, no '/', no
  * backslash, not starting with '.' or '-'. 0 or -EINVAL with a message. */

@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The options of an add (opts.h): defaults, checks, and the JSON record
+ * the catalog keeps. The command line parses into udfs_add_opts and
+ * leaves every rule to udfs_add_opts_check(), which the add pipeline
+ * calls again, so a library caller cannot skip it.
+ */
+#include "write/opts.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "codec/lossy.h"
+#include "codec/zstd.h"
+#include "common/pool.h"
+#include "common/util.h"
+#include "udfs/store.h"
+
+void udfs_add_opts_init(udfs_add_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->method = UDFS_ENC_ULTRADELTA;
+	o->sparsity = 0.97;
+	o->bits = 4;
+	o->step = 0.01;
+	o->mask = UDFS_MASK_EXPLICIT;
+	o->min_elems = 1024;
+	o->jobs = udfs_ncpus();
+	o->level = UDFS_ZSTD_LEVEL;
+}
+
+/* Every value in its range (the command line says which string it was). */
+static int check_ranges(const udfs_add_opts *o)
+{
+	if (!(o->sparsity >= 0 && o->sparsity <= UDFS_SPARSITY_MAX))
+		return udfs_error(-EINVAL, "sparsity %g is not in [0, %g]",
+				  o->sparsity, UDFS_SPARSITY_MAX);
+	if (o->bits < 1 || o->bits > UDFS_BITS_MAX)
+		return udfs_error(-EINVAL, "bits %u is not in [1, %d]", o->bits,
+				  UDFS_BITS_MAX);
+	if (!(o->step >= 0 && o->step <= UDFS_STEP_MAX))
+		return udfs_error(-EINVAL, "step %g is not in [0, %g]", o->step,
+				  UDFS_STEP_MAX);
+	if (o->ratio != 0 &&
+	    !(o->ratio >= UDFS_RATIO_MIN && o->ratio <= UDFS_RATIO_MAX))
+		return udfs_error(-EINVAL, "ratio %g is not in [%g, %g]",
+				  o->ratio, UDFS_RATIO_MIN, UDFS_RATIO_MAX);
+	if (o->min_elems < 1 || o->seed > INT64_MAX)
+		return udfs_error(-EINVAL, "min-elems or seed out of range");
+	if (o->jobs < 1 || o->jobs > UDFS_JOBS_MAX)
+		return udfs_error(-EINVAL, "jobs %d is not in [1, %d]", o->jobs,
+				  UDFS_JOBS_MAX);
+	if (o->level < 1 || o->level > UDFS_LEVEL_MAX)
+		return udfs_error(-EINVAL, "level %d is not in [1, %d]",
+				  o->level, UDFS_LEVEL_MAX);
+	if (!udfs_encoding_is_lossy(o->method))
+		return udfs_error(-EINVAL, "method %d is not a lossy method",
+				  o->method);
+	if (o->mask != UDFS_MASK_EXPLICIT && o->mask != UDFS_MASK_SEEDED)
+		return udfs_error(-EINVAL, "mask %d is not explicit or seeded",
+				  o->mask);
+	return 0;
+}
+
+int udfs_add_opts_check(const udfs_add_opts *o)
+{
+	if (!o->base)
+		return udfs_error(-EINVAL, "add needs --base BASE; see --help");
+	if (o->lossless && (o->given & UDFS_ADD_GIVEN_LOSSY))
+		return udfs_error(
+		    -EINVAL,
+		    "--lossless cannot be combined with lossy options (--sparsity, --bits, --method, ...)");
+	if ((o->given & UDFS_ADD_GIVEN_MASK) && o->method == UDFS_ENC_BITDELTA)
+		return udfs_error(
+		    -EINVAL,
+		    "--method bitdelta keeps every element: --mask does not apply");
+	if (o->mask == UDFS_MASK_SEEDED && o->method == UDFS_ENC_MAGNITUDE)
+		return udfs_error(
+		    -EINVAL,
+		    "--method magnitude needs an explicit mask: its positions cannot be regenerated from a seed");
+	return check_ranges(o);
+}
+
+/* The lossy options of o into the JSON object p. */
+static void lossy_json(json_t *p, const udfs_add_opts *o, double sparsity)
+{
+	json_t *exact = json_array();
+
+	for (size_t i = 0; i < o->n_exact; i++)
+		json_array_append_new(exact, json_string(o->exact[i]));
+	json_object_set_new(p, "sparsity", json_real(sparsity));
+	json_object_set_new(p, "bits", json_integer(o->bits));
+	json_object_set_new(p, "step", json_real(o->step));
+	json_object_set_new(p, "ratio", json_real(o->ratio));
+	json_object_set_new(p, "mask",
+			    json_string(o->method == UDFS_ENC_BITDELTA ? "none"
+					: o->mask == UDFS_MASK_SEEDED
+					    ? "seeded"
+					    : "explicit"));
+	json_object_set_new(p, "min_elems",
+			    json_integer((json_int_t)o->min_elems));
+	json_object_set_new(p, "exact", exact);
+}
+
+char *udfs_add_params_json(const udfs_add_opts *o, double sparsity)
+{
+	json_t *p = json_object();
+	char *s;
+
+	json_object_set_new(p, "method",
+			    json_string(o->lossless
+					    ? "lossless"
+					    : udfs_encoding_name(o->method)));
+	if (!o->lossless)
+		lossy_json(p, o, sparsity);
+	json_object_set_new(p, "seed", json_integer((json_int_t)o->seed));
+	s = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(p);
+	return s ? s : udfs_xstrdup("{}");
+}
