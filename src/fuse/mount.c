@@ -458,6 +458,141 @@ static int parse_args(struct udfs_fs *fs, int argc, char **argv,
 	return 0;
 }
 
+/* The store is checked now, for a clear error on the terminal; it is
+ * opened for serving only after the fork (see the top of this file). */
+static int check_store(struct udfs_fs *fs)
+{
+	int err;
+
+	udfs_error_clear();
+	err = udfs_store_open(fs->store_dir, UDFS_STORE_RDONLY, &fs->store);
+	if (err < 0)
+		return fail(fs, "%s", udfs_error_msg(err));
+	udfs_store_close(fs->store);
+	fs->store = NULL;
+	return 0;
+}
+
+/* The libfuse arguments: our fixed options, then the user's -o. The
+ * strings stay owned by the caller (*fuse_opts, *fsname). */
+static void session_args(const struct udfs_fs *fs, const char *user_opts,
+			 struct fuse_args *args, char **fuse_opts,
+			 char **fsname)
+{
+	/* Immutable files, 0444: the kernel can check permissions itself. */
+	add_opt(fuse_opts, "ro");
+	add_opt(fuse_opts, "default_permissions");
+	*fsname = udfs_xasprintf("fsname=udfs:%s", fs->store_dir);
+	add_opt(fuse_opts, *fsname);
+	add_opt(fuse_opts, "subtype=udfs");
+	if (fs->allow_other)
+		add_opt(fuse_opts, "allow_other");
+	if (fuse_opt_add_arg(args, "udfs") || fuse_opt_add_arg(args, "-o") ||
+	    fuse_opt_add_arg(args, *fuse_opts) ||
+	    (user_opts && (fuse_opt_add_arg(args, "-o") ||
+			   fuse_opt_add_arg(args, user_opts))) ||
+	    (fs->debug && fs->foreground && fuse_opt_add_arg(args, "-d")))
+		udfs_die("out of memory");
+}
+
+/* What udfs_mount_main has set up, for its one cleanup path. */
+struct session {
+	struct fuse_args args;
+	struct fuse_loop_config *cfg;
+	char *fuse_opts, *fsname;
+	bool handlers, mounted;
+};
+
+/* Create the session, mount, daemonize, and choose where the log goes. */
+static int start_session(struct udfs_fs *fs, const char *user_opts,
+			 struct session *ss)
+{
+	session_args(fs, user_opts, &ss->args, &ss->fuse_opts, &ss->fsname);
+	/* libfuse prints its own message for unknown options. */
+	fs->se = fuse_session_new(&ss->args, &udfs_fuse_ops,
+				  sizeof(udfs_fuse_ops), fs);
+	if (!fs->se)
+		return fail(fs, "mount: invalid options%s%s",
+			    user_opts ? " in -o " : "",
+			    user_opts ? user_opts : "");
+	if (fuse_set_signal_handlers(fs->se) != 0)
+		return fail(fs, "mount: cannot set signal handlers");
+	ss->handlers = true;
+	if (fuse_session_mount(fs->se, fs->mountpoint) != 0)
+		return fail(fs, "mount: cannot mount %s", fs->mountpoint);
+	ss->mounted = true;
+	if (fuse_daemonize(fs->foreground) != 0)
+		return fail(fs, "mount: cannot daemonize");
+	if (fs->log_file) {
+		fs->log_to_file = true;
+	} else if (!fs->foreground) {
+		openlog("udfs", LOG_PID, LOG_DAEMON);
+		fs->syslog = true;
+	}
+	if (!fs->foreground || fs->log_to_file)
+		udfs_fs_log(fs, LOG_INFO, "serving %s on %s (pid %d)",
+			    fs->store_dir, fs->mountpoint, (int)getpid());
+	return 0;
+}
+
+static void log_cache_stats(struct udfs_fs *fs)
+{
+	udfs_cache_stats st;
+
+	udfs_cache_get_stats(fs->cache, &st);
+	udfs_fs_log(
+	    fs, LOG_DEBUG,
+	    "cache: %llu hits, %llu misses, %llu waits, %llu decodes, %llu errors, %llu evictions, decode-ahead %llu queued %llu dropped",
+	    (unsigned long long)st.hits, (unsigned long long)st.misses,
+	    (unsigned long long)st.waits, (unsigned long long)st.decodes,
+	    (unsigned long long)st.errors, (unsigned long long)st.evictions,
+	    (unsigned long long)st.ahead_queued,
+	    (unsigned long long)st.ahead_dropped);
+}
+
+/* After the fork: open the store and the cache, start the threads and
+ * serve until unmounted. The exit status. */
+static int serve(struct udfs_fs *fs, struct session *ss)
+{
+	int err;
+
+	udfs_error_clear();
+	err = udfs_store_open(
+	    fs->store_dir, UDFS_STORE_RDONLY | UDFS_STORE_LAZY_FDS, &fs->store);
+	if (err < 0)
+		return fail(fs, "%s", udfs_error_msg(err));
+	/* Threads only now: fork() above keeps none. */
+	err = udfs_cache_new(fs->cache_bytes, AHEAD_THREADS, NULL, &fs->cache);
+	if (err < 0)
+		return fail(fs, "mount: %s", udfs_error_msg(err));
+	udfs_cache_provider(fs->cache, &fs->provider);
+	ss->cfg = fuse_loop_cfg_create();
+	if (!ss->cfg)
+		return fail(fs, "mount: out of memory");
+	fuse_loop_cfg_set_clone_fd(ss->cfg, 1);
+	fuse_loop_cfg_set_max_threads(ss->cfg, fs->threads);
+	fuse_loop_cfg_set_idle_threads(ss->cfg, fs->threads);
+	start_ready_thread(fs);
+	if (fs->debug)
+		udfs_fs_log(fs, LOG_DEBUG,
+			    "serving %s on %s: cache %llu bytes, %u threads",
+			    fs->store_dir, fs->mountpoint,
+			    (unsigned long long)fs->cache_bytes, fs->threads);
+	/* 0 after fusermount3 -u, the signal number after SIGTERM, SIGINT
+	 * or SIGHUP (both clean ends), or -errno. */
+	err = fuse_session_loop_mt(fs->se, ss->cfg);
+	if (err > 0 && fs->debug)
+		udfs_fs_log(fs, LOG_DEBUG, "signal %d: unmounting", err);
+	if (err < 0) {
+		udfs_fs_log(fs, LOG_ERR, "session loop ended with error %d",
+			    err);
+		return 1;
+	}
+	if (fs->debug)
+		log_cache_stats(fs);
+	return 0;
+}
+
 int udfs_mount_main(int argc, char **argv)
 {
 	struct udfs_fs fs = {
@@ -465,11 +600,9 @@ int udfs_mount_main(int argc, char **argv)
 	    .threads = DEFAULT_THREADS,
 	    .readahead_kb = DEFAULT_READAHEAD_KB,
 	};
-	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_loop_config *cfg = NULL;
+	struct session ss = {.args = FUSE_ARGS_INIT(0, NULL)};
 	const char *store = NULL, *mnt = NULL;
-	char *fuse_opts = NULL, *user_opts = NULL, *fsname = NULL;
-	bool mounted = false, handlers = false;
+	char *user_opts = NULL;
 	int ret = 1, err;
 
 	udfs_fs_nodes_init(&fs);
@@ -482,135 +615,23 @@ int udfs_mount_main(int argc, char **argv)
 	if (!fs.store_dir)
 		goto out;
 	fs.mountpoint = check_mountpoint(&fs, mnt);
-	if (!fs.mountpoint)
-		goto out;
-	/* Checked now, for a clear error on the terminal; opened for
-	 * serving only after the fork (see the top of this file). */
-	udfs_error_clear();
-	err = udfs_store_open(fs.store_dir, UDFS_STORE_RDONLY, &fs.store);
-	if (err < 0) {
-		fail(&fs, "%s", udfs_error_msg(err));
-		goto out;
-	}
-	udfs_store_close(fs.store);
-	fs.store = NULL;
-	if (open_log(&fs))
+	if (!fs.mountpoint || check_store(&fs) || open_log(&fs))
 		goto out;
 	fs.uid = getuid();
 	fs.gid = getgid();
 	fs.started = (int64_t)time(NULL);
-
-	/* Immutable files, 0444: the kernel can check permissions itself. */
-	add_opt(&fuse_opts, "ro");
-	add_opt(&fuse_opts, "default_permissions");
-	fsname = udfs_xasprintf("fsname=udfs:%s", fs.store_dir);
-	add_opt(&fuse_opts, fsname);
-	add_opt(&fuse_opts, "subtype=udfs");
-	if (fs.allow_other)
-		add_opt(&fuse_opts, "allow_other");
-	if (fuse_opt_add_arg(&args, "udfs") || fuse_opt_add_arg(&args, "-o") ||
-	    fuse_opt_add_arg(&args, fuse_opts) ||
-	    (user_opts && (fuse_opt_add_arg(&args, "-o") ||
-			   fuse_opt_add_arg(&args, user_opts))) ||
-	    (fs.debug && fs.foreground && fuse_opt_add_arg(&args, "-d")))
-		udfs_die("out of memory");
-
-	/* libfuse prints its own message for unknown options. */
-	fs.se =
-	    fuse_session_new(&args, &udfs_fuse_ops, sizeof(udfs_fuse_ops), &fs);
-	if (!fs.se) {
-		fail(&fs, "mount: invalid options%s%s",
-		     user_opts ? " in -o " : "", user_opts ? user_opts : "");
-		goto out;
-	}
-	if (fuse_set_signal_handlers(fs.se) != 0) {
-		fail(&fs, "mount: cannot set signal handlers");
-		goto out;
-	}
-	handlers = true;
-	if (fuse_session_mount(fs.se, fs.mountpoint) != 0) {
-		fail(&fs, "mount: cannot mount %s", fs.mountpoint);
-		goto out;
-	}
-	mounted = true;
-	if (fuse_daemonize(fs.foreground) != 0) {
-		fail(&fs, "mount: cannot daemonize");
-		goto out;
-	}
-	if (fs.log_file) {
-		fs.log_to_file = true;
-	} else if (!fs.foreground) {
-		openlog("udfs", LOG_PID, LOG_DAEMON);
-		fs.syslog = true;
-	}
-	if (!fs.foreground || fs.log_to_file)
-		udfs_fs_log(&fs, LOG_INFO, "serving %s on %s (pid %d)",
-			    fs.store_dir, fs.mountpoint, (int)getpid());
-	udfs_error_clear();
-	err = udfs_store_open(
-	    fs.store_dir, UDFS_STORE_RDONLY | UDFS_STORE_LAZY_FDS, &fs.store);
-	if (err < 0) {
-		fail(&fs, "%s", udfs_error_msg(err));
-		goto out;
-	}
-
-	/* Threads only now: fork() above keeps none. */
-	err = udfs_cache_new(fs.cache_bytes, AHEAD_THREADS, NULL, &fs.cache);
-	if (err < 0) {
-		fail(&fs, "mount: %s", udfs_error_msg(err));
-		goto out;
-	}
-	udfs_cache_provider(fs.cache, &fs.provider);
-	cfg = fuse_loop_cfg_create();
-	if (!cfg) {
-		fail(&fs, "mount: out of memory");
-		goto out;
-	}
-	fuse_loop_cfg_set_clone_fd(cfg, 1);
-	fuse_loop_cfg_set_max_threads(cfg, fs.threads);
-	fuse_loop_cfg_set_idle_threads(cfg, fs.threads);
-	start_ready_thread(&fs);
-	if (fs.debug)
-		udfs_fs_log(&fs, LOG_DEBUG,
-			    "serving %s on %s: cache %llu bytes, %u threads",
-			    fs.store_dir, fs.mountpoint,
-			    (unsigned long long)fs.cache_bytes, fs.threads);
-	/* 0 after fusermount3 -u, the signal number after SIGTERM, SIGINT
-	 * or SIGHUP (both clean ends), or -errno. */
-	err = fuse_session_loop_mt(fs.se, cfg);
-	if (err > 0 && fs.debug)
-		udfs_fs_log(&fs, LOG_DEBUG, "signal %d: unmounting", err);
-	if (err < 0) {
-		udfs_fs_log(&fs, LOG_ERR, "session loop ended with error %d",
-			    err);
-		goto out;
-	}
-	ret = 0;
-	if (fs.debug) {
-		udfs_cache_stats st;
-
-		udfs_cache_get_stats(fs.cache, &st);
-		udfs_fs_log(
-		    &fs, LOG_DEBUG,
-		    "cache: %llu hits, %llu misses, %llu waits, %llu decodes, %llu errors, %llu evictions, decode-ahead %llu queued %llu dropped",
-		    (unsigned long long)st.hits, (unsigned long long)st.misses,
-		    (unsigned long long)st.waits,
-		    (unsigned long long)st.decodes,
-		    (unsigned long long)st.errors,
-		    (unsigned long long)st.evictions,
-		    (unsigned long long)st.ahead_queued,
-		    (unsigned long long)st.ahead_dropped);
-	}
+	if (start_session(&fs, user_opts, &ss) == 0)
+		ret = serve(&fs, &ss);
 out:
-	if (mounted)
+	if (ss.mounted)
 		fuse_session_unmount(fs.se);
-	if (handlers)
+	if (ss.handlers)
 		fuse_remove_signal_handlers(fs.se);
 	if (fs.se)
 		fuse_session_destroy(fs.se);
-	if (cfg)
-		fuse_loop_cfg_destroy(cfg);
-	fuse_opt_free_args(&args);
+	if (ss.cfg)
+		fuse_loop_cfg_destroy(ss.cfg);
+	fuse_opt_free_args(&ss.args);
 	/* Nodes and handles first: they and the cache hold models. */
 	udfs_fs_nodes_free(&fs);
 	udfs_cache_free(fs.cache);
@@ -620,8 +641,8 @@ out:
 	if (fs.log_file)
 		fclose(fs.log_file);
 	free(fs.log_path);
-	free(fsname);
-	free(fuse_opts);
+	free(ss.fsname);
+	free(ss.fuse_opts);
 	free(user_opts);
 	free(fs.notify_pipe);
 	free(fs.mountpoint);
