@@ -543,6 +543,9 @@ static int encode_values(const udfs_lossy_params *p, unsigned es,
 	return ret;
 }
 
+/* Long on purpose: the chunk's sections in the order udfs(5) lays them
+ * out, each chosen as the smallest of its formats; cut up, the layout
+ * would be spread over several functions. */
 int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
 			    uint64_t first, uint32_t n, const uint32_t *kept,
 			    uint32_t n_kept, const void *vals, void **out,
@@ -804,7 +807,8 @@ static int rc_decode_signs(const uint8_t *in, size_t len, uint32_t n_kept,
 }
 
 /* The per-element deltas gain * value(j) of the kept elements, in the
- * order of the reconstruction formula. */
+ * order of the reconstruction formula. Long on purpose: one switch over
+ * the value formats, each a few lines, read against udfs(5) as a whole. */
 static int decode_values(const udfs_lossy_params *p, int dtype, unsigned vf,
 			 const uint8_t *in, size_t len, uint32_t n_kept,
 			 float *d)
