@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+volatile sig_atomic_t udfs_interrupted;
 
 static const char *progname = "udfs";
 static void *oom(size_t n);
@@ -428,4 +431,38 @@ void *udfs_scratch(int slot, size_t n)
 		s->cap[slot] = n;
 	}
 	return s->p[slot];
+}
+
+/* A random file name under tmp/ or packs/: 16 hex digits. */
+char *udfs_random_name(void)
+{
+	unsigned char r[8];
+	FILE *f = fopen("/dev/urandom", "rb");
+	uint64_t v = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+
+	if (f) {
+		if (fread(r, 1, sizeof(r), f) == sizeof(r))
+			for (int i = 0; i < 8; i++)
+				v = v << 8 ^ r[i];
+		fclose(f);
+	}
+	return udfs_xasprintf("%016" PRIx64, v);
+}
+
+/* rename(2) that never replaces an existing entry. Filesystems without
+ * RENAME_NOREPLACE (NFS) get a check first: a narrow race, only between
+ * two random 64-bit names. */
+int udfs_rename_noreplace(const char *from, const char *to)
+{
+	struct stat st;
+
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	if (lstat(to, &st) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return rename(from, to);
 }

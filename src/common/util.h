@@ -12,6 +12,7 @@
 #ifndef UDFS_UTIL_H
 #define UDFS_UTIL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdnoreturn.h>
@@ -93,6 +94,16 @@ enum udfs_scratch_slot {
 	UDFS_SCRATCH_SLOTS
 };
 void *udfs_scratch(int slot, size_t n);
+
+/* A random file name under tmp/ or packs/: 16 hex digits. Caller frees. */
+char *udfs_random_name(void);
+
+/* rename(2) that never replaces an existing entry: -1 with errno EEXIST
+ * when to exists. */
+int udfs_rename_noreplace(const char *from, const char *to);
+
+/* Set by the programs' SIGINT/SIGTERM handler; long loops check it. */
+extern volatile sig_atomic_t udfs_interrupted;
 
 /* Remove a file or a directory tree; 0 or -errno (ENOENT is 0). */
 int udfs_rm_tree(const char *path);

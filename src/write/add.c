@@ -11,20 +11,15 @@
  */
 #include "write/add.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "codec/lossy.h"
 #include "codec/plane.h"
@@ -35,246 +30,10 @@
 #include "read/recon.h"
 #include "udfs/catalog.h"
 #include "write/add_i.h"
-
-#define PACK_MAGIC "UDFSPAK1"
-#define PACK_HEADER 16
-
-volatile sig_atomic_t udfs_interrupted;
-
-int udfs_name_check(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n == 0 || n > 200)
-		return udfs_error(-EINVAL,
-				  "model name \"%.40s\" must have 1 to "
-				  "200 characters",
-				  name);
-	if (name[0] == '.' || name[0] == '-')
-		return udfs_error(-EINVAL,
-				  "model name \"%s\" must not start "
-				  "with '%c'",
-				  name, name[0]);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-
-		if (c < 0x20 || c > 0x7e || c == '/' || c == '\\')
-			return udfs_error(-EINVAL,
-					  "model name \"%.40s\" has a "
-					  "character that is not allowed (%s)",
-					  c >= 0x20 && c <= 0x7e ? name : "?",
-					  c == '/' || c == '\\'
-					      ? "a slash"
-					      : "not printable ASCII");
-	}
-	return 0;
-}
-
-static int check_new_name(udfs_store *s, const char *name)
-{
-	int64_t id;
-	int err = udfs_name_check(name);
-
-	if (err)
-		return err;
-	err = udfs_catalog_model_id(udfs_store_catalog(s), name, &id);
-	if (err == 0)
-		return udfs_error(-EEXIST,
-				  "a model named \"%s\" already "
-				  "exists",
-				  name);
-	return err == -ENOENT ? 0 : err;
-}
-
-/* A random file name under tmp/ or packs/: 16 hex digits. */
-static char *random_name(void)
-{
-	unsigned char r[8];
-	FILE *f = fopen("/dev/urandom", "rb");
-	uint64_t v = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-
-	if (f) {
-		if (fread(r, 1, sizeof(r), f) == sizeof(r))
-			for (int i = 0; i < 8; i++)
-				v = v << 8 ^ r[i];
-		fclose(f);
-	}
-	return udfs_xasprintf("%016" PRIx64, v);
-}
-
-/* ---- progress ---------------------------------------------------------- */
-
-struct progress {
-	bool on;
-	uint64_t total, done;
-	double t0, last;
-};
-
-static void progress_init(struct progress *p, bool quiet, uint64_t total)
-{
-	p->on = !quiet && isatty(2);
-	p->total = total;
-	p->done = 0;
-	p->t0 = p->last = udfs_now();
-}
-
-static void progress_show(struct progress *p, const char *model,
-			  const char *tensor, bool force)
-{
-	double now = udfs_now(), rate;
-
-	if (!p->on || (!force && now - p->last < 0.25))
-		return;
-	p->last = now;
-	rate = p->done / 1e6 / (now - p->t0 + 1e-9);
-	fprintf(stderr, "\r\033[K%s: %.40s  %.0f/%.0f MB  %.1f MB/s  ETA %.0fs",
-		model, tensor, p->done / 1e6, p->total / 1e6, rate,
-		rate > 0 ? (p->total - p->done) / 1e6 / rate : 0.0);
-}
-
-void udfs_add_progress_phase(struct add_group *g, const char *model,
-			     const char *phase, uint64_t done, uint64_t total,
-			     const char *unit)
-{
-	struct progress *p = g->pr;
-	double now = udfs_now();
-
-	if (!p || !p->on || (done && done < total && now - p->last < 0.25))
-		return;
-	p->last = now;
-	fprintf(stderr, "\r\033[K%s: %s  %" PRIu64 "/%" PRIu64 " %s", model,
-		phase, done, total, unit);
-}
-
-static void progress_end(struct progress *p)
-{
-	if (p->on)
-		fprintf(stderr, "\r\033[K");
-}
-
-/* ---- the pack writer -------------------------------------------------- */
-
-struct pack {
-	char *tmp_path;	 /* STORE/tmp/<name>.pack */
-	char *final_rel; /* packs/<name>.pack */
-	int fd;
-	uint64_t off;
-};
-
-/* Open a new pack under tmp/ with permission bits mode (the source's,
- * udfs_source.mode: private weights stay private). */
-static int pack_open(udfs_store *s, struct pack *pk, unsigned mode)
-{
-	char *name = random_name();
-	char hdr[PACK_HEADER] = PACK_MAGIC;
-	int err;
-
-	pk->tmp_path =
-	    udfs_xasprintf("%s/tmp/%s.pack", udfs_store_dir(s), name);
-	pk->final_rel = udfs_xasprintf("packs/%s.pack", name);
-	free(name);
-	pk->fd = open(pk->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-		      (mode_t)mode);
-	if (pk->fd < 0)
-		return udfs_error(-errno, "%s: %s", pk->tmp_path,
-				  strerror(errno));
-	/* gc skips tmp files that a live writer holds locked. */
-	flock(pk->fd, LOCK_EX);
-	err = udfs_write_full(pk->fd, hdr, sizeof(hdr));
-	if (err)
-		return udfs_error(err, "%s: %s", pk->tmp_path, strerror(-err));
-	pk->off = PACK_HEADER;
-	return 0;
-}
-
-static int pack_append(struct pack *pk, const void *buf, size_t len,
-		       udfs_chunk_ref *ref)
-{
-	int err = udfs_write_full(pk->fd, buf, len);
-
-	if (err)
-		return udfs_error(err, "%s: %s", pk->tmp_path, strerror(-err));
-	ref->offset = pk->off;
-	ref->length = (uint32_t)len;
-	ref->checksum = XXH3_64bits(buf, len);
-	pk->off += len;
-	return 0;
-}
-
-/* rename(2) that never replaces an existing entry. Filesystems without
- * RENAME_NOREPLACE (NFS) get a check first: a narrow race, only between
- * two random 64-bit names. */
-static int rename_noreplace(const char *from, const char *to)
-{
-	struct stat st;
-
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-	if (lstat(to, &st) == 0) {
-		errno = EEXIST;
-		return -1;
-	}
-	return rename(from, to);
-}
-
-/* Make the pack durable in tmp/. It moves into packs/ only inside the
- * catalog transaction (pack_place), so gc, which holds the writer lock
- * while it scans, never sees a placed pack that is not yet referenced. */
-static int pack_sync(struct pack *pk)
-{
-	int err = 0;
-
-	/* The descriptor stays open, and locked, until the catalog commit. */
-	if (fsync(pk->fd) < 0)
-		err =
-		    udfs_error(-errno, "%s: %s", pk->tmp_path, strerror(errno));
-	return err;
-}
-
-static int pack_place(udfs_store *s, struct pack *pk)
-{
-	char *final = udfs_xasprintf("%s/%s", udfs_store_dir(s), pk->final_rel);
-	char *dir = udfs_xasprintf("%s/packs", udfs_store_dir(s));
-	int err = 0;
-
-	/* Never replace a pack that is there already (a name collision). */
-	if (rename_noreplace(pk->tmp_path, final) < 0)
-		err = udfs_error(-errno, "%s: %s", final, strerror(errno));
-	if (!err) {
-		free(pk->tmp_path);
-		pk->tmp_path = final;
-		final = NULL;
-		err = udfs_fsync_dir(dir);
-	}
-	free(final);
-	free(dir);
-	return err;
-}
-
-/* Remove a pack that will not be referenced (error path). */
-static void pack_discard(struct pack *pk)
-{
-	if (pk->fd >= 0)
-		close(pk->fd);
-	if (pk->tmp_path)
-		unlink(pk->tmp_path);
-	free(pk->tmp_path);
-	free(pk->final_rel);
-	memset(pk, 0, sizeof(*pk));
-	pk->fd = -1;
-}
+#include "write/pack.h"
+#include "write/progress.h"
 
 /* ---- tensors ---------------------------------------------------------- */
-
-const unsigned char *udfs_add_base_bytes(const struct add_group *g,
-					 const udfs_tensor *bt)
-{
-	size_t i = (size_t)(bt->file - g->base->files);
-
-	return g->base_map[i] + bt->file->data_offset + bt->begin;
-}
 
 static bool same_shape(const udfs_st_tensor *a, const udfs_tensor *b)
 {
@@ -379,9 +138,9 @@ static int encode_one(void *ctx, size_t i)
 /* Encode tensor t's chunks (windows of a few per thread, in parallel) and
  * append them to the pack in order. */
 static int write_tensor(struct add_group *g, struct add_model *am,
-			struct pack *pk, const struct tensor_plan *p,
+			struct udfs_pack *pk, const struct tensor_plan *p,
 			udfs_tensor *t, const unsigned char *cur,
-			struct progress *pr)
+			struct udfs_progress *pr)
 {
 	const udfs_add_opts *o = g->o;
 	size_t window = (size_t)UDFS_MAX(o->jobs, 1) * 4;
@@ -419,8 +178,8 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 		job.first_chunk = c0;
 		err = udfs_parallel_for(o->jobs, n, encode_one, &job);
 		for (size_t i = 0; i < n && !err; i++) {
-			err = pack_append(pk, out[i], out_len[i],
-					  &t->chunks[c0 + i]);
+			err = udfs_pack_append(pk, out[i], out_len[i],
+					       &t->chunks[c0 + i]);
 			t->stored_bytes += out_len[i];
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -430,7 +189,7 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 			out[i] = NULL;
 			pr->done += udfs_chunk_out_len(t, c0 + (uint32_t)i);
 		}
-		progress_show(pr, am->name, t->name, false);
+		udfs_progress_show(pr, am->name, t->name, false);
 	}
 	udfs_lossy_tensor_free(lt);
 	free(fid);
@@ -439,7 +198,7 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 	return err;
 }
 
-static void tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st)
+void udfs_add_tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st)
 {
 	t->name = udfs_xstrdup(st->name);
 	t->dtype = st->dtype;
@@ -455,7 +214,8 @@ static void tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st)
  * The source's sha256 is computed on a thread of its own meanwhile: it
  * reads the same mapped bytes, and would otherwise add a serial pass. */
 static int write_file(struct add_group *g, struct add_model *am, size_t fi,
-		      udfs_file *f, struct pack *pk, struct progress *pr)
+		      udfs_file *f, struct udfs_pack *pk,
+		      struct udfs_progress *pr)
 {
 	const udfs_source_file *sf = &am->src->files[fi];
 	struct udfs_sha256_job hj;
@@ -473,7 +233,8 @@ static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 		f->n_tensors = sf->st->n_tensors;
 		f->tensors = udfs_xcalloc(f->n_tensors, sizeof(*f->tensors));
 		for (size_t j = 0; j < f->n_tensors; j++)
-			tensor_from_source(&f->tensors[j], &sf->st->tensors[j]);
+			udfs_add_tensor_from_source(&f->tensors[j],
+						    &sf->st->tensors[j]);
 	} else if (sf->size) {
 		udfs_tensor *t;
 
@@ -507,7 +268,7 @@ static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 	return err ? err : herr;
 }
 
-static void files_free(udfs_file *files, size_t n)
+void udfs_add_files_free(udfs_file *files, size_t n)
 {
 	for (size_t i = 0; files && i < n; i++) {
 		udfs_file *f = &files[i];
@@ -563,112 +324,96 @@ static const char *method_name(const udfs_add_opts *o,
 	return udfs_encoding_name(o->method);
 }
 
-int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
-		      const char *const *names, const char *const *srcs)
+/* The base model o->base, which must be a base. */
+static int load_base(udfs_store *s, const udfs_add_opts *o, udfs_model **out)
 {
-	struct add_group g = {.store = s, .o = o, .n = n};
-	udfs_catalog *cat = udfs_store_catalog(s);
-	udfs_source **src = udfs_xcalloc(n, sizeof(*src));
-	struct pack *packs = udfs_xcalloc(n, sizeof(*packs));
-	udfs_model *models = udfs_xcalloc(n, sizeof(*models));
-	uint64_t *stored = udfs_xcalloc(n, sizeof(*stored));
-	struct progress pr;
-	uint64_t total = 0;
-	bool in_tx = false;
-	int err;
+	int err = udfs_model_load(s, o->base, out);
 
-	for (size_t i = 0; i < n; i++)
-		packs[i].fd = -1;
-	g.pr = &pr;
-	g.models = udfs_xcalloc(n, sizeof(*g.models));
-	err = udfs_add_opts_check(o);
-	if (err)
-		goto out;
-	err = udfs_model_load(s, o->base, &g.base);
 	if (err == -ENOENT) {
 		udfs_error_clear();
-		err = udfs_error(-ENOENT, "no base model named \"%s\" in %s",
-				 o->base, udfs_store_dir(s));
+		return udfs_error(-ENOENT, "no base model named \"%s\" in %s",
+				  o->base, udfs_store_dir(s));
 	}
 	if (err)
-		goto out;
-	if (g.base->kind != UDFS_MODEL_BASE) {
-		err = udfs_error(-EINVAL,
-				 "\"%s\" is not a base model (add it "
-				 "with udfs-compress add-base)",
-				 o->base);
-		goto out;
-	}
-	/* Validate everything before writing anything. */
+		return err;
+	if ((*out)->kind != UDFS_MODEL_BASE)
+		return udfs_error(
+		    -EINVAL,
+		    "\"%s\" is not a base model (add it with udfs-compress add-base)",
+		    o->base);
+	return 0;
+}
+
+/* Validate every name and open (and so validate) every source before
+ * writing anything. */
+static int open_sources(udfs_store *s, size_t n, const char *const *names,
+			const char *const *srcs, udfs_source **src)
+{
+	int err = 0;
+
 	for (size_t i = 0; i < n && !err; i++) {
-		err = check_new_name(s, names[i]);
+		err = udfs_name_check_new(s, names[i]);
 		for (size_t j = 0; j < i && !err; j++)
 			if (!strcmp(names[i], names[j]))
-				err = udfs_error(-EINVAL,
-						 "model name \"%s\" "
-						 "given twice",
-						 names[i]);
+				err = udfs_error(
+				    -EINVAL, "model name \"%s\" given twice",
+				    names[i]);
 		if (!err)
 			err = udfs_source_open(srcs[i], &src[i]);
 	}
-	if (!err)
-		err = map_base(&g);
-	if (err)
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		g.models[i].name = names[i];
-		g.models[i].src = src[i];
-		plan_lossless(&g, &g.models[i]);
-		udfs_add_match_base(&g, &g.models[i]);
-		for (size_t j = 0; j < src[i]->n_files; j++)
-			total += src[i]->files[j].size;
-	}
-	progress_init(&pr, o->quiet, total);
-	if (!o->lossless) {
-		err = udfs_lossy_plan_group(&g);
-		if (err)
-			goto out;
-	}
-	progress_init(&pr, o->quiet, total);
-	for (size_t i = 0; i < n && !err; i++) {
-		udfs_model *m = &models[i];
-		double t0 = udfs_now();
+	return err;
+}
 
-		m->name = (char *)names[i];
-		m->kind = UDFS_MODEL_DELTA;
-		m->base = g.base;
-		m->method = (char *)method_name(o, &g.models[i]);
-		m->params =
-		    udfs_add_params_json(o, g.models[i].target_sparsity);
-		m->seed = (int64_t)o->seed;
-		m->created = (int64_t)time(NULL);
-		m->n_files = src[i]->n_files;
-		m->files = udfs_xcalloc(m->n_files, sizeof(*m->files));
-		err = pack_open(s, &packs[i], src[i]->mode);
-		for (size_t j = 0; j < m->n_files && !err; j++) {
-			m->files[j].model = m;
-			err = write_file(&g, &g.models[i], j, &m->files[j],
-					 &packs[i], &pr);
-			m->source_bytes += src[i]->files[j].size;
-		}
-		if (!err)
-			err = pack_sync(&packs[i]);
-		if (g.models[i].lossy_elems)
-			m->sparsity = 1.0 - (double)g.models[i].kept_elems /
-						(double)g.models[i].lossy_elems;
-		g.models[i].seconds += udfs_now() - t0;
+/* Build model m (catalog rows) of group model am and write its pack. */
+static int write_model(struct add_group *g, struct add_model *am, udfs_model *m,
+		       struct udfs_pack *pk)
+{
+	const udfs_add_opts *o = g->o;
+	const udfs_source *src = am->src;
+	double t0 = udfs_now();
+	int err;
+
+	m->name = (char *)am->name;
+	m->kind = UDFS_MODEL_DELTA;
+	m->base = g->base;
+	m->method = (char *)method_name(o, am);
+	m->params = udfs_add_params_json(o, am->target_sparsity);
+	m->seed = (int64_t)o->seed;
+	m->created = (int64_t)time(NULL);
+	m->n_files = src->n_files;
+	m->files = udfs_xcalloc(m->n_files, sizeof(*m->files));
+	err = udfs_pack_open(g->store, pk, src->mode);
+	for (size_t j = 0; j < m->n_files && !err; j++) {
+		m->files[j].model = m;
+		err = write_file(g, am, j, &m->files[j], pk, g->pr);
+		m->source_bytes += src->files[j].size;
 	}
-	progress_show(&pr, "", "", true);
-	progress_end(&pr);
-	if (err)
-		goto out;
+	if (!err)
+		err = udfs_pack_sync(pk);
+	if (am->lossy_elems)
+		m->sparsity =
+		    1.0 - (double)am->kept_elems / (double)am->lossy_elems;
+	am->seconds += udfs_now() - t0;
+	return err;
+}
+
+/* One transaction: place every pack and insert every model's rows, or
+ * nothing. stored[i] receives what the catalog counts for model i. */
+static int commit_group(udfs_store *s, size_t n, const char *const *names,
+			udfs_model *models, struct udfs_pack *packs,
+			uint64_t *stored)
+{
+	udfs_catalog *cat = udfs_store_catalog(s);
+	bool in_tx;
+	int err;
+
 	err = udfs_catalog_begin(cat);
 	in_tx = !err;
 	/* Another writer may have taken a name while we compressed. */
 	for (size_t i = 0; i < n && !err; i++)
-		err = check_new_name(s, names[i]);
+		err = udfs_name_check_new(s, names[i]);
 	for (size_t i = 0; i < n && !err; i++)
-		err = pack_place(s, &packs[i]);
+		err = udfs_pack_place(s, &packs[i]);
 	for (size_t i = 0; i < n && !err; i++) {
 		udfs_model *m = &models[i];
 		uint64_t meta = 0;
@@ -689,271 +434,91 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		err = udfs_catalog_commit(cat);
 	if (!err)
 		in_tx = false;
-	for (size_t i = 0; i < n && !err; i++)
-		udfs_add_report(&g, &g.models[i], models[i].source_bytes,
-				stored[i]);
-out:
 	if (in_tx)
 		udfs_catalog_rollback(cat);
-	for (size_t i = 0; i < n; i++) {
-		if (err)
-			pack_discard(&packs[i]);
-		else {
+	return err;
+}
+
+/* Free what udfs_compress_add made; on failure its packs are removed. */
+static void group_free(struct add_group *g, udfs_source **src,
+		       udfs_model *models, struct udfs_pack *packs, int err)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		if (err) {
+			udfs_pack_discard(&packs[i]);
+		} else {
 			close(packs[i].fd);
 			free(packs[i].tmp_path);
 			free(packs[i].final_rel);
 		}
-		files_free(models[i].files, models[i].n_files);
+		udfs_add_files_free(models[i].files, models[i].n_files);
 		free(models[i].params);
-		for (size_t j = 0; g.models[i].plan && j < src[i]->n_files; j++)
-			free(g.models[i].plan[j]);
-		free(g.models[i].plan);
+		for (size_t j = 0; g->models[i].plan && j < src[i]->n_files;
+		     j++)
+			free(g->models[i].plan[j]);
+		free(g->models[i].plan);
 		udfs_source_close(src[i]);
 	}
-	if (g.base)
-		unmap_base(&g);
-	udfs_model_put(g.base);
-	free(g.models);
+	if (g->base)
+		unmap_base(g);
+	udfs_model_put(g->base);
+	free(g->models);
+}
+
+int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
+		      const char *const *names, const char *const *srcs)
+{
+	struct add_group g = {.store = s, .o = o, .n = n};
+	udfs_source **src = udfs_xcalloc(n, sizeof(*src));
+	struct udfs_pack *packs = udfs_xcalloc(n, sizeof(*packs));
+	udfs_model *models = udfs_xcalloc(n, sizeof(*models));
+	uint64_t *stored = udfs_xcalloc(n, sizeof(*stored));
+	struct udfs_progress pr;
+	uint64_t total = 0;
+	int err;
+
+	for (size_t i = 0; i < n; i++)
+		packs[i].fd = -1;
+	g.pr = &pr;
+	g.models = udfs_xcalloc(n, sizeof(*g.models));
+	err = udfs_add_opts_check(o);
+	if (!err)
+		err = load_base(s, o, &g.base);
+	if (!err)
+		err = open_sources(s, n, names, srcs, src);
+	if (!err)
+		err = map_base(&g);
+	if (err)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		g.models[i].name = names[i];
+		g.models[i].src = src[i];
+		plan_lossless(&g, &g.models[i]);
+		udfs_add_match_base(&g, &g.models[i]);
+		for (size_t j = 0; j < src[i]->n_files; j++)
+			total += src[i]->files[j].size;
+	}
+	udfs_progress_init(&pr, o->quiet, total);
+	if (!o->lossless) {
+		err = udfs_lossy_plan_group(&g);
+		if (err)
+			goto out;
+	}
+	udfs_progress_init(&pr, o->quiet, total);
+	for (size_t i = 0; i < n && !err; i++)
+		err = write_model(&g, &g.models[i], &models[i], &packs[i]);
+	udfs_progress_show(&pr, "", "", true);
+	udfs_progress_end(&pr);
+	if (!err)
+		err = commit_group(s, n, names, models, packs, stored);
+	for (size_t i = 0; i < n && !err; i++)
+		udfs_add_report(&g, &g.models[i], models[i].source_bytes,
+				stored[i]);
+out:
+	group_free(&g, src, models, packs, err);
 	free(models);
 	free(packs);
 	free(stored);
 	free(src);
-	return err;
-}
-
-/* ---- add-base --------------------------------------------------------- */
-
-/* Copy source file sf to the new file dst with permission bits mode. */
-static int copy_file(const udfs_source_file *sf, const char *dst, unsigned mode)
-{
-	int fd, err = 0;
-
-	fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
-	if (fd < 0)
-		return udfs_error(-errno, "%s: %s", dst, strerror(errno));
-	for (uint64_t off = 0; off < sf->size && !err; off += 16 << 20) {
-		if (udfs_interrupted)
-			err = udfs_error(-EINTR, "interrupted");
-		else
-			err = udfs_write_full(
-			    fd, sf->map + off,
-			    (size_t)UDFS_MIN(sf->size - off, 16ull << 20));
-	}
-	if (!err && fsync(fd) < 0)
-		err = -errno;
-	if (close(fd) < 0 && !err)
-		err = -errno;
-	if (err)
-		udfs_error(err, "%s: %s", dst, strerror(-err));
-	return err;
-}
-
-/* Hard-link the file that sf was read from (its resolved path, so a
- * symlink of a Hugging Face snapshot links the blob, never itself) to
- * dst. 0, or -errno with dst absent. */
-static int link_file(const udfs_source_file *sf, const char *dst)
-{
-	struct stat st;
-
-	if (link(sf->real, dst) < 0)
-		return -errno;
-	/* The file may have been replaced since it was read and hashed. */
-	if (lstat(dst, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (uint64_t)st.st_dev == sf->dev && (uint64_t)st.st_ino == sf->ino)
-		return 0;
-	unlink(dst);
-	return -ESTALE;
-}
-
-/*
- * Place source file sf at dst: a hard link when link_ok and the link
- * would carry exactly the permission bits mode that a copy gets, else a
- * copy. A hard link shares the source's inode, mode included, and
- * changing that mode would change the user's file: so a file more open
- * than the model's mode (a 0644 file beside a 0600 one, anything group-
- * or world-writable, an executable) is copied, never linked. A link that
- * cannot be made (another filesystem, protected_hardlinks) is a copy too.
- */
-static int place_file(const udfs_source_file *sf, const char *dst, bool link_ok,
-		      unsigned mode)
-{
-	if (link_ok && sf->mode == mode && link_file(sf, dst) == 0)
-		return 0;
-	return copy_file(sf, dst, mode);
-}
-
-/* Directories of a base: owner rwx, and group/other r-x where the files
- * are readable by them. */
-static mode_t dir_mode(unsigned mode)
-{
-	return (mode_t)(0700 | (mode & 044) | (mode & 044) >> 2);
-}
-
-/* Create the directories above path (a file of the model) under dir;
- * those made for an earlier file are there already (EEXIST). */
-static int make_parents(const char *dir, const char *path, unsigned mode)
-{
-	char *p = udfs_xasprintf("%s/%s", dir, path);
-	char *slash = p + strlen(dir) + 1;
-	int err = 0;
-
-	while (!err && (slash = strchr(slash, '/'))) {
-		*slash = '\0';
-		if (mkdir(p, dir_mode(mode)) < 0 && errno != EEXIST)
-			err = udfs_error(-errno, "%s: %s", p, strerror(errno));
-		*slash++ = '/';
-	}
-	free(p);
-	return err;
-}
-
-/* fsync the prefixes of path below tmp that are directories (len: the
- * length of its parent), so that each entry made in them is durable. */
-static int sync_parents(const char *tmp, const char *path, size_t len)
-{
-	int err = 0;
-
-	for (size_t k = 1; k <= len && !err; k++) {
-		char *d;
-
-		if (k < len && path[k] != '/')
-			continue;
-		d = udfs_xasprintf("%s/%.*s", tmp, (int)k, path);
-		err = udfs_fsync_dir(d);
-		free(d);
-	}
-	return err;
-}
-
-/* fsync every directory of the base at tmp. Files are sorted, so the
- * files of one directory mostly come together: a parent is synced once
- * per run of files in it. */
-static int sync_dirs(const char *tmp, const udfs_model *m)
-{
-	const char *prev = "";
-	size_t prev_len = 0;
-	int err = 0;
-
-	for (size_t i = 0; i < m->n_files && !err; i++) {
-		const char *path = m->files[i].path;
-		const char *slash = strrchr(path, '/');
-		size_t len = slash ? (size_t)(slash - path) : 0;
-
-		if (!len || (len == prev_len && !strncmp(path, prev, len)))
-			continue;
-		err = sync_parents(tmp, path, len);
-		prev = path;
-		prev_len = len;
-	}
-	return err ? err : udfs_fsync_dir(tmp);
-}
-
-int udfs_compress_add_base(udfs_store *s, const char *name,
-			   const char *src_path, bool link, bool quiet)
-{
-	udfs_catalog *cat = udfs_store_catalog(s);
-	udfs_source *src = NULL;
-	udfs_model m = {0};
-	char *id = random_name();
-	char *tmp = udfs_xasprintf("%s/tmp/%s", udfs_store_dir(s), id);
-	char *rel = udfs_xasprintf("bases/%s", id);
-	char *final = udfs_xasprintf("%s/%s", udfs_store_dir(s), rel);
-	struct progress pr;
-	bool placed = false, in_tx = false;
-	int lock_fd = -1, err;
-
-	err = check_new_name(s, name);
-	if (!err)
-		err = udfs_source_open(src_path, &src);
-	if (err)
-		goto out;
-	if (mkdir(tmp, dir_mode(src->mode)) < 0) {
-		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	lock_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (lock_fd >= 0)
-		flock(lock_fd, LOCK_EX); /* gc leaves it alone */
-	m.name = (char *)name;
-	m.kind = UDFS_MODEL_BASE;
-	m.method = (char *)"base";
-	m.params = (char *)"{}";
-	m.created = (int64_t)time(NULL);
-	m.n_files = src->n_files;
-	m.files = udfs_xcalloc(m.n_files, sizeof(*m.files));
-	progress_init(&pr, quiet, 0);
-	for (size_t i = 0; i < src->n_files; i++)
-		pr.total += src->files[i].size;
-	for (size_t i = 0; i < src->n_files && !err; i++) {
-		const udfs_source_file *sf = &src->files[i];
-		udfs_file *f = &m.files[i];
-		char *dst = udfs_xasprintf("%s/%s", tmp, sf->path);
-
-		progress_show(&pr, name, sf->path, true);
-		pr.done += sf->size;
-		err = make_parents(tmp, sf->path, src->mode);
-		if (!err)
-			err = place_file(sf, dst, link, src->mode);
-		free(dst);
-		f->path = udfs_xstrdup(sf->path);
-		f->kind = sf->kind;
-		f->size = sf->size;
-		if (!err)
-			err = udfs_sha256_hex(sf->map, sf->size, f->sha256);
-		if (sf->st) {
-			f->data_offset = sf->st->data_offset;
-			f->header = udfs_xmalloc(f->data_offset);
-			memcpy(f->header, sf->st->raw, f->data_offset);
-			f->n_tensors = sf->st->n_tensors;
-			f->tensors =
-			    udfs_xcalloc(f->n_tensors, sizeof(*f->tensors));
-			for (size_t j = 0; j < f->n_tensors; j++) {
-				tensor_from_source(&f->tensors[j],
-						   &sf->st->tensors[j]);
-				f->tensors[j].enc = UDFS_ENC_BASE;
-			}
-		}
-		m.source_bytes += sf->size;
-	}
-	progress_end(&pr);
-	if (!err)
-		err = sync_dirs(tmp, &m);
-	if (!err)
-		err = udfs_catalog_begin(cat);
-	in_tx = !err;
-	/* Placed inside the transaction, for the same reason as packs. */
-	if (!err && rename_noreplace(tmp, final) < 0)
-		err = udfs_error(-errno, "%s: %s", final, strerror(errno));
-	if (err)
-		goto out;
-	placed = true;
-	{
-		char *bases = udfs_xasprintf("%s/bases", udfs_store_dir(s));
-
-		err = udfs_fsync_dir(bases);
-		free(bases);
-	}
-	m.stored_bytes = m.source_bytes;
-	if (!err)
-		err = udfs_catalog_insert_model(cat, &m, rel);
-	for (size_t i = 0; i < m.n_files && !err; i++)
-		err = udfs_catalog_insert_file(cat, m.id, &m.files[i]);
-	if (!err)
-		err = udfs_catalog_commit(cat);
-	if (!err)
-		in_tx = false;
-out:
-	if (in_tx)
-		udfs_catalog_rollback(cat);
-	if (err)
-		udfs_rm_tree(placed ? final : tmp);
-	if (lock_fd >= 0)
-		close(lock_fd);
-	files_free(m.files, m.n_files);
-	udfs_source_close(src);
-	free(final);
-	free(rel);
-	free(tmp);
-	free(id);
 	return err;
 }

@@ -21,6 +21,9 @@
  * backslash, not starting with '.' or '-'. 0 or -EINVAL with a message. */
 int udfs_name_check(const char *name);
 
+/* udfs_name_check(), and no model of the store has the name (-EEXIST). */
+int udfs_name_check_new(udfs_store *s, const char *name);
+
 /*
  * Store the model at src (file or directory) as base model name, copying
  * its files into STORE/bases (hard links when link is set and the source

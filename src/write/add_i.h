@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Private interface between the add pipeline (compress.c) and the lossy
- * planner and tensor encoder (compress_lossy.c).
+ * Private interface of the add pipeline (add.c, add_base.c), its report
+ * (add_report.c), and the lossy planner and tensor encoder
+ * (plan_lossy.c).
  */
 #ifndef UDFS_COMPRESS_I_H
 #define UDFS_COMPRESS_I_H
@@ -14,9 +15,6 @@
 #include "format/source.h"
 #include "udfs/store.h"
 #include "write/add.h"
-
-/* Set by the CLI's SIGINT/SIGTERM handler; long loops check it. */
-extern volatile sig_atomic_t udfs_interrupted;
 
 /* How one tensor of one model is stored; decided before any byte is
  * written. */
@@ -44,7 +42,7 @@ struct add_model {
 	} match;
 };
 
-struct progress;
+struct udfs_progress;
 
 struct add_group {
 	udfs_store *store;
@@ -53,11 +51,12 @@ struct add_group {
 	const unsigned char **base_map; /* base->files[i] mapped read-only */
 	size_t n;
 	struct add_model *models;
-	struct progress *pr; /* the progress line (compress.c) */
+	struct udfs_progress *pr; /* the progress line */
 };
 
 /* Show "MODEL: PHASE done/total UNIT" on the progress line (a terminal
- * only, at most four times a second), for the phases that write nothing. */
+ * only, at most four times a second), for the phases that write nothing
+ * (progress.c). */
 void udfs_add_progress_phase(struct add_group *g, const char *model,
 			     const char *phase, uint64_t done, uint64_t total,
 			     const char *unit);
@@ -76,8 +75,21 @@ void udfs_add_report(const struct add_group *g, const struct add_model *am,
 		     uint64_t source_bytes, uint64_t stored_bytes);
 
 /* Pointer to the bytes of a base tensor in the mapped base. */
-const unsigned char *udfs_add_base_bytes(const struct add_group *g,
-					 const udfs_tensor *bt);
+static inline const unsigned char *
+udfs_add_base_bytes(const struct add_group *g, const udfs_tensor *bt)
+{
+	size_t i = (size_t)(bt->file - g->base->files);
+
+	return g->base_map[i] + bt->file->data_offset + bt->begin;
+}
+
+/* Fill t (name, dtype, shape, offsets) from a source tensor; t owns
+ * copies. */
+void udfs_add_tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st);
+
+/* Free n files built by an add (their tensors, header and path) and the
+ * array. */
+void udfs_add_files_free(udfs_file *files, size_t n);
 
 /*
  * Lossy planning over the whole group: choose the tensors to make lossy,
