@@ -6,8 +6,6 @@
  * fsync, rename into STORE/packs, and insert every catalog row of the group
  * in one transaction. Peak memory is a few windows of chunks plus, for a
  * lossy tensor, its mask and codes: never the whole model.
- *
- * Also add-base (copy or hard-link into STORE/bases), rm and gc.
  */
 #include "write/add.h"
 
