@@ -66,11 +66,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/zstd.h"
 #include "common/bitio.h"
 #include "common/dtype.h"
 #include "common/prng.h"
 #include "common/rangecoder.h"
-#include "codec/zstd.h"
 #include "common/util.h"
 
 #define LOSSY_VERSION 1

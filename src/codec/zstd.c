@@ -93,4 +93,3 @@ int udfs_zstd_decompress(const void *in, size_t in_len, void *out, size_t n)
 						  : "short frame");
 	return 0;
 }
-

@@ -37,12 +37,12 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "codec/lossy.h"
 #include "codec/plane.h"
 #include "common/dtype.h"
-#include "codec/lossy.h"
+#include "common/util.h"
 #include "read/recon.h"
 #include "udfs/store.h"
-#include "common/util.h"
 
 #define NMAX 4096
 
@@ -91,8 +91,8 @@ static void dump_seed(const uint8_t *data, const uint8_t *enc, size_t len)
 		return;
 	memcpy(hdr, data, 12);
 	hdr[8] = 0;
-	snprintf(path, sizeof(path), "%s/dec-%02x%02x%02x%02x%02x-%016llx",
-		 dir, data[0], data[1], data[2], data[3], data[4],
+	snprintf(path, sizeof(path), "%s/dec-%02x%02x%02x%02x%02x-%016llx", dir,
+		 data[0], data[1], data[2], data[3], data[4],
 		 (unsigned long long)XXH3_64bits(enc, len));
 	fp = fopen(path, "wb");
 	if (!fp)
@@ -183,9 +183,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		bf.size = 8 + boff + len;
 		t.base_file = &bf;
 		t.base_begin = boff;
-		put(base_fd, base_bytes, fault == 6 ? 8 + boff + len / 2
-						     : 8 + boff + len,
-		    0);
+		put(base_fd, base_bytes,
+		    fault == 6 ? 8 + boff + len / 2 : 8 + boff + len, 0);
 	}
 	out = malloc(len);
 	want = malloc(len);
@@ -211,25 +210,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (uint32_t i = 0; i < n; i++)
 				if (t.lp.mask == UDFS_MASK_NONE ||
 				    (t.lp.mask == UDFS_MASK_SEEDED
-					     ? udfs_seeded_keep(t.lp.seed, i,
-								thr)
-					     : want[i] & 1))
+					 ? udfs_seeded_keep(t.lp.seed, i, thr)
+					 : want[i] & 1))
 					kept[nk++] = i;
 			for (uint32_t j = 0; j < nk * es; j++)
 				vals[j] = want[j % len];
 			if (t.lp.values == UDFS_VAL_CODES)
 				for (uint32_t j = 0; j < nk; j++)
-					vals[j] &= (uint8_t)((1u << t.lp.bits) -
-							     1);
+					vals[j] &=
+					    (uint8_t)((1u << t.lp.bits) - 1);
 			if (t.lp.values == UDFS_VAL_SIGN)
 				for (uint32_t j = 0; j < nk; j++)
 					vals[j] &= 1;
 			ret = udfs_lossy_encode_chunk(&t.lp, t.dtype, 0, n,
 						      kept, nk, vals,
 						      (void **)&enc, &enc_len);
-			if (!ret && udfs_lossy_decode_chunk(&t.lp, t.dtype, 0,
-							    n, enc, enc_len, b,
-							    want))
+			if (!ret &&
+			    udfs_lossy_decode_chunk(&t.lp, t.dtype, 0, n, enc,
+						    enc_len, b, want))
 				abort();
 			free(vals);
 			free(kept);

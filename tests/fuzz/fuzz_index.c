@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "format/source_i.h"
-#include "format/safetensors.h"
 #include "common/util.h"
+#include "format/safetensors.h"
+#include "format/source_i.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -32,8 +32,8 @@
 
 #include "common/dtype.h"
 #include "common/prng.h"
-#include "format/safetensors.h"
 #include "common/util.h"
+#include "format/safetensors.h"
 
 /* ---- random numbers ---------------------------------------------------- */
 

@@ -95,7 +95,8 @@ static void worker(int id)
 	int bad = 0;
 
 	while (!bad && now() < end) {
-		const struct target *t = &files[udfs_splitmix64(&seed) % (uint64_t)nfiles];
+		const struct target *t =
+		    &files[udfs_splitmix64(&seed) % (uint64_t)nfiles];
 		unsigned kind = (unsigned)(udfs_splitmix64(&seed) % 3);
 		size_t off, len;
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "write/add.h"
 #include "common/util.h"
+#include "write/add.h"
 
 static void write_bytes(const char *path, const void *p, size_t n)
 {

@@ -14,8 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "store_fixture.h"
 #include "read/recon.h"
+#include "store_fixture.h"
 #include "udfs/store.h"
 
 #define N_MODELS 100

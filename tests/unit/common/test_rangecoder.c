@@ -1,17 +1,17 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of the private adaptive binary range coder (src/common/rangecoder.h):
- * round trips of bit streams of every skew and length, including the
- * empty stream and runs that force carries, the size against the entropy,
- * and rejection by rc_dec_finish() of truncated, extended and altered
- * streams.
+ * Unit tests of the private adaptive binary range coder
+ * (src/common/rangecoder.h): round trips of bit streams of every skew and
+ * length, including the empty stream and runs that force carries, the size
+ * against the entropy, and rejection by rc_dec_finish() of truncated, extended
+ * and altered streams.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/rangecoder.h"
 #include "check.h"
+#include "common/rangecoder.h"
 
 static uint64_t rs = 0x2545f4914f6cdd1dULL;
 

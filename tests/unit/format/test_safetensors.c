@@ -12,8 +12,8 @@
 
 #include "check.h"
 #include "common/dtype.h"
-#include "format/safetensors.h"
 #include "common/util.h"
+#include "format/safetensors.h"
 
 /* A file image: 8-byte length, the JSON header (hlen bytes, may hold any
  * byte), then data_len bytes of data. */

@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "common/util.h"
 #include "format/source.h"
 #include "udfs/store.h"
-#include "common/util.h"
 
 static char *top; /* the temporary directory of this run */
 static int case_no;

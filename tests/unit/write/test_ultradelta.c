@@ -14,8 +14,8 @@
 
 #include "check.h"
 #include "codec/lossy.h"
-#include "write/ultradelta.h"
 #include "common/util.h"
+#include "write/ultradelta.h"
 
 static uint64_t rs = 88172645463325252ULL;
 
