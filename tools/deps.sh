@@ -18,7 +18,7 @@ import collections, glob, os, re, subprocess, sys
 
 # Each folder may include itself and the folders before it, except that
 # write and fuse are siblings: both stand on read, neither sees the other.
-ORDER = ["common", "format", "codec", "store", "read", "write", "fuse",
+ORDER = ["common", "codec", "format", "store", "read", "write", "fuse",
          "programs"]
 BELOW = {f: set(ORDER[:i + 1]) for i, f in enumerate(ORDER)}
 BELOW["fuse"] -= {"write"}
