@@ -26,7 +26,7 @@ OPT     ?= -O2 -g
 # -ffp-contract=off: reconstruction must give the same bits everywhere.
 CFLAGS  ?= $(OPT)
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread \
-	      -ffp-contract=off -Isrc -Iinclude $(WARN) $(PKG_CFLAGS) \
+	      -ffp-contract=off -Isrc $(WARN) $(PKG_CFLAGS) \
 	      $(LAPACK_CFLAGS) $(SANITIZE) $(CFLAGS) $(if $(WERROR),-Werror)
 ALL_LDFLAGS := -pthread $(SANITIZE) $(LDFLAGS)
 LIBS    := $(PKG_LIBS) -lm
@@ -38,12 +38,12 @@ Q := @
 endif
 
 # The source tree follows the data path (see ARCHITECTURE.md). Two
-# libraries: the read library (common, format, codec, store, read) that
+# libraries: the read library (common, codec, format, store, read) that
 # the daemon and every program link, and the write library (the add
 # pipeline, its planner and linear algebra) that only udfs-compress links,
 # with OpenBLAS: the daemon must not start OpenBLAS threads.
-READ_DIRS  := src/common src/format src/codec src/store src/read
-READ_SRC   := $(wildcard $(READ_DIRS:%=%/*.c) src/*.c)
+READ_DIRS  := src/common src/codec src/format src/store src/read
+READ_SRC   := $(wildcard $(READ_DIRS:%=%/*.c))
 WRITE_SRC  := $(wildcard src/write/*.c)
 FUSE_SRC   := $(wildcard src/fuse/*.c)
 UDFS_SRC   := $(filter-out src/programs/udfs_compress.c,$(wildcard src/programs/*.c))
@@ -165,8 +165,8 @@ deps:
 	sh .ci/deps.sh
 
 format-check:
-	$(Q)clang-format --dry-run --Werror $(wildcard src/*/*.[ch] src/*.[ch] \
-		include/udfs/*.h tests/unit/*.[ch] tests/unit/*/*.[ch] \
+	$(Q)clang-format --dry-run --Werror $(wildcard src/*/*.[ch] \
+		tests/unit/*.[ch] tests/unit/*/*.[ch] \
 		tests/fuzz/*.c tests/gen/*.c bench/tools/*.c)
 
 install: $(PROGS)

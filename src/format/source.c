@@ -33,7 +33,7 @@
 
 #include "common/util.h"
 #include "format/source_i.h"
-#include "udfs/store.h"
+#include "store/store.h"
 
 #define ST_SUFFIX ".safetensors"
 

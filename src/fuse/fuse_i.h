@@ -27,7 +27,7 @@
 #include "common/list.h"
 #include "read/cache.h"
 #include "read/recon.h"
-#include "udfs/store.h"
+#include "store/store.h"
 
 #define UDFS_ROOT_INO 1
 #define UDFS_DIR_INO(model_id) ((fuse_ino_t)(model_id)*2 + 1)

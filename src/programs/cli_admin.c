@@ -21,7 +21,7 @@
 #include "common/util.h"
 #include "programs/cli_i.h"
 #include "read/recon.h"
-#include "udfs/store.h"
+#include "store/store.h"
 #include "write/add.h"
 #include "write/add_i.h"
 

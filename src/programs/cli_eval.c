@@ -20,7 +20,7 @@
 #include "format/source.h"
 #include "programs/cli_i.h"
 #include "read/recon.h"
-#include "udfs/store.h"
+#include "store/store.h"
 
 /* Read a whole tensor of a virtual file. */
 static unsigned char *read_tensor(const udfs_tensor *t)

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "udfs/store.h"
+#include "store/store.h"
 #include "write/add.h"
 #include "write/add_i.h"
 

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "read/recon.h"
-#include "udfs/store.h"
+#include "store/store.h"
 
 typedef struct udfs_cache udfs_cache;
 

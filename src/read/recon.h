@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "udfs/store.h"
+#include "store/store.h"
 
 /* Output bytes of chunk ci of t (UDFS_CHUNK_BYTES but for the last). */
 size_t udfs_chunk_out_len(const udfs_tensor *t, uint32_t ci);

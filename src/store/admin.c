@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "udfs/catalog.h"
+#include "store/catalog.h"
 #include "common/util.h"
 
 /* The -EBUSY of rm of a base that deps models use, naming a few. */

@@ -10,7 +10,7 @@
  * (mounts on several nodes, admin verbs). WAL mode, a busy timeout, and
  * every write of one model in one BEGIN IMMEDIATE transaction.
  */
-#include "udfs/catalog.h"
+#include "store/catalog.h"
 
 #include <errno.h>
 #include <inttypes.h>

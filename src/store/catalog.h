@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "udfs/store.h"
+#include "store/store.h"
 
 /* Format version in PRAGMA user_version. */
 #define UDFS_CATALOG_VERSION 1

@@ -9,7 +9,7 @@
  * The catalog connection is shared and serialized by the store lock; the
  * read path never touches it.
  */
-#include "udfs/store.h"
+#include "store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "udfs/catalog.h"
+#include "store/catalog.h"
 #include "common/dtype.h"
 #include "common/util.h"
 

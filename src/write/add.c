@@ -26,7 +26,7 @@
 #include "common/sha256.h"
 #include "common/util.h"
 #include "read/recon.h"
-#include "udfs/catalog.h"
+#include "store/catalog.h"
 #include "write/add_i.h"
 #include "write/pack.h"
 #include "write/progress.h"

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "udfs/store.h"
+#include "store/store.h"
 #include "write/opts.h"
 
 /* A model name is 1..200 printable ASCII characters, no '/', no

@@ -19,7 +19,7 @@
 #include "common/sha256.h"
 #include "common/util.h"
 #include "format/source.h"
-#include "udfs/catalog.h"
+#include "store/catalog.h"
 #include "write/add_i.h"
 #include "write/progress.h"
 

@@ -13,7 +13,7 @@
 
 #include "codec/fidelity.h"
 #include "format/source.h"
-#include "udfs/store.h"
+#include "store/store.h"
 #include "write/add.h"
 
 /* How one tensor of one model is stored; decided before any byte is

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "udfs/catalog.h"
+#include "store/catalog.h"
 
 int udfs_name_check(const char *name)
 {

@@ -15,7 +15,7 @@
 #include "codec/zstd.h"
 #include "common/pool.h"
 #include "common/util.h"
-#include "udfs/store.h"
+#include "store/store.h"
 
 void udfs_add_opts_init(udfs_add_opts *o)
 {

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "udfs/store.h"
+#include "store/store.h"
 
 struct udfs_pack {
 	char *tmp_path;	 /* STORE/tmp/<name>.pack */

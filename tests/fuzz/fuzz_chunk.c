@@ -42,7 +42,7 @@
 #include "common/dtype.h"
 #include "common/util.h"
 #include "read/recon.h"
-#include "udfs/store.h"
+#include "store/store.h"
 
 #define NMAX 4096
 

@@ -15,7 +15,7 @@
 #include "check.h"
 #include "common/util.h"
 #include "format/source.h"
-#include "udfs/store.h"
+#include "store/store.h"
 
 static char *top; /* the temporary directory of this run */
 static int case_no;

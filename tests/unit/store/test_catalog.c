@@ -16,9 +16,9 @@
 
 #include "check.h"
 #include "store_fixture.h"
-#include "udfs/catalog.h"
+#include "store/catalog.h"
 #include "write/add.h"
-#include "udfs/store.h"
+#include "store/store.h"
 #include "common/util.h"
 
 static char *top; /* the temporary directory of this run */

@@ -25,7 +25,7 @@
 #include "write/add.h"
 #include "common/dtype.h"
 #include "read/recon.h"
-#include "udfs/store.h"
+#include "store/store.h"
 #include "common/util.h"
 
 static char *top; /* the temporary directory of this run */

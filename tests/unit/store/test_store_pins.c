@@ -16,7 +16,7 @@
 
 #include "read/recon.h"
 #include "store_fixture.h"
-#include "udfs/store.h"
+#include "store/store.h"
 
 #define N_MODELS 100
 
