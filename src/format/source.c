@@ -32,8 +32,8 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "format/model.h"
 #include "format/source_i.h"
-#include "store/store.h"
 
 #define ST_SUFFIX ".safetensors"
 

@@ -32,7 +32,7 @@
 typedef struct udfs_source_file {
 	char *path; /* path inside the model directory, '/'-separated */
 	char *real; /* absolute path of the file read, symlinks resolved */
-	int kind;   /* enum udfs_file_kind (store.h) */
+	int kind;   /* enum udfs_file_kind (model.h) */
 	uint64_t size;
 	unsigned mode;		  /* permission bits of the file read */
 	uint64_t dev, ino;	  /* identity of the file read (fstat) */

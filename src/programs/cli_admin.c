@@ -21,9 +21,8 @@
 #include "common/util.h"
 #include "programs/cli_i.h"
 #include "read/recon.h"
+#include "store/admin.h"
 #include "store/store.h"
-#include "write/add.h"
-#include "write/add_i.h"
 
 #define IO_BYTES (4u << 20)
 
@@ -64,8 +63,8 @@ int udfs_cli_ls(const struct cli_opts *o)
 			    json_pack(
 				"{s:o,s:s,s:o,s:o,s:I,s:I,s:f,s:I}", "name",
 				udfs_cli_json_str(v[k].name), "kind",
-				v[k].kind == UDFS_MODEL_BASE ? "base" : "delta",
-				"base", udfs_cli_json_str(v[k].base), "method",
+				udfs_model_kind_name(v[k].kind), "base",
+				udfs_cli_json_str(v[k].base), "method",
 				udfs_cli_json_str(v[k].method), "source_bytes",
 				(json_int_t)v[k].source_bytes, "stored_bytes",
 				(json_int_t)v[k].stored_bytes, "ratio",
@@ -83,7 +82,7 @@ int udfs_cli_ls(const struct cli_opts *o)
 
 			printf("%-24s %-5s %-16s %-10s %5zu %12s %12s %7.2fx\n",
 			       udfs_cli_str(v[k].name),
-			       v[k].kind == UDFS_MODEL_BASE ? "base" : "delta",
+			       udfs_model_kind_name(v[k].kind),
 			       v[k].base[0] ? udfs_cli_str(v[k].base) : "-",
 			       udfs_cli_str(v[k].method), v[k].n_files,
 			       udfs_fmt_bytes(v[k].source_bytes, a, sizeof(a)),
@@ -143,11 +142,8 @@ static json_t *tensor_json(const udfs_tensor *t)
 		json_object_set_new(e, "rate", json_real(t->lp.rate));
 		json_object_set_new(e, "bits", json_integer(t->lp.bits));
 		json_object_set_new(e, "gain", json_real(t->lp.gain));
-		json_object_set_new(
-		    e, "mask",
-		    json_string(t->lp.mask == UDFS_MASK_SEEDED ? "seeded"
-				: t->lp.mask == UDFS_MASK_NONE ? "none"
-							       : "explicit"));
+		json_object_set_new(e, "mask",
+				    json_string(udfs_mask_name(t->lp.mask)));
 	}
 	return e;
 }
@@ -163,10 +159,9 @@ static json_t *file_json(const udfs_file *fl)
 	}
 	return json_pack(
 	    "{s:o,s:s,s:I,s:I,s:s,s:o}", "path", udfs_cli_json_str(fl->path),
-	    "kind",
-	    fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors" : "verbatim",
-	    "size", (json_int_t)fl->size, "stored_bytes", (json_int_t)stored,
-	    "sha256", fl->sha256, "tensors", jt);
+	    "kind", udfs_file_kind_name(fl->kind), "size", (json_int_t)fl->size,
+	    "stored_bytes", (json_int_t)stored, "sha256", fl->sha256, "tensors",
+	    jt);
 }
 
 /* udfs info --json: the model as one object (udfs(1)). */
@@ -179,7 +174,7 @@ static json_t *model_json(const udfs_model *m)
 		json_array_append_new(jfiles, file_json(&m->files[f]));
 	jm = json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:f,s:f,s:I}", "name",
 		       udfs_cli_json_str(m->name), "kind",
-		       m->kind == UDFS_MODEL_BASE ? "base" : "delta", "base",
+		       udfs_model_kind_name(m->kind), "base",
 		       udfs_cli_json_str(m->base ? m->base->name : ""),
 		       "method", udfs_cli_json_str(m->method), "source_bytes",
 		       (json_int_t)m->source_bytes, "stored_bytes",
@@ -224,8 +219,7 @@ static void print_tensor(const udfs_tensor *t)
 static void print_file(const udfs_file *fl)
 {
 	printf("\nfile %s (%s, %" PRIu64 " bytes)\n", udfs_cli_str(fl->path),
-	       fl->kind == UDFS_FILE_SAFETENSORS ? "safetensors" : "verbatim",
-	       fl->size);
+	       udfs_file_kind_name(fl->kind), fl->size);
 	if (fl->kind != UDFS_FILE_SAFETENSORS)
 		return;
 	printf("  %-44s %-5s %-11s %-10s %6s %4s %11s %11s %8s\n", "TENSOR",
@@ -242,7 +236,7 @@ static void print_model(const udfs_model *m)
 	char a[32], b[32];
 
 	printf("name:      %s\nkind:      %s\n", udfs_cli_str(m->name),
-	       m->kind == UDFS_MODEL_BASE ? "base" : "delta");
+	       udfs_model_kind_name(m->kind));
 	if (m->base)
 		printf("base:      %s\n", udfs_cli_str(m->base->name));
 	printf("method:    %s\nparams:    %s\n", udfs_cli_str(m->method),

@@ -6,7 +6,7 @@
  * Kept apart from compress.c so that `udfs` does not link the compressor
  * (and with it OpenBLAS).
  */
-#include "write/add.h"
+#include "store/admin.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,8 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/catalog.h"
 #include "common/util.h"
+#include "store/catalog.h"
 
 /* The -EBUSY of rm of a base that deps models use, naming a few. */
 static int in_use(udfs_catalog *cat, const char *name, int deps)
@@ -40,10 +40,10 @@ static int in_use(udfs_catalog *cat, const char *name, int deps)
 	if (deps > named)
 		snprintf(users + len, sizeof(users) - len, "%s%d more",
 			 named ? " and " : "", deps - named);
-	return udfs_error(-EBUSY,
-			  "base \"%s\" is used by %d delta model%s (%s); "
-			  "remove them first",
-			  name, deps, deps == 1 ? "" : "s", users);
+	return udfs_error(
+	    -EBUSY,
+	    "base \"%s\" is used by %d delta model%s (%s); remove them first",
+	    name, deps, deps == 1 ? "" : "s", users);
 }
 
 int udfs_store_rm(udfs_store *s, const char *name)
@@ -67,10 +67,10 @@ int udfs_store_rm(udfs_store *s, const char *name)
 	if (!err)
 		err = udfs_catalog_delete_model(cat, id, &storage);
 	if (!err && !udfs_storage_path_ok(storage))
-		err = udfs_error(-EIO,
-				 "model \"%s\": storage path \"%s\" is "
-				 "not inside the store; not removed",
-				 name, storage);
+		err = udfs_error(
+		    -EIO,
+		    "model \"%s\": storage path \"%s\" is not inside the store; not removed",
+		    name, storage);
 	if (!err)
 		err = udfs_catalog_commit(cat);
 	if (err) {

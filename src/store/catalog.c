@@ -31,47 +31,7 @@ struct udfs_catalog {
 };
 
 static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
-    "CREATE TABLE IF NOT EXISTS models("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " name TEXT NOT NULL UNIQUE,"
-    " kind INTEGER NOT NULL,"
-    " base_id INTEGER REFERENCES models(id),"
-    " method TEXT NOT NULL,"
-    " params TEXT NOT NULL,"
-    " seed INTEGER NOT NULL,"
-    " created INTEGER NOT NULL,"
-    " source_bytes INTEGER NOT NULL,"
-    " stored_bytes INTEGER NOT NULL,"
-    " sparsity REAL NOT NULL,"
-    " storage TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS files("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " model_id INTEGER NOT NULL REFERENCES models(id),"
-    " path TEXT NOT NULL,"
-    " kind INTEGER NOT NULL,"
-    " size INTEGER NOT NULL,"
-    " data_offset INTEGER NOT NULL,"
-    " header BLOB,"
-    " sha256 TEXT NOT NULL,"
-    " UNIQUE(model_id, path));"
-    "CREATE TABLE IF NOT EXISTS tensors("
-    " file_id INTEGER NOT NULL REFERENCES files(id),"
-    " idx INTEGER NOT NULL,"
-    " name TEXT NOT NULL,"
-    " dtype TEXT NOT NULL,"
-    " shape TEXT NOT NULL,"
-    " begin INTEGER NOT NULL,"
-    " end INTEGER NOT NULL,"
-    " encoding TEXT NOT NULL,"
-    " base_file_id INTEGER,"
-    " base_begin INTEGER,"
-    " mask INTEGER, vkind INTEGER, bits INTEGER,"
-    " lo REAL, step REAL, gain REAL, rate REAL, mseed INTEGER,"
-    " stored_bytes INTEGER NOT NULL,"
-    " chunks BLOB,"
-    " PRIMARY KEY(file_id, idx));"
-    "INSERT OR IGNORE INTO meta VALUES('generation', 0);";
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);CREATE TABLE IF NOT EXISTS models( id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, kind INTEGER NOT NULL, base_id INTEGER REFERENCES models(id), method TEXT NOT NULL, params TEXT NOT NULL, seed INTEGER NOT NULL, created INTEGER NOT NULL, source_bytes INTEGER NOT NULL, stored_bytes INTEGER NOT NULL, sparsity REAL NOT NULL, storage TEXT NOT NULL);CREATE TABLE IF NOT EXISTS files( id INTEGER PRIMARY KEY AUTOINCREMENT, model_id INTEGER NOT NULL REFERENCES models(id), path TEXT NOT NULL, kind INTEGER NOT NULL, size INTEGER NOT NULL, data_offset INTEGER NOT NULL, header BLOB, sha256 TEXT NOT NULL, UNIQUE(model_id, path));CREATE TABLE IF NOT EXISTS tensors( file_id INTEGER NOT NULL REFERENCES files(id), idx INTEGER NOT NULL, name TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL, begin INTEGER NOT NULL, end INTEGER NOT NULL, encoding TEXT NOT NULL, base_file_id INTEGER, base_begin INTEGER, mask INTEGER, vkind INTEGER, bits INTEGER, lo REAL, step REAL, gain REAL, rate REAL, mseed INTEGER, stored_bytes INTEGER NOT NULL, chunks BLOB, PRIMARY KEY(file_id, idx));INSERT OR IGNORE INTO meta VALUES('generation', 0);";
 
 static int fail(udfs_catalog *c, int rc, const char *what)
 {
@@ -210,8 +170,7 @@ int udfs_catalog_open(const char *path, bool rdonly, bool create,
 	if (version != UDFS_CATALOG_VERSION) {
 		err = udfs_error(
 		    -EPROTO,
-		    "%s: catalog format version %d, this udfs "
-		    "reads version %d%s",
+		    "%s: catalog format version %d, this udfs reads version %d%s",
 		    path, version, UDFS_CATALOG_VERSION,
 		    version > UDFS_CATALOG_VERSION ? ": upgrade udfs" : "");
 		goto out;
@@ -252,8 +211,8 @@ int udfs_catalog_begin(udfs_catalog *c)
 int udfs_catalog_commit(udfs_catalog *c)
 {
 	/* Every committed write is a change mounted daemons must notice. */
-	int err = exec(c, "UPDATE meta SET value = value + 1 "
-			  "WHERE key = 'generation'");
+	int err = exec(
+	    c, "UPDATE meta SET value = value + 1 WHERE key = 'generation'");
 
 	return err ? err : exec(c, "COMMIT");
 }
@@ -291,10 +250,9 @@ int udfs_catalog_insert_model(udfs_catalog *c, udfs_model *m,
 	sqlite3_stmt *st;
 	int err;
 
-	err = prep(c, &st,
-		   "INSERT INTO models(name, kind, base_id, method, params,"
-		   " seed, created, source_bytes, stored_bytes, sparsity,"
-		   " storage) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+	err = prep(
+	    c, &st,
+	    "INSERT INTO models(name, kind, base_id, method, params, seed, created, source_bytes, stored_bytes, sparsity, storage) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
 	if (err)
 		return err;
 	sqlite3_bind_text(st, 1, m->name, -1, SQLITE_STATIC);
@@ -404,9 +362,9 @@ int udfs_catalog_insert_file(udfs_catalog *c, int64_t model_id, udfs_file *f)
 	int64_t file_id;
 	int err;
 
-	err = prep(c, &st,
-		   "INSERT INTO files(model_id, path, kind, size, data_offset,"
-		   " header, sha256) VALUES(?,?,?,?,?,?,?)");
+	err = prep(
+	    c, &st,
+	    "INSERT INTO files(model_id, path, kind, size, data_offset, header, sha256) VALUES(?,?,?,?,?,?,?)");
 	if (err)
 		goto out;
 	sqlite3_bind_int64(st, 1, model_id);
@@ -423,11 +381,9 @@ int udfs_catalog_insert_file(udfs_catalog *c, int64_t model_id, udfs_file *f)
 		goto out;
 	file_id = sqlite3_last_insert_rowid(c->db);
 	f->ino = (uint64_t)file_id;
-	err = prep(c, &ts,
-		   "INSERT INTO tensors(file_id, idx, name, dtype, shape,"
-		   " begin, end, encoding, base_file_id, base_begin, mask,"
-		   " vkind, bits, lo, step, gain, rate, mseed, stored_bytes,"
-		   " chunks) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	err = prep(
+	    c, &ts,
+	    "INSERT INTO tensors(file_id, idx, name, dtype, shape, begin, end, encoding, base_file_id, base_begin, mask, vkind, bits, lo, step, gain, rate, mseed, stored_bytes, chunks) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 	if (err)
 		goto out;
 	for (size_t i = 0; i < f->n_tensors && !err; i++)
@@ -509,10 +465,10 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 	if (t->dtype < 0 || t->enc < 0 || t->end < t->begin ||
 	    t->end > f->size - f->data_offset ||
 	    parse_shape((const char *)sqlite3_column_text(st, 2), t))
-		return udfs_error(-EIO,
-				  "catalog %s: file %s: tensor \"%s\" "
-				  "has a malformed row",
-				  c->path, f->path, t->name);
+		return udfs_error(
+		    -EIO,
+		    "catalog %s: file %s: tensor \"%s\" has a malformed row",
+		    c->path, f->path, t->name);
 	t->base_file_id = sqlite3_column_int64(st, 6);
 	t->base_begin = (uint64_t)sqlite3_column_int64(st, 7);
 	t->lp.mask = (uint8_t)sqlite3_column_int(st, 8);
@@ -527,21 +483,20 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 	blob = sqlite3_column_blob(st, 17);
 	blob_len = sqlite3_column_bytes(st, 17);
 	if (blob_len % CHUNK_REC)
-		return udfs_error(-EIO,
-				  "catalog %s: tensor \"%s\": chunk map "
-				  "of %d bytes",
-				  c->path, t->name, blob_len);
+		return udfs_error(
+		    -EIO, "catalog %s: tensor \"%s\": chunk map of %d bytes",
+		    c->path, t->name, blob_len);
 	t->n_chunks = (uint32_t)(blob_len / CHUNK_REC);
 	if (t->n_chunks) {
 		uint64_t want = (t->end - t->begin + UDFS_CHUNK_BYTES - 1) /
 				UDFS_CHUNK_BYTES;
 
 		if (want != t->n_chunks)
-			return udfs_error(-EIO,
-					  "catalog %s: tensor \"%s\": %u "
-					  "chunks for %" PRIu64 " bytes",
-					  c->path, t->name, t->n_chunks,
-					  t->end - t->begin);
+			return udfs_error(
+			    -EIO,
+			    "catalog %s: tensor \"%s\": %u chunks for %" PRIu64
+			    " bytes",
+			    c->path, t->name, t->n_chunks, t->end - t->begin);
 		t->chunks = udfs_xcalloc(t->n_chunks, sizeof(*t->chunks));
 		for (uint32_t i = 0; i < t->n_chunks; i++) {
 			const unsigned char *r = blob + (size_t)i * CHUNK_REC;
@@ -551,12 +506,10 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 			t->chunks[i].checksum = get_le(r + 12, 8);
 			if (t->chunks[i].length > UDFS_CHUNK_MAX_STORED ||
 			    t->chunks[i].offset > INT64_MAX)
-				return udfs_error(-EIO,
-						  "catalog %s: tensor "
-						  "\"%s\": chunk %u claims %u "
-						  "bytes",
-						  c->path, t->name, i,
-						  t->chunks[i].length);
+				return udfs_error(
+				    -EIO,
+				    "catalog %s: tensor \"%s\": chunk %u claims %u bytes",
+				    c->path, t->name, i, t->chunks[i].length);
 		}
 	}
 	return 0;
@@ -568,16 +521,13 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 	size_t cap = 0;
 	int rc, err;
 
-	err = prep(c, &fs,
-		   "SELECT id, path, kind, size, data_offset, header, sha256"
-		   " FROM files WHERE model_id = ? ORDER BY path");
+	err = prep(
+	    c, &fs,
+	    "SELECT id, path, kind, size, data_offset, header, sha256 FROM files WHERE model_id = ? ORDER BY path");
 	if (!err)
-		err =
-		    prep(c, &ts,
-			 "SELECT name, dtype, shape, begin, end, encoding,"
-			 " base_file_id, base_begin, mask, vkind, bits, lo,"
-			 " step, gain, rate, mseed, stored_bytes, chunks"
-			 " FROM tensors WHERE file_id = ? ORDER BY begin, idx");
+		err = prep(
+		    c, &ts,
+		    "SELECT name, dtype, shape, begin, end, encoding, base_file_id, base_begin, mask, vkind, bits, lo, step, gain, rate, mseed, stored_bytes, chunks FROM tensors WHERE file_id = ? ORDER BY begin, idx");
 	if (!err)
 		err = prep(c, &cnt,
 			   "SELECT count(*) FROM tensors WHERE file_id = ?");
@@ -615,10 +565,10 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 			 (const char *)sqlite3_column_text(fs, 6));
 		if (f->data_offset > f->size ||
 		    (size_t)sqlite3_column_bytes(fs, 5) != f->data_offset) {
-			err = udfs_error(-EIO,
-					 "catalog %s: file %s has a "
-					 "malformed header row",
-					 c->path, f->path);
+			err = udfs_error(
+			    -EIO,
+			    "catalog %s: file %s has a malformed header row",
+			    c->path, f->path);
 			goto out;
 		}
 		if (f->data_offset) {
@@ -664,10 +614,9 @@ int udfs_catalog_load_model(udfs_catalog *c, int64_t id, udfs_model **out,
 	udfs_model *m = NULL;
 	int rc, err;
 
-	err = prep(c, &st,
-		   "SELECT name, kind, base_id, method, params, seed, created,"
-		   " source_bytes, stored_bytes, sparsity, storage"
-		   " FROM models WHERE id = ?");
+	err = prep(
+	    c, &st,
+	    "SELECT name, kind, base_id, method, params, seed, created, source_bytes, stored_bytes, sparsity, storage FROM models WHERE id = ?");
 	if (err)
 		return err;
 	sqlite3_bind_int64(st, 1, id);
@@ -709,12 +658,9 @@ int udfs_catalog_list(udfs_catalog *c, udfs_model_info **list, size_t *n)
 	size_t len = 0, cap = 0;
 	int rc, err;
 
-	err = prep(c, &st,
-		   "SELECT m.id, m.name, coalesce(b.name, ''), m.kind,"
-		   " m.method, m.source_bytes, m.stored_bytes, m.created,"
-		   " (SELECT count(*) FROM files f WHERE f.model_id = m.id)"
-		   " FROM models m LEFT JOIN models b ON b.id = m.base_id"
-		   " ORDER BY m.name");
+	err = prep(
+	    c, &st,
+	    "SELECT m.id, m.name, coalesce(b.name, ''), m.kind, m.method, m.source_bytes, m.stored_bytes, m.created, (SELECT count(*) FROM files f WHERE f.model_id = m.id) FROM models m LEFT JOIN models b ON b.id = m.base_id ORDER BY m.name");
 	if (err)
 		return err;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -768,8 +714,7 @@ int udfs_catalog_dependents(udfs_catalog *c, int64_t id, int *n)
 int udfs_catalog_delete_model(udfs_catalog *c, int64_t id, char **storage)
 {
 	static const char *const del[] = {
-	    "DELETE FROM tensors WHERE file_id IN"
-	    " (SELECT id FROM files WHERE model_id = ?1)",
+	    "DELETE FROM tensors WHERE file_id IN (SELECT id FROM files WHERE model_id = ?1)",
 	    "DELETE FROM files WHERE model_id = ?1",
 	    "DELETE FROM models WHERE id = ?1",
 	};
@@ -852,12 +797,9 @@ int udfs_catalog_model_meta_bytes(udfs_catalog *c, int64_t id, uint64_t *bytes)
 
 	/* Rows are counted by their payload plus ~64 bytes of record and
 	 * index overhead each: what a model really adds to catalog.db. */
-	err = prep(c, &st,
-		   "SELECT coalesce(sum(length(f.header)), 0) + 64 * count(*),"
-		   " (SELECT coalesce(sum(length(t.chunks) + length(t.name)"
-		   "  + 64), 0) FROM tensors t JOIN files g ON g.id = t.file_id"
-		   "  WHERE g.model_id = ?1)"
-		   " FROM files f WHERE f.model_id = ?1");
+	err = prep(
+	    c, &st,
+	    "SELECT coalesce(sum(length(f.header)), 0) + 64 * count(*), (SELECT coalesce(sum(length(t.chunks) + length(t.name)  + 64), 0) FROM tensors t JOIN files g ON g.id = t.file_id  WHERE g.model_id = ?1) FROM files f WHERE f.model_id = ?1");
 	if (err)
 		return err;
 	sqlite3_bind_int64(st, 1, id);

@@ -21,9 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/catalog.h"
 #include "common/dtype.h"
 #include "common/util.h"
+#include "store/catalog.h"
 
 struct udfs_store {
 	char *dir;
@@ -48,41 +48,6 @@ struct udfs_store {
 /* Descriptors idle models may keep open in a lazy store: enough to reopen
  * nothing while a few models are read in turn, far below any fd limit. */
 #define IDLE_FDS_MAX 64
-
-static const char *const enc_names[UDFS_ENC_COUNT] = {
-    [UDFS_ENC_BASE] = "base",
-    [UDFS_ENC_SAME] = "same",
-    [UDFS_ENC_XOR] = "xor",
-    [UDFS_ENC_RAW] = "raw",
-    [UDFS_ENC_ULTRADELTA] = "ultradelta",
-    [UDFS_ENC_DARE] = "dare",
-    [UDFS_ENC_BITDELTA] = "bitdelta",
-    [UDFS_ENC_MAGNITUDE] = "magnitude",
-};
-
-const char *udfs_encoding_name(int enc)
-{
-	return enc >= 0 && enc < UDFS_ENC_COUNT ? enc_names[enc] : NULL;
-}
-
-int udfs_encoding_parse(const char *name)
-{
-	for (int i = 0; name && i < UDFS_ENC_COUNT; i++)
-		if (strcmp(name, enc_names[i]) == 0)
-			return i;
-	return -1;
-}
-
-bool udfs_encoding_is_lossy(int enc)
-{
-	return enc >= UDFS_ENC_ULTRADELTA && enc <= UDFS_ENC_MAGNITUDE;
-}
-
-uint64_t udfs_encoded_bytes(int enc, uint32_t n_chunks, uint64_t pack_bytes)
-{
-	return pack_bytes + (uint64_t)n_chunks * UDFS_CHUNK_REF_BYTES +
-	       (udfs_encoding_is_lossy(enc) ? UDFS_LOSSY_PARAM_BYTES : 0);
-}
 
 int udfs_store_init(const char *dir)
 {
@@ -113,9 +78,7 @@ int udfs_store_init(const char *dir)
 			is_store = stat(path, &st) == 0;
 			free(path);
 			return udfs_error(-EEXIST,
-					  "%s: directory is not "
-					  "empty%s",
-					  dir,
+					  "%s: directory is not empty%s", dir,
 					  is_store ? " (already a store)" : "");
 		}
 	}
@@ -147,10 +110,10 @@ int udfs_store_open(const char *dir, unsigned flags, udfs_store **out)
 	int err;
 
 	if (stat(path, &st) < 0) {
-		err = udfs_error(-ENOENT,
-				 "%s: not a udfs store (no catalog.db;"
-				 " create one with udfs-compress init)",
-				 dir);
+		err = udfs_error(
+		    -ENOENT,
+		    "%s: not a udfs store (no catalog.db; create one with udfs-compress init)",
+		    dir);
 		free(path);
 		return err;
 	}
@@ -205,21 +168,9 @@ static void model_free(udfs_model *m)
 	if (!m)
 		return;
 	forget_fds(m);
-	for (size_t i = 0; i < m->n_files; i++) {
-		udfs_file *f = &m->files[i];
-
-		for (size_t j = 0; j < f->n_tensors; j++) {
-			free(f->tensors[j].name);
-			free(f->tensors[j].shape);
-			free(f->tensors[j].chunks);
-		}
-		free(f->tensors);
-		free(f->header);
-		free(f->path);
-	}
+	udfs_files_free(m->files, m->n_files);
 	free(m->storage);
 	free(m->index);
-	free(m->files);
 	free(m->name);
 	free(m->method);
 	free(m->params);
@@ -327,10 +278,10 @@ static int open_base_file(udfs_store *s, udfs_model *m, udfs_file *f)
 		err =
 		    udfs_error(-EIO, "base %s: %s was replaced", m->name, path);
 	else if ((uint64_t)st.st_size != f->size)
-		err = udfs_error(-EIO,
-				 "base %s: %s is %lld bytes, the "
-				 "catalog says %" PRIu64,
-				 m->name, path, (long long)st.st_size, f->size);
+		err = udfs_error(
+		    -EIO,
+		    "base %s: %s is %lld bytes, the catalog says %" PRIu64,
+		    m->name, path, (long long)st.st_size, f->size);
 	if (!err)
 		note_stat(f, &st);
 	free(path);
@@ -498,10 +449,10 @@ static int check_tensor(const udfs_model *m, const udfs_tensor *t)
 	     (!udfs_dtype_is_lossy_float(t->dtype) || es == 0 ||
 	      (t->end - t->begin) % es || t->lp.mask > UDFS_MASK_SEEDED ||
 	      t->lp.values > UDFS_VAL_SIGN || t->lp.bits > 8)))
-		return udfs_error(-EIO,
-				  "model %s: tensor \"%s\": encoding %s "
-				  "does not fit its catalog row",
-				  m->name, t->name, udfs_encoding_name(t->enc));
+		return udfs_error(
+		    -EIO,
+		    "model %s: tensor \"%s\": encoding %s does not fit its catalog row",
+		    m->name, t->name, udfs_encoding_name(t->enc));
 	return 0;
 }
 
@@ -526,11 +477,10 @@ static int link_base(udfs_model *m)
 			if (!bf || t->base_begin > bf->size - bf->data_offset ||
 			    t->end - t->begin >
 				bf->size - bf->data_offset - t->base_begin)
-				return udfs_error(-EIO,
-						  "model %s: tensor \"%s\""
-						  " refers to a missing base "
-						  "tensor",
-						  m->name, t->name);
+				return udfs_error(
+				    -EIO,
+				    "model %s: tensor \"%s\" refers to a missing base tensor",
+				    m->name, t->name);
 			t->base_file = bf;
 		}
 	}
@@ -580,18 +530,16 @@ static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 	}
 	if (depth > 1)
 		return udfs_error(-EIO,
-				  "model %" PRId64 ": base chain too "
-				  "deep",
-				  id);
+				  "model %" PRId64 ": base chain too deep", id);
 	err = udfs_catalog_load_model(s->cat, id, &m, &storage, &base_id);
 	if (err)
 		goto out;
 	m->store = s;
 	if (!udfs_storage_path_ok(storage)) {
-		err = udfs_error(-EIO,
-				 "model %s: storage path \"%s\" is not "
-				 "inside the store",
-				 m->name, storage);
+		err = udfs_error(
+		    -EIO,
+		    "model %s: storage path \"%s\" is not inside the store",
+		    m->name, storage);
 		goto out;
 	}
 	if (m->kind == UDFS_MODEL_DELTA) {

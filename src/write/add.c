@@ -266,23 +266,6 @@ static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 	return err ? err : herr;
 }
 
-void udfs_add_files_free(udfs_file *files, size_t n)
-{
-	for (size_t i = 0; files && i < n; i++) {
-		udfs_file *f = &files[i];
-
-		for (size_t j = 0; j < f->n_tensors; j++) {
-			free(f->tensors[j].name);
-			free(f->tensors[j].shape);
-			free(f->tensors[j].chunks);
-		}
-		free(f->tensors);
-		free(f->header);
-		free(f->path);
-	}
-	free(files);
-}
-
 static int map_base(struct add_group *g)
 {
 	udfs_model *b = g->base;
@@ -371,10 +354,10 @@ static int write_model(struct add_group *g, struct add_model *am, udfs_model *m,
 	double t0 = udfs_now();
 	int err;
 
-	m->name = (char *)am->name;
+	m->name = udfs_xstrdup(am->name);
 	m->kind = UDFS_MODEL_DELTA;
 	m->base = g->base;
-	m->method = (char *)method_name(o, am);
+	m->method = udfs_xstrdup(method_name(o, am));
 	m->params = udfs_add_params_json(o, am->target_sparsity);
 	m->seed = (int64_t)o->seed;
 	m->created = (int64_t)time(NULL);
@@ -449,7 +432,9 @@ static void group_free(struct add_group *g, udfs_source **src,
 			free(packs[i].tmp_path);
 			free(packs[i].final_rel);
 		}
-		udfs_add_files_free(models[i].files, models[i].n_files);
+		udfs_files_free(models[i].files, models[i].n_files);
+		free(models[i].name);
+		free(models[i].method);
 		free(models[i].params);
 		for (size_t j = 0; g->models[i].plan && j < src[i]->n_files;
 		     j++)

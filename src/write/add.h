@@ -1,19 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Writing to a store: add a base, add delta models (lossless or lossy),
- * remove a model, collect garbage. Every writer follows one protocol: all
+ * Writing to a store: add a base, add delta models (lossless or lossy).
+ * Every writer follows one protocol: all
  * new bytes go to STORE/tmp, are fsync-ed and renamed into place, and only
  * then is the catalog changed, in one transaction. A crash or an error at
  * any point leaves the store as it was, plus at most some unreferenced
  * files that udfs_store_gc() removes.
  */
-#ifndef UDFS_COMPRESS_H
-#define UDFS_COMPRESS_H
+#ifndef UDFS_ADD_H
+#define UDFS_ADD_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/admin.h"
 #include "store/store.h"
 #include "write/opts.h"
 
@@ -38,19 +39,5 @@ int udfs_compress_add_base(udfs_store *s, const char *name, const char *src,
  */
 int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		      const char *const *names, const char *const *srcs);
-
-/* Remove a model; a base still used by deltas is -EBUSY. */
-int udfs_store_rm(udfs_store *s, const char *name);
-
-/* Called by udfs_store_gc() for each entry it removes (or would remove):
- * rel is relative to the store ("packs/12.pack"), borrowed for the call. */
-typedef void (*udfs_gc_fn)(const char *rel, uint64_t bytes, void *ctx);
-
-/* Remove files no catalog row references (interrupted adds, removed
- * models), calling each (if not NULL) for every one; with dry_run, only
- * call each. *freed receives the bytes (to be) removed, *files their
- * number. */
-int udfs_store_gc(udfs_store *s, bool dry_run, udfs_gc_fn each, void *ctx,
-		  uint64_t *freed, size_t *files);
 
 #endif

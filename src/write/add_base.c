@@ -225,10 +225,10 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	lock_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (lock_fd >= 0)
 		flock(lock_fd, LOCK_EX); /* gc leaves it alone */
-	m.name = (char *)name;
+	m.name = udfs_xstrdup(name);
 	m.kind = UDFS_MODEL_BASE;
-	m.method = (char *)"base";
-	m.params = (char *)"{}";
+	m.method = udfs_xstrdup("base");
+	m.params = udfs_xstrdup("{}");
 	m.created = (int64_t)time(NULL);
 	m.n_files = src->n_files;
 	m.files = udfs_xcalloc(m.n_files, sizeof(*m.files));
@@ -267,7 +267,10 @@ out:
 		udfs_rm_tree(placed ? final : tmp);
 	if (lock_fd >= 0)
 		close(lock_fd);
-	udfs_add_files_free(m.files, m.n_files);
+	udfs_files_free(m.files, m.n_files);
+	free(m.name);
+	free(m.method);
+	free(m.params);
 	udfs_source_close(src);
 	free(final);
 	free(rel);

@@ -87,10 +87,6 @@ udfs_add_base_bytes(const struct add_group *g, const udfs_tensor *bt)
  * copies. */
 void udfs_add_tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st);
 
-/* Free n files built by an add (their tensors, header and path) and the
- * array. */
-void udfs_add_files_free(udfs_file *files, size_t n);
-
 /*
  * Lossy planning over the whole group: choose the tensors to make lossy,
  * quantize, allocate sparsity, compute the trace-norm factors, and fill

@@ -93,11 +93,11 @@ static void lossy_json(json_t *p, const udfs_add_opts *o, double sparsity)
 	json_object_set_new(p, "bits", json_integer(o->bits));
 	json_object_set_new(p, "step", json_real(o->step));
 	json_object_set_new(p, "ratio", json_real(o->ratio));
-	json_object_set_new(p, "mask",
-			    json_string(o->method == UDFS_ENC_BITDELTA ? "none"
-					: o->mask == UDFS_MASK_SEEDED
-					    ? "seeded"
-					    : "explicit"));
+	/* bitdelta keeps every element, whatever o->mask says. */
+	json_object_set_new(
+	    p, "mask",
+	    json_string(udfs_mask_name(
+		o->method == UDFS_ENC_BITDELTA ? UDFS_MASK_NONE : o->mask)));
 	json_object_set_new(p, "min_elems",
 			    json_integer((json_int_t)o->min_elems));
 	json_object_set_new(p, "exact", exact);
