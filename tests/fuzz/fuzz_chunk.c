@@ -40,6 +40,7 @@
 #include "codec/lossy.h"
 #include "codec/plane.h"
 #include "common/dtype.h"
+#include "common/prng.h"
 #include "common/util.h"
 #include "read/recon.h"
 #include "store/store.h"
@@ -53,7 +54,7 @@ static uint8_t base_bytes[NMAX * 8 + 65536];
 
 static void init(void)
 {
-	uint64_t x = 0x2545f4914f6cdd1dULL;
+	uint64_t seed = 1, x;
 
 	if (pack_fd >= 0)
 		return;
@@ -62,9 +63,7 @@ static void init(void)
 	if (pack_fd < 0 || base_fd < 0)
 		abort();
 	for (size_t i = 0; i < sizeof(base_bytes); i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
+		x = udfs_splitmix64(&seed);
 		/* Odd bytes are the high byte of 16-bit floats: keep them
 		 * ordinary numbers. */
 		base_bytes[i] = (uint8_t)(i % 2 ? (x & 0x3f) | 0x30 : x);

@@ -11,17 +11,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "common/prng.h"
 #include "common/rangecoder.h"
 
 static uint64_t rs = 0x2545f4914f6cdd1dULL;
 
-static uint64_t xr(void)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return rs;
-}
+static uint64_t xr(void) { return udfs_splitmix64(&rs); }
 
 /* n bits, each 1 with probability q / 1024. */
 static uint8_t *make_bits(size_t n, unsigned q)

@@ -15,11 +15,11 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "store_fixture.h"
-#include "store/catalog.h"
-#include "write/add.h"
-#include "store/store.h"
 #include "common/util.h"
+#include "store/catalog.h"
+#include "store/store.h"
+#include "store_fixture.h"
+#include "write/add.h"
 
 static char *top; /* the temporary directory of this run */
 

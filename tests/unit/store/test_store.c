@@ -21,12 +21,13 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "store_fixture.h"
-#include "write/add.h"
 #include "common/dtype.h"
+#include "common/prng.h"
+#include "common/util.h"
 #include "read/recon.h"
 #include "store/store.h"
-#include "common/util.h"
+#include "store_fixture.h"
+#include "write/add.h"
 
 static char *top; /* the temporary directory of this run */
 
@@ -117,15 +118,9 @@ static unsigned char *slurp(const char *path, size_t *n)
 	return p;
 }
 
-static uint64_t rng = 88172645463325252ULL;
+static uint64_t rng = 1;
 
-static uint32_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t)(rng >> 16);
-}
+static uint32_t rnd(void) { return (uint32_t)(udfs_splitmix64(&rng) >> 16); }
 
 static unsigned char *rand_bytes(size_t n)
 {
@@ -488,14 +483,21 @@ static int add(udfs_store *s, const char *name, const char *src, bool lossless)
 	return add_model(s, name, src, lossless, 2);
 }
 
-static void test_store(struct fixture *fx)
+/* The state shared by the sections of test_store(). */
+struct store_test {
+	struct fixture *fx;
+	udfs_store *s;
+	udfs_model *base, *ft, *ft2, *lossy;
+	struct counting cnt;
+	udfs_chunk_provider prov;
+};
+
+/* init, open, add-base and add, and the listing. */
+static bool test_open_add(struct store_test *c)
 {
+	struct fixture *fx = c->fx;
 	udfs_store *s = NULL;
 	udfs_model_info *list = NULL;
-	udfs_model *base = NULL, *b2 = NULL, *ft = NULL, *ft2 = NULL,
-		   *lossy = NULL;
-	struct counting cnt = {0};
-	udfs_chunk_provider prov = {fake_get, fake_put, &cnt};
 	size_t n = 0;
 	char *p;
 	int err;
@@ -514,9 +516,10 @@ static void test_store(struct fixture *fx)
 		CHECK_EQ_INT(udfs_store_init(empty), 0); /* empty: fine */
 		free(empty);
 	}
-	CHECK_EQ_INT(udfs_store_open(fx->store, 0, &s), 0);
+	CHECK_EQ_INT(udfs_store_open(fx->store, 0, &c->s), 0);
+	s = c->s;
 	if (!s)
-		return;
+		return false;
 	CHECK_EQ_STR(udfs_store_dir(s), fx->store);
 
 	/* An empty store lists nothing. */
@@ -578,22 +581,32 @@ static void test_store(struct fixture *fx)
 		check_info(&list[3], "lossy", "base", UDFS_MODEL_DELTA,
 			   "ultradelta", 1);
 	free(list);
+	return true;
+}
+
+/* The registry of loaded models and the lookups of a model. */
+static bool test_registry(struct store_test *c)
+{
+	udfs_store *s = c->s;
+	udfs_model *base = NULL, *b2 = NULL, *ft = NULL;
 
 	/* The registry: one object per live model. */
 	CHECK_EQ_INT(udfs_model_load(s, "nope", &ft), -ENOENT);
 	CHECK(strstr(udfs_error_msg(-ENOENT), "nope") != NULL);
 	udfs_error_clear();
-	CHECK_EQ_INT(udfs_model_load(s, "base", &base), 0);
+	CHECK_EQ_INT(udfs_model_load(s, "base", &c->base), 0);
+	base = c->base;
 	CHECK_EQ_INT(udfs_model_load(s, "base", &b2), 0);
 	CHECK(base == b2);
 	if (!base)
-		goto out;
+		return false;
 	CHECK_EQ_INT(base->refs, 2);
 	udfs_model_put(b2);
 	CHECK_EQ_INT(base->refs, 1);
-	CHECK_EQ_INT(udfs_model_load(s, "ft", &ft), 0);
+	CHECK_EQ_INT(udfs_model_load(s, "ft", &c->ft), 0);
+	ft = c->ft;
 	if (!ft)
-		goto out;
+		return false;
 	CHECK(ft->base == base); /* the loaded base is shared */
 	CHECK_EQ_INT(base->refs, 2);
 	udfs_model_get(ft);
@@ -672,6 +685,18 @@ static void test_store(struct fixture *fx)
 			}
 		}
 	}
+	return true;
+}
+
+/* Reads of the base and of a lossless delta, with and without a
+ * chunk provider. */
+static void test_reads(struct store_test *c)
+{
+	struct fixture *fx = c->fx;
+	udfs_model *base = c->base, *ft = c->ft;
+	udfs_chunk_provider prov = c->prov;
+	struct counting *cnt = &c->cnt;
+	char *p;
 
 	/* Reads: the base, then the delta without and with a provider;
 	 * lossless reconstruction equals the source bytes. */
@@ -708,9 +733,19 @@ static void test_store(struct fixture *fx)
 
 		CHECK(ex && ex->n_chunks == 1);
 	}
-	CHECK(cnt.gets > 0);
-	CHECK_EQ_INT(cnt.gets, cnt.puts);
-	CHECK_EQ_INT(cnt.live, 0);
+	CHECK(cnt->gets > 0);
+	CHECK_EQ_INT(cnt->gets, cnt->puts);
+	CHECK_EQ_INT(cnt->live, 0);
+}
+
+/* A dtype change, an identical tensor, and a lossy model. */
+static void test_ft2_lossy(struct store_test *c)
+{
+	struct fixture *fx = c->fx;
+	udfs_store *s = c->s;
+	udfs_model *base = c->base, *b2 = NULL, *ft2 = NULL, *lossy = NULL;
+	udfs_chunk_provider prov = c->prov;
+	char *p;
 
 	/* ft2: a dtype change is raw, an identical tensor same. */
 	CHECK_EQ_INT(udfs_model_load(s, "ft2", &ft2), 0);
@@ -772,6 +807,19 @@ static void test_store(struct fixture *fx)
 		}
 		free(src);
 	}
+	c->ft2 = ft2;
+	c->lossy = lossy;
+}
+
+/* rm. */
+static void test_rm(struct store_test *c)
+{
+	struct fixture *fx = c->fx;
+	udfs_store *s = c->s;
+	udfs_model *ft = c->ft, *lossy = c->lossy, *b2 = NULL;
+	udfs_model_info *list = NULL;
+	size_t n = 0;
+	char *p;
 
 	/* rm: a base with deltas is busy; a delta goes with its pack, and
 	 * a loaded copy keeps reading. */
@@ -804,6 +852,15 @@ static void test_store(struct fixture *fx)
 		CHECK_EQ_INT(n, 1);
 		free(list);
 	}
+}
+
+/* gc. */
+static void test_gc(struct store_test *c)
+{
+	struct fixture *fx = c->fx;
+	udfs_store *s = c->s;
+	udfs_model *base = c->base;
+	char *p;
 
 	/* gc: stray files in tmp/ and packs/ and a stray base directory;
 	 * the live base stays. */
@@ -859,13 +916,16 @@ static void test_store(struct fixture *fx)
 		check_file(base, "model.safetensors", p, NULL);
 		free(p);
 	}
-	udfs_model_put(ft2);
-	ft2 = NULL;
-	udfs_model_put(lossy);
-	lossy = NULL;
-	udfs_model_put(ft);
-	ft = NULL;
-	CHECK_EQ_INT(base->refs, 1);
+}
+
+/* With no deltas left the base goes; a loaded copy still reads. */
+static void test_rm_base(struct store_test *c)
+{
+	struct fixture *fx = c->fx;
+	udfs_store *s = c->s;
+	udfs_model *base = c->base;
+	char *p;
+
 	/* With no deltas left the base goes too. */
 	CHECK_EQ_INT(udfs_store_rm(s, "base"), 0);
 	CHECK_EQ_INT(files_in(fx->store, "bases"), 0);
@@ -873,12 +933,32 @@ static void test_store(struct fixture *fx)
 	p = udfs_xasprintf("%s/config.json", fx->base_dir);
 	check_file(base, "config.json", p, NULL);
 	free(p);
-out:
-	udfs_model_put(ft2);
-	udfs_model_put(lossy);
-	udfs_model_put(ft);
-	udfs_model_put(base);
-	udfs_store_close(s);
+}
+
+static void test_store(struct fixture *fx)
+{
+	struct store_test c = {.fx = fx};
+
+	c.prov = (udfs_chunk_provider){fake_get, fake_put, &c.cnt};
+	if (test_open_add(&c) && test_registry(&c)) {
+		test_reads(&c);
+		test_ft2_lossy(&c);
+		test_rm(&c);
+		test_gc(&c);
+		udfs_model_put(c.ft2);
+		c.ft2 = NULL;
+		udfs_model_put(c.lossy);
+		c.lossy = NULL;
+		udfs_model_put(c.ft);
+		c.ft = NULL;
+		CHECK_EQ_INT(c.base->refs, 1);
+		test_rm_base(&c);
+	}
+	udfs_model_put(c.ft2);
+	udfs_model_put(c.lossy);
+	udfs_model_put(c.ft);
+	udfs_model_put(c.base);
+	udfs_store_close(c.s);
 }
 
 int main(void)

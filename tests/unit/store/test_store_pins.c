@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 
 #include "read/recon.h"
-#include "store_fixture.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
 #define N_MODELS 100
 

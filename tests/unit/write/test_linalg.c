@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "common/prng.h"
 #include "common/util.h"
 #include "write/linalg.h"
 #include "write/ultradelta.h"
@@ -18,10 +19,7 @@ static uint64_t rs = 0x2545f4914f6cdd1dULL;
 
 static double unif(void)
 {
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return (double)(rs >> 11) / 9007199254740992.0;
+	return (double)(udfs_splitmix64(&rs) >> 11) / 9007199254740992.0;
 }
 
 static void test_diag(void)

@@ -14,18 +14,13 @@
 
 #include "check.h"
 #include "codec/lossy.h"
+#include "common/prng.h"
 #include "common/util.h"
 #include "write/ultradelta.h"
 
 static uint64_t rs = 88172645463325252ULL;
 
-static uint64_t xr(void)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return rs;
-}
+static uint64_t xr(void) { return udfs_splitmix64(&rs); }
 
 static double unif(void) { return (double)(xr() >> 11) / 9007199254740992.0; }
 
