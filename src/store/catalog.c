@@ -515,6 +515,58 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 	return 0;
 }
 
+/* File f (its model already set) from the current row of fs. */
+static int file_row(udfs_catalog *c, sqlite3_stmt *fs, udfs_file *f)
+{
+	const void *hdr = sqlite3_column_blob(fs, 5);
+
+	f->fd = -1;
+	f->ino = (uint64_t)sqlite3_column_int64(fs, 0);
+	f->path = col_str(fs, 1);
+	f->kind = sqlite3_column_int(fs, 2);
+	f->size = (uint64_t)sqlite3_column_int64(fs, 3);
+	f->data_offset = (uint64_t)sqlite3_column_int64(fs, 4);
+	snprintf(f->sha256, sizeof(f->sha256), "%s",
+		 (const char *)sqlite3_column_text(fs, 6));
+	if (f->data_offset > f->size ||
+	    (size_t)sqlite3_column_bytes(fs, 5) != f->data_offset)
+		return udfs_error(
+		    -EIO, "catalog %s: file %s has a malformed header row",
+		    c->path, f->path);
+	if (f->data_offset) {
+		f->header = udfs_xmalloc(f->data_offset);
+		memcpy(f->header, hdr, f->data_offset);
+	}
+	return 0;
+}
+
+/* The tensors of file f (cnt counts them, ts selects them). The array is
+ * sized once: tensors are pointed at. */
+static int load_tensors(udfs_catalog *c, sqlite3_stmt *cnt, sqlite3_stmt *ts,
+			udfs_file *f)
+{
+	int64_t fid = (int64_t)f->ino;
+	size_t n;
+	int rc, err;
+
+	sqlite3_reset(cnt);
+	sqlite3_bind_int64(cnt, 1, fid);
+	if (sqlite3_step(cnt) != SQLITE_ROW)
+		return fail(c, SQLITE_ERROR, "count tensors");
+	n = (size_t)sqlite3_column_int64(cnt, 0);
+	f->tensors = udfs_xcalloc(n, sizeof(*f->tensors));
+	sqlite3_reset(ts);
+	sqlite3_bind_int64(ts, 1, fid);
+	while ((rc = sqlite3_step(ts)) == SQLITE_ROW && f->n_tensors < n) {
+		err = load_tensor(c, ts, f, &f->tensors[f->n_tensors++]);
+		if (err)
+			return err;
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return fail(c, rc, "load tensors");
+	return 0;
+}
+
 static int load_files(udfs_catalog *c, udfs_model *m)
 {
 	sqlite3_stmt *fs = NULL, *ts = NULL, *cnt = NULL, *nf = NULL;
@@ -547,55 +599,14 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 	m->files = udfs_xcalloc(cap + 1, sizeof(*m->files));
 	sqlite3_bind_int64(fs, 1, m->id);
 	while ((rc = sqlite3_step(fs)) == SQLITE_ROW && m->n_files < cap) {
-		udfs_file *f;
-		int64_t fid = sqlite3_column_int64(fs, 0);
-		const void *hdr = sqlite3_column_blob(fs, 5);
-		size_t n;
+		udfs_file *f = &m->files[m->n_files++];
 
-		f = &m->files[m->n_files++];
-		memset(f, 0, sizeof(*f));
-		f->fd = -1;
 		f->model = m;
-		f->ino = (uint64_t)fid;
-		f->path = col_str(fs, 1);
-		f->kind = sqlite3_column_int(fs, 2);
-		f->size = (uint64_t)sqlite3_column_int64(fs, 3);
-		f->data_offset = (uint64_t)sqlite3_column_int64(fs, 4);
-		snprintf(f->sha256, sizeof(f->sha256), "%s",
-			 (const char *)sqlite3_column_text(fs, 6));
-		if (f->data_offset > f->size ||
-		    (size_t)sqlite3_column_bytes(fs, 5) != f->data_offset) {
-			err = udfs_error(
-			    -EIO,
-			    "catalog %s: file %s has a malformed header row",
-			    c->path, f->path);
+		err = file_row(c, fs, f);
+		if (!err)
+			err = load_tensors(c, cnt, ts, f);
+		if (err)
 			goto out;
-		}
-		if (f->data_offset) {
-			f->header = udfs_xmalloc(f->data_offset);
-			memcpy(f->header, hdr, f->data_offset);
-		}
-		sqlite3_reset(cnt);
-		sqlite3_bind_int64(cnt, 1, fid);
-		if (sqlite3_step(cnt) != SQLITE_ROW) {
-			err = fail(c, SQLITE_ERROR, "count tensors");
-			goto out;
-		}
-		n = (size_t)sqlite3_column_int64(cnt, 0);
-		f->tensors = udfs_xcalloc(n, sizeof(*f->tensors));
-		sqlite3_reset(ts);
-		sqlite3_bind_int64(ts, 1, fid);
-		while ((rc = sqlite3_step(ts)) == SQLITE_ROW &&
-		       f->n_tensors < n) {
-			err =
-			    load_tensor(c, ts, f, &f->tensors[f->n_tensors++]);
-			if (err)
-				goto out;
-		}
-		if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-			err = fail(c, rc, "load tensors");
-			goto out;
-		}
 	}
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		err = fail(c, rc, "load files");
