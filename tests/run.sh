@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Runs every test tier: unit binaries ($BUILD/tests/test_*), CLI scripts
-# (tests/cli/*.sh) and real-mount scripts (tests/mount/*.sh). Exit 77 is a
+# (tests/cli/*.sh), real-mount scripts (tests/mount/*.sh) and cluster
+# scripts (tests/cluster/*.sh, a GlusterFS volume on this machine). Exit 77 is a
 # skip, except that under CI=true a skipped mount test counts as a failure
 # (CI must never pass without exercising FUSE). Last line:
 # "N passed, N failed, N skipped".
@@ -55,6 +56,13 @@ done
 for t in "$top"/tests/mount/*.sh; do
 	[ -f "$t" ] && [ "$(basename "$t")" != lib.sh ] || continue
 	run_one mount "mount/$(basename "$t" .sh)" sh "$t"
+done
+
+# Cluster tests (a GlusterFS volume on this machine): like mount tests,
+# they must not skip under CI=true.
+for t in "$top"/tests/cluster/*.sh; do
+	[ -f "$t" ] && [ "$(basename "$t")" != lib.sh ] || continue
+	run_one mount "cluster/$(basename "$t" .sh)" sh "$t"
 done
 
 rm -rf "$logdir"

@@ -130,8 +130,9 @@ typedef struct udfs_model {
 	udfs_file *files; /* sorted by path */
 
 	/* Live: set and owned by store/store.c when it loads the model. */
-	int pack_fd; /* delta models: packs/<id>.pack, else -1 */
-	int refs;    /* udfs_model_get/put, under the registry lock */
+	int pack_fd;	    /* delta models: packs/<id>.pack, else -1 */
+	int refs;	    /* udfs_model_get/put, under the registry lock */
+	int64_t generation; /* latest catalog generation that lists it */
 	struct udfs_store *store;
 	char *storage; /* catalog storage path, to reopen descriptors */
 	unsigned pins; /* udfs_model_pin; under the store's fds lock */

@@ -468,6 +468,11 @@ static int check_store(struct udfs_fs *fs)
 	err = udfs_store_open(fs->store_dir, UDFS_STORE_RDONLY, &fs->store);
 	if (err < 0)
 		return fail(fs, "%s", udfs_error_msg(err));
+	/* Said at start, on the terminal: what this mount cannot follow. */
+	err = udfs_store_follow_check(fs->store);
+	if (err < 0)
+		udfs_warn("warning: %s", udfs_error_msg(err));
+	udfs_error_clear();
 	udfs_store_close(fs->store);
 	fs->store = NULL;
 	return 0;
@@ -566,6 +571,10 @@ static int serve(struct udfs_fs *fs, struct session *ss)
 	if (err < 0)
 		return fail(fs, "mount: %s", udfs_error_msg(err));
 	udfs_cache_provider(fs->cache, &fs->provider);
+	/* A lease naming the generations served, so that gc on any node
+	 * keeps what this mount may still read (udfs(5)). */
+	if (udfs_store_follow(fs->store) < 0)
+		udfs_error_clear();
 	ss->cfg = fuse_loop_cfg_create();
 	if (!ss->cfg)
 		return fail(fs, "mount: out of memory");

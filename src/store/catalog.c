@@ -6,18 +6,22 @@
  * ~14,000 chunks and loading them as one blob per tensor is what keeps a
  * mount's first lookup of a model fast.
  *
- * Workload: a handful of writers (udfs-compress, udfs rm) and many readers
- * (mounts on several nodes, admin verbs). WAL mode, a busy timeout, and
- * every write of one model in one BEGIN IMMEDIATE transaction.
+ * Workload: a handful of writers (udfs-compress, udfs rm, udfs gc) and
+ * many readers (mounts on several nodes, admin verbs). Writers serialize
+ * on the store's lock (cluster.h) and write the live catalog in rollback
+ * journal mode, every write of one model in one transaction; readers only
+ * ever open immutable snapshots of it (udfs(5)).
  */
 #include "store/catalog.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/dtype.h"
 #include "common/util.h"
@@ -111,63 +115,76 @@ static int open_immutable(udfs_catalog *c, const char *path)
 	return rc;
 }
 
+/* PRAGMA user_version of the open catalog into *version. */
+static int read_version(udfs_catalog *c, int *version)
+{
+	sqlite3_stmt *st;
+	int rc, err;
+
+	err = prep(c, &st, "PRAGMA user_version");
+	if (err)
+		return err;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*version = sqlite3_column_int(st, 0);
+	err = rc == SQLITE_ROW ? 0 : fail(c, rc, "read format version");
+	sqlite3_finalize(st);
+	return err;
+}
+
+/*
+ * Make the writer's catalog current: rollback journal instead of WAL
+ * (WAL's memory-mapped -shm index is not shared between the clients of a
+ * network filesystem, and writers serialize on the store's lock anyway),
+ * and format 1 becomes 2 in place (same tables; 2 means that writers
+ * publish snapshots, so an older udfs refuses to write without them).
+ */
+static int prepare_writer(udfs_catalog *c, bool create, int *version)
+{
+	int err = exec(c, "PRAGMA journal_mode=DELETE");
+
+	if (!err && create && *version == 0)
+		err = exec(c, "BEGIN IMMEDIATE");
+	if (!err && create && *version == 0) {
+		err = exec(c, schema);
+		if (!err)
+			err = exec(c, "PRAGMA user_version=2; COMMIT");
+		else
+			udfs_catalog_rollback(c);
+		*version = UDFS_CATALOG_VERSION;
+	}
+	if (!err && *version == 1) {
+		err = exec(c, "PRAGMA user_version=2");
+		*version = UDFS_CATALOG_VERSION;
+	}
+	return err ? err : exec(c, "PRAGMA foreign_keys=ON");
+}
+
 int udfs_catalog_open(const char *path, bool rdonly, bool create,
 		      udfs_catalog **out)
 {
 	udfs_catalog *c = udfs_xcalloc(1, sizeof(*c));
-	int flags = rdonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
-	sqlite3_stmt *st = NULL;
-	int rc, err, version;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
+	int rc, err, version = 0;
 
 	c->path = udfs_xstrdup(path);
-	if (create)
-		flags |= SQLITE_OPEN_CREATE;
-	rc = sqlite3_open_v2(path, &c->db, flags | SQLITE_OPEN_FULLMUTEX, NULL);
+	/* Readers open snapshots, which never change: immutable needs no
+	 * lock and no -shm file, so it works on a read-only export too. */
+	if (rdonly)
+		rc = open_immutable(c, path);
+	else
+		rc = sqlite3_open_v2(path, &c->db,
+				     flags | (create ? SQLITE_OPEN_CREATE : 0),
+				     NULL);
 	if (rc != SQLITE_OK) {
 		err = fail(c, rc, "open");
 		goto out;
 	}
 	sqlite3_busy_timeout(c->db, BUSY_MS);
-	rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rdonly && rc != SQLITE_ROW &&
-	    ((rc & 0xff) == SQLITE_CANTOPEN ||
-	     (rc & 0xff) == SQLITE_READONLY)) {
-		/* A WAL catalog on a read-only filesystem (or owned by
-		 * another user) cannot create its -shm file: open it as an
-		 * immutable file instead, which needs no lock files. */
-		sqlite3_finalize(st);
-		st = NULL;
-		sqlite3_close(c->db);
-		c->db = NULL;
-		rc = open_immutable(c, path);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version",
-						-1, &st, NULL);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_step(st);
-	}
-	if (rc != SQLITE_ROW) {
-		err = fail(c, rc, "read format version");
+	err = read_version(c, &version);
+	if (err)
 		goto out;
-	}
-	version = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	st = NULL;
-	if (create && version == 0) {
-		err = exec(c, "PRAGMA journal_mode=WAL");
-		if (!err)
-			err = exec(c, "BEGIN IMMEDIATE");
-		if (!err)
-			err = exec(c, schema);
-		if (!err)
-			err = exec(c, "PRAGMA user_version=1; COMMIT");
-		if (err)
-			goto out;
-		version = UDFS_CATALOG_VERSION;
-	}
-	if (version != UDFS_CATALOG_VERSION) {
+	if (version > UDFS_CATALOG_VERSION || (version < 1 && !create)) {
 		err = udfs_error(
 		    -EPROTO,
 		    "%s: catalog format version %d, this udfs reads version %d%s",
@@ -176,17 +193,63 @@ int udfs_catalog_open(const char *path, bool rdonly, bool create,
 		goto out;
 	}
 	if (!rdonly)
-		err = exec(c, "PRAGMA foreign_keys=ON");
-	else
-		err = 0;
+		err = prepare_writer(c, create, &version);
 out:
-	sqlite3_finalize(st);
 	if (err) {
 		udfs_catalog_close(c);
 		return err;
 	}
 	*out = c;
 	return 0;
+}
+
+int udfs_catalog_snapshot(udfs_catalog *c, const char *path)
+{
+	sqlite3_stmt *st;
+	int err = prep(c, &st, "VACUUM INTO ?");
+
+	if (err)
+		return err;
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	err = step_done(c, st, "copy");
+	sqlite3_finalize(st);
+	return err;
+}
+
+int udfs_catalog_file_stamp(const char *path, uint32_t *stamp)
+{
+	unsigned char hdr[28];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int err;
+
+	if (fd < 0)
+		return udfs_error(-errno, "%s: %s", path, strerror(errno));
+	/* Bytes 24..27 of a database file: its change counter, bumped by
+	 * every commit in rollback-journal mode. */
+	err = udfs_pread_full(fd, hdr, sizeof(hdr), 0);
+	close(fd);
+	if (err)
+		return udfs_error(err, "%s: %s", path, strerror(-err));
+	*stamp = (uint32_t)hdr[24] << 24 | (uint32_t)hdr[25] << 16 |
+		 (uint32_t)hdr[26] << 8 | hdr[27];
+	return 0;
+}
+
+int udfs_catalog_has_model(udfs_catalog *c, int64_t id, bool *has)
+{
+	sqlite3_stmt *st;
+	int rc, err;
+
+	err = prep(c, &st, "SELECT 1 FROM models WHERE id = ?");
+	if (err)
+		return err;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	*has = rc == SQLITE_ROW;
+	err = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0
+						    : fail(c, rc, "find model");
+	sqlite3_finalize(st);
+	return err;
 }
 
 void udfs_catalog_close(udfs_catalog *c)

@@ -8,7 +8,8 @@
  * Writers group every row of one model in a single transaction
  * (udfs_catalog_begin .. udfs_catalog_commit), so a crash leaves either
  * the old catalog or the new one. Each add and rm bumps a generation
- * counter that mounted daemons poll to notice changes.
+ * counter; the store then publishes a snapshot of that generation, which
+ * is what readers open (store.c, cluster.h).
  */
 #ifndef UDFS_CATALOG_H
 #define UDFS_CATALOG_H
@@ -19,14 +20,19 @@
 
 #include "store/store.h"
 
-/* Format version in PRAGMA user_version. */
-#define UDFS_CATALOG_VERSION 1
+/* Format version in PRAGMA user_version. Version 1 (same tables, no
+ * published snapshots) is upgraded in place by the first writer. */
+#define UDFS_CATALOG_VERSION 2
 
 typedef struct udfs_catalog udfs_catalog;
 
 /*
- * Open (or with create, create) the catalog at path. A catalog of another
- * format version is -EPROTO with a message. Caller closes it.
+ * Open (or with create, create) the catalog at path. rdonly opens it
+ * immutable (a published snapshot, which never changes; also a format 1
+ * catalog.db read once). A writer's open switches the catalog to a
+ * rollback journal and upgrades format 1 to 2; the caller holds the
+ * store's writer lock. A newer format is -EPROTO with a message. Caller
+ * closes it.
  */
 int udfs_catalog_open(const char *path, bool rdonly, bool create,
 		      udfs_catalog **out);
@@ -79,6 +85,17 @@ int udfs_catalog_delete_model(udfs_catalog *c, int64_t id, char **storage);
 int udfs_catalog_storage_paths(udfs_catalog *c, char ***paths, size_t *n);
 
 int udfs_catalog_generation(udfs_catalog *c, int64_t *gen);
+
+/* Write a compact, complete copy of the committed catalog to path (which
+ * must not exist), outside any transaction: a snapshot to publish. */
+int udfs_catalog_snapshot(udfs_catalog *c, const char *path);
+
+/* The change counter of the catalog file at path (read from its header,
+ * without SQLite): differs after any commit to it, by anyone. */
+int udfs_catalog_file_stamp(const char *path, uint32_t *stamp);
+
+/* *has: is model id in the catalog? */
+int udfs_catalog_has_model(udfs_catalog *c, int64_t id, bool *has);
 
 /* Bytes of catalog rows that describe model id (header, chunk maps,
  * tensor rows): part of a model's stored bytes. */

@@ -5,8 +5,10 @@
  * arrays (the types of format/model.h), so that the read path never
  * touches SQLite.
  *
- * Layout on disk (udfs(5)):
- *   STORE/catalog.db    SQLite catalog (catalog.h)
+ * Layout on disk (man udfs(5)):
+ *   STORE/catalog.db    SQLite catalog (catalog.h), written by writers
+ *   STORE/snapshots/    its published generations, read by readers
+ *   STORE/catalog.current, STORE/lock, STORE/leases/  (cluster.h)
  *   STORE/bases/<id>/   base model files, verbatim
  *   STORE/packs/<id>.pack  immutable chunk files of delta models
  *   STORE/tmp/          packs being written
@@ -48,6 +50,8 @@ void udfs_store_close(udfs_store *s);
 int udfs_store_init(const char *dir);
 
 const char *udfs_store_dir(const udfs_store *s);
+/* The live catalog inside udfs_store_begin .. commit, else the snapshot
+ * served (borrowed; valid until the next udfs_store_generation). */
 udfs_catalog *udfs_store_catalog(udfs_store *s);
 
 /* All models, sorted by name. Caller frees *list with free(). */
@@ -88,8 +92,47 @@ const udfs_tensor *udfs_model_tensor(const udfs_model *m, const char *name);
  * or bases/ (what a store can hold); anything else is refused. */
 bool udfs_storage_path_ok(const char *rel);
 
-/* Change counter of the catalog: differs after any add or rm by anyone. */
+/*
+ * The generation served: re-reads the store's pointer and, when a writer
+ * published a newer generation, serves that snapshot from now on (models
+ * already loaded stay valid). Differs after any add or rm by anyone.
+ */
 int udfs_store_generation(udfs_store *s, int64_t *gen);
+
+/* True when the store is a format 1 store this process could not upgrade:
+ * its catalog is served as it was at open, and changes are not followed. */
+bool udfs_store_frozen(const udfs_store *s);
+
+/*
+ * Keep a lease for this process in STORE/leases naming the generations it
+ * serves, refreshed by a thread until udfs_store_close (so gc on any node
+ * keeps what this process may still read). Mounts call it after they
+ * daemonize. -errno with a message when the lease cannot be written (a
+ * read-only export): then only the grace period protects this process.
+ */
+int udfs_store_follow(udfs_store *s);
+/* Can this process follow the store and keep a lease? 0, or -errno with a
+ * message that says what will not work (for a mount to show at start). */
+int udfs_store_follow_check(udfs_store *s);
+
+/*
+ * Writers: take the store's writer lock (waiting for another writer with
+ * a message), open the live catalog and begin a transaction on it;
+ * udfs_store_catalog() returns it until commit or rollback. Commit
+ * publishes the new generation's snapshot and releases the lock.
+ */
+int udfs_store_begin(udfs_store *s);
+int udfs_store_commit(udfs_store *s);
+void udfs_store_rollback(udfs_store *s);
+
+/*
+ * In a writer transaction (gc): remove the snapshots no reader may still
+ * need (none when dry_run) and return the generations of those that stay
+ * (sorted; the current one included) and the filesystem's clock (*now,
+ * cluster.h). Caller frees *gens.
+ */
+int udfs_store_gc_view(udfs_store *s, bool dry_run, int64_t **gens, size_t *n,
+		       double *now);
 
 /* Bytes the store occupies on disk (catalog, bases, packs). */
 int udfs_store_usage(udfs_store *s, uint64_t *bytes);

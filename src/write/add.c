@@ -384,12 +384,13 @@ static int commit_group(udfs_store *s, size_t n, const char *const *names,
 			udfs_model *models, struct udfs_pack *packs,
 			uint64_t *stored)
 {
-	udfs_catalog *cat = udfs_store_catalog(s);
+	udfs_catalog *cat;
 	bool in_tx;
 	int err;
 
-	err = udfs_catalog_begin(cat);
+	err = udfs_store_begin(s);
 	in_tx = !err;
+	cat = udfs_store_catalog(s);
 	/* Another writer may have taken a name while we compressed. */
 	for (size_t i = 0; i < n && !err; i++)
 		err = udfs_name_check_new(s, names[i]);
@@ -412,11 +413,9 @@ static int commit_group(udfs_store *s, size_t n, const char *const *names,
 		stored[i] = packs[i].off + meta;
 	}
 	if (!err)
-		err = udfs_catalog_commit(cat);
-	if (!err)
-		in_tx = false;
-	if (in_tx)
-		udfs_catalog_rollback(cat);
+		err = udfs_store_commit(s);
+	else if (in_tx)
+		udfs_store_rollback(s);
 	return err;
 }
 

@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "format/source.h"
 #include "store/catalog.h"
+#include "store/cluster.h"
 #include "write/add_i.h"
 #include "write/progress.h"
 
@@ -200,14 +201,34 @@ static int copy_files(const char *tmp, const udfs_source *src, udfs_model *m,
 	return err;
 }
 
+/*
+ * gc on any node leaves tmp/<id>/ alone while tmp/<id>.lock is locked:
+ * directory locks are not shared between the clients of a network
+ * filesystem, locks on regular files are.
+ */
+static int lock_tmp(const char *lock, int *fd)
+{
+	int err;
+
+	*fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (*fd < 0)
+		return udfs_error(-errno, "%s: %s", lock, strerror(errno));
+	err = udfs_cluster_tmp_lock(*fd);
+	if (err)
+		return udfs_error(err, "%s: cannot lock: %s", lock,
+				  strerror(-err));
+	return 0;
+}
+
 int udfs_compress_add_base(udfs_store *s, const char *name,
 			   const char *src_path, bool link, bool quiet)
 {
-	udfs_catalog *cat = udfs_store_catalog(s);
+	udfs_catalog *cat;
 	udfs_source *src = NULL;
 	udfs_model m = {0};
 	char *id = udfs_random_name();
 	char *tmp = udfs_xasprintf("%s/tmp/%s", udfs_store_dir(s), id);
+	char *lock = udfs_xasprintf("%s.lock", tmp);
 	char *rel = udfs_xasprintf("bases/%s", id);
 	char *final = udfs_xasprintf("%s/%s", udfs_store_dir(s), rel);
 	bool placed = false, in_tx = false;
@@ -216,15 +237,14 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	err = udfs_name_check_new(s, name);
 	if (!err)
 		err = udfs_source_open(src_path, &src);
+	if (!err)
+		err = lock_tmp(lock, &lock_fd);
 	if (err)
 		goto out;
 	if (mkdir(tmp, dir_mode(src->mode)) < 0) {
 		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	lock_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (lock_fd >= 0)
-		flock(lock_fd, LOCK_EX); /* gc leaves it alone */
 	m.name = udfs_xstrdup(name);
 	m.kind = UDFS_MODEL_BASE;
 	m.method = udfs_xstrdup("base");
@@ -237,8 +257,9 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	if (!err)
 		err = sync_dirs(tmp, &m);
 	if (!err)
-		err = udfs_catalog_begin(cat);
+		err = udfs_store_begin(s);
 	in_tx = !err;
+	cat = udfs_store_catalog(s);
 	/* Placed inside the transaction, for the same reason as packs. */
 	if (!err && udfs_rename_noreplace(tmp, final) < 0)
 		err = udfs_error(-errno, "%s: %s", final, strerror(errno));
@@ -257,16 +278,18 @@ int udfs_compress_add_base(udfs_store *s, const char *name,
 	for (size_t i = 0; i < m.n_files && !err; i++)
 		err = udfs_catalog_insert_file(cat, m.id, &m.files[i]);
 	if (!err)
-		err = udfs_catalog_commit(cat);
-	if (!err)
-		in_tx = false;
+		err = udfs_store_commit(s);
+	in_tx = false;
 out:
 	if (in_tx)
-		udfs_catalog_rollback(cat);
+		udfs_store_rollback(s);
 	if (err)
 		udfs_rm_tree(placed ? final : tmp);
-	if (lock_fd >= 0)
+	if (lock_fd >= 0) {
+		unlink(lock);
 		close(lock_fd);
+	}
+	free(lock);
 	udfs_files_free(m.files, m.n_files);
 	free(m.name);
 	free(m.method);

@@ -15,6 +15,7 @@
 #include <xxhash.h>
 
 #include "common/util.h"
+#include "store/cluster.h"
 
 #define PACK_MAGIC "UDFSPAK1"
 #define PACK_HEADER 16
@@ -36,8 +37,11 @@ int udfs_pack_open(udfs_store *s, struct udfs_pack *pk, unsigned mode)
 	if (pk->fd < 0)
 		return udfs_error(-errno, "%s: %s", pk->tmp_path,
 				  strerror(errno));
-	/* gc skips tmp files that a live writer holds locked. */
-	flock(pk->fd, LOCK_EX);
+	/* gc, on any node, skips tmp files that a live writer holds. */
+	err = udfs_cluster_tmp_lock(pk->fd);
+	if (err)
+		return udfs_error(err, "%s: cannot lock: %s", pk->tmp_path,
+				  strerror(-err));
 	err = udfs_write_full(pk->fd, hdr, sizeof(hdr));
 	if (err)
 		return udfs_error(err, "%s: %s", pk->tmp_path, strerror(-err));

@@ -109,10 +109,10 @@ if [ "$(id -u)" -eq 0 ] && mkdir "$T/full" &&
 		fi
 		umount "$T/full" || die "umount tmpfs"
 	}
-	# Coarse steps (base 2 MiB + catalog, the pack needs about 1 MiB),
+	# Coarse steps (base 2 MiB + catalog copies, the pack about 1 MiB),
 	# then 8 KiB steps below the first size that fits, so that the
 	# rename and the catalog commit meet a full disk too.
-	for kib in 2200 2400 2600 2800 3000 3200 3400 3600; do
+	for kib in 2400 2600 2800 3000 3200 3400 3600 3800; do
 		enospc_try "$kib"
 		[ "$fit" -ne 0 ] && break
 	done

@@ -63,7 +63,7 @@ static void test_open(void)
 {
 	udfs_catalog *c = NULL;
 	char *path = udfs_xasprintf("%s/new.db", top);
-	char *v2 = foreign_db("v2.db", 2), *v0 = foreign_db("v0.db", 0);
+	char *v3 = foreign_db("v3.db", 3), *v0 = foreign_db("v0.db", 0);
 	char *junk = udfs_xasprintf("%s/junk.db", top);
 	int64_t gen = -1;
 	size_t n = 99;
@@ -96,14 +96,14 @@ static void test_open(void)
 	c = NULL;
 
 	/* Another format version, any way it is opened. */
-	CHECK_EQ_INT(udfs_catalog_open(v2, false, false, &c), -EPROTO);
+	CHECK_EQ_INT(udfs_catalog_open(v3, false, false, &c), -EPROTO);
 	CHECK(c == NULL);
-	CHECK(strstr(udfs_error_msg(-EPROTO), "version 2") != NULL);
+	CHECK(strstr(udfs_error_msg(-EPROTO), "version 3") != NULL);
 	CHECK(strstr(udfs_error_msg(-EPROTO), "upgrade") != NULL);
 	udfs_error_clear();
-	CHECK_EQ_INT(udfs_catalog_open(v2, true, false, &c), -EPROTO);
+	CHECK_EQ_INT(udfs_catalog_open(v3, true, false, &c), -EPROTO);
 	udfs_error_clear();
-	CHECK_EQ_INT(udfs_catalog_open(v2, false, true, &c), -EPROTO);
+	CHECK_EQ_INT(udfs_catalog_open(v3, false, true, &c), -EPROTO);
 	udfs_error_clear();
 	/* A SQLite file that is not a catalog (version 0) is refused when
 	 * not creating. */
@@ -130,7 +130,7 @@ static void test_open(void)
 		CHECK_EQ_INT(udfs_store_init(st), 0);
 		CHECK_EQ_INT(sqlite3_open(db, &h), SQLITE_OK);
 		CHECK_EQ_INT(
-		    sqlite3_exec(h, "PRAGMA user_version=2", NULL, NULL, NULL),
+		    sqlite3_exec(h, "PRAGMA user_version=3", NULL, NULL, NULL),
 		    SQLITE_OK);
 		sqlite3_close(h);
 		CHECK_EQ_INT(udfs_store_open(st, 0, &s), -EPROTO);
@@ -144,7 +144,7 @@ static void test_open(void)
 	}
 	free(junk);
 	free(v0);
-	free(v2);
+	free(v3);
 	free(path);
 }
 
@@ -163,6 +163,9 @@ static int64_t generation(udfs_store *s)
 	return g;
 }
 
+/* The catalog a store serves now (it changes with each generation). */
+#define CAT udfs_store_catalog(s)
+
 static void test_store_catalog(void)
 {
 	char *dir = udfs_xasprintf("%s/store", top);
@@ -170,7 +173,6 @@ static void test_store_catalog(void)
 	char *d1 = write_st("d1.safetensors", 1000, 2);
 	char *d2 = write_st("d2.safetensors", 1000, 3);
 	udfs_store *s = NULL, *ro = NULL;
-	udfs_catalog *c;
 	int64_t g0, g1, g2, g3, g4, base_id = 0, d1_id = 0, id = 0;
 	char **paths = NULL;
 	size_t n = 0;
@@ -180,7 +182,6 @@ static void test_store_catalog(void)
 	CHECK_EQ_INT(udfs_store_open(dir, 0, &s), 0);
 	if (!s)
 		goto out;
-	c = udfs_store_catalog(s);
 	g0 = generation(s);
 	CHECK_EQ_INT(udfs_compress_add_base(s, "base", b, false, true), 0);
 	g1 = generation(s);
@@ -196,25 +197,26 @@ static void test_store_catalog(void)
 	CHECK(generation(s) == g3);
 
 	/* Ids, and -ENOENT without a message for a missing name. */
-	CHECK_EQ_INT(udfs_catalog_model_id(c, "base", &base_id), 0);
-	CHECK_EQ_INT(udfs_catalog_model_id(c, "d1", &d1_id), 0);
+	CHECK_EQ_INT(udfs_catalog_model_id(CAT, "base", &base_id), 0);
+	CHECK_EQ_INT(udfs_catalog_model_id(CAT, "d1", &d1_id), 0);
 	CHECK(base_id > 0 && d1_id > 0 && base_id != d1_id);
 	udfs_error_clear();
-	CHECK_EQ_INT(udfs_catalog_model_id(c, "nope", &id), -ENOENT);
+	CHECK_EQ_INT(udfs_catalog_model_id(CAT, "nope", &id), -ENOENT);
 	CHECK_EQ_STR(udfs_error_msg(-ENOENT), strerror(ENOENT));
-	CHECK_EQ_INT(udfs_catalog_model_id(c, "", &id), -ENOENT);
-	CHECK_EQ_INT(udfs_catalog_model_id(c, "base' OR '1'='1", &id), -ENOENT);
+	CHECK_EQ_INT(udfs_catalog_model_id(CAT, "", &id), -ENOENT);
+	CHECK_EQ_INT(udfs_catalog_model_id(CAT, "base' OR '1'='1", &id),
+		     -ENOENT);
 
 	/* Dependents. */
-	CHECK_EQ_INT(udfs_catalog_dependents(c, base_id, &deps), 0);
+	CHECK_EQ_INT(udfs_catalog_dependents(CAT, base_id, &deps), 0);
 	CHECK_EQ_INT(deps, 2);
-	CHECK_EQ_INT(udfs_catalog_dependents(c, d1_id, &deps), 0);
+	CHECK_EQ_INT(udfs_catalog_dependents(CAT, d1_id, &deps), 0);
 	CHECK_EQ_INT(deps, 0);
-	CHECK_EQ_INT(udfs_catalog_dependents(c, 999999, &deps), 0);
+	CHECK_EQ_INT(udfs_catalog_dependents(CAT, 999999, &deps), 0);
 	CHECK_EQ_INT(deps, 0);
 
 	/* Storage paths: one per model, each inside the store. */
-	CHECK_EQ_INT(udfs_catalog_storage_paths(c, &paths, &n), 0);
+	CHECK_EQ_INT(udfs_catalog_storage_paths(CAT, &paths, &n), 0);
 	CHECK_EQ_INT(n, 3);
 	for (size_t i = 0; i < n; i++) {
 		CHECK(udfs_storage_path_ok(paths[i]));
@@ -224,7 +226,8 @@ static void test_store_catalog(void)
 	{
 		uint64_t meta = 0;
 
-		CHECK_EQ_INT(udfs_catalog_model_meta_bytes(c, d1_id, &meta), 0);
+		CHECK_EQ_INT(udfs_catalog_model_meta_bytes(CAT, d1_id, &meta),
+			     0);
 		CHECK(meta > 0);
 	}
 
@@ -237,10 +240,10 @@ static void test_store_catalog(void)
 		    .params = (char *)"{}",
 		};
 
-		CHECK_EQ_INT(udfs_catalog_begin(c), 0);
-		CHECK_EQ_INT(udfs_catalog_insert_model(c, &m, "bases/x"),
+		CHECK_EQ_INT(udfs_store_begin(s), 0);
+		CHECK_EQ_INT(udfs_catalog_insert_model(CAT, &m, "bases/x"),
 			     -EEXIST);
-		udfs_catalog_rollback(c);
+		udfs_store_rollback(s);
 		udfs_error_clear();
 		CHECK(generation(s) == g3);
 	}
@@ -283,7 +286,7 @@ static void test_store_catalog(void)
 		CHECK_EQ_INT(stat(stray, &st), 0);
 		unlink(stray);
 		free(stray);
-		CHECK_EQ_INT(udfs_catalog_model_id(c, "d2", &g), 0);
+		CHECK_EQ_INT(udfs_catalog_model_id(CAT, "d2", &g), 0);
 		CHECK(generation(s) == g3);
 	}
 
@@ -293,12 +296,12 @@ static void test_store_catalog(void)
 	CHECK(g4 > g3);
 	if (ro)
 		CHECK(generation(ro) == g4);
-	CHECK_EQ_INT(udfs_catalog_dependents(c, base_id, &deps), 0);
+	CHECK_EQ_INT(udfs_catalog_dependents(CAT, base_id, &deps), 0);
 	CHECK_EQ_INT(deps, 1);
-	CHECK_EQ_INT(udfs_catalog_model_id(c, "d1", &id), -ENOENT);
+	CHECK_EQ_INT(udfs_catalog_model_id(CAT, "d1", &id), -ENOENT);
 	/* A new model never reuses a removed id. */
 	CHECK_EQ_INT(add(s, "d1", d1), 0);
-	CHECK_EQ_INT(udfs_catalog_model_id(c, "d1", &id), 0);
+	CHECK_EQ_INT(udfs_catalog_model_id(CAT, "d1", &id), 0);
 	CHECK(id != d1_id);
 	CHECK(generation(s) > g4);
 	udfs_store_close(ro);

@@ -25,6 +25,7 @@
 #include "common/prng.h"
 #include "common/util.h"
 #include "read/recon.h"
+#include "store/cluster.h"
 #include "store/store.h"
 #include "store_fixture.h"
 #include "write/add.h"
@@ -889,8 +890,8 @@ static void test_gc(struct store_test *c)
 		free(p);
 		p = udfs_xasprintf("%s/tmp/busy", fx->store);
 		write_bytes(p, junk, 100);
-		lock_fd = open(p, O_RDONLY);
-		CHECK(lock_fd >= 0 && flock(lock_fd, LOCK_EX) == 0);
+		lock_fd = open(p, O_RDWR);
+		CHECK(lock_fd >= 0 && udfs_cluster_tmp_lock(lock_fd) == 0);
 		free(p);
 		sync();
 		CHECK_EQ_INT(
