@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Fidelity sums of a reconstructed delta against the true delta (see
- * udfs/fidelity.h). Everything is accumulated in double, element by
+ * fidelity.h). Everything is accumulated in double, element by
  * element in index order, so a tensor gives the same sums whether it is
  * measured whole (`udfs eval`) or chunk by chunk and merged (`add`) up to
  * the rounding of the merge.

@@ -33,7 +33,7 @@
  * 1 zstd (of code bytes, packed sign bits, or byte planes), 2 zstd of
  * packed b-bit codes, 3 range-coded codes or signs.
  *
- * Range coding (rangecoder_i.h: adaptive binary LZMA coder, no table to
+ * Range coding (common/rangecoder.h: adaptive binary LZMA coder, no table to
  * transmit). Elias-gamma model of an integer 1 <= x <= max: the bucket
  * e = floor(log2 x) in unary, a decision "e > j" per j with its own
  * probability, skipped once 2^(j+1) > max; then the e bits of x below its

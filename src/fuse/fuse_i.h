@@ -9,7 +9,7 @@
  * positive, so these ranges never meet). A directory inside a model is
  * its model directory's number plus ((first << 10 | depth) << 32), where
  * first is the index of its first file in the model and depth >= 1 its
- * depth (fuse_tree.c): odd, and above 2^32, so it meets neither.
+ * depth (fuse/tree.c): odd, and above 2^32, so it meets neither.
  */
 #ifndef UDFS_FUSE_I_H
 #define UDFS_FUSE_I_H
@@ -140,7 +140,7 @@ struct udfs_fh {
 	struct udfs_list link; /* in fs->handles */
 };
 
-/* The lowlevel operations table (fuse_ops.c); userdata is a udfs_fs. */
+/* The lowlevel operations table (fuse/ops.c); userdata is a udfs_fs. */
 extern const struct fuse_lowlevel_ops udfs_fuse_ops;
 
 /*
@@ -155,7 +155,7 @@ int udfs_mount_main(int argc, char **argv);
  * with '/' or NUL, nor longer than 255 bytes. */
 bool udfs_name_ok(const char *name, size_t len);
 
-/* The tree inside a model (fuse_tree.c). d of the model directory: */
+/* The tree inside a model (fuse/tree.c). d of the model directory: */
 void udfs_dir_of_model(const udfs_model *m, struct udfs_dir *d);
 /* Inode number of directory d of m; 0 when it has none (not served). */
 fuse_ino_t udfs_dir_ino(const udfs_model *m, const struct udfs_dir *d);
@@ -179,7 +179,7 @@ void udfs_fs_nodes_init(struct udfs_fs *fs);
 void udfs_fs_nodes_free(struct udfs_fs *fs);
 
 /*
- * Decode-ahead (fuse_readahead.c): note a read of [off, off + size) of the
+ * Decode-ahead (fuse/readahead.c): note a read of [off, off + size) of the
  * file node n; when reads of n arrive in increasing order, ask the cache
  * to decode the next chunks. Never blocks on a decode; call it without
  * holding fs->lock.

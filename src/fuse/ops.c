@@ -7,7 +7,7 @@
  *   /<model>/          come and go), loaded lazily with udfs_model_load
  *   /<model>/<path>    the model's files, immutable (long timeouts), in
  *                      subdirectories when their paths hold some
- *                      (fuse_tree.c)
+ *                      (fuse/tree.c)
  *
  * Files are served read-only with the permission bits and owner of the
  * model's stored bytes (its pack, or each base file; udfs(5)), and the
@@ -1080,7 +1080,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	/* The kernel takes the smaller of this and its bdi readahead,
-	 * which the daemon raises through sysfs (fuse_mount.c). */
+	 * which the daemon raises through sysfs (fuse/mount.c). */
 	conn->max_readahead = 16u << 20;
 	/* conn->max_read stays as the mount option set it: libfuse rejects
 	 * a value that differs from the kernel's. */

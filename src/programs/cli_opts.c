@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The one option parser of the `udfs` admin verbs. Every option is known
- * here once; each verb's entry in the verb table (udfs_main.c) says which
+ * here once; each verb's entry in the verb table (programs/udfs.c) says which
  * of them it takes and how many operands, and anything else is a usage
  * error: one line on stderr, exit status 2 (udfs(1), EXIT STATUS).
  */

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * udfs-compress: builds a store. Argument parsing and dispatch only; the
- * work is in compress.c. Options may stand before or after the positional
+ * work is in write/ (add.c, add_base.c). Options may stand before or after the positional
  * arguments (GNU getopt_long order).
  */
 #include <errno.h>

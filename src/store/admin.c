@@ -2,8 +2,8 @@
 /*
  * Removing from a store: `udfs rm` (catalog rows, in one transaction) and
  * `udfs gc` (files nothing references: removed models, interrupted adds).
- * Kept apart from compress.c so that `udfs` does not link the compressor
- * (and with it OpenBLAS).
+ * Part of the read library: `udfs` runs them without linking the write
+ * library (and with it OpenBLAS).
  *
  * What a store may delete, when readers on other nodes serve snapshots of
  * older generations (udfs(5)): a pack or base goes only when neither the

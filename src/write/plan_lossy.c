@@ -5,7 +5,7 @@
  * become lossy, their quantization parameters, the mixed sparsity allocation
  * across one model, the trace-norm factor across the models of one add, and
  * --ratio's search for s by real bytes. The algorithms themselves are in
- * ultradelta.c and codec_lossy.c; this file drives them over the tensors of a
+ * ultradelta.c and codec/lossy.c; this file drives them over the tensors of a
  * source, one tensor at a time, so memory stays at a few times the largest
  * tensor.
  */

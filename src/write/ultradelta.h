@@ -46,7 +46,7 @@ void udfs_ud_allocate(size_t m, const double *sigma, const uint64_t *nelems,
 int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
 				double r, uint64_t seed, uint8_t *keep);
 
-/* Bernoulli keep-mask with the seeded mask function (lossy.h). */
+/* Bernoulli keep-mask with the seeded mask function (common/prng.h). */
 int64_t udfs_ud_prune_seeded(size_t n, double r, uint64_t key, uint8_t *keep);
 
 /* magnitude baseline: keep the top k = n - round(n*s) elements by |d|
