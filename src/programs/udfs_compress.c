@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * udfs-compress: builds a store. Argument parsing and dispatch only; the
- * work is in write/ (add.c, add_base.c). Options may stand before or after the positional
- * arguments (GNU getopt_long order).
+ * work is in write/ (add.c, add_base.c). Options may stand before or
+ * after the positional arguments (GNU getopt_long order).
  */
 #include <errno.h>
 #include <getopt.h>
