@@ -26,7 +26,7 @@ OPT     ?= -O2 -g
 # -ffp-contract=off: reconstruction must give the same bits everywhere.
 CFLAGS  ?= $(OPT)
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread \
-	      -ffp-contract=off -Iinclude -Isrc $(WARN) $(PKG_CFLAGS) \
+	      -ffp-contract=off -Isrc $(WARN) $(PKG_CFLAGS) \
 	      $(LAPACK_CFLAGS) $(SANITIZE) $(CFLAGS) $(if $(WERROR),-Werror)
 ALL_LDFLAGS := -pthread $(SANITIZE) $(LDFLAGS)
 LIBS    := $(PKG_LIBS) -lm
@@ -37,23 +37,37 @@ else
 Q := @
 endif
 
-# The core library: everything but the program mains and the FUSE glue.
-MAINS     := src/udfs_main.c src/compress_main.c
-FUSE_SRC  := $(wildcard src/fuse_*.c)
-LIB_SRC   := $(filter-out $(MAINS) $(FUSE_SRC),$(wildcard src/*.c))
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
-FUSE_OBJ  := $(FUSE_SRC:%.c=$(BUILD)/%.o)
-LIBUDFS   := $(BUILD)/libudfs.a
+# The source tree follows the data path (see ARCHITECTURE.md). Two
+# libraries: the read library (common, codec, format, store, read) that
+# the daemon and every program link, and the write library (the add
+# pipeline, its planner and linear algebra) that only udfs-compress links,
+# with OpenBLAS: the daemon must not start OpenBLAS threads.
+READ_DIRS  := src/common src/codec src/format src/store src/read
+READ_SRC   := $(wildcard $(READ_DIRS:%=%/*.c))
+WRITE_SRC  := $(wildcard src/write/*.c)
+FUSE_SRC   := $(wildcard src/fuse/*.c)
+UDFS_SRC   := $(filter-out src/programs/udfs_compress.c,$(wildcard src/programs/*.c))
+COMP_SRC   := src/programs/udfs_compress.c
+READ_OBJ   := $(READ_SRC:%.c=$(BUILD)/%.o)
+WRITE_OBJ  := $(WRITE_SRC:%.c=$(BUILD)/%.o)
+UDFS_OBJ   := $(UDFS_SRC:%.c=$(BUILD)/%.o) $(FUSE_SRC:%.c=$(BUILD)/%.o)
+COMP_OBJ   := $(COMP_SRC:%.c=$(BUILD)/%.o)
+LIBREAD    := $(BUILD)/libudfs-read.a
+LIBWRITE   := $(BUILD)/libudfs-write.a
+ALL_OBJ    := $(READ_OBJ) $(WRITE_OBJ) $(UDFS_OBJ) $(COMP_OBJ)
 
-UNIT_SRC  := $(wildcard tests/unit/test_*.c)
-UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c tests/unit/*/test_*.c)
+UNIT_BIN  := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(UNIT_SRC)))
 TOOL_SRC  := $(wildcard tests/gen/*.c)
 TOOL_BIN  := $(TOOL_SRC:tests/gen/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/tools/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/tools/%.c=$(BUILD)/bench/%)
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 
 PROGS := $(BUILD)/udfs $(BUILD)/udfs-compress
 
 .PHONY: all check bench install uninstall clean asan ubsan tsan format-check \
-	fuzz deps tests demo
+	fuzz fuzz-build deps tests demo deps-check
 all: $(PROGS)
 
 $(BUILD)/%.o: %.c
@@ -61,33 +75,52 @@ $(BUILD)/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(LIBUDFS): $(LIB_OBJ)
+$(LIBREAD): $(READ_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(BUILD)/udfs: $(BUILD)/src/udfs_main.o $(FUSE_OBJ) $(LIBUDFS)
+$(LIBWRITE): $(WRITE_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+# The daemon: never the write library, never OpenBLAS.
+$(BUILD)/udfs: $(UDFS_OBJ) $(LIBREAD)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/udfs-compress: $(BUILD)/src/compress_main.o $(LIBUDFS)
+$(BUILD)/udfs-compress: $(COMP_OBJ) $(LIBWRITE) $(LIBREAD)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(LAPACK_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIBUDFS)
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBUDFS) $(LIBS) $(LAPACK_LIBS)
+# Unit tests may test either library; -MMD so that touching check.h or
+# a fixture header rebuilds them.
+define unit_rule
+$(BUILD)/tests/$(basename $(notdir $(1))): $(1) $(LIBWRITE) $(LIBREAD)
+	@mkdir -p $$(dir $$@)
+	@$$(if $$(Q),echo "  TEST    $$@")
+	$$(Q)$$(CC) $$(ALL_CFLAGS) -Itests/unit -MMD -MP -MF $$@.d $$(ALL_LDFLAGS) -o $$@ $$< $(LIBWRITE) $(LIBREAD) $$(LIBS) $$(LAPACK_LIBS)
+endef
+$(foreach t,$(UNIT_SRC),$(eval $(call unit_rule,$(t))))
 
-$(BUILD)/tests/%: tests/gen/%.c $(LIBUDFS)
+$(BUILD)/tests/%: tests/gen/%.c $(LIBREAD)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TOOL    $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBUDFS) $(LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -MF $@.d $(ALL_LDFLAGS) -o $@ $< $(LIBREAD) $(LIBS)
 
-tests: $(PROGS) $(UNIT_BIN) $(TOOL_BIN)
+$(BUILD)/bench/%: bench/tools/%.c $(LIBREAD)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TOOL    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -MF $@.d $(ALL_LDFLAGS) -o $@ $< $(LIBREAD) $(LIBS)
+
+tests: $(PROGS) $(UNIT_BIN) $(TOOL_BIN) $(BENCH_BIN)
 
 # The full suite: unit, CLI and real-mount tests; last line "N passed, N failed".
-check: tests
+check: tests deps-check
 	$(Q)BUILD=$(abspath $(BUILD)) sh tests/run.sh
+
+# No include of a folder below, no include or call circle (ARCHITECTURE.md).
+deps-check: $(PROGS)
+	$(Q)sh tools/deps.sh $(BUILD)
 
 asan:
 	$(MAKE) --no-print-directory BUILD=build-asan SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" OPT="-O1 -g" check
@@ -99,12 +132,31 @@ ubsan:
 tsan:
 	$(Q)sh tests/stress_tsan.sh
 
-bench: $(PROGS) $(TOOL_BIN)
+bench: $(PROGS) $(TOOL_BIN) $(BENCH_BIN)
 	$(Q)BUILD=$(abspath $(BUILD)) sh bench/run.sh
 
+# libFuzzer targets: the read library built again with clang, the same
+# flags (-ffp-contract=off included) plus the fuzzer's instrumentation, in
+# build-fuzz/. `make fuzz FUZZ_SECONDS=N` builds and runs each for N s.
 FUZZ_SECONDS ?= 30
-fuzz:
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+		-fno-omit-frame-pointer
+FUZZ_BUILD   := build-fuzz
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+fuzz: fuzz-build
 	$(Q)sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-build:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
+		OPT="-O1 -g" SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+		FUZZ_LINK="$(FUZZ_SAN) -fsanitize=fuzzer" fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(LIBREAD)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -MF $@.d $(FUZZ_LINK) -pthread -o $@ $< $(LIBREAD) $(LIBS)
 
 demo: $(PROGS) $(TOOL_BIN)
 	$(Q)BUILD=$(abspath $(BUILD)) sh tests/demo.sh
@@ -113,8 +165,9 @@ deps:
 	sh .ci/deps.sh
 
 format-check:
-	$(Q)clang-format --dry-run --Werror src/*.c src/*.h include/udfs/*.h \
-		tests/unit/*.c tests/unit/*.h
+	$(Q)clang-format --dry-run --Werror $(wildcard src/*/*.[ch] \
+		tests/unit/*.[ch] tests/unit/*/*.[ch] \
+		tests/fuzz/*.c tests/gen/*.c bench/tools/*.c)
 
 install: $(PROGS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) \
@@ -137,5 +190,4 @@ uninstall:
 clean:
 	rm -rf $(BUILD) build-asan build-ubsan build-tsan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(FUSE_OBJ:.o=.d) $(BUILD)/src/udfs_main.d \
-	$(BUILD)/src/compress_main.d
+-include $(ALL_OBJ:.o=.d) $(UNIT_BIN:=.d) $(TOOL_BIN:=.d) $(BENCH_BIN:=.d)

@@ -13,7 +13,7 @@
 #   source       the fine-tuned file itself (native filesystem)
 #   udfs-exact   the lossless model through the udfs mount
 #   udfs-lossy   the lossy model through the udfs mount
-#   zerofs-pass  tests/gen/zerofs passing the fine-tuned file through
+#   zerofs-pass  bench/tools/zerofs passing the fine-tuned file through
 #   zerofs-zero  zerofs -z: zeros, no work per request (the FUSE ceiling)
 #   sqfs-exact   squashfuse, zstd squashfs image of the fine-tuned file
 #   sqfs-lossy   squashfuse, image of the lossy model (udfs export)
@@ -52,7 +52,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 : "${BUILD:=$top/build}"
 BUILD=$(cd "$BUILD" && pwd) || exit 1
 UDFS=$BUILD/udfs UC=$BUILD/udfs-compress GEN=$BUILD/tests/gen_model
-ZEROFS=$BUILD/tests/zerofs PB=$BUILD/tests/preadbench
+ZEROFS=$BUILD/bench/zerofs PB=$BUILD/bench/preadbench
 for b in "$UDFS" "$UC" "$GEN" "$ZEROFS" "$PB"; do
 	[ -x "$b" ] || { echo "mount.sh: $b not built (make tests)" >&2; exit 1; }
 done

@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Lossy pipeline (DESIGN 4.2, 4.3) end to end on generated fixtures (and
+# Lossy pipeline (ARCHITECTURE.md, udfs(5)) end to end on generated fixtures (and
 # stories260K when $UDFS_SHARED is set): every method and mask kind
 # exports deterministically and verifies; the kept fraction matches 1 - s
 # both by `udfs info --json` and by comparing exported and base tensors

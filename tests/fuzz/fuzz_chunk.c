@@ -1,8 +1,7 @@
-// FUZZ_SOURCES: src/recon.c src/codec.c src/codec_lossy.c src/codec_mix.c src/dtype.c src/util.c src/store.c src/catalog.c src/cluster.c
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for whole-chunk decoding through udfs_chunk_decode
- * (src/recon.c), the path every mount read and `udfs verify` takes: read
+ * (src/read/recon.c), the path every mount read and `udfs verify` takes: read
  * the stored bytes from the pack, check the XXH3 checksum, read the base
  * range, decode with the tensor's encoding. The store is a tiny in-memory
  * model: one delta model whose pack and one base file are memfds, one
@@ -38,12 +37,13 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "udfs/codec.h"
-#include "udfs/dtype.h"
-#include "udfs/lossy.h"
-#include "udfs/recon.h"
-#include "udfs/store.h"
-#include "udfs/util.h"
+#include "codec/lossy.h"
+#include "codec/plane.h"
+#include "common/dtype.h"
+#include "common/prng.h"
+#include "common/util.h"
+#include "read/recon.h"
+#include "store/store.h"
 
 #define NMAX 4096
 
@@ -54,7 +54,7 @@ static uint8_t base_bytes[NMAX * 8 + 65536];
 
 static void init(void)
 {
-	uint64_t x = 0x2545f4914f6cdd1dULL;
+	uint64_t seed = 1, x;
 
 	if (pack_fd >= 0)
 		return;
@@ -63,9 +63,7 @@ static void init(void)
 	if (pack_fd < 0 || base_fd < 0)
 		abort();
 	for (size_t i = 0; i < sizeof(base_bytes); i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
+		x = udfs_splitmix64(&seed);
 		/* Odd bytes are the high byte of 16-bit floats: keep them
 		 * ordinary numbers. */
 		base_bytes[i] = (uint8_t)(i % 2 ? (x & 0x3f) | 0x30 : x);
@@ -92,8 +90,8 @@ static void dump_seed(const uint8_t *data, const uint8_t *enc, size_t len)
 		return;
 	memcpy(hdr, data, 12);
 	hdr[8] = 0;
-	snprintf(path, sizeof(path), "%s/dec-%02x%02x%02x%02x%02x-%016llx",
-		 dir, data[0], data[1], data[2], data[3], data[4],
+	snprintf(path, sizeof(path), "%s/dec-%02x%02x%02x%02x%02x-%016llx", dir,
+		 data[0], data[1], data[2], data[3], data[4],
 		 (unsigned long long)XXH3_64bits(enc, len));
 	fp = fopen(path, "wb");
 	if (!fp)
@@ -184,9 +182,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		bf.size = 8 + boff + len;
 		t.base_file = &bf;
 		t.base_begin = boff;
-		put(base_fd, base_bytes, fault == 6 ? 8 + boff + len / 2
-						     : 8 + boff + len,
-		    0);
+		put(base_fd, base_bytes,
+		    fault == 6 ? 8 + boff + len / 2 : 8 + boff + len, 0);
 	}
 	out = malloc(len);
 	want = malloc(len);
@@ -212,25 +209,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (uint32_t i = 0; i < n; i++)
 				if (t.lp.mask == UDFS_MASK_NONE ||
 				    (t.lp.mask == UDFS_MASK_SEEDED
-					     ? udfs_seeded_keep(t.lp.seed, i,
-								thr)
-					     : want[i] & 1))
+					 ? udfs_seeded_keep(t.lp.seed, i, thr)
+					 : want[i] & 1))
 					kept[nk++] = i;
 			for (uint32_t j = 0; j < nk * es; j++)
 				vals[j] = want[j % len];
 			if (t.lp.values == UDFS_VAL_CODES)
 				for (uint32_t j = 0; j < nk; j++)
-					vals[j] &= (uint8_t)((1u << t.lp.bits) -
-							     1);
+					vals[j] &=
+					    (uint8_t)((1u << t.lp.bits) - 1);
 			if (t.lp.values == UDFS_VAL_SIGN)
 				for (uint32_t j = 0; j < nk; j++)
 					vals[j] &= 1;
 			ret = udfs_lossy_encode_chunk(&t.lp, t.dtype, 0, n,
 						      kept, nk, vals,
 						      (void **)&enc, &enc_len);
-			if (!ret && udfs_lossy_decode_chunk(&t.lp, t.dtype, 0,
-							    n, enc, enc_len, b,
-							    want))
+			if (!ret &&
+			    udfs_lossy_decode_chunk(&t.lp, t.dtype, 0, n, enc,
+						    enc_len, b, want))
 				abort();
 			free(vals);
 			free(kept);

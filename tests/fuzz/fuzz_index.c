@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT
-// FUZZ_SOURCES: src/source.c src/safetensors.c src/dtype.c src/util.c
 /*
  * libFuzzer target for the model.safetensors.index.json check: the input
  * is the index file, checked against a fixed set of two fake shards
@@ -11,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "source_i.h"
-#include "udfs/safetensors.h"
-#include "udfs/util.h"
+#include "common/util.h"
+#include "format/safetensors.h"
+#include "format/source_i.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

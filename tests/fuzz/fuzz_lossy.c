@@ -1,4 +1,3 @@
-// FUZZ_SOURCES: src/codec_lossy.c src/codec_mix.c src/dtype.c src/util.c
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for the lossy chunk codec. The first 8 bytes choose the
@@ -22,9 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "udfs/dtype.h"
-#include "udfs/lossy.h"
-#include "udfs/util.h"
+#include "codec/lossy.h"
+#include "common/dtype.h"
+#include "common/prng.h"
+#include "common/util.h"
 
 #define NMAX 4096
 
@@ -35,25 +35,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void init_base(void)
 {
 	static int done;
-	uint64_t x = 0x853c49e6748fea9bULL;
+	uint64_t seed = 1, x;
 
 	if (done)
 		return;
 	for (size_t i = 0; i < sizeof(base); i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
+		x = udfs_splitmix64(&seed);
 		/* keep exponents small so most bases are ordinary numbers */
 		base[i] = (uint8_t)(i % 2 ? (x & 0x3f) | 0x30 : x);
 	}
 	done = 1;
 }
 
-static float finite_top(int dtype)
+/* The rule of udfs(5) for a finite base weight: a sum past the dtype's
+ * range gives its largest finite value of that sign, a sum that is not a
+ * number gives the base weight. */
+static float finite_sum(int dt, float b, float d)
 {
-	return dtype == UDFS_DT_F16    ? 65504.0f
-	       : dtype == UDFS_DT_BF16 ? 0x1.fep127f
-				       : FLT_MAX;
+	float w = b + d;
+	float max = dt == UDFS_DT_F16	 ? 65504.0f
+		    : dt == UDFS_DT_BF16 ? 0x1.fep127f
+					 : FLT_MAX;
+
+	if (!isfinite(b) || fabsf(w) <= max)
+		return w;
+	if (isnan(w))
+		return b;
+	return w > 0 ? max : -max;
 }
 
 static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
@@ -99,16 +107,8 @@ static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
 		else
 			q = udfs_dtype_load_f32(dt, vals, j);
 		dd = p->gain * q;
-		w = b + dd;
+		w = finite_sum(dt, b, dd);
 		udfs_dtype_store_f32(dt, want, kept[j], w);
-		/* Finite base weights reconstruct finite (udfs(5)): a sum out
-		 * of range saturates, a sum that is not a number keeps b. */
-		if (isfinite(b) &&
-		    !isfinite(udfs_dtype_load_f32(dt, want, kept[j])))
-			udfs_dtype_store_f32(dt, want, kept[j],
-					     isnan(w) ? b
-					     : w > 0  ? finite_top(dt)
-						      : -finite_top(dt));
 	}
 	ret = udfs_lossy_encode_chunk(p, dt, 77, n, kept, nk, vals, &enc,
 				      &enc_len);
@@ -127,7 +127,9 @@ static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const int dts[3] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
-	udfs_lossy_params p = {.lo = -0.01f, .step = 0.003f, .gain = 10.0f,
+	udfs_lossy_params p = {.lo = -0.01f,
+			       .step = 0.003f,
+			       .gain = 10.0f,
 			       .seed = 0x1234567890abcdefULL};
 	uint8_t *out;
 	uint32_t n;

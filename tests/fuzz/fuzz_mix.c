@@ -1,8 +1,7 @@
-// FUZZ_SOURCES: src/codec_mix.c src/codec_lossy.c src/dtype.c src/util.c
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for the composite chunks of the adaptive method
- * (src/codec_mix.c). The first 8 bytes choose the parameters, the rest is
+ * (src/codec/mix.c). The first 8 bytes choose the parameters, the rest is
  * the chunk:
  *
  *   byte 0  dtype (BF16, F16, F32) % 3     byte 1  cols - 1
@@ -22,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "udfs/dtype.h"
-#include "udfs/lossy.h"
-#include "udfs/util.h"
+#include "codec/mix.h"
+#include "common/dtype.h"
+#include "common/util.h"
 
 #define NMAX 2048
 
@@ -123,8 +122,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(chunk, data + 8, size - 8);
 	chunk[0] = (uint8_t)((chunk[0] & 0x3f) | 0x80);
 	out = malloc((size_t)n * udfs_dtype_size(dt) + 1);
-	ret = udfs_lossy_decode_chunk(&p, dt, data[4], n, chunk, size - 8,
-				      base, out);
+	ret = udfs_lossy_decode_chunk(&p, dt, data[4], n, chunk, size - 8, base,
+				      out);
 	if (ret != 0 && ret != -EIO && ret != -ENOMEM)
 		abort();
 	udfs_error_clear();

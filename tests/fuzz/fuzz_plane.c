@@ -1,8 +1,7 @@
-// FUZZ_SOURCES: src/codec.c src/util.c
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for the lossless plane codec (udfs_plane_decode in
- * src/codec.c), raw (no base) and against a base, for every element size.
+ * src/codec/codec.c), raw (no base) and against a base, for every element size.
  * The first 4 bytes choose the parameters, the rest is the input:
  *
  *   byte 0  bits 0-1: element size 1, 2, 4, 8
@@ -24,8 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "udfs/codec.h"
-#include "udfs/util.h"
+#include "codec/plane.h"
+#include "common/prng.h"
+#include "common/util.h"
 
 #define NMAX 4096
 
@@ -36,21 +36,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void init_base(void)
 {
 	static int done;
-	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	uint64_t x = 1;
 
 	if (done)
 		return;
 	for (size_t i = 0; i < sizeof(base); i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		base[i] = (uint8_t)x;
+		base[i] = (uint8_t)udfs_splitmix64(&x);
 	}
 	done = 1;
 }
 
-static void roundtrip(const uint8_t *b, size_t n, unsigned es,
-		      const uint8_t *d, size_t len)
+static void roundtrip(const uint8_t *b, size_t n, unsigned es, const uint8_t *d,
+		      size_t len)
 {
 	uint8_t *cur = malloc(n + 1), *out = malloc(n + 1);
 	void *enc = NULL;
@@ -62,7 +59,7 @@ static void roundtrip(const uint8_t *b, size_t n, unsigned es,
 		cur[i] = len ? d[i % len] : 0;
 	if (b && len && d[0] & 1)
 		for (size_t i = 0; i < n; i++)
-			cur[i] ^= b[i];	/* a small XOR delta */
+			cur[i] ^= b[i]; /* a small XOR delta */
 	ret = udfs_plane_encode(cur, b, n, es, 1, &enc, &enc_len);
 	if (ret != 0)
 		abort();

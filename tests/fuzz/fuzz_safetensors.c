@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT
-// FUZZ_SOURCES: src/safetensors.c src/dtype.c src/util.c
 /*
  * libFuzzer target for the safetensors header parser: the input is a whole
  * file. A successful parse must satisfy the invariants the rest of udfs
@@ -11,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "udfs/safetensors.h"
-#include "udfs/util.h"
+#include "common/util.h"
+#include "format/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -30,10 +30,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "udfs/dtype.h"
-#include "udfs/prng.h"
-#include "udfs/safetensors.h"
-#include "udfs/util.h"
+#include "common/dtype.h"
+#include "common/prng.h"
+#include "common/util.h"
+#include "format/safetensors.h"
 
 /* ---- random numbers ---------------------------------------------------- */
 
@@ -825,20 +825,19 @@ static void cmd_dtypes(const char *path, uint64_t seed)
 
 static void usage(FILE *f)
 {
-	fprintf(
-	    f,
-	    "usage: gen_model model OUT.safetensors [--dtype bf16|f16|f32] "
-	    "[--mb SIZE] [--seed N]\n"
-	    "       gen_model finetune BASE.safetensors OUT.safetensors "
-	    "[--rel 0.04] [--lora] [--seed N]\n"
-	    "       gen_model shard IN.safetensors OUTDIR --shards K\n"
-	    "       gen_model dtypes OUT.safetensors [--seed N]\n"
-	    "\n"
-	    "Deterministic safetensors fixtures: a LLaMA-shaped model of\n"
-	    "about SIZE MiB (default 4, dtype bf16), a fine-tune of it\n"
-	    "(relative delta norm --rel; --lora: a rank-8 delta only), a\n"
-	    "Hugging Face sharded directory,\n"
-	    "or one small tensor of every dtype.\n");
+	fprintf(f,
+		"usage: gen_model model OUT.safetensors [--dtype bf16|f16|f32] "
+		"[--mb SIZE] [--seed N]\n"
+		"       gen_model finetune BASE.safetensors OUT.safetensors "
+		"[--rel 0.04] [--lora] [--seed N]\n"
+		"       gen_model shard IN.safetensors OUTDIR --shards K\n"
+		"       gen_model dtypes OUT.safetensors [--seed N]\n"
+		"\n"
+		"Deterministic safetensors fixtures: a LLaMA-shaped model of\n"
+		"about SIZE MiB (default 4, dtype bf16), a fine-tune of it\n"
+		"(relative delta norm --rel; --lora: a rank-8 delta only), a\n"
+		"Hugging Face sharded directory,\n"
+		"or one small tensor of every dtype.\n");
 }
 
 static double parse_num(const char *opt, const char *s)

@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/prng.h"
+
 #define MAX_FILES 64
 #define MAX_READ (4u << 20)
 
@@ -43,14 +45,6 @@ static double now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint64_t rnd(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
 }
 
 static int check(const struct target *t, const unsigned char *got, size_t off,
@@ -95,20 +89,21 @@ static int do_pread(const struct target *t, unsigned char *buf, size_t off,
 static void worker(int id)
 {
 	unsigned char *buf = malloc(MAX_READ);
-	uint64_t seed = 0x9e3779b97f4a7c15ull * (uint64_t)(id + 1);
+	uint64_t seed = UDFS_GOLDEN64 * (uint64_t)(id + 1);
 	double end = now() + seconds;
 	uint64_t bytes = 0;
 	int bad = 0;
 
 	while (!bad && now() < end) {
-		const struct target *t = &files[rnd(&seed) % (uint64_t)nfiles];
-		unsigned kind = (unsigned)(rnd(&seed) % 3);
+		const struct target *t =
+		    &files[udfs_splitmix64(&seed) % (uint64_t)nfiles];
+		unsigned kind = (unsigned)(udfs_splitmix64(&seed) % 3);
 		size_t off, len;
 
 		if (!t->size)
 			continue;
-		off = (size_t)(rnd(&seed) % t->size);
-		len = 1 + (size_t)(rnd(&seed) % MAX_READ);
+		off = (size_t)(udfs_splitmix64(&seed) % t->size);
+		len = 1 + (size_t)(udfs_splitmix64(&seed) % MAX_READ);
 		if (len > t->size - off)
 			len = t->size - off;
 		if (kind == 0) {

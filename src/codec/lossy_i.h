@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private interface between the version 1 lossy chunk codec
+ * (codec/lossy.c) and the composite chunk codec of the adaptive method
+ * (codec/mix.c): the varints, the value sections, the finite
+ * reconstruction sum, and decoding a version 1 chunk into float deltas.
+ */
+#ifndef UDFS_CODEC_LOSSY_I_H
+#define UDFS_CODEC_LOSSY_I_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec/lossy.h"
+
+/* Format version in bits 6-7 of a composite chunk's first byte. */
+#define UDFS_LOSSY_MIX_VERSION 2
+
+/* LEB128 varints of at most 5 bytes (udfs(5)). */
+size_t udfs_lossy_put_varint(uint8_t *p, uint32_t v);
+bool udfs_lossy_get_varint(const uint8_t *in, size_t len, size_t *pos,
+			   uint32_t *v);
+
+/*
+ * A value section of n_kept values of kind p->values (codes, signs or
+ * native elements of es bytes): the smallest of its formats, *fmt set to
+ * the one chosen, *out malloc-ed (NULL when n_kept is 0). 0 or -errno.
+ */
+int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
+			     uint32_t n_kept, const void *vals, uint8_t **out,
+			     size_t *len, uint8_t *fmt);
+/* Inverse: d[j] = gain * value(j). -EIO when malformed, -ENOMEM. */
+int udfs_lossy_values_decode(const udfs_lossy_params *p, int dtype, unsigned vf,
+			     const uint8_t *in, size_t len, uint32_t n_kept,
+			     float *d);
+
+/* Decode a version 1 chunk and add gain * value(i) to acc[i] for each kept
+ * element i. 0, -EIO or -ENOMEM. */
+int udfs_lossy_accumulate(const udfs_lossy_params *p, int dtype, uint64_t first,
+			  uint32_t n, const void *in, size_t in_len,
+			  float *acc);
+
+/* b + d in float32, kept finite when b is (udfs(5), reconstruction). */
+float udfs_lossy_finite_sum(int dtype, float b, float d);
+
+/* Decode a version 1 chunk, as udfs_lossy_decode_chunk() does a chunk of
+ * any version (that entry point is in codec/mix.c). */
+int udfs_lossy_decode_v1(const udfs_lossy_params *p, int dtype, uint64_t first,
+			 uint32_t n, const void *in, size_t in_len,
+			 const void *base, void *out);
+
+#endif

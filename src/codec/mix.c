@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Composite lossy chunks of the adaptive method (udfs(5)): a low-rank part
+ * and a residual, added in float32 before one rounding to the tensor's
+ * dtype. The residual is a whole version 1 chunk (codec/lossy.c) decoded
+ * with the tensor's catalog parameters, so every mask and value code of
+ * UltraDelta, bitdelta and magnitude can carry it. A composite chunk is
+ *
+ *   u8      bits 6-7 format version (2), bit 0 low-rank part present,
+ *           bit 1 residual present, bits 2-5 zero
+ *   low-rank part:
+ *     u8      k, the rank (1..255)
+ *     u8      b, the factor code bits (2..8)
+ *     varint  cols, the row length of the tensor
+ *     k f32   scales of the columns of U, then k f32 of V (little endian)
+ *     u8      value format of the codes (codec/lossy.c)
+ *     varint  length of the codes section
+ *     codes   (rows + cols) * k codes, U row by row then V row by row,
+ *             as a version 1 value section of b-bit codes around m
+ *   residual: the rest of the chunk, a version 1 chunk
+ *
+ * rows is the number of tensor rows the chunk's elements touch, so any
+ * chunk decodes alone (its factors are fitted to its own rows). A chunk
+ * holds at most n codes, which bounds every allocation by the output size.
+ *
+ * Reconstruction of element i: acc = low-rank(i) + residual(i) in that
+ * order, then W = finite_sum(W_base, acc), except that an element whose
+ * acc is exactly zero keeps the base bits (as a dropped element of a
+ * version 1 chunk does). The daemon decodes with plain loops: no BLAS.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/mix.h"
+
+#include "codec/lossy_i.h"
+#include "common/dtype.h"
+#include "common/util.h"
+
+#define MIX_LOWRANK 1u
+#define MIX_RESIDUAL 2u
+
+uint64_t udfs_lowrank_rows(uint64_t cols, uint64_t first, uint32_t n)
+{
+	if (!cols || !n)
+		return 0;
+	return (first + n - 1) / cols - first / cols + 1;
+}
+
+void udfs_lowrank_dequant(const uint8_t *codes, uint64_t count, uint32_t k,
+			  uint32_t bits, const float *scale, float *out)
+{
+	int m = (1 << (bits - 1)) - 1;
+
+	for (uint64_t i = 0; i < count; i++)
+		for (uint32_t c = 0; c < k; c++)
+			out[i * k + c] =
+			    (float)((int)codes[i * k + c] - m) * scale[c];
+}
+
+void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
+			 uint64_t cols, uint64_t first, uint32_t n, float *acc)
+{
+	uint64_t row0 = first / cols;
+
+	for (uint32_t j = 0; j < n; j++) {
+		uint64_t e = first + j;
+		const float *u = uf + (e / cols - row0) * k;
+		const float *v = vf + (e % cols) * k;
+		float s = 0.0f;
+
+		for (uint32_t c = 0; c < k; c++)
+			s += u[c] * v[c];
+		acc[j] += s;
+	}
+}
+
+static void put_f32(uint8_t *p, float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, 4);
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(u >> (8 * i));
+}
+
+static float get_f32(const uint8_t *p)
+{
+	uint32_t u = 0;
+	float f;
+
+	for (int i = 0; i < 4; i++)
+		u |= (uint32_t)p[i] << (8 * i);
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* The value-section parameters of factor codes: lo = -m, step 1, so that a
+ * decoded value is c - m exactly. */
+static udfs_lossy_params code_params(uint32_t bits)
+{
+	udfs_lossy_params p = {.mask = UDFS_MASK_NONE,
+			       .values = UDFS_VAL_CODES,
+			       .bits = (uint8_t)bits,
+			       .step = 1.0f,
+			       .gain = 1.0f};
+
+	p.lo = -(float)((1 << (bits - 1)) - 1);
+	return p;
+}
+
+/* Low-rank part of a chunk into a malloc-ed buffer. */
+static int encode_lowrank(const udfs_lowrank *lr, uint64_t first, uint32_t n,
+			  uint8_t **out, size_t *out_len)
+{
+	uint64_t rows = udfs_lowrank_rows(lr->cols, first, n);
+	uint64_t cnt = (rows + lr->cols) * lr->k;
+	udfs_lossy_params cp;
+	uint8_t *codes, *sec = NULL, fmt = 0, *buf;
+	size_t sec_len = 0, at = 0;
+	int ret;
+
+	if (lr->k < 1 || lr->k > 255 || lr->bits < 2 || lr->bits > 8 ||
+	    lr->cols < 1 || lr->cols > UINT32_MAX || cnt > n)
+		return udfs_error(
+		    -EINVAL,
+		    "composite chunk: rank %u, %u bits, %llu columns for %u elements",
+		    lr->k, lr->bits, (unsigned long long)lr->cols, n);
+	cp = code_params(lr->bits);
+	codes = udfs_xmalloc(cnt + 1);
+	memcpy(codes, lr->u_codes, rows * lr->k);
+	memcpy(codes + rows * lr->k, lr->v_codes, lr->cols * lr->k);
+	ret = udfs_lossy_values_encode(&cp, 1, (uint32_t)cnt, codes, &sec,
+				       &sec_len, &fmt);
+	free(codes);
+	if (ret < 0)
+		return ret;
+	buf = udfs_xmalloc(2 + 5 + 8 * (size_t)lr->k + 1 + 5 + sec_len);
+	buf[at++] = (uint8_t)lr->k;
+	buf[at++] = (uint8_t)lr->bits;
+	at += udfs_lossy_put_varint(buf + at, (uint32_t)lr->cols);
+	for (uint32_t c = 0; c < lr->k; c++, at += 4)
+		put_f32(buf + at, lr->u_scale[c]);
+	for (uint32_t c = 0; c < lr->k; c++, at += 4)
+		put_f32(buf + at, lr->v_scale[c]);
+	buf[at++] = fmt;
+	at += udfs_lossy_put_varint(buf + at, (uint32_t)sec_len);
+	if (sec_len)
+		memcpy(buf + at, sec, sec_len);
+	free(sec);
+	*out = buf;
+	*out_len = at + sec_len;
+	return 0;
+}
+
+int udfs_mix_encode_chunk(const udfs_lowrank *lr, uint64_t first, uint32_t n,
+			  const void *res, size_t res_len, void **out,
+			  size_t *out_len)
+{
+	uint8_t *lrb = NULL, *buf;
+	size_t lr_len = 0;
+	int ret = 0;
+
+	if (lr)
+		ret = encode_lowrank(lr, first, n, &lrb, &lr_len);
+	if (ret < 0)
+		return ret;
+	if (res && (res_len < 1 || ((const uint8_t *)res)[0] >> 6 != 1)) {
+		free(lrb);
+		return udfs_error(
+		    -EINVAL,
+		    "composite chunk: residual is not a version 1 chunk");
+	}
+	buf = udfs_xmalloc(1 + lr_len + (res ? res_len : 0));
+	buf[0] = (uint8_t)(UDFS_LOSSY_MIX_VERSION << 6 |
+			   (lr ? MIX_LOWRANK : 0) | (res ? MIX_RESIDUAL : 0));
+	if (lr_len)
+		memcpy(buf + 1, lrb, lr_len);
+	if (res)
+		memcpy(buf + 1 + lr_len, res, res_len);
+	free(lrb);
+	*out = buf;
+	*out_len = 1 + lr_len + (res ? res_len : 0);
+	return 0;
+}
+
+/* Scales must be finite: a damaged one is an error, never garbage. */
+static int read_scales(const uint8_t *in, uint32_t k, float *s)
+{
+	for (uint32_t c = 0; c < k; c++) {
+		s[c] = get_f32(in + 4 * (size_t)c);
+		if (!isfinite(s[c]))
+			return udfs_error(
+			    -EIO, "composite chunk: scale %u not finite", c);
+	}
+	return 0;
+}
+
+/* Decode the low-rank part at *at into acc (n elements from first). */
+static int decode_lowrank(const uint8_t *in, size_t len, size_t *at, int dtype,
+			  uint64_t first, uint32_t n, float *acc)
+{
+	uint32_t k, bits, cols, sec_len;
+	uint64_t rows, cnt;
+	unsigned fmt;
+	udfs_lossy_params cp;
+	float *scale = NULL, *d = NULL, *f = NULL;
+	int m, ret = -EIO;
+
+	if (len - *at < 2)
+		return udfs_error(-EIO, "composite chunk: truncated");
+	k = in[(*at)++];
+	bits = in[(*at)++];
+	if (k < 1 || bits < 2 || bits > 8 ||
+	    !udfs_lossy_get_varint(in, len, at, &cols) || cols < 1)
+		return udfs_error(-EIO, "composite chunk: bad low-rank header");
+	rows = udfs_lowrank_rows(cols, first, n);
+	cnt = (rows + cols) * (uint64_t)k;
+	if (cnt > n || len - *at < 8 * (size_t)k + 1)
+		return udfs_error(-EIO, "composite chunk: bad low-rank header");
+	scale = malloc(2 * (size_t)k * sizeof(*scale));
+	d = malloc((cnt + 1) * sizeof(*d));
+	f = malloc((cnt + 1) * sizeof(*f));
+	if (!scale || !d || !f) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = read_scales(in + *at, 2 * k, scale);
+	if (ret < 0)
+		goto out;
+	*at += 8 * (size_t)k;
+	fmt = in[(*at)++];
+	if (fmt > 7 || !udfs_lossy_get_varint(in, len, at, &sec_len) ||
+	    sec_len > len - *at) {
+		ret = udfs_error(-EIO, "composite chunk: bad codes header");
+		goto out;
+	}
+	cp = code_params(bits);
+	ret = udfs_lossy_values_decode(&cp, dtype, fmt, in + *at, sec_len,
+				       (uint32_t)cnt, d);
+	if (ret < 0)
+		goto out;
+	*at += sec_len;
+	m = (1 << (bits - 1)) - 1;
+	for (uint64_t i = 0; i < cnt; i++) {
+		uint32_t c = (uint32_t)(i % k);
+		const float *s = i < rows * k ? scale : scale + k;
+
+		/* Code 2^b - 1 is never written: its value m + 1 is not on
+		 * the symmetric grid. */
+		if (d[i] > (float)m) {
+			ret = udfs_error(
+			    -EIO, "composite chunk: factor code out of range");
+			goto out;
+		}
+		f[i] = d[i] * s[c];
+	}
+	udfs_lowrank_expand(f, f + rows * k, k, cols, first, n, acc);
+out:
+	free(f);
+	free(d);
+	free(scale);
+	return ret;
+}
+
+/* W = W_base + acc, one rounding; elements with acc == 0 keep the base
+ * bits exactly. */
+static void add_acc(int dtype, const void *base, void *out, const float *acc,
+		    uint32_t n)
+{
+	unsigned es = udfs_dtype_size(dtype);
+
+	if (out != base)
+		memcpy(out, base, (size_t)n * es);
+	for (uint32_t i = 0; i < n; i++) {
+		float b;
+
+		if (acc[i] == 0.0f)
+			continue;
+		b = udfs_dtype_load_f32(dtype, base, i);
+		udfs_dtype_store_f32(dtype, out, i,
+				     udfs_lossy_finite_sum(dtype, b, acc[i]));
+	}
+}
+
+/* A composite (version 2) chunk. */
+static int decode_mix(const udfs_lossy_params *p, int dtype, uint64_t first,
+		      uint32_t n, const void *in, size_t in_len,
+		      const void *base, void *out)
+{
+	const uint8_t *buf = in;
+	unsigned flags;
+	size_t at = 1;
+	float *acc;
+	int ret = 0;
+
+	if (in_len < 1 || buf[0] >> 6 != UDFS_LOSSY_MIX_VERSION ||
+	    (buf[0] & 0x3c))
+		return udfs_error(-EIO, "composite chunk: bad format byte");
+	flags = buf[0] & 3u;
+	acc = calloc((size_t)n + 1, sizeof(*acc));
+	if (!acc)
+		return -ENOMEM;
+	if (flags & MIX_LOWRANK)
+		ret = decode_lowrank(buf, in_len, &at, dtype, first, n, acc);
+	if (ret == 0 && (flags & MIX_RESIDUAL))
+		ret = udfs_lossy_accumulate(p, dtype, first, n, buf + at,
+					    in_len - at, acc);
+	else if (ret == 0 && at != in_len)
+		ret = udfs_error(-EIO,
+				 "composite chunk: %zu bytes after its parts",
+				 in_len - at);
+	if (ret == 0)
+		add_acc(dtype, base, out, acc, n);
+	free(acc);
+	return ret;
+}
+
+/* Every chunk version enters here: a composite chunk holds a version 1
+ * chunk, so this file stands above codec/lossy.c and not beside it. */
+int udfs_lossy_decode_chunk(const udfs_lossy_params *p, int dtype,
+			    uint64_t first, uint32_t n, const void *in,
+			    size_t in_len, const void *base, void *out)
+{
+	const uint8_t *buf = in;
+
+	if (in_len >= 1 && buf[0] >> 6 == UDFS_LOSSY_MIX_VERSION)
+		return decode_mix(p, dtype, first, n, in, in_len, base, out);
+	return udfs_lossy_decode_v1(p, dtype, first, n, in, in_len, base, out);
+}

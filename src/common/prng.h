@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xoshiro256** seeded through splitmix64: small, fast and the same on every
+ * machine, so a seed names one pruning (ultradelta.c) or one fixture
+ * (tests/gen/gen_model.c). Also the seeded keep-mask of the lossy chunks
+ * (udfs(5), "Lossy chunk"), which the decoder regenerates from the seed:
+ * its bits are part of the store format. The generators are inline: a few
+ * instructions in hot loops; prng.c holds the rest.
+ */
+#ifndef UDFS_PRNG_H
+#define UDFS_PRNG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct udfs_rng {
+	uint64_t s[4];
+} udfs_rng;
+
+/* The splitmix64 increment (the golden ratio in 64 bits). */
+#define UDFS_GOLDEN64 0x9e3779b97f4a7c15ULL
+
+/* The splitmix64 finalizer: a bijective multiply-xorshift mix of z. */
+static inline uint64_t udfs_mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Advance *x and return the next splitmix64 output. */
+static inline uint64_t udfs_splitmix64(uint64_t *x)
+{
+	return udfs_mix64(*x += UDFS_GOLDEN64);
+}
+
+/* Seed all four words of r from seed through splitmix64. */
+static inline void udfs_rng_seed(udfs_rng *r, uint64_t seed)
+{
+	for (int i = 0; i < 4; i++)
+		r->s[i] = udfs_splitmix64(&seed);
+}
+
+static inline uint64_t udfs_rotl64(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+/* Next 64 random bits (xoshiro256**). */
+static inline uint64_t udfs_rng_next(udfs_rng *r)
+{
+	uint64_t *s = r->s;
+	uint64_t res = udfs_rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = udfs_rotl64(s[3], 45);
+	return res;
+}
+
+/*
+ * Seeded mask: true when element idx (index within the whole tensor) is
+ * kept. Element idx draws output idx of a splitmix64 stream whose state
+ * starts at seed (one finalizer per element; the stream passes BigCrush),
+ * compared with a threshold derived from the drop rate by integer
+ * arithmetic only, so it is identical on every machine and thread, and
+ * any chunk can regenerate its own part.
+ */
+uint64_t udfs_seeded_threshold(double rate);
+static inline bool udfs_seeded_keep(uint64_t seed, uint64_t idx,
+				    uint64_t threshold)
+{
+	return (udfs_mix64(seed + (idx + 1) * UDFS_GOLDEN64) >> 11) < threshold;
+}
+
+/* Key of a tensor's seeded mask from the model seed and the tensor name. */
+uint64_t udfs_seeded_key(uint64_t model_seed, const char *tensor_name);
+
+#endif

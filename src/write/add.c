@@ -1,0 +1,539 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The add pipeline: validate every source completely, plan each tensor's
+ * encoding, then stream tensor by tensor into a pack under STORE/tmp,
+ * encoding the chunks of a tensor in parallel and appending them in order;
+ * fsync, rename into STORE/packs, and insert every catalog row of the group
+ * in one transaction. Peak memory is a few windows of chunks plus, for a
+ * lossy tensor, its mask and codes: never the whole model.
+ */
+#include "write/add.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec/lossy.h"
+#include "codec/plane.h"
+#include "common/dtype.h"
+#include "common/pool.h"
+#include "common/sha256.h"
+#include "common/util.h"
+#include "read/recon.h"
+#include "store/catalog.h"
+#include "write/add_i.h"
+#include "write/pack.h"
+#include "write/progress.h"
+
+/* ---- tensors ---------------------------------------------------------- */
+
+static bool same_shape(const udfs_st_tensor *a, const udfs_tensor *b)
+{
+	if (a->dtype != b->dtype || a->ndim != b->ndim)
+		return false;
+	for (int i = 0; i < a->ndim; i++)
+		if (a->shape[i] != b->shape[i])
+			return false;
+	return true;
+}
+
+/* The lossless plan of every tensor: same, xor, or raw. */
+static void plan_lossless(struct add_group *g, struct add_model *am)
+{
+	const udfs_source *src = am->src;
+
+	am->plan = udfs_xcalloc(src->n_files, sizeof(*am->plan));
+	for (size_t i = 0; i < src->n_files; i++) {
+		const udfs_source_file *sf = &src->files[i];
+		size_t n = sf->st ? sf->st->n_tensors : 1;
+
+		am->plan[i] = udfs_xcalloc(n, sizeof(**am->plan));
+		if (!sf->st) {
+			am->plan[i][0].enc = UDFS_ENC_RAW;
+			continue;
+		}
+		for (size_t j = 0; j < n; j++) {
+			const udfs_st_tensor *st = &sf->st->tensors[j];
+			const udfs_tensor *bt =
+			    udfs_model_tensor(g->base, st->name);
+			struct tensor_plan *p = &am->plan[i][j];
+
+			if (!bt || !same_shape(st, bt)) {
+				p->enc = UDFS_ENC_RAW;
+				continue;
+			}
+			p->base = bt;
+			p->enc =
+			    memcmp(sf->map + sf->st->data_offset + st->begin,
+				   udfs_add_base_bytes(g, bt),
+				   st->end - st->begin)
+				? UDFS_ENC_XOR
+				: UDFS_ENC_SAME;
+		}
+	}
+}
+
+struct chunk_job {
+	const struct tensor_plan *plan;
+	const udfs_tensor *t;
+	const unsigned char *cur, *base;
+	const struct lossy_tensor *lt;
+	int level;
+	uint32_t first_chunk;
+	void **out;
+	size_t *out_len;
+	udfs_fidelity *fid; /* per chunk of the window, lossy tensors */
+};
+
+/* Decode lossy chunk i of the window just encoded and measure it against
+ * the fine-tune: the add's error figures come from the real bytes. */
+static int measure_chunk(const struct chunk_job *j, size_t i, uint64_t off,
+			 size_t len)
+{
+	const udfs_tensor *t = j->t;
+	unsigned es = udfs_dtype_size(t->dtype);
+	void *rec = udfs_xmalloc(len);
+	int err;
+
+	err = udfs_lossy_decode_chunk(&t->lp, t->dtype, off / es,
+				      (uint32_t)(len / es), j->out[i],
+				      j->out_len[i], j->base + off, rec);
+	if (!err)
+		udfs_fidelity_add(&j->fid[i], t->dtype, j->base + off, rec,
+				  j->cur + off, len / es);
+	free(rec);
+	return err;
+}
+
+static int encode_one(void *ctx, size_t i)
+{
+	const struct chunk_job *j = ctx;
+	const udfs_tensor *t = j->t;
+	uint32_t ci = j->first_chunk + (uint32_t)i;
+	uint64_t off = (uint64_t)ci * UDFS_CHUNK_BYTES;
+	size_t len = udfs_chunk_out_len(t, ci);
+	unsigned es = udfs_dtype_size(t->dtype);
+	int err;
+
+	if (udfs_interrupted)
+		return udfs_error(-EINTR, "interrupted");
+	if (t->enc == UDFS_ENC_XOR || t->enc == UDFS_ENC_RAW)
+		return udfs_plane_encode(
+		    j->cur + off, j->base ? j->base + off : NULL, len,
+		    es ? es : 1, j->level, &j->out[i], &j->out_len[i]);
+	err = udfs_lossy_tensor_chunk(j->lt, j->plan, t->dtype, off / es,
+				      (uint32_t)(len / es), &j->out[i],
+				      &j->out_len[i]);
+	return err ? err : measure_chunk(j, i, off, len);
+}
+
+/* Encode tensor t's chunks (windows of a few per thread, in parallel) and
+ * append them to the pack in order. */
+static int write_tensor(struct add_group *g, struct add_model *am,
+			struct udfs_pack *pk, const struct tensor_plan *p,
+			udfs_tensor *t, const unsigned char *cur,
+			struct udfs_progress *pr)
+{
+	const udfs_add_opts *o = g->o;
+	size_t window = (size_t)UDFS_MAX(o->jobs, 1) * 4;
+	void **out = udfs_xcalloc(window, sizeof(void *));
+	size_t *out_len = udfs_xcalloc(window, sizeof(size_t));
+	udfs_fidelity *fid = udfs_xcalloc(window, sizeof(*fid));
+	struct lossy_tensor *lt = NULL;
+	struct chunk_job job = {
+	    .plan = p,
+	    .t = t,
+	    .cur = cur,
+	    .level = o->level,
+	    .out = out,
+	    .out_len = out_len,
+	    .fid = fid,
+	};
+	int err = 0;
+
+	if (p->base)
+		job.base = udfs_add_base_bytes(g, p->base);
+	t->n_chunks = (uint32_t)((t->end - t->begin + UDFS_CHUNK_BYTES - 1) /
+				 UDFS_CHUNK_BYTES);
+	t->chunks = udfs_xcalloc(t->n_chunks, sizeof(*t->chunks));
+	if (udfs_encoding_is_lossy(t->enc)) {
+		err = udfs_lossy_tensor_prepare(p, t->dtype, t->nelems, cur,
+						job.base, &lt);
+		job.lt = lt;
+		if (!err)
+			am->kept_elems += udfs_lossy_tensor_kept(lt);
+	}
+	for (uint32_t c0 = 0; c0 < t->n_chunks && !err;
+	     c0 += (uint32_t)window) {
+		size_t n = UDFS_MIN(window, (size_t)(t->n_chunks - c0));
+
+		job.first_chunk = c0;
+		err = udfs_parallel_for(o->jobs, n, encode_one, &job);
+		for (size_t i = 0; i < n && !err; i++) {
+			err = udfs_pack_append(pk, out[i], out_len[i],
+					       &t->chunks[c0 + i]);
+			t->stored_bytes += out_len[i];
+		}
+		for (size_t i = 0; i < n; i++) {
+			udfs_fidelity_merge(&am->fid, &fid[i]);
+			memset(&fid[i], 0, sizeof(fid[i]));
+			free(out[i]);
+			out[i] = NULL;
+			pr->done += udfs_chunk_out_len(t, c0 + (uint32_t)i);
+		}
+		udfs_progress_show(pr, am->name, t->name, false);
+	}
+	udfs_lossy_tensor_free(lt);
+	free(fid);
+	free(out);
+	free(out_len);
+	return err;
+}
+
+void udfs_add_tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st)
+{
+	t->name = udfs_xstrdup(st->name);
+	t->dtype = st->dtype;
+	t->ndim = st->ndim;
+	t->shape = udfs_xcalloc((size_t)st->ndim + 1, sizeof(uint64_t));
+	memcpy(t->shape, st->shape, (size_t)st->ndim * sizeof(uint64_t));
+	t->nelems = st->nelems;
+	t->begin = st->begin;
+	t->end = st->end;
+}
+
+/* Record the code an adaptive tensor got, its bytes and its delta error
+ * measured on the chunks just written (the fidelity sums are additive),
+ * for `udfs info`. */
+static void note_code(struct add_model *am, const udfs_tensor *t,
+		      const struct tensor_plan *p, const udfs_fidelity *before)
+{
+	udfs_fidelity f = am->fid;
+	char name[64];
+
+	f.err2 -= before->err2;
+	f.src2 -= before->src2;
+	f.rec2 -= before->rec2;
+	f.dot -= before->dot;
+	f.n -= before->n;
+	udfs_mix_code_name(&p->mix, &p->lp, name, sizeof(name));
+	if (!am->codes)
+		am->codes = json_object();
+	json_object_set_new(am->codes, t->name,
+			    json_pack("{s:s,s:I,s:f}", "code", name, "bytes",
+				      (json_int_t)udfs_encoded_bytes(
+					  t->enc, t->n_chunks, t->stored_bytes),
+				      "error", udfs_fidelity_rel_err(&f)));
+}
+
+/* Build file f of the new model from source file sf and write its chunks.
+ * The source's sha256 is computed on a thread of its own meanwhile: it
+ * reads the same mapped bytes, and would otherwise add a serial pass. */
+static int write_file(struct add_group *g, struct add_model *am, size_t fi,
+		      udfs_file *f, struct udfs_pack *pk,
+		      struct udfs_progress *pr)
+{
+	const udfs_source_file *sf = &am->src->files[fi];
+	struct udfs_sha256_job hj;
+	udfs_fidelity before;
+	int err = 0, herr;
+
+	f->path = udfs_xstrdup(sf->path);
+	f->kind = sf->kind;
+	f->size = sf->size;
+	f->fd = -1;
+	udfs_sha256_start(&hj, sf->map, sf->size, f->sha256);
+	if (sf->st) {
+		f->data_offset = sf->st->data_offset;
+		f->header = udfs_xmalloc(f->data_offset);
+		memcpy(f->header, sf->st->raw, f->data_offset);
+		f->n_tensors = sf->st->n_tensors;
+		f->tensors = udfs_xcalloc(f->n_tensors, sizeof(*f->tensors));
+		for (size_t j = 0; j < f->n_tensors; j++)
+			udfs_add_tensor_from_source(&f->tensors[j],
+						    &sf->st->tensors[j]);
+	} else if (sf->size) {
+		udfs_tensor *t;
+
+		f->n_tensors = 1;
+		f->tensors = t = udfs_xcalloc(1, sizeof(*t));
+		t->name = udfs_xstrdup("");
+		t->dtype = UDFS_DT_U8;
+		t->ndim = 1;
+		t->shape = udfs_xcalloc(1, sizeof(uint64_t));
+		t->shape[0] = t->nelems = t->end = sf->size;
+	}
+	for (size_t j = 0; j < f->n_tensors && !err; j++) {
+		udfs_tensor *t = &f->tensors[j];
+		const struct tensor_plan *p = &am->plan[fi][j];
+
+		t->file = f;
+		t->enc = p->enc;
+		t->lp = p->lp;
+		if (p->base) {
+			t->base_file_id = (int64_t)p->base->file->ino;
+			t->base_begin = p->base->begin;
+		}
+		if (t->enc == UDFS_ENC_SAME || t->end == t->begin) {
+			pr->done += t->end - t->begin;
+			continue;
+		}
+		before = am->fid;
+		err = write_tensor(g, am, pk, p, t,
+				   sf->map + f->data_offset + t->begin, pr);
+		if (!err && t->enc == UDFS_ENC_ADAPTIVE)
+			note_code(am, t, p, &before);
+	}
+	herr = udfs_sha256_wait(&hj);
+	return err ? err : herr;
+}
+
+static int map_base(struct add_group *g)
+{
+	udfs_model *b = g->base;
+
+	g->base_map = udfs_xcalloc(b->n_files, sizeof(*g->base_map));
+	for (size_t i = 0; i < b->n_files; i++) {
+		void *p;
+
+		if (!b->files[i].size)
+			continue;
+		p = mmap(NULL, b->files[i].size, PROT_READ, MAP_SHARED,
+			 b->files[i].fd, 0);
+		if (p == MAP_FAILED)
+			return udfs_error(-errno, "base %s: %s: %s", b->name,
+					  b->files[i].path, strerror(errno));
+		g->base_map[i] = p;
+	}
+	return 0;
+}
+
+static void unmap_base(struct add_group *g)
+{
+	for (size_t i = 0; g->base_map && i < g->base->n_files; i++)
+		if (g->base_map[i])
+			munmap((void *)g->base_map[i], g->base->files[i].size);
+	free(g->base_map);
+}
+
+/* What the catalog lists: a lossy add in which no tensor could be made
+ * lossy (no base tensor of the same dtype and shape, say) stored every
+ * byte exactly, and is listed and verified as lossless. */
+static const char *method_name(const udfs_add_opts *o,
+			       const struct add_model *am)
+{
+	if (o->lossless || am->lossy_elems == 0)
+		return "lossless";
+	return udfs_encoding_name(o->method);
+}
+
+/* The base model o->base, which must be a base. */
+static int load_base(udfs_store *s, const udfs_add_opts *o, udfs_model **out)
+{
+	int err = udfs_model_load(s, o->base, out);
+
+	if (err == -ENOENT) {
+		udfs_error_clear();
+		return udfs_error(-ENOENT, "no base model named \"%s\" in %s",
+				  o->base, udfs_store_dir(s));
+	}
+	if (err)
+		return err;
+	if ((*out)->kind != UDFS_MODEL_BASE)
+		return udfs_error(
+		    -EINVAL,
+		    "\"%s\" is not a base model (add it with udfs-compress add-base)",
+		    o->base);
+	return 0;
+}
+
+/* Validate every name and open (and so validate) every source before
+ * writing anything. */
+static int open_sources(udfs_store *s, size_t n, const char *const *names,
+			const char *const *srcs, udfs_source **src)
+{
+	int err = 0;
+
+	for (size_t i = 0; i < n && !err; i++) {
+		err = udfs_name_check_new(s, names[i]);
+		for (size_t j = 0; j < i && !err; j++)
+			if (!strcmp(names[i], names[j]))
+				err = udfs_error(
+				    -EINVAL, "model name \"%s\" given twice",
+				    names[i]);
+		if (!err)
+			err = udfs_source_open(srcs[i], &src[i]);
+	}
+	return err;
+}
+
+/* Build model m (catalog rows) of group model am and write its pack. */
+static int write_model(struct add_group *g, struct add_model *am, udfs_model *m,
+		       struct udfs_pack *pk)
+{
+	const udfs_add_opts *o = g->o;
+	const udfs_source *src = am->src;
+	double t0 = udfs_now();
+	int err;
+
+	m->name = udfs_xstrdup(am->name);
+	m->kind = UDFS_MODEL_DELTA;
+	m->base = g->base;
+	m->method = udfs_xstrdup(method_name(o, am));
+	m->params = NULL; /* once the adaptive codes are known, below */
+	m->seed = (int64_t)o->seed;
+	m->created = (int64_t)time(NULL);
+	m->n_files = src->n_files;
+	m->files = udfs_xcalloc(m->n_files, sizeof(*m->files));
+	err = udfs_pack_open(g->store, pk, src->mode);
+	for (size_t j = 0; j < m->n_files && !err; j++) {
+		m->files[j].model = m;
+		err = write_file(g, am, j, &m->files[j], pk, g->pr);
+		m->source_bytes += src->files[j].size;
+	}
+	if (!err)
+		err = udfs_pack_sync(pk);
+	m->params = udfs_add_params_json(o, am->target_sparsity, am->codes);
+	if (am->lossy_elems)
+		m->sparsity =
+		    1.0 - (double)am->kept_elems / (double)am->lossy_elems;
+	am->seconds += udfs_now() - t0;
+	return err;
+}
+
+/* One transaction: place every pack and insert every model's rows, or
+ * nothing. stored[i] receives what the catalog counts for model i. */
+static int commit_group(udfs_store *s, size_t n, const char *const *names,
+			udfs_model *models, struct udfs_pack *packs,
+			uint64_t *stored)
+{
+	udfs_catalog *cat;
+	bool in_tx;
+	int err;
+
+	err = udfs_store_begin(s);
+	in_tx = !err;
+	cat = udfs_store_catalog(s);
+	/* Another writer may have taken a name while we compressed. */
+	for (size_t i = 0; i < n && !err; i++)
+		err = udfs_name_check_new(s, names[i]);
+	for (size_t i = 0; i < n && !err; i++)
+		err = udfs_pack_place(s, &packs[i]);
+	for (size_t i = 0; i < n && !err; i++) {
+		udfs_model *m = &models[i];
+		uint64_t meta = 0;
+
+		m->stored_bytes = packs[i].off;
+		err = udfs_catalog_insert_model(cat, m, packs[i].final_rel);
+		for (size_t j = 0; j < m->n_files && !err; j++)
+			err =
+			    udfs_catalog_insert_file(cat, m->id, &m->files[j]);
+		if (!err)
+			err = udfs_catalog_model_meta_bytes(cat, m->id, &meta);
+		if (!err)
+			err = udfs_catalog_set_stored(cat, m->id,
+						      packs[i].off + meta);
+		stored[i] = packs[i].off + meta;
+	}
+	if (!err)
+		err = udfs_store_commit(s);
+	else if (in_tx)
+		udfs_store_rollback(s);
+	return err;
+}
+
+/* Free what udfs_compress_add made; on failure its packs are removed. */
+static void group_free(struct add_group *g, udfs_source **src,
+		       udfs_model *models, struct udfs_pack *packs, int err)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		if (err) {
+			udfs_pack_discard(&packs[i]);
+		} else {
+			close(packs[i].fd);
+			free(packs[i].tmp_path);
+			free(packs[i].final_rel);
+		}
+		udfs_files_free(models[i].files, models[i].n_files);
+		free(models[i].name);
+		free(models[i].method);
+		free(models[i].params);
+		json_decref(g->models[i].codes);
+		for (size_t j = 0; g->models[i].plan && j < src[i]->n_files;
+		     j++)
+			free(g->models[i].plan[j]);
+		free(g->models[i].plan);
+		udfs_source_close(src[i]);
+	}
+	if (g->base)
+		unmap_base(g);
+	udfs_model_put(g->base);
+	free(g->models);
+}
+
+int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
+		      const char *const *names, const char *const *srcs)
+{
+	struct add_group g = {.store = s, .o = o, .n = n};
+	udfs_source **src = udfs_xcalloc(n, sizeof(*src));
+	struct udfs_pack *packs = udfs_xcalloc(n, sizeof(*packs));
+	udfs_model *models = udfs_xcalloc(n, sizeof(*models));
+	uint64_t *stored = udfs_xcalloc(n, sizeof(*stored));
+	struct udfs_progress pr;
+	uint64_t total = 0;
+	int err;
+
+	for (size_t i = 0; i < n; i++)
+		packs[i].fd = -1;
+	g.pr = &pr;
+	g.models = udfs_xcalloc(n, sizeof(*g.models));
+	err = udfs_add_opts_check(o);
+	if (!err)
+		err = load_base(s, o, &g.base);
+	if (!err)
+		err = open_sources(s, n, names, srcs, src);
+	if (!err)
+		err = map_base(&g);
+	if (err)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		g.models[i].name = names[i];
+		g.models[i].src = src[i];
+		plan_lossless(&g, &g.models[i]);
+		udfs_add_match_base(&g, &g.models[i]);
+		for (size_t j = 0; j < src[i]->n_files; j++)
+			total += src[i]->files[j].size;
+	}
+	udfs_progress_init(&pr, o->quiet, total);
+	if (!o->lossless) {
+		err = o->method == UDFS_ENC_ADAPTIVE
+			  ? udfs_mix_plan_group(&g)
+			  : udfs_lossy_plan_group(&g);
+		if (err)
+			goto out;
+	}
+	udfs_progress_init(&pr, o->quiet, total);
+	for (size_t i = 0; i < n && !err; i++)
+		err = write_model(&g, &g.models[i], &models[i], &packs[i]);
+	udfs_progress_show(&pr, "", "", true);
+	udfs_progress_end(&pr);
+	if (!err)
+		err = commit_group(s, n, names, models, packs, stored);
+	for (size_t i = 0; i < n && !err; i++)
+		udfs_add_report(&g, &g.models[i], models[i].source_bytes,
+				stored[i]);
+out:
+	group_free(&g, src, models, packs, err);
+	free(models);
+	free(packs);
+	free(stored);
+	free(src);
+	return err;
+}

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The adaptive method's tensor encoder: fits the low-rank part of each
+ * chunk (a truncated SVD of the tensor rows the chunk touches, factors
+ * quantized to symmetric codes), computes the residual the low-rank part
+ * leaves, keeps its largest elements and quantizes them, and cuts the
+ * result into composite chunks (codec/mix.c). plan_budget.c uses the same
+ * functions to price candidate codes, so what it plans is what is written.
+ *
+ * Memory: a few float copies of the tensor, plus the factors of its
+ * chunks. The SVD runs on one chunk's rows at a time (1 MiB of output).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/mix.h"
+#include "common/dtype.h"
+#include "common/util.h"
+#include "write/add_i.h"
+#include "write/linalg.h"
+#include "write/mix_i.h"
+#include "write/ultradelta.h"
+
+struct mix_tensor {
+	uint64_t n, cols;
+	uint32_t per_chunk;	 /* elements per chunk */
+	struct mix_factors *blk; /* per chunk, rank > 0 only */
+	uint32_t n_blk;
+	uint8_t *keep;	/* residual: 1 = kept; NULL when no residual */
+	uint8_t *codes; /* residual codes, or sign bits (1 = negative) */
+	uint64_t kept;
+};
+
+uint32_t udfs_mix_kmax(uint64_t rows, uint64_t cols, uint32_t n)
+{
+	uint64_t k = rows < cols ? rows : cols;
+
+	if (k > MIX_RANK_MAX)
+		k = MIX_RANK_MAX;
+	if (rows + cols > 0 && k * (rows + cols) > n)
+		k = n / (rows + cols);
+	return (uint32_t)k;
+}
+
+int udfs_mix_block_svd(const float *d, uint64_t cols, uint64_t first,
+		       uint32_t n, uint32_t kmax, struct mix_svd *b)
+{
+	uint64_t rows = udfs_lowrank_rows(cols, first, n);
+	uint64_t kk = rows < cols ? rows : cols;
+	float *u = NULL, *s = NULL, *v = NULL;
+	int err;
+
+	memset(b, 0, sizeof(*b));
+	b->rows = rows;
+	b->cols = cols;
+	if (kmax == 0)
+		return 0;
+	if (kk > kmax)
+		kk = kmax;
+	u = malloc(rows * kk * sizeof(float) + 1);
+	s = malloc(kk * sizeof(float) + 1);
+	v = malloc(cols * kk * sizeof(float) + 1);
+	if (!u || !s || !v) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = udfs_svd_top(d + (first / cols) * cols, rows, cols, kk, u, s, v);
+	if (err)
+		goto out;
+	/* U and V absorb sqrt(s) each. */
+	b->k = (uint32_t)kk;
+	b->u = udfs_xmalloc(rows * b->k * sizeof(float) + 1);
+	b->v = udfs_xmalloc(cols * b->k * sizeof(float) + 1);
+	for (uint32_t c = 0; c < b->k; c++) {
+		float r = sqrtf(s[c] > 0 ? s[c] : 0);
+
+		for (uint64_t i = 0; i < rows; i++)
+			b->u[i * b->k + c] = u[i * kk + c] * r;
+		for (uint64_t j = 0; j < cols; j++)
+			b->v[j * b->k + c] = v[j * kk + c] * r;
+	}
+out:
+	free(u);
+	free(s);
+	free(v);
+	return err;
+}
+
+void udfs_mix_svd_free(struct mix_svd *b)
+{
+	free(b->u);
+	free(b->v);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Codes and per-column scales of the first k columns of an n x stride
+ * factor: symmetric, scale = max |x| / m. */
+static void quant_factor(const float *x, uint64_t n, uint32_t stride,
+			 uint32_t k, uint32_t bits, uint8_t *codes,
+			 float *scale)
+{
+	int m = (1 << (bits - 1)) - 1;
+
+	for (uint32_t c = 0; c < k; c++) {
+		float mx = 0;
+
+		for (uint64_t i = 0; i < n; i++)
+			mx = fmaxf(mx, fabsf(x[i * stride + c]));
+		scale[c] = mx > 0 ? mx / (float)m : 0.0f;
+		for (uint64_t i = 0; i < n; i++) {
+			long q = scale[c] > 0
+				     ? lrintf(x[i * stride + c] / scale[c])
+				     : 0;
+
+			q = q < -m ? -m : q > m ? m : q;
+			codes[i * k + c] = (uint8_t)(q + m);
+		}
+	}
+}
+
+void udfs_mix_factors_make(const struct mix_svd *b, uint32_t k, uint32_t bits,
+			   struct mix_factors *f)
+{
+	f->k = k;
+	f->bits = bits;
+	f->rows = b->rows;
+	f->cols = b->cols;
+	f->uc = udfs_xmalloc(b->rows * k + 1);
+	f->vc = udfs_xmalloc(b->cols * k + 1);
+	f->us = udfs_xmalloc(k * sizeof(float) + 1);
+	f->vs = udfs_xmalloc(k * sizeof(float) + 1);
+	quant_factor(b->u, b->rows, b->k, k, bits, f->uc, f->us);
+	quant_factor(b->v, b->cols, b->k, k, bits, f->vc, f->vs);
+}
+
+void udfs_mix_factors_dequant(const struct mix_factors *f, float *uf, float *vf)
+{
+	udfs_lowrank_dequant(f->uc, f->rows, f->k, f->bits, f->us, uf);
+	udfs_lowrank_dequant(f->vc, f->cols, f->k, f->bits, f->vs, vf);
+}
+
+void udfs_mix_factors_add(const struct mix_factors *f, uint64_t first,
+			  uint32_t n, float *acc)
+{
+	float *uf = udfs_xmalloc(f->rows * f->k * sizeof(float) + 1);
+	float *vf = udfs_xmalloc(f->cols * f->k * sizeof(float) + 1);
+
+	udfs_mix_factors_dequant(f, uf, vf);
+	udfs_lowrank_expand(uf, vf, f->k, f->cols, first, n, acc);
+	free(uf);
+	free(vf);
+}
+
+void udfs_mix_factors_free(struct mix_factors *f)
+{
+	free(f->uc);
+	free(f->vc);
+	free(f->us);
+	free(f->vs);
+	memset(f, 0, sizeof(*f));
+}
+
+/* Low-rank part of every chunk into mt->blk, and its values into l. */
+static int fit_lowrank(struct mix_tensor *mt, const struct mix_code *c,
+		       const float *d, float *l)
+{
+	int err = 0;
+
+	mt->blk = udfs_xcalloc(mt->n_blk, sizeof(*mt->blk));
+	for (uint32_t b = 0; b < mt->n_blk && !err; b++) {
+		uint64_t first = (uint64_t)b * mt->per_chunk;
+		uint32_t n = (uint32_t)UDFS_MIN(mt->per_chunk, mt->n - first);
+		struct mix_svd sv;
+		uint32_t k = udfs_mix_kmax(
+		    udfs_lowrank_rows(mt->cols, first, n), mt->cols, n);
+
+		if (k > c->rank)
+			k = c->rank;
+		if (k == 0)
+			continue; /* a sliver of a chunk: residual only */
+		err = udfs_mix_block_svd(d, mt->cols, first, n, k, &sv);
+		if (!err) {
+			udfs_mix_factors_make(&sv, sv.k, c->fbits, &mt->blk[b]);
+			udfs_mix_factors_add(&mt->blk[b], first, n, l + first);
+		}
+		udfs_mix_svd_free(&sv);
+	}
+	return err;
+}
+
+uint8_t udfs_mix_quant(float x, float lo, float step, unsigned bits)
+{
+	float q = rintf((x - lo) / step);
+	float top = (float)((1u << bits) - 1);
+
+	return (uint8_t)(q < 0 ? 0 : q > top ? top : q);
+}
+
+int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
+			    uint64_t nelems, const void *cur, const void *base,
+			    struct mix_tensor **out)
+{
+	const struct mix_code *c = &p->mix;
+	struct mix_tensor *mt = udfs_xcalloc(1, sizeof(*mt));
+	float *d = udfs_xmalloc(nelems * sizeof(float) + 1);
+	float *r = udfs_xcalloc(nelems + 1, sizeof(float));
+	int64_t kept;
+	int err = 0;
+
+	mt->n = nelems;
+	mt->cols = c->cols ? c->cols : 1;
+	mt->per_chunk = UDFS_CHUNK_BYTES / udfs_dtype_size(dtype);
+	mt->n_blk = (uint32_t)((nelems + mt->per_chunk - 1) / mt->per_chunk);
+	for (uint64_t i = 0; i < nelems; i++)
+		d[i] = udfs_dtype_load_f32(dtype, cur, i) -
+		       udfs_dtype_load_f32(dtype, base, i);
+	if (c->rank)
+		err = fit_lowrank(mt, c, d, r);
+	if (err || c->res == MIX_RES_NONE)
+		goto out;
+	for (uint64_t i = 0; i < nelems; i++)
+		r[i] = d[i] - r[i];
+	mt->keep = udfs_xmalloc(nelems + 1);
+	mt->codes = udfs_xmalloc(nelems + 1);
+	if (c->seeded) {
+		kept =
+		    udfs_ud_prune_seeded(nelems, c->rate, p->lp.seed, mt->keep);
+		if (kept < 0) {
+			err = (int)kept;
+			goto out;
+		}
+	} else if (c->rate > 0) {
+		kept = udfs_ud_prune_magnitude(r, nelems, c->rate, mt->keep);
+		if (kept < 0) {
+			err = (int)kept;
+			goto out;
+		}
+	} else {
+		memset(mt->keep, 1, nelems);
+		kept = (int64_t)nelems;
+	}
+	mt->kept = (uint64_t)kept;
+	for (uint64_t i = 0; i < nelems; i++)
+		mt->codes[i] = c->res == MIX_RES_SIGN
+				   ? r[i] < 0
+				   : udfs_mix_quant(r[i], p->lp.lo, p->lp.step,
+						    p->lp.bits);
+out:
+	free(d);
+	free(r);
+	if (err) {
+		udfs_mix_tensor_free(mt);
+		return err;
+	}
+	*out = mt;
+	return 0;
+}
+
+/* The version 1 chunk of the residual of elements [first, first + n). */
+static int residual_chunk(const struct mix_tensor *mt,
+			  const struct tensor_plan *p, int dtype,
+			  uint64_t first, uint32_t n, void **out,
+			  size_t *out_len)
+{
+	uint32_t *kept = udfs_xmalloc(((size_t)n + 1) * sizeof(uint32_t));
+	uint8_t *vals = udfs_xmalloc((size_t)n + 1);
+	uint32_t k = 0;
+	int err;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (!mt->keep[first + i])
+			continue;
+		vals[k] = mt->codes[first + i];
+		kept[k++] = i;
+	}
+	err = udfs_lossy_encode_chunk(&p->lp, dtype, first, n, kept, k, vals,
+				      out, out_len);
+	free(kept);
+	free(vals);
+	return err;
+}
+
+int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
+			  const struct tensor_plan *p, int dtype,
+			  uint64_t first, uint32_t n, void **out,
+			  size_t *out_len)
+{
+	const struct mix_factors *f =
+	    mt->blk ? &mt->blk[first / mt->per_chunk] : NULL;
+	udfs_lowrank lr;
+	void *res = NULL;
+	size_t res_len = 0;
+	int err = 0;
+
+	if (f && f->k) {
+		lr = (udfs_lowrank){.k = f->k,
+				    .bits = f->bits,
+				    .cols = f->cols,
+				    .u_codes = f->uc,
+				    .v_codes = f->vc,
+				    .u_scale = f->us,
+				    .v_scale = f->vs};
+	}
+	if (mt->keep)
+		err = residual_chunk(mt, p, dtype, first, n, &res, &res_len);
+	if (!err)
+		err = udfs_mix_encode_chunk(f && f->k ? &lr : NULL, first, n,
+					    res, res_len, out, out_len);
+	free(res);
+	return err;
+}
+
+uint64_t udfs_mix_tensor_kept(const struct mix_tensor *mt)
+{
+	return mt->blk ? mt->n : mt->kept;
+}
+
+void udfs_mix_tensor_free(struct mix_tensor *mt)
+{
+	if (!mt)
+		return;
+	for (uint32_t b = 0; mt->blk && b < mt->n_blk; b++)
+		udfs_mix_factors_free(&mt->blk[b]);
+	free(mt->blk);
+	free(mt->keep);
+	free(mt->codes);
+	free(mt);
+}
+
+void udfs_mix_code_name(const struct mix_code *c, const udfs_lossy_params *lp,
+			char *buf, size_t len)
+{
+	size_t at = 0;
+
+	buf[0] = '\0';
+	if (c->rank)
+		at += (size_t)snprintf(buf, len, "lr%ux%u", c->rank, c->fbits);
+	if (c->res != MIX_RES_NONE && at < len)
+		at += (size_t)snprintf(buf + at, len - at, "%s%s%u",
+				       at ? "+" : "",
+				       c->res == MIX_RES_SIGN ? "sign" : "q",
+				       c->res == MIX_RES_SIGN ? 1u : lp->bits);
+	if (c->res != MIX_RES_NONE && c->rate > 0 && at < len)
+		at += (size_t)snprintf(buf + at, len - at, "@%s%.0f%%",
+				       c->seeded ? "rand" : "top",
+				       100.0 * (1.0 - c->rate));
+	if (at == 0)
+		snprintf(buf, len, "zero");
+}

@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Dense linear algebra for the trace-norm rescale (ARCHITECTURE.md, "Lossy
+ * planning"): the
+ * nuclear norm of a delta matrix through LAPACKE sgesdd with jobz='N'
+ * (singular values only). This is the only file that includes LAPACKE.
+ *
+ * sgesdd destroys its input, so the matrix is copied once. A row-major
+ * rows x cols matrix is the column-major cols x rows matrix of its
+ * transpose, which has the same singular values, so it is handed to LAPACK
+ * column-major as it lies: that skips the transposed copy LAPACKE makes for
+ * LAPACK_ROW_MAJOR.
+ *
+ * Cost of one call, measured with tests/unit/test_linalg (UDFS_BENCH=1) on
+ * this machine (2 cores shared with other builds, OpenBLAS pthread,
+ * random matrices):
+ *
+ *   size           2 threads      OPENBLAS_NUM_THREADS=1
+ *   512 x 512      0.03-0.05 s    0.02 s
+ *   1024 x 1024    0.17-0.29 s    0.13 s
+ *   2048 x 2048    1.4-1.6 s      1.0 s
+ *   4096 x 1024    0.65-0.75 s    0.56 s
+ *
+ * One thread per call is as fast on a loaded 2-core machine, so a caller
+ * that runs tensors in parallel should pin OpenBLAS to one thread. Time
+ * grows as O(rows * cols * min(rows, cols)); memory is one copy of the
+ * matrix plus LAPACK's work arrays (a few min(rows, cols)^2 floats).
+ */
+#include "write/linalg.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <lapacke.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out)
+{
+	size_t k = rows < cols ? rows : cols;
+	float *a = NULL, *s = NULL, dummy[1] = {0};
+	lapack_int info;
+	double sum = 0.0;
+	int ret = 0;
+
+	*out = 0.0;
+	if (k == 0)
+		return 0;
+	if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / 4 / cols)
+		return udfs_error(
+		    -EINVAL,
+		    "nuclear norm: %zu x %zu matrix is too large for LAPACK",
+		    rows, cols);
+	a = malloc(rows * cols * sizeof(*a));
+	s = malloc(k * sizeof(*s));
+	if (!a || !s) {
+		ret = udfs_error(-ENOMEM, "nuclear norm: %zu x %zu matrix",
+				 rows, cols);
+		goto out;
+	}
+	memcpy(a, m, rows * cols * sizeof(*a));
+	/* Column-major cols x rows with leading dimension cols: the
+	 * transpose, see the file comment. U and VT are not referenced. */
+	info = LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)cols,
+			      (lapack_int)rows, a, (lapack_int)cols, s, dummy,
+			      1, dummy, 1);
+	if (info != 0) {
+		ret = udfs_error(
+		    -EIO,
+		    "nuclear norm: LAPACKE_sgesdd on a %zu x %zu matrix: info %d%s",
+		    rows, cols, (int)info,
+		    info > 0 ? " (no convergence)"
+			     : " (bad argument or no memory)");
+		goto out;
+	}
+	for (size_t i = 0; i < k; i++)
+		sum += s[i];
+	*out = sum;
+out:
+	free(s);
+	free(a);
+	return ret;
+}
+
+int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
+	     float *v)
+{
+	size_t k = rows < cols ? rows : cols;
+	float *a = NULL, *lu = NULL, *lvt = NULL;
+	lapack_int info;
+	int ret = 0;
+
+	if (k == 0)
+		return 0;
+	if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / 4 / cols)
+		return udfs_error(
+		    -EINVAL, "SVD: %zu x %zu matrix is too large for LAPACK",
+		    rows, cols);
+	a = malloc(rows * cols * sizeof(*a));
+	lu = malloc(cols * k * sizeof(*lu));
+	lvt = malloc(k * rows * sizeof(*lvt));
+	if (!a || !lu || !lvt) {
+		ret = udfs_error(-ENOMEM, "SVD: %zu x %zu matrix", rows, cols);
+		goto out;
+	}
+	memcpy(a, m, rows * cols * sizeof(*a));
+	/* Callers run one SVD per worker thread: OpenBLAS's own threads
+	 * would only spin against them (see the timings above). */
+	openblas_set_num_threads(1);
+	/* LAPACK sees M^T (cols x rows, column-major) = U' S V'^T, so
+	 * M = V' S U'^T: M's left vectors are the rows of V'^T, its right
+	 * vectors the columns of U'. */
+	info = LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)cols,
+			      (lapack_int)rows, a, (lapack_int)cols, s, lu,
+			      (lapack_int)cols, lvt, (lapack_int)k);
+	if (info != 0) {
+		ret = udfs_error(
+		    -EIO, "SVD: LAPACKE_sgesdd on a %zu x %zu matrix: info %d",
+		    rows, cols, (int)info);
+		goto out;
+	}
+	/* lvt is k x rows column-major: row-major rows x k already. */
+	memcpy(u, lvt, k * rows * sizeof(*u));
+	for (size_t j = 0; j < cols; j++)
+		for (size_t c = 0; c < k; c++)
+			v[j * k + c] = lu[j + c * cols];
+out:
+	free(lvt);
+	free(lu);
+	free(a);
+	return ret;
+}
+
+/* Eigen-decomposition of the Gram matrix g (n x n, column-major, upper
+ * triangle): eigenvalues ascending into w, eigenvectors into g. */
+static int gram_eig(float *g, size_t n, float *w)
+{
+	lapack_int info = LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'U',
+					 (lapack_int)n, g, (lapack_int)n, w);
+
+	if (info != 0)
+		return udfs_error(-EIO,
+				  "SVD: LAPACKE_ssyevd on %zu x %zu: info %d",
+				  n, n, (int)info);
+	return 0;
+}
+
+int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
+		 float *u, float *s, float *v)
+{
+	bool wide = rows <= cols; /* Gram of the rows, else of the columns */
+	size_t n = wide ? rows : cols, k = kmax < n ? kmax : n;
+	float *g = NULL, *w = NULL, *top = NULL, *other = NULL;
+	int ret = 0;
+
+	if (k == 0)
+		return 0;
+	if (rows > INT_MAX || cols > INT_MAX)
+		return udfs_error(
+		    -EINVAL, "SVD: %zu x %zu matrix is too large for LAPACK",
+		    rows, cols);
+	g = calloc(n * n, sizeof(*g));
+	w = malloc(n * sizeof(*w));
+	top = malloc(n * k * sizeof(*top));
+	other = malloc((wide ? cols : rows) * k * sizeof(*other));
+	if (!g || !w || !top || !other) {
+		ret = udfs_error(-ENOMEM, "SVD: %zu x %zu matrix", rows, cols);
+		goto out;
+	}
+	openblas_set_num_threads(1);
+	/* G = M M^T (wide) or M^T M, column-major, upper triangle. */
+	cblas_ssyrk(CblasColMajor, CblasUpper, wide ? CblasTrans : CblasNoTrans,
+		    (blasint)n, (blasint)(wide ? cols : rows), 1.0f, m,
+		    (blasint)cols, 0.0f, g, (blasint)n);
+	ret = gram_eig(g, n, w);
+	if (ret)
+		goto out;
+	/* The k largest, descending: top is n x k row-major. */
+	for (size_t c = 0; c < k; c++) {
+		size_t e = n - 1 - c;
+
+		s[c] = w[e] > 0 ? sqrtf(w[e]) : 0.0f;
+		for (size_t i = 0; i < n; i++)
+			top[i * k + c] = g[e * n + i];
+	}
+	/* The other side: M^T U / s (wide) or M V / s, row-major. */
+	if (wide)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+			    (blasint)cols, (blasint)k, (blasint)rows, 1.0f, m,
+			    (blasint)cols, top, (blasint)k, 0.0f, other,
+			    (blasint)k);
+	else
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+			    (blasint)rows, (blasint)k, (blasint)cols, 1.0f, m,
+			    (blasint)cols, top, (blasint)k, 0.0f, other,
+			    (blasint)k);
+	for (size_t i = 0; i < (wide ? cols : rows); i++)
+		for (size_t c = 0; c < k; c++)
+			other[i * k + c] =
+			    s[c] > 0 ? other[i * k + c] / s[c] : 0.0f;
+	memcpy(wide ? u : v, top, n * k * sizeof(float));
+	memcpy(wide ? v : u, other, (wide ? cols : rows) * k * sizeof(float));
+out:
+	free(other);
+	free(top);
+	free(w);
+	free(g);
+	return ret;
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Dense linear algebra of the lossy planners (linalg.c, the only file that
+ * includes LAPACKE: only udfs-compress links OpenBLAS).
+ */
+#ifndef UDFS_LINALG_H
+#define UDFS_LINALG_H
+
+#include <stddef.h>
+
+/*
+ * Nuclear norm (sum of singular values) of a rows x cols float32 matrix,
+ * row-major, through LAPACKE sgesdd with jobz='N' (singular values only).
+ * The matrix is copied; cost O(rows*cols*min(rows,cols)).
+ * Returns 0 and *out, or -errno with a message.
+ */
+int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out);
+
+/*
+ * Thin SVD M = U diag(s) V^T of a rows x cols float32 matrix, row-major,
+ * through LAPACKE sgesdd: with k = min(rows, cols), u receives rows x k
+ * and v cols x k (both row-major, column c the c-th singular vector), s
+ * the k singular values in descending order. 0 or -errno with a message.
+ */
+int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
+	     float *v);
+
+/*
+ * The kmax largest singular triplets only, through the eigenvectors of the
+ * smaller Gram matrix (M M^T or M^T M, ssyrk + ssyevd) and one product
+ * with M: several times faster than udfs_svd when kmax is small, and as
+ * accurate for the leading triplets (a float32 Gram loses the smallest
+ * ones, which are not asked for). u: rows x k, v: cols x k row-major,
+ * k = min(kmax, rows, cols). 0 or -errno with a message.
+ */
+int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
+		 float *u, float *s, float *v);
+
+#endif

@@ -1,0 +1,891 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Planning of the adaptive method (`udfs-compress add --method adaptive`):
+ * for every eligible tensor, price a set of candidate codes, then choose
+ * one code per tensor.
+ *
+ * Candidates of a tensor with delta d: storing it exactly (the lossless
+ * xor plane), dropping it, and every combination of a low-rank part (rank
+ * 1..64 of each chunk's rows, factors of 4, 6 or 8 bits, or none) with a
+ * residual (none; sign times a scale; uniform 2..8-bit codes on levels
+ * clipped for the least squared error), the residual on all elements or on
+ * its largest ones only (positions stored). Each candidate gets its
+ * squared error ||d - d^||^2, computed exactly as the decoder reconstructs
+ * (before the final rounding to the dtype), and its bytes, estimated from
+ * the empirical entropy of its codes and positions (the range coder of
+ * codec/lossy.c comes within a few percent of it).
+ *
+ * Choice, data-free: the distortion of the model is the sum over tensors
+ * of the relative squared error ||d - d^||^2 / ||d||^2. --ratio R gives a
+ * byte budget for the whole model in real bytes as `udfs info` counts
+ * them (packs and catalog rows); a Lagrange multiplier lambda picks, per
+ * tensor, the candidate minimizing distortion + lambda * bytes, bisected
+ * on lambda until the estimate fits. The chosen codes are then encoded
+ * for real, each tensor's estimates rescaled by its real/estimated bytes,
+ * and the choice redone until the real bytes fit. --max-error E instead
+ * takes, per tensor, the smallest candidate whose relative error is at
+ * most E. Nothing is random: the choice depends on the bytes only.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/mix.h"
+#include "codec/plane.h"
+#include "common/dtype.h"
+#include "common/pool.h"
+#include "common/util.h"
+#include "write/add_i.h"
+#include "write/linalg.h"
+#include "write/mix_i.h"
+#include "write/ultradelta.h"
+
+static const uint8_t fbits_set[] = {4, 6, 8};
+static const uint8_t ranks[] = {1, 2, 4, 8, 16, 32, 64};
+/* Residual kept for the sign code: its largest 100%, 50%, 25%, 10%. */
+static const float drop_set[] = {0.0f, 0.5f, 0.75f, 0.9f};
+/* Steps of the dead-zone quantizer, in units of the residual's RMS: a
+ * larger step gives more zeros and fewer bits. */
+static const float ecsq_steps[] = {0.15f, 0.25f, 0.4f, 0.6f, 0.9f, 1.3f, 1.8f};
+/*
+ * Drop rates of the seeded (UltraDelta-like) residual codes, and the weight
+ * of their random, unbiased noise in the distortion. A random drop
+ * rescaled by 1/(1 - r) leaves the expected delta intact and adds noise
+ * that spreads over all directions; a fine-tune tolerates it far better
+ * than the same energy of deterministic error (UltraDelta at s = 0.5 keeps
+ * 93% of stories260K's gain at a relative error of 1). 0.1 is the weight
+ * that fits stories260K lives and pi BF16 best at 15-25x (0.05 and 0.15
+ * are worse at both; bench/FIDELITY.md).
+ */
+static const float seeded_set[] = {0.5f, 0.7f, 0.8f, 0.9f};
+#define SEEDED_NOISE_WEIGHT 0.1
+/* Elements a tensor's candidates are priced on: a fixed, evenly spaced
+ * sample, so pricing costs the same for every size of tensor. */
+#define SAMPLE_MAX 16384
+
+/* One candidate code of one tensor. */
+struct cand {
+	struct mix_code c;
+	float lo, step; /* residual levels (codes) or scale (sign) */
+	bool exact;	/* stored lossless: the plan's xor */
+	double bytes, err2;
+};
+
+/* One eligible tensor of one model. */
+struct ptensor {
+	size_t file, tensor;
+	uint64_t cols;
+	double norm2; /* ||d||^2 */
+	double w;     /* weight of its squared error in the distortion */
+	double scale; /* real / estimated bytes */
+	struct cand *cand;
+	size_t n_cand;
+	size_t pick;
+	uint64_t real; /* real pack bytes of the pick, when measured */
+};
+
+struct plan_job {
+	struct add_group *g;
+	struct add_model *am;
+	struct ptensor *pt;
+};
+
+static double entropy_bits(const uint64_t *hist, size_t nb, uint64_t n)
+{
+	double bits = 0;
+
+	for (size_t i = 0; i < nb; i++)
+		if (hist[i])
+			bits -=
+			    (double)hist[i] * log2((double)hist[i] / (double)n);
+	return bits;
+}
+
+/* Bits of the positions of k kept among n (binary entropy, plus the
+ * few percent the range-coded gaps lose to it). */
+static double mask_bits(uint64_t n, uint64_t k)
+{
+	double q = (double)k / (double)n;
+
+	if (k == 0 || k == n)
+		return 0;
+	return 1.04 * (double)n * -(q * log2(q) + (1 - q) * log2(1 - q));
+}
+
+/* Magnitudes sorted in decreasing order: an LSD radix sort of their bit
+ * patterns (non-negative floats order as their bits do). */
+static void sort_abs_desc(const float *x, uint64_t n, float *out)
+{
+	uint32_t *a = udfs_xmalloc(n * sizeof(uint32_t) + 4);
+	uint32_t *b = udfs_xmalloc(n * sizeof(uint32_t) + 4);
+
+	for (uint64_t j = 0; j < n; j++) {
+		float v = fabsf(x[j]);
+
+		memcpy(&a[j], &v, 4);
+	}
+	for (unsigned sh = 0; sh < 32; sh += 8) {
+		uint64_t cnt[257] = {0};
+		uint32_t *t;
+
+		for (uint64_t j = 0; j < n; j++)
+			cnt[(a[j] >> sh & 255) + 1]++;
+		for (unsigned k = 0; k < 256; k++)
+			cnt[k + 1] += cnt[k];
+		for (uint64_t j = 0; j < n; j++)
+			b[cnt[a[j] >> sh & 255]++] = a[j];
+		t = a;
+		a = b;
+		b = t;
+	}
+	for (uint64_t j = 0; j < n; j++)
+		memcpy(&out[n - 1 - j], &a[j], 4);
+	free(a);
+	free(b);
+}
+
+/* A residual sample: its values, their magnitudes sorted in decreasing
+ * order, and the suffix sums of their squares (the error of dropping all
+ * from position j on). Every error and bit count of the sample is scaled
+ * by up = elements / samples. */
+struct resid {
+	uint64_t n; /* samples */
+	double up;
+	const float *raw;
+	float *sorted;
+	double *tail2; /* n + 1 entries */
+};
+
+static void resid_init(struct resid *rs, const float *r, uint64_t n, double up)
+{
+	rs->n = n;
+	rs->up = up;
+	rs->raw = r;
+	rs->sorted = udfs_xmalloc(n * sizeof(float) + 1);
+	rs->tail2 = udfs_xmalloc((n + 1) * sizeof(double));
+	sort_abs_desc(r, n, rs->sorted);
+	rs->tail2[n] = 0;
+	for (uint64_t j = n; j-- > 0;)
+		rs->tail2[j] =
+		    rs->tail2[j + 1] + (double)rs->sorted[j] * rs->sorted[j];
+}
+
+static void resid_free(struct resid *rs)
+{
+	free(rs->sorted);
+	free(rs->tail2);
+}
+
+static void add_cand(struct ptensor *t, const struct cand *c)
+{
+	t->cand = udfs_xrealloc(t->cand, (t->n_cand + 1) * sizeof(*c));
+	t->cand[t->n_cand++] = *c;
+}
+
+/* Bytes of the chunk headers of a code over n_chunks chunks. */
+static double header_bytes(uint32_t n_chunks, const struct mix_code *c)
+{
+	double b = 1;
+
+	if (c->rank)
+		b += 2 + 3 + 8.0 * c->rank + 1 + 3;
+	if (c->res != MIX_RES_NONE)
+		b += 1 + 3 + (c->rate > 0 ? 6 : 0);
+	return b * n_chunks;
+}
+
+/* Dead-zone quantizer candidates of the whole residual: levels
+ * (c - m) * step, m = 2^(b-1) - 1 with the fewest bits b whose grid covers
+ * the largest residual, entropy coded (codec/lossy.c codes a code around
+ * the zero level). */
+static void ecsq_cands(struct ptensor *t, const struct resid *rs,
+		       const struct cand *base, uint32_t n_chunks)
+{
+	double rms = sqrt(rs->tail2[0] / (double)rs->n);
+	float mx = rs->sorted[0];
+	struct cand c = *base;
+
+	c.c.res = MIX_RES_CODES;
+	c.c.rate = 0;
+	for (size_t si = 0; si < sizeof(ecsq_steps) / sizeof(*ecsq_steps);
+	     si++) {
+		float step = (float)(ecsq_steps[si] * rms);
+		unsigned bits = 2, m;
+		uint64_t hist[256] = {0};
+		double e = 0, q2 = 0, beta = SEEDED_NOISE_WEIGHT;
+
+		while (bits < 8 && (float)((1u << (bits - 1)) - 1) * step < mx)
+			bits++;
+		m = (1u << (bits - 1)) - 1;
+		c.lo = -(float)m * step;
+		c.step = step;
+		for (uint64_t j = 0; j < rs->n; j++) {
+			float x = rs->raw[j];
+			uint8_t q = udfs_mix_quant(x, c.lo, step, bits);
+			double v = (double)(c.lo + (float)q * step);
+
+			hist[q]++;
+			e += ((double)x - v) * ((double)x - v);
+			q2 += v * v;
+		}
+		c.c.rbits = (uint8_t)bits;
+		c.c.seeded = 0;
+		c.c.rate = 0;
+		c.err2 = e * rs->up;
+		c.bytes = base->bytes + header_bytes(n_chunks, &c.c) +
+			  1.02 * entropy_bits(hist, 256, rs->n) * rs->up / 8 +
+			  4;
+		add_cand(t, &c);
+		/* The same codes on a seeded random subset, rescaled: unbiased,
+		 * their error is noise of energy r / (1 - r) of the codes'. */
+		for (size_t r = 0;
+		     beta > 0 && r < sizeof(seeded_set) / sizeof(*seeded_set);
+		     r++) {
+			double k = 1 - seeded_set[r];
+
+			c.c.seeded = 1;
+			c.c.rate = seeded_set[r];
+			c.err2 = (e + beta * seeded_set[r] / k * q2) * rs->up;
+			c.bytes = base->bytes + header_bytes(n_chunks, &c.c) +
+				  k * 1.02 * entropy_bits(hist, 256, rs->n) *
+				      rs->up / 8 +
+				  4;
+			add_cand(t, &c);
+		}
+	}
+}
+
+/* Every residual candidate of the residual sample rs, added to t after
+ * the low-rank part of base (bytes base->bytes): none, sign times the mean
+ * magnitude of the largest kept (positions stored), and dead-zone codes. */
+static void residual_cands(struct ptensor *t, const struct resid *rs,
+			   const struct cand *base, uint32_t n_chunks,
+			   uint64_t n_elems)
+{
+	struct cand c = *base;
+
+	c.c.res = MIX_RES_NONE;
+	c.err2 = rs->tail2[0] * rs->up;
+	c.bytes = base->bytes + header_bytes(n_chunks, &c.c);
+	add_cand(t, &c);
+	if (!(rs->tail2[0] > 0))
+		return;
+	ecsq_cands(t, rs, base, n_chunks);
+	c.c.res = MIX_RES_SIGN;
+	for (size_t d = 0; d < sizeof(drop_set) / sizeof(*drop_set); d++) {
+		uint64_t k =
+		    rs->n - (uint64_t)llround((double)rs->n * drop_set[d]);
+		uint64_t kn =
+		    n_elems - (uint64_t)llround((double)n_elems * drop_set[d]);
+		double sum = 0, e = 0;
+
+		if (k == 0)
+			continue;
+		for (uint64_t j = 0; j < k; j++)
+			sum += rs->sorted[j];
+		c.c.rate = drop_set[d];
+		c.step = (float)(sum / (double)k);
+		for (uint64_t j = 0; j < k; j++) {
+			double x = (double)rs->sorted[j] - c.step;
+
+			e += x * x;
+		}
+		c.err2 = (e + rs->tail2[k]) * rs->up;
+		c.bytes = base->bytes + header_bytes(n_chunks, &c.c) +
+			  (mask_bits(n_elems, kn) + (double)kn) / 8;
+		add_cand(t, &c);
+	}
+}
+
+/* Index of sample j of n elements in a tensor of nelems. */
+static uint64_t sample_at(uint64_t j, uint64_t n, uint64_t nelems)
+{
+	return n == nelems ? j : j * nelems / n;
+}
+
+/*
+ * Low-rank part of rank k at fbits bits: its values at the sampled
+ * elements into l (computed as the decoder does), its estimated code
+ * bytes returned.
+ */
+static double lowrank_sample(const struct mix_svd *sv, uint32_t per_chunk,
+			     uint64_t nelems, uint64_t n, uint32_t k,
+			     uint32_t fbits, float *l)
+{
+	uint64_t hist[256] = {0}, cnt = 0, j = 0;
+	uint32_t n_blk = (uint32_t)((nelems + per_chunk - 1) / per_chunk);
+
+	for (uint32_t b = 0; b < n_blk; b++) {
+		uint64_t first = (uint64_t)b * per_chunk;
+		uint64_t end = UDFS_MIN(first + per_chunk, nelems);
+		uint32_t kb = k < sv[b].k ? k : sv[b].k;
+		struct mix_factors f;
+		float *uf, *vf;
+
+		if (kb == 0) {
+			for (; j < n && sample_at(j, n, nelems) < end; j++)
+				l[j] = 0;
+			continue;
+		}
+		udfs_mix_factors_make(&sv[b], kb, fbits, &f);
+		uf = udfs_xmalloc(f.rows * kb * sizeof(float) + 1);
+		vf = udfs_xmalloc(f.cols * kb * sizeof(float) + 1);
+		udfs_mix_factors_dequant(&f, uf, vf);
+		for (; j < n && sample_at(j, n, nelems) < end; j++) {
+			uint64_t e = sample_at(j, n, nelems);
+			uint64_t row = e / f.cols - first / f.cols;
+
+			l[j] = 0;
+			udfs_lowrank_expand(uf + row * kb, vf, kb, f.cols, e, 1,
+					    &l[j]);
+		}
+		free(uf);
+		free(vf);
+		for (uint64_t i = 0; i < f.rows * kb; i++)
+			hist[f.uc[i]]++;
+		for (uint64_t i = 0; i < f.cols * kb; i++)
+			hist[f.vc[i]]++;
+		cnt += (f.rows + f.cols) * kb;
+		udfs_mix_factors_free(&f);
+	}
+	return cnt ? UDFS_MIN(1.02 * entropy_bits(hist, 256, cnt),
+			      (double)cnt * fbits) /
+			     8 +
+			 8
+		   : 0;
+}
+
+/* Bytes of the lossless (xor) plane of a tensor: its first chunk encoded,
+ * scaled to the whole (an estimate; the real-bytes pass of --ratio
+ * corrects it when exact storage is chosen). */
+static int exact_bytes(const struct add_group *g, const udfs_st_tensor *st,
+		       const unsigned char *cur, const unsigned char *base,
+		       double *bytes)
+{
+	uint64_t len = st->end - st->begin;
+	size_t n = (size_t)UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES, len);
+	unsigned es = udfs_dtype_size(st->dtype);
+	void *out = NULL;
+	size_t out_len = 0;
+	int err;
+
+	*bytes = 0;
+	if (!len)
+		return 0;
+	err = udfs_plane_encode(cur, base, n, es ? es : 1, g->o->level, &out,
+				&out_len);
+	free(out);
+	if (!err)
+		*bytes = (double)out_len * (double)len / (double)n;
+	return err;
+}
+
+/* Candidates with a low-rank part: each rank and factor width, then every
+ * residual of what it leaves, on the sample ds of n elements. */
+static void lowrank_cands(struct ptensor *t, const struct mix_svd *sv,
+			  uint32_t kmax, uint32_t per, uint64_t nelems,
+			  const float *ds, uint64_t n)
+{
+	uint32_t n_blk = (uint32_t)((nelems + per - 1) / per);
+	float *r = udfs_xmalloc(n * sizeof(float) + 1);
+	struct resid rs;
+
+	for (size_t ri = 0; ri < sizeof(ranks) && ranks[ri] <= kmax; ri++)
+		for (size_t fi = 0; fi < sizeof(fbits_set); fi++) {
+			struct cand base = {
+			    .c = {.rank = ranks[ri], .fbits = fbits_set[fi]}};
+
+			base.bytes = lowrank_sample(
+			    sv, per, nelems, n, ranks[ri], fbits_set[fi], r);
+			for (uint64_t j = 0; j < n; j++)
+				r[j] = ds[j] - r[j];
+			resid_init(&rs, r, n, (double)nelems / (double)n);
+			residual_cands(t, &rs, &base, n_blk, nelems);
+			resid_free(&rs);
+		}
+	free(r);
+}
+
+/* Price every candidate code of tensor i (a worker thread). */
+static int price_tensor(void *ctx, size_t i)
+{
+	struct plan_job *j = ctx;
+	struct ptensor *t = &j->pt[i];
+	const udfs_source_file *sf = &j->am->src->files[t->file];
+	const udfs_st_tensor *st = &sf->st->tensors[t->tensor];
+	const struct tensor_plan *p = &j->am->plan[t->file][t->tensor];
+	const unsigned char *cur = sf->map + sf->st->data_offset + st->begin;
+	const unsigned char *base = udfs_add_base_bytes(j->g, p->base);
+	uint64_t n = st->nelems, cols = n / st->shape[0];
+	uint64_t ns = UDFS_MIN(n, (uint64_t)SAMPLE_MAX);
+	uint32_t per = UDFS_CHUNK_BYTES / udfs_dtype_size(st->dtype);
+	uint32_t n_blk = (uint32_t)((n + per - 1) / per), kmax = 0;
+	float *d = udfs_xmalloc(n * sizeof(float) + 1);
+	float *ds = udfs_xmalloc(ns * sizeof(float) + 1);
+	struct mix_svd *sv = udfs_xcalloc(n_blk, sizeof(*sv));
+	struct cand ex = {.exact = true}, none = {0};
+	struct resid rs;
+	int err;
+
+	if (udfs_interrupted)
+		return udfs_error(-EINTR, "interrupted");
+	t->scale = 1;
+	t->cols = cols;
+	for (uint64_t k = 0; k < n; k++) {
+		d[k] = udfs_dtype_load_f32(st->dtype, cur, k) -
+		       udfs_dtype_load_f32(st->dtype, base, k);
+		t->norm2 += (double)d[k] * d[k];
+	}
+	/* Each element's error counts relative to its tensor's delta. */
+	t->w = t->norm2 > 0 ? (double)n / t->norm2 : 0;
+	for (uint64_t k = 0; k < ns; k++)
+		ds[k] = d[sample_at(k, ns, n)];
+	err = exact_bytes(j->g, st, cur, base, &ex.bytes);
+	if (err)
+		goto out;
+	add_cand(t, &ex);
+	for (uint32_t b = 0; b < n_blk && !err; b++) {
+		uint64_t first = (uint64_t)b * per;
+		uint32_t nb = (uint32_t)UDFS_MIN(per, n - first);
+		uint32_t kb =
+		    udfs_mix_kmax(udfs_lowrank_rows(cols, first, nb), cols, nb);
+
+		err = udfs_mix_block_svd(d, cols, first, nb, kb, &sv[b]);
+		kmax = UDFS_MAX(kmax, sv[b].k);
+	}
+	if (err)
+		goto out;
+	resid_init(&rs, ds, ns, (double)n / (double)ns);
+	residual_cands(t, &rs, &none, n_blk, n);
+	resid_free(&rs);
+	lowrank_cands(t, sv, kmax, per, n, ds, ns);
+out:
+	for (uint32_t b = 0; b < n_blk; b++)
+		udfs_mix_svd_free(&sv[b]);
+	free(sv);
+	free(d);
+	free(ds);
+	return err;
+}
+
+/* Index of the candidate of t minimizing err2 / norm2 + lambda * bytes. */
+static size_t pick_lambda(const struct ptensor *t, double lambda)
+{
+	size_t best = 0;
+	double bv = INFINITY;
+
+	for (size_t c = 0; c < t->n_cand; c++) {
+		double v = t->w * t->cand[c].err2 +
+			   lambda * t->cand[c].bytes * t->scale;
+
+		if (v < bv) {
+			bv = v;
+			best = c;
+		}
+	}
+	return best;
+}
+
+static double total_bytes(const struct ptensor *pt, size_t n, double lambda)
+{
+	double sum = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct ptensor *t = &pt[i];
+
+		sum += t->cand[pick_lambda(t, lambda)].bytes * t->scale;
+	}
+	return sum;
+}
+
+/* Bisect lambda (log scale) for the best choice within budget bytes. */
+static int choose_budget(struct ptensor *pt, size_t n, double budget)
+{
+	double lo = -30, hi = 30;
+
+	if (total_bytes(pt, n, pow(10, hi)) > budget)
+		return -ERANGE;
+	for (int it = 0; it < 60; it++) {
+		double mid = (lo + hi) / 2;
+
+		if (total_bytes(pt, n, pow(10, mid)) > budget)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	for (size_t i = 0; i < n; i++)
+		pt[i].pick = pick_lambda(&pt[i], pow(10, hi));
+	return 0;
+}
+
+/*
+ * The smallest candidate within relative error e_t, per tensor, where a
+ * tensor holding less than SMALL_SHARE of the eligible bytes gets the
+ * tighter e_t = e * sqrt(share / SMALL_SHARE): small tensors (output
+ * heads, routers, the layers of small models) cost little to keep close,
+ * and are often the most sensitive (bench/FIDELITY.md, toylora).
+ */
+#define SMALL_SHARE 0.05
+static void choose_max_error(struct ptensor *pt, size_t n, double e)
+{
+	double total = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += pt[i].cand[0].bytes;
+	for (size_t i = 0; i < n; i++) {
+		struct ptensor *t = &pt[i];
+		double share = total > 0 ? t->cand[0].bytes / total : 1;
+		double et = e * sqrt(fmin(1.0, share / SMALL_SHARE));
+
+		t->pick = 0; /* exact */
+		for (size_t c = 0; c < t->n_cand; c++)
+			if (!t->cand[c].c.seeded &&
+			    t->cand[c].err2 <= et * et * t->norm2 &&
+			    t->cand[c].bytes < t->cand[t->pick].bytes)
+				t->pick = c;
+	}
+}
+
+/* Write the pick of each tensor into the model's plan. */
+static void apply_picks(struct add_model *am, struct ptensor *pt, size_t n,
+			uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct cand *c = &pt[i].cand[pt[i].pick];
+		struct tensor_plan *p = &am->plan[pt[i].file][pt[i].tensor];
+
+		p->enc = UDFS_ENC_XOR;
+		memset(&p->lp, 0, sizeof(p->lp));
+		memset(&p->mix, 0, sizeof(p->mix));
+		if (c->exact)
+			continue;
+		p->enc = UDFS_ENC_ADAPTIVE;
+		p->mix = c->c;
+		p->mix.cols = pt[i].cols;
+		p->mix.est_bytes = c->bytes;
+		p->mix.est_err =
+		    pt[i].norm2 > 0 ? sqrt(c->err2 / pt[i].norm2) : 0;
+		p->lp.gain = 1.0f;
+		p->lp.mask = c->c.seeded     ? UDFS_MASK_SEEDED
+			     : c->c.rate > 0 ? UDFS_MASK_EXPLICIT
+					     : UDFS_MASK_NONE;
+		if (c->c.seeded) {
+			const udfs_st_tensor *st =
+			    &am->src->files[pt[i].file]
+				 .st->tensors[pt[i].tensor];
+
+			p->lp.gain = (float)(1.0 / (1.0 - c->c.rate));
+			p->lp.seed = udfs_seeded_key(seed, st->name);
+		}
+		p->lp.rate = c->c.rate;
+		p->lp.values =
+		    c->c.res == MIX_RES_CODES ? UDFS_VAL_CODES : UDFS_VAL_SIGN;
+		p->lp.bits = c->c.res == MIX_RES_CODES ? c->c.rbits : 0;
+		p->lp.lo = c->c.res == MIX_RES_CODES ? c->lo : 0;
+		p->lp.step = c->c.res == MIX_RES_NONE ? 0 : c->step;
+	}
+}
+
+/* Real pack bytes of tensor i's pick (a worker thread). */
+static int measure_tensor(void *ctx, size_t i)
+{
+	struct plan_job *j = ctx;
+	struct ptensor *t = &j->pt[i];
+	const udfs_source_file *sf = &j->am->src->files[t->file];
+	const udfs_st_tensor *st = &sf->st->tensors[t->tensor];
+	const struct tensor_plan *p = &j->am->plan[t->file][t->tensor];
+	unsigned es = udfs_dtype_size(st->dtype);
+	struct mix_tensor *mt = NULL;
+	int err;
+
+	t->real = 0;
+	if (p->enc != UDFS_ENC_ADAPTIVE) {
+		t->real = (uint64_t)t->cand[t->pick].bytes;
+		return 0;
+	}
+	err = udfs_mix_tensor_prepare(p, st->dtype, st->nelems,
+				      sf->map + sf->st->data_offset + st->begin,
+				      udfs_add_base_bytes(j->g, p->base), &mt);
+	for (uint64_t off = 0; !err && off < st->nelems * es;
+	     off += UDFS_CHUNK_BYTES) {
+		uint64_t len =
+		    UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES, st->nelems * es - off);
+		void *out = NULL;
+		size_t out_len = 0;
+
+		err =
+		    udfs_mix_tensor_chunk(mt, p, st->dtype, off / es,
+					  (uint32_t)(len / es), &out, &out_len);
+		free(out);
+		t->real += out_len;
+	}
+	udfs_mix_tensor_free(mt);
+	return err;
+}
+
+/* Bytes of the model that do not depend on the choice: catalog rows as
+ * udfs_catalog_model_meta_bytes() counts them, the pack header, and the
+ * lossless planes of the tensors that are not eligible. */
+static int fixed_bytes(struct add_group *g, struct add_model *am,
+		       const bool *const *elig, double *out)
+{
+	double sum = 128 + 16;
+	int err = 0;
+
+	for (size_t i = 0; i < am->src->n_files && !err; i++) {
+		const udfs_source_file *sf = &am->src->files[i];
+
+		sum += 64 + (sf->st ? (double)sf->st->data_offset : 0);
+		if (!sf->st) {
+			udfs_st_tensor raw = {.dtype = UDFS_DT_U8,
+					      .end = sf->size};
+			double b = 0;
+
+			sum +=
+			    64 +
+			    20.0 * (double)((sf->size + UDFS_CHUNK_BYTES - 1) /
+					    UDFS_CHUNK_BYTES);
+			if (sf->size)
+				err = exact_bytes(g, &raw, sf->map, NULL, &b);
+			sum += b;
+			continue;
+		}
+		for (size_t k = 0; k < sf->st->n_tensors && !err; k++) {
+			const udfs_st_tensor *st = &sf->st->tensors[k];
+			const struct tensor_plan *p = &am->plan[i][k];
+			uint64_t len = st->end - st->begin;
+			double b = 0;
+
+			sum += 64 + (double)strlen(st->name);
+			if (p->enc == UDFS_ENC_SAME || len == 0)
+				continue;
+			sum += 20.0 * (double)((len + UDFS_CHUNK_BYTES - 1) /
+					       UDFS_CHUNK_BYTES);
+			if (elig[i][k])
+				continue;
+			err = exact_bytes(
+			    g, st, sf->map + sf->st->data_offset + st->begin,
+			    p->base ? udfs_add_base_bytes(g, p->base) : NULL,
+			    &b);
+			sum += b;
+		}
+	}
+	*out = sum;
+	return err;
+}
+
+/* --ratio: choose within the budget, then correct by real bytes. */
+static int plan_ratio(struct add_group *g, struct add_model *am,
+		      struct plan_job *job, size_t n, double fixed)
+{
+	double source = 0, budget, real = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < am->src->n_files; i++)
+		source += (double)am->src->files[i].size;
+	budget = source / g->o->ratio - fixed;
+	for (int it = 0; it < 8; it++) {
+		if (budget <= 0 || choose_budget(job->pt, n, budget) < 0)
+			return udfs_error(
+			    -ERANGE,
+			    "--ratio %g is out of reach for %s: its lossless part alone takes %.0f of the %.0f bytes",
+			    g->o->ratio, am->name, fixed, source / g->o->ratio);
+		apply_picks(am, job->pt, n, g->o->seed);
+		udfs_add_progress_phase(g, am->name, "measuring", (uint64_t)it,
+					8, "passes");
+		err = udfs_parallel_for(g->o->jobs, n, measure_tensor, job);
+		if (err)
+			return err;
+		real = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct ptensor *t = &job->pt[i];
+
+			real += (double)t->real;
+			if (t->cand[t->pick].bytes > 0 && t->real > 0)
+				t->scale =
+				    (double)t->real / t->cand[t->pick].bytes;
+		}
+		if (real <= budget + 0.5)
+			return 0;
+		if (it >= 2)
+			budget *= budget / real;
+	}
+	return udfs_error(
+	    -ERANGE,
+	    "--ratio %g: the chosen codes take %.0f bytes, more than the %.0f left for them",
+	    g->o->ratio, real, budget);
+}
+
+static int plan_model(struct add_group *g, struct add_model *am)
+{
+	const udfs_add_opts *o = g->o;
+	const udfs_source *src = am->src;
+	struct plan_job job = {.g = g, .am = am};
+	bool **elig = udfs_xcalloc(src->n_files + 1, sizeof(*elig));
+	size_t n = 0;
+	double fixed = 0;
+	int err;
+
+	for (size_t i = 0; i < src->n_files; i++) {
+		const udfs_source_file *sf = &src->files[i];
+
+		elig[i] = udfs_xcalloc(sf->st ? sf->st->n_tensors + 1 : 1, 1);
+		for (size_t k = 0; sf->st && k < sf->st->n_tensors; k++) {
+			if (!udfs_lossy_eligible(o, &am->plan[i][k],
+						 &sf->st->tensors[k]))
+				continue;
+			elig[i][k] = true;
+			job.pt =
+			    udfs_xrealloc(job.pt, (n + 1) * sizeof(*job.pt));
+			job.pt[n++] = (struct ptensor){.file = i, .tensor = k};
+		}
+	}
+	udfs_add_progress_phase(g, am->name, "pricing codes", 0, n, "tensors");
+	err = udfs_parallel_for(o->jobs, n, price_tensor, &job);
+	if (!err && o->ratio > 0)
+		err = fixed_bytes(g, am, (const bool *const *)elig, &fixed);
+	if (!err && o->ratio > 0) {
+		err = plan_ratio(g, am, &job, n, fixed);
+	} else if (!err) {
+		choose_max_error(job.pt, n, o->max_error);
+		apply_picks(am, job.pt, n, o->seed);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct tensor_plan *p =
+		    &am->plan[job.pt[i].file][job.pt[i].tensor];
+
+		if (p->enc == UDFS_ENC_ADAPTIVE)
+			am->lossy_elems += src->files[job.pt[i].file]
+					       .st->tensors[job.pt[i].tensor]
+					       .nelems;
+		free(job.pt[i].cand);
+	}
+	for (size_t i = 0; i < src->n_files; i++)
+		free(elig[i]);
+	free(elig);
+	free(job.pt);
+	return err;
+}
+
+/* The reconstructed delta of a seeded-code tensor, as the reader will
+ * see it (chunks encoded and decoded), into d (nelems floats). */
+static int decoded_delta(struct add_group *g, const udfs_source_file *sf,
+			 const udfs_st_tensor *st, const struct tensor_plan *p,
+			 float *d)
+{
+	const unsigned char *cur = sf->map + sf->st->data_offset + st->begin;
+	const unsigned char *base = udfs_add_base_bytes(g, p->base);
+	unsigned es = udfs_dtype_size(st->dtype);
+	unsigned char *rec = udfs_xmalloc(UDFS_CHUNK_BYTES);
+	struct mix_tensor *mt = NULL;
+	int err =
+	    udfs_mix_tensor_prepare(p, st->dtype, st->nelems, cur, base, &mt);
+
+	for (uint64_t off = 0; !err && off < st->nelems * es;
+	     off += UDFS_CHUNK_BYTES) {
+		uint32_t n = (uint32_t)(UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES,
+						 st->nelems * es - off) /
+					es);
+		void *out = NULL;
+		size_t out_len = 0;
+
+		err = udfs_mix_tensor_chunk(mt, p, st->dtype, off / es, n, &out,
+					    &out_len);
+		if (!err)
+			err = udfs_lossy_decode_chunk(&p->lp, st->dtype,
+						      off / es, n, out, out_len,
+						      base + off, rec);
+		for (uint32_t k = 0; !err && k < n; k++)
+			d[off / es + k] =
+			    udfs_dtype_load_f32(st->dtype, rec, k) -
+			    udfs_dtype_load_f32(st->dtype, base + off, k);
+		free(out);
+	}
+	udfs_mix_tensor_free(mt);
+	free(rec);
+	return err;
+}
+
+/* Sum of the nuclear norms of the reconstructed deltas of am's tensors
+ * with seeded (UltraDelta-like) codes. */
+static int seeded_trace_norm(struct add_group *g, struct add_model *am,
+			     double *out)
+{
+	int err = 0;
+
+	*out = 0;
+	for (size_t i = 0; i < am->src->n_files && !err; i++) {
+		const udfs_source_file *sf = &am->src->files[i];
+
+		for (size_t k = 0; sf->st && k < sf->st->n_tensors && !err;
+		     k++) {
+			const udfs_st_tensor *st = &sf->st->tensors[k];
+			const struct tensor_plan *p = &am->plan[i][k];
+			float *d;
+			double nn = 0;
+
+			if (p->enc != UDFS_ENC_ADAPTIVE || !p->mix.seeded)
+				continue;
+			d = udfs_xmalloc(st->nelems * sizeof(float) + 1);
+			err = decoded_delta(g, sf, st, p, d);
+			if (!err)
+				err = udfs_nuclear_norm(
+				    d, st->shape[0], st->nelems / st->shape[0],
+				    &nn);
+			*out += nn;
+			free(d);
+		}
+	}
+	return err;
+}
+
+/*
+ * A group add: UltraDelta's trace-norm factor gamma_i = T_min / T_i
+ * (udfs-compress(1)) over the tensors whose residual is UltraDelta's
+ * seeded, rescaled code, applied to their residual's gain.
+ */
+static int group_trace_norm(struct add_group *g)
+{
+	double *T = udfs_xcalloc(g->n, sizeof(double)), tmin = INFINITY;
+	int err = 0;
+
+	for (size_t i = 0; i < g->n && !err; i++) {
+		udfs_add_progress_phase(g, g->models[i].name, "trace norm", i,
+					g->n, "models");
+		err = seeded_trace_norm(g, &g->models[i], &T[i]);
+		if (!err && T[i] > 0 && T[i] < tmin)
+			tmin = T[i];
+	}
+	for (size_t i = 0; i < g->n && !err && isfinite(tmin); i++) {
+		struct add_model *am = &g->models[i];
+
+		for (size_t f = 0; T[i] > 0 && f < am->src->n_files; f++)
+			for (size_t k = 0; am->src->files[f].st &&
+					   k < am->src->files[f].st->n_tensors;
+			     k++)
+				if (am->plan[f][k].enc == UDFS_ENC_ADAPTIVE &&
+				    am->plan[f][k].mix.seeded)
+					am->plan[f][k].lp.gain *=
+					    (float)(tmin / T[i]);
+	}
+	free(T);
+	return err;
+}
+
+int udfs_mix_plan_group(struct add_group *g)
+{
+	int err = 0;
+
+	for (size_t i = 0; i < g->n && !err; i++) {
+		double t0 = udfs_now();
+
+		err = plan_model(g, &g->models[i]);
+		g->models[i].seconds += udfs_now() - t0;
+		g->models[i].target_sparsity = 0;
+	}
+	if (!err && g->n > 1)
+		err = group_trace_norm(g);
+	return err;
+}

@@ -1,0 +1,610 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Lossy planning and tensor preparation for `udfs-compress add`
+ * (ARCHITECTURE.md, "Lossy planning"; the chunks: udfs(5)): which tensors
+ * become lossy, their quantization parameters, the mixed sparsity allocation
+ * across one model, the trace-norm factor across the models of one add, and
+ * --ratio's search for s by real bytes. The algorithms themselves are in
+ * ultradelta.c and codec/lossy.c; this file drives them over the tensors of a
+ * source, one tensor at a time, so memory stays at a few times the largest
+ * tensor.
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/lossy.h"
+#include "common/dtype.h"
+#include "common/pool.h"
+#include "common/util.h"
+#include "read/recon.h"
+#include "write/add_i.h"
+#include "write/linalg.h"
+#include "write/ultradelta.h"
+
+struct lossy_tensor {
+	struct mix_tensor *mix; /* UDFS_ENC_ADAPTIVE: all of it */
+	uint64_t n;
+	uint8_t *keep;	/* 1 = kept, per element */
+	uint8_t *codes; /* UDFS_VAL_CODES: code per element; SIGN: 1 = neg */
+	float *delta;	/* UDFS_VAL_NATIVE: the float32 delta per element */
+	uint64_t kept;
+};
+
+/* A selected tensor of one model, during planning. */
+struct sel {
+	size_t file, tensor;
+	uint64_t nelems;
+	double sigma;
+	double rate;
+};
+
+static const unsigned char *src_bytes(const udfs_source_file *sf,
+				      const udfs_st_tensor *st)
+{
+	return sf->map + sf->st->data_offset + st->begin;
+}
+
+static float *delta_of(int dtype, uint64_t n, const void *cur, const void *base)
+{
+	float *d = malloc(n * sizeof(float) + 1);
+
+	if (!d)
+		return NULL;
+	for (uint64_t i = 0; i < n; i++)
+		d[i] = udfs_dtype_load_f32(dtype, cur, i) -
+		       udfs_dtype_load_f32(dtype, base, i);
+	return d;
+}
+
+static bool excluded(const udfs_add_opts *o, const char *name)
+{
+	for (size_t i = 0; i < o->n_exact; i++)
+		if (fnmatch(o->exact[i], name, 0) == 0)
+			return true;
+	return false;
+}
+
+static int plan_values(const udfs_add_opts *o, udfs_lossy_params *lp)
+{
+	memset(lp, 0, sizeof(*lp));
+	switch (o->method) {
+	case UDFS_ENC_ULTRADELTA:
+		lp->mask = (uint8_t)o->mask;
+		lp->values = UDFS_VAL_CODES;
+		lp->bits = (uint8_t)o->bits;
+		break;
+	case UDFS_ENC_DARE:
+		lp->mask = (uint8_t)o->mask;
+		lp->values = UDFS_VAL_NATIVE;
+		break;
+	case UDFS_ENC_MAGNITUDE:
+		/* Top-k positions cannot be regenerated from a seed. */
+		lp->mask = UDFS_MASK_EXPLICIT;
+		lp->values = UDFS_VAL_NATIVE;
+		break;
+	case UDFS_ENC_BITDELTA:
+		lp->mask = UDFS_MASK_NONE;
+		lp->values = UDFS_VAL_SIGN;
+		break;
+	default:
+		return udfs_error(-EINVAL, "unknown lossy method");
+	}
+	return 0;
+}
+
+bool udfs_lossy_eligible(const udfs_add_opts *o, const struct tensor_plan *p,
+			 const udfs_st_tensor *st)
+{
+	return p->enc == UDFS_ENC_XOR && udfs_dtype_is_lossy_float(st->dtype) &&
+	       st->ndim >= 2 && st->nelems >= o->min_elems &&
+	       !excluded(o, st->name);
+}
+
+/* One candidate tensor of select_tensors, analysed on a worker thread. */
+struct cand {
+	size_t file, tensor;
+	udfs_lossy_params lp;
+	double sigma;
+	int result; /* 0 lossy, 1 constant, -EDOM not finite, <0 error */
+};
+
+struct select_job {
+	struct add_group *g;
+	struct add_model *am;
+	struct cand *c;
+};
+
+static int analyse(void *ctx, size_t i)
+{
+	struct select_job *j = ctx;
+	struct cand *c = &j->c[i];
+	const udfs_source_file *sf = &j->am->src->files[c->file];
+	const udfs_st_tensor *st = &sf->st->tensors[c->tensor];
+	const struct tensor_plan *p = &j->am->plan[c->file][c->tensor];
+	udfs_lossy_params *lp = &c->lp;
+	uint8_t *codes = NULL;
+	float *d;
+	int r = 0;
+
+	if (udfs_interrupted)
+		return udfs_error(-EINTR, "interrupted");
+	d = delta_of(st->dtype, st->nelems, src_bytes(sf, st),
+		     udfs_add_base_bytes(j->g, p->base));
+	if (!d)
+		return -ENOMEM;
+	for (uint64_t k = 0; k < st->nelems; k++)
+		if (!isfinite(d[k])) {
+			r = -EDOM;
+			break;
+		}
+	if (!r && lp->values == UDFS_VAL_CODES) {
+		codes = malloc(st->nelems);
+		r = codes ? udfs_ud_quantize(d, st->nelems, lp->bits, codes,
+					     &lp->lo, &lp->step)
+			  : -ENOMEM;
+		if (r == 0)
+			c->sigma = udfs_ud_code_std(codes, st->nelems, lp->bits,
+						    lp->lo, lp->step);
+	} else if (!r && lp->values == UDFS_VAL_SIGN) {
+		double sum = 0;
+
+		for (uint64_t k = 0; k < st->nelems; k++)
+			sum += fabs(d[k]);
+		lp->step = (float)(sum / (double)st->nelems);
+	}
+	free(codes);
+	free(d);
+	if (r == -EDOM)
+		udfs_error_clear();
+	c->result = r;
+	return r == -ENOMEM ? r : 0;
+}
+
+/*
+ * Select the lossy tensors of one model and fill their quantization
+ * parameters (and sigma), tensors analysed in parallel. A tensor whose
+ * delta is constant, or holds a NaN or an infinity, stays xor: exact,
+ * never garbage.
+ */
+static int select_tensors(struct add_group *g, struct add_model *am,
+			  struct sel **out, size_t *n_out)
+{
+	const udfs_add_opts *o = g->o;
+	const udfs_source *src = am->src;
+	struct select_job job = {.g = g, .am = am};
+	struct sel *v = NULL;
+	size_t n = 0, nc = 0;
+	udfs_lossy_params lp;
+	int err = plan_values(o, &lp);
+
+	if (err)
+		return err;
+	for (size_t i = 0; i < src->n_files; i++) {
+		const udfs_source_file *sf = &src->files[i];
+
+		for (size_t j = 0; sf->st && j < sf->st->n_tensors; j++) {
+			const udfs_st_tensor *st = &sf->st->tensors[j];
+
+			if (!udfs_lossy_eligible(o, &am->plan[i][j], st))
+				continue;
+			job.c = udfs_xrealloc(job.c, (nc + 1) * sizeof(*job.c));
+			job.c[nc++] =
+			    (struct cand){.file = i, .tensor = j, .lp = lp};
+		}
+	}
+	err = udfs_parallel_for(o->jobs, nc, analyse, &job);
+	for (size_t k = 0; k < nc && !err; k++) {
+		struct cand *c = &job.c[k];
+		const udfs_st_tensor *st =
+		    &src->files[c->file].st->tensors[c->tensor];
+		struct tensor_plan *p = &am->plan[c->file][c->tensor];
+
+		if (c->result)
+			continue; /* constant or not finite: xor */
+		c->lp.seed = udfs_seeded_key(o->seed, st->name);
+		p->lp = c->lp;
+		p->enc = o->method;
+		v = udfs_xrealloc(v, (n + 1) * sizeof(*v));
+		v[n++] = (struct sel){.file = c->file,
+				      .tensor = c->tensor,
+				      .nelems = st->nelems,
+				      .sigma = c->sigma};
+	}
+	free(job.c);
+	if (err) {
+		free(v);
+		return err;
+	}
+	*out = v;
+	*n_out = n;
+	return 0;
+}
+
+/* Rates of every selected tensor for target sparsity s. */
+static void allocate(const udfs_add_opts *o, struct sel *v, size_t n, double s)
+{
+	if (o->method == UDFS_ENC_ULTRADELTA && n) {
+		double *sigma = udfs_xcalloc(n, sizeof(double));
+		uint64_t *ne = udfs_xcalloc(n, sizeof(uint64_t));
+		double *rates = udfs_xcalloc(n, sizeof(double));
+
+		for (size_t i = 0; i < n; i++) {
+			sigma[i] = v[i].sigma;
+			ne[i] = v[i].nelems;
+		}
+		udfs_ud_allocate(n, sigma, ne, s, o->step, rates, NULL);
+		for (size_t i = 0; i < n; i++)
+			v[i].rate = rates[i];
+		free(sigma);
+		free(ne);
+		free(rates);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		v[i].rate = o->method == UDFS_ENC_BITDELTA ? 0 : s;
+}
+
+static void apply_rates(struct add_model *am, const struct sel *v, size_t n,
+			double s, const udfs_add_opts *o, double gamma)
+{
+	for (size_t i = 0; i < n; i++) {
+		udfs_lossy_params *lp = &am->plan[v[i].file][v[i].tensor].lp;
+
+		lp->rate = v[i].rate;
+		switch (o->method) {
+		case UDFS_ENC_ULTRADELTA:
+			lp->gain = (float)(gamma / (1.0 - s));
+			break;
+		case UDFS_ENC_DARE:
+			lp->gain = (float)(1.0 / (1.0 - s));
+			break;
+		default:
+			lp->gain = 1.0f;
+		}
+	}
+}
+
+int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
+			      uint64_t nelems, const void *cur,
+			      const void *base, struct lossy_tensor **out)
+{
+	const udfs_lossy_params *lp = &p->lp;
+	struct lossy_tensor *lt = udfs_xcalloc(1, sizeof(*lt));
+	int64_t kept = 0;
+	float lo, step;
+	float *d = NULL;
+	int err = 0;
+
+	if (p->enc == UDFS_ENC_ADAPTIVE) {
+		err = udfs_mix_tensor_prepare(p, dtype, nelems, cur, base,
+					      &lt->mix);
+		goto out;
+	}
+	d = delta_of(dtype, nelems, cur, base);
+
+	lt->n = nelems;
+	lt->keep = malloc(nelems + 1);
+	if (!d || !lt->keep) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (lp->values == UDFS_VAL_CODES) {
+		lt->codes = malloc(nelems + 1);
+		if (!lt->codes) {
+			err = -ENOMEM;
+			goto out;
+		}
+		if (udfs_ud_quantize(d, nelems, lp->bits, lt->codes, &lo,
+				     &step) != 0 ||
+		    lo != lp->lo || step != lp->step) {
+			err = udfs_error(
+			    -EIO, "tensor changed while being compressed");
+			goto out;
+		}
+	} else if (lp->values == UDFS_VAL_SIGN) {
+		lt->codes = malloc(nelems + 1);
+		if (!lt->codes) {
+			err = -ENOMEM;
+			goto out;
+		}
+		for (uint64_t i = 0; i < nelems; i++)
+			lt->codes[i] = d[i] < 0;
+	}
+	if (lp->mask == UDFS_MASK_NONE) {
+		memset(lt->keep, 1, nelems);
+		kept = (int64_t)nelems;
+	} else if (p->enc == UDFS_ENC_MAGNITUDE) {
+		kept = udfs_ud_prune_magnitude(d, nelems, lp->rate, lt->keep);
+	} else if (lp->mask == UDFS_MASK_SEEDED || p->enc == UDFS_ENC_DARE) {
+		/* dare with an explicit mask draws the same Bernoulli mask and
+		 * stores its positions. */
+		kept =
+		    udfs_ud_prune_seeded(nelems, lp->rate, lp->seed, lt->keep);
+	} else {
+		kept = udfs_ud_prune_groupwise(lt->codes, nelems, lp->bits,
+					       lp->rate, lp->seed, lt->keep);
+	}
+	if (kept < 0) {
+		err = (int)kept;
+		goto out;
+	}
+	lt->kept = (uint64_t)kept;
+	if (lp->values == UDFS_VAL_NATIVE) {
+		lt->delta = d;
+		d = NULL;
+	}
+out:
+	free(d);
+	if (err) {
+		udfs_lossy_tensor_free(lt);
+		return err;
+	}
+	*out = lt;
+	return 0;
+}
+
+int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
+			    const struct tensor_plan *p, int dtype,
+			    uint64_t first, uint32_t n, void **out,
+			    size_t *out_len)
+{
+	unsigned es = udfs_dtype_size(dtype);
+	uint32_t *kept, k = 0;
+	unsigned char *vals;
+	int err;
+
+	if (lt->mix)
+		return udfs_mix_tensor_chunk(lt->mix, p, dtype, first, n, out,
+					     out_len);
+	kept = malloc((size_t)n * sizeof(uint32_t) + 1);
+	vals = malloc((size_t)n * (es > 1 ? es : 1) + 1);
+	if (!kept || !vals) {
+		free(kept);
+		free(vals);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t e = first + i;
+
+		if (!lt->keep[e])
+			continue;
+		if (p->lp.values == UDFS_VAL_NATIVE)
+			udfs_dtype_store_f32(dtype, vals, k, lt->delta[e]);
+		else
+			vals[k] = lt->codes[e];
+		kept[k++] = i;
+	}
+	err = udfs_lossy_encode_chunk(&p->lp, dtype, first, n, kept, k, vals,
+				      out, out_len);
+	free(kept);
+	free(vals);
+	return err;
+}
+
+void udfs_lossy_tensor_free(struct lossy_tensor *lt)
+{
+	if (!lt)
+		return;
+	udfs_mix_tensor_free(lt->mix);
+	free(lt->keep);
+	free(lt->codes);
+	free(lt->delta);
+	free(lt);
+}
+
+uint64_t udfs_lossy_tensor_kept(const struct lossy_tensor *lt)
+{
+	if (lt->mix)
+		return udfs_mix_tensor_kept(lt->mix);
+	return lt->kept;
+}
+
+/* Sum of nuclear norms of the pruned, rescaled deltas of one model's
+ * selected tensors (the trace-norm rescale, ARCHITECTURE.md). */
+static int trace_norm(struct add_group *g, struct add_model *am,
+		      const struct sel *v, size_t n, double *out)
+{
+	double sum = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < n && !err; i++) {
+		const udfs_source_file *sf = &am->src->files[v[i].file];
+		const udfs_st_tensor *st = &sf->st->tensors[v[i].tensor];
+		const struct tensor_plan *p = &am->plan[v[i].file][v[i].tensor];
+		struct lossy_tensor *lt = NULL;
+		uint64_t rows = st->shape[0], cols = st->nelems / rows;
+		float *m;
+		double nn = 0;
+
+		if (udfs_interrupted)
+			return udfs_error(-EINTR, "interrupted");
+		udfs_add_progress_phase(g, am->name, "trace norm", i, n,
+					"tensors");
+		err = udfs_lossy_tensor_prepare(
+		    p, st->dtype, st->nelems, src_bytes(sf, st),
+		    udfs_add_base_bytes(g, p->base), &lt);
+		if (err)
+			break;
+		m = malloc(st->nelems * sizeof(float) + 1);
+		if (!m) {
+			udfs_lossy_tensor_free(lt);
+			return -ENOMEM;
+		}
+		for (uint64_t k = 0; k < st->nelems; k++) {
+			float val = 0;
+
+			if (lt->keep[k]) {
+				if (p->lp.values == UDFS_VAL_CODES)
+					val = p->lp.lo +
+					      (float)lt->codes[k] * p->lp.step;
+				else if (p->lp.values == UDFS_VAL_SIGN)
+					val = lt->codes[k] ? -p->lp.step
+							   : p->lp.step;
+				else
+					val = lt->delta[k];
+			}
+			m[k] = p->lp.gain * val;
+		}
+		err = udfs_nuclear_norm(m, (size_t)rows, (size_t)cols, &nn);
+		sum += nn;
+		free(m);
+		udfs_lossy_tensor_free(lt);
+	}
+	*out = sum;
+	return err;
+}
+
+struct size_job {
+	struct add_group *g;
+	struct add_model *am;
+	const struct sel *v;
+	uint64_t *bytes; /* per selected tensor */
+};
+
+static int size_one(void *ctx, size_t i)
+{
+	struct size_job *j = ctx;
+	const struct sel *s = &j->v[i];
+	const udfs_source_file *sf = &j->am->src->files[s->file];
+	const udfs_st_tensor *st = &sf->st->tensors[s->tensor];
+	const struct tensor_plan *p = &j->am->plan[s->file][s->tensor];
+	unsigned es = udfs_dtype_size(st->dtype);
+	struct lossy_tensor *lt = NULL;
+	int err;
+
+	err = udfs_lossy_tensor_prepare(
+	    p, st->dtype, st->nelems, src_bytes(sf, st),
+	    udfs_add_base_bytes(j->g, p->base), &lt);
+	j->bytes[i] = 0;
+	for (uint64_t off = 0; !err && off < st->nelems * es;
+	     off += UDFS_CHUNK_BYTES) {
+		uint64_t len =
+		    UDFS_MIN((uint64_t)UDFS_CHUNK_BYTES, st->nelems * es - off);
+		void *out = NULL;
+		size_t out_len = 0;
+
+		err = udfs_lossy_tensor_chunk(lt, p, st->dtype, off / es,
+					      (uint32_t)(len / es), &out,
+					      &out_len);
+		free(out);
+		j->bytes[i] += out_len + UDFS_CHUNK_REF_BYTES;
+	}
+	udfs_lossy_tensor_free(lt);
+	return err;
+}
+
+/* Ratio of the lossy tensors of am by real encoded bytes at sparsity s. */
+static int measure_ratio(struct add_group *g, struct add_model *am,
+			 struct sel *v, size_t n, double s, double *ratio)
+{
+	uint64_t *bytes = udfs_xcalloc(n + 1, sizeof(uint64_t));
+	struct size_job j = {.g = g, .am = am, .v = v, .bytes = bytes};
+	uint64_t src = 0, dst = 0;
+	int err;
+
+	allocate(g->o, v, n, s);
+	apply_rates(am, v, n, s, g->o, 1.0);
+	err = udfs_parallel_for(g->o->jobs, n, size_one, &j);
+	for (size_t i = 0; i < n; i++) {
+		const udfs_source_file *sf = &am->src->files[v[i].file];
+		const udfs_st_tensor *st = &sf->st->tensors[v[i].tensor];
+
+		src += st->end - st->begin;
+		dst += bytes[i] + UDFS_LOSSY_PARAM_BYTES;
+	}
+	free(bytes);
+	*ratio = dst ? (double)src / (double)dst : 0;
+	return err;
+}
+
+/* --ratio R: bisection on log(1 - s), by real bytes of the first model. */
+static int search_sparsity(struct add_group *g, struct sel **v, size_t *n,
+			   double *s_out)
+{
+	const udfs_add_opts *o = g->o;
+	double lo = 0.0, hi = 0.995, r;
+	int err;
+
+	err = measure_ratio(g, &g->models[0], v[0], n[0], hi, &r);
+	if (err)
+		return err;
+	if (r < o->ratio)
+		return udfs_error(
+		    -ERANGE,
+		    "--ratio %g is out of reach: the lossy tensors reach %.1fx at s = %.3f",
+		    o->ratio, r, hi);
+	for (int it = 0; it < 14; it++) {
+		double mid = 1.0 - sqrt((1.0 - lo) * (1.0 - hi));
+
+		udfs_add_progress_phase(g, g->models[0].name, "--ratio search",
+					(uint64_t)it, 14, "steps");
+		err = measure_ratio(g, &g->models[0], v[0], n[0], mid, &r);
+		if (err)
+			return err;
+		if (r >= o->ratio)
+			hi = mid;
+		else
+			lo = mid;
+	}
+	*s_out = hi;
+	return 0;
+}
+
+int udfs_lossy_plan_group(struct add_group *g)
+{
+	const udfs_add_opts *o = g->o;
+	struct sel **v = udfs_xcalloc(g->n, sizeof(*v));
+	size_t *n = udfs_xcalloc(g->n, sizeof(*n));
+	double *T = udfs_xcalloc(g->n, sizeof(double));
+	double s = o->sparsity, tmin = INFINITY;
+	int err = 0;
+
+	for (size_t i = 0; i < g->n && !err; i++) {
+		double t0 = udfs_now();
+
+		udfs_add_progress_phase(g, g->models[i].name,
+					"choosing lossy tensors", i, g->n,
+					"models");
+		err = select_tensors(g, &g->models[i], &v[i], &n[i]);
+		g->models[i].seconds += udfs_now() - t0;
+	}
+	if (!err && o->ratio > 0 && n[0]) {
+		double t0 = udfs_now();
+
+		/* The search measures the first model's bytes. */
+		err = search_sparsity(g, v, n, &s);
+		g->models[0].seconds += udfs_now() - t0;
+	}
+	for (size_t i = 0; i < g->n && !err; i++) {
+		allocate(o, v[i], n[i], s);
+		apply_rates(&g->models[i], v[i], n[i], s, o, 1.0);
+		for (size_t k = 0; k < n[i]; k++)
+			g->models[i].lossy_elems += v[i][k].nelems;
+	}
+	/* The trace-norm factor only matters across several models. */
+	if (o->method == UDFS_ENC_ULTRADELTA && g->n > 1) {
+		for (size_t i = 0; i < g->n && !err; i++) {
+			double t0 = udfs_now();
+
+			err = trace_norm(g, &g->models[i], v[i], n[i], &T[i]);
+			g->models[i].seconds += udfs_now() - t0;
+			if (!err && T[i] > 0 && T[i] < tmin)
+				tmin = T[i];
+		}
+		for (size_t i = 0; i < g->n && !err; i++)
+			apply_rates(&g->models[i], v[i], n[i], s, o,
+				    T[i] > 0 && isfinite(tmin) ? tmin / T[i]
+							       : 1.0);
+	}
+	for (size_t i = 0; i < g->n; i++) {
+		g->models[i].target_sparsity = s;
+		free(v[i]);
+	}
+	free(v);
+	free(n);
+	free(T);
+	return err;
+}

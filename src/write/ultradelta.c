@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The UltraDelta algorithm (ARCHITECTURE.md, "Lossy planning") as pure
+ * functions over arrays:
+ * per-tensor min-max quantization, the variance-based mixed sparsity
+ * allocation, group-wise (stratified) random pruning, the seeded and
+ * magnitude masks of the baselines, and the paper's ratio accounting.
+ *
+ * The semantics follow shared/eval/ud_ref.py: quantization in double with
+ * round half to even, allocation with the same thresholds, and Python's
+ * round() (half to even) wherever the reference rounds a count. Nothing
+ * here depends on the FPU rounding mode: the half-even roundings are done
+ * explicitly. udfs_compress calls these once per tensor on whole tensors,
+ * so memory is O(n) bytes at most (the keep mask) plus O(2^b) counters.
+ */
+#include "write/ultradelta.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/lossy.h"
+#include "common/prng.h"
+#include "common/util.h"
+
+/* The highest rate any tensor is given: pruning everything would leave a
+ * tensor with no delta at all, and the reference never goes above 0.99 for
+ * the high group; low = s + step is not clamped there, so we clamp every
+ * rate to this for safety. */
+#define MAX_RATE 0.999
+
+/* Round half to even for non-negative x below 2^63, independent of the
+ * current rounding mode (numpy.rint and Python's round()). */
+static double round_half_even(double x)
+{
+	double f = floor(x);
+	double frac = x - f;
+
+	if (frac > 0.5 || (frac == 0.5 && fmod(f, 2.0) != 0.0))
+		f += 1.0;
+	return f;
+}
+
+int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
+		     uint8_t *codes, float *lo, float *step)
+{
+	double mn = INFINITY, mx = -INFINITY, range, levels;
+	int64_t top;
+
+	if (bits < 1 || bits > 8)
+		return udfs_error(-EINVAL, "quantize: %u bits (1..8)", bits);
+	for (size_t i = 0; i < n; i++) {
+		double d = delta[i];
+
+		if (!isfinite(d))
+			return udfs_error(-EDOM, "quantize: delta %zu is %s", i,
+					  isnan(d) ? "NaN" : "infinite");
+		if (d < mn)
+			mn = d;
+		if (d > mx)
+			mx = d;
+	}
+	if (n == 0 || mx == mn)
+		return 1;
+
+	levels = (double)((1u << bits) - 1);
+	range = mx - mn;
+	/* F32 deltas spanning nearly twice FLT_MAX: the step would be an
+	 * infinity and lo + 0 * step a NaN. Such a tensor stays exact. */
+	if (!isfinite((float)(range / levels)))
+		return udfs_error(-EDOM, "quantize: range %g too wide", range);
+	top = (int64_t)levels;
+	for (size_t i = 0; i < n; i++) {
+		/* x is in [0, levels]: round half to even through an integer
+		 * cast, which is exact here and avoids libm calls in the
+		 * hottest loop of lossy compression. */
+		double x = ((double)delta[i] - mn) / range * levels;
+		int64_t c = (int64_t)x; /* x >= 0: truncation is floor */
+		double frac = x - (double)c;
+
+		/* Branch-free: the comparisons are data-dependent coin flips.
+		 */
+		c += (frac > 0.5) | ((frac == 0.5) & (int)(c & 1));
+		c = c > top ? top : c;
+		codes[i] = (uint8_t)c;
+	}
+	*lo = (float)mn;
+	*step = (float)(range / levels);
+	return 0;
+}
+
+double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
+			float step)
+{
+	uint64_t hist[256] = {0};
+	double mean = 0.0, var = 0.0;
+
+	(void)bits; /* codes above 2^bits - 1 would simply count as well */
+	if (n == 0)
+		return 0.0;
+	for (size_t i = 0; i < n; i++)
+		hist[codes[i]]++;
+	for (int c = 0; c < 256; c++)
+		mean += (double)hist[c] * ((double)lo + c * (double)step);
+	mean /= (double)n;
+	for (int c = 0; c < 256; c++) {
+		double q = (double)lo + c * (double)step - mean;
+
+		var += (double)hist[c] * q * q;
+	}
+	return sqrt(var / (double)n);
+}
+
+/* Order by sigma; the index tie-break makes the sort stable. */
+static int cmp_sigma(const void *a, const void *b, void *arg)
+{
+	const double *sigma = arg;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+
+	if (sigma[i] < sigma[j])
+		return -1;
+	if (sigma[i] > sigma[j])
+		return 1;
+	return (i > j) - (i < j);
+}
+
+static double clamp_rate(double r, double hi)
+{
+	if (!(r > 0.0))
+		return 0.0;
+	return r > hi ? hi : r;
+}
+
+void udfs_ud_allocate(size_t m, const double *sigma, const uint64_t *nelems,
+		      double s, double step, double *rates, int *group)
+{
+	size_t *order;
+	uint64_t total = 0, acc = 0, n_grp[3] = {0, 0, 0};
+	double s_low = s + step, s_mid = s, s_high;
+	int g;
+
+	if (m == 0)
+		return;
+	order = udfs_xmalloc(m * sizeof(*order));
+	for (size_t i = 0; i < m; i++) {
+		order[i] = i;
+		total += nelems[i];
+	}
+	qsort_r(order, m, sizeof(*order), cmp_sigma, (void *)sigma);
+
+	for (size_t k = 0; k < m; k++) {
+		size_t i = order[k];
+
+		acc += nelems[i];
+		if ((double)acc <= (double)total / 3.0)
+			g = 0;
+		else if ((double)acc <= 2.0 * (double)total / 3.0)
+			g = 1;
+		else
+			g = 2;
+		n_grp[g] += nelems[i];
+		/* rates[] doubles as the group store until the end */
+		rates[i] = g;
+	}
+	if (n_grp[2])
+		s_high =
+		    clamp_rate((s * (double)total - s_mid * (double)n_grp[1] -
+				s_low * (double)n_grp[0]) /
+				   (double)n_grp[2],
+			       0.99);
+	else
+		s_high = s;
+
+	for (size_t i = 0; i < m; i++) {
+		g = (int)rates[i];
+		if (group)
+			group[i] = g;
+		rates[i] = clamp_rate(g == 0   ? s_low
+				      : g == 1 ? s_mid
+					       : s_high,
+				      MAX_RATE);
+	}
+	free(order);
+}
+
+/* Uniform integer in [0, bound), bound > 0, without modulo bias (Lemire). */
+static inline uint64_t rng_below(udfs_rng *r, uint64_t bound)
+{
+	unsigned __int128 m = (unsigned __int128)udfs_rng_next(r) * bound;
+	uint64_t l = (uint64_t)m;
+
+	if (l < bound) {
+		uint64_t t = -bound % bound;
+
+		while (l < t) {
+			m = (unsigned __int128)udfs_rng_next(r) * bound;
+			l = (uint64_t)m;
+		}
+	}
+	return (uint64_t)(m >> 64);
+}
+
+/*
+ * Selection sampling (Knuth's Algorithm S) per group instead of a shuffle
+ * of index lists: walking the tensor once, an element of group c is dropped
+ * with probability (drops left in c) / (elements left in c). Every subset
+ * of exactly round(n_c * r) elements is equally likely, as with a partial
+ * Fisher-Yates, but the memory is O(2^b) counters instead of O(n) indices.
+ */
+int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
+				double r, uint64_t seed, uint8_t *keep)
+{
+	uint64_t left[256] = {0}, drop[256];
+	udfs_rng g;
+	int64_t kept = 0;
+
+	(void)bits;
+	r = clamp_rate(r, 1.0);
+	for (size_t i = 0; i < n; i++)
+		left[codes[i]]++;
+	for (int c = 0; c < 256; c++)
+		drop[c] = (uint64_t)round_half_even((double)left[c] * r);
+	udfs_rng_seed(&g, seed);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = codes[i];
+		bool k;
+
+		if (drop[c] == 0)
+			k = true;
+		else if (drop[c] == left[c])
+			k = false;
+		else
+			k = rng_below(&g, left[c]) >= drop[c];
+		if (!k)
+			drop[c]--;
+		left[c]--;
+		keep[i] = k;
+		kept += k;
+	}
+	return kept;
+}
+
+int64_t udfs_ud_prune_seeded(size_t n, double r, uint64_t key, uint8_t *keep)
+{
+	uint64_t thr = udfs_seeded_threshold(r);
+	int64_t kept = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		keep[i] = udfs_seeded_keep(key, i, thr);
+		kept += keep[i];
+	}
+	return kept;
+}
+
+/* |d| as an integer with the same order as the magnitude (NaN above Inf). */
+static inline uint32_t abs_bits(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, 4);
+	return u & 0x7fffffffu;
+}
+
+/*
+ * Top k by |d| through a two-pass radix select on the bits of |d| (high
+ * then low 16 bits): O(n) time, 1 MiB of counters. Elements equal to the
+ * threshold are kept in index order, so ties go to the lower index.
+ */
+int64_t udfs_ud_prune_magnitude(const float *delta, size_t n, double s,
+				uint8_t *keep)
+{
+	uint64_t *hist, k, acc = 0, need;
+	uint32_t hi = 0, thr = 0;
+	int b;
+
+	s = clamp_rate(s, 1.0);
+	k = (uint64_t)n - (uint64_t)round_half_even((double)n * s);
+	if (k == 0 || k >= n) {
+		memset(keep, k ? 1 : 0, n);
+		return (int64_t)(k ? n : 0);
+	}
+	hist = udfs_xcalloc(65536, sizeof(*hist));
+	for (size_t i = 0; i < n; i++)
+		hist[abs_bits(delta[i]) >> 16]++;
+	for (b = 65535; b >= 0; b--) {
+		if (acc + hist[b] >= k)
+			break;
+		acc += hist[b];
+	}
+	hi = (uint32_t)b;
+	need = k - acc; /* to take from bucket hi, largest first */
+	memset(hist, 0, 65536 * sizeof(*hist));
+	for (size_t i = 0; i < n; i++) {
+		uint32_t a = abs_bits(delta[i]);
+
+		if (a >> 16 == hi)
+			hist[a & 0xffff]++;
+	}
+	acc = 0;
+	for (b = 65535; b >= 0; b--) {
+		if (acc + hist[b] >= need)
+			break;
+		acc += hist[b];
+	}
+	thr = hi << 16 | (uint32_t)b;
+	need -= acc; /* elements equal to thr to keep, lowest index first */
+	for (size_t i = 0; i < n; i++) {
+		uint32_t a = abs_bits(delta[i]);
+
+		if (a > thr) {
+			keep[i] = 1;
+		} else if (a == thr && need) {
+			keep[i] = 1;
+			need--;
+		} else {
+			keep[i] = 0;
+		}
+	}
+	free(hist);
+	return (int64_t)k;
+}
+
+/* Expected Golomb-Rice bits per kept element for Bernoulli(1 - s) gaps,
+ * as golomb_bits() in ud_ref.py: m from the optimal Golomb parameter,
+ * rounded down to a power of two for Rice. */
+static double golomb_bits(double s)
+{
+	double p = 1.0 - s, m = 1.0, q;
+	int k;
+
+	if (p < 1.0) {
+		m = round_half_even(-log(2.0) / log(1.0 - p));
+		if (m < 1.0)
+			m = 1.0;
+	}
+	k = (int)floor(log2(m));
+	if (k < 0)
+		k = 0;
+	q = pow(1.0 - p, (double)(1ull << k));
+	return 1.0 / (1.0 - q) + k;
+}
+
+double udfs_ud_paper_ratio(double s, unsigned bits, int explicit_mask)
+{
+	double g;
+
+	if (s >= 1.0)
+		return INFINITY;
+	g = explicit_mask ? golomb_bits(s) : 0.0;
+	return 16.0 / ((1.0 - s) * (bits + g));
+}

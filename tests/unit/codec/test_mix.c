@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests of the composite chunks of the adaptive method
+ * (src/codec/mix.c): round trips of a low-rank part plus a version 1
+ * residual for every dtype, chunks that start and end inside a row,
+ * compared bit for bit with the reconstruction computed directly;
+ * determinism of the bytes; rejection of every truncation and of damaged
+ * headers with -EIO; bad encoder input; and the size of the low-rank part
+ * against its code count.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "codec/mix.h"
+#include "common/dtype.h"
+#include "common/util.h"
+
+static uint64_t rs = 0x2545f4914f6cdd1dULL;
+
+static uint64_t xr(void)
+{
+	rs ^= rs << 13;
+	rs ^= rs >> 7;
+	rs ^= rs << 17;
+	return rs;
+}
+
+static double unif(void) { return (double)(xr() >> 11) / 9007199254740992.0; }
+
+/* One composite chunk under test: a rank-k part over the rows the chunk
+ * touches, and a residual of b-bit codes on an explicit mask. */
+struct mix {
+	int dtype;
+	uint64_t cols, first, rows;
+	uint32_t n, k, bits, n_kept;
+	uint8_t *uc, *vc;
+	float us[8], vs[8];
+	udfs_lossy_params p;
+	uint32_t *kept;
+	uint8_t *codes;
+	uint8_t *base, *want;
+};
+
+static void mix_init(struct mix *m, int dtype, uint64_t cols, uint64_t first,
+		     uint32_t n, uint32_t k, uint32_t bits)
+{
+	unsigned es = udfs_dtype_size(dtype);
+	uint32_t top = (1u << bits) - 2; /* 2m: the highest code written */
+	float *uf, *vf, *acc;
+
+	*m = (struct mix){.dtype = dtype,
+			  .cols = cols,
+			  .first = first,
+			  .n = n,
+			  .k = k,
+			  .bits = bits};
+	m->rows = udfs_lowrank_rows(cols, first, n);
+	m->uc = malloc(m->rows * k + 1);
+	m->vc = malloc(cols * k + 1);
+	for (uint64_t i = 0; i < m->rows * k; i++)
+		m->uc[i] = (uint8_t)(xr() % (top + 1));
+	for (uint64_t i = 0; i < cols * k; i++)
+		m->vc[i] = (uint8_t)(xr() % (top + 1));
+	for (uint32_t c = 0; c < k; c++) {
+		m->us[c] = (float)(0.01 * (unif() + 0.1));
+		m->vs[c] = (float)(0.01 * (unif() + 0.1));
+	}
+	m->p = (udfs_lossy_params){.mask = UDFS_MASK_EXPLICIT,
+				   .values = UDFS_VAL_CODES,
+				   .bits = 3,
+				   .lo = -0.003f,
+				   .step = 0.001f,
+				   .gain = 1.0f,
+				   .rate = 0.8};
+	m->kept = malloc(((size_t)n + 1) * sizeof(uint32_t));
+	m->codes = malloc((size_t)n + 1);
+	for (uint32_t i = 0; i < n; i++)
+		if (unif() < 0.2) {
+			m->codes[m->n_kept] = (uint8_t)(xr() % 8);
+			m->kept[m->n_kept++] = i;
+		}
+	m->base = malloc((size_t)n * es);
+	m->want = malloc((size_t)n * es);
+	for (uint32_t i = 0; i < n; i++)
+		udfs_dtype_store_f32(dtype, m->base, i,
+				     (float)(unif() - 0.5) * 0.1f);
+	/* The reference: low-rank, then residual, one rounding. */
+	uf = malloc(m->rows * k * sizeof(float) + 4);
+	vf = malloc(cols * k * sizeof(float) + 4);
+	acc = calloc(n, sizeof(float));
+	udfs_lowrank_dequant(m->uc, m->rows, k, bits, m->us, uf);
+	udfs_lowrank_dequant(m->vc, cols, k, bits, m->vs, vf);
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t e = first + i, r = e / cols - first / cols;
+		float s = 0;
+
+		for (uint32_t c = 0; c < k; c++)
+			s += uf[r * k + c] * vf[(e % cols) * k + c];
+		acc[i] = s;
+	}
+	for (uint32_t j = 0; j < m->n_kept; j++)
+		acc[m->kept[j]] +=
+		    m->p.gain * (m->p.lo + (float)m->codes[j] * m->p.step);
+	for (uint32_t i = 0; i < n; i++) {
+		float b = udfs_dtype_load_f32(dtype, m->base, i);
+
+		udfs_dtype_store_f32(dtype, m->want, i, b + acc[i]);
+	}
+	free(uf);
+	free(vf);
+	free(acc);
+}
+
+static void mix_free(struct mix *m)
+{
+	free(m->uc);
+	free(m->vc);
+	free(m->kept);
+	free(m->codes);
+	free(m->base);
+	free(m->want);
+}
+
+static int mix_encode(const struct mix *m, void **out, size_t *len)
+{
+	udfs_lowrank lr = {.k = m->k,
+			   .bits = m->bits,
+			   .cols = m->cols,
+			   .u_codes = m->uc,
+			   .v_codes = m->vc,
+			   .u_scale = m->us,
+			   .v_scale = m->vs};
+	void *res = NULL;
+	size_t res_len = 0;
+	int err;
+
+	err = udfs_lossy_encode_chunk(&m->p, m->dtype, m->first, m->n, m->kept,
+				      m->n_kept, m->codes, &res, &res_len);
+	if (err)
+		return err;
+	err =
+	    udfs_mix_encode_chunk(&lr, m->first, m->n, res, res_len, out, len);
+	free(res);
+	return err;
+}
+
+static int mix_decode(const struct mix *m, const void *in, size_t len,
+		      void *out)
+{
+	int err = udfs_lossy_decode_chunk(&m->p, m->dtype, m->first, m->n, in,
+					  len, m->base, out);
+
+	if (err)
+		udfs_error_clear();
+	return err;
+}
+
+static void test_roundtrip(int dtype, uint64_t cols, uint64_t first, uint32_t n,
+			   uint32_t k, uint32_t bits)
+{
+	struct mix m;
+	void *enc = NULL, *enc2 = NULL;
+	size_t len = 0, len2 = 0;
+	unsigned es = udfs_dtype_size(dtype);
+	uint8_t *out;
+
+	mix_init(&m, dtype, cols, first, n, k, bits);
+	out = malloc((size_t)n * es);
+	CHECK_EQ_INT(mix_encode(&m, &enc, &len), 0);
+	CHECK_EQ_INT(mix_encode(&m, &enc2, &len2), 0);
+	/* Same input, same bytes. */
+	CHECK(len == len2 && memcmp(enc, enc2, len) == 0);
+	CHECK_EQ_INT(mix_decode(&m, enc, len, out), 0);
+	CHECK(memcmp(out, m.want, (size_t)n * es) == 0);
+	/* The codes section holds (rows + cols) * k codes of b bits at most
+	 * (raw), plus the header: 1 + 2 + 5 + 8k + 1 + 5 bytes. */
+	{
+		void *lo = NULL;
+		size_t lo_len = 0;
+		udfs_lowrank lr = {.k = k,
+				   .bits = bits,
+				   .cols = cols,
+				   .u_codes = m.uc,
+				   .v_codes = m.vc,
+				   .u_scale = m.us,
+				   .v_scale = m.vs};
+
+		CHECK_EQ_INT(
+		    udfs_mix_encode_chunk(&lr, first, n, NULL, 0, &lo, &lo_len),
+		    0);
+		CHECK(lo_len <= 14 + 8 * (size_t)k +
+				    ((m.rows + cols) * k * bits + 7) / 8);
+		free(lo);
+	}
+	free(enc);
+	free(enc2);
+	free(out);
+	mix_free(&m);
+}
+
+/* Every truncation is -EIO, so are damaged header fields; decoding a
+ * damaged chunk never writes past out (ASan) and never returns other
+ * than 0 or -EIO. */
+static void test_damaged(void)
+{
+	struct mix m;
+	void *enc = NULL;
+	size_t len = 0;
+	uint8_t *out, *bad;
+
+	mix_init(&m, UDFS_DT_BF16, 48, 30, 300, 3, 6);
+	out = malloc(300 * 2);
+	CHECK_EQ_INT(mix_encode(&m, &enc, &len), 0);
+	bad = malloc(len + 8);
+	for (size_t l = 0; l < len; l++) {
+		memcpy(bad, enc, l);
+		CHECK_EQ_INT(mix_decode(&m, bad, l, out), -EIO);
+	}
+	/* a byte appended */
+	memcpy(bad, enc, len);
+	bad[len] = 0x55;
+	CHECK_EQ_INT(mix_decode(&m, bad, len + 1, out), -EIO);
+	/* reserved format bits, rank 0, 9 factor bits, no columns */
+	memcpy(bad, enc, len);
+	bad[0] |= 0x04;
+	CHECK_EQ_INT(mix_decode(&m, bad, len, out), -EIO);
+	memcpy(bad, enc, len);
+	bad[1] = 0;
+	CHECK_EQ_INT(mix_decode(&m, bad, len, out), -EIO);
+	memcpy(bad, enc, len);
+	bad[2] = 9;
+	CHECK_EQ_INT(mix_decode(&m, bad, len, out), -EIO);
+	memcpy(bad, enc, len);
+	bad[3] = 0;
+	CHECK_EQ_INT(mix_decode(&m, bad, len, out), -EIO);
+	/* a scale that is not finite */
+	memcpy(bad, enc, len);
+	memset(bad + 4, 0xff, 4);
+	CHECK_EQ_INT(mix_decode(&m, bad, len, out), -EIO);
+	/* every single-byte change decodes or fails cleanly */
+	for (size_t i = 0; i < len; i++) {
+		int r;
+
+		memcpy(bad, enc, len);
+		bad[i] ^= (uint8_t)(1u << (i % 8));
+		r = mix_decode(&m, bad, len, out);
+		CHECK(r == 0 || r == -EIO);
+	}
+	free(bad);
+	free(enc);
+	free(out);
+	mix_free(&m);
+}
+
+static void test_bad_encode(void)
+{
+	uint8_t codes[64] = {0};
+	float sc[2] = {1, 1};
+	udfs_lowrank lr = {.k = 2,
+			   .bits = 4,
+			   .cols = 8,
+			   .u_codes = codes,
+			   .v_codes = codes,
+			   .u_scale = sc,
+			   .v_scale = sc};
+	void *out = NULL;
+	size_t len = 0;
+	uint8_t v1 = 0x40;
+
+	/* (rows + cols) * k codes must fit in the chunk's n elements */
+	CHECK_EQ_INT(udfs_mix_encode_chunk(&lr, 0, 16, NULL, 0, &out, &len),
+		     -EINVAL);
+	udfs_error_clear();
+	lr.bits = 1;
+	CHECK_EQ_INT(udfs_mix_encode_chunk(&lr, 0, 64, NULL, 0, &out, &len),
+		     -EINVAL);
+	udfs_error_clear();
+	/* a residual that is not a version 1 chunk */
+	v1 = 0x80;
+	CHECK_EQ_INT(udfs_mix_encode_chunk(NULL, 0, 64, &v1, 1, &out, &len),
+		     -EINVAL);
+	udfs_error_clear();
+	/* neither part: every element keeps its base bits */
+	CHECK_EQ_INT(udfs_mix_encode_chunk(NULL, 0, 64, NULL, 0, &out, &len),
+		     0);
+	CHECK_EQ_INT(len, 1);
+	{
+		udfs_lossy_params p = {.values = UDFS_VAL_SIGN, .gain = 1};
+		uint16_t base[64], rec[64];
+
+		for (int i = 0; i < 64; i++)
+			base[i] = (uint16_t)(0x8000u | (unsigned)i);
+		CHECK_EQ_INT(udfs_lossy_decode_chunk(&p, UDFS_DT_BF16, 0, 64,
+						     out, len, base, rec),
+			     0);
+		CHECK(memcmp(base, rec, sizeof(base)) == 0);
+	}
+	free(out);
+}
+
+int main(void)
+{
+	static const int dts[] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
+
+	for (int d = 0; d < 3; d++) {
+		test_roundtrip(dts[d], 64, 0, 64 * 40, 4, 4);
+		/* starts and ends inside a row */
+		test_roundtrip(dts[d], 50, 37, 1000, 3, 8);
+		test_roundtrip(dts[d], 7, 3, 200, 1, 2);
+	}
+	test_damaged();
+	test_bad_encode();
+	CHECK_DONE();
+}

@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests for the lossless plane codec and its zstd helpers: round trips
+ * for every element size with and without a base, from empty to 1 MiB;
+ * the choice between XOR and integer difference (difference must win when
+ * values step across a power of two, XOR for ordinary small deltas); the
+ * near-empty chunk of an unchanged tensor; and malformed chunks of every
+ * kind, which must be -EIO without a write past the output (decoded into
+ * exact-size heap buffers, so AddressSanitizer sees any overrun).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "codec/plane.h"
+#include "common/prng.h"
+#include "common/util.h"
+
+enum { MODE_XOR = 0, MODE_SUB = 1, MODE_NONE = 2 };
+
+static uint64_t rng = 1;
+
+static uint32_t rnd(void) { return (uint32_t)(udfs_splitmix64(&rng) >> 16); }
+
+static uint32_t f2u(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+/* A base of n bytes of "weights" and cur = base plus a small signed
+ * integer step on each element (little-endian, es bytes). */
+static void make_pair(unsigned char *base, unsigned char *cur, size_t n,
+		      unsigned es)
+{
+	for (size_t i = 0; i < n; i += es) {
+		uint64_t b = 0, d;
+
+		for (unsigned k = 0; k < es; k++)
+			b |= (uint64_t)(rnd() & 0xff) << (8 * k);
+		if (es >= 2) /* keep the top byte typical of small floats */
+			b = (b & ~(0xffull << (8 * (es - 1)))) |
+			    (uint64_t)(0x3c + (rnd() & 1)) << (8 * (es - 1));
+		d = b + (uint64_t)(int64_t)((int)(rnd() % 17) - 8);
+		for (unsigned k = 0; k < es; k++) {
+			base[i + k] = (unsigned char)(b >> (8 * k));
+			cur[i + k] = (unsigned char)(d >> (8 * k));
+		}
+	}
+}
+
+/* Encode, check the mode byte (-1: any), decode into an exact-size buffer
+ * and compare. Returns the encoded length. */
+static size_t round_trip(const unsigned char *cur, const unsigned char *base,
+			 size_t n, unsigned es, int want_mode)
+{
+	void *enc = NULL;
+	size_t len = 0;
+	unsigned char *out = malloc(n ? n : 1);
+	int err;
+
+	err = udfs_plane_encode(cur, base, n, es, UDFS_ZSTD_LEVEL, &enc, &len);
+	CHECK_EQ_INT(err, 0);
+	if (err) {
+		free(out);
+		return 0;
+	}
+	CHECK(len >= 2 + 5 * (size_t)es);
+	CHECK_EQ_INT(((unsigned char *)enc)[1], es);
+	if (want_mode >= 0)
+		CHECK_EQ_INT(((unsigned char *)enc)[0], want_mode);
+	CHECK_EQ_INT(((unsigned char *)enc)[0] == MODE_NONE, base == NULL);
+	memset(out, 0xee, n);
+	CHECK_EQ_INT(udfs_plane_decode(enc, len, base, n, es, out), 0);
+	if (n && memcmp(out, cur, n)) {
+		fprintf(stderr, "round trip n %zu es %u base %d differs\n", n,
+			es, base != NULL);
+		CHECK(0);
+	}
+	free(out);
+	free(enc);
+	return len;
+}
+
+static void test_round_trips(void)
+{
+	static const unsigned ess[] = {1, 2, 4, 8};
+	static const size_t elems[] = {0, 1, 2, 3, 7, 1001, 4097};
+	size_t big = 1u << 20;
+	unsigned char *base = malloc(big), *cur = malloc(big);
+
+	for (size_t e = 0; e < 4; e++) {
+		unsigned es = ess[e];
+
+		for (size_t k = 0; k < sizeof(elems) / sizeof(elems[0]); k++) {
+			size_t n = elems[k] * es;
+
+			make_pair(base, cur, n, es);
+			round_trip(cur, base, n, es, -1);
+			round_trip(cur, NULL, n, es, MODE_NONE);
+		}
+		make_pair(base, cur, big, es);
+		round_trip(cur, base, big, es, -1);
+		round_trip(cur, NULL, big, es, MODE_NONE);
+		/* Incompressible bytes: stored planes. */
+		for (size_t i = 0; i < big; i++) {
+			cur[i] = (unsigned char)rnd();
+			base[i] = (unsigned char)rnd();
+		}
+		round_trip(cur, base, big, es, -1);
+		round_trip(cur, NULL, big, es, MODE_NONE);
+	}
+	free(base);
+	free(cur);
+}
+
+/* Values that step upward across a power of two: the difference is a
+ * small positive integer, while XOR flips the whole exponent. */
+static void test_sub_wins(void)
+{
+	size_t n = 1u << 20;
+	unsigned char *base = malloc(n), *cur = malloc(n);
+
+	/* F32 around 2.0. */
+	for (size_t i = 0; i < n; i += 4) {
+		uint32_t b = f2u(2.0f) - 1 - (rnd() % 4096);
+		uint32_t c = b + 1 + (rnd() % 8192);
+
+		memcpy(base + i, &b, 4);
+		memcpy(cur + i, &c, 4);
+	}
+	round_trip(cur, base, n, 4, MODE_SUB);
+	/* BF16 around 2.0 (0x4000). */
+	for (size_t i = 0; i < n; i += 2) {
+		uint16_t b = (uint16_t)(0x4000 - 1 - rnd() % 16);
+		uint16_t c = (uint16_t)(b + 1 + rnd() % 32);
+
+		memcpy(base + i, &b, 2);
+		memcpy(cur + i, &c, 2);
+	}
+	round_trip(cur, base, n, 2, MODE_SUB);
+	/* The same crossing just under 1.0 repeated: base 1 - tiny,
+	 * fine-tune 1 + tiny, mixed with elements that do not cross. */
+	for (size_t i = 0; i < n; i += 4) {
+		float b = 0x1.fffffep-1f,
+		      c = (rnd() & 1) ? 0x1.000002p+0f : 0x1.fffffcp-1f;
+
+		if (rnd() & 1) {
+			b = 0x1.fffffep+0f; /* and under 2.0: 2 + tiny */
+			c = (rnd() & 1) ? 0x1.000002p+1f : 0x1.fffffcp+0f;
+		}
+		memcpy(base + i, &b, 4);
+		memcpy(cur + i, &c, 4);
+	}
+	round_trip(cur, base, n, 4, -1);
+	free(base);
+	free(cur);
+}
+
+/* Ordinary fine-tune deltas of either sign: XOR keeps the top plane
+ * almost empty, difference would fill it with 0x00/0xff. */
+static void test_xor_wins(void)
+{
+	size_t n = 1u << 20;
+	unsigned char *base = malloc(n), *cur = malloc(n);
+
+	for (size_t i = 0; i < n; i += 4) {
+		float b = ((float)(rnd() % 2000) - 1000.0f) / 1024.0f + 0.01f;
+		float c =
+		    b * (1.0f + ((float)(rnd() % 2001) - 1000.0f) * 1e-6f);
+
+		memcpy(base + i, &b, 4);
+		memcpy(cur + i, &c, 4);
+	}
+	round_trip(cur, base, n, 4, MODE_XOR);
+	for (size_t i = 0; i < n; i += 2) {
+		uint16_t b, c;
+
+		b = (uint16_t)(f2u(((float)(rnd() % 2000) - 1000.0f) / 4096.0f +
+				   0.01f) >>
+			       16);
+		c = (uint16_t)(b ^
+			       (rnd() % 4)); /* flip the low mantissa bits */
+		memcpy(base + i, &b, 2);
+		memcpy(cur + i, &c, 2);
+	}
+	round_trip(cur, base, n, 2, MODE_XOR);
+	free(base);
+	free(cur);
+}
+
+static void test_zero_delta(void)
+{
+	size_t n = 1u << 20;
+	unsigned char *base = malloc(n);
+	static const unsigned ess[] = {1, 2, 4, 8};
+
+	for (size_t i = 0; i < n; i++)
+		base[i] = (unsigned char)rnd();
+	for (size_t e = 0; e < 4; e++) {
+		size_t len = round_trip(base, base, n, ess[e], MODE_XOR);
+
+		CHECK_EQ_INT(len, 2 + 5 * ess[e]);
+	}
+	/* All-zero input without a base: zero planes too. */
+	memset(base, 0, n);
+	CHECK_EQ_INT(round_trip(base, NULL, n, 2, MODE_NONE), 2 + 5 * 2);
+	free(base);
+}
+
+static void test_bad_args(void)
+{
+	unsigned char buf[16] = {0};
+	void *enc = NULL;
+	size_t len = 0;
+
+	CHECK_EQ_INT(udfs_plane_encode(buf, NULL, 16, 0, 3, &enc, &len),
+		     -EINVAL);
+	CHECK_EQ_INT(udfs_plane_encode(buf, NULL, 15, 2, 3, &enc, &len),
+		     -EINVAL);
+	CHECK_EQ_INT(udfs_plane_encode(buf, NULL, 16, 16, 3, &enc, &len),
+		     -EINVAL);
+	CHECK(enc == NULL);
+	udfs_error_clear();
+}
+
+/* Decode a copy of in (exactly in_len bytes on the heap) into an exact
+ * n-byte heap buffer. */
+static int decode_copy(const void *in, size_t in_len, const void *base,
+		       size_t n, unsigned es)
+{
+	unsigned char *c = malloc(in_len ? in_len : 1);
+	unsigned char *out = malloc(n ? n : 1);
+	int err;
+
+	memcpy(c, in, in_len);
+	err = udfs_plane_decode(c, in_len, base, n, es, out);
+	free(out);
+	free(c);
+	udfs_error_clear();
+	return err;
+}
+
+static void set_len(unsigned char *enc, unsigned k, uint32_t len)
+{
+	for (int i = 0; i < 4; i++)
+		enc[2 + 5 * k + 1 + i] = (unsigned char)(len >> (8 * i));
+}
+
+static uint32_t get_len(const unsigned char *enc, unsigned k)
+{
+	const unsigned char *d = enc + 2 + 5 * k + 1;
+
+	return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
+	       (uint32_t)d[3] << 24;
+}
+
+static void test_malformed(void)
+{
+	size_t n = 4000 * 4; /* 4000 F32 elements */
+	unsigned char *base = malloc(n), *cur = malloc(n), *enc = NULL, *bad;
+	size_t len = 0;
+	void *p = NULL;
+	int fails = 0;
+
+	make_pair(base, cur, n, 4);
+	for (size_t i = 0; i < n; i += 4)
+		cur[i] = (unsigned char)rnd(); /* a noisy low plane */
+	CHECK_EQ_INT(udfs_plane_encode(cur, base, n, 4, 3, &p, &len), 0);
+	enc = p;
+	CHECK_EQ_INT(decode_copy(enc, len, base, n, 4), 0);
+	/* The noisy low plane is stored, the next one compressed: both
+	 * payload kinds are there to damage. */
+	CHECK_EQ_INT(enc[2], 2);
+	CHECK_EQ_INT(enc[7], 1);
+
+	/* Truncated anywhere. */
+	for (size_t cut = 0; cut < len; cut++)
+		if (decode_copy(enc, cut, base, n, 4) != -EIO)
+			fails++;
+	CHECK_EQ_INT(fails, 0);
+	/* Trailing bytes. */
+	bad = malloc(len + 1);
+	memcpy(bad, enc, len);
+	bad[len] = 0;
+	CHECK_EQ_INT(decode_copy(bad, len + 1, base, n, 4), -EIO);
+	/* Wrong es byte, and the right byte with the caller's es wrong. */
+	memcpy(bad, enc, len);
+	bad[1] = 2;
+	CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+	bad[1] = 0;
+	CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+	bad[1] = 200;
+	CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+	CHECK_EQ_INT(decode_copy(enc, len, base, n, 2), -EIO);
+	CHECK_EQ_INT(decode_copy(enc, len, base, n, 8), -EIO);
+	/* The wrong output size: zstd frames declare theirs. */
+	CHECK_EQ_INT(decode_copy(enc, len, base, n - 4, 4), -EIO);
+	CHECK_EQ_INT(decode_copy(enc, len, base, n + 4, 4), -EIO);
+	/* Mode: no base for a XOR/difference chunk, a base for a
+	 * no-base chunk, unknown modes. */
+	CHECK_EQ_INT(decode_copy(enc, len, NULL, n, 4), -EIO);
+	memcpy(bad, enc, len);
+	bad[0] = MODE_NONE;
+	CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+	bad[0] = 3;
+	CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+	CHECK_EQ_INT(decode_copy(bad, len, NULL, n, 4), -EIO);
+	bad[0] = 255;
+	CHECK_EQ_INT(decode_copy(bad, len, NULL, n, 4), -EIO);
+	/* Plane lengths past the end, or shifted. */
+	for (unsigned k = 0; k < 4; k++) {
+		uint32_t l = get_len(enc, k);
+
+		memcpy(bad, enc, len);
+		set_len(bad, k, 0xffffffffu);
+		CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+		set_len(bad, k, (uint32_t)len);
+		CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+		set_len(bad, k, l + 1);
+		CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+		if (l) {
+			set_len(bad, k, l - 1);
+			CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+		}
+		/* Unknown plane kind. */
+		memcpy(bad, enc, len);
+		bad[2 + 5 * k] = 3;
+		CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+		/* A zero plane that claims bytes, a stored plane of the
+		 * wrong size. */
+		if (l) {
+			memcpy(bad, enc, len);
+			bad[2 + 5 * k] = 0;
+			CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+			bad[2 + 5 * k] = 2;
+			CHECK_EQ_INT(decode_copy(bad, len, base, n, 4),
+				     enc[2 + 5 * k] == 2 ? 0 : -EIO);
+		}
+	}
+	free(bad);
+
+	/* Random damage: any result but a crash, an overrun or another
+	 * error than -EIO. */
+	bad = malloc(len);
+	fails = 0;
+	for (int r = 0; r < 3000; r++) {
+		int err;
+
+		memcpy(bad, enc, len);
+		for (int f = 0; f < 1 + r % 4; f++)
+			bad[rnd() % (r % 3 ? len : 2 + 5 * 4)] ^=
+			    (unsigned char)(1 + rnd() % 255);
+		err = decode_copy(bad, len, base, n, 4);
+		if (err != 0 && err != -EIO)
+			fails++;
+	}
+	CHECK_EQ_INT(fails, 0);
+	free(bad);
+	free(enc);
+	free(base);
+	free(cur);
+}
+
+/* A chunk whose one zstd plane declares another size than the element
+ * count: the frame is well formed, only its size is wrong. */
+static void test_frame_size(void)
+{
+	unsigned char data[1001];
+	void *z = NULL;
+	size_t zl = 0;
+	unsigned char *chunk;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (unsigned char)(i % 7);
+	for (int delta = -1; delta <= 1; delta++) {
+		size_t m = 1000;		       /* plane size */
+		size_t fsz = (size_t)((int)m + delta); /* the frame's */
+		int want = delta ? -EIO : 0;
+
+		CHECK_EQ_INT(udfs_zstd_compress(data, fsz, 3, &z, &zl), 0);
+		chunk = malloc(7 + zl);
+		chunk[0] = MODE_NONE;
+		chunk[1] = 1;
+		chunk[2] = 1; /* zstd */
+		set_len(chunk, 0, (uint32_t)zl);
+		memcpy(chunk + 7, z, zl);
+		CHECK_EQ_INT(decode_copy(chunk, 7 + zl, NULL, m, 1), want);
+		free(chunk);
+		free(z);
+	}
+}
+
+static void test_zstd(void)
+{
+	size_t n = 100000;
+	unsigned char *in = malloc(n), *out = malloc(n), *c;
+	void *z = NULL;
+	size_t zl = 0;
+
+	for (size_t i = 0; i < n; i++)
+		in[i] = (unsigned char)(rnd() % 4);
+	CHECK_EQ_INT(udfs_zstd_compress(in, n, 3, &z, &zl), 0);
+	CHECK(zl < n);
+	CHECK_EQ_INT(udfs_zstd_decompress(z, zl, out, n), 0);
+	CHECK(memcmp(in, out, n) == 0);
+	free(out);
+	/* Another size than the frame's: -EIO, exact-size buffers. */
+	out = malloc(n - 1);
+	CHECK_EQ_INT(udfs_zstd_decompress(z, zl, out, n - 1), -EIO);
+	free(out);
+	out = malloc(n + 1);
+	CHECK_EQ_INT(udfs_zstd_decompress(z, zl, out, n + 1), -EIO);
+	/* Truncated frames and garbage. */
+	c = malloc(zl);
+	memcpy(c, z, zl);
+	CHECK_EQ_INT(udfs_zstd_decompress(c, zl / 2, out, n), -EIO);
+	CHECK_EQ_INT(udfs_zstd_decompress(c, 0, out, n), -EIO);
+	CHECK_EQ_INT(udfs_zstd_decompress(c, 3, out, n), -EIO);
+	memset(c, 0x41, zl);
+	CHECK_EQ_INT(udfs_zstd_decompress(c, zl, out, n), -EIO);
+	udfs_error_clear();
+	free(c);
+	free(z);
+	/* The empty buffer. */
+	CHECK_EQ_INT(udfs_zstd_compress(in, 0, 3, &z, &zl), 0);
+	CHECK_EQ_INT(udfs_zstd_decompress(z, zl, out, 0), 0);
+	CHECK_EQ_INT(udfs_zstd_decompress(z, zl, out, 1), -EIO);
+	udfs_error_clear();
+	free(z);
+	free(out);
+	free(in);
+}
+
+int main(void)
+{
+	test_round_trips();
+	test_sub_wins();
+	test_xor_wins();
+	test_zero_delta();
+	test_bad_args();
+	test_malformed();
+	test_frame_size();
+	test_zstd();
+	CHECK_DONE();
+}
