@@ -60,4 +60,12 @@ void udfs_source_close(udfs_source *src);
 const udfs_st_tensor *udfs_source_find(const udfs_source *src, const char *name,
 				       const udfs_source_file **file);
 
+/* The mapped bytes of tensor st of source file sf (valid while the source
+ * is open). */
+static inline const unsigned char *
+udfs_source_tensor_bytes(const udfs_source_file *sf, const udfs_st_tensor *st)
+{
+	return sf->map + sf->st->data_offset + st->begin;
+}
+
 #endif

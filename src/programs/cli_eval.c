@@ -100,7 +100,7 @@ int udfs_cli_eval(const struct cli_opts *o)
 			continue; /* raw: no delta to compare */
 		rec = read_tensor(t);
 		base = read_tensor(bt);
-		orig = sf->map + sf->st->data_offset + st->begin;
+		orig = udfs_source_tensor_bytes(sf, st);
 		udfs_fidelity_add(&f, t->dtype, base, rec, orig, t->nelems);
 		free(rec);
 		free(base);

@@ -70,12 +70,11 @@ static void plan_lossless(struct add_group *g, struct add_model *am)
 				continue;
 			}
 			p->base = bt;
-			p->enc =
-			    memcmp(sf->map + sf->st->data_offset + st->begin,
-				   udfs_add_base_bytes(g, bt),
-				   st->end - st->begin)
-				? UDFS_ENC_XOR
-				: UDFS_ENC_SAME;
+			p->enc = memcmp(udfs_source_tensor_bytes(sf, st),
+					udfs_add_base_bytes(g, bt),
+					st->end - st->begin)
+				     ? UDFS_ENC_XOR
+				     : UDFS_ENC_SAME;
 		}
 	}
 }

@@ -107,6 +107,13 @@ udfs_add_base_bytes(const struct add_group *g, const udfs_tensor *bt)
 	return g->base_map[i] + bt->file->data_offset + bt->begin;
 }
 
+/*
+ * The delta cur - base of n elements of dtype as floats, in a new array
+ * the caller frees; NULL when out of memory.
+ */
+float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
+			  const void *base);
+
 /* Fill t (name, dtype, shape, offsets) from a source tensor; t owns
  * copies. */
 void udfs_add_tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st);

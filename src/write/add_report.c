@@ -92,10 +92,10 @@ void udfs_add_match_base(const struct add_group *g, struct add_model *am)
 				}
 			} else if (p->enc == UDFS_ENC_SAME ||
 				   !udfs_dtype_is_lossy_float(st->dtype) ||
-				   close_values(st->dtype, st->nelems,
-						sf->map + sf->st->data_offset +
-						    st->begin,
-						udfs_add_base_bytes(g, bt))) {
+				   close_values(
+				       st->dtype, st->nelems,
+				       udfs_source_tensor_bytes(sf, st),
+				       udfs_add_base_bytes(g, bt))) {
 				m->related++;
 			}
 		}

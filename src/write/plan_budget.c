@@ -416,28 +416,31 @@ static int price_tensor(void *ctx, size_t i)
 	const udfs_source_file *sf = &j->am->src->files[t->file];
 	const udfs_st_tensor *st = &sf->st->tensors[t->tensor];
 	const struct tensor_plan *p = &j->am->plan[t->file][t->tensor];
-	const unsigned char *cur = sf->map + sf->st->data_offset + st->begin;
+	const unsigned char *cur = udfs_source_tensor_bytes(sf, st);
 	const unsigned char *base = udfs_add_base_bytes(j->g, p->base);
 	uint64_t n = st->nelems, cols = n / st->shape[0];
 	uint64_t ns = UDFS_MIN(n, (uint64_t)SAMPLE_MAX);
 	uint32_t per = UDFS_CHUNK_BYTES / udfs_dtype_size(st->dtype);
 	uint32_t n_blk = (uint32_t)((n + per - 1) / per), kmax = 0;
-	float *d = udfs_xmalloc(n * sizeof(float) + 1);
+	float *d = udfs_add_delta_f32(st->dtype, n, cur, base);
 	float *ds = udfs_xmalloc(ns * sizeof(float) + 1);
 	struct mix_svd *sv = udfs_xcalloc(n_blk, sizeof(*sv));
 	struct cand ex = {.exact = true}, none = {0};
 	struct resid rs;
 	int err;
 
-	if (udfs_interrupted)
-		return udfs_error(-EINTR, "interrupted");
+	if (!d) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (udfs_interrupted) {
+		err = udfs_error(-EINTR, "interrupted");
+		goto out;
+	}
 	t->scale = 1;
 	t->cols = cols;
-	for (uint64_t k = 0; k < n; k++) {
-		d[k] = udfs_dtype_load_f32(st->dtype, cur, k) -
-		       udfs_dtype_load_f32(st->dtype, base, k);
+	for (uint64_t k = 0; k < n; k++)
 		t->norm2 += (double)d[k] * d[k];
-	}
 	/* Each element's error counts relative to its tensor's delta. */
 	t->w = t->norm2 > 0 ? (double)n / t->norm2 : 0;
 	for (uint64_t k = 0; k < ns; k++)
@@ -606,7 +609,7 @@ static int measure_tensor(void *ctx, size_t i)
 		return 0;
 	}
 	err = udfs_mix_tensor_prepare(p, st->dtype, st->nelems,
-				      sf->map + sf->st->data_offset + st->begin,
+				      udfs_source_tensor_bytes(sf, st),
 				      udfs_add_base_bytes(j->g, p->base), &mt);
 	for (uint64_t off = 0; !err && off < st->nelems * es;
 	     off += UDFS_CHUNK_BYTES) {
@@ -666,7 +669,7 @@ static int fixed_bytes(struct add_group *g, struct add_model *am,
 			if (elig[i][k])
 				continue;
 			err = exact_bytes(
-			    g, st, sf->map + sf->st->data_offset + st->begin,
+			    g, st, udfs_source_tensor_bytes(sf, st),
 			    p->base ? udfs_add_base_bytes(g, p->base) : NULL,
 			    &b);
 			sum += b;
@@ -775,7 +778,7 @@ static int decoded_delta(struct add_group *g, const udfs_source_file *sf,
 			 const udfs_st_tensor *st, const struct tensor_plan *p,
 			 float *d)
 {
-	const unsigned char *cur = sf->map + sf->st->data_offset + st->begin;
+	const unsigned char *cur = udfs_source_tensor_bytes(sf, st);
 	const unsigned char *base = udfs_add_base_bytes(g, p->base);
 	unsigned es = udfs_dtype_size(st->dtype);
 	unsigned char *rec = udfs_xmalloc(UDFS_CHUNK_BYTES);

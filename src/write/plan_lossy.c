@@ -41,13 +41,8 @@ struct sel {
 	double rate;
 };
 
-static const unsigned char *src_bytes(const udfs_source_file *sf,
-				      const udfs_st_tensor *st)
-{
-	return sf->map + sf->st->data_offset + st->begin;
-}
-
-static float *delta_of(int dtype, uint64_t n, const void *cur, const void *base)
+float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
+			  const void *base)
 {
 	float *d = malloc(n * sizeof(float) + 1);
 
@@ -131,8 +126,9 @@ static int analyse(void *ctx, size_t i)
 
 	if (udfs_interrupted)
 		return udfs_error(-EINTR, "interrupted");
-	d = delta_of(st->dtype, st->nelems, src_bytes(sf, st),
-		     udfs_add_base_bytes(j->g, p->base));
+	d = udfs_add_delta_f32(st->dtype, st->nelems,
+			       udfs_source_tensor_bytes(sf, st),
+			       udfs_add_base_bytes(j->g, p->base));
 	if (!d)
 		return -ENOMEM;
 	for (uint64_t k = 0; k < st->nelems; k++)
@@ -283,7 +279,7 @@ int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 					      &lt->mix);
 		goto out;
 	}
-	d = delta_of(dtype, nelems, cur, base);
+	d = udfs_add_delta_f32(dtype, nelems, cur, base);
 
 	lt->n = nelems;
 	lt->keep = malloc(nelems + 1);
@@ -424,7 +420,7 @@ static int trace_norm(struct add_group *g, struct add_model *am,
 		udfs_add_progress_phase(g, am->name, "trace norm", i, n,
 					"tensors");
 		err = udfs_lossy_tensor_prepare(
-		    p, st->dtype, st->nelems, src_bytes(sf, st),
+		    p, st->dtype, st->nelems, udfs_source_tensor_bytes(sf, st),
 		    udfs_add_base_bytes(g, p->base), &lt);
 		if (err)
 			break;
@@ -476,7 +472,7 @@ static int size_one(void *ctx, size_t i)
 	int err;
 
 	err = udfs_lossy_tensor_prepare(
-	    p, st->dtype, st->nelems, src_bytes(sf, st),
+	    p, st->dtype, st->nelems, udfs_source_tensor_bytes(sf, st),
 	    udfs_add_base_bytes(j->g, p->base), &lt);
 	j->bytes[i] = 0;
 	for (uint64_t off = 0; !err && off < st->nelems * es;
