@@ -63,17 +63,7 @@ cmp -s "$T/dry.list" "$T/gone" ||
 
 # verify --json of damaged models: still one JSON document on stdout, the
 # damaged chunks named, one line on stderr, exit 1.
-pack=$(sqlite3 "$S/catalog.db" "SELECT storage FROM models WHERE name='ft1'")
-"$PY" - "$S/$pack" <<'EOP' || die "damage ft1"
-import sys
-with open(sys.argv[1], "r+b") as p:
-    p.seek(0, 2)
-    pos = p.tell() // 2
-    p.seek(pos)
-    b = p.read(64)
-    p.seek(pos)
-    p.write(bytes(x ^ 0xff for x in b))
-EOP
+damage_pack "$S" ft1 || die "damage ft1"
 run "$UDFS" verify --json "$S"
 [ "$rc" -eq 1 ] || fail "verify --json of a damaged store: exit $rc"
 [ "$(wc -l <"$T/err")" -eq 1 ] || fail "verify --json stderr: $(cat "$T/err")"

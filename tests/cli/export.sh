@@ -77,17 +77,7 @@ done
 
 # A failed export (a damaged chunk) keeps a DIR that existed, empty.
 cp -r "$S" "$T/s2"
-pack=$(sqlite3 "$T/s2/catalog.db" "SELECT storage FROM models WHERE name='ft'")
-"$PY" - "$T/s2/$pack" <<'EOP' || die "damage ft"
-import sys
-with open(sys.argv[1], "r+b") as p:
-    p.seek(0, 2)
-    pos = p.tell() * 3 // 4
-    p.seek(pos)
-    b = p.read(64)
-    p.seek(pos)
-    p.write(bytes(x ^ 0xff for x in b))
-EOP
+damage_pack "$T/s2" ft 3 4 || die "damage ft"
 mkdir "$T/keep"
 one_line_error "export of a damaged model" udfs \
 	"$UDFS" export "$T/s2" ft "$T/keep"

@@ -193,6 +193,24 @@ orphans() {
 	grep -v '^tmp/' "$T/present" | comm -23 - "$T/refs"
 }
 
+# damage_pack STORE MODEL [NUM DEN]: invert 64 bytes of MODEL's pack at
+# NUM/DEN of its length (default the middle), so that a chunk there fails
+# its checksum.
+damage_pack() {
+	_pack=$(sqlite3 "$1/catalog.db" \
+		"SELECT storage FROM models WHERE name='$2'") || return 1
+	"$PY" - "$1/$_pack" "${3:-1}" "${4:-2}" <<'EOP'
+import sys
+with open(sys.argv[1], "r+b") as p:
+    p.seek(0, 2)
+    pos = p.tell() * int(sys.argv[2]) // int(sys.argv[3])
+    p.seek(pos)
+    b = p.read(64)
+    p.seek(pos)
+    p.write(bytes(x ^ 0xff for x in b))
+EOP
+}
+
 shared_data() {
 	[ -n "$UDFS_SHARED" ] && [ -d "$UDFS_SHARED/data" ]
 }

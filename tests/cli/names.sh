@@ -82,17 +82,7 @@ json_check "$T/l.json" '"m\x1b]0;owned\x07" in [m["name"] for m in j]' ||
 	fail "ls --json lost the model name"
 
 # A damaged chunk of the evil tensor: the DAMAGED line is escaped too.
-pack=$(sqlite3 "$S/catalog.db" "SELECT storage FROM models WHERE name='ft'")
-"$PY" - "$S/$pack" <<'EOP' || die "damage ft"
-import sys
-with open(sys.argv[1], "r+b") as p:
-    p.seek(0, 2)
-    pos = p.tell() // 2
-    p.seek(pos)
-    b = p.read(64)
-    p.seek(pos)
-    p.write(bytes(x ^ 0xff for x in b))
-EOP
+damage_pack "$S" ft || die "damage ft"
 run "$UDFS" verify "$S" ft
 [ "$rc" -eq 1 ] || fail "verify of a damaged model: exit $rc"
 grep -q -F 'DAMAGED model ft: file f.safetensors: tensor "evil\x1b[31mred\x07bell"' \
