@@ -60,8 +60,19 @@ sqlite3 "$O/catalog.db" "PRAGMA journal_mode=WAL; PRAGMA user_version=1" \
 	>/dev/null || die "make a format 1 store"
 RO=$T/ro
 mkdir "$RO" "$T/mnt"
+# fusermount3 -u returns before the daemon has closed the store's files,
+# so the bind mount can be busy for a moment: retry, and never leave it
+# behind (rm -rf of $T cannot remove a mount).
+umount_ro() {
+	_i=0
+	while mountpoint -q "$RO" && [ $_i -lt 100 ]; do
+		umount "$RO" 2>/dev/null || sleep 0.05
+		_i=$((_i + 1))
+	done
+	! mountpoint -q "$RO" || fail "$RO is still mounted"
+}
 if mount --bind "$O" "$RO" 2>/dev/null &&
-	{ on_exit "umount '$RO'"; mount -o remount,ro,bind "$RO" 2>/dev/null; }; then
+	{ on_exit umount_ro; mount -o remount,ro,bind "$RO" 2>/dev/null; }; then
 	ok "ls of a read-only format 1 store" "$UDFS" ls "$RO"
 	grep -q '^a ' "$T/out" || fail "read-only format 1: a not listed"
 	ok "verify of a read-only format 1 store" "$UDFS" verify "$RO"
@@ -74,7 +85,7 @@ if mount --bind "$O" "$RO" 2>/dev/null &&
 			fail "read-only format 1 mount: a differs"
 		fusermount3 -u "$T/mnt"
 	fi
-	umount "$RO"
+	umount_ro
 	# The first writer upgrades it in place; nothing is re-added.
 	must "gc upgrades" "$UDFS" gc -q "$O"
 	[ "$(sqlite3 "$O/catalog.db" 'PRAGMA user_version')" = 2 ] ||
@@ -103,7 +114,7 @@ if mount --bind "$O" "$RO" 2>/dev/null &&
 			fail "the read-only mount did not follow the add of b"
 		fusermount3 -u "$T/mnt"
 	fi
-	umount "$RO"
+	umount_ro
 else
 	echo "note: cannot bind-mount read-only; format 1 read-only skipped"
 fi
