@@ -78,7 +78,8 @@ done
 [ "$(id -u)" = 0 ] || { say "skipped: needs root to drop caches"; exit 77; }
 [ -n "$cache" ] || { [ "$mb" -ge 1024 ] && cache=256M || cache=$((mb / 4))M; }
 LOSSY="--sparsity 0.9 --mask seeded"
-ncpu=$(nproc) jall=$(($(nproc) > 64 ? 64 : $(nproc)))
+ncpu=$(nproc)
+jall=$((ncpu > 64 ? 64 : ncpu))
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 bench_scratch
 R=$W/results
@@ -116,12 +117,9 @@ mount_bg() {
 	RPID=$!
 	MOUNTS="$MOUNTS $2" PIDS="$PIDS $RPID"
 	wait_ready "$W/ready.$NM.txt" "$RPID" "udfs mount $2"
-	_i=0
-	until [ -s "$W/exits.$NM" ]; do # the parent's exit, after the fork
-		_i=$((_i + 1))
-		[ $_i -gt 200 ] && die "udfs mount $2: the parent did not return"
-		sleep 0.05
-	done
+	# The parent returns after the fork; the daemon stays the reaper's.
+	wait_until "$RPID" test -s "$W/exits.$NM" ||
+		die "udfs mount $2: the parent did not return"
 	grep -q ' exit 0$' "$W/exits.$NM" || die "udfs mount $2 failed"
 	DPID=$(pgrep -P "$RPID" | head -n 1)
 	[ -n "$DPID" ] || die "udfs mount $2: no daemon left"
@@ -130,14 +128,10 @@ mount_bg() {
 # umount_bg MNT RPID: unmount; the daemon must exit 0 (within 60 s).
 umount_bg() {
 	umount_one "$1"
-	_i=0
-	while kill -0 "$2" 2>/dev/null; do
-		_i=$((_i + 1))
-		[ $_i -gt 1200 ] && die "the daemon of $1 did not exit"
-		sleep 0.05
-	done
+	wait_until $$ gone "$2" || die "the daemon of $1 did not exit"
 	wait "$2" || die "the daemon of $1 did not exit 0: $(cat "$W"/exits.*)"
 }
+gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # ---- fixtures and compression --------------------------------------------
 say "generating a ${mb} MiB BF16 model, a fine-tune and its 4 shards"
