@@ -52,7 +52,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 : "${BUILD:=$top/build}"
 BUILD=$(cd "$BUILD" && pwd) || exit 1
 UDFS=$BUILD/udfs UC=$BUILD/udfs-compress GEN=$BUILD/tests/gen_model
-ZEROFS=$BUILD/bench/zerofs PB=$BUILD/bench/preadbench
+ZEROFS=$BUILD/bench/zerofs PB=$BUILD/bench/preadbench ME=mount.sh
+. "$top/bench/lib.sh"
 for b in "$UDFS" "$UC" "$GEN" "$ZEROFS" "$PB"; do
 	[ -x "$b" ] || { echo "mount.sh: $b not built (make tests)" >&2; exit 1; }
 done
@@ -67,51 +68,10 @@ root=0
 [ "$(id -u)" = 0 ] && root=1
 [ "$root" = 1 ] || echo "mount.sh: not root: cold runs skipped" >&2
 
-W=$(mktemp -d "${TMPDIR:-/tmp}/udfs-bench-mount.XXXXXX") || exit 1
-MOUNTS="" PIDS=""
-cleanup() {
-	for m in $MOUNTS; do
-		fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null
-	done
-	for p in $PIDS; do
-		kill "$p" 2>/dev/null
-	done
-	sleep 0.2
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-say() { echo "mount.sh: $*" >&2; }
-die() { echo "mount.sh: $*" >&2; exit 1; }
-now() { date +%s.%N; }
-secs() { echo "$1 $2" | awk '{ printf "%.1f", $2 - $1 }'; }
-drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+bench_scratch
 ra_of() { # MNT: the mount's bdi readahead in KiB
 	cat "/sys/class/bdi/$(mountpoint -d "$1")/read_ahead_kb" 2>/dev/null ||
 		echo "?"
-}
-
-# wait_ready LOGFILE PID WHAT: until "ready" is in LOGFILE (60 s).
-wait_ready() {
-	_i=0
-	while ! grep -q '^ready' "$1" 2>/dev/null; do
-		kill -0 "$2" 2>/dev/null || { cat "$1" >&2; die "$3 died"; }
-		_i=$((_i + 1))
-		[ $_i -gt 1200 ] && die "$3 not ready after 60 s"
-		sleep 0.05
-	done
-}
-
-# wait_mounted MNT PID WHAT: until MNT is a mountpoint (60 s).
-wait_mounted() {
-	_i=0
-	while ! mountpoint -q "$1"; do
-		kill -0 "$2" 2>/dev/null || die "$3 died"
-		_i=$((_i + 1))
-		[ $_i -gt 1200 ] && die "$3 not mounted after 60 s"
-		sleep 0.05
-	done
 }
 
 # mount_udfs STORE MNT LOG [OPTS]: sets UPID.
@@ -127,38 +87,14 @@ mount_udfs() {
 	grep -q '^ready$' "$3.ready" || { cat "$3" "$3.ready" >&2; die "udfs mount failed"; }
 }
 
-# mount_zerofs SRC MNT LOG [-z]
-mount_zerofs() {
-	mkdir -p "$2"
-	"$ZEROFS" ${4:-} "$1" "$2" >"$3" 2>"$3.err" &
-	_p=$!
-	MOUNTS="$MOUNTS $2" PIDS="$PIDS $_p"
-	wait_ready "$3" "$_p" "zerofs $2"
-}
-
 # mount_squash IMG MNT
 mount_squash() {
 	mkdir -p "$2"
 	squashfuse -f "$1" "$2" 2>"$2.err" &
 	_p=$!
 	MOUNTS="$MOUNTS $2" PIDS="$PIDS $_p"
-	wait_mounted "$2" "$_p" "squashfuse $2"
-}
-
-umount_one() { # MNT
-	fusermount3 -u "$1" || die "fusermount3 -u $1"
-	MOUNTS=$(echo "$MOUNTS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ')
-}
-
-# gbps MODE FILE: one timed whole read, prints GB/s.
-gbps() {
-	case "$1" in
-	dd)
-		dd if="$2" of=/dev/null bs=1M 2>&1 | tail -n 1 |
-			awk '{ printf "%.3f\n", $1 / $(NF - 3) / 1e9 }' ;;
-	mmap) "$PB" -m "$2" | awk '{ print $3 }' ;;
-	pread4) "$PB" -j 4 "$2" | awk '{ print $3 }' ;;
-	esac
+	wait_until "$_p" mountpoint -q "$2" ||
+		die "squashfuse $2: not mounted (died, or 60 s passed)"
 }
 
 # ---- fixtures -----------------------------------------------------------

@@ -3,14 +3,17 @@
 # `make bench`: every benchmark in sequence, each section's table printed
 # as it finishes.
 #
-#   BUILD=DIR sh bench/run.sh [--quick] [--only lossless|mount|fidelity]
+#   BUILD=DIR sh bench/run.sh [--quick]
+#                             [--only lossless|mount|speed|fidelity]
 #
 # Sections: bench/lossless.sh (udfs --lossless against zstd),
 # bench/mount.sh (mount read throughput against the FUSE ceiling and
-# squashfuse; cold runs need root) and bench/fidelity.sh (lossy quality;
-# only when /usr/bin/python3 has torch). --quick uses small sizes and one
-# timing run, for a smoke test in a few minutes; its numbers are not the
-# published ones (see bench/README.md and bench/MOUNT.md for those).
+# squashfuse; cold runs need root), bench/speed.sh (the issue #11 table:
+# reads, loading, compression and memory against peers; needs root) and
+# bench/fidelity.sh (lossy quality; only when /usr/bin/python3 has
+# torch). --quick uses small sizes and one timing run, for a smoke test in
+# a few minutes; its numbers are not the published ones (see
+# bench/README.md, bench/MOUNT.md and bench/SPEED.md for those).
 # A section that exits 77 is reported as skipped; the exit status is 1
 # if any section failed.
 set -u
@@ -20,7 +23,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--quick) quick=1 ;;
 	--only) only=$2; shift ;;
-	-h|--help) sed -n '3,15p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,17p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -57,9 +60,11 @@ if [ "$quick" = 1 ]; then
 	# udfs runs would be served from it.
 	section mount "$top/bench/mount.sh" --mb 256 --runs 1 --cache 64M \
 		--sq-level 1
+	section speed "$top/bench/speed.sh" --quick
 else
 	section lossless "$top/bench/lossless.sh"
 	section mount "$top/bench/mount.sh"
+	section speed "$top/bench/speed.sh"
 fi
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
 	if [ "$quick" = 1 ]; then
