@@ -34,12 +34,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/pool.h"
 #include "common/util.h"
 
 #define DEFAULT_CACHE (256ull << 20)
 #define DEFAULT_THREADS 8
 #define DEFAULT_READAHEAD_KB 1024
-#define AHEAD_THREADS 2
+#define POOL_MAX 8	 /* decode pool threads: min(CPUs, this), at least 2 */
 #define NOTIFY_WAIT 10.0 /* seconds to wait for a reader of the pipe */
 
 static const char usage[] =
@@ -567,7 +568,10 @@ static int serve(struct udfs_fs *fs, struct session *ss)
 	if (err < 0)
 		return fail(fs, "%s", udfs_error_msg(err));
 	/* Threads only now: fork() above keeps none. */
-	err = udfs_cache_new(fs->cache_bytes, AHEAD_THREADS, NULL, &fs->cache);
+	err = udfs_cache_new(
+	    fs->cache_bytes,
+	    (unsigned)UDFS_MAX(UDFS_MIN(udfs_ncpus(), POOL_MAX), 2), NULL,
+	    &fs->cache);
 	if (err < 0)
 		return fail(fs, "mount: %s", udfs_error_msg(err));
 	udfs_cache_provider(fs->cache, &fs->provider);

@@ -174,6 +174,7 @@ void udfs_fs_nodes_init(struct udfs_fs *fs)
 	fs->root.kind = UDFS_NODE_ROOT;
 	fs->root.nlookup = 1;
 	pthread_mutex_init(&fs->root.ra_lock, NULL);
+	udfs_fs_bounce_init(fs);
 }
 
 static void dirh_free_all(struct udfs_fs *fs);
@@ -198,6 +199,7 @@ void udfs_fs_nodes_free(struct udfs_fs *fs)
 	udfs_htable_destroy(&fs->nodes);
 	free(fs->models);
 	fs->models = NULL;
+	udfs_fs_bounce_free(fs);
 	pthread_mutex_destroy(&fs->root.ra_lock);
 	pthread_mutex_destroy(&fs->list_lock);
 	pthread_mutex_destroy(&fs->lock);
@@ -623,8 +625,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct udfs_fs *fs = fs_of(req);
 	struct udfs_fh *fh = (struct udfs_fh *)(uintptr_t)fi->fh;
-	unsigned char *buf;
-	ssize_t n;
 
 	DBG(fs, "read ino=%" PRIu64 " off=%lld size=%zu", (uint64_t)ino,
 	    (long long)off, size);
@@ -638,25 +638,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	size = (size_t)UDFS_MIN((uint64_t)size, fh->file->size - (uint64_t)off);
-	/* One reply buffer per worker thread, grown to the largest request. */
-	buf = udfs_scratch(UDFS_SCRATCH_REPLY, size ? size : 1);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	udfs_fs_readahead(fs, fh->node, (uint64_t)off, size);
-	udfs_error_clear();
-	n = udfs_file_read(fh->file, buf, size, (uint64_t)off, &fs->provider);
-	if (n < 0) {
-		__atomic_add_fetch(&fs->read_errors, 1, __ATOMIC_RELAXED);
-		udfs_fs_log(fs, LOG_ERR, "%s/%s: read of %zu bytes at %lld: %s",
-			    fh->model->name, fh->file->path, size,
-			    (long long)off, udfs_error_msg((int)n));
-		fuse_reply_err(req, (int)-n);
-		return;
-	}
-	__atomic_add_fetch(&fs->bytes_served, (uint64_t)n, __ATOMIC_RELAXED);
-	fuse_reply_buf(req, (const char *)buf, (size_t)n);
+	udfs_fs_read(req, fs, fh, size, off);
 }
 
 /* ---- directories ------------------------------------------------------- */
