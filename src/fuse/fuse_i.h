@@ -176,7 +176,8 @@ fuse_ino_t udfs_dir_ino(const udfs_model *m, const struct udfs_dir *d);
  * advance *i past it; false past the end. Names point into m. */
 bool udfs_dir_next(const udfs_model *m, const struct udfs_dir *d, size_t *i,
 		   struct udfs_dirent *e);
-/* The entry name of d (a file first, else a directory): 0 or -ENOENT. */
+/* The entry name of d (a file first, else a directory): 0, -ENOENT or
+ * -ENOMEM. */
 int udfs_dir_lookup(const udfs_model *m, const struct udfs_dir *d,
 		    const char *name, struct udfs_dirent *e);
 /* 2 + the number of subdirectories of d. */
