@@ -619,6 +619,7 @@ int udfs_mount_main(int argc, char **argv)
 	int ret = 1, err;
 
 	udfs_fs_nodes_init(&fs);
+	udfs_fs_bounce_init(&fs);
 	err = parse_args(&fs, argc, argv, &user_opts, &store, &mnt);
 	if (err) {
 		ret = err < 0 ? 0 : 2; /* a usage error (udfs(1)) */
@@ -647,6 +648,7 @@ out:
 	fuse_opt_free_args(&ss.args);
 	/* Nodes and handles first: they and the cache hold models. */
 	udfs_fs_nodes_free(&fs);
+	udfs_fs_bounce_free(&fs);
 	udfs_cache_free(fs.cache);
 	udfs_store_close(fs.store);
 	if (fs.syslog)

@@ -66,36 +66,6 @@ static const char *const xattr_names[] = {
 
 static struct udfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
-void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
-{
-	char raw[1024], line[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(raw, sizeof(raw), fmt, ap);
-	va_end(ap);
-	/* Names in a line come from the catalog, which is input like any
-	 * file: one log line must stay one line, free of escapes. */
-	udfs_escape(line, sizeof(line), raw);
-	if (fs->log_to_file) {
-		char stamp[32];
-		time_t now = time(NULL);
-		struct tm tm;
-
-		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ",
-			 gmtime_r(&now, &tm));
-		/* One fprintf per line: stdio locks the stream. */
-		fprintf(fs->log_file, "%s udfs[%d]: %s\n", stamp, (int)getpid(),
-			line);
-	} else if (fs->syslog) {
-		syslog(prio, "%s", line);
-	} else {
-		flockfile(stderr);
-		fprintf(stderr, "%s: %s\n", udfs_progname(), line);
-		funlockfile(stderr);
-	}
-}
-
 /* ---- the node table ---------------------------------------------------- */
 
 static struct udfs_node *node_find(struct udfs_fs *fs, fuse_ino_t ino)
@@ -178,7 +148,6 @@ void udfs_fs_nodes_init(struct udfs_fs *fs)
 	fs->root.kind = UDFS_NODE_ROOT;
 	fs->root.nlookup = 1;
 	pthread_mutex_init(&fs->root.ra_lock, NULL);
-	udfs_fs_bounce_init(fs);
 }
 
 static void dirh_free_all(struct udfs_fs *fs);
@@ -203,7 +172,6 @@ void udfs_fs_nodes_free(struct udfs_fs *fs)
 	udfs_htable_destroy(&fs->nodes);
 	free(fs->models);
 	fs->models = NULL;
-	udfs_fs_bounce_free(fs);
 	pthread_mutex_destroy(&fs->root.ra_lock);
 	pthread_mutex_destroy(&fs->list_lock);
 	pthread_mutex_destroy(&fs->lock);
