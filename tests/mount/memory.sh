@@ -4,13 +4,15 @@
 # 32 readers at once (8 models, 4 ranges each, dd bs=4M) keep many read
 # requests in flight on many worker threads. Every byte must be right
 # (cmp), and the daemon's peak RSS (VmHWM) must stay within the cache plus
-# 64 MiB: decoding happens on the cache's bounded pool, replies come from
-# cache entries, so no memory grows with the number of workers.
+# 64 MiB (MEMORY_THREADS=1024 for more workers): decoding happens on the
+# cache's bounded pool, replies come from cache entries, so no memory
+# grows with the number of workers.
 . "$(dirname "$0")/lib.sh"
 
 MODELS=8
 PARTS=4
 CACHE_MB=16
+THREADS=${MEMORY_THREADS:-256}
 mkdir -p "$T/src"
 "$GEN" model "$T/src/base.safetensors" --dtype bf16 --mb 32 --seed 21 \
 	>/dev/null 2>&1 || fail "gen_model model"
@@ -29,7 +31,7 @@ done
 	fail "add of $MODELS models"
 
 M=$T/mnt
-mount_udfs "$T/S" "$M" -o threads=256,cache=${CACHE_MB}M
+mount_udfs "$T/S" "$M" -o threads=$THREADS,cache=${CACHE_MB}M
 PID=$DAEMON_PID
 F=ft.safetensors
 size=$(stat -c %s "$T/src/$F")
@@ -70,7 +72,7 @@ kill -0 "$PID" || fail "daemon died"
 
 hwm=$(daemon_mem_kb "$PID" VmHWM)
 limit=$(((CACHE_MB + 64) * 1024))
-log "daemon VmHWM ${hwm} KiB (cache ${CACHE_MB} MiB, threads=256)"
+log "daemon VmHWM ${hwm} KiB (cache ${CACHE_MB} MiB, threads=$THREADS)"
 [ "$hwm" -le "$limit" ] || fail "VmHWM $hwm KiB > $limit KiB"
 
 umount_udfs "$M" "$PID"
