@@ -309,7 +309,11 @@ int udfs_plane_decode(const void *in, size_t in_len, const void *base, size_t n,
 	if (in_len < hdr)
 		return udfs_error(-EIO, "plane chunk: truncated header");
 	m = n / es;
-	planes = udfs_scratch(UDFS_SCRATCH_PLANES, n ? n : 1);
+	/* One plane and no base: the plane is the output, decoded straight
+	 * into it (verbatim files, 1-byte types). */
+	planes = es == 1 && mode == MODE_NONE
+		     ? out
+		     : udfs_scratch(UDFS_SCRATCH_PLANES, n ? n : 1);
 	if (!planes)
 		return -ENOMEM;
 	pos = hdr;
@@ -352,7 +356,7 @@ int udfs_plane_decode(const void *in, size_t in_len, const void *base, size_t n,
 	if (!err && pos != in_len)
 		err = udfs_error(-EIO, "plane chunk: %zu trailing bytes",
 				 in_len - pos);
-	if (!err)
+	if (!err && planes != out)
 		join(planes, base, n, es, mode, out);
 	return err;
 }
