@@ -73,13 +73,17 @@ struct udfs_cache {
 	udfs_cache_stats st;
 
 	/* Buffers of freed entries, reused to spare the page faults and
-	 * page clearing of fresh mappings (about a tenth of a decode). */
+	 * page clearing of fresh mappings (about a tenth of a decode).
+	 * spare_lock may be taken under lock, never the other way. */
 	pthread_mutex_t spare_lock;
 	struct {
 		unsigned char *p;
 		size_t len;
 	} spare[SPARE_MAX];
 	unsigned nspare;
+	/* Freed entry structs, reused: no allocation per chunk once the
+	 * cache has held its most entries. */
+	struct entry *free_entries;
 
 	/* Readers waiting for c->bytes to drop to the capacity. */
 	pthread_cond_t space;
@@ -220,11 +224,21 @@ static void buf_free(udfs_cache *c, unsigned char *p, size_t len)
 		munmap(p, len ? len : 1);
 }
 
+/* Keep e's struct for entry_new(); its buffer and model are let go of
+ * by the caller. */
+static void entry_recycle(udfs_cache *c, struct entry *e)
+{
+	pthread_mutex_lock(&c->spare_lock);
+	e->free_next = c->free_entries;
+	c->free_entries = e;
+	pthread_mutex_unlock(&c->spare_lock);
+}
+
 static void entry_free(udfs_cache *c, struct entry *e)
 {
 	buf_free(c, e->data, e->len);
 	c->ops.release(e->t);
-	free(e);
+	entry_recycle(c, e);
 }
 
 static void free_list(udfs_cache *c, struct entry *e)
@@ -239,9 +253,16 @@ static void free_list(udfs_cache *c, struct entry *e)
 
 static struct entry *entry_new(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 {
-	struct entry *e = calloc(1, sizeof(*e));
+	struct entry *e;
 
-	if (!e)
+	pthread_mutex_lock(&c->spare_lock);
+	e = c->free_entries;
+	if (e)
+		c->free_entries = e->free_next;
+	pthread_mutex_unlock(&c->spare_lock);
+	if (e)
+		memset(e, 0, sizeof(*e));
+	else if (!(e = calloc(1, sizeof(*e))))
 		return NULL;
 	e->t = t;
 	e->ci = ci;
@@ -365,7 +386,7 @@ static void abandon(udfs_cache *c, udfs_chunk_req *r, size_t n)
 
 		if (r[i].fresh) {
 			table_remove(c, e);
-			free(e);
+			entry_recycle(c, e);
 		} else {
 			release_locked(c, e, NULL);
 		}
@@ -713,6 +734,10 @@ void udfs_cache_free(udfs_cache *c)
 	}
 	for (; c->nspare; c->nspare--)
 		munmap(c->spare[c->nspare - 1].p, c->spare[c->nspare - 1].len);
+	while ((e = c->free_entries)) {
+		c->free_entries = e->free_next;
+		free(e);
+	}
 	pthread_mutex_destroy(&c->spare_lock);
 	pthread_cond_destroy(&c->work);
 	pthread_cond_destroy(&c->space);
