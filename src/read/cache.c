@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,8 @@ struct entry {
 	struct entry *job_next;	 /* c->demand, while queued for the pool */
 	int err;		 /* FAILED: the decoder's error ... */
 	char msg[256];		 /* ... and its message, for the readers */
+	pthread_cond_t done;	 /* broadcast when it leaves LOADING; last:
+				    entry_new() clears what comes before */
 };
 
 struct job {
@@ -65,7 +68,6 @@ struct job {
 
 struct udfs_cache {
 	pthread_mutex_t lock;
-	pthread_cond_t ready; /* broadcast when a decode finishes */
 	udfs_cache_ops ops;
 	uint64_t capacity;
 	struct udfs_htable table;
@@ -261,9 +263,11 @@ static struct entry *entry_new(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 		c->free_entries = e->free_next;
 	pthread_mutex_unlock(&c->spare_lock);
 	if (e)
-		memset(e, 0, sizeof(*e));
+		memset(e, 0, offsetof(struct entry, done));
 	else if (!(e = calloc(1, sizeof(*e))))
 		return NULL;
+	else
+		pthread_cond_init(&e->done, NULL); /* once per struct */
 	e->t = t;
 	e->ci = ci;
 	e->len = c->ops.out_len(t, ci);
@@ -309,7 +313,8 @@ static int decode_entry(udfs_cache *c, struct entry *e)
 		c->st.decodes++;
 		c->st.bytes_decoded += e->len;
 	}
-	pthread_cond_broadcast(&c->ready);
+	/* Only this entry's readers wake, not every waiting reader. */
+	pthread_cond_broadcast(&e->done);
 	pthread_mutex_unlock(&c->lock);
 	free_list(c, freelist);
 	return err < 0 ? err : 0;
@@ -456,7 +461,7 @@ static int wait_entries(udfs_cache *c, udfs_chunk_req *r, size_t n)
 		struct entry *e = r[i].handle;
 
 		while (e->state == LOADING)
-			pthread_cond_wait(&c->ready, &c->lock);
+			pthread_cond_wait(&e->done, &c->lock);
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct entry *e = r[i].handle;
@@ -684,7 +689,6 @@ int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->spare_lock, NULL);
-	pthread_cond_init(&c->ready, NULL);
 	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->space, NULL);
 	c->demand_tail = &c->demand;
@@ -736,12 +740,12 @@ void udfs_cache_free(udfs_cache *c)
 		munmap(c->spare[c->nspare - 1].p, c->spare[c->nspare - 1].len);
 	while ((e = c->free_entries)) {
 		c->free_entries = e->free_next;
+		pthread_cond_destroy(&e->done);
 		free(e);
 	}
 	pthread_mutex_destroy(&c->spare_lock);
 	pthread_cond_destroy(&c->work);
 	pthread_cond_destroy(&c->space);
-	pthread_cond_destroy(&c->ready);
 	pthread_mutex_destroy(&c->lock);
 	free(c->threads);
 	udfs_htable_destroy(&c->table);
