@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,7 +392,9 @@ static void start_ready_thread(struct udfs_fs *fs)
 {
 	struct ready_arg *a = udfs_xcalloc(1, sizeof(*a));
 	pthread_attr_t attr;
+	sigset_t all, old;
 	pthread_t th;
+	int err;
 
 	a->fs = fs;
 	a->mountpoint = udfs_xstrdup(fs->mountpoint);
@@ -399,7 +402,13 @@ static void start_ready_thread(struct udfs_fs *fs)
 	a->readahead_kb = fs->readahead_kb;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &attr, ready_thread, a) != 0) {
+	/* Signals that end the daemon must reach the loop's threads, not
+	 * this one (it inherits the mask). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&th, &attr, ready_thread, a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
 		udfs_fs_log(fs, LOG_WARNING, "cannot start readiness thread");
 		free(a->mountpoint);
 		free(a->notify_pipe);

@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -658,12 +659,28 @@ void udfs_cache_get_stats(udfs_cache *c, udfs_cache_stats *st)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* Start n pool threads with every signal blocked: a signal meant to end
+ * the daemon (SIGTERM, SIGHUP) must reach a thread that acts on it, not
+ * a pool thread waiting for work. 0 or a positive errno. */
+static int start_pool(udfs_cache *c, unsigned n)
+{
+	sigset_t all, old;
+	int err = 0;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (; c->nthreads < n && !err; c->nthreads += !err)
+		err = pthread_create(&c->threads[c->nthreads], NULL,
+				     pool_worker, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return err;
+}
+
 int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 		   const udfs_cache_ops *ops, udfs_cache **out)
 {
 	udfs_cache *c;
 	uint64_t want = capacity / UDFS_CHUNK_BYTES * 2;
-	unsigned i;
 	int err;
 
 	c = calloc(1, sizeof(*c));
@@ -700,15 +717,11 @@ int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 			return -ENOMEM;
 		}
 	}
-	for (i = 0; i < ahead_threads; i++) {
-		err = pthread_create(&c->threads[i], NULL, pool_worker, c);
-		if (err) {
-			udfs_cache_free(c);
-			return udfs_error(-err,
-					  "cache: cannot start thread: %s",
-					  strerror(err));
-		}
-		c->nthreads++;
+	err = start_pool(c, ahead_threads);
+	if (err) {
+		udfs_cache_free(c);
+		return udfs_error(-err, "cache: cannot start thread: %s",
+				  strerror(err));
 	}
 	*out = c;
 	return 0;
