@@ -40,7 +40,9 @@ static struct zctx *zctx(void)
 	pthread_once(&zonce, zkey_init);
 	z = pthread_getspecific(zkey);
 	if (!z) {
-		z = udfs_xcalloc(1, sizeof(*z));
+		z = calloc(1, sizeof(*z));
+		if (!z)
+			return NULL;
 		z->c = ZSTD_createCCtx();
 		z->d = ZSTD_createDCtx();
 		if (!z->c || !z->d) {

@@ -88,7 +88,7 @@ int udfs_fsync_dir(const char *path);
  */
 enum udfs_scratch_slot {
 	UDFS_SCRATCH_STORED = 0, /* recon.c: a chunk's stored bytes */
-	UDFS_SCRATCH_REPLY = 1,	 /* fuse/ops.c: the reply of a read */
+	UDFS_SCRATCH_UNUSED = 1, /* was the reply of a read (fuse) */
 	UDFS_SCRATCH_PLANES = 2, /* plane.c: the byte planes of a chunk */
 	UDFS_SCRATCH_CHUNK = 3,	 /* recon.c: a decoded chunk */
 	UDFS_SCRATCH_SLOTS

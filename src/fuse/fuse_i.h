@@ -82,6 +82,14 @@ struct udfs_node {
 	unsigned ra_streak; /* consecutive sequential reads */
 };
 
+#define UDFS_BOUNCE_SLOTS 8 /* shared buffers for bytes of base files */
+
+struct udfs_bounce {
+	unsigned char *p; /* mmap-ed, cap bytes */
+	size_t cap;
+	bool busy; /* under fs->bounce_lock */
+};
+
 struct udfs_fs {
 	/* Options. */
 	char *store_dir;  /* absolute */
@@ -121,6 +129,11 @@ struct udfs_fs {
 
 	pthread_t ready_thread;
 	bool ready_started;
+
+	/* fuse/read.c: what replies of base-file bytes are read into. */
+	pthread_mutex_t bounce_lock;
+	pthread_cond_t bounce_free;
+	struct udfs_bounce bounce[UDFS_BOUNCE_SLOTS];
 
 	/* What `udfs status` shows (user.udfs.stats); atomic adds. */
 	uint64_t reads;
@@ -163,7 +176,8 @@ fuse_ino_t udfs_dir_ino(const udfs_model *m, const struct udfs_dir *d);
  * advance *i past it; false past the end. Names point into m. */
 bool udfs_dir_next(const udfs_model *m, const struct udfs_dir *d, size_t *i,
 		   struct udfs_dirent *e);
-/* The entry name of d (a file first, else a directory): 0 or -ENOENT. */
+/* The entry name of d (a file first, else a directory): 0, -ENOENT or
+ * -ENOMEM. */
 int udfs_dir_lookup(const udfs_model *m, const struct udfs_dir *d,
 		    const char *name, struct udfs_dirent *e);
 /* 2 + the number of subdirectories of d. */
@@ -177,6 +191,17 @@ void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
 /* Initialize the node table; free every node and handle (at unmount). */
 void udfs_fs_nodes_init(struct udfs_fs *fs);
 void udfs_fs_nodes_free(struct udfs_fs *fs);
+
+/*
+ * Answer a read of size bytes (already clipped to the end of the file) at
+ * off of the open file fh (fuse/read.c): decoded chunks straight from the
+ * cache, exactly one reply.
+ */
+void udfs_fs_read(fuse_req_t req, struct udfs_fs *fs, const struct udfs_fh *fh,
+		  size_t size, off_t off);
+/* The shared bounce buffers of udfs_fs_read(): set up, free at unmount. */
+void udfs_fs_bounce_init(struct udfs_fs *fs);
+void udfs_fs_bounce_free(struct udfs_fs *fs);
 
 /*
  * Decode-ahead (fuse/readahead.c): note a read of [off, off + size) of the

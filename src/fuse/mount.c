@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,12 +35,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/pool.h"
 #include "common/util.h"
 
 #define DEFAULT_CACHE (256ull << 20)
 #define DEFAULT_THREADS 8
 #define DEFAULT_READAHEAD_KB 1024
-#define AHEAD_THREADS 2
+#define POOL_MAX 8	 /* decode pool threads: min(CPUs, this), at least 2 */
 #define NOTIFY_WAIT 10.0 /* seconds to wait for a reader of the pipe */
 
 static const char usage[] =
@@ -390,7 +392,9 @@ static void start_ready_thread(struct udfs_fs *fs)
 {
 	struct ready_arg *a = udfs_xcalloc(1, sizeof(*a));
 	pthread_attr_t attr;
+	sigset_t all, old;
 	pthread_t th;
+	int err;
 
 	a->fs = fs;
 	a->mountpoint = udfs_xstrdup(fs->mountpoint);
@@ -398,7 +402,13 @@ static void start_ready_thread(struct udfs_fs *fs)
 	a->readahead_kb = fs->readahead_kb;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &attr, ready_thread, a) != 0) {
+	/* Signals that end the daemon must reach the loop's threads, not
+	 * this one (it inherits the mask). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&th, &attr, ready_thread, a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
 		udfs_fs_log(fs, LOG_WARNING, "cannot start readiness thread");
 		free(a->mountpoint);
 		free(a->notify_pipe);
@@ -567,7 +577,10 @@ static int serve(struct udfs_fs *fs, struct session *ss)
 	if (err < 0)
 		return fail(fs, "%s", udfs_error_msg(err));
 	/* Threads only now: fork() above keeps none. */
-	err = udfs_cache_new(fs->cache_bytes, AHEAD_THREADS, NULL, &fs->cache);
+	err = udfs_cache_new(
+	    fs->cache_bytes,
+	    (unsigned)UDFS_MAX(UDFS_MIN(udfs_ncpus(), POOL_MAX), 2), NULL,
+	    &fs->cache);
 	if (err < 0)
 		return fail(fs, "mount: %s", udfs_error_msg(err));
 	udfs_cache_provider(fs->cache, &fs->provider);
@@ -615,6 +628,7 @@ int udfs_mount_main(int argc, char **argv)
 	int ret = 1, err;
 
 	udfs_fs_nodes_init(&fs);
+	udfs_fs_bounce_init(&fs);
 	err = parse_args(&fs, argc, argv, &user_opts, &store, &mnt);
 	if (err) {
 		ret = err < 0 ? 0 : 2; /* a usage error (udfs(1)) */
@@ -643,6 +657,7 @@ out:
 	fuse_opt_free_args(&ss.args);
 	/* Nodes and handles first: they and the cache hold models. */
 	udfs_fs_nodes_free(&fs);
+	udfs_fs_bounce_free(&fs);
 	udfs_cache_free(fs.cache);
 	udfs_store_close(fs.store);
 	if (fs.syslog)

@@ -66,36 +66,6 @@ static const char *const xattr_names[] = {
 
 static struct udfs_fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
-void udfs_fs_log(const struct udfs_fs *fs, int prio, const char *fmt, ...)
-{
-	char raw[1024], line[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(raw, sizeof(raw), fmt, ap);
-	va_end(ap);
-	/* Names in a line come from the catalog, which is input like any
-	 * file: one log line must stay one line, free of escapes. */
-	udfs_escape(line, sizeof(line), raw);
-	if (fs->log_to_file) {
-		char stamp[32];
-		time_t now = time(NULL);
-		struct tm tm;
-
-		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ",
-			 gmtime_r(&now, &tm));
-		/* One fprintf per line: stdio locks the stream. */
-		fprintf(fs->log_file, "%s udfs[%d]: %s\n", stamp, (int)getpid(),
-			line);
-	} else if (fs->syslog) {
-		syslog(prio, "%s", line);
-	} else {
-		flockfile(stderr);
-		fprintf(stderr, "%s: %s\n", udfs_progname(), line);
-		funlockfile(stderr);
-	}
-}
-
 /* ---- the node table ---------------------------------------------------- */
 
 static struct udfs_node *node_find(struct udfs_fs *fs, fuse_ino_t ino)
@@ -118,7 +88,8 @@ static void node_free(struct udfs_node *n)
 /*
  * Count one kernel lookup of the node like proto (its ino, kind, model,
  * file and dir), creating it (with a reference of its own on the model)
- * when the kernel did not know it. proto's pointers are borrowed.
+ * when the kernel did not know it. proto's pointers are borrowed. NULL
+ * when out of memory (nothing counted).
  */
 static struct udfs_node *node_ref(struct udfs_fs *fs,
 				  const struct udfs_node *proto)
@@ -128,7 +99,9 @@ static struct udfs_node *node_ref(struct udfs_fs *fs,
 	pthread_mutex_lock(&fs->lock);
 	n = node_find(fs, proto->ino);
 	if (!n) {
-		n = udfs_xcalloc(1, sizeof(*n));
+		n = calloc(1, sizeof(*n));
+		if (!n)
+			goto out;
 		n->ino = proto->ino;
 		n->kind = proto->kind;
 		n->model = proto->model;
@@ -139,6 +112,7 @@ static struct udfs_node *node_ref(struct udfs_fs *fs,
 		udfs_htable_add(&fs->nodes, &n->hn, n->ino);
 	}
 	n->nlookup++;
+out:
 	pthread_mutex_unlock(&fs->lock);
 	return n;
 }
@@ -374,7 +348,10 @@ static int lookup_model(struct udfs_fs *fs, const char *name,
 	proto.model = m;
 	udfs_dir_of_model(m, &proto.dir);
 	proto.ino = UDFS_DIR_INO(m->id);
-	node_ref(fs, &proto);
+	if (!node_ref(fs, &proto)) {
+		udfs_model_put(m);
+		return -ENOMEM;
+	}
 	e->ino = proto.ino;
 	fill_model_dir_attr(m, &proto.dir, &e->attr);
 	e->attr_timeout = ROOT_TIMEOUT;
@@ -439,7 +416,10 @@ static int lookup_in_model(struct udfs_fs *fs, fuse_ino_t parent,
 	if (err < 0)
 		goto out;
 	entry_node(m, &de, &proto);
-	node_ref(fs, &proto);
+	if (!node_ref(fs, &proto)) {
+		err = -ENOMEM;
+		goto out;
+	}
 	e->ino = proto.ino;
 	fill_node_attr(fs, &proto, &e->attr);
 	e->attr_timeout = FILE_TIMEOUT;
@@ -560,8 +540,9 @@ static int fh_new(struct udfs_fs *fs, fuse_ino_t ino, struct udfs_fh **out)
 		err = -ENOENT;
 	} else if (n->kind != UDFS_NODE_FILE) {
 		err = -EISDIR;
+	} else if (!(fh = calloc(1, sizeof(*fh)))) {
+		err = -ENOMEM;
 	} else {
-		fh = udfs_xcalloc(1, sizeof(*fh));
 		fh->node = n;
 		fh->model = n->model;
 		fh->file = n->file;
@@ -623,8 +604,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct udfs_fs *fs = fs_of(req);
 	struct udfs_fh *fh = (struct udfs_fh *)(uintptr_t)fi->fh;
-	unsigned char *buf;
-	ssize_t n;
 
 	DBG(fs, "read ino=%" PRIu64 " off=%lld size=%zu", (uint64_t)ino,
 	    (long long)off, size);
@@ -638,25 +617,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	size = (size_t)UDFS_MIN((uint64_t)size, fh->file->size - (uint64_t)off);
-	/* One reply buffer per worker thread, grown to the largest request. */
-	buf = udfs_scratch(UDFS_SCRATCH_REPLY, size ? size : 1);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	udfs_fs_readahead(fs, fh->node, (uint64_t)off, size);
-	udfs_error_clear();
-	n = udfs_file_read(fh->file, buf, size, (uint64_t)off, &fs->provider);
-	if (n < 0) {
-		__atomic_add_fetch(&fs->read_errors, 1, __ATOMIC_RELAXED);
-		udfs_fs_log(fs, LOG_ERR, "%s/%s: read of %zu bytes at %lld: %s",
-			    fh->model->name, fh->file->path, size,
-			    (long long)off, udfs_error_msg((int)n));
-		fuse_reply_err(req, (int)-n);
-		return;
-	}
-	__atomic_add_fetch(&fs->bytes_served, (uint64_t)n, __ATOMIC_RELAXED);
-	fuse_reply_buf(req, (const char *)buf, (size_t)n);
+	udfs_fs_read(req, fs, fh, size, off);
 }
 
 /* ---- directories ------------------------------------------------------- */
@@ -717,14 +679,19 @@ static int snap_root(struct udfs_fs *fs, struct udfs_dirh *d)
 
 	pthread_mutex_lock(&fs->list_lock);
 	err = list_refresh(fs, true);
+	if (!err && !(d->ents = calloc(fs->n_models + 1, sizeof(*d->ents))))
+		err = udfs_error(-ENOMEM, "out of memory");
 	if (!err) {
-		d->ents = udfs_xcalloc(fs->n_models + 1, sizeof(*d->ents));
 		for (size_t i = 0; i < fs->n_models; i++) {
 			struct dent *de = &d->ents[d->n];
 
 			if (!name_ok(fs->models[i].name))
 				continue;
-			de->name = udfs_xstrdup(fs->models[i].name);
+			de->name = strdup(fs->models[i].name);
+			if (!de->name) {
+				err = udfs_error(-ENOMEM, "out of memory");
+				break;
+			}
 			de->ino = UDFS_DIR_INO(fs->models[i].id);
 			de->mtime = fs->models[i].created;
 			d->n++;
@@ -735,14 +702,16 @@ static int snap_root(struct udfs_fs *fs, struct udfs_dirh *d)
 }
 
 /* Snapshot the entries of directory dir of model m (files and
- * subdirectories, in path order). */
-static void snap_model_dir(struct udfs_dirh *d, const struct udfs_dir *dir)
+ * subdirectories, in path order). 0 or -ENOMEM. */
+static int snap_model_dir(struct udfs_dirh *d, const struct udfs_dir *dir)
 {
 	const udfs_model *m = d->model;
 	struct udfs_dirent e;
 	size_t i = dir->lo;
 
-	d->ents = udfs_xcalloc(dir->hi - dir->lo + 1, sizeof(*d->ents));
+	d->ents = calloc(dir->hi - dir->lo + 1, sizeof(*d->ents));
+	if (!d->ents)
+		return -ENOMEM;
 	while (udfs_dir_next(m, dir, &i, &e)) {
 		struct dent *de = &d->ents[d->n];
 
@@ -750,13 +719,14 @@ static void snap_model_dir(struct udfs_dirh *d, const struct udfs_dir *dir)
 			continue;
 		de->name = strndup(e.name, e.len);
 		if (!de->name)
-			udfs_die("out of memory");
+			return -ENOMEM;
 		de->ino = e.ino;
 		de->file = e.kind == UDFS_ENT_FILE ? e.file : NULL;
 		de->subdir = e.kind == UDFS_ENT_DIR;
 		de->dir = e.sub;
 		d->n++;
 	}
+	return 0;
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
@@ -769,7 +739,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 
 	DBG(fs, "opendir ino=%" PRIu64, (uint64_t)ino);
 	udfs_error_clear();
-	d = udfs_xcalloc(1, sizeof(*d));
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
 	d->ino = ino;
 	if (ino == UDFS_ROOT_INO) {
 		err = snap_root(fs, d);
@@ -778,8 +752,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 				    udfs_error_msg(err));
 	} else {
 		err = dir_node(fs, ino, &d->model, &dir);
+		if (!err)
+			err = snap_model_dir(d, &dir);
 		if (!err) {
-			snap_model_dir(d, &dir);
 			fi->cache_readdir = 1; /* immutable listing */
 			fi->keep_cache = 1;
 		}
@@ -838,6 +813,7 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 	struct udfs_dirh *d = (struct udfs_dirh *)(uintptr_t)fi->fh;
 	char *buf = NULL;
 	size_t pos = 0;
+	bool oom = false;
 
 	if (size) {
 		buf = malloc(size);
@@ -874,7 +850,10 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 			    .file = de->file,
 			};
 
-			node_ref(fs, &proto);
+			if (!node_ref(fs, &proto)) {
+				oom = true; /* the entries so far, or ENOMEM */
+				break;
+			}
 			e.ino = de->ino;
 			e.attr_timeout = FILE_TIMEOUT;
 			e.entry_timeout = FILE_TIMEOUT;
@@ -882,7 +861,10 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 		pos += fuse_add_direntry_plus(req, buf + pos, size - pos, name,
 					      &e, (off_t)i + 1);
 	}
-	fuse_reply_buf(req, buf, pos);
+	if (oom && !pos)
+		fuse_reply_err(req, ENOMEM);
+	else
+		fuse_reply_buf(req, buf, pos);
 	free(buf);
 }
 

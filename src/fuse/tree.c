@@ -133,7 +133,9 @@ int udfs_dir_lookup(const udfs_model *m, const struct udfs_dir *d,
 		return -ENOENT;
 	/* The prefix is the start of any path in the range. */
 	klen = d->plen + len;
-	key = udfs_xmalloc(klen + 2);
+	key = malloc(klen + 2);
+	if (!key)
+		return -ENOMEM;
 	memcpy(key, m->files[d->lo].path, d->plen);
 	memcpy(key + d->plen, name, len);
 	/* A file: the whole path, its NUL included; else a directory. */

@@ -11,8 +11,12 @@
  * - an entry is freed only when it is out of the table and its reference
  *   count is zero; a loading entry always has a reference (its decoder's);
  * - eviction takes ready entries with no reader from the LRU tail until
- *   c->bytes <= capacity. Entries in use may push c->bytes above capacity
- *   by at most one chunk per concurrent reader.
+ *   c->bytes <= capacity. A reader's chunks are admitted only while
+ *   c->bytes <= capacity (else it waits, holding nothing), so entries in
+ *   use push c->bytes above capacity by at most one read's chunks;
+ *   decode-ahead entries are made only when they fit.
+ * With a pool, readers queue their missing chunks on c->demand and wait:
+ * only pool threads decode, so decoding scratch is per pool thread.
  * Decoding, freeing buffers and releasing models happen outside the lock.
  * Buffers are mmap-ed so that evicted memory goes back to the system at
  * once (but for SPARE_MAX spares kept for reuse): the daemon stays below
@@ -22,20 +26,21 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include "common/htable.h"
 #include "common/list.h"
 #include "common/util.h"
 #include "read/recon.h"
 
-#define WAIT_SECONDS 10 /* for another thread's decode, then decode */
-#define AHEAD_QUEUE 64	/* pending decode-ahead jobs */
-#define SPARE_MAX 8	/* freed buffers kept for reuse */
+#define AHEAD_QUEUE 64 /* pending decode-ahead jobs */
+#define SPARE_MAX 8    /* freed buffers kept for reuse */
 
 enum { LOADING, READY, FAILED };
 
@@ -50,6 +55,11 @@ struct entry {
 	struct udfs_hnode hn;	 /* in c->table, keyed by (t, ci) */
 	struct udfs_list lru;	 /* c->lru, most recent first */
 	struct entry *free_next; /* a free list, once out of the table */
+	struct entry *job_next;	 /* c->demand, while queued for the pool */
+	int err;		 /* FAILED: the decoder's error ... */
+	char msg[256];		 /* ... and its message, for the readers */
+	pthread_cond_t done;	 /* broadcast when it leaves LOADING; last:
+				    entry_new() clears what comes before */
 };
 
 struct job {
@@ -59,7 +69,6 @@ struct job {
 
 struct udfs_cache {
 	pthread_mutex_t lock;
-	pthread_cond_t ready; /* broadcast when a decode finishes */
 	udfs_cache_ops ops;
 	uint64_t capacity;
 	struct udfs_htable table;
@@ -67,16 +76,26 @@ struct udfs_cache {
 	udfs_cache_stats st;
 
 	/* Buffers of freed entries, reused to spare the page faults and
-	 * page clearing of fresh mappings (about a tenth of a decode). */
+	 * page clearing of fresh mappings (about a tenth of a decode).
+	 * spare_lock may be taken under lock, never the other way. */
 	pthread_mutex_t spare_lock;
 	struct {
 		unsigned char *p;
 		size_t len;
 	} spare[SPARE_MAX];
 	unsigned nspare;
+	/* Freed entry structs, reused: no allocation per chunk once the
+	 * cache has held its most entries. */
+	struct entry *free_entries;
 
-	/* Decode-ahead pool. */
+	/* Readers waiting for c->bytes to drop to the capacity. */
+	pthread_cond_t space;
+	unsigned space_waiters;
+
+	/* The decode pool: readers' chunks (c->demand, first) and
+	 * decode-ahead jobs (the ring). */
 	pthread_cond_t work;
+	struct entry *demand, **demand_tail;
 	struct job queue[AHEAD_QUEUE]; /* ring */
 	unsigned qhead, qlen;
 	bool stop;
@@ -152,12 +171,13 @@ static void table_remove(udfs_cache *c, struct entry *e)
 	c->st.entries--;
 }
 
-/* Move unused ready entries from the LRU tail onto *freelist. */
-static void evict(udfs_cache *c, struct entry **freelist)
+/* Move unused ready entries from the LRU tail onto *freelist until need
+ * more bytes fit. */
+static void evict(udfs_cache *c, uint64_t need, struct entry **freelist)
 {
 	struct udfs_list *l = c->lru.prev, *prev;
 
-	for (; l != &c->lru && c->st.bytes > c->capacity; l = prev) {
+	for (; l != &c->lru && c->st.bytes + need > c->capacity; l = prev) {
 		struct entry *e = udfs_container_of(l, struct entry, lru);
 
 		prev = l->prev;
@@ -207,11 +227,21 @@ static void buf_free(udfs_cache *c, unsigned char *p, size_t len)
 		munmap(p, len ? len : 1);
 }
 
+/* Keep e's struct for entry_new(); its buffer and model are let go of
+ * by the caller. */
+static void entry_recycle(udfs_cache *c, struct entry *e)
+{
+	pthread_mutex_lock(&c->spare_lock);
+	e->free_next = c->free_entries;
+	c->free_entries = e;
+	pthread_mutex_unlock(&c->spare_lock);
+}
+
 static void entry_free(udfs_cache *c, struct entry *e)
 {
 	buf_free(c, e->data, e->len);
 	c->ops.release(e->t);
-	free(e);
+	entry_recycle(c, e);
 }
 
 static void free_list(udfs_cache *c, struct entry *e)
@@ -226,10 +256,19 @@ static void free_list(udfs_cache *c, struct entry *e)
 
 static struct entry *entry_new(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 {
-	struct entry *e = calloc(1, sizeof(*e));
+	struct entry *e;
 
-	if (!e)
+	pthread_mutex_lock(&c->spare_lock);
+	e = c->free_entries;
+	if (e)
+		c->free_entries = e->free_next;
+	pthread_mutex_unlock(&c->spare_lock);
+	if (e)
+		memset(e, 0, offsetof(struct entry, done));
+	else if (!(e = calloc(1, sizeof(*e))))
 		return NULL;
+	else
+		pthread_cond_init(&e->done, NULL); /* once per struct */
 	e->t = t;
 	e->ci = ci;
 	e->len = c->ops.out_len(t, ci);
@@ -239,77 +278,10 @@ static struct entry *entry_new(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 	return e;
 }
 
-/*
- * Decode into an entry of our own that never enters the table: the path
- * taken after a bounded wait expired or another thread's decode failed.
- */
-static int get_private(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
-		       const void **data, void **handle)
-{
-	struct entry *e = entry_new(c, t, ci);
-	int err;
-
-	if (!e)
-		return -ENOMEM;
-	c->ops.hold(t);
-	e->data = buf_alloc(c, e->len);
-	if (!e->data) {
-		err = -ENOMEM;
-		goto fail;
-	}
-	err = c->ops.decode(t, ci, e->data);
-	if (err < 0)
-		goto fail;
-	e->state = READY;
-	*data = e->data;
-	*handle = e;
-	return 0;
-fail:
-	entry_free(c, e);
-	return err;
-}
-
-/* Entry e, found under c->lock, which this drops: wait for its decode if
- * it is loading, then use it; if it failed or the wait timed out, decode
- * on our own. */
-static int get_found(udfs_cache *c, struct entry *e, const void **data,
-		     void **handle)
-{
-	struct entry *freelist = NULL;
-	const udfs_tensor *t = e->t;
-	uint32_t ci = e->ci;
-	struct timespec deadline;
-	int err = 0;
-
-	e->refs++;
-	if (e->state == LOADING) {
-		c->st.waits++;
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += WAIT_SECONDS;
-		while (e->state == LOADING && !err)
-			err = pthread_cond_timedwait(&c->ready, &c->lock,
-						     &deadline);
-	} else {
-		c->st.hits++;
-	}
-	if (e->state == READY) {
-		udfs_list_del(&e->lru);
-		udfs_list_push(&c->lru, &e->lru);
-		pthread_mutex_unlock(&c->lock);
-		*data = e->data;
-		*handle = e;
-		return 0;
-	}
-	/* Timed out, or the decoder failed: decode on our own. */
-	if (--e->refs == 0 && !e->in_table)
-		freelist = e;
-	pthread_mutex_unlock(&c->lock);
-	free_list(c, freelist);
-	return get_private(c, t, ci, data, handle);
-}
-
-/* Decode the new loading entry e (in the table, one reference: ours)
- * outside the lock, then publish it, or take it out on failure. */
+/* Decode the new loading entry e (in the table, one reference: the
+ * decoder's) outside the lock, then publish it, or take it out on failure
+ * with the error kept for the readers waiting on it. The decoder's
+ * reference stays on success. */
 static int decode_entry(udfs_cache *c, struct entry *e)
 {
 	struct entry *freelist = NULL;
@@ -319,83 +291,258 @@ static int decode_entry(udfs_cache *c, struct entry *e)
 	/* Outside the lock (it may take the store's); a loading entry
 	 * cannot be freed by anyone but us. */
 	c->ops.hold(e->t);
+	udfs_error_clear();
 	buf = buf_alloc(c, e->len);
-	err = buf ? c->ops.decode(e->t, e->ci, buf) : -ENOMEM;
+	err = buf ? c->ops.decode(e->t, e->ci, buf)
+		  : udfs_error(-ENOMEM, "cache: out of memory");
 
 	pthread_mutex_lock(&c->lock);
 	if (err < 0) {
 		buf_free(c, buf, e->len);
+		e->err = err;
+		snprintf(e->msg, sizeof(e->msg), "%s", udfs_error_msg(err));
 		e->state = FAILED;
 		c->st.errors++;
 		table_remove(c, e);
 		if (--e->refs == 0)
 			freelist = e;
+		if (c->space_waiters)
+			pthread_cond_broadcast(&c->space);
 	} else {
 		e->data = buf;
 		e->state = READY;
 		c->st.decodes++;
 		c->st.bytes_decoded += e->len;
 	}
-	pthread_cond_broadcast(&c->ready);
+	/* Only this entry's readers wake, not every waiting reader. */
+	pthread_cond_broadcast(&e->done);
 	pthread_mutex_unlock(&c->lock);
 	free_list(c, freelist);
 	return err < 0 ? err : 0;
 }
 
-static int cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
-		     const void **data, void **handle, bool ahead)
+/* Drop one reference on e; an entry out of the table goes onto
+ * *freelist (or is freed by the caller later: NULL only while another
+ * reference is known to remain). Under c->lock. */
+static void release_locked(udfs_cache *c, struct entry *e,
+			   struct entry **freelist)
 {
-	struct entry *e, *freelist = NULL;
-	int err;
+	if (--e->refs)
+		return;
+	if (!e->in_table) {
+		if (freelist) {
+			e->free_next = *freelist;
+			*freelist = e;
+		}
+		return;
+	}
+	if (freelist && c->st.bytes > c->capacity)
+		evict(c, 0, freelist);
+	if (c->space_waiters)
+		pthread_cond_broadcast(&c->space);
+}
+
+/* Bytes of the chunks of r not in the table. Under c->lock. */
+static uint64_t missing_bytes(udfs_cache *c, const udfs_chunk_req *r, size_t n)
+{
+	uint64_t need = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!find(c, r[i].t, r[i].ci))
+			need += c->ops.out_len(r[i].t, r[i].ci);
+	return need;
+}
+
+/*
+ * Take c->lock and wait until the missing chunks of r fit: after evicting
+ * unused entries, c->bytes + need <= capacity, or at least c->bytes <=
+ * capacity (one request may overshoot by its own chunks). Waiters hold no
+ * entry, and the entries that are held belong to admitted requests that
+ * need nothing more, so the wait ends. Returns with c->lock held.
+ */
+static void admit(udfs_cache *c, const udfs_chunk_req *r, size_t n)
+{
+	struct entry *freelist;
+	uint64_t need;
 
 	pthread_mutex_lock(&c->lock);
-	e = find(c, t, ci);
-	if (e && ahead) { /* cached or being decoded: nothing to do ahead */
-		pthread_mutex_unlock(&c->lock);
-		return -EEXIST;
+	for (;;) {
+		freelist = NULL;
+		need = missing_bytes(c, r, n);
+		evict(c, need, &freelist);
+		if (freelist) { /* free outside the lock */
+			pthread_mutex_unlock(&c->lock);
+			free_list(c, freelist);
+			pthread_mutex_lock(&c->lock);
+		}
+		if (c->st.bytes <= c->capacity)
+			return;
+		c->space_waiters++;
+		pthread_cond_wait(&c->space, &c->lock);
+		c->space_waiters--;
 	}
-	if (e)
-		return get_found(c, e, data, handle);
-	e = entry_new(c, t, ci);
-	if (!e) {
-		pthread_mutex_unlock(&c->lock);
-		return -ENOMEM;
+}
+
+/* Undo take_entries() for r[0 .. n): fresh entries never started (no
+ * model reference yet) leave the table. Under c->lock. */
+static void abandon(udfs_cache *c, udfs_chunk_req *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct entry *e = r[i].handle;
+
+		if (r[i].fresh) {
+			table_remove(c, e);
+			entry_recycle(c, e);
+		} else {
+			release_locked(c, e, NULL);
+		}
 	}
-	if (!ahead) /* a decode-ahead job is not a reader's miss */
-		c->st.misses++;
-	table_insert(c, e);
-	evict(c, &freelist);
+}
+
+/* A reference on the entry of each chunk of r, new loading ones made for
+ * those missing (r[i].fresh). Under c->lock. -ENOMEM with none taken. */
+static int take_entries(udfs_cache *c, udfs_chunk_req *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct entry *e = find(c, r[i].t, r[i].ci);
+
+		r[i].fresh = false;
+		if (e) {
+			e->refs++;
+			if (e->state == LOADING)
+				c->st.waits++;
+			else
+				c->st.hits++;
+		} else if ((e = entry_new(c, r[i].t, r[i].ci))) {
+			e->refs++; /* the reader's; the decoder has one */
+			c->st.misses++;
+			table_insert(c, e);
+			r[i].fresh = true;
+		} else {
+			abandon(c, r, i);
+			return udfs_error(-ENOMEM, "cache: out of memory");
+		}
+		r[i].handle = e;
+	}
+	return 0;
+}
+
+/* Hand the fresh entries of r to the pool, or with no pool decode them
+ * on this thread. */
+static void start_decodes(udfs_cache *c, udfs_chunk_req *r, size_t n)
+{
+	bool queued = false;
+
+	for (size_t i = 0; i < n; i++) {
+		struct entry *e = r[i].handle;
+
+		if (!r[i].fresh)
+			continue;
+		if (!c->nthreads) {
+			pthread_mutex_unlock(&c->lock);
+			if (decode_entry(c, e) == 0)
+				udfs_cache_put(c, e); /* the decoder's */
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
+		e->job_next = NULL;
+		*c->demand_tail = e;
+		c->demand_tail = &e->job_next;
+		queued = true;
+	}
+	if (queued)
+		pthread_cond_broadcast(&c->work);
+}
+
+/* Wait until no entry of r is loading; the first failure's error (its
+ * message recorded on this thread), else 0. Under c->lock. */
+static int wait_entries(udfs_cache *c, udfs_chunk_req *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct entry *e = r[i].handle;
+
+		while (e->state == LOADING)
+			pthread_cond_wait(&e->done, &c->lock);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct entry *e = r[i].handle;
+
+		if (e->state == FAILED)
+			return udfs_error(e->err, "%s", e->msg);
+		udfs_list_del(&e->lru);
+		udfs_list_push(&c->lru, &e->lru);
+		r[i].data = e->data;
+	}
+	return 0;
+}
+
+int udfs_cache_get_many(udfs_cache *c, udfs_chunk_req *r, size_t n)
+{
+	struct entry *freelist = NULL;
+	int err;
+
+	admit(c, r, n);
+	err = take_entries(c, r, n);
+	if (!err) {
+		start_decodes(c, r, n);
+		err = wait_entries(c, r, n);
+		if (err)
+			for (size_t i = 0; i < n; i++)
+				release_locked(c, r[i].handle, &freelist);
+	}
 	pthread_mutex_unlock(&c->lock);
 	free_list(c, freelist);
-	err = decode_entry(c, e);
-	if (err < 0)
-		return err;
-	*data = e->data;
-	*handle = e;
-	return 0;
+	return err;
 }
 
 int udfs_cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
 		   const void **data, void **handle)
 {
-	return cache_get(c, t, ci, data, handle, false);
+	udfs_chunk_req r = {.t = t, .ci = ci};
+	int err = udfs_cache_get_many(c, &r, 1);
+
+	if (err)
+		return err;
+	*data = r.data;
+	*handle = r.handle;
+	return 0;
 }
 
 void udfs_cache_put(udfs_cache *c, void *handle)
 {
-	struct entry *e = handle, *freelist = NULL;
+	struct entry *freelist = NULL;
 
-	if (!e)
+	if (!handle)
 		return;
 	pthread_mutex_lock(&c->lock);
-	if (--e->refs == 0) {
-		if (!e->in_table)
-			freelist = e;
-		else if (c->st.bytes > c->capacity)
-			evict(c, &freelist);
+	release_locked(c, handle, &freelist);
+	pthread_mutex_unlock(&c->lock);
+	free_list(c, freelist);
+}
+
+/* A decode-ahead job: decode chunk ci of t into the cache when it is
+ * neither there nor in flight and fits without evicting what readers
+ * use. */
+static void ahead_decode(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
+{
+	struct entry *e, *freelist = NULL;
+	size_t len = c->ops.out_len(t, ci);
+
+	pthread_mutex_lock(&c->lock);
+	e = find(c, t, ci);
+	if (!e) {
+		evict(c, len, &freelist);
+		if (c->st.bytes + len <= c->capacity)
+			e = entry_new(c, t, ci);
+		if (e)
+			table_insert(c, e);
+	} else {
+		e = NULL;
 	}
 	pthread_mutex_unlock(&c->lock);
 	free_list(c, freelist);
+	if (e && decode_entry(c, e) == 0)
+		udfs_cache_put(c, e);
 }
 
 static int provider_get(void *ctx, const udfs_tensor *t, uint32_t ci,
@@ -466,30 +613,40 @@ void udfs_cache_prefetch_range(udfs_cache *c, const udfs_file *f, uint64_t from,
 	udfs_file_each_chunk(f, from, to, prefetch_one, c);
 }
 
-static void *ahead_worker(void *arg)
+/* A thread of the decode pool: readers' chunks first, in the order they
+ * came, then decode-ahead jobs. Decoding happens only here (when there is
+ * a pool), so decoding scratch memory is per pool thread. */
+static void *pool_worker(void *arg)
 {
 	udfs_cache *c = arg;
-	const void *data;
-	void *handle;
+	struct entry *e;
 	struct job j;
 
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
-		while (!c->stop && c->qlen == 0)
+		while (!c->stop && !c->demand && c->qlen == 0)
 			pthread_cond_wait(&c->work, &c->lock);
 		if (c->stop) {
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
+		e = c->demand;
+		if (e) {
+			c->demand = e->job_next;
+			if (!c->demand)
+				c->demand_tail = &c->demand;
+			pthread_mutex_unlock(&c->lock);
+			/* A failure is kept in e for its readers. */
+			if (decode_entry(c, e) == 0)
+				udfs_cache_put(c, e);
+			continue;
+		}
 		j = c->queue[c->qhead];
 		c->qhead = (c->qhead + 1) % AHEAD_QUEUE;
 		c->qlen--;
 		pthread_mutex_unlock(&c->lock);
-
 		/* A failure is left for the reader, who will report it. */
-		udfs_error_clear();
-		if (cache_get(c, j.t, j.ci, &data, &handle, true) == 0)
-			udfs_cache_put(c, handle);
+		ahead_decode(c, j.t, j.ci);
 		c->ops.release(j.t);
 	}
 	return NULL;
@@ -502,12 +659,28 @@ void udfs_cache_get_stats(udfs_cache *c, udfs_cache_stats *st)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* Start n pool threads with every signal blocked: a signal meant to end
+ * the daemon (SIGTERM, SIGHUP) must reach a thread that acts on it, not
+ * a pool thread waiting for work. 0 or a positive errno. */
+static int start_pool(udfs_cache *c, unsigned n)
+{
+	sigset_t all, old;
+	int err = 0;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (; c->nthreads < n && !err; c->nthreads += !err)
+		err = pthread_create(&c->threads[c->nthreads], NULL,
+				     pool_worker, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return err;
+}
+
 int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 		   const udfs_cache_ops *ops, udfs_cache **out)
 {
 	udfs_cache *c;
 	uint64_t want = capacity / UDFS_CHUNK_BYTES * 2;
-	unsigned i;
 	int err;
 
 	c = calloc(1, sizeof(*c));
@@ -533,15 +706,9 @@ int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->spare_lock, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&c->ready, &ca);
-		pthread_condattr_destroy(&ca);
-	}
 	pthread_cond_init(&c->work, NULL);
+	pthread_cond_init(&c->space, NULL);
+	c->demand_tail = &c->demand;
 
 	if (ahead_threads) {
 		c->threads = calloc(ahead_threads, sizeof(*c->threads));
@@ -550,15 +717,11 @@ int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 			return -ENOMEM;
 		}
 	}
-	for (i = 0; i < ahead_threads; i++) {
-		err = pthread_create(&c->threads[i], NULL, ahead_worker, c);
-		if (err) {
-			udfs_cache_free(c);
-			return udfs_error(-err,
-					  "cache: cannot start thread: %s",
-					  strerror(err));
-		}
-		c->nthreads++;
+	err = start_pool(c, ahead_threads);
+	if (err) {
+		udfs_cache_free(c);
+		return udfs_error(-err, "cache: cannot start thread: %s",
+				  strerror(err));
 	}
 	*out = c;
 	return 0;
@@ -588,9 +751,14 @@ void udfs_cache_free(udfs_cache *c)
 	}
 	for (; c->nspare; c->nspare--)
 		munmap(c->spare[c->nspare - 1].p, c->spare[c->nspare - 1].len);
+	while ((e = c->free_entries)) {
+		c->free_entries = e->free_next;
+		pthread_cond_destroy(&e->done);
+		free(e);
+	}
 	pthread_mutex_destroy(&c->spare_lock);
 	pthread_cond_destroy(&c->work);
-	pthread_cond_destroy(&c->ready);
+	pthread_cond_destroy(&c->space);
 	pthread_mutex_destroy(&c->lock);
 	free(c->threads);
 	udfs_htable_destroy(&c->table);

@@ -2,12 +2,18 @@
 /*
  * The reconstructed-chunk cache of the mount daemon: decoded chunks keyed
  * by (tensor, chunk index), bounded in bytes, LRU eviction, reference
- * counted entries (an entry being copied out by a reader is never freed
- * under it), single-flight decoding (concurrent readers of one chunk decode
- * it once) and a small decode-ahead pool for sequential streams.
+ * counted entries (an entry being copied out or sent by a reader is never
+ * freed under it), single-flight decoding (concurrent readers of one chunk
+ * decode it once) on a bounded decode pool, which also decodes ahead of
+ * sequential streams.
  *
- * No lock is held while decoding. An entry holds a reference on its
- * tensor's model (ops->hold), so the tensor pointer stays valid while the
+ * Readers never decode when there is a pool: they queue the chunks they
+ * need and wait, so the chunks of one read decode in parallel and decoding
+ * memory is per pool thread, whatever the number of readers. A reader
+ * whose chunks do not fit waits until c->bytes is back at the capacity, so
+ * entries held by readers and in flight exceed the capacity by at most one
+ * read's chunks. No lock is held while decoding. An entry holds a reference on
+ * its tensor's model (ops->hold), so the tensor pointer stays valid while the
  * entry is cached; a removed model's entries simply age out.
  *
  * The cache never sees FUSE; udfs_cache_provider() plugs it into
@@ -16,6 +22,8 @@
 #ifndef UDFS_CACHE_H
 #define UDFS_CACHE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "read/recon.h"
@@ -38,7 +46,7 @@ typedef struct udfs_cache_ops {
 
 typedef struct udfs_cache_stats {
 	uint64_t hits;		/* served from a ready entry */
-	uint64_t misses;	/* decoded by the requesting reader */
+	uint64_t misses;	/* decoded for a reader */
 	uint64_t waits;		/* waited for another thread's decode */
 	uint64_t decodes;	/* successful decodes, any thread */
 	uint64_t bytes_decoded; /* output bytes of those (shared entries) */
@@ -52,7 +60,7 @@ typedef struct udfs_cache_stats {
 } udfs_cache_stats;
 
 /*
- * New cache of capacity bytes with ahead_threads decode-ahead workers
+ * New cache of capacity bytes with a decode pool of ahead_threads threads
  * (0: none). Starts threads, so call it after daemonizing. ops is copied.
  * Caller frees with udfs_cache_free(). Errors: -ENOMEM, -errno.
  */
@@ -60,19 +68,32 @@ int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 		   const udfs_cache_ops *ops, udfs_cache **out);
 
 /*
- * Stop the decode-ahead workers (pending jobs are dropped), free every
+ * Stop the decode pool (pending decode-ahead jobs are dropped), free every
  * entry and release its model. No reader may hold an entry. Accepts NULL.
  */
 void udfs_cache_free(udfs_cache *c);
 
+/* One chunk a read needs: t and ci in, data and handle out. */
+typedef struct udfs_chunk_req {
+	const udfs_tensor *t;
+	uint32_t ci;
+	const void *data; /* its udfs_chunk_out_len(t, ci) decoded bytes */
+	void *handle;	  /* for udfs_cache_put() */
+	bool fresh;	  /* private: a new entry of this call */
+} udfs_chunk_req;
+
 /*
- * The decoded bytes of chunk ci of t (udfs_chunk_out_len(t, ci) of them):
- * from the cache, or decoded now by this thread, or by another thread that
- * was already decoding it (bounded wait, then this thread decodes on its
- * own). *data stays valid until udfs_cache_put(c, *handle). The caller must
- * keep t valid for the duration of the call. Errors: those of the decoder
- * (-EIO for a damaged chunk, message recorded on this thread), -ENOMEM.
+ * The decoded bytes of the n chunks of r (distinct chunks): from the
+ * cache, or decoded by the pool (in parallel; with no pool, by this
+ * thread), waiting first while the cache is full of entries in use. Each
+ * r[i].data stays valid until udfs_cache_put(c, r[i].handle). The caller
+ * keeps the tensors valid for the duration of the call. All or nothing:
+ * on error no entry is held. Errors: those of the decoder (-EIO for a
+ * damaged chunk, message recorded on this thread), -ENOMEM.
  */
+int udfs_cache_get_many(udfs_cache *c, udfs_chunk_req *r, size_t n);
+
+/* udfs_cache_get_many() of the one chunk ci of t. */
 int udfs_cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
 		   const void **data, void **handle);
 /* Give back an entry obtained with udfs_cache_get(). */

@@ -267,6 +267,60 @@ void udfs_file_each_chunk(const udfs_file *f, uint64_t from, uint64_t to,
 	}
 }
 
+/* The piece of data-area span s of f. */
+static void span_piece(const struct span *s, udfs_piece *p)
+{
+	const udfs_tensor *t = s->t;
+
+	*p = (udfs_piece){.len = s->len};
+	if (s->chunked) {
+		p->t = t;
+		p->ci = s->ci;
+		p->off = s->coff;
+	} else {
+		p->fd = t->base_file->fd;
+		p->off = t->base_file->data_offset + t->base_begin + s->tpos;
+	}
+}
+
+int udfs_file_pieces(const udfs_file *f, uint64_t off, size_t size,
+		     udfs_piece *p, size_t max)
+{
+	uint64_t pos, end;
+	size_t n = 0;
+	struct span s;
+	int err;
+
+	if (off >= f->size)
+		return 0;
+	end = off + UDFS_MIN((uint64_t)size, f->size - off);
+	if (f->model->kind == UDFS_MODEL_BASE) {
+		if (!max)
+			return -E2BIG;
+		p[0] = (udfs_piece){.fd = f->fd, .off = off, .len = end - off};
+		return 1;
+	}
+	if (off < f->data_offset) {
+		if (!max)
+			return -E2BIG;
+		p[n++] = (udfs_piece){
+		    .mem = f->header + off,
+		    .len = (size_t)(UDFS_MIN(end, f->data_offset) - off)};
+	}
+	for (pos = UDFS_MAX(off, f->data_offset); pos < end; pos += s.len) {
+		err =
+		    span_at(f, pos - f->data_offset, end - f->data_offset, &s);
+		if (err)
+			return err;
+		if (s.chunked && (!s.t->chunks || s.ci >= s.t->n_chunks))
+			return chunk_fail(s.t, s.ci, -EIO, "no such chunk");
+		if (n == max)
+			return -E2BIG;
+		span_piece(&s, &p[n++]);
+	}
+	return (int)n;
+}
+
 ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size, uint64_t off,
 		       const udfs_chunk_provider *p)
 {

@@ -47,6 +47,31 @@ typedef struct udfs_chunk_provider {
 ssize_t udfs_file_read(const udfs_file *f, void *buf, size_t size, uint64_t off,
 		       const udfs_chunk_provider *p);
 
+/*
+ * Where one piece of a read's bytes comes from: mem (header bytes, the
+ * catalog's copy, valid while f is), or len bytes of file descriptor fd at
+ * off (base files, SAME tensors), or (t set) bytes off.. of the decoded
+ * chunk ci of tensor t.
+ */
+typedef struct udfs_piece {
+	const unsigned char *mem;
+	int fd;
+	uint64_t off;
+	const udfs_tensor *t;
+	uint32_t ci;
+	size_t len;
+} udfs_piece;
+
+/*
+ * Cut the read of size bytes of f at off (clipped to the end of file, as
+ * udfs_file_read() does) into pieces, in order, into p (room for max).
+ * Returns the number of pieces, or -E2BIG when more than max are needed,
+ * or -EIO (with a message) for a catalog that does not cover the range.
+ * Lets a reader send decoded chunks from where they are, without a copy.
+ */
+int udfs_file_pieces(const udfs_file *f, uint64_t off, size_t size,
+		     udfs_piece *p, size_t max);
+
 /* Called for one chunk: chunk ci of tensor t. */
 typedef void udfs_chunk_fn(void *ctx, const udfs_tensor *t, uint32_t ci);
 

@@ -5,8 +5,8 @@
  * chunk) and counts its calls, and fake hold/release that count model
  * references. Checks single-flight decoding under 8 threads, the byte
  * bound, that in-use entries survive eviction, error handling, the
- * decode-ahead pool, and a random multi-threaded stress with every byte
- * checked.
+ * decode-ahead pool, many-chunk reads decoded only on the pool within the
+ * byte bound, and a random multi-threaded stress with every byte checked.
  */
 #include "read/cache.h"
 
@@ -27,6 +27,8 @@ static atomic_int decodes;
 static atomic_int holds;
 static atomic_int releases;
 static atomic_int decode_sleep_us;
+static atomic_int reader_decodes; /* decodes on a reader's thread */
+static _Thread_local int is_reader;
 static const udfs_tensor *fail_t;
 static uint32_t fail_ci;
 
@@ -47,6 +49,8 @@ static int fake_decode(const udfs_tensor *t, uint32_t ci, void *out)
 	unsigned char *p = out;
 
 	atomic_fetch_add(&decodes, 1);
+	if (is_reader)
+		atomic_fetch_add(&reader_decodes, 1);
 	if (atomic_load(&decode_sleep_us))
 		usleep((useconds_t)atomic_load(&decode_sleep_us));
 	if (t == fail_t && ci == fail_ci)
@@ -251,6 +255,87 @@ static void test_prefetch(void)
 	atomic_store(&decode_sleep_us, 0);
 }
 
+struct many_arg {
+	udfs_cache *c;
+	unsigned seed;
+	int bad;
+	uint64_t max_bytes; /* c->bytes seen while holding entries */
+};
+
+/* Reads of 1 to 3 chunks at once through a 4-chunk cache. */
+static void *many_thread(void *arg)
+{
+	struct many_arg *a = arg;
+	udfs_chunk_req r[3];
+	udfs_cache_stats st;
+
+	is_reader = 1;
+	for (int i = 0; i < 300; i++) {
+		const udfs_tensor *t = &tensors[rand_r(&a->seed) % 4];
+		uint32_t ci = rand_r(&a->seed) % 16;
+		size_t n = 1 + rand_r(&a->seed) % 3;
+
+		for (size_t k = 0; k < n; k++)
+			r[k] = (udfs_chunk_req){.t = t, .ci = ci + (uint32_t)k};
+		if (udfs_cache_get_many(a->c, r, n) != 0) {
+			a->bad++;
+			continue;
+		}
+		for (size_t k = 0; k < n; k++)
+			a->bad += !check_data(r[k].data, t, ci + (uint32_t)k);
+		udfs_cache_get_stats(a->c, &st);
+		if (st.bytes > a->max_bytes)
+			a->max_bytes = st.bytes;
+		for (size_t k = 0; k < n; k++)
+			udfs_cache_put(a->c, r[k].handle);
+	}
+	return NULL;
+}
+
+/* With a pool, readers never decode; held entries stay within the
+ * capacity plus one read's chunks however many readers wait; a failed
+ * chunk's error reaches its reader, who holds nothing after it. */
+static void test_get_many(void)
+{
+	udfs_cache *c = NULL;
+	pthread_t th[NT];
+	struct many_arg args[NT];
+	udfs_chunk_req r[2] = {{.t = &tensors[2], .ci = 0},
+			       {.t = &tensors[2], .ci = 1}};
+	udfs_cache_stats st;
+
+	atomic_store(&reader_decodes, 0);
+	atomic_store(&decode_sleep_us, 200);
+	CHECK_EQ_INT(udfs_cache_new(4 * CHUNK, 2, &ops, &c), 0);
+	for (int i = 0; i < NT; i++) {
+		args[i] = (struct many_arg){c, 77u + (unsigned)i, 0, 0};
+		pthread_create(&th[i], NULL, many_thread, &args[i]);
+	}
+	for (int i = 0; i < NT; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_EQ_INT(args[i].bad, 0);
+		CHECK(args[i].max_bytes <= 4 * CHUNK + 3 * CHUNK);
+	}
+	CHECK_EQ_INT(atomic_load(&reader_decodes), 0);
+	atomic_store(&decode_sleep_us, 0);
+
+	fail_t = &tensors[2];
+	fail_ci = 1;
+	udfs_error_clear();
+	is_reader = 1;
+	CHECK_EQ_INT(udfs_cache_get_many(c, r, 2), -EIO);
+	is_reader = 0;
+	CHECK_EQ_STR(udfs_error_msg(-EIO), "fake: chunk 1 is damaged");
+	fail_t = NULL;
+	udfs_error_clear();
+	udfs_cache_get_stats(c, &st);
+	CHECK(st.bytes <= st.capacity); /* chunk 0 is not held */
+	CHECK_EQ_INT(udfs_cache_get_many(c, r, 2), 0);
+	udfs_cache_put(c, r[0].handle);
+	udfs_cache_put(c, r[1].handle);
+	udfs_cache_free(c);
+}
+
 struct stress_arg {
 	udfs_cache *c;
 	unsigned seed;
@@ -310,6 +395,7 @@ int main(void)
 	test_zero_capacity();
 	test_error();
 	test_prefetch();
+	test_get_many();
 	test_stress();
 	/* Every reference the cache took on a model was given back. */
 	CHECK_EQ_INT(atomic_load(&holds), atomic_load(&releases));
