@@ -62,9 +62,9 @@
 
 #include <endian.h>
 #include <errno.h>
-#include <stddef.h>
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -526,6 +526,32 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 	return ret;
 }
 
+/* The decoder regenerates a seeded mask: what is stored must be the seeded
+ * one exactly (kept NULL: only the count is given). */
+static bool seeded_matches(const udfs_lossy_params *p, uint64_t first,
+			   uint32_t n, const uint32_t *kept, uint32_t n_kept)
+{
+	uint64_t thr = udfs_seeded_threshold(p->rate), words[64];
+	uint32_t cnt = 0;
+
+	for (uint32_t at = 0; at < n; at += 64 * 64) {
+		uint32_t len = UDFS_MIN(n - at, 64 * 64);
+		uint64_t k =
+		    udfs_seeded_mask(p->seed, first + at, len, thr, words);
+
+		if (k > n_kept - cnt)
+			return false;
+		for (uint32_t w = 0; kept && w < (len + 63) / 64; w++)
+			for (uint64_t b = words[w]; b; b &= b - 1)
+				if (kept[cnt++] !=
+				    at + 64 * w + (uint32_t)__builtin_ctzll(b))
+					return false;
+		if (!kept)
+			cnt += (uint32_t)k;
+	}
+	return cnt == n_kept;
+}
+
 /* Long on purpose: the chunk's sections in the order udfs(5) lays them
  * out, each chosen as the smallest of its formats; cut up, the layout
  * would be spread over several functions. */
@@ -558,26 +584,11 @@ int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
 				    "lossy chunk: kept index %u out of order",
 				    j);
 	}
-	if (p->mask == UDFS_MASK_SEEDED) {
-		/* The decoder regenerates the mask; what is stored must be
-		 * the seeded one exactly. */
-		uint64_t thr = udfs_seeded_threshold(p->rate);
-		uint32_t cnt = 0;
-
-		for (uint32_t i = 0; i < n; i++) {
-			if (!udfs_seeded_keep(p->seed, first + i, thr))
-				continue;
-			if (cnt >= n_kept || (kept && kept[cnt] != i))
-				return udfs_error(
-				    -EINVAL,
-				    "lossy chunk: kept positions differ from the seeded mask");
-			cnt++;
-		}
-		if (cnt != n_kept)
-			return udfs_error(
-			    -EINVAL,
-			    "lossy chunk: kept positions differ from the seeded mask");
-	}
+	if (p->mask == UDFS_MASK_SEEDED &&
+	    !seeded_matches(p, first, n, kept, n_kept))
+		return udfs_error(
+		    -EINVAL,
+		    "lossy chunk: kept positions differ from the seeded mask");
 	if (p->mask == UDFS_MASK_EXPLICIT) {
 		if (!kept && n_kept)
 			return udfs_error(-EINVAL, "lossy chunk: no positions");
@@ -726,9 +737,9 @@ static int ms_bitmap(struct mask_src *ms, unsigned mf, const uint8_t *in,
 
 /* Set up the positions of a chunk of n elements; n_kept is the stored
  * count of an explicit mask (n for no mask; a seeded mask counts its own). */
-static int ms_init(struct mask_src *ms, const udfs_lossy_params *p,
-		   unsigned mf, const uint8_t *in, size_t len, uint64_t first,
-		   uint32_t n, uint32_t n_kept)
+static int ms_init(struct mask_src *ms, const udfs_lossy_params *p, unsigned mf,
+		   const uint8_t *in, size_t len, uint64_t first, uint32_t n,
+		   uint32_t n_kept)
 {
 	memset(ms, 0, offsetof(struct mask_src, rc));
 	ms->n = n;
@@ -872,8 +883,8 @@ struct val_src {
 
 /* Values of codes or signs: packed (in, or zstd-compressed into scratch)
  * or zstd-compressed code bytes (into scratch). */
-static int vs_small(struct val_src *vs, const udfs_lossy_params *p,
-		    unsigned vf, const uint8_t *in, size_t len)
+static int vs_small(struct val_src *vs, const udfs_lossy_params *p, unsigned vf,
+		    const uint8_t *in, size_t len)
 {
 	size_t raw_len = ((size_t)vs->n_kept * vs->nb + 7) / 8;
 	bool codes = p->values == UDFS_VAL_CODES;
@@ -1045,8 +1056,9 @@ static int vs_finish(const struct val_src *vs)
 	if ((vs->kind == VS_RC_CODES || vs->kind == VS_RC_SIGNS) &&
 	    !rc_dec_finish(&vs->rc))
 		return udfs_error(
-		    -EIO, "lossy chunk: range-coded %s do not end where they "
-			  "should",
+		    -EIO,
+		    "lossy chunk: range-coded %s do not end where they "
+		    "should",
 		    vs->kind == VS_RC_CODES ? "codes" : "signs");
 	return 0;
 }
@@ -1062,7 +1074,6 @@ int udfs_lossy_values_decode(const udfs_lossy_params *p, int dtype, unsigned vf,
 		ret = vs_next(&vs, d, n_kept);
 	return ret < 0 ? ret : vs_finish(&vs);
 }
-
 
 /* The largest finite value of a lossy dtype. */
 static float finite_max(int dtype)

@@ -246,7 +246,7 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 	if (fmt > 7 || !udfs_lossy_get_varint(in, len, at, &sec_len) ||
 	    sec_len > len - *at)
 		return udfs_error(-EIO, "composite chunk: bad codes header");
-	f = udfs_scratch(UDFS_SCRATCH_FACTORS, (cnt + 1) * sizeof(*f));
+	f = udfs_scratch(UDFS_SCRATCH_MIX, (cnt + 1) * sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	cp = code_params(bits);
@@ -279,10 +279,10 @@ static void window_open(struct mix_dec *m, uint32_t w0)
 	m->w1 = (uint32_t)UDFS_MIN((uint64_t)m->n, (uint64_t)w0 + MIX_WINDOW);
 	memset(m->acc, 0, (size_t)(m->w1 - w0) * sizeof(m->acc[0]));
 	if (m->f)
-		udfs_lowrank_expand(
-		    m->f + (e0 / m->cols - m->first / m->cols) * m->k,
-		    m->f + m->rows * m->k, m->k, m->cols, e0, m->w1 - w0,
-		    m->acc);
+		udfs_lowrank_expand(m->f + (e0 / m->cols - m->first / m->cols) *
+					       m->k,
+				    m->f + m->rows * m->k, m->k, m->cols, e0,
+				    m->w1 - w0, m->acc);
 }
 
 /* W = W_base + acc over the window, one rounding; elements with acc == 0
