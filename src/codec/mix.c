@@ -220,6 +220,7 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 			  struct mix_dec *m)
 {
 	uint32_t k, bits, cols, sec_len;
+	uint64_t cnt;
 	unsigned fmt;
 	udfs_lossy_params cp;
 	float scale[2 * 255], *f;
@@ -235,7 +236,7 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 	m->k = k;
 	m->cols = cols;
 	m->rows = udfs_lowrank_rows(cols, m->first, m->n);
-	uint64_t cnt = (m->rows + cols) * (uint64_t)k;
+	cnt = (m->rows + cols) * (uint64_t)k;
 	if (cnt > m->n || len - *at < 8 * (size_t)k + 1)
 		return udfs_error(-EIO, "composite chunk: bad low-rank header");
 	ret = read_scales(in + *at, 2 * k, scale);
@@ -259,8 +260,8 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 	for (uint64_t i = 0; i < cnt; i++) {
 		const float *s = i < m->rows * k ? scale : scale + k;
 
-		/* Code 2^b - 1 is never written: its value m + 1 is not on
-		 * the symmetric grid. */
+		/* Code 2^b - 1 is never written: its value mq + 1 is not
+		 * on the symmetric grid. */
 		if (f[i] > (float)mq)
 			return udfs_error(
 			    -EIO, "composite chunk: factor code out of range");
