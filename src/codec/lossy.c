@@ -772,58 +772,82 @@ static int ms_init(struct mask_src *ms, const udfs_lossy_params *p, unsigned mf,
 	}
 }
 
-/* The next k set bits of the keep words (k never passes the count). */
+/* The next k set bits of the keep words (k never passes the count); on
+ * local copies of the state, as the gap decoders below. */
 static void ms_words_next(struct mask_src *ms, uint32_t *pos, uint32_t k)
 {
 	uint64_t w = ms->w;
+	uint32_t wbase = ms->wbase;
+	size_t wi = ms->wi;
 
 	for (uint32_t j = 0; j < k;) {
 		while (!w) {
-			w = ms->words ? ms->words[ms->wi]
-				      : bm_word(ms->bm, ms->bm_len, ms->wi);
-			ms->wbase = (uint32_t)(ms->wi++ * 64);
+			w = ms->words ? ms->words[wi]
+				      : bm_word(ms->bm, ms->bm_len, wi);
+			wbase = (uint32_t)(wi++ * 64);
 		}
-		pos[j++] = ms->wbase + (uint32_t)__builtin_ctzll(w);
+		pos[j++] = wbase + (uint32_t)__builtin_ctzll(w);
 		w &= w - 1;
 	}
 	ms->w = w;
+	ms->wbase = wbase;
+	ms->wi = wi;
 }
 
+/* The gap decoders work on local copies of their state: stores to pos
+ * (uint32_t) could otherwise alias it and force it through memory on
+ * every element. */
 static int ms_rice_next(struct mask_src *ms, uint32_t *pos, uint32_t k)
 {
-	uint64_t q;
-	uint32_t low;
+	struct bitr br = ms->br;
+	uint64_t next = ms->next, q;
+	uint32_t low, n = ms->n;
+	unsigned rk = ms->k;
+	int ret = 0;
 
 	for (uint32_t j = 0; j < k; j++) {
-		if (!bitr_unary(&ms->br, ms->n, &q) ||
-		    !bitr_get(&ms->br, ms->k, &low))
-			return udfs_error(-EIO,
-					  "lossy chunk: gap %u of %u truncated",
-					  ms->done + j, ms->n_kept);
-		ms->next += (q << ms->k) | low;
-		if (ms->next >= ms->n)
-			return udfs_error(
+		if (!bitr_unary(&br, n, &q) || !bitr_get(&br, rk, &low)) {
+			ret = udfs_error(-EIO,
+					 "lossy chunk: gap %u of %u truncated",
+					 ms->done + j, ms->n_kept);
+			break;
+		}
+		next += (q << rk) | low;
+		if (next >= n) {
+			ret = udfs_error(
 			    -EIO, "lossy chunk: gap %u beyond the %u elements",
-			    ms->done + j, ms->n);
-		pos[j] = (uint32_t)ms->next++;
+			    ms->done + j, n);
+			break;
+		}
+		pos[j] = (uint32_t)next++;
 	}
-	return 0;
+	ms->br = br;
+	ms->next = next;
+	return ret;
 }
 
 static int ms_rc_next(struct mask_src *ms, uint32_t *pos, uint32_t k)
 {
-	for (uint32_t j = 0; j < k; j++) {
-		uint64_t room = ms->n - ms->next;
-		uint32_t x = room ? eg_dec(&ms->rc, &ms->em, room) : 0;
+	struct rc_dec rc = ms->rc;
+	uint64_t next = ms->next, n = ms->n;
+	int ret = 0;
 
-		if (x == 0 || x > room)
-			return udfs_error(
+	for (uint32_t j = 0; j < k; j++) {
+		uint64_t room = n - next;
+		uint32_t x = room ? eg_dec(&rc, &ms->em, room) : 0;
+
+		if (x == 0 || x > room) {
+			ret = udfs_error(
 			    -EIO, "lossy chunk: gap %u beyond the %u elements",
 			    ms->done + j, ms->n);
-		ms->next += x;
-		pos[j] = (uint32_t)(ms->next - 1);
+			break;
+		}
+		next += x;
+		pos[j] = (uint32_t)(next - 1);
 	}
-	return 0;
+	ms->rc = rc;
+	ms->next = next;
+	return ret;
 }
 
 /* Up to max next kept positions into pos: their count, 0 at the end, or
@@ -996,16 +1020,21 @@ static int vs_init(struct val_src *vs, const udfs_lossy_params *p, int dtype,
 
 static int vs_rc_codes(struct val_src *vs, float *d, uint32_t k)
 {
+	struct rc_dec rc = vs->rc;
 	unsigned c;
+	int ret = 0;
 
 	for (uint32_t j = 0; j < k; j++) {
-		if (!code_dec(&vs->rc, &vs->cm, &c))
-			return udfs_error(-EIO,
-					  "lossy chunk: code %u out of range",
-					  vs->done + j);
+		if (!code_dec(&rc, &vs->cm, &c)) {
+			ret = udfs_error(-EIO,
+					 "lossy chunk: code %u out of range",
+					 vs->done - k + j);
+			break;
+		}
 		d[j] = vs->lut[c];
 	}
-	return 0;
+	vs->rc = rc;
+	return ret;
 }
 
 /* The next k deltas into d (k never passes the count). 0 or -EIO. */
