@@ -66,7 +66,10 @@ int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
 /*
  * Decode one chunk: base holds the n base elements of dtype (F16, BF16 or
  * F32), out receives the n reconstructed elements. Malformed input is
- * -EIO with a message, never a read out of bounds. Chunks of both
+ * -EIO with a message, never a read out of bounds; out may then hold
+ * anything (it is written as the chunk is decoded). base may be out itself.
+ * No allocation but per-thread scratch (udfs_scratch), at most about the
+ * chunk's size: -ENOMEM when that fails, never an abort. Chunks of both
  * versions: version 1 here (lossy.c), composite chunks of the adaptive
  * method (version 2, codec/mix.h); the entry point is in codec/mix.c.
  */

@@ -35,11 +35,19 @@ int udfs_lossy_values_decode(const udfs_lossy_params *p, int dtype, unsigned vf,
 			     const uint8_t *in, size_t len, uint32_t n_kept,
 			     float *d);
 
-/* Decode a version 1 chunk and add gain * value(i) to acc[i] for each kept
- * element i. 0, -EIO or -ENOMEM. */
-int udfs_lossy_accumulate(const udfs_lossy_params *p, int dtype, uint64_t first,
-			  uint32_t n, const void *in, size_t in_len,
-			  float *acc);
+/*
+ * Decode a version 1 chunk a block at a time: fn gets the next k kept
+ * positions (ascending, relative to the chunk) and their deltas
+ * gain * value, at most a few thousand at once; a non-zero return of fn
+ * stops decoding and is returned. Memory is per-thread scratch only
+ * (udfs_scratch). 0, -EIO on a malformed chunk, -ENOMEM; a malformed
+ * chunk may be found after some blocks went to fn.
+ */
+typedef int (*udfs_lossy_kept_fn)(void *ctx, const uint32_t *pos,
+				  const float *d, uint32_t k);
+int udfs_lossy_foreach_kept(const udfs_lossy_params *p, int dtype,
+			    uint64_t first, uint32_t n, const void *in,
+			    size_t in_len, udfs_lossy_kept_fn fn, void *ctx);
 
 /* b + d in float32, kept finite when b is (udfs(5), reconstruction). */
 float udfs_lossy_finite_sum(int dtype, float b, float d);

@@ -198,16 +198,33 @@ static int read_scales(const uint8_t *in, uint32_t k, float *s)
 	return 0;
 }
 
-/* Decode the low-rank part at *at into acc (n elements from first). */
-static int decode_lowrank(const uint8_t *in, size_t len, size_t *at, int dtype,
-			  uint64_t first, uint32_t n, float *acc)
+/* Elements summed at once (low-rank part plus residual) before rounding:
+ * the window lives on the stack, so a chunk needs no array of its size. */
+#define MIX_WINDOW 2048
+
+/* A composite chunk being decoded: its low-rank factors (f NULL when it
+ * has none) and the window [w0, w1) of elements whose sums acc holds. */
+struct mix_dec {
+	int dtype;
+	unsigned es;
+	uint64_t first, rows, cols;
+	uint32_t n, k, w0, w1;
+	const uint8_t *base;
+	uint8_t *out;
+	const float *f; /* U (rows x k) then V (cols x k), scaled */
+	float acc[MIX_WINDOW];
+};
+
+/* Decode the low-rank part at *at into m->f (per-thread scratch). */
+static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
+			  struct mix_dec *m)
 {
 	uint32_t k, bits, cols, sec_len;
-	uint64_t rows, cnt;
+	uint64_t cnt;
 	unsigned fmt;
 	udfs_lossy_params cp;
-	float *scale = NULL, *d = NULL, *f = NULL;
-	int m, ret = -EIO;
+	float scale[2 * 255], *f;
+	int mq, ret;
 
 	if (len - *at < 2)
 		return udfs_error(-EIO, "composite chunk: truncated");
@@ -216,73 +233,94 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at, int dtype,
 	if (k < 1 || bits < 2 || bits > 8 ||
 	    !udfs_lossy_get_varint(in, len, at, &cols) || cols < 1)
 		return udfs_error(-EIO, "composite chunk: bad low-rank header");
-	rows = udfs_lowrank_rows(cols, first, n);
-	cnt = (rows + cols) * (uint64_t)k;
-	if (cnt > n || len - *at < 8 * (size_t)k + 1)
+	m->k = k;
+	m->cols = cols;
+	m->rows = udfs_lowrank_rows(cols, m->first, m->n);
+	cnt = (m->rows + cols) * (uint64_t)k;
+	if (cnt > m->n || len - *at < 8 * (size_t)k + 1)
 		return udfs_error(-EIO, "composite chunk: bad low-rank header");
-	scale = malloc(2 * (size_t)k * sizeof(*scale));
-	d = malloc((cnt + 1) * sizeof(*d));
-	f = malloc((cnt + 1) * sizeof(*f));
-	if (!scale || !d || !f) {
-		ret = -ENOMEM;
-		goto out;
-	}
 	ret = read_scales(in + *at, 2 * k, scale);
 	if (ret < 0)
-		goto out;
+		return ret;
 	*at += 8 * (size_t)k;
 	fmt = in[(*at)++];
 	if (fmt > 7 || !udfs_lossy_get_varint(in, len, at, &sec_len) ||
-	    sec_len > len - *at) {
-		ret = udfs_error(-EIO, "composite chunk: bad codes header");
-		goto out;
-	}
+	    sec_len > len - *at)
+		return udfs_error(-EIO, "composite chunk: bad codes header");
+	f = udfs_scratch(UDFS_SCRATCH_MIX, (cnt + 1) * sizeof(*f));
+	if (!f)
+		return -ENOMEM;
 	cp = code_params(bits);
-	ret = udfs_lossy_values_decode(&cp, dtype, fmt, in + *at, sec_len,
-				       (uint32_t)cnt, d);
+	ret = udfs_lossy_values_decode(&cp, m->dtype, fmt, in + *at, sec_len,
+				       (uint32_t)cnt, f);
 	if (ret < 0)
-		goto out;
+		return ret;
 	*at += sec_len;
-	m = (1 << (bits - 1)) - 1;
+	mq = (1 << (bits - 1)) - 1;
 	for (uint64_t i = 0; i < cnt; i++) {
-		uint32_t c = (uint32_t)(i % k);
-		const float *s = i < rows * k ? scale : scale + k;
+		const float *s = i < m->rows * k ? scale : scale + k;
 
-		/* Code 2^b - 1 is never written: its value m + 1 is not on
-		 * the symmetric grid. */
-		if (d[i] > (float)m) {
-			ret = udfs_error(
+		/* Code 2^b - 1 is never written: its value mq + 1 is not
+		 * on the symmetric grid. */
+		if (f[i] > (float)mq)
+			return udfs_error(
 			    -EIO, "composite chunk: factor code out of range");
-			goto out;
-		}
-		f[i] = d[i] * s[c];
+		f[i] = f[i] * s[i % k];
 	}
-	udfs_lowrank_expand(f, f + rows * k, k, cols, first, n, acc);
-out:
-	free(f);
-	free(d);
-	free(scale);
-	return ret;
+	m->f = f;
+	return 0;
 }
 
-/* W = W_base + acc, one rounding; elements with acc == 0 keep the base
- * bits exactly. */
-static void add_acc(int dtype, const void *base, void *out, const float *acc,
-		    uint32_t n)
+/* Start the window at element w0: zero sums plus the low-rank part. */
+static void window_open(struct mix_dec *m, uint32_t w0)
 {
-	unsigned es = udfs_dtype_size(dtype);
+	uint64_t e0 = m->first + w0;
+
+	m->w0 = w0;
+	m->w1 = (uint32_t)UDFS_MIN((uint64_t)m->n, (uint64_t)w0 + MIX_WINDOW);
+	memset(m->acc, 0, (size_t)(m->w1 - w0) * sizeof(m->acc[0]));
+	if (m->f)
+		udfs_lowrank_expand(m->f + (e0 / m->cols - m->first / m->cols) *
+					       m->k,
+				    m->f + m->rows * m->k, m->k, m->cols, e0,
+				    m->w1 - w0, m->acc);
+}
+
+/* W = W_base + acc over the window, one rounding; elements with acc == 0
+ * keep the base bits exactly. */
+static void window_close(struct mix_dec *m)
+{
+	const uint8_t *base = m->base + (size_t)m->w0 * m->es;
+	uint8_t *out = m->out + (size_t)m->w0 * m->es;
 
 	if (out != base)
-		memcpy(out, base, (size_t)n * es);
-	for (uint32_t i = 0; i < n; i++) {
+		memcpy(out, base, (size_t)(m->w1 - m->w0) * m->es);
+	for (uint32_t i = 0; i < m->w1 - m->w0; i++) {
 		float b;
 
-		if (acc[i] == 0.0f)
+		if (m->acc[i] == 0.0f)
 			continue;
-		b = udfs_dtype_load_f32(dtype, base, i);
-		udfs_dtype_store_f32(dtype, out, i,
-				     udfs_lossy_finite_sum(dtype, b, acc[i]));
+		b = udfs_dtype_load_f32(m->dtype, base, i);
+		udfs_dtype_store_f32(
+		    m->dtype, out, i,
+		    udfs_lossy_finite_sum(m->dtype, b, m->acc[i]));
 	}
+}
+
+/* The residual's kept deltas, ascending: windows before them are done. */
+static int residual_kept(void *ctx, const uint32_t *pos, const float *d,
+			 uint32_t k)
+{
+	struct mix_dec *m = ctx;
+
+	for (uint32_t j = 0; j < k; j++) {
+		while (pos[j] >= m->w1) {
+			window_close(m);
+			window_open(m, m->w1);
+		}
+		m->acc[pos[j] - m->w0] += d[j];
+	}
+	return 0;
 }
 
 /* A composite (version 2) chunk. */
@@ -291,30 +329,38 @@ static int decode_mix(const udfs_lossy_params *p, int dtype, uint64_t first,
 		      const void *base, void *out)
 {
 	const uint8_t *buf = in;
+	struct mix_dec m = {.dtype = dtype,
+			    .es = udfs_dtype_size(dtype),
+			    .first = first,
+			    .n = n,
+			    .base = base,
+			    .out = out};
 	unsigned flags;
 	size_t at = 1;
-	float *acc;
 	int ret = 0;
 
 	if (in_len < 1 || buf[0] >> 6 != UDFS_LOSSY_MIX_VERSION ||
 	    (buf[0] & 0x3c))
 		return udfs_error(-EIO, "composite chunk: bad format byte");
 	flags = buf[0] & 3u;
-	acc = calloc((size_t)n + 1, sizeof(*acc));
-	if (!acc)
-		return -ENOMEM;
 	if (flags & MIX_LOWRANK)
-		ret = decode_lowrank(buf, in_len, &at, dtype, first, n, acc);
-	if (ret == 0 && (flags & MIX_RESIDUAL))
-		ret = udfs_lossy_accumulate(p, dtype, first, n, buf + at,
-					    in_len - at, acc);
-	else if (ret == 0 && at != in_len)
+		ret = decode_lowrank(buf, in_len, &at, &m);
+	if (ret < 0)
+		return ret;
+	window_open(&m, 0);
+	if (flags & MIX_RESIDUAL)
+		ret = udfs_lossy_foreach_kept(p, dtype, first, n, buf + at,
+					      in_len - at, residual_kept, &m);
+	else if (at != in_len)
 		ret = udfs_error(-EIO,
 				 "composite chunk: %zu bytes after its parts",
 				 in_len - at);
-	if (ret == 0)
-		add_acc(dtype, base, out, acc, n);
-	free(acc);
+	while (ret == 0) {
+		window_close(&m);
+		if (m.w1 >= n)
+			break;
+		window_open(&m, m.w1);
+	}
 	return ret;
 }
 

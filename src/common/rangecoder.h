@@ -137,7 +137,6 @@ struct rc_dec {
 	const uint8_t *p;
 	size_t len, pos; /* pos counts bytes read, past len too (zeros) */
 	uint32_t range, code;
-	uint32_t win; /* the last four bytes read */
 };
 
 static inline uint8_t rc_dec_byte(struct rc_dec *d)
@@ -145,7 +144,6 @@ static inline uint8_t rc_dec_byte(struct rc_dec *d)
 	uint8_t b = d->pos < d->len ? d->p[d->pos] : 0;
 
 	d->pos++;
-	d->win = d->win << 8 | b;
 	return b;
 }
 
@@ -156,7 +154,6 @@ static inline void rc_dec_init(struct rc_dec *d, const uint8_t *p, size_t len)
 	d->pos = 0;
 	d->range = 0xffffffffu;
 	d->code = 0;
-	d->win = 0;
 	for (int i = 0; i < 4; i++)
 		d->code = d->code << 8 | rc_dec_byte(d);
 }
@@ -186,7 +183,12 @@ static inline unsigned rc_dec_bit(struct rc_dec *d, rc_prob *p)
 /* True when the stream was exactly the canonical one (see above). */
 static inline bool rc_dec_finish(const struct rc_dec *d)
 {
-	uint32_t low = d->win - d->code;
+	uint32_t win = 0, low;
+
+	/* the last four bytes read, zeros past the end */
+	for (size_t i = d->pos - 4; i < d->pos; i++)
+		win = win << 8 | (i < d->len ? d->p[i] : 0);
+	low = win - d->code;
 
 	if (d->pos < d->len || d->pos - d->len > 4)
 		return false;

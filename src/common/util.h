@@ -91,6 +91,9 @@ enum udfs_scratch_slot {
 	UDFS_SCRATCH_UNUSED = 1, /* was the reply of a read (fuse) */
 	UDFS_SCRATCH_PLANES = 2, /* plane.c: the byte planes of a chunk */
 	UDFS_SCRATCH_CHUNK = 3,	 /* recon.c: a decoded chunk */
+	UDFS_SCRATCH_MASK = 4,	 /* lossy.c: keep bits or a bitmap */
+	UDFS_SCRATCH_VALUES = 5, /* lossy.c: decompressed value bytes */
+	UDFS_SCRATCH_MIX = 6,	 /* mix.c: a chunk's low-rank factors */
 	UDFS_SCRATCH_SLOTS
 };
 void *udfs_scratch(int slot, size_t n);

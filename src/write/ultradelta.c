@@ -244,14 +244,8 @@ int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
 
 int64_t udfs_ud_prune_seeded(size_t n, double r, uint64_t key, uint8_t *keep)
 {
-	uint64_t thr = udfs_seeded_threshold(r);
-	int64_t kept = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		keep[i] = udfs_seeded_keep(key, i, thr);
-		kept += keep[i];
-	}
-	return kept;
+	return (int64_t)udfs_seeded_keep_bytes(key, 0, n,
+					       udfs_seeded_threshold(r), keep);
 }
 
 /* |d| as an integer with the same order as the magnitude (NaN above Inf). */

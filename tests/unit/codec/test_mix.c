@@ -174,6 +174,12 @@ static void test_roundtrip(int dtype, uint64_t cols, uint64_t first, uint32_t n,
 	CHECK(len == len2 && memcmp(enc, enc2, len) == 0);
 	CHECK_EQ_INT(mix_decode(&m, enc, len, out), 0);
 	CHECK(memcmp(out, m.want, (size_t)n * es) == 0);
+	/* in place, as the daemon decodes: the base is the output buffer */
+	memcpy(out, m.base, (size_t)n * es);
+	CHECK_EQ_INT(
+	    udfs_lossy_decode_chunk(&m.p, dtype, first, n, enc, len, out, out),
+	    0);
+	CHECK(memcmp(out, m.want, (size_t)n * es) == 0);
 	/* The codes section holds (rows + cols) * k codes of b bits at most
 	 * (raw), plus the header: 1 + 2 + 5 + 8k + 1 + 5 bytes. */
 	{
@@ -309,6 +315,8 @@ int main(void)
 		/* starts and ends inside a row */
 		test_roundtrip(dts[d], 50, 37, 1000, 3, 8);
 		test_roundtrip(dts[d], 7, 3, 200, 1, 2);
+		/* many windows of the decoder's running sums */
+		test_roundtrip(dts[d], 1000, 5, 20000, 2, 4);
 	}
 	test_damaged();
 	test_bad_encode();
