@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Private adaptive binary range coder for the lossy chunk codec (the LZMA
- * coder: 32-bit range, carry propagated through a cached byte, 12-bit
+ * coder: 32-bit range, carry propagated through a cached byte, 15-bit
  * probabilities adapted by a shift of RC_SHIFT after every bit).
  *
  * Stream: the bytes the LZMA encoder shifts out, without its first byte
