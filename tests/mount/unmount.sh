@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Ways a mount ends and starts: `fusermount3 -u`, SIGTERM and SIGHUP
-# each make the daemon exit 0 and leave nothing mounted; `udfs mount`
+# each make the daemon exit 0 and leave nothing mounted, SIGTERM also
+# after a lazy unmount with a file still open; `udfs mount`
 # without -f returns only once the mount answers; mount-helpers/mount.udfs
 # drops fstab-only options and mounts read-only, also given rw (fstab.sh
 # runs it through mount(8)).
@@ -34,6 +35,20 @@ for sig in $sigs; do
 	MOUNTS=""
 	log "SIG$sig: daemon exit 0, unmounted"
 done
+
+# Lazily detached (umount -l, as systemd does when a mount is busy) while
+# a reader holds a file open: the reader still gets the right bytes, and
+# SIGTERM still ends the daemon with exit 0.
+mount_udfs "$T/S" "$M"
+PID=$DAEMON_PID
+exec 7<"$F"
+umount -l "$M" || fail "umount -l"
+MOUNTS=""
+cmp - "$T/src/ft.safetensors" <&7 || fail "ft differs after umount -l"
+kill -TERM "$PID"
+wait_daemon "$PID" "SIGTERM after umount -l"
+exec 7<&-
+log "umount -l with a file open, then SIGTERM: daemon exit 0"
 
 # The daemon's pid, found by its unique command line.
 daemon_of() { # mountpoint
