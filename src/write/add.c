@@ -164,10 +164,8 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 	t->chunks = udfs_xcalloc(t->n_chunks, sizeof(*t->chunks));
 	if (udfs_encoding_is_lossy(t->enc)) {
 		err = udfs_lossy_tensor_prepare(p, t->dtype, t->nelems, cur,
-						job.base, &lt);
+						job.base, o->jobs, &lt);
 		job.lt = lt;
-		if (!err)
-			am->kept_elems += udfs_lossy_tensor_kept(lt);
 	}
 	for (uint32_t c0 = 0; c0 < t->n_chunks && !err;
 	     c0 += (uint32_t)window) {
@@ -189,6 +187,8 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 		}
 		udfs_progress_show(pr, am->name, t->name, false);
 	}
+	if (!err && lt)
+		am->kept_elems += udfs_lossy_tensor_kept(lt);
 	udfs_lossy_tensor_free(lt);
 	free(fid);
 	free(out);

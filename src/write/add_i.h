@@ -113,6 +113,9 @@ udfs_add_base_bytes(const struct add_group *g, const udfs_tensor *bt)
  */
 float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
 			  const void *base);
+/* The same into d[n]; cur and base point at element 0 of the range. */
+void udfs_add_delta_range(int dtype, uint64_t n, const void *cur,
+			  const void *base, float *d);
 
 /* Fill t (name, dtype, shape, offsets) from a source tensor; t owns
  * copies. */
@@ -161,10 +164,13 @@ void udfs_mix_code_name(const struct mix_code *c, const udfs_lossy_params *lp,
 /* A lossy tensor ready to be cut into chunks. */
 struct lossy_tensor;
 
-/* Compute the keep mask and values of a whole lossy tensor. */
+/* Compute the keep mask and values of a whole lossy tensor, the
+ * per-element passes on up to `jobs` threads (the same result at any
+ * count). */
 int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 			      uint64_t nelems, const void *cur,
-			      const void *base, struct lossy_tensor **out);
+			      const void *base, int jobs,
+			      struct lossy_tensor **out);
 /* Encode chunk ci (elements [first, first + n)) of a prepared tensor. */
 int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 			    const struct tensor_plan *p, int dtype,

@@ -86,6 +86,8 @@ out:
 	return ret;
 }
 
+void udfs_blas_threads(int n) { openblas_set_num_threads(n); }
+
 int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
 	     float *v)
 {

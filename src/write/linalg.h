@@ -17,6 +17,13 @@
 int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out);
 
 /*
+ * Threads of each BLAS/LAPACK call from now on (process-wide). Callers that
+ * run one decomposition per worker thread set 1: OpenBLAS's own threads
+ * would only contend with them, and results then do not depend on --jobs.
+ */
+void udfs_blas_threads(int n);
+
+/*
  * Thin SVD M = U diag(s) V^T of a rows x cols float32 matrix, row-major,
  * through LAPACKE sgesdd: with k = min(rows, cols), u receives rows x k
  * and v cols x k (both row-major, column c the c-th singular vector), s

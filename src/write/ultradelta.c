@@ -43,35 +43,50 @@ static double round_half_even(double x)
 	return f;
 }
 
-int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
-		     uint8_t *codes, float *lo, float *step)
+int udfs_ud_minmax(const float *delta, size_t n, double *mn, double *mx)
 {
-	double mn = INFINITY, mx = -INFINITY, range, levels;
-	int64_t top;
+	float lo = INFINITY, hi = -INFINITY;
+	int nan = 0;
+
+	/* Branch-free so that it vectorizes: an infinity becomes an
+	 * extreme, a NaN (which fails both comparisons) sets the flag. */
+	for (size_t i = 0; i < n; i++) {
+		lo = delta[i] < lo ? delta[i] : lo;
+		hi = delta[i] > hi ? delta[i] : hi;
+		nan |= delta[i] != delta[i];
+	}
+	if (nan || (n && (!isfinite(lo) || !isfinite(hi))))
+		return udfs_error(-EDOM, "quantize: a delta is %s",
+				  nan ? "NaN" : "infinite");
+	*mn = lo;
+	*mx = hi;
+	return 0;
+}
+
+int udfs_ud_quantize_params(double mn, double mx, size_t n, unsigned bits,
+			    float *lo, float *step)
+{
+	double levels = (double)((1u << bits) - 1), range = mx - mn;
 
 	if (bits < 1 || bits > 8)
 		return udfs_error(-EINVAL, "quantize: %u bits (1..8)", bits);
-	for (size_t i = 0; i < n; i++) {
-		double d = delta[i];
-
-		if (!isfinite(d))
-			return udfs_error(-EDOM, "quantize: delta %zu is %s", i,
-					  isnan(d) ? "NaN" : "infinite");
-		if (d < mn)
-			mn = d;
-		if (d > mx)
-			mx = d;
-	}
 	if (n == 0 || mx == mn)
 		return 1;
-
-	levels = (double)((1u << bits) - 1);
-	range = mx - mn;
 	/* F32 deltas spanning nearly twice FLT_MAX: the step would be an
 	 * infinity and lo + 0 * step a NaN. Such a tensor stays exact. */
 	if (!isfinite((float)(range / levels)))
 		return udfs_error(-EDOM, "quantize: range %g too wide", range);
-	top = (int64_t)levels;
+	*lo = (float)mn;
+	*step = (float)(range / levels);
+	return 0;
+}
+
+void udfs_ud_quantize_range(const float *delta, size_t n, unsigned bits,
+			    double mn, double mx, uint8_t *codes)
+{
+	double levels = (double)((1u << bits) - 1), range = mx - mn;
+	int64_t top = (int64_t)levels;
+
 	for (size_t i = 0; i < n; i++) {
 		/* x is in [0, levels]: round half to even through an integer
 		 * cast, which is exact here and avoids libm calls in the
@@ -86,9 +101,22 @@ int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 		c = c > top ? top : c;
 		codes[i] = (uint8_t)c;
 	}
-	*lo = (float)mn;
-	*step = (float)(range / levels);
-	return 0;
+}
+
+int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
+		     uint8_t *codes, float *lo, float *step)
+{
+	double mn = 0, mx = 0;
+	int r;
+
+	if (bits < 1 || bits > 8)
+		return udfs_error(-EINVAL, "quantize: %u bits (1..8)", bits);
+	r = udfs_ud_minmax(delta, n, &mn, &mx);
+	if (!r)
+		r = udfs_ud_quantize_params(mn, mx, n, bits, lo, step);
+	if (!r)
+		udfs_ud_quantize_range(delta, n, bits, mn, mx, codes);
+	return r;
 }
 
 double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
@@ -202,27 +230,24 @@ static inline uint64_t rng_below(udfs_rng *r, uint64_t bound)
 	return (uint64_t)(m >> 64);
 }
 
-/*
- * Selection sampling (Knuth's Algorithm S) per group instead of a shuffle
- * of index lists: walking the tensor once, an element of group c is dropped
- * with probability (drops left in c) / (elements left in c). Every subset
- * of exactly round(n_c * r) elements is equally likely, as with a partial
- * Fisher-Yates, but the memory is O(2^b) counters instead of O(n) indices.
- */
-int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
-				double r, uint64_t seed, uint8_t *keep)
+void udfs_ud_pruner_init(struct udfs_ud_pruner *pr, const uint64_t *hist,
+			 double r, uint64_t seed)
 {
-	uint64_t left[256] = {0}, drop[256];
-	udfs_rng g;
+	r = clamp_rate(r, 1.0);
+	for (int c = 0; c < 256; c++) {
+		pr->left[c] = hist[c];
+		pr->drop[c] = (uint64_t)round_half_even((double)hist[c] * r);
+	}
+	udfs_rng_seed(&pr->g, seed);
+}
+
+int64_t udfs_ud_pruner_walk(struct udfs_ud_pruner *pr, const uint8_t *codes,
+			    size_t n, uint8_t *keep)
+{
+	uint64_t *left = pr->left, *drop = pr->drop;
+	udfs_rng g = pr->g;
 	int64_t kept = 0;
 
-	(void)bits;
-	r = clamp_rate(r, 1.0);
-	for (size_t i = 0; i < n; i++)
-		left[codes[i]]++;
-	for (int c = 0; c < 256; c++)
-		drop[c] = (uint64_t)round_half_even((double)left[c] * r);
-	udfs_rng_seed(&g, seed);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = codes[i];
 		bool k;
@@ -239,7 +264,28 @@ int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
 		keep[i] = k;
 		kept += k;
 	}
+	pr->g = g;
 	return kept;
+}
+
+/*
+ * Selection sampling (Knuth's Algorithm S) per group instead of a shuffle
+ * of index lists: walking the tensor once, an element of group c is dropped
+ * with probability (drops left in c) / (elements left in c). Every subset
+ * of exactly round(n_c * r) elements is equally likely, as with a partial
+ * Fisher-Yates, but the memory is O(2^b) counters instead of O(n) indices.
+ */
+int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
+				double r, uint64_t seed, uint8_t *keep)
+{
+	uint64_t hist[256] = {0};
+	struct udfs_ud_pruner pr;
+
+	(void)bits;
+	for (size_t i = 0; i < n; i++)
+		hist[codes[i]]++;
+	udfs_ud_pruner_init(&pr, hist, r, seed);
+	return udfs_ud_pruner_walk(&pr, codes, n, keep);
 }
 
 int64_t udfs_ud_prune_seeded(size_t n, double r, uint64_t key, uint8_t *keep)
