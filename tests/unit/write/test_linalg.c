@@ -3,7 +3,7 @@
  * Unit tests of udfs_nuclear_norm (src/write/linalg.c) on matrices whose
  * nuclear norm is known: a diagonal embedded in a wider and a taller matrix,
  * and rank-1 outer products u v^T (norm |u| |v|). With UDFS_BENCH=1 in the
- * environment it also prints the sgesdd time of a few sizes.
+ * environment it also prints the nuclear-norm time of a few sizes.
  */
 #include <errno.h>
 #include <math.h>
@@ -96,7 +96,7 @@ static void bench(void)
 			m[i] = (float)(unif() - 0.5) * 1e-3f;
 		t0 = udfs_now();
 		CHECK_EQ_INT(udfs_nuclear_norm(m, sz[t][0], sz[t][1], &nn), 0);
-		fprintf(stderr, "sgesdd N %zu x %zu: %.3f s\n", sz[t][0],
+		fprintf(stderr, "nuclear norm %zu x %zu: %.3f s\n", sz[t][0],
 			sz[t][1], udfs_now() - t0);
 		free(m);
 	}
