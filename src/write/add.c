@@ -91,26 +91,6 @@ struct chunk_job {
 	udfs_fidelity *fid; /* per chunk of the window, lossy tensors */
 };
 
-/* Decode lossy chunk i of the window just encoded and measure it against
- * the fine-tune: the add's error figures come from the real bytes. */
-static int measure_chunk(const struct chunk_job *j, size_t i, uint64_t off,
-			 size_t len)
-{
-	const udfs_tensor *t = j->t;
-	unsigned es = udfs_dtype_size(t->dtype);
-	void *rec = udfs_xmalloc(len);
-	int err;
-
-	err = udfs_lossy_decode_chunk(&t->lp, t->dtype, off / es,
-				      (uint32_t)(len / es), j->out[i],
-				      j->out_len[i], j->base + off, rec);
-	if (!err)
-		udfs_fidelity_add(&j->fid[i], t->dtype, j->base + off, rec,
-				  j->cur + off, len / es);
-	free(rec);
-	return err;
-}
-
 static int encode_one(void *ctx, size_t i)
 {
 	const struct chunk_job *j = ctx;
@@ -130,7 +110,13 @@ static int encode_one(void *ctx, size_t i)
 	err = udfs_lossy_tensor_chunk(j->lt, j->plan, t->dtype, off / es,
 				      (uint32_t)(len / es), &j->out[i],
 				      &j->out_len[i]);
-	return err ? err : measure_chunk(j, i, off, len);
+	/* The add's error figures are those of the bytes written. */
+	if (!err)
+		err = udfs_lossy_tensor_measure(
+		    j->lt, j->plan, t->dtype, off / es, (uint32_t)(len / es),
+		    j->out[i], j->out_len[i], j->cur + off, j->base + off,
+		    &j->fid[i]);
+	return err;
 }
 
 /* Encode tensor t's chunks (windows of a few per thread, in parallel) and

@@ -176,6 +176,25 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 			    const struct tensor_plan *p, int dtype,
 			    uint64_t first, uint32_t n, void **out,
 			    size_t *out_len);
+/*
+ * The reconstruction W_base + gain * value of elements [first, first + n)
+ * of a prepared (not adaptive) tensor into rec, bit-identical to what a
+ * reader decodes from the chunk (udfs(5), reconstruction): base and rec
+ * point at element first. Computed from the codes in memory, it spares
+ * the add decoding every chunk it writes.
+ */
+void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
+			     const struct tensor_plan *p, int dtype,
+			     uint64_t first, uint32_t n, const void *base,
+			     void *rec);
+/* Add the error of the chunk just encoded (chunk, chunk_len) to fid,
+ * against the fine-tune cur: from udfs_lossy_tensor_recon, or for an
+ * adaptive tensor by decoding the chunk. cur, base at element first. */
+int udfs_lossy_tensor_measure(const struct lossy_tensor *lt,
+			      const struct tensor_plan *p, int dtype,
+			      uint64_t first, uint32_t n, const void *chunk,
+			      size_t chunk_len, const void *cur,
+			      const void *base, udfs_fidelity *fid);
 /* Elements the tensor's mask keeps. */
 uint64_t udfs_lossy_tensor_kept(const struct lossy_tensor *lt);
 void udfs_lossy_tensor_free(struct lossy_tensor *lt);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "codec/lossy.h"
+#include "codec/lossy_i.h"
 #include "common/dtype.h"
 #include "common/pool.h"
 #include "common/util.h"
@@ -573,6 +574,74 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 				      out, out_len);
 	free(kept);
 	free(vals);
+	return err;
+}
+
+/* gain * value(code) as the decoder's table computes it, in float. */
+static void value_lut(const udfs_lossy_params *lp, float *lut)
+{
+	if (lp->values == UDFS_VAL_CODES) {
+		for (unsigned c = 0; c < 256; c++) {
+			float q = lp->lo + (float)c * lp->step;
+
+			lut[c] = lp->gain * q;
+		}
+	} else {
+		lut[0] = lp->gain * lp->step;
+		lut[1] = lp->gain * -lp->step;
+	}
+}
+
+void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
+			     const struct tensor_plan *p, int dtype,
+			     uint64_t first, uint32_t n, const void *base,
+			     void *rec)
+{
+	const udfs_lossy_params *lp = &p->lp;
+	float lut[256];
+
+	value_lut(lp, lut);
+	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t e = first + i;
+		float d, b;
+
+		if (!lt->keep[e])
+			continue; /* the base bits exactly */
+		if (lp->values == UDFS_VAL_NATIVE) {
+			uint8_t v[4]; /* stored in dtype, as the encoder does */
+
+			udfs_dtype_store_f32(dtype, v, 0, lt->delta[e]);
+			d = lp->gain * udfs_dtype_load_f32(dtype, v, 0);
+		} else {
+			d = lut[lp->values == UDFS_VAL_CODES ? lt->codes[e]
+							      : lt->codes[e] & 1];
+		}
+		b = udfs_dtype_load_f32(dtype, base, i);
+		udfs_dtype_store_f32(dtype, rec, i,
+				     udfs_lossy_finite_sum(dtype, b, d));
+	}
+}
+
+int udfs_lossy_tensor_measure(const struct lossy_tensor *lt,
+			      const struct tensor_plan *p, int dtype,
+			      uint64_t first, uint32_t n, const void *chunk,
+			      size_t chunk_len, const void *cur,
+			      const void *base, udfs_fidelity *fid)
+{
+	void *rec = malloc((size_t)n * udfs_dtype_size(dtype) + 1);
+	int err = 0;
+
+	if (!rec)
+		return -ENOMEM;
+	if (lt->mix)
+		err = udfs_lossy_decode_chunk(&p->lp, dtype, first, n, chunk,
+					      chunk_len, base, rec);
+	else
+		udfs_lossy_tensor_recon(lt, p, dtype, first, n, base, rec);
+	if (!err)
+		udfs_fidelity_add(fid, dtype, base, rec, cur, n);
+	free(rec);
 	return err;
 }
 

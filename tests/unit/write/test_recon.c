@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests of the add's lossy tensor path (src/write/plan_lossy.c):
+ * udfs_lossy_tensor_recon must give, chunk by chunk, the bytes a reader
+ * decodes from the chunk written (the add's error figures come from it
+ * instead of a decode), for every dtype and value kind, with sums that
+ * saturate in F16; and a tensor prepared on several threads (parallel
+ * slices, the group-wise mask walked while chunks are encoded) must give
+ * the same chunks as on one.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "codec/lossy.h"
+#include "common/dtype.h"
+#include "common/prng.h"
+#include "format/model.h"
+#include "write/add_i.h"
+#include "write/ultradelta.h"
+
+static uint64_t rs = 0x9e3779b97f4a7c15ULL;
+
+static double unif(void)
+{
+	return (double)(udfs_splitmix64(&rs) >> 11) / 9007199254740992.0;
+}
+
+/* Base and fine-tune of n elements of dtype; in F16 a few base weights
+ * near the top of the range, where gain * delta saturates. */
+static void make_pair(int dtype, uint64_t n, void *base, void *cur)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		float b = (float)(unif() - 0.5) * 0.04f;
+		float d = (float)(unif() - 0.5) * 0.004f;
+
+		if (i % 9973 == 5) /* outliers: a wide quantization range */
+			d *= 40;
+		if (dtype == UDFS_DT_F16 && i % 7919 == 3) {
+			b = 65000.0f;
+			d = 200.0f;
+		}
+		udfs_dtype_store_f32(dtype, base, i, b);
+		udfs_dtype_store_f32(dtype, cur, i, b + d);
+	}
+}
+
+/* The plan of method enc for the pair, as the planner fills it. */
+static void make_plan(int enc, int mask, int dtype, uint64_t n,
+		      const void *cur, const void *base, struct tensor_plan *p)
+{
+	float *d = udfs_add_delta_f32(dtype, n, cur, base);
+	uint8_t *codes = malloc(n);
+
+	memset(p, 0, sizeof(*p));
+	p->enc = enc;
+	p->lp.mask = (uint8_t)mask;
+	p->lp.rate = 0.9;
+	p->lp.gain = 9.3f;
+	p->lp.seed = 12345;
+	if (enc == UDFS_ENC_ULTRADELTA) {
+		p->lp.values = UDFS_VAL_CODES;
+		p->lp.bits = 4;
+		CHECK_EQ_INT(udfs_ud_quantize(d, n, 4, codes, &p->lp.lo,
+					      &p->lp.step),
+			     0);
+	} else if (enc == UDFS_ENC_BITDELTA) {
+		p->lp.values = UDFS_VAL_SIGN;
+		p->lp.mask = UDFS_MASK_NONE;
+		p->lp.step = 0.001f;
+		p->lp.gain = 1.0f;
+	} else {
+		p->lp.values = UDFS_VAL_NATIVE;
+	}
+	free(codes);
+	free(d);
+}
+
+/* Encode every chunk of the tensor; check recon against the decoder and
+ * return the chunks' bytes concatenated (malloc-ed) for comparison. */
+static unsigned char *encode_all(const struct tensor_plan *p, int dtype,
+				 uint64_t n, const unsigned char *cur,
+				 const unsigned char *base, int jobs,
+				 size_t *total)
+{
+	unsigned es = udfs_dtype_size(dtype);
+	uint64_t per = UDFS_CHUNK_BYTES / es;
+	unsigned char *all = NULL, *dec = malloc(UDFS_CHUNK_BYTES);
+	unsigned char *rec = malloc(UDFS_CHUNK_BYTES);
+	struct lossy_tensor *lt = NULL;
+
+	*total = 0;
+	CHECK_EQ_INT(udfs_lossy_tensor_prepare(p, dtype, n, cur, base, jobs,
+					       &lt),
+		     0);
+	for (uint64_t first = 0; lt && first < n; first += per) {
+		uint32_t m = (uint32_t)(n - first < per ? n - first : per);
+		void *out = NULL;
+		size_t len = 0;
+		udfs_fidelity fa = {0}, fb = {0};
+
+		CHECK_EQ_INT(udfs_lossy_tensor_chunk(lt, p, dtype, first, m,
+						     &out, &len),
+			     0);
+		CHECK_EQ_INT(udfs_lossy_decode_chunk(&p->lp, dtype, first, m,
+						     out, len,
+						     base + first * es, dec),
+			     0);
+		udfs_lossy_tensor_recon(lt, p, dtype, first, m,
+					base + first * es, rec);
+		CHECK(memcmp(dec, rec, (size_t)m * es) == 0);
+		CHECK_EQ_INT(udfs_lossy_tensor_measure(
+				 lt, p, dtype, first, m, out, len,
+				 cur + first * es, base + first * es, &fa),
+			     0);
+		udfs_fidelity_add(&fb, dtype, base + first * es, dec,
+				  cur + first * es, m);
+		CHECK(memcmp(&fa, &fb, sizeof(fa)) == 0);
+		all = realloc(all, *total + len + 1);
+		memcpy(all + *total, out, len);
+		*total += len;
+		free(out);
+	}
+	if (lt)
+		CHECK(udfs_lossy_tensor_kept(lt) > 0);
+	udfs_lossy_tensor_free(lt);
+	free(dec);
+	free(rec);
+	return all;
+}
+
+static void test_method(int enc, int mask, int dtype)
+{
+	unsigned es = udfs_dtype_size(dtype);
+	uint64_t n = (uint64_t)(2.5 * UDFS_CHUNK_BYTES / es);
+	unsigned char *base = malloc(n * es), *cur = malloc(n * es);
+	unsigned char *one, *many;
+	size_t l1 = 0, l2 = 0;
+	struct tensor_plan p;
+
+	make_pair(dtype, n, base, cur);
+	make_plan(enc, mask, dtype, n, cur, base, &p);
+	one = encode_all(&p, dtype, n, cur, base, 1, &l1);
+	many = encode_all(&p, dtype, n, cur, base, 3, &l2);
+	CHECK(l1 > 0 && l1 == l2);
+	CHECK(one && many && memcmp(one, many, l1) == 0);
+	free(one);
+	free(many);
+	free(base);
+	free(cur);
+}
+
+int main(void)
+{
+	int dtypes[3] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
+
+	for (int i = 0; i < 3; i++) {
+		test_method(UDFS_ENC_ULTRADELTA, UDFS_MASK_EXPLICIT, dtypes[i]);
+		test_method(UDFS_ENC_ULTRADELTA, UDFS_MASK_SEEDED, dtypes[i]);
+		test_method(UDFS_ENC_DARE, UDFS_MASK_SEEDED, dtypes[i]);
+		test_method(UDFS_ENC_MAGNITUDE, UDFS_MASK_EXPLICIT, dtypes[i]);
+		test_method(UDFS_ENC_BITDELTA, UDFS_MASK_NONE, dtypes[i]);
+	}
+	CHECK_DONE();
+}
