@@ -149,7 +149,7 @@ int udfs_mix_plan_group(struct add_group *g);
 struct mix_tensor;
 int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 			    uint64_t nelems, const void *cur, const void *base,
-			    struct mix_tensor **out);
+			    int jobs, struct mix_tensor **out);
 int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
 			  const struct tensor_plan *p, int dtype,
 			  uint64_t first, uint32_t n, void **out,

@@ -18,6 +18,7 @@
 
 #include "codec/mix.h"
 #include "common/dtype.h"
+#include "common/pool.h"
 #include "common/util.h"
 #include "write/add_i.h"
 #include "write/linalg.h"
@@ -163,32 +164,50 @@ void udfs_mix_factors_free(struct mix_factors *f)
 	memset(f, 0, sizeof(*f));
 }
 
-/* Low-rank part of every chunk into mt->blk, and its values into l. */
-static int fit_lowrank(struct mix_tensor *mt, const struct mix_code *c,
-		       const float *d, float *l)
+/* One chunk's low-rank part, on a worker thread of fit_lowrank. */
+struct fit_job {
+	struct mix_tensor *mt;
+	const struct mix_code *c;
+	const float *d;
+	float *l;
+};
+
+static int fit_block(void *ctx, size_t b)
 {
-	int err = 0;
+	struct fit_job *j = ctx;
+	struct mix_tensor *mt = j->mt;
+	uint64_t first = (uint64_t)b * mt->per_chunk;
+	uint32_t n = (uint32_t)UDFS_MIN(mt->per_chunk, mt->n - first);
+	struct mix_svd sv;
+	uint32_t k =
+	    udfs_mix_kmax(udfs_lowrank_rows(mt->cols, first, n), mt->cols, n);
+	int err;
+
+	if (udfs_interrupted)
+		return udfs_error(-EINTR, "interrupted");
+	if (k > j->c->rank)
+		k = j->c->rank;
+	if (k == 0)
+		return 0; /* a sliver of a chunk: residual only */
+	err = udfs_mix_block_svd(j->d, mt->cols, first, n, k, &sv);
+	if (!err) {
+		udfs_mix_factors_make(&sv, sv.k, j->c->fbits, &mt->blk[b]);
+		udfs_mix_factors_add(&mt->blk[b], first, n, j->l + first);
+	}
+	udfs_mix_svd_free(&sv);
+	return err;
+}
+
+/* Low-rank part of every chunk into mt->blk, and its values into l: the
+ * chunks on up to `jobs` threads, each SVD on one (the same factors at
+ * any count). */
+static int fit_lowrank(struct mix_tensor *mt, const struct mix_code *c,
+		       const float *d, float *l, int jobs)
+{
+	struct fit_job j = {.mt = mt, .c = c, .d = d, .l = l};
 
 	mt->blk = udfs_xcalloc(mt->n_blk, sizeof(*mt->blk));
-	for (uint32_t b = 0; b < mt->n_blk && !err; b++) {
-		uint64_t first = (uint64_t)b * mt->per_chunk;
-		uint32_t n = (uint32_t)UDFS_MIN(mt->per_chunk, mt->n - first);
-		struct mix_svd sv;
-		uint32_t k = udfs_mix_kmax(
-		    udfs_lowrank_rows(mt->cols, first, n), mt->cols, n);
-
-		if (k > c->rank)
-			k = c->rank;
-		if (k == 0)
-			continue; /* a sliver of a chunk: residual only */
-		err = udfs_mix_block_svd(d, mt->cols, first, n, k, &sv);
-		if (!err) {
-			udfs_mix_factors_make(&sv, sv.k, c->fbits, &mt->blk[b]);
-			udfs_mix_factors_add(&mt->blk[b], first, n, l + first);
-		}
-		udfs_mix_svd_free(&sv);
-	}
-	return err;
+	return udfs_parallel_for(jobs, mt->n_blk, fit_block, &j);
 }
 
 uint8_t udfs_mix_quant(float x, float lo, float step, unsigned bits)
@@ -201,7 +220,7 @@ uint8_t udfs_mix_quant(float x, float lo, float step, unsigned bits)
 
 int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 			    uint64_t nelems, const void *cur, const void *base,
-			    struct mix_tensor **out)
+			    int jobs, struct mix_tensor **out)
 {
 	const struct mix_code *c = &p->mix;
 	struct mix_tensor *mt = udfs_xcalloc(1, sizeof(*mt));
@@ -214,11 +233,9 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 	mt->cols = c->cols ? c->cols : 1;
 	mt->per_chunk = UDFS_CHUNK_BYTES / udfs_dtype_size(dtype);
 	mt->n_blk = (uint32_t)((nelems + mt->per_chunk - 1) / mt->per_chunk);
-	for (uint64_t i = 0; i < nelems; i++)
-		d[i] = udfs_dtype_load_f32(dtype, cur, i) -
-		       udfs_dtype_load_f32(dtype, base, i);
+	udfs_add_delta_range(dtype, nelems, cur, base, d);
 	if (c->rank)
-		err = fit_lowrank(mt, c, d, r);
+		err = fit_lowrank(mt, c, d, r, jobs);
 	if (err || c->res == MIX_RES_NONE)
 		goto out;
 	for (uint64_t i = 0; i < nelems; i++)

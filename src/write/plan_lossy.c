@@ -329,7 +329,7 @@ struct prep_job {
 	const unsigned char *cur, *base;
 	struct lossy_tensor *lt;
 	float *d;
-	double *mn, *mx; /* per slice: the extremes of its deltas */
+	double *mn, *mx;       /* per slice: the extremes of its deltas */
 	uint64_t (*hist)[256]; /* per slice: elements per code */
 	double qmin, qmax;
 	bool codes_pass; /* false: deltas and extremes; true: codes */
@@ -484,7 +484,8 @@ static int prepare_mask(const struct tensor_plan *p, struct lossy_tensor *lt,
 	} else if (lp->mask == UDFS_MASK_SEEDED || p->enc == UDFS_ENC_DARE) {
 		/* dare with an explicit mask draws the same Bernoulli mask and
 		 * stores its positions. */
-		kept = udfs_ud_prune_seeded(lt->n, lp->rate, lp->seed, lt->keep);
+		kept =
+		    udfs_ud_prune_seeded(lt->n, lp->rate, lp->seed, lt->keep);
 	} else {
 		start_walk(lt, lp, hist, jobs);
 		return 0;
@@ -503,13 +504,13 @@ int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 	struct lossy_tensor *lt = udfs_xcalloc(1, sizeof(*lt));
 	struct prep_job j = {
 	    .p = p, .dtype = dtype, .cur = cur, .base = base, .lt = lt};
-	bool coded = p->lp.values == UDFS_VAL_CODES ||
-		     p->lp.values == UDFS_VAL_SIGN;
+	bool coded =
+	    p->lp.values == UDFS_VAL_CODES || p->lp.values == UDFS_VAL_SIGN;
 	uint64_t hist[256] = {0};
 	int err = 0;
 
 	if (p->enc == UDFS_ENC_ADAPTIVE) {
-		err = udfs_mix_tensor_prepare(p, dtype, nelems, cur, base,
+		err = udfs_mix_tensor_prepare(p, dtype, nelems, cur, base, jobs,
 					      &lt->mix);
 		goto out;
 	}
@@ -614,8 +615,9 @@ void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
 			udfs_dtype_store_f32(dtype, v, 0, lt->delta[e]);
 			d = lp->gain * udfs_dtype_load_f32(dtype, v, 0);
 		} else {
-			d = lut[lp->values == UDFS_VAL_CODES ? lt->codes[e]
-							      : lt->codes[e] & 1];
+			d = lut[lp->values == UDFS_VAL_CODES
+				    ? lt->codes[e]
+				    : lt->codes[e] & 1];
 		}
 		b = udfs_dtype_load_f32(dtype, base, i);
 		udfs_dtype_store_f32(dtype, rec, i,

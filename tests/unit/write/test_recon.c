@@ -47,8 +47,8 @@ static void make_pair(int dtype, uint64_t n, void *base, void *cur)
 }
 
 /* The plan of method enc for the pair, as the planner fills it. */
-static void make_plan(int enc, int mask, int dtype, uint64_t n,
-		      const void *cur, const void *base, struct tensor_plan *p)
+static void make_plan(int enc, int mask, int dtype, uint64_t n, const void *cur,
+		      const void *base, struct tensor_plan *p)
 {
 	float *d = udfs_add_delta_f32(dtype, n, cur, base);
 	uint8_t *codes = malloc(n);
@@ -62,9 +62,9 @@ static void make_plan(int enc, int mask, int dtype, uint64_t n,
 	if (enc == UDFS_ENC_ULTRADELTA) {
 		p->lp.values = UDFS_VAL_CODES;
 		p->lp.bits = 4;
-		CHECK_EQ_INT(udfs_ud_quantize(d, n, 4, codes, &p->lp.lo,
-					      &p->lp.step),
-			     0);
+		CHECK_EQ_INT(
+		    udfs_ud_quantize(d, n, 4, codes, &p->lp.lo, &p->lp.step),
+		    0);
 	} else if (enc == UDFS_ENC_BITDELTA) {
 		p->lp.values = UDFS_VAL_SIGN;
 		p->lp.mask = UDFS_MASK_NONE;
@@ -91,18 +91,17 @@ static unsigned char *encode_all(const struct tensor_plan *p, int dtype,
 	struct lossy_tensor *lt = NULL;
 
 	*total = 0;
-	CHECK_EQ_INT(udfs_lossy_tensor_prepare(p, dtype, n, cur, base, jobs,
-					       &lt),
-		     0);
+	CHECK_EQ_INT(
+	    udfs_lossy_tensor_prepare(p, dtype, n, cur, base, jobs, &lt), 0);
 	for (uint64_t first = 0; lt && first < n; first += per) {
 		uint32_t m = (uint32_t)(n - first < per ? n - first : per);
 		void *out = NULL;
 		size_t len = 0;
 		udfs_fidelity fa = {0}, fb = {0};
 
-		CHECK_EQ_INT(udfs_lossy_tensor_chunk(lt, p, dtype, first, m,
-						     &out, &len),
-			     0);
+		CHECK_EQ_INT(
+		    udfs_lossy_tensor_chunk(lt, p, dtype, first, m, &out, &len),
+		    0);
 		CHECK_EQ_INT(udfs_lossy_decode_chunk(&p->lp, dtype, first, m,
 						     out, len,
 						     base + first * es, dec),

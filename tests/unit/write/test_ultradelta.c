@@ -154,9 +154,8 @@ static void test_quantize_pieces(void)
 			mx = sl ? fmax(mx, z) : z;
 		}
 		CHECK(mn == -0.01f && mx == 0.01f);
-		CHECK_EQ_INT(udfs_ud_quantize_params(mn, mx, N, bits[b], &lo,
-						     &step),
-			     0);
+		CHECK_EQ_INT(
+		    udfs_ud_quantize_params(mn, mx, N, bits[b], &lo, &step), 0);
 		for (int sl = 0; sl < S; sl++) {
 			size_t at = (size_t)N * sl / S;
 
