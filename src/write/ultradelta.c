@@ -43,23 +43,47 @@ static double round_half_even(double x)
 	return f;
 }
 
+/* Lanes of the vectorized extremes: 8 floats, two SSE registers. */
+#define MM_LANES 8
+
 int udfs_ud_minmax(const float *delta, size_t n, double *mn, double *mx)
 {
-	float lo = INFINITY, hi = -INFINITY;
-	int nan = 0;
+	float lo[MM_LANES], hi[MM_LANES], a = INFINITY, b = -INFINITY;
+	int nan[MM_LANES] = {0}, any_nan = 0;
+	size_t i = 0;
 
-	/* Branch-free so that it vectorizes: an infinity becomes an
-	 * extreme, a NaN (which fails both comparisons) sets the flag. */
-	for (size_t i = 0; i < n; i++) {
-		lo = delta[i] < lo ? delta[i] : lo;
-		hi = delta[i] > hi ? delta[i] : hi;
-		nan |= delta[i] != delta[i];
+	for (int l = 0; l < MM_LANES; l++) {
+		lo[l] = INFINITY;
+		hi[l] = -INFINITY;
 	}
-	if (nan || (n && (!isfinite(lo) || !isfinite(hi))))
+	/* Branch-free lanes over local arrays, so that -O2 vectorizes: an
+	 * infinity becomes an extreme, a NaN (which fails both comparisons)
+	 * sets its lane's flag. */
+	for (; i + MM_LANES <= n; i += MM_LANES) {
+		float d[MM_LANES];
+
+		memcpy(d, delta + i, sizeof(d));
+		for (int l = 0; l < MM_LANES; l++) {
+			lo[l] = d[l] < lo[l] ? d[l] : lo[l];
+			hi[l] = d[l] > hi[l] ? d[l] : hi[l];
+			nan[l] |= d[l] != d[l];
+		}
+	}
+	for (; i < n; i++) {
+		a = delta[i] < a ? delta[i] : a;
+		b = delta[i] > b ? delta[i] : b;
+		any_nan |= delta[i] != delta[i];
+	}
+	for (int l = 0; l < MM_LANES; l++) {
+		a = lo[l] < a ? lo[l] : a;
+		b = hi[l] > b ? hi[l] : b;
+		any_nan |= nan[l];
+	}
+	if (any_nan || (n && (!isfinite(a) || !isfinite(b))))
 		return udfs_error(-EDOM, "quantize: a delta is %s",
-				  nan ? "NaN" : "infinite");
-	*mn = lo;
-	*mx = hi;
+				  any_nan ? "NaN" : "infinite");
+	*mn = a;
+	*mx = b;
 	return 0;
 }
 
