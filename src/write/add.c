@@ -114,8 +114,7 @@ static int encode_one(void *ctx, size_t i)
 	if (!err)
 		err = udfs_lossy_tensor_measure(
 		    j->lt, j->plan, t->dtype, off / es, (uint32_t)(len / es),
-		    j->out[i], j->out_len[i], j->cur + off, j->base + off,
-		    &j->fid[i]);
+		    j->cur + off, j->base + off, &j->fid[i]);
 	return err;
 }
 

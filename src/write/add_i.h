@@ -155,6 +155,16 @@ int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
 			  uint64_t first, uint32_t n, void **out,
 			  size_t *out_len);
 uint64_t udfs_mix_tensor_kept(const struct mix_tensor *mt);
+/* The reconstruction of elements [first, first + n) of an adaptive tensor
+ * (one chunk) into rec, bit-identical to what a reader decodes from its
+ * composite chunk (udfs(5)); base and rec point at element first. */
+void udfs_mix_tensor_recon(const struct mix_tensor *mt,
+			   const struct tensor_plan *p, int dtype,
+			   uint64_t first, uint32_t n, const void *base,
+			   void *rec);
+/* gain * value(code) of a version 1 value section, as the decoder's table
+ * computes it, in float: 256 codes, or 2 signs (1 = negative). */
+void udfs_lossy_value_lut(const udfs_lossy_params *lp, float *lut);
 void udfs_mix_tensor_free(struct mix_tensor *mt);
 
 /* "lr16x6+codes3@0.90" and the like: the code of an adaptive tensor. */
@@ -178,22 +188,22 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 			    size_t *out_len);
 /*
  * The reconstruction W_base + gain * value of elements [first, first + n)
- * of a prepared (not adaptive) tensor into rec, bit-identical to what a
- * reader decodes from the chunk (udfs(5), reconstruction): base and rec
- * point at element first. Computed from the codes in memory, it spares
+ * (one chunk) of a prepared tensor into rec, bit-identical to what a
+ * reader decodes from the chunk (udfs(5), reconstruction; an adaptive
+ * tensor's through udfs_mix_tensor_recon): base and rec point at element
+ * first. Computed from the codes in memory, it spares
  * the add decoding every chunk it writes.
  */
 void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
 			     const struct tensor_plan *p, int dtype,
 			     uint64_t first, uint32_t n, const void *base,
 			     void *rec);
-/* Add the error of the chunk just encoded (chunk, chunk_len) to fid,
- * against the fine-tune cur: from udfs_lossy_tensor_recon, or for an
- * adaptive tensor by decoding the chunk. cur, base at element first. */
+/* Add the error of elements [first, first + n) as stored (one chunk) to
+ * fid, against the fine-tune cur, from udfs_lossy_tensor_recon. cur and
+ * base point at element first. */
 int udfs_lossy_tensor_measure(const struct lossy_tensor *lt,
 			      const struct tensor_plan *p, int dtype,
-			      uint64_t first, uint32_t n, const void *chunk,
-			      size_t chunk_len, const void *cur,
+			      uint64_t first, uint32_t n, const void *cur,
 			      const void *base, udfs_fidelity *fid);
 /* Elements the tensor's mask keeps. */
 uint64_t udfs_lossy_tensor_kept(const struct lossy_tensor *lt);

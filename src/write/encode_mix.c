@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/lossy_i.h"
 #include "codec/mix.h"
 #include "common/dtype.h"
 #include "common/pool.h"
@@ -328,6 +329,40 @@ int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
 					    res, res_len, out, out_len);
 	free(res);
 	return err;
+}
+
+void udfs_mix_tensor_recon(const struct mix_tensor *mt,
+			   const struct tensor_plan *p, int dtype,
+			   uint64_t first, uint32_t n, const void *base,
+			   void *rec)
+{
+	const struct mix_factors *f =
+	    mt->blk ? &mt->blk[first / mt->per_chunk] : NULL;
+	float *acc = udfs_xcalloc((size_t)n + 1, sizeof(float)), lut[256];
+
+	/* The decoder's order: low-rank part, then the residual's values,
+	 * then one rounding onto the base; acc == 0 keeps the base bits. */
+	if (f && f->k)
+		udfs_mix_factors_add(f, first, n, acc);
+	if (mt->keep) {
+		udfs_lossy_value_lut(&p->lp, lut);
+		for (uint32_t i = 0; i < n; i++)
+			if (mt->keep[first + i])
+				acc[i] += lut[p->lp.values == UDFS_VAL_CODES
+						  ? mt->codes[first + i]
+						  : mt->codes[first + i] & 1];
+	}
+	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
+	for (uint32_t i = 0; i < n; i++) {
+		float b;
+
+		if (acc[i] == 0.0f)
+			continue;
+		b = udfs_dtype_load_f32(dtype, base, i);
+		udfs_dtype_store_f32(dtype, rec, i,
+				     udfs_lossy_finite_sum(dtype, b, acc[i]));
+	}
+	free(acc);
 }
 
 uint64_t udfs_mix_tensor_kept(const struct mix_tensor *mt)

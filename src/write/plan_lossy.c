@@ -597,8 +597,7 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 	return err;
 }
 
-/* gain * value(code) as the decoder's table computes it, in float. */
-static void value_lut(const udfs_lossy_params *lp, float *lut)
+void udfs_lossy_value_lut(const udfs_lossy_params *lp, float *lut)
 {
 	if (lp->values == UDFS_VAL_CODES) {
 		for (unsigned c = 0; c < 256; c++) {
@@ -620,7 +619,11 @@ void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
 	const udfs_lossy_params *lp = &p->lp;
 	float lut[256];
 
-	value_lut(lp, lut);
+	if (lt->mix) {
+		udfs_mix_tensor_recon(lt->mix, p, dtype, first, n, base, rec);
+		return;
+	}
+	udfs_lossy_value_lut(lp, lut);
 	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t e = first + i;
@@ -646,8 +649,7 @@ void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
 
 int udfs_lossy_tensor_measure(const struct lossy_tensor *lt,
 			      const struct tensor_plan *p, int dtype,
-			      uint64_t first, uint32_t n, const void *chunk,
-			      size_t chunk_len, const void *cur,
+			      uint64_t first, uint32_t n, const void *cur,
 			      const void *base, udfs_fidelity *fid)
 {
 	void *rec = malloc((size_t)n * udfs_dtype_size(dtype) + 1);
@@ -655,11 +657,7 @@ int udfs_lossy_tensor_measure(const struct lossy_tensor *lt,
 
 	if (!rec)
 		return -ENOMEM;
-	if (lt->mix)
-		err = udfs_lossy_decode_chunk(&p->lp, dtype, first, n, chunk,
-					      chunk_len, base, rec);
-	else
-		udfs_lossy_tensor_recon(lt, p, dtype, first, n, base, rec);
+	udfs_lossy_tensor_recon(lt, p, dtype, first, n, base, rec);
 	if (!err)
 		udfs_fidelity_add(fid, dtype, base, rec, cur, n);
 	free(rec);

@@ -4,11 +4,13 @@
  * udfs_lossy_tensor_recon must give, chunk by chunk, the bytes a reader
  * decodes from the chunk written (the add's error figures come from it
  * instead of a decode), for every dtype and value kind, with sums that
- * saturate in F16; and a tensor prepared on several threads (parallel
+ * saturate in F16, and for the adaptive method's composite chunks
+ * (udfs_mix_tensor_recon); and a tensor prepared on several threads (parallel
  * slices, the group-wise mask walked while chunks are encoded) must give
  * the same chunks as on one.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,9 +111,9 @@ static unsigned char *encode_all(const struct tensor_plan *p, int dtype,
 		udfs_lossy_tensor_recon(lt, p, dtype, first, m,
 					base + first * es, rec);
 		CHECK(memcmp(dec, rec, (size_t)m * es) == 0);
-		CHECK_EQ_INT(udfs_lossy_tensor_measure(
-				 lt, p, dtype, first, m, out, len,
-				 cur + first * es, base + first * es, &fa),
+		CHECK_EQ_INT(udfs_lossy_tensor_measure(lt, p, dtype, first, m,
+						       cur + first * es,
+						       base + first * es, &fa),
 			     0);
 		udfs_fidelity_add(&fb, dtype, base + first * es, dec,
 				  cur + first * es, m);
@@ -127,6 +129,67 @@ static unsigned char *encode_all(const struct tensor_plan *p, int dtype,
 	free(dec);
 	free(rec);
 	return all;
+}
+
+/* An adaptive plan as apply_picks() makes it: a low-rank part of rank
+ * `rank` (0: none) and a residual res (codes, signs or none), on the
+ * elements left by dropping `rate` of them (seeded: a seeded mask). */
+static void make_mix_plan(uint8_t rank, uint8_t res, float rate, bool seeded,
+			  uint64_t cols, struct tensor_plan *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->enc = UDFS_ENC_ADAPTIVE;
+	p->mix = (struct mix_code){.cols = cols,
+				   .rank = rank,
+				   .fbits = 6,
+				   .res = res,
+				   .rbits = res == MIX_RES_CODES ? 4 : 0,
+				   .seeded = seeded,
+				   .rate = rate};
+	p->lp.gain = seeded ? (float)(1.0 / (1.0 - rate)) : 1.0f;
+	p->lp.mask = seeded	? UDFS_MASK_SEEDED
+		     : rate > 0 ? UDFS_MASK_EXPLICIT
+				: UDFS_MASK_NONE;
+	p->lp.seed = 777;
+	p->lp.rate = rate;
+	p->lp.values = res == MIX_RES_CODES ? UDFS_VAL_CODES : UDFS_VAL_SIGN;
+	p->lp.bits = p->mix.rbits;
+	p->lp.lo = res == MIX_RES_CODES ? -0.0015f : 0;
+	p->lp.step = res == MIX_RES_NONE ? 0 : 0.0002f;
+}
+
+/* The adaptive method's composite chunks: recon against the decoder. */
+static void test_mix(int dtype)
+{
+	unsigned es = udfs_dtype_size(dtype);
+	uint64_t n = (uint64_t)(2.5 * UDFS_CHUNK_BYTES / es), cols = 512;
+	unsigned char *base = malloc(n * es), *cur = malloc(n * es);
+	struct {
+		uint8_t rank, res;
+		float rate;
+		bool seeded;
+	} cfg[4] = {{4, MIX_RES_CODES, 0, false},
+		    {8, MIX_RES_SIGN, 0.5f, false},
+		    {0, MIX_RES_CODES, 0.7f, true},
+		    {2, MIX_RES_NONE, 0, false}};
+
+	make_pair(dtype, n, base, cur);
+	for (int c = 0; c < 4; c++) {
+		struct tensor_plan p;
+		unsigned char *one, *many;
+		size_t l1 = 0, l2 = 0;
+
+		make_mix_plan(cfg[c].rank, cfg[c].res, cfg[c].rate,
+			      cfg[c].seeded, cols, &p);
+		one = encode_all(&p, dtype, n, cur, base, 1, &l1);
+		many = encode_all(&p, dtype, n, cur, base, 2, &l2);
+		CHECK(l1 > 0 && l1 == l2);
+		CHECK(one && many && memcmp(one, many, l1) == 0);
+		free(one);
+		free(many);
+	}
+	free(base);
+	free(cur);
 }
 
 static void test_method(int enc, int mask, int dtype)
@@ -160,6 +223,7 @@ int main(void)
 		test_method(UDFS_ENC_DARE, UDFS_MASK_SEEDED, dtypes[i]);
 		test_method(UDFS_ENC_MAGNITUDE, UDFS_MASK_EXPLICIT, dtypes[i]);
 		test_method(UDFS_ENC_BITDELTA, UDFS_MASK_NONE, dtypes[i]);
+		test_mix(dtypes[i]);
 	}
 	CHECK_DONE();
 }
