@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Private interface of the add pipeline (add.c, add_base.c), its report
- * (add_report.c), and the lossy planner and tensor encoder
- * (plan_lossy.c).
+ * (add_report.c), the lossy planner and tensor encoder (plan_lossy.c),
+ * the adaptive method's (plan_budget.c, encode_mix.c) and their shared
+ * per-element helpers (delta.c).
  */
 #ifndef UDFS_COMPRESS_I_H
 #define UDFS_COMPRESS_I_H
@@ -108,8 +109,8 @@ udfs_add_base_bytes(const struct add_group *g, const udfs_tensor *bt)
 }
 
 /*
- * The delta cur - base of n elements of dtype as floats, in a new array
- * the caller frees; NULL when out of memory.
+ * The delta cur - base of n elements of dtype as floats (delta.c), in a
+ * new array the caller frees; NULL when out of memory.
  */
 float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
 			  const void *base);
