@@ -513,22 +513,65 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 		free(vals);
 		return -ENOMEM;
 	}
-	for (uint32_t i = 0; i < n; i++) {
-		uint64_t e = first + i;
+	if (p->lp.values == UDFS_VAL_NATIVE) {
+		for (uint32_t i = 0; i < n; i++) {
+			if (!lt->keep[first + i])
+				continue;
+			udfs_dtype_store_f32(dtype, vals, k,
+					     lt->delta[first + i]);
+			kept[k++] = i;
+		}
+	} else {
+		/* Branch-free compaction: which elements are kept is a coin
+		 * flip per element. */
+		const uint8_t *keep = lt->keep + first,
+			      *codes = lt->codes + first;
 
-		if (!lt->keep[e])
-			continue;
-		if (p->lp.values == UDFS_VAL_NATIVE)
-			udfs_dtype_store_f32(dtype, vals, k, lt->delta[e]);
-		else
-			vals[k] = lt->codes[e];
-		kept[k++] = i;
+		for (uint32_t i = 0; i < n; i++) {
+			kept[k] = i;
+			vals[k] = codes[i];
+			k += keep[i];
+		}
 	}
 	err = udfs_lossy_encode_chunk(&p->lp, dtype, first, n, kept, k, vals,
 				      out, out_len);
 	free(kept);
 	free(vals);
 	return err;
+}
+
+/* BF16 codes or signs: the conversions inline, as the decoder's BF16 loop
+ * does (widen, add in float, round to nearest even, NaN kept quiet; sums
+ * that round past the finite range take udfs_lossy_finite_sum). */
+static void recon_bf16(const uint8_t *keep, const uint8_t *codes,
+		       uint8_t code_mask, const float *lut, const void *base,
+		       void *rec, uint32_t n)
+{
+	const uint8_t *bp = base;
+	uint8_t *op = rec;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t u;
+		uint16_t h;
+		float b, w, d = lut[codes[i] & code_mask];
+
+		if (!keep[i])
+			continue; /* the base bits exactly */
+		memcpy(&h, bp + 2 * (size_t)i, 2);
+		u = (uint32_t)h << 16;
+		memcpy(&b, &u, 4);
+		w = b + d;
+		memcpy(&u, &w, 4);
+		if ((u & 0x7fffffffu) >= 0x7f7f8000u) {
+			w = udfs_lossy_finite_sum(UDFS_DT_BF16, b, d);
+			memcpy(&u, &w, 4);
+		}
+		if ((u & 0x7fffffffu) > 0x7f800000u)
+			h = (uint16_t)(u >> 16 | 0x40);
+		else
+			h = (uint16_t)((u + 0x7fffu + (u >> 16 & 1u)) >> 16);
+		memcpy(op + 2 * (size_t)i, &h, 2);
+	}
 }
 
 void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
@@ -545,6 +588,12 @@ void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
 	}
 	udfs_lossy_value_lut(lp, lut);
 	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
+	if (dtype == UDFS_DT_BF16 && lp->values != UDFS_VAL_NATIVE) {
+		recon_bf16(lt->keep + first, lt->codes + first,
+			   lp->values == UDFS_VAL_CODES ? 0xff : 1, lut, base,
+			   rec, n);
+		return;
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t e = first + i;
 		float d, b;

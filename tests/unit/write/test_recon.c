@@ -29,8 +29,8 @@ static double unif(void)
 	return (double)(udfs_splitmix64(&rs) >> 11) / 9007199254740992.0;
 }
 
-/* Base and fine-tune of n elements of dtype; in F16 a few base weights
- * near the top of the range, where gain * delta saturates. */
+/* Base and fine-tune of n elements of dtype; in F16 and BF16 a few base
+ * weights near the top of the range, where gain * delta saturates. */
 static void make_pair(int dtype, uint64_t n, void *base, void *cur)
 {
 	for (uint64_t i = 0; i < n; i++) {
@@ -42,6 +42,10 @@ static void make_pair(int dtype, uint64_t n, void *base, void *cur)
 		if (dtype == UDFS_DT_F16 && i % 7919 == 3) {
 			b = 65400.0f;
 			d = 100.0f;
+		}
+		if (dtype == UDFS_DT_BF16 && i % 7919 == 3) {
+			b = 3.3e38f;
+			d = 5e36f;
 		}
 		udfs_dtype_store_f32(dtype, base, i, b);
 		udfs_dtype_store_f32(dtype, cur, i, b + d);
