@@ -169,14 +169,23 @@ out:
 
 /* Eigen-decomposition of the Gram matrix g (n x n, column-major, upper
  * triangle): eigenvalues ascending into w, eigenvectors into g. */
-static int gram_eig(float *g, size_t n, float *w)
+static int gram_eig(float *g, size_t n, size_t k, float *w, float *z)
 {
-	lapack_int info = LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'U',
-					 (lapack_int)n, g, (lapack_int)n, w);
+	lapack_int m = 0, info, *isuppz = malloc(2 * k * sizeof(*isuppz));
 
-	if (info != 0)
+	/* Only the k largest pairs (RRR): the vectors of the others, which
+	 * a full decomposition computes and back-transforms, are never
+	 * used. */
+	if (!isuppz)
+		return udfs_error(-ENOMEM, "SVD: %zu x %zu", n, n);
+	info = LAPACKE_ssyevr(LAPACK_COL_MAJOR, 'V', 'I', 'U', (lapack_int)n, g,
+			      (lapack_int)n, 0.0f, 0.0f,
+			      (lapack_int)(n - k + 1), (lapack_int)n, 0.0f, &m,
+			      w, z, (lapack_int)n, isuppz);
+	free(isuppz);
+	if (info != 0 || (size_t)m != k)
 		return udfs_error(-EIO,
-				  "SVD: LAPACKE_ssyevd on %zu x %zu: info %d",
+				  "SVD: LAPACKE_ssyevr on %zu x %zu: info %d",
 				  n, n, (int)info);
 	return 0;
 }
@@ -186,7 +195,7 @@ int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 {
 	bool wide = rows <= cols; /* Gram of the rows, else of the columns */
 	size_t n = wide ? rows : cols, k = kmax < n ? kmax : n;
-	float *g = NULL, *w = NULL, *top = NULL, *other = NULL;
+	float *g = NULL, *w = NULL, *z = NULL, *top = NULL, *other = NULL;
 	int ret = 0;
 
 	if (k == 0)
@@ -197,9 +206,10 @@ int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 		    rows, cols);
 	g = calloc(n * n, sizeof(*g));
 	w = malloc(n * sizeof(*w));
+	z = malloc(n * k * sizeof(*z));
 	top = malloc(n * k * sizeof(*top));
 	other = malloc((wide ? cols : rows) * k * sizeof(*other));
-	if (!g || !w || !top || !other) {
+	if (!g || !w || !z || !top || !other) {
 		ret = udfs_error(-ENOMEM, "SVD: %zu x %zu matrix", rows, cols);
 		goto out;
 	}
@@ -208,16 +218,17 @@ int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 	cblas_ssyrk(CblasColMajor, CblasUpper, wide ? CblasTrans : CblasNoTrans,
 		    (blasint)n, (blasint)(wide ? cols : rows), 1.0f, m,
 		    (blasint)cols, 0.0f, g, (blasint)n);
-	ret = gram_eig(g, n, w);
+	ret = gram_eig(g, n, k, w, z);
 	if (ret)
 		goto out;
-	/* The k largest, descending: top is n x k row-major. */
+	/* The k largest, ascending in w and z: top is n x k row-major,
+	 * descending. */
 	for (size_t c = 0; c < k; c++) {
-		size_t e = n - 1 - c;
+		size_t e = k - 1 - c;
 
 		s[c] = w[e] > 0 ? sqrtf(w[e]) : 0.0f;
 		for (size_t i = 0; i < n; i++)
-			top[i * k + c] = g[e * n + i];
+			top[i * k + c] = z[e * n + i];
 	}
 	/* The other side: M^T U / s (wide) or M V / s, row-major. */
 	if (wide)
@@ -239,6 +250,7 @@ int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 out:
 	free(other);
 	free(top);
+	free(z);
 	free(w);
 	free(g);
 	return ret;

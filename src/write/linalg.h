@@ -34,7 +34,8 @@ int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
 
 /*
  * The kmax largest singular triplets only, through the eigenvectors of the
- * smaller Gram matrix (M M^T or M^T M, ssyrk + ssyevd) and one product
+ * smaller Gram matrix (M M^T or M^T M, ssyrk + ssyevr for the kmax largest
+ * eigenpairs only) and one product
  * with M: several times faster than udfs_svd when kmax is small, and as
  * accurate for the leading triplets (a float32 Gram loses the smallest
  * ones, which are not asked for). u: rows x k, v: cols x k row-major,
