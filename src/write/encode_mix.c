@@ -99,20 +99,27 @@ void udfs_mix_svd_free(struct mix_svd *b)
 }
 
 /* Codes and per-column scales of the first k columns of an n x stride
- * factor: symmetric, scale = max |x| / m. */
+ * factor: symmetric, scale = max |x| / m. Row by row, as the factor lies
+ * in memory; the same operations per element as column by column. */
 static void quant_factor(const float *x, uint64_t n, uint32_t stride,
 			 uint32_t k, uint32_t bits, uint8_t *codes,
 			 float *scale)
 {
 	int m = (1 << (bits - 1)) - 1;
 
-	for (uint32_t c = 0; c < k; c++) {
-		float mx = 0;
+	for (uint32_t c = 0; c < k; c++)
+		scale[c] = 0.0f; /* the largest |x| until the end */
+	for (uint64_t i = 0; i < n; i++)
+		for (uint32_t c = 0; c < k; c++) {
+			float a = fabsf(x[i * stride + c]);
 
-		for (uint64_t i = 0; i < n; i++)
-			mx = fmaxf(mx, fabsf(x[i * stride + c]));
-		scale[c] = mx > 0 ? mx / (float)m : 0.0f;
-		for (uint64_t i = 0; i < n; i++) {
+			/* fmaxf without the libm call: NaN leaves it */
+			scale[c] = a > scale[c] ? a : scale[c];
+		}
+	for (uint32_t c = 0; c < k; c++)
+		scale[c] = scale[c] > 0 ? scale[c] / (float)m : 0.0f;
+	for (uint64_t i = 0; i < n; i++)
+		for (uint32_t c = 0; c < k; c++) {
 			long q = scale[c] > 0
 				     ? lrintf(x[i * stride + c] / scale[c])
 				     : 0;
@@ -120,7 +127,6 @@ static void quant_factor(const float *x, uint64_t n, uint32_t stride,
 			q = q < -m ? -m : q > m ? m : q;
 			codes[i * k + c] = (uint8_t)(q + m);
 		}
-	}
 }
 
 void udfs_mix_factors_make(const struct mix_svd *b, uint32_t k, uint32_t bits,
