@@ -44,10 +44,34 @@ static bool same_shape(const udfs_st_tensor *a, const udfs_tensor *b)
 	return true;
 }
 
+/* The tensors of plan_lossless whose bytes are compared with the base's,
+ * in parallel: the first pass over every mapped byte of the group. */
+struct same_job {
+	struct add_group *g;
+	const udfs_source *src;
+	struct tensor_plan **plan;
+	size_t n, *file, *tensor;
+};
+
+static int compare_one(void *ctx, size_t i)
+{
+	struct same_job *j = ctx;
+	const udfs_source_file *sf = &j->src->files[j->file[i]];
+	const udfs_st_tensor *st = &sf->st->tensors[j->tensor[i]];
+	struct tensor_plan *p = &j->plan[j->file[i]][j->tensor[i]];
+
+	p->enc = memcmp(udfs_source_tensor_bytes(sf, st),
+			udfs_add_base_bytes(j->g, p->base), st->end - st->begin)
+		     ? UDFS_ENC_XOR
+		     : UDFS_ENC_SAME;
+	return 0;
+}
+
 /* The lossless plan of every tensor: same, xor, or raw. */
 static void plan_lossless(struct add_group *g, struct add_model *am)
 {
 	const udfs_source *src = am->src;
+	struct same_job j = {.g = g, .src = src};
 
 	am->plan = udfs_xcalloc(src->n_files, sizeof(*am->plan));
 	for (size_t i = 0; i < src->n_files; i++) {
@@ -55,28 +79,28 @@ static void plan_lossless(struct add_group *g, struct add_model *am)
 		size_t n = sf->st ? sf->st->n_tensors : 1;
 
 		am->plan[i] = udfs_xcalloc(n, sizeof(**am->plan));
-		if (!sf->st) {
-			am->plan[i][0].enc = UDFS_ENC_RAW;
-			continue;
-		}
-		for (size_t j = 0; j < n; j++) {
-			const udfs_st_tensor *st = &sf->st->tensors[j];
+		for (size_t k = 0; k < n; k++) {
 			const udfs_tensor *bt =
-			    udfs_model_tensor(g->base, st->name);
-			struct tensor_plan *p = &am->plan[i][j];
+			    sf->st ? udfs_model_tensor(g->base,
+						       sf->st->tensors[k].name)
+				   : NULL;
 
-			if (!bt || !same_shape(st, bt)) {
-				p->enc = UDFS_ENC_RAW;
+			am->plan[i][k].enc = UDFS_ENC_RAW;
+			if (!bt || !same_shape(&sf->st->tensors[k], bt))
 				continue;
-			}
-			p->base = bt;
-			p->enc = memcmp(udfs_source_tensor_bytes(sf, st),
-					udfs_add_base_bytes(g, bt),
-					st->end - st->begin)
-				     ? UDFS_ENC_XOR
-				     : UDFS_ENC_SAME;
+			am->plan[i][k].base = bt;
+			j.file =
+			    udfs_xrealloc(j.file, (j.n + 1) * sizeof(size_t));
+			j.tensor =
+			    udfs_xrealloc(j.tensor, (j.n + 1) * sizeof(size_t));
+			j.file[j.n] = i;
+			j.tensor[j.n++] = k;
 		}
 	}
+	j.plan = am->plan;
+	udfs_parallel_for(g->o->jobs, j.n, compare_one, &j);
+	free(j.file);
+	free(j.tensor);
 }
 
 struct chunk_job {
@@ -90,26 +114,6 @@ struct chunk_job {
 	size_t *out_len;
 	udfs_fidelity *fid; /* per chunk of the window, lossy tensors */
 };
-
-/* Decode lossy chunk i of the window just encoded and measure it against
- * the fine-tune: the add's error figures come from the real bytes. */
-static int measure_chunk(const struct chunk_job *j, size_t i, uint64_t off,
-			 size_t len)
-{
-	const udfs_tensor *t = j->t;
-	unsigned es = udfs_dtype_size(t->dtype);
-	void *rec = udfs_xmalloc(len);
-	int err;
-
-	err = udfs_lossy_decode_chunk(&t->lp, t->dtype, off / es,
-				      (uint32_t)(len / es), j->out[i],
-				      j->out_len[i], j->base + off, rec);
-	if (!err)
-		udfs_fidelity_add(&j->fid[i], t->dtype, j->base + off, rec,
-				  j->cur + off, len / es);
-	free(rec);
-	return err;
-}
 
 static int encode_one(void *ctx, size_t i)
 {
@@ -130,7 +134,12 @@ static int encode_one(void *ctx, size_t i)
 	err = udfs_lossy_tensor_chunk(j->lt, j->plan, t->dtype, off / es,
 				      (uint32_t)(len / es), &j->out[i],
 				      &j->out_len[i]);
-	return err ? err : measure_chunk(j, i, off, len);
+	/* The add's error figures are those of the bytes written. */
+	if (!err)
+		err = udfs_lossy_tensor_measure(
+		    j->lt, j->plan, t->dtype, off / es, (uint32_t)(len / es),
+		    j->cur + off, j->base + off, &j->fid[i]);
+	return err;
 }
 
 /* Encode tensor t's chunks (windows of a few per thread, in parallel) and
@@ -164,10 +173,8 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 	t->chunks = udfs_xcalloc(t->n_chunks, sizeof(*t->chunks));
 	if (udfs_encoding_is_lossy(t->enc)) {
 		err = udfs_lossy_tensor_prepare(p, t->dtype, t->nelems, cur,
-						job.base, &lt);
+						job.base, o->jobs, &lt);
 		job.lt = lt;
-		if (!err)
-			am->kept_elems += udfs_lossy_tensor_kept(lt);
 	}
 	for (uint32_t c0 = 0; c0 < t->n_chunks && !err;
 	     c0 += (uint32_t)window) {
@@ -189,6 +196,8 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 		}
 		udfs_progress_show(pr, am->name, t->name, false);
 	}
+	if (!err && lt)
+		am->kept_elems += udfs_lossy_tensor_kept(lt);
 	udfs_lossy_tensor_free(lt);
 	free(fid);
 	free(out);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Private interface of the add pipeline (add.c, add_base.c), its report
- * (add_report.c), and the lossy planner and tensor encoder
- * (plan_lossy.c).
+ * (add_report.c), the lossy planner and tensor encoder (plan_lossy.c),
+ * the adaptive method's (plan_budget.c, encode_mix.c) and their shared
+ * per-element helpers (delta.c).
  */
 #ifndef UDFS_COMPRESS_I_H
 #define UDFS_COMPRESS_I_H
@@ -108,11 +109,14 @@ udfs_add_base_bytes(const struct add_group *g, const udfs_tensor *bt)
 }
 
 /*
- * The delta cur - base of n elements of dtype as floats, in a new array
- * the caller frees; NULL when out of memory.
+ * The delta cur - base of n elements of dtype as floats (delta.c), in a
+ * new array the caller frees; NULL when out of memory.
  */
 float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
 			  const void *base);
+/* The same into d[n]; cur and base point at element 0 of the range. */
+void udfs_add_delta_range(int dtype, uint64_t n, const void *cur,
+			  const void *base, float *d);
 
 /* Fill t (name, dtype, shape, offsets) from a source tensor; t owns
  * copies. */
@@ -146,12 +150,22 @@ int udfs_mix_plan_group(struct add_group *g);
 struct mix_tensor;
 int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 			    uint64_t nelems, const void *cur, const void *base,
-			    struct mix_tensor **out);
+			    int jobs, struct mix_tensor **out);
 int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
 			  const struct tensor_plan *p, int dtype,
 			  uint64_t first, uint32_t n, void **out,
 			  size_t *out_len);
 uint64_t udfs_mix_tensor_kept(const struct mix_tensor *mt);
+/* The reconstruction of elements [first, first + n) of an adaptive tensor
+ * (one chunk) into rec, bit-identical to what a reader decodes from its
+ * composite chunk (udfs(5)); base and rec point at element first. */
+void udfs_mix_tensor_recon(const struct mix_tensor *mt,
+			   const struct tensor_plan *p, int dtype,
+			   uint64_t first, uint32_t n, const void *base,
+			   void *rec);
+/* gain * value(code) of a version 1 value section, as the decoder's table
+ * computes it, in float: 256 codes, or 2 signs (1 = negative). */
+void udfs_lossy_value_lut(const udfs_lossy_params *lp, float *lut);
 void udfs_mix_tensor_free(struct mix_tensor *mt);
 
 /* "lr16x6+codes3@0.90" and the like: the code of an adaptive tensor. */
@@ -161,15 +175,37 @@ void udfs_mix_code_name(const struct mix_code *c, const udfs_lossy_params *lp,
 /* A lossy tensor ready to be cut into chunks. */
 struct lossy_tensor;
 
-/* Compute the keep mask and values of a whole lossy tensor. */
+/* Compute the keep mask and values of a whole lossy tensor, the
+ * per-element passes on up to `jobs` threads (the same result at any
+ * count). */
 int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 			      uint64_t nelems, const void *cur,
-			      const void *base, struct lossy_tensor **out);
+			      const void *base, int jobs,
+			      struct lossy_tensor **out);
 /* Encode chunk ci (elements [first, first + n)) of a prepared tensor. */
 int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 			    const struct tensor_plan *p, int dtype,
 			    uint64_t first, uint32_t n, void **out,
 			    size_t *out_len);
+/*
+ * The reconstruction W_base + gain * value of elements [first, first + n)
+ * (one chunk) of a prepared tensor into rec, bit-identical to what a
+ * reader decodes from the chunk (udfs(5), reconstruction; an adaptive
+ * tensor's through udfs_mix_tensor_recon): base and rec point at element
+ * first. Computed from the codes in memory, it spares
+ * the add decoding every chunk it writes.
+ */
+void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
+			     const struct tensor_plan *p, int dtype,
+			     uint64_t first, uint32_t n, const void *base,
+			     void *rec);
+/* Add the error of elements [first, first + n) as stored (one chunk) to
+ * fid, against the fine-tune cur, from udfs_lossy_tensor_recon. cur and
+ * base point at element first. */
+int udfs_lossy_tensor_measure(const struct lossy_tensor *lt,
+			      const struct tensor_plan *p, int dtype,
+			      uint64_t first, uint32_t n, const void *cur,
+			      const void *base, udfs_fidelity *fid);
 /* Elements the tensor's mask keeps. */
 uint64_t udfs_lossy_tensor_kept(const struct lossy_tensor *lt);
 void udfs_lossy_tensor_free(struct lossy_tensor *lt);

@@ -16,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/lossy_i.h"
 #include "codec/mix.h"
 #include "common/dtype.h"
+#include "common/pool.h"
 #include "common/util.h"
 #include "write/add_i.h"
 #include "write/linalg.h"
@@ -97,20 +99,27 @@ void udfs_mix_svd_free(struct mix_svd *b)
 }
 
 /* Codes and per-column scales of the first k columns of an n x stride
- * factor: symmetric, scale = max |x| / m. */
+ * factor: symmetric, scale = max |x| / m. Row by row, as the factor lies
+ * in memory; the same operations per element as column by column. */
 static void quant_factor(const float *x, uint64_t n, uint32_t stride,
 			 uint32_t k, uint32_t bits, uint8_t *codes,
 			 float *scale)
 {
 	int m = (1 << (bits - 1)) - 1;
 
-	for (uint32_t c = 0; c < k; c++) {
-		float mx = 0;
+	for (uint32_t c = 0; c < k; c++)
+		scale[c] = 0.0f; /* the largest |x| until the end */
+	for (uint64_t i = 0; i < n; i++)
+		for (uint32_t c = 0; c < k; c++) {
+			float a = fabsf(x[i * stride + c]);
 
-		for (uint64_t i = 0; i < n; i++)
-			mx = fmaxf(mx, fabsf(x[i * stride + c]));
-		scale[c] = mx > 0 ? mx / (float)m : 0.0f;
-		for (uint64_t i = 0; i < n; i++) {
+			/* fmaxf without the libm call: NaN leaves it */
+			scale[c] = a > scale[c] ? a : scale[c];
+		}
+	for (uint32_t c = 0; c < k; c++)
+		scale[c] = scale[c] > 0 ? scale[c] / (float)m : 0.0f;
+	for (uint64_t i = 0; i < n; i++)
+		for (uint32_t c = 0; c < k; c++) {
 			long q = scale[c] > 0
 				     ? lrintf(x[i * stride + c] / scale[c])
 				     : 0;
@@ -118,7 +127,6 @@ static void quant_factor(const float *x, uint64_t n, uint32_t stride,
 			q = q < -m ? -m : q > m ? m : q;
 			codes[i * k + c] = (uint8_t)(q + m);
 		}
-	}
 }
 
 void udfs_mix_factors_make(const struct mix_svd *b, uint32_t k, uint32_t bits,
@@ -163,32 +171,50 @@ void udfs_mix_factors_free(struct mix_factors *f)
 	memset(f, 0, sizeof(*f));
 }
 
-/* Low-rank part of every chunk into mt->blk, and its values into l. */
-static int fit_lowrank(struct mix_tensor *mt, const struct mix_code *c,
-		       const float *d, float *l)
+/* One chunk's low-rank part, on a worker thread of fit_lowrank. */
+struct fit_job {
+	struct mix_tensor *mt;
+	const struct mix_code *c;
+	const float *d;
+	float *l;
+};
+
+static int fit_block(void *ctx, size_t b)
 {
-	int err = 0;
+	struct fit_job *j = ctx;
+	struct mix_tensor *mt = j->mt;
+	uint64_t first = (uint64_t)b * mt->per_chunk;
+	uint32_t n = (uint32_t)UDFS_MIN(mt->per_chunk, mt->n - first);
+	struct mix_svd sv;
+	uint32_t k =
+	    udfs_mix_kmax(udfs_lowrank_rows(mt->cols, first, n), mt->cols, n);
+	int err;
+
+	if (udfs_interrupted)
+		return udfs_error(-EINTR, "interrupted");
+	if (k > j->c->rank)
+		k = j->c->rank;
+	if (k == 0)
+		return 0; /* a sliver of a chunk: residual only */
+	err = udfs_mix_block_svd(j->d, mt->cols, first, n, k, &sv);
+	if (!err) {
+		udfs_mix_factors_make(&sv, sv.k, j->c->fbits, &mt->blk[b]);
+		udfs_mix_factors_add(&mt->blk[b], first, n, j->l + first);
+	}
+	udfs_mix_svd_free(&sv);
+	return err;
+}
+
+/* Low-rank part of every chunk into mt->blk, and its values into l: the
+ * chunks on up to `jobs` threads, each SVD on one (the same factors at
+ * any count). */
+static int fit_lowrank(struct mix_tensor *mt, const struct mix_code *c,
+		       const float *d, float *l, int jobs)
+{
+	struct fit_job j = {.mt = mt, .c = c, .d = d, .l = l};
 
 	mt->blk = udfs_xcalloc(mt->n_blk, sizeof(*mt->blk));
-	for (uint32_t b = 0; b < mt->n_blk && !err; b++) {
-		uint64_t first = (uint64_t)b * mt->per_chunk;
-		uint32_t n = (uint32_t)UDFS_MIN(mt->per_chunk, mt->n - first);
-		struct mix_svd sv;
-		uint32_t k = udfs_mix_kmax(
-		    udfs_lowrank_rows(mt->cols, first, n), mt->cols, n);
-
-		if (k > c->rank)
-			k = c->rank;
-		if (k == 0)
-			continue; /* a sliver of a chunk: residual only */
-		err = udfs_mix_block_svd(d, mt->cols, first, n, k, &sv);
-		if (!err) {
-			udfs_mix_factors_make(&sv, sv.k, c->fbits, &mt->blk[b]);
-			udfs_mix_factors_add(&mt->blk[b], first, n, l + first);
-		}
-		udfs_mix_svd_free(&sv);
-	}
-	return err;
+	return udfs_parallel_for(jobs, mt->n_blk, fit_block, &j);
 }
 
 uint8_t udfs_mix_quant(float x, float lo, float step, unsigned bits)
@@ -201,7 +227,7 @@ uint8_t udfs_mix_quant(float x, float lo, float step, unsigned bits)
 
 int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 			    uint64_t nelems, const void *cur, const void *base,
-			    struct mix_tensor **out)
+			    int jobs, struct mix_tensor **out)
 {
 	const struct mix_code *c = &p->mix;
 	struct mix_tensor *mt = udfs_xcalloc(1, sizeof(*mt));
@@ -214,11 +240,9 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 	mt->cols = c->cols ? c->cols : 1;
 	mt->per_chunk = UDFS_CHUNK_BYTES / udfs_dtype_size(dtype);
 	mt->n_blk = (uint32_t)((nelems + mt->per_chunk - 1) / mt->per_chunk);
-	for (uint64_t i = 0; i < nelems; i++)
-		d[i] = udfs_dtype_load_f32(dtype, cur, i) -
-		       udfs_dtype_load_f32(dtype, base, i);
+	udfs_add_delta_range(dtype, nelems, cur, base, d);
 	if (c->rank)
-		err = fit_lowrank(mt, c, d, r);
+		err = fit_lowrank(mt, c, d, r, jobs);
 	if (err || c->res == MIX_RES_NONE)
 		goto out;
 	for (uint64_t i = 0; i < nelems; i++)
@@ -311,6 +335,40 @@ int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
 					    res, res_len, out, out_len);
 	free(res);
 	return err;
+}
+
+void udfs_mix_tensor_recon(const struct mix_tensor *mt,
+			   const struct tensor_plan *p, int dtype,
+			   uint64_t first, uint32_t n, const void *base,
+			   void *rec)
+{
+	const struct mix_factors *f =
+	    mt->blk ? &mt->blk[first / mt->per_chunk] : NULL;
+	float *acc = udfs_xcalloc((size_t)n + 1, sizeof(float)), lut[256];
+
+	/* The decoder's order: low-rank part, then the residual's values,
+	 * then one rounding onto the base; acc == 0 keeps the base bits. */
+	if (f && f->k)
+		udfs_mix_factors_add(f, first, n, acc);
+	if (mt->keep) {
+		udfs_lossy_value_lut(&p->lp, lut);
+		for (uint32_t i = 0; i < n; i++)
+			if (mt->keep[first + i])
+				acc[i] += lut[p->lp.values == UDFS_VAL_CODES
+						  ? mt->codes[first + i]
+						  : mt->codes[first + i] & 1];
+	}
+	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
+	for (uint32_t i = 0; i < n; i++) {
+		float b;
+
+		if (acc[i] == 0.0f)
+			continue;
+		b = udfs_dtype_load_f32(dtype, base, i);
+		udfs_dtype_store_f32(dtype, rec, i,
+				     udfs_lossy_finite_sum(dtype, b, acc[i]));
+	}
+	free(acc);
 }
 
 uint64_t udfs_mix_tensor_kept(const struct mix_tensor *mt)

@@ -1,30 +1,40 @@
 // SPDX-License-Identifier: MIT
 /*
  * Dense linear algebra for the trace-norm rescale (ARCHITECTURE.md, "Lossy
- * planning"): the
- * nuclear norm of a delta matrix through LAPACKE sgesdd with jobz='N'
- * (singular values only). This is the only file that includes LAPACKE.
+ * planning") and the adaptive method. This is the only file that includes
+ * LAPACKE.
  *
- * sgesdd destroys its input, so the matrix is copied once. A row-major
+ * The nuclear norm is the sum of the square roots of the eigenvalues of
+ * the smaller Gram matrix (M M^T or M^T M), formed and decomposed in
+ * double (dsyrk, then dsyevd without vectors): a BLAS-3 product instead
+ * of sgesdd's bidiagonalization, which is mostly memory-bound BLAS-2 and
+ * took seconds per large tensor (table below). In double, the squared
+ * singular values keep float32's precision: eigenvalues within rounding
+ * of zero are taken as zero singular values.
+ *
+ * udfs_svd's sgesdd destroys its input, so the matrix is copied once. A
+ * row-major
  * rows x cols matrix is the column-major cols x rows matrix of its
  * transpose, which has the same singular values, so it is handed to LAPACK
  * column-major as it lies: that skips the transposed copy LAPACKE makes for
  * LAPACK_ROW_MAJOR.
  *
- * Cost of one call, measured with tests/unit/test_linalg (UDFS_BENCH=1) on
- * this machine (2 cores shared with other builds, OpenBLAS pthread,
- * random matrices):
+ * Cost of one nuclear norm, measured with tests/unit/test_linalg
+ * (UDFS_BENCH=1, OPENBLAS_NUM_THREADS=1) on this machine (2 cores shared
+ * with other builds, OpenBLAS pthread, random matrices):
  *
- *   size           2 threads      OPENBLAS_NUM_THREADS=1
- *   512 x 512      0.03-0.05 s    0.02 s
- *   1024 x 1024    0.17-0.29 s    0.13 s
- *   2048 x 2048    1.4-1.6 s      1.0 s
- *   4096 x 1024    0.65-0.75 s    0.56 s
+ *   size           sgesdd 'N'     double Gram + dsyevd 'N'
+ *   512 x 512      0.02 s         0.02 s
+ *   1024 x 1024    0.13 s         0.14 s
+ *   2048 x 2048    1.0 s          1.0 s
+ *   4096 x 1024    0.56 s         0.22 s
  *
- * One thread per call is as fast on a loaded 2-core machine, so a caller
- * that runs tensors in parallel should pin OpenBLAS to one thread. Time
- * grows as O(rows * cols * min(rows, cols)); memory is one copy of the
- * matrix plus LAPACK's work arrays (a few min(rows, cols)^2 floats).
+ * Real tensors are mostly tall or wide (MLP, embeddings): a group add of
+ * two 128 MiB models spent 77 s in sgesdd, 2 threads. One thread per call
+ * is as fast on a loaded 2-core machine, so callers run tensors in
+ * parallel and pin OpenBLAS to one thread. Time grows as O(rows * cols *
+ * min(rows, cols)); memory is a double copy of the matrix plus the
+ * min(rows, cols)^2 Gram matrix.
  */
 #include "write/linalg.h"
 
@@ -39,52 +49,74 @@
 
 #include "common/util.h"
 
+/* The Gram matrix of m in double, column-major n x n upper triangle
+ * (n = the smaller dimension): G = M M^T (rows <= cols) or M^T M. */
+static int gram_f64(const float *m, size_t rows, size_t cols, double *g)
+{
+	bool wide = rows <= cols;
+	size_t n = wide ? rows : cols;
+	double *a = malloc(rows * cols * sizeof(*a));
+
+	if (!a)
+		return -ENOMEM;
+	for (size_t i = 0; i < rows * cols; i++)
+		a[i] = m[i];
+	/* Row-major rows x cols is column-major cols x rows (ld cols):
+	 * M M^T = A^T A there, M^T M = A A^T. */
+	cblas_dsyrk(CblasColMajor, CblasUpper, wide ? CblasTrans : CblasNoTrans,
+		    (blasint)n, (blasint)(wide ? cols : rows), 1.0, a,
+		    (blasint)cols, 0.0, g, (blasint)n);
+	free(a);
+	return 0;
+}
+
 int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out)
 {
 	size_t k = rows < cols ? rows : cols;
-	float *a = NULL, *s = NULL, dummy[1] = {0};
+	double *g = NULL, *w = NULL, sum = 0.0, floor_ev;
 	lapack_int info;
-	double sum = 0.0;
 	int ret = 0;
 
 	*out = 0.0;
 	if (k == 0)
 		return 0;
-	if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / 4 / cols)
+	if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / 8 / cols)
 		return udfs_error(
 		    -EINVAL,
 		    "nuclear norm: %zu x %zu matrix is too large for LAPACK",
 		    rows, cols);
-	a = malloc(rows * cols * sizeof(*a));
-	s = malloc(k * sizeof(*s));
-	if (!a || !s) {
+	g = calloc(k * k, sizeof(*g));
+	w = malloc(k * sizeof(*w));
+	if (!g || !w || gram_f64(m, rows, cols, g) < 0) {
 		ret = udfs_error(-ENOMEM, "nuclear norm: %zu x %zu matrix",
 				 rows, cols);
 		goto out;
 	}
-	memcpy(a, m, rows * cols * sizeof(*a));
-	/* Column-major cols x rows with leading dimension cols: the
-	 * transpose, see the file comment. U and VT are not referenced. */
-	info = LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)cols,
-			      (lapack_int)rows, a, (lapack_int)cols, s, dummy,
-			      1, dummy, 1);
+	info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'N', 'U', (lapack_int)k, g,
+			      (lapack_int)k, w);
 	if (info != 0) {
 		ret = udfs_error(
 		    -EIO,
-		    "nuclear norm: LAPACKE_sgesdd on a %zu x %zu matrix: info %d%s",
-		    rows, cols, (int)info,
+		    "nuclear norm: LAPACKE_dsyevd on %zu x %zu: info %d%s", k,
+		    k, (int)info,
 		    info > 0 ? " (no convergence)"
 			     : " (bad argument or no memory)");
 		goto out;
 	}
+	/* Eigenvalues ascending; those within rounding of zero (k ulps of
+	 * the largest) are zero singular values, not sqrt(noise). */
+	floor_ev = (double)k * 2.3e-16 * (w[k - 1] > 0 ? w[k - 1] : 0);
 	for (size_t i = 0; i < k; i++)
-		sum += s[i];
+		if (w[i] > floor_ev)
+			sum += sqrt(w[i]);
 	*out = sum;
 out:
-	free(s);
-	free(a);
+	free(w);
+	free(g);
 	return ret;
 }
+
+void udfs_blas_threads(int n) { openblas_set_num_threads(n); }
 
 int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
 	     float *v)
@@ -137,14 +169,23 @@ out:
 
 /* Eigen-decomposition of the Gram matrix g (n x n, column-major, upper
  * triangle): eigenvalues ascending into w, eigenvectors into g. */
-static int gram_eig(float *g, size_t n, float *w)
+static int gram_eig(float *g, size_t n, size_t k, float *w, float *z)
 {
-	lapack_int info = LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'U',
-					 (lapack_int)n, g, (lapack_int)n, w);
+	lapack_int m = 0, info, *isuppz = malloc(2 * k * sizeof(*isuppz));
 
-	if (info != 0)
+	/* Only the k largest pairs (RRR): the vectors of the others, which
+	 * a full decomposition computes and back-transforms, are never
+	 * used. */
+	if (!isuppz)
+		return udfs_error(-ENOMEM, "SVD: %zu x %zu", n, n);
+	info = LAPACKE_ssyevr(LAPACK_COL_MAJOR, 'V', 'I', 'U', (lapack_int)n, g,
+			      (lapack_int)n, 0.0f, 0.0f,
+			      (lapack_int)(n - k + 1), (lapack_int)n, 0.0f, &m,
+			      w, z, (lapack_int)n, isuppz);
+	free(isuppz);
+	if (info != 0 || (size_t)m != k)
 		return udfs_error(-EIO,
-				  "SVD: LAPACKE_ssyevd on %zu x %zu: info %d",
+				  "SVD: LAPACKE_ssyevr on %zu x %zu: info %d",
 				  n, n, (int)info);
 	return 0;
 }
@@ -154,7 +195,7 @@ int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 {
 	bool wide = rows <= cols; /* Gram of the rows, else of the columns */
 	size_t n = wide ? rows : cols, k = kmax < n ? kmax : n;
-	float *g = NULL, *w = NULL, *top = NULL, *other = NULL;
+	float *g = NULL, *w = NULL, *z = NULL, *top = NULL, *other = NULL;
 	int ret = 0;
 
 	if (k == 0)
@@ -165,9 +206,10 @@ int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 		    rows, cols);
 	g = calloc(n * n, sizeof(*g));
 	w = malloc(n * sizeof(*w));
+	z = malloc(n * k * sizeof(*z));
 	top = malloc(n * k * sizeof(*top));
 	other = malloc((wide ? cols : rows) * k * sizeof(*other));
-	if (!g || !w || !top || !other) {
+	if (!g || !w || !z || !top || !other) {
 		ret = udfs_error(-ENOMEM, "SVD: %zu x %zu matrix", rows, cols);
 		goto out;
 	}
@@ -176,16 +218,17 @@ int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 	cblas_ssyrk(CblasColMajor, CblasUpper, wide ? CblasTrans : CblasNoTrans,
 		    (blasint)n, (blasint)(wide ? cols : rows), 1.0f, m,
 		    (blasint)cols, 0.0f, g, (blasint)n);
-	ret = gram_eig(g, n, w);
+	ret = gram_eig(g, n, k, w, z);
 	if (ret)
 		goto out;
-	/* The k largest, descending: top is n x k row-major. */
+	/* The k largest, ascending in w and z: top is n x k row-major,
+	 * descending. */
 	for (size_t c = 0; c < k; c++) {
-		size_t e = n - 1 - c;
+		size_t e = k - 1 - c;
 
 		s[c] = w[e] > 0 ? sqrtf(w[e]) : 0.0f;
 		for (size_t i = 0; i < n; i++)
-			top[i * k + c] = g[e * n + i];
+			top[i * k + c] = z[e * n + i];
 	}
 	/* The other side: M^T U / s (wide) or M V / s, row-major. */
 	if (wide)
@@ -207,6 +250,7 @@ int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 out:
 	free(other);
 	free(top);
+	free(z);
 	free(w);
 	free(g);
 	return ret;

@@ -17,6 +17,13 @@
 int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out);
 
 /*
+ * Threads of each BLAS/LAPACK call from now on (process-wide). Callers that
+ * run one decomposition per worker thread set 1: OpenBLAS's own threads
+ * would only contend with them, and results then do not depend on --jobs.
+ */
+void udfs_blas_threads(int n);
+
+/*
  * Thin SVD M = U diag(s) V^T of a rows x cols float32 matrix, row-major,
  * through LAPACKE sgesdd: with k = min(rows, cols), u receives rows x k
  * and v cols x k (both row-major, column c the c-th singular vector), s
@@ -27,7 +34,8 @@ int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
 
 /*
  * The kmax largest singular triplets only, through the eigenvectors of the
- * smaller Gram matrix (M M^T or M^T M, ssyrk + ssyevd) and one product
+ * smaller Gram matrix (M M^T or M^T M, ssyrk + ssyevr for the kmax largest
+ * eigenpairs only) and one product
  * with M: several times faster than udfs_svd when kmax is small, and as
  * accurate for the leading triplets (a float32 Gram loses the smallest
  * ones, which are not asked for). u: rows x k, v: cols x k row-major,

@@ -608,9 +608,9 @@ static int measure_tensor(void *ctx, size_t i)
 		t->real = (uint64_t)t->cand[t->pick].bytes;
 		return 0;
 	}
-	err = udfs_mix_tensor_prepare(p, st->dtype, st->nelems,
-				      udfs_source_tensor_bytes(sf, st),
-				      udfs_add_base_bytes(j->g, p->base), &mt);
+	err = udfs_mix_tensor_prepare(
+	    p, st->dtype, st->nelems, udfs_source_tensor_bytes(sf, st),
+	    udfs_add_base_bytes(j->g, p->base), 1, &mt);
 	for (uint64_t off = 0; !err && off < st->nelems * es;
 	     off += UDFS_CHUNK_BYTES) {
 		uint64_t len =
@@ -783,8 +783,8 @@ static int decoded_delta(struct add_group *g, const udfs_source_file *sf,
 	unsigned es = udfs_dtype_size(st->dtype);
 	unsigned char *rec = udfs_xmalloc(UDFS_CHUNK_BYTES);
 	struct mix_tensor *mt = NULL;
-	int err =
-	    udfs_mix_tensor_prepare(p, st->dtype, st->nelems, cur, base, &mt);
+	int err = udfs_mix_tensor_prepare(p, st->dtype, st->nelems, cur, base,
+					  1, &mt);
 
 	for (uint64_t off = 0; !err && off < st->nelems * es;
 	     off += UDFS_CHUNK_BYTES) {
@@ -811,36 +811,76 @@ static int decoded_delta(struct add_group *g, const udfs_source_file *sf,
 	return err;
 }
 
-/* Sum of the nuclear norms of the reconstructed deltas of am's tensors
- * with seeded (UltraDelta-like) codes. */
-static int seeded_trace_norm(struct add_group *g, struct add_model *am,
-			     double *out)
+/* The tensors of a group with seeded (UltraDelta-like) codes, whose
+ * nuclear norms run in parallel, one per worker thread. */
+struct seeded_job {
+	struct add_group *g;
+	size_t n;
+	struct seeded_item {
+		size_t model, file, tensor;
+		double norm;
+	} * it;
+};
+
+static int seeded_norm(void *ctx, size_t i)
 {
-	int err = 0;
+	struct seeded_job *j = ctx;
+	struct seeded_item *it = &j->it[i];
+	struct add_model *am = &j->g->models[it->model];
+	const udfs_source_file *sf = &am->src->files[it->file];
+	const udfs_st_tensor *st = &sf->st->tensors[it->tensor];
+	float *d = malloc(st->nelems * sizeof(float) + 1);
+	int err = d ? 0 : -ENOMEM;
 
-	*out = 0;
-	for (size_t i = 0; i < am->src->n_files && !err; i++) {
-		const udfs_source_file *sf = &am->src->files[i];
+	if (!err && udfs_interrupted)
+		err = udfs_error(-EINTR, "interrupted");
+	if (!err)
+		err = decoded_delta(j->g, sf, st,
+				    &am->plan[it->file][it->tensor], d);
+	if (!err)
+		err = udfs_nuclear_norm(d, st->shape[0],
+					st->nelems / st->shape[0], &it->norm);
+	free(d);
+	return err;
+}
 
-		for (size_t k = 0; sf->st && k < sf->st->n_tensors && !err;
-		     k++) {
-			const udfs_st_tensor *st = &sf->st->tensors[k];
-			const struct tensor_plan *p = &am->plan[i][k];
-			float *d;
-			double nn = 0;
+/* Add model m's tensors with seeded codes to j. */
+static void seeded_items(struct seeded_job *j, size_t m)
+{
+	const struct add_model *am = &j->g->models[m];
+
+	for (size_t f = 0; f < am->src->n_files; f++) {
+		const udfs_source_file *sf = &am->src->files[f];
+
+		for (size_t k = 0; sf->st && k < sf->st->n_tensors; k++) {
+			const struct tensor_plan *p = &am->plan[f][k];
 
 			if (p->enc != UDFS_ENC_ADAPTIVE || !p->mix.seeded)
 				continue;
-			d = udfs_xmalloc(st->nelems * sizeof(float) + 1);
-			err = decoded_delta(g, sf, st, p, d);
-			if (!err)
-				err = udfs_nuclear_norm(
-				    d, st->shape[0], st->nelems / st->shape[0],
-				    &nn);
-			*out += nn;
-			free(d);
+			j->it =
+			    udfs_xrealloc(j->it, (j->n + 1) * sizeof(*j->it));
+			j->it[j->n++] = (struct seeded_item){
+			    .model = m, .file = f, .tensor = k};
 		}
 	}
+}
+
+/* T[m]: the sum of the nuclear norms of the reconstructed deltas of model
+ * m's tensors with seeded codes, summed in tensor order. */
+static int seeded_trace_norms(struct add_group *g, double *T)
+{
+	struct seeded_job j = {.g = g};
+	int err;
+
+	for (size_t m = 0; m < g->n; m++)
+		seeded_items(&j, m);
+	udfs_add_progress_phase(g, g->models[0].name, "trace norm", 0, j.n,
+				"tensors");
+	udfs_blas_threads(1);
+	err = udfs_parallel_for(g->o->jobs, j.n, seeded_norm, &j);
+	for (size_t i = 0; i < j.n; i++)
+		T[j.it[i].model] += j.it[i].norm;
+	free(j.it);
 	return err;
 }
 
@@ -852,15 +892,11 @@ static int seeded_trace_norm(struct add_group *g, struct add_model *am,
 static int group_trace_norm(struct add_group *g)
 {
 	double *T = udfs_xcalloc(g->n, sizeof(double)), tmin = INFINITY;
-	int err = 0;
+	int err = seeded_trace_norms(g, T);
 
-	for (size_t i = 0; i < g->n && !err; i++) {
-		udfs_add_progress_phase(g, g->models[i].name, "trace norm", i,
-					g->n, "models");
-		err = seeded_trace_norm(g, &g->models[i], &T[i]);
-		if (!err && T[i] > 0 && T[i] < tmin)
+	for (size_t i = 0; i < g->n && !err; i++)
+		if (T[i] > 0 && T[i] < tmin)
 			tmin = T[i];
-	}
 	for (size_t i = 0; i < g->n && !err && isfinite(tmin); i++) {
 		struct add_model *am = &g->models[i];
 

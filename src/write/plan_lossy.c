@@ -12,10 +12,12 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec/lossy.h"
+#include "codec/lossy_i.h"
 #include "common/dtype.h"
 #include "common/pool.h"
 #include "common/util.h"
@@ -31,7 +33,26 @@ struct lossy_tensor {
 	uint8_t *codes; /* UDFS_VAL_CODES: code per element; SIGN: 1 = neg */
 	float *delta;	/* UDFS_VAL_NATIVE: the float32 delta per element */
 	uint64_t kept;
+	struct mask_walk *walk; /* group-wise mask still being drawn */
 };
+
+/*
+ * The group-wise mask is one random walk over the whole tensor, the one
+ * serial pass of a lossy add: with more than one job it runs on a thread
+ * of its own, a piece at a time, while the chunks already walked are
+ * encoded (udfs_lossy_tensor_chunk waits for its elements).
+ */
+struct mask_walk {
+	pthread_t tid;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct udfs_ud_pruner pr;
+	struct lossy_tensor *lt;
+	uint64_t ready; /* keep[0, ready) is final; under lock */
+};
+
+/* Elements walked between two wake-ups of the waiting encoders. */
+#define WALK_PIECE ((uint64_t)1 << 18)
 
 /* A selected tensor of one model, during planning. */
 struct sel {
@@ -40,19 +61,6 @@ struct sel {
 	double sigma;
 	double rate;
 };
-
-float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
-			  const void *base)
-{
-	float *d = malloc(n * sizeof(float) + 1);
-
-	if (!d)
-		return NULL;
-	for (uint64_t i = 0; i < n; i++)
-		d[i] = udfs_dtype_load_f32(dtype, cur, i) -
-		       udfs_dtype_load_f32(dtype, base, i);
-	return d;
-}
 
 static bool excluded(const udfs_add_opts *o, const char *name)
 {
@@ -131,7 +139,9 @@ static int analyse(void *ctx, size_t i)
 			       udfs_add_base_bytes(j->g, p->base));
 	if (!d)
 		return -ENOMEM;
-	for (uint64_t k = 0; k < st->nelems; k++)
+	/* Codes: the quantizer's extremes find a NaN or an infinity. */
+	for (uint64_t k = 0; lp->values != UDFS_VAL_CODES && k < st->nelems;
+	     k++)
 		if (!isfinite(d[k])) {
 			r = -EDOM;
 			break;
@@ -263,77 +273,217 @@ static void apply_rates(struct add_model *am, const struct sel *v, size_t n,
 	}
 }
 
-int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
-			      uint64_t nelems, const void *cur,
-			      const void *base, struct lossy_tensor **out)
+/* Elements per slice of the parallel passes of udfs_lossy_tensor_prepare. */
+#define PREP_SLICE ((uint64_t)1 << 20)
+
+struct prep_job {
+	const struct tensor_plan *p;
+	int dtype;
+	const unsigned char *cur, *base;
+	struct lossy_tensor *lt;
+	float *d;
+	double *mn, *mx;       /* per slice: the extremes of its deltas */
+	uint64_t (*hist)[256]; /* per slice: elements per code */
+	double qmin, qmax;
+	bool codes_pass; /* false: deltas and extremes; true: codes */
+};
+
+static int prep_slice(void *ctx, size_t i)
 {
-	const udfs_lossy_params *lp = &p->lp;
-	struct lossy_tensor *lt = udfs_xcalloc(1, sizeof(*lt));
-	int64_t kept = 0;
-	float lo, step;
-	float *d = NULL;
-	int err = 0;
+	struct prep_job *j = ctx;
+	const udfs_lossy_params *lp = &j->p->lp;
+	uint64_t first = i * PREP_SLICE;
+	uint64_t n = UDFS_MIN(PREP_SLICE, j->lt->n - first);
+	unsigned es = udfs_dtype_size(j->dtype);
+	float *d = j->d + first;
+	uint8_t *codes = j->lt->codes + first;
 
-	if (p->enc == UDFS_ENC_ADAPTIVE) {
-		err = udfs_mix_tensor_prepare(p, dtype, nelems, cur, base,
-					      &lt->mix);
-		goto out;
-	}
-	d = udfs_add_delta_f32(dtype, nelems, cur, base);
-
-	lt->n = nelems;
-	lt->keep = malloc(nelems + 1);
-	if (!d || !lt->keep) {
-		err = -ENOMEM;
-		goto out;
+	if (!j->codes_pass) {
+		udfs_add_delta_range(j->dtype, n, j->cur + first * es,
+				     j->base + first * es, d);
+		if (lp->values != UDFS_VAL_CODES)
+			return 0;
+		return udfs_ud_minmax(d, n, &j->mn[i], &j->mx[i]);
 	}
 	if (lp->values == UDFS_VAL_CODES) {
-		lt->codes = malloc(nelems + 1);
-		if (!lt->codes) {
-			err = -ENOMEM;
-			goto out;
-		}
-		if (udfs_ud_quantize(d, nelems, lp->bits, lt->codes, &lo,
-				     &step) != 0 ||
-		    lo != lp->lo || step != lp->step) {
-			err = udfs_error(
-			    -EIO, "tensor changed while being compressed");
-			goto out;
-		}
+		udfs_ud_quantize_range(d, n, lp->bits, j->qmin, j->qmax, codes);
+		for (uint64_t k = 0; k < n; k++)
+			j->hist[i][codes[k]]++;
 	} else if (lp->values == UDFS_VAL_SIGN) {
-		lt->codes = malloc(nelems + 1);
-		if (!lt->codes) {
-			err = -ENOMEM;
-			goto out;
-		}
-		for (uint64_t i = 0; i < nelems; i++)
-			lt->codes[i] = d[i] < 0;
+		for (uint64_t k = 0; k < n; k++)
+			codes[k] = d[k] < 0;
 	}
+	return 0;
+}
+
+/* The extremes of the whole tensor from those of its slices; -EDOM when
+ * lo and step differ from the plan's (the source changed meanwhile). */
+static int prep_extremes(struct prep_job *j, size_t slices)
+{
+	const udfs_lossy_params *lp = &j->p->lp;
+	float lo = 0, step = 0;
+
+	j->qmin = INFINITY;
+	j->qmax = -INFINITY;
+	for (size_t i = 0; i < slices; i++) {
+		j->qmin = UDFS_MIN(j->qmin, j->mn[i]);
+		j->qmax = UDFS_MAX(j->qmax, j->mx[i]);
+	}
+	if (udfs_ud_quantize_params(j->qmin, j->qmax, j->lt->n, lp->bits, &lo,
+				    &step) != 0 ||
+	    lo != lp->lo || step != lp->step)
+		return -EDOM;
+	return 0;
+}
+
+/* The deltas of lt into j->d, its codes and their histogram `hist`, in
+ * slices on `jobs` threads: the same codes as udfs_ud_quantize on the
+ * whole tensor, which the plan ran (its lo and step must come out again). */
+static int prepare_values(struct prep_job *j, int jobs, uint64_t *hist)
+{
+	const udfs_lossy_params *lp = &j->p->lp;
+	size_t slices = (size_t)((j->lt->n + PREP_SLICE - 1) / PREP_SLICE);
+	int err;
+
+	j->mn = udfs_xcalloc(slices + 1, sizeof(double));
+	j->mx = udfs_xcalloc(slices + 1, sizeof(double));
+	j->hist = udfs_xcalloc(slices + 1, sizeof(*j->hist));
+	err = udfs_parallel_for(jobs, slices, prep_slice, j);
+	if (!err && lp->values == UDFS_VAL_CODES)
+		err = prep_extremes(j, slices);
+	if (err == -EDOM) {
+		udfs_error_clear();
+		err = udfs_error(-EIO, "tensor changed while being compressed");
+	}
+	j->codes_pass = true;
+	if (!err)
+		err = udfs_parallel_for(jobs, slices, prep_slice, j);
+	for (size_t i = 0; i < slices; i++)
+		for (int c = 0; c < 256; c++)
+			hist[c] += j->hist[i][c];
+	free(j->mn);
+	free(j->mx);
+	free(j->hist);
+	return err;
+}
+
+static void *walk_thread(void *arg)
+{
+	struct mask_walk *w = arg;
+	struct lossy_tensor *lt = w->lt;
+	uint64_t kept = 0;
+
+	for (uint64_t at = 0; at < lt->n; at += WALK_PIECE) {
+		uint64_t m = UDFS_MIN(WALK_PIECE, lt->n - at);
+
+		kept += (uint64_t)udfs_ud_pruner_walk(&w->pr, lt->codes + at, m,
+						      lt->keep + at);
+		pthread_mutex_lock(&w->lock);
+		if (at + m == lt->n)
+			lt->kept = kept;
+		w->ready = at + m;
+		pthread_cond_broadcast(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+	}
+	return NULL;
+}
+
+/* The group-wise mask of lt: on a thread of its own when jobs > 1 (see
+ * struct mask_walk), else (or when no thread starts) here. */
+static void start_walk(struct lossy_tensor *lt, const udfs_lossy_params *lp,
+		       const uint64_t *hist, int jobs)
+{
+	struct mask_walk *w = udfs_xcalloc(1, sizeof(*w));
+
+	udfs_ud_pruner_init(&w->pr, hist, lp->rate, lp->seed);
+	w->lt = lt;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	if (jobs > 1 && pthread_create(&w->tid, NULL, walk_thread, w) == 0) {
+		lt->walk = w;
+		return;
+	}
+	walk_thread(w);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
+/* Wait until keep[0, end) of lt is final. */
+static void wait_walk(const struct lossy_tensor *lt, uint64_t end)
+{
+	struct mask_walk *w = lt->walk;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	while (w->ready < end)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* The keep mask of a prepared tensor: 0 or -errno. */
+static int prepare_mask(const struct tensor_plan *p, struct lossy_tensor *lt,
+			const float *d, const uint64_t *hist, int jobs)
+{
+	const udfs_lossy_params *lp = &p->lp;
+	int64_t kept;
+
 	if (lp->mask == UDFS_MASK_NONE) {
-		memset(lt->keep, 1, nelems);
-		kept = (int64_t)nelems;
+		memset(lt->keep, 1, lt->n);
+		kept = (int64_t)lt->n;
 	} else if (p->enc == UDFS_ENC_MAGNITUDE) {
-		kept = udfs_ud_prune_magnitude(d, nelems, lp->rate, lt->keep);
+		kept = udfs_ud_prune_magnitude(d, lt->n, lp->rate, lt->keep);
 	} else if (lp->mask == UDFS_MASK_SEEDED || p->enc == UDFS_ENC_DARE) {
 		/* dare with an explicit mask draws the same Bernoulli mask and
 		 * stores its positions. */
 		kept =
-		    udfs_ud_prune_seeded(nelems, lp->rate, lp->seed, lt->keep);
+		    udfs_ud_prune_seeded(lt->n, lp->rate, lp->seed, lt->keep);
 	} else {
-		kept = udfs_ud_prune_groupwise(lt->codes, nelems, lp->bits,
-					       lp->rate, lp->seed, lt->keep);
+		start_walk(lt, lp, hist, jobs);
+		return 0;
 	}
-	if (kept < 0) {
-		err = (int)kept;
+	if (kept < 0)
+		return (int)kept;
+	lt->kept = (uint64_t)kept;
+	return 0;
+}
+
+int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
+			      uint64_t nelems, const void *cur,
+			      const void *base, int jobs,
+			      struct lossy_tensor **out)
+{
+	struct lossy_tensor *lt = udfs_xcalloc(1, sizeof(*lt));
+	struct prep_job j = {
+	    .p = p, .dtype = dtype, .cur = cur, .base = base, .lt = lt};
+	bool coded =
+	    p->lp.values == UDFS_VAL_CODES || p->lp.values == UDFS_VAL_SIGN;
+	uint64_t hist[256] = {0};
+	int err = 0;
+
+	if (p->enc == UDFS_ENC_ADAPTIVE) {
+		err = udfs_mix_tensor_prepare(p, dtype, nelems, cur, base, jobs,
+					      &lt->mix);
 		goto out;
 	}
-	lt->kept = (uint64_t)kept;
-	if (lp->values == UDFS_VAL_NATIVE) {
-		lt->delta = d;
-		d = NULL;
+	lt->n = nelems;
+	j.d = malloc(nelems * sizeof(float) + 1);
+	lt->keep = malloc(nelems + 1);
+	lt->codes = coded ? malloc(nelems + 1) : NULL;
+	if (!j.d || !lt->keep || (coded && !lt->codes)) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = prepare_values(&j, jobs, hist);
+	if (!err)
+		err = prepare_mask(p, lt, j.d, hist, jobs);
+	if (!err && p->lp.values == UDFS_VAL_NATIVE) {
+		lt->delta = j.d;
+		j.d = NULL;
 	}
 out:
-	free(d);
+	free(j.d);
 	if (err) {
 		udfs_lossy_tensor_free(lt);
 		return err;
@@ -355,6 +505,7 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 	if (lt->mix)
 		return udfs_mix_tensor_chunk(lt->mix, p, dtype, first, n, out,
 					     out_len);
+	wait_walk(lt, first + n);
 	kept = malloc((size_t)n * sizeof(uint32_t) + 1);
 	vals = malloc((size_t)n * (es > 1 ? es : 1) + 1);
 	if (!kept || !vals) {
@@ -362,16 +513,25 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 		free(vals);
 		return -ENOMEM;
 	}
-	for (uint32_t i = 0; i < n; i++) {
-		uint64_t e = first + i;
+	if (p->lp.values == UDFS_VAL_NATIVE) {
+		for (uint32_t i = 0; i < n; i++) {
+			if (!lt->keep[first + i])
+				continue;
+			udfs_dtype_store_f32(dtype, vals, k,
+					     lt->delta[first + i]);
+			kept[k++] = i;
+		}
+	} else {
+		/* Branch-free compaction: which elements are kept is a coin
+		 * flip per element. */
+		const uint8_t *keep = lt->keep + first,
+			      *codes = lt->codes + first;
 
-		if (!lt->keep[e])
-			continue;
-		if (p->lp.values == UDFS_VAL_NATIVE)
-			udfs_dtype_store_f32(dtype, vals, k, lt->delta[e]);
-		else
-			vals[k] = lt->codes[e];
-		kept[k++] = i;
+		for (uint32_t i = 0; i < n; i++) {
+			kept[k] = i;
+			vals[k] = codes[i];
+			k += keep[i];
+		}
 	}
 	err = udfs_lossy_encode_chunk(&p->lp, dtype, first, n, kept, k, vals,
 				      out, out_len);
@@ -380,10 +540,109 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 	return err;
 }
 
+/* BF16 codes or signs: the conversions inline, as the decoder's BF16 loop
+ * does (widen, add in float, round to nearest even, NaN kept quiet; sums
+ * that round past the finite range take udfs_lossy_finite_sum). */
+static void recon_bf16(const uint8_t *keep, const uint8_t *codes,
+		       uint8_t code_mask, const float *lut, const void *base,
+		       void *rec, uint32_t n)
+{
+	const uint8_t *bp = base;
+	uint8_t *op = rec;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t u;
+		uint16_t h;
+		float b, w, d = lut[codes[i] & code_mask];
+
+		if (!keep[i])
+			continue; /* the base bits exactly */
+		memcpy(&h, bp + 2 * (size_t)i, 2);
+		u = (uint32_t)h << 16;
+		memcpy(&b, &u, 4);
+		w = b + d;
+		memcpy(&u, &w, 4);
+		if ((u & 0x7fffffffu) >= 0x7f7f8000u) {
+			w = udfs_lossy_finite_sum(UDFS_DT_BF16, b, d);
+			memcpy(&u, &w, 4);
+		}
+		if ((u & 0x7fffffffu) > 0x7f800000u)
+			h = (uint16_t)(u >> 16 | 0x40);
+		else
+			h = (uint16_t)((u + 0x7fffu + (u >> 16 & 1u)) >> 16);
+		memcpy(op + 2 * (size_t)i, &h, 2);
+	}
+}
+
+void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
+			     const struct tensor_plan *p, int dtype,
+			     uint64_t first, uint32_t n, const void *base,
+			     void *rec)
+{
+	const udfs_lossy_params *lp = &p->lp;
+	float lut[256];
+
+	if (lt->mix) {
+		udfs_mix_tensor_recon(lt->mix, p, dtype, first, n, base, rec);
+		return;
+	}
+	udfs_lossy_value_lut(lp, lut);
+	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
+	if (dtype == UDFS_DT_BF16 && lp->values != UDFS_VAL_NATIVE) {
+		recon_bf16(lt->keep + first, lt->codes + first,
+			   lp->values == UDFS_VAL_CODES ? 0xff : 1, lut, base,
+			   rec, n);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t e = first + i;
+		float d, b;
+
+		if (!lt->keep[e])
+			continue; /* the base bits exactly */
+		if (lp->values == UDFS_VAL_NATIVE) {
+			uint8_t v[4]; /* stored in dtype, as the encoder does */
+
+			udfs_dtype_store_f32(dtype, v, 0, lt->delta[e]);
+			d = lp->gain * udfs_dtype_load_f32(dtype, v, 0);
+		} else {
+			d = lut[lp->values == UDFS_VAL_CODES
+				    ? lt->codes[e]
+				    : lt->codes[e] & 1];
+		}
+		b = udfs_dtype_load_f32(dtype, base, i);
+		udfs_dtype_store_f32(dtype, rec, i,
+				     udfs_lossy_finite_sum(dtype, b, d));
+	}
+}
+
+int udfs_lossy_tensor_measure(const struct lossy_tensor *lt,
+			      const struct tensor_plan *p, int dtype,
+			      uint64_t first, uint32_t n, const void *cur,
+			      const void *base, udfs_fidelity *fid)
+{
+	void *rec = malloc((size_t)n * udfs_dtype_size(dtype) + 1);
+	int err = 0;
+
+	if (!rec)
+		return -ENOMEM;
+	udfs_lossy_tensor_recon(lt, p, dtype, first, n, base, rec);
+	if (!err)
+		udfs_fidelity_add(fid, dtype, base, rec, cur, n);
+	free(rec);
+	return err;
+}
+
 void udfs_lossy_tensor_free(struct lossy_tensor *lt)
 {
 	if (!lt)
 		return;
+	if (lt->walk) {
+		pthread_join(lt->walk->tid, NULL);
+		pthread_cond_destroy(&lt->walk->cond);
+		pthread_mutex_destroy(&lt->walk->lock);
+		free(lt->walk);
+	}
 	udfs_mix_tensor_free(lt->mix);
 	free(lt->keep);
 	free(lt->codes);
@@ -395,61 +654,145 @@ uint64_t udfs_lossy_tensor_kept(const struct lossy_tensor *lt)
 {
 	if (lt->mix)
 		return udfs_mix_tensor_kept(lt->mix);
+	wait_walk(lt, lt->n);
 	return lt->kept;
 }
 
-/* Sum of nuclear norms of the pruned, rescaled deltas of one model's
- * selected tensors (the trace-norm rescale, ARCHITECTURE.md). */
-static int trace_norm(struct add_group *g, struct add_model *am,
-		      const struct sel *v, size_t n, double *out)
+/* The pruned, rescaled delta of a prepared tensor as floats, into m. */
+static void pruned_delta(const struct tensor_plan *p,
+			 const struct lossy_tensor *lt, float *m)
 {
-	double sum = 0;
-	int err = 0;
+	const udfs_lossy_params *lp = &p->lp;
 
-	for (size_t i = 0; i < n && !err; i++) {
-		const udfs_source_file *sf = &am->src->files[v[i].file];
-		const udfs_st_tensor *st = &sf->st->tensors[v[i].tensor];
-		const struct tensor_plan *p = &am->plan[v[i].file][v[i].tensor];
-		struct lossy_tensor *lt = NULL;
-		uint64_t rows = st->shape[0], cols = st->nelems / rows;
-		float *m;
-		double nn = 0;
+	for (uint64_t k = 0; k < lt->n; k++) {
+		float val = 0;
 
-		if (udfs_interrupted)
-			return udfs_error(-EINTR, "interrupted");
-		udfs_add_progress_phase(g, am->name, "trace norm", i, n,
-					"tensors");
-		err = udfs_lossy_tensor_prepare(
-		    p, st->dtype, st->nelems, udfs_source_tensor_bytes(sf, st),
-		    udfs_add_base_bytes(g, p->base), &lt);
-		if (err)
-			break;
-		m = malloc(st->nelems * sizeof(float) + 1);
-		if (!m) {
-			udfs_lossy_tensor_free(lt);
-			return -ENOMEM;
+		if (lt->keep[k]) {
+			if (lp->values == UDFS_VAL_CODES)
+				val = lp->lo + (float)lt->codes[k] * lp->step;
+			else if (lp->values == UDFS_VAL_SIGN)
+				val = lt->codes[k] ? -lp->step : lp->step;
+			else
+				val = lt->delta[k];
 		}
-		for (uint64_t k = 0; k < st->nelems; k++) {
-			float val = 0;
-
-			if (lt->keep[k]) {
-				if (p->lp.values == UDFS_VAL_CODES)
-					val = p->lp.lo +
-					      (float)lt->codes[k] * p->lp.step;
-				else if (p->lp.values == UDFS_VAL_SIGN)
-					val = lt->codes[k] ? -p->lp.step
-							   : p->lp.step;
-				else
-					val = lt->delta[k];
-			}
-			m[k] = p->lp.gain * val;
-		}
-		err = udfs_nuclear_norm(m, (size_t)rows, (size_t)cols, &nn);
-		sum += nn;
-		free(m);
-		udfs_lossy_tensor_free(lt);
+		m[k] = lp->gain * val;
 	}
-	*out = sum;
+}
+
+/* The trace-norm phase of a group: one item per selected tensor of every
+ * model, run in parallel, largest first so that one big tensor does not
+ * start last. */
+struct trace_job {
+	struct add_group *g;
+	struct sel *const *v;
+	size_t n_items;
+	size_t *model, *tensor; /* item -> (model, index into v[model]) */
+	const size_t *flat;	/* item -> model-major index of norm */
+	double *norm;		/* per tensor, model-major */
+	size_t done;		/* for the progress line */
+	pthread_mutex_t lock;
+};
+
+static int trace_one(void *ctx, size_t i)
+{
+	struct trace_job *j = ctx;
+	struct add_model *am = &j->g->models[j->model[i]];
+	const struct sel *v = &j->v[j->model[i]][j->tensor[i]];
+	const udfs_source_file *sf = &am->src->files[v->file];
+	const udfs_st_tensor *st = &sf->st->tensors[v->tensor];
+	const struct tensor_plan *p = &am->plan[v->file][v->tensor];
+	struct lossy_tensor *lt = NULL;
+	uint64_t rows = st->shape[0];
+	float *m = NULL;
+	int err;
+
+	if (udfs_interrupted)
+		return udfs_error(-EINTR, "interrupted");
+	/* One thread: the tensors themselves run in parallel. */
+	err = udfs_lossy_tensor_prepare(
+	    p, st->dtype, st->nelems, udfs_source_tensor_bytes(sf, st),
+	    udfs_add_base_bytes(j->g, p->base), 1, &lt);
+	if (!err) {
+		m = malloc(st->nelems * sizeof(float) + 1);
+		err = m ? 0 : -ENOMEM;
+	}
+	if (!err) {
+		pruned_delta(p, lt, m);
+		err = udfs_nuclear_norm(m, (size_t)rows,
+					(size_t)(st->nelems / rows),
+					&j->norm[j->flat[i]]);
+	}
+	free(m);
+	udfs_lossy_tensor_free(lt);
+	pthread_mutex_lock(&j->lock);
+	udfs_add_progress_phase(j->g, am->name, "trace norm", ++j->done,
+				j->n_items, "tensors");
+	pthread_mutex_unlock(&j->lock);
+	return err;
+}
+
+/* Items of the trace-norm phase, largest tensor first (ties by order). */
+static int cmp_item(const void *a, const void *b, void *arg)
+{
+	const uint64_t *ne = arg;
+	size_t i = *(const size_t *)a, k = *(const size_t *)b;
+
+	if (ne[i] != ne[k])
+		return ne[i] > ne[k] ? -1 : 1;
+	return (i > k) - (i < k);
+}
+
+/* T[m]: the sum of nuclear norms of the pruned, rescaled deltas of model
+ * m's selected tensors (the trace-norm rescale, ARCHITECTURE.md), summed
+ * in tensor order whatever order the items ran in. */
+static int trace_norms(struct add_group *g, struct sel *const *v,
+		       const size_t *n, double *T)
+{
+	struct trace_job j = {.g = g, .v = v};
+	size_t total = 0, k = 0, *order, *model, *tensor;
+	uint64_t *ne;
+	int err;
+
+	for (size_t i = 0; i < g->n; i++)
+		total += n[i];
+	order = udfs_xcalloc(total + 1, sizeof(size_t));
+	model = udfs_xcalloc(total + 1, sizeof(size_t));
+	tensor = udfs_xcalloc(total + 1, sizeof(size_t));
+	ne = udfs_xcalloc(total + 1, sizeof(uint64_t));
+	j.norm = udfs_xcalloc(total + 1, sizeof(double));
+	for (size_t i = 0; i < g->n; i++)
+		for (size_t t = 0; t < n[i]; t++, k++) {
+			order[k] = k;
+			ne[k] = v[i][t].nelems;
+		}
+	qsort_r(order, total, sizeof(size_t), cmp_item, ne);
+	for (k = 0; k < total; k++) {
+		size_t flat = order[k], i = 0;
+
+		while (flat >= n[i])
+			flat -= n[i++];
+		model[k] = i;
+		tensor[k] = flat;
+	}
+	j.model = model;
+	j.tensor = tensor;
+	j.flat = order;
+	j.n_items = total;
+	pthread_mutex_init(&j.lock, NULL);
+	udfs_blas_threads(1);
+	err = udfs_parallel_for(g->o->jobs, total, trace_one, &j);
+	pthread_mutex_destroy(&j.lock);
+	for (size_t i = 0; i < g->n; i++)
+		T[i] = 0;
+	/* Per model in tensor order: the same sums at any --jobs. */
+	for (size_t i = 0, flat = 0; i < g->n; i++)
+		for (size_t t = 0; t < n[i]; t++)
+			T[i] += j.norm[flat++];
+	free(order);
+	free(model);
+	free(tensor);
+	free(ne);
+	free(j.norm);
 	return err;
 }
 
@@ -471,9 +814,10 @@ static int size_one(void *ctx, size_t i)
 	struct lossy_tensor *lt = NULL;
 	int err;
 
+	/* One thread: the tensors themselves run in parallel. */
 	err = udfs_lossy_tensor_prepare(
 	    p, st->dtype, st->nelems, udfs_source_tensor_bytes(sf, st),
-	    udfs_add_base_bytes(j->g, p->base), &lt);
+	    udfs_add_base_bytes(j->g, p->base), 1, &lt);
 	j->bytes[i] = 0;
 	for (uint64_t off = 0; !err && off < st->nelems * es;
 	     off += UDFS_CHUNK_BYTES) {
@@ -581,13 +925,14 @@ int udfs_lossy_plan_group(struct add_group *g)
 			g->models[i].lossy_elems += v[i][k].nelems;
 	}
 	/* The trace-norm factor only matters across several models. */
-	if (o->method == UDFS_ENC_ULTRADELTA && g->n > 1) {
-		for (size_t i = 0; i < g->n && !err; i++) {
-			double t0 = udfs_now();
+	if (!err && o->method == UDFS_ENC_ULTRADELTA && g->n > 1) {
+		double t0 = udfs_now();
 
-			err = trace_norm(g, &g->models[i], v[i], n[i], &T[i]);
-			g->models[i].seconds += udfs_now() - t0;
-			if (!err && T[i] > 0 && T[i] < tmin)
+		err = trace_norms(g, v, n, T);
+		t0 = (udfs_now() - t0) / (double)g->n; /* shared by the group */
+		for (size_t i = 0; i < g->n && !err; i++) {
+			g->models[i].seconds += t0;
+			if (T[i] > 0 && T[i] < tmin)
 				tmin = T[i];
 		}
 		for (size_t i = 0; i < g->n && !err; i++)

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/prng.h"
+
 /*
  * Asymmetric min-max quantization of n deltas to b bits (1..8):
  * code = rint((d - min) / (max - min) * (2^b - 1)), round half to even.
@@ -21,6 +23,20 @@
  */
 int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 		     uint8_t *codes, float *lo, float *step);
+
+/*
+ * The pieces of udfs_ud_quantize, for callers that quantize a tensor in
+ * parallel slices with the same codes: the extremes of n deltas (-EDOM
+ * when one is NaN or infinite; the extremes of several slices combine by
+ * min and max), lo and step from the extremes (1 when constant, as
+ * udfs_ud_quantize), and the codes of any slice given the whole tensor's
+ * extremes.
+ */
+int udfs_ud_minmax(const float *delta, size_t n, double *mn, double *mx);
+int udfs_ud_quantize_params(double mn, double mx, size_t n, unsigned bits,
+			    float *lo, float *step);
+void udfs_ud_quantize_range(const float *delta, size_t n, unsigned bits,
+			    double mn, double mx, uint8_t *codes);
 
 /* Population standard deviation of the quantized values lo + code*step. */
 double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
@@ -45,6 +61,22 @@ void udfs_ud_allocate(size_t m, const double *sigma, const uint64_t *nelems,
  */
 int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
 				double r, uint64_t seed, uint8_t *keep);
+
+/*
+ * The same walk in pieces, for a caller that encodes the first chunks of
+ * a tensor while the rest is pruned: init with the histogram of the
+ * tensor's codes (hist[c]: elements of code c), then walk the codes in
+ * order in any number of pieces. The keep bytes are those of
+ * udfs_ud_prune_groupwise; each walk returns the elements it kept.
+ */
+struct udfs_ud_pruner {
+	uint64_t left[256], drop[256];
+	udfs_rng g;
+};
+void udfs_ud_pruner_init(struct udfs_ud_pruner *pr, const uint64_t *hist,
+			 double r, uint64_t seed);
+int64_t udfs_ud_pruner_walk(struct udfs_ud_pruner *pr, const uint8_t *codes,
+			    size_t n, uint8_t *keep);
 
 /* Bernoulli keep-mask with the seeded mask function (common/prng.h). */
 int64_t udfs_ud_prune_seeded(size_t n, double r, uint64_t key, uint8_t *keep);

@@ -2,8 +2,9 @@
 /*
  * Unit tests of udfs_nuclear_norm (src/write/linalg.c) on matrices whose
  * nuclear norm is known: a diagonal embedded in a wider and a taller matrix,
- * and rank-1 outer products u v^T (norm |u| |v|). With UDFS_BENCH=1 in the
- * environment it also prints the sgesdd time of a few sizes.
+ * and rank-1 outer products u v^T (norm |u| |v|); of udfs_svd_top against
+ * the full thin SVD. With UDFS_BENCH=1 in the
+ * environment it also prints the nuclear-norm time of a few sizes.
  */
 #include <errno.h>
 #include <math.h>
@@ -82,6 +83,54 @@ static void test_rank2(void)
 	CHECK_NEAR(nn, 2 * sqrt(8.0) + sqrt(8.0) * sqrt(8.0), 1e-4 * 14);
 }
 
+/* udfs_svd_top (only the k largest triplets, through the Gram matrix)
+ * against the thin SVD: the same singular values, and singular vectors
+ * equal up to sign, on a wide and a tall matrix with distinct values. */
+static void test_svd_top(size_t rows, size_t cols, size_t k)
+{
+	size_t r = rows < cols ? rows : cols;
+	float *m = calloc(rows * cols, sizeof(*m));
+	float *u = malloc(rows * k * sizeof(*u)), *v = malloc(cols * k * 4);
+	float *s = malloc(k * sizeof(*s)), *fu = malloc(rows * r * 4);
+	float *fv = malloc(cols * r * 4), *fs = malloc(r * sizeof(*fs));
+
+	/* six rank-1 terms of halving scale, plus noise: distinct values */
+	for (size_t c = 0; c < 6; c++) {
+		double a[512], b[512];
+
+		for (size_t i = 0; i < rows; i++)
+			a[i] = unif() - 0.5;
+		for (size_t j = 0; j < cols; j++)
+			b[j] = unif() - 0.5;
+		for (size_t i = 0; i < rows; i++)
+			for (size_t j = 0; j < cols; j++)
+				m[i * cols + j] +=
+				    (float)(a[i] * b[j] / (double)(1u << c));
+	}
+	for (size_t i = 0; i < rows * cols; i++)
+		m[i] += (float)(unif() - 0.5) * 1e-4f;
+	CHECK_EQ_INT(udfs_svd_top(m, rows, cols, k, u, s, v), 0);
+	CHECK_EQ_INT(udfs_svd(m, rows, cols, fu, fs, fv), 0);
+	for (size_t c = 0; c < k; c++) {
+		double du = 0, dv = 0, sg;
+
+		CHECK_NEAR(s[c] / fs[0], fs[c] / fs[0], 1e-4);
+		sg = u[c] * fu[c] < 0 ? -1 : 1; /* the sign is free */
+		for (size_t i = 0; i < rows; i++)
+			du = fmax(du, fabs(u[i * k + c] - sg * fu[i * r + c]));
+		for (size_t j = 0; j < cols; j++)
+			dv = fmax(dv, fabs(v[j * k + c] - sg * fv[j * r + c]));
+		CHECK(du < 2e-3 && dv < 2e-3);
+	}
+	free(m);
+	free(u);
+	free(v);
+	free(s);
+	free(fu);
+	free(fv);
+	free(fs);
+}
+
 static void bench(void)
 {
 	size_t sz[4][2] = {
@@ -96,7 +145,7 @@ static void bench(void)
 			m[i] = (float)(unif() - 0.5) * 1e-3f;
 		t0 = udfs_now();
 		CHECK_EQ_INT(udfs_nuclear_norm(m, sz[t][0], sz[t][1], &nn), 0);
-		fprintf(stderr, "sgesdd N %zu x %zu: %.3f s\n", sz[t][0],
+		fprintf(stderr, "nuclear norm %zu x %zu: %.3f s\n", sz[t][0],
 			sz[t][1], udfs_now() - t0);
 		free(m);
 	}
@@ -110,6 +159,8 @@ int main(void)
 	test_rank1(64, 200);
 	test_rank1(300, 40);
 	test_rank2();
+	test_svd_top(60, 200, 4);
+	test_svd_top(300, 50, 5);
 	if (getenv("UDFS_BENCH"))
 		bench();
 	CHECK_DONE();

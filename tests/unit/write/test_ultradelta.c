@@ -118,6 +118,60 @@ static void test_quantize(void)
 	}
 }
 
+/* The pieces of udfs_ud_quantize: extremes of slices combined, and the
+ * multiply-then-check fast path of the codes, against the division
+ * formula on random deltas, on the exact halves and on their float
+ * neighbours (where the fast path must defer to the division). */
+static void test_quantize_pieces(void)
+{
+	enum { N = 60000, S = 7 };
+	float *d = malloc(N * sizeof(*d)), lo, step;
+	uint8_t *c = malloc(N);
+	unsigned bits[4] = {1, 3, 4, 8};
+
+	for (int b = 0; b < 4; b++) {
+		double L = (double)((1u << bits[b]) - 1), mn = 1, mx = -1;
+		int bad = 0;
+
+		for (int i = 0; i < N; i++) {
+			double x = unif() * L;
+
+			if (i % 3 == 1) /* a half, or a float next to one */
+				x = floor(x) + 0.5;
+			d[i] = (float)(x / L * 0.02 - 0.01);
+			if (i % 3 == 1 && i % 2)
+				d[i] = nextafterf(d[i], i % 4 == 1 ? 1 : -1);
+		}
+		d[0] = -0.01f;
+		d[1] = 0.01f;
+		for (int sl = 0; sl < S; sl++) {
+			double a, z;
+			size_t at = (size_t)N * sl / S;
+			size_t n = (size_t)N * (sl + 1) / S - at;
+
+			CHECK_EQ_INT(udfs_ud_minmax(d + at, n, &a, &z), 0);
+			mn = sl ? fmin(mn, a) : a;
+			mx = sl ? fmax(mx, z) : z;
+		}
+		CHECK(mn == -0.01f && mx == 0.01f);
+		CHECK_EQ_INT(
+		    udfs_ud_quantize_params(mn, mx, N, bits[b], &lo, &step), 0);
+		for (int sl = 0; sl < S; sl++) {
+			size_t at = (size_t)N * sl / S;
+
+			udfs_ud_quantize_range(d + at,
+					       (size_t)N * (sl + 1) / S - at,
+					       bits[b], mn, mx, c + at);
+		}
+		for (int i = 0; i < N; i++)
+			bad += c[i] != (uint8_t)rhe(((double)d[i] - mn) /
+						    (mx - mn) * L);
+		CHECK_EQ_INT(bad, 0);
+	}
+	free(d);
+	free(c);
+}
+
 static void test_code_std(void)
 {
 	uint8_t c[1000];
@@ -290,6 +344,37 @@ static void *seeded_thread(void *arg)
 	return NULL;
 }
 
+/* The group-wise walk in uneven pieces, as add runs it while encoding,
+ * keeps the same elements as one walk. */
+static void test_pruner_pieces(void)
+{
+	enum { N = 70001 };
+	uint8_t *c = malloc(N), *k1 = malloc(N), *k2 = malloc(N);
+	uint64_t hist[256] = {0};
+	struct udfs_ud_pruner pr;
+	int64_t nk, sum = 0;
+	size_t at = 0, piece = 1;
+
+	for (int i = 0; i < N; i++) {
+		c[i] = (uint8_t)(xr() % 9 + (i % 5 == 0 ? 100 : 0));
+		hist[c[i]]++;
+	}
+	nk = udfs_ud_prune_groupwise(c, N, 8, 0.85, 99, k1);
+	udfs_ud_pruner_init(&pr, hist, 0.85, 99);
+	while (at < N) {
+		size_t m = piece < N - at ? piece : N - at;
+
+		sum += udfs_ud_pruner_walk(&pr, c + at, m, k2 + at);
+		at += m;
+		piece = piece * 3 + 1;
+	}
+	CHECK_EQ_INT(sum, nk);
+	CHECK(memcmp(k1, k2, N) == 0);
+	free(c);
+	free(k1);
+	free(k2);
+}
+
 static void test_seeded(void)
 {
 	enum { N = 1 << 20 };
@@ -404,9 +489,11 @@ static void test_ratio(void)
 int main(void)
 {
 	test_quantize();
+	test_quantize_pieces();
 	test_code_std();
 	test_allocate();
 	test_groupwise();
+	test_pruner_pieces();
 	test_seeded();
 	test_magnitude();
 	test_ratio();
