@@ -72,7 +72,10 @@ for c in circles(graph):
     bad += 1
 
 build = sys.argv[1]
-objs = sorted(glob.glob(build + "/src/**/*.o", recursive=True))
+# Objects of sources that no longer exist (a build tree kept across a
+# rename) would report circles that are not in the code.
+objs = sorted(o for o in glob.glob(build + "/src/**/*.o", recursive=True)
+              if os.path.exists(os.path.relpath(o, build)[:-2] + ".c"))
 defs, undef = {}, collections.defaultdict(set)
 for o in objs:
     name = os.path.relpath(o, build)[:-2] + ".c"
