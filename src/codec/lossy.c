@@ -31,7 +31,9 @@
  * Value formats: 0 raw (packed LSB-first b-bit codes or sign bits, or
  * byte planes of NATIVE values: byte k of every kept element together),
  * 1 zstd (of code bytes, packed sign bits, or byte planes), 2 zstd of
- * packed b-bit codes, 3 range-coded codes or signs.
+ * packed b-bit codes, 3 range-coded codes or signs, 4 rANS-coded codes
+ * (static rANS, two interleaved states, a per-chunk table of 12-bit code
+ * frequencies: codec/rans.h gives the section's layout).
  *
  * Range coding (common/rangecoder.h: adaptive binary LZMA coder, no table to
  * transmit). Elias-gamma model of an integer 1 <= x <= max: the bucket
@@ -54,9 +56,16 @@
  * with a seeded mask on one core, most of it in the range coder's binary
  * decisions (about 11 per kept element with coded gaps, 4 without).
  *
+ * rANS-coded codes store the same codes in about the same bytes as
+ * range-coded ones (the static table costs a dozen bytes; the adaptive
+ * model gains little on a chunk's stationary codes) and decode 2-3 times
+ * faster: one table lookup, a multiply and at most two byte reads a code.
+ *
  * The encoder writes whichever of the candidate formats is smallest in
  * real bytes, except that range-coded gaps must beat Rice-coded ones by
- * more than RC_GAPS_MIN_GAIN percent to be chosen (decoding speed).
+ * more than RC_GAPS_MIN_GAIN percent to be chosen, and rANS-coded codes
+ * are chosen whenever at most RANS_MAX_LOSS percent larger than the
+ * smallest candidate (decoding speed, both).
  * Decoding validates every count, length and index against
  * the chunk bounds and fails with -EIO on any inconsistency; a range-coded
  * section must be exactly the canonical stream of what it decodes to.
@@ -91,8 +100,11 @@
 #define RC_GAPS_MIN_GAIN 3
 /* rANS-coded codes decode several times faster than range-coded ones (one
  * table step a code against about four binary decisions): they are written
- * when at most this many percent larger than the smallest candidate. */
+ * when at most this many percent larger than the smallest candidate
+ * (defined at build time only to measure what format 4 alone costs). */
+#ifndef RANS_MAX_LOSS
 #define RANS_MAX_LOSS 3
+#endif
 /* Values of kept elements are noise to LZ; what zstd brings here is its
  * Huffman stage. Measured on 4-bit codes of Laplace deltas (entropy 1.76
  * bits): level 1 gives 1.80 bits per code, level 3 1.92, level 9 2.00,
@@ -150,39 +162,6 @@ static int check_params(const udfs_lossy_params *p, int dtype, int err)
 	if (p->values == UDFS_VAL_CODES && (p->bits < 1 || p->bits > 8))
 		return udfs_error(err, "lossy chunk: %u code bits", p->bits);
 	return 0;
-}
-
-size_t udfs_lossy_put_varint(uint8_t *p, uint32_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/* Read a varint at *pos of in[0..len); false when truncated, longer than
- * 5 bytes, above 32 bits or ending in a redundant zero byte. */
-bool udfs_lossy_get_varint(const uint8_t *in, size_t len, size_t *pos,
-			   uint32_t *v)
-{
-	uint64_t x = 0;
-
-	for (unsigned i = 0; i < 5 && *pos < len; i++) {
-		uint8_t b = in[(*pos)++];
-
-		x |= (uint64_t)(b & 0x7f) << (7 * i);
-		if (!(b & 0x80)) {
-			if ((i && b == 0) || x > UINT32_MAX)
-				return false;
-			*v = (uint32_t)x;
-			return true;
-		}
-	}
-	return false;
 }
 
 /* Adaptive Elias-gamma model (file comment). */
