@@ -56,10 +56,14 @@
  * with a seeded mask on one core, most of it in the range coder's binary
  * decisions (about 11 per kept element with coded gaps, 4 without).
  *
- * rANS-coded codes store the same codes in about the same bytes as
- * range-coded ones (the static table costs a dozen bytes; the adaptive
- * model gains little on a chunk's stationary codes) and decode 2-3 times
- * faster: one table lookup, a multiply and at most two byte reads a code.
+ * rANS-coded codes decode about 4 times faster (4 ns a code against 18 on
+ * one core: one table lookup, a multiply and at most two byte reads), and
+ * a chunk of thousands of codes takes about the same bytes as range-coded
+ * (52429 Laplace codes: 0.5% fewer); the table and the final states cost
+ * about 25 bytes, so small tensors (stories260K: a few hundred codes a
+ * tensor, 8% more) keep range-coded codes. A 1 MiB BF16 chunk at s = 0.9
+ * with rANS-coded codes decodes at about 1.1 GB/s with a seeded mask and
+ * 1.5 GB/s with Rice-coded gaps (against 0.5 GB/s range-coded).
  *
  * The encoder writes whichever of the candidate formats is smallest in
  * real bytes, except that range-coded gaps must beat Rice-coded ones by
