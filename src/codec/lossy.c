@@ -31,7 +31,9 @@
  * Value formats: 0 raw (packed LSB-first b-bit codes or sign bits, or
  * byte planes of NATIVE values: byte k of every kept element together),
  * 1 zstd (of code bytes, packed sign bits, or byte planes), 2 zstd of
- * packed b-bit codes, 3 range-coded codes or signs.
+ * packed b-bit codes, 3 range-coded codes or signs, 4 rANS-coded codes
+ * (static rANS, two interleaved states, a per-chunk table of 12-bit code
+ * frequencies: codec/rans.h gives the section's layout).
  *
  * Range coding (common/rangecoder.h: adaptive binary LZMA coder, no table to
  * transmit). Elias-gamma model of an integer 1 <= x <= max: the bucket
@@ -54,9 +56,20 @@
  * with a seeded mask on one core, most of it in the range coder's binary
  * decisions (about 11 per kept element with coded gaps, 4 without).
  *
+ * rANS-coded codes decode about 4 times faster (4 ns a code against 18 on
+ * one core: one table lookup, a multiply and at most two byte reads), and
+ * a chunk of thousands of codes takes about the same bytes as range-coded
+ * (52429 Laplace codes: 0.5% fewer); the table and the final states cost
+ * about 25 bytes, so small tensors (stories260K: a few hundred codes a
+ * tensor, 8% more) keep range-coded codes. A 1 MiB BF16 chunk at s = 0.9
+ * with rANS-coded codes decodes at about 1.1 GB/s with a seeded mask and
+ * 1.5 GB/s with Rice-coded gaps (against 0.5 GB/s range-coded).
+ *
  * The encoder writes whichever of the candidate formats is smallest in
  * real bytes, except that range-coded gaps must beat Rice-coded ones by
- * more than RC_GAPS_MIN_GAIN percent to be chosen (decoding speed).
+ * more than RC_GAPS_MIN_GAIN percent to be chosen, and rANS-coded codes
+ * are chosen whenever at most RANS_MAX_LOSS percent larger than the
+ * smallest candidate (decoding speed, both).
  * Decoding validates every count, length and index against
  * the chunk bounds and fails with -EIO on any inconsistency; a range-coded
  * section must be exactly the canonical stream of what it decodes to.
@@ -73,6 +86,7 @@
 #include <string.h>
 
 #include "codec/lossy_i.h"
+#include "codec/rans.h"
 #include "codec/zstd.h"
 #include "common/bitio.h"
 #include "common/dtype.h"
@@ -88,6 +102,13 @@
  * masks save 0.2-0.5% of the chunk: they are written only when they save
  * more than this many percent of the Rice section (regular masks). */
 #define RC_GAPS_MIN_GAIN 3
+/* rANS-coded codes decode several times faster than range-coded ones (one
+ * table step a code against about four binary decisions): they are written
+ * when at most this many percent larger than the smallest candidate
+ * (defined at build time only to measure what format 4 alone costs). */
+#ifndef RANS_MAX_LOSS
+#define RANS_MAX_LOSS 3
+#endif
 /* Values of kept elements are noise to LZ; what zstd brings here is its
  * Huffman stage. Measured on 4-bit codes of Laplace deltas (entropy 1.76
  * bits): level 1 gives 1.80 bits per code, level 3 1.92, level 9 2.00,
@@ -98,7 +119,7 @@
 #endif
 
 enum { MF_NONE = 0, MF_RICE = 1, MF_ZBITMAP = 2, MF_BITMAP = 3, MF_RC = 4 };
-enum { VF_RAW = 0, VF_ZSTD = 1, VF_ZPACKED = 2, VF_RC = 3 };
+enum { VF_RAW = 0, VF_ZSTD = 1, VF_ZPACKED = 2, VF_RC = 3, VF_RANS = 4 };
 
 /* zstd of one buffer into a malloc-ed *out. */
 static int zc(const void *in, size_t n, uint8_t **out, size_t *out_len)
@@ -145,39 +166,6 @@ static int check_params(const udfs_lossy_params *p, int dtype, int err)
 	if (p->values == UDFS_VAL_CODES && (p->bits < 1 || p->bits > 8))
 		return udfs_error(err, "lossy chunk: %u code bits", p->bits);
 	return 0;
-}
-
-size_t udfs_lossy_put_varint(uint8_t *p, uint32_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/* Read a varint at *pos of in[0..len); false when truncated, longer than
- * 5 bytes, above 32 bits or ending in a redundant zero byte. */
-bool udfs_lossy_get_varint(const uint8_t *in, size_t len, size_t *pos,
-			   uint32_t *v)
-{
-	uint64_t x = 0;
-
-	for (unsigned i = 0; i < 5 && *pos < len; i++) {
-		uint8_t b = in[(*pos)++];
-
-		x |= (uint64_t)(b & 0x7f) << (7 * i);
-		if (!(b & 0x80)) {
-			if ((i && b == 0) || x > UINT32_MAX)
-				return false;
-			*v = (uint32_t)x;
-			return true;
-		}
-	}
-	return false;
 }
 
 /* Adaptive Elias-gamma model (file comment). */
@@ -456,6 +444,44 @@ static uint8_t *rc_codes(const udfs_lossy_params *p, const uint8_t *v,
 	return buf;
 }
 
+/* Make the rANS section the value section if it is at most RANS_MAX_LOSS
+ * percent larger than the smallest one (*out, of *len bytes). */
+static int take_rans(const udfs_lossy_params *p, const uint8_t *v,
+		     uint32_t n_kept, uint8_t **out, size_t *len, uint8_t *fmt)
+{
+	size_t r_len;
+	uint8_t *r = udfs_rans_encode(v, n_kept, p->bits, &r_len);
+
+	if (!r)
+		return -ENOMEM;
+	if ((uint64_t)r_len * 100 > (uint64_t)*len * (100 + RANS_MAX_LOSS)) {
+		free(r);
+		return 0;
+	}
+	free(*out);
+	*out = r;
+	*len = r_len;
+	*fmt = VF_RANS;
+	return 0;
+}
+
+int udfs_lossy_codes_encode_as(const udfs_lossy_params *p, uint32_t n_kept,
+			       const uint8_t *codes, unsigned vf, uint8_t **out,
+			       size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	if (p->values != UDFS_VAL_CODES || p->bits < 1 || p->bits > 8 ||
+	    n_kept == 0 || (vf != VF_RC && vf != VF_RANS))
+		return -EINVAL;
+	for (uint32_t j = 0; j < n_kept; j++)
+		if (codes[j] >> p->bits)
+			return -EINVAL;
+	*out = vf == VF_RC ? rc_codes(p, codes, n_kept, len)
+			   : udfs_rans_encode(codes, n_kept, p->bits, len);
+	return *out ? 0 : -ENOMEM;
+}
+
 static uint8_t *rc_signs(const uint8_t *v, uint32_t n_kept, size_t *len)
 {
 	rc_prob sign = RC_HALF;
@@ -500,6 +526,8 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 			take(out, len, fmt, z, z_len, VF_ZSTD);
 		if (zp)
 			take(out, len, fmt, zp, zp_len, VF_ZPACKED);
+		if (ret == 0)
+			ret = take_rans(p, v, n_kept, out, len, fmt);
 		break;
 	case UDFS_VAL_SIGN:
 		for (uint32_t j = 0; j < n_kept; j++)
@@ -898,7 +926,15 @@ static int ms_finish(const struct mask_src *ms)
 	return 0;
 }
 
-enum { VS_NONE, VS_RC_CODES, VS_RC_SIGNS, VS_PACKED, VS_BYTES, VS_PLANES };
+enum {
+	VS_NONE,
+	VS_RC_CODES,
+	VS_RC_SIGNS,
+	VS_PACKED,
+	VS_BYTES,
+	VS_PLANES,
+	VS_RANS
+};
 
 /* The deltas gain * value(j) of the kept elements, a block at a time. */
 struct val_src {
@@ -909,6 +945,7 @@ struct val_src {
 	const uint8_t *bytes; /* VS_BYTES: code bytes; VS_PLANES: planes */
 	struct bitr br;	      /* VS_PACKED */
 	struct rc_dec rc;
+	struct rans_dec rans;
 	rc_prob sign;
 	float lut[256]; /* a code's or a sign bit's delta */
 	struct code_model cm;
@@ -1009,6 +1046,15 @@ static int vs_init(struct val_src *vs, const udfs_lossy_params *p, int dtype,
 		rc_dec_init(&vs->rc, in, len);
 		return 0;
 	}
+	if (vf == VF_RANS && p->values == UDFS_VAL_CODES) {
+		uint32_t *tab =
+		    udfs_scratch(UDFS_SCRATCH_VALUES, RANS_M * sizeof(*tab));
+
+		if (!tab)
+			return -ENOMEM;
+		vs->kind = VS_RANS;
+		return udfs_rans_dec_init(&vs->rans, in, len, p->bits, tab);
+	}
 	if (vf == VF_RC && p->values == UDFS_VAL_SIGN) {
 		vs->kind = VS_RC_SIGNS;
 		vs->sign = RC_HALF;
@@ -1044,6 +1090,29 @@ static int vs_rc_codes(struct val_src *vs, float *d, uint32_t k)
 	return ret;
 }
 
+/* rANS-coded codes: symbol j of the section uses state j mod 2. A table
+ * holds only symbols below 2^b, so every code decoded is in range. */
+static void vs_rans_codes(struct val_src *vs, float *d, uint32_t at, uint32_t k)
+{
+	const uint32_t *tab = vs->rans.tab;
+	const uint8_t *p = vs->rans.p;
+	size_t len = vs->rans.len, pos = vs->rans.pos;
+	uint32_t x0 = vs->rans.x[0], x1 = vs->rans.x[1], j = 0;
+
+	if (at & 1 && k) {
+		d[j++] = vs->lut[rans_dec_step(&x1, tab, p, len, &pos)];
+	}
+	for (; j + 1 < k; j += 2) {
+		d[j] = vs->lut[rans_dec_step(&x0, tab, p, len, &pos)];
+		d[j + 1] = vs->lut[rans_dec_step(&x1, tab, p, len, &pos)];
+	}
+	if (j < k)
+		d[j] = vs->lut[rans_dec_step(&x0, tab, p, len, &pos)];
+	vs->rans.x[0] = x0;
+	vs->rans.x[1] = x1;
+	vs->rans.pos = pos;
+}
+
 /* The next k deltas into d (k never passes the count). 0 or -EIO. */
 static int vs_next(struct val_src *vs, float *d, uint32_t k)
 {
@@ -1055,6 +1124,9 @@ static int vs_next(struct val_src *vs, float *d, uint32_t k)
 	switch (vs->kind) {
 	case VS_RC_CODES:
 		return vs_rc_codes(vs, d, k);
+	case VS_RANS:
+		vs_rans_codes(vs, d, at, k);
+		break;
 	case VS_RC_SIGNS:
 		for (uint32_t j = 0; j < k; j++)
 			d[j] = vs->lut[rc_dec_bit(&vs->rc, &vs->sign)];
@@ -1098,6 +1170,10 @@ static int vs_finish(const struct val_src *vs)
 		    "lossy chunk: range-coded %s do not end where they "
 		    "should",
 		    vs->kind == VS_RC_CODES ? "codes" : "signs");
+	if (vs->kind == VS_RANS && !udfs_rans_dec_finish(&vs->rans))
+		return udfs_error(
+		    -EIO,
+		    "lossy chunk: rANS codes do not end where they should");
 	return 0;
 }
 

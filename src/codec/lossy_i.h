@@ -30,6 +30,14 @@ bool udfs_lossy_get_varint(const uint8_t *in, size_t len, size_t *pos,
 int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 			     uint32_t n_kept, const void *vals, uint8_t **out,
 			     size_t *len, uint8_t *fmt);
+/*
+ * The value section of n_kept >= 1 b-bit codes in value format vf, 3
+ * (range-coded) or 4 (rANS), whatever its size: for tests and
+ * measurements. 0, -EINVAL, -ENOMEM.
+ */
+int udfs_lossy_codes_encode_as(const udfs_lossy_params *p, uint32_t n_kept,
+			       const uint8_t *codes, unsigned vf, uint8_t **out,
+			       size_t *len);
 /* Inverse: d[j] = gain * value(j). -EIO when malformed, -ENOMEM. */
 int udfs_lossy_values_decode(const udfs_lossy_params *p, int dtype, unsigned vf,
 			     const uint8_t *in, size_t len, uint32_t n_kept,

@@ -192,6 +192,9 @@ static int decode(struct chunk *c, const void *in, size_t len, void *out)
 				       c->base, out);
 }
 
+/* Round trips of each dtype whose codes went as value format 4 (rANS). */
+static int rans_chunks[UDFS_DT_F32 + 1];
+
 static void roundtrip(int dtype, uint32_t n, int mask, int values,
 		      unsigned bits, double r)
 {
@@ -215,6 +218,8 @@ static void roundtrip(int dtype, uint32_t n, int mask, int values,
 				dtype, n, mask, values, bits, r);
 			CHECK(0);
 		}
+		if (len && (((uint8_t *)enc)[0] >> 3 & 7) == 4)
+			rans_chunks[dtype]++;
 		/* in place: out == base */
 		CHECK_EQ_INT(udfs_lossy_decode_chunk(&c.p, dtype, c.first, n,
 						     enc, len, c.base, c.base),
@@ -318,6 +323,8 @@ static void test_roundtrips(void)
 			roundtrip(UDFS_DT_BF16, 3000, m, v, 4, 0.0);
 			roundtrip(UDFS_DT_BF16, 1 << 19, m, v, 4, 0.97);
 		}
+	CHECK(rans_chunks[UDFS_DT_BF16] > 0 && rans_chunks[UDFS_DT_F16] > 0 &&
+	      rans_chunks[UDFS_DT_F32] > 0);
 	test_one_kept();
 	test_constant_codes();
 }

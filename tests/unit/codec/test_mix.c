@@ -181,7 +181,8 @@ static void test_roundtrip(int dtype, uint64_t cols, uint64_t first, uint32_t n,
 	    0);
 	CHECK(memcmp(out, m.want, (size_t)n * es) == 0);
 	/* The codes section holds (rows + cols) * k codes of b bits at most
-	 * (raw), plus the header: 1 + 2 + 5 + 8k + 1 + 5 bytes. */
+	 * (raw), or 3% more when rANS-coded (value format 4, chosen for its
+	 * speed), plus the header: 1 + 2 + 5 + 8k + 1 + 5 bytes. */
 	{
 		void *lo = NULL;
 		size_t lo_len = 0;
@@ -196,8 +197,9 @@ static void test_roundtrip(int dtype, uint64_t cols, uint64_t first, uint32_t n,
 		CHECK_EQ_INT(
 		    udfs_mix_encode_chunk(&lr, first, n, NULL, 0, &lo, &lo_len),
 		    0);
-		CHECK(lo_len <= 14 + 8 * (size_t)k +
-				    ((m.rows + cols) * k * bits + 7) / 8);
+		CHECK(lo_len <=
+		      14 + 8 * (size_t)k +
+			  ((m.rows + cols) * k * bits + 7) / 8 * 103 / 100);
 		free(lo);
 	}
 	free(enc);
