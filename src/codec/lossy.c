@@ -1221,10 +1221,7 @@ float udfs_lossy_finite_sum(int dtype, float b, float d)
 	return w > 0 ? max : -max;
 }
 
-/* The BF16 case of the reconstruction loop, the conversions of dtype.c
- * written inline (the hot loop of a read): widen, add in float32, round
- * to nearest even, NaN kept quiet. Sums that round to an infinity or a
- * NaN take the slow path of finite_sum(). */
+/* The BF16 case of the reconstruction loop (udfs_lossy_bf16_add). */
 static void add_bf16(const void *base, void *out, const uint32_t *pos,
 		     const float *d, uint32_t n_kept)
 {
@@ -1232,24 +1229,12 @@ static void add_bf16(const void *base, void *out, const uint32_t *pos,
 	uint8_t *op = out;
 
 	for (uint32_t j = 0; j < n_kept; j++) {
-		uint32_t i = pos[j], u;
+		size_t at = 2 * (size_t)pos[j];
 		uint16_t h;
-		float b, w;
 
-		memcpy(&h, bp + 2 * (size_t)i, 2);
-		u = (uint32_t)h << 16;
-		memcpy(&b, &u, 4);
-		w = b + d[j];
-		memcpy(&u, &w, 4);
-		if ((u & 0x7fffffffu) >= 0x7f7f8000u) {
-			w = udfs_lossy_finite_sum(UDFS_DT_BF16, b, d[j]);
-			memcpy(&u, &w, 4);
-		}
-		if ((u & 0x7fffffffu) > 0x7f800000u)
-			h = (uint16_t)(u >> 16 | 0x40);
-		else
-			h = (uint16_t)((u + 0x7fffu + (u >> 16 & 1u)) >> 16);
-		memcpy(op + 2 * (size_t)i, &h, 2);
+		memcpy(&h, bp + at, 2);
+		h = udfs_lossy_bf16_add(h, d[j]);
+		memcpy(op + at, &h, 2);
 	}
 }
 

@@ -11,8 +11,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "codec/lossy.h"
+#include "common/dtype.h"
 
 /* Format version in bits 6-7 of a composite chunk's first byte. */
 #define UDFS_LOSSY_MIX_VERSION 2
@@ -59,6 +61,30 @@ int udfs_lossy_foreach_kept(const udfs_lossy_params *p, int dtype,
 
 /* b + d in float32, kept finite when b is (udfs(5), reconstruction). */
 float udfs_lossy_finite_sum(int dtype, float b, float d);
+
+/*
+ * The reconstruction of one BF16 element from its base bits h and its
+ * delta d, the conversions of dtype.c written inline (the hot loop of a
+ * read, and of the add's error figures, which must give the same bits):
+ * widen, add in float32, round to nearest even, NaN kept quiet. Sums that
+ * round to an infinity or a NaN take the slow path of finite_sum().
+ */
+static inline uint16_t udfs_lossy_bf16_add(uint16_t h, float d)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float b, w;
+
+	memcpy(&b, &u, 4);
+	w = b + d;
+	memcpy(&u, &w, 4);
+	if ((u & 0x7fffffffu) >= 0x7f7f8000u) {
+		w = udfs_lossy_finite_sum(UDFS_DT_BF16, b, d);
+		memcpy(&u, &w, 4);
+	}
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)(u >> 16 | 0x40);
+	return (uint16_t)((u + 0x7fffu + (u >> 16 & 1u)) >> 16);
+}
 
 /* Decode a version 1 chunk, as udfs_lossy_decode_chunk() does a chunk of
  * any version (that entry point is in codec/mix.c). */

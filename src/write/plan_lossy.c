@@ -540,9 +540,8 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 	return err;
 }
 
-/* BF16 codes or signs: the conversions inline, as the decoder's BF16 loop
- * does (widen, add in float, round to nearest even, NaN kept quiet; sums
- * that round past the finite range take udfs_lossy_finite_sum). */
+/* BF16 codes or signs, element by element as the decoder's BF16 loop
+ * (udfs_lossy_bf16_add), so that the error figures see the same bits. */
 static void recon_bf16(const uint8_t *keep, const uint8_t *codes,
 		       uint8_t code_mask, const float *lut, const void *base,
 		       void *rec, uint32_t n)
@@ -551,25 +550,12 @@ static void recon_bf16(const uint8_t *keep, const uint8_t *codes,
 	uint8_t *op = rec;
 
 	for (uint32_t i = 0; i < n; i++) {
-		uint32_t u;
 		uint16_t h;
-		float b, w, d = lut[codes[i] & code_mask];
 
 		if (!keep[i])
 			continue; /* the base bits exactly */
 		memcpy(&h, bp + 2 * (size_t)i, 2);
-		u = (uint32_t)h << 16;
-		memcpy(&b, &u, 4);
-		w = b + d;
-		memcpy(&u, &w, 4);
-		if ((u & 0x7fffffffu) >= 0x7f7f8000u) {
-			w = udfs_lossy_finite_sum(UDFS_DT_BF16, b, d);
-			memcpy(&u, &w, 4);
-		}
-		if ((u & 0x7fffffffu) > 0x7f800000u)
-			h = (uint16_t)(u >> 16 | 0x40);
-		else
-			h = (uint16_t)((u + 0x7fffu + (u >> 16 & 1u)) >> 16);
+		h = udfs_lossy_bf16_add(h, lut[codes[i] & code_mask]);
 		memcpy(op + 2 * (size_t)i, &h, 2);
 	}
 }
