@@ -60,20 +60,32 @@ void udfs_lowrank_dequant(const uint8_t *codes, uint64_t count, uint32_t k,
 			    (float)((int)codes[i * k + c] - m) * scale[c];
 }
 
-void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
-			 uint64_t cols, uint64_t first, uint32_t n, float *acc)
+/* One row's stretch of the low-rank part: acc[j] += u . v_j for len
+ * consecutive columns (v_j = v + j k). The sum of each element runs over c
+ * in order from zero, as the format defines it (udfs(5)). */
+static void expand_row(const float *u, const float *v, uint32_t k,
+		       uint32_t len, float *acc)
 {
-	uint64_t row0 = first / cols;
-
-	for (uint32_t j = 0; j < n; j++) {
-		uint64_t e = first + j;
-		const float *u = uf + (e / cols - row0) * k;
-		const float *v = vf + (e % cols) * k;
+	for (uint32_t j = 0; j < len; j++, v += k) {
 		float s = 0.0f;
 
 		for (uint32_t c = 0; c < k; c++)
 			s += u[c] * v[c];
 		acc[j] += s;
+	}
+}
+
+/* Row by row: no division per element. */
+void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
+			 uint64_t cols, uint64_t first, uint32_t n, float *acc)
+{
+	uint64_t col = first % cols;
+
+	for (uint32_t j = 0; j < n; uf += k, col = 0) {
+		uint32_t len = (uint32_t)UDFS_MIN((uint64_t)(n - j), cols - col);
+
+		expand_row(uf, vf + col * k, k, len, acc + j);
+		j += len;
 	}
 }
 
@@ -286,16 +298,35 @@ static void window_open(struct mix_dec *m, uint32_t w0)
 				    m->w1 - w0, m->acc);
 }
 
+/* The BF16 case of window_close: out holds the base already. */
+static void close_bf16(uint8_t *out, const float *acc, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t h;
+
+		if (acc[i] == 0.0f)
+			continue;
+		memcpy(&h, out + 2 * (size_t)i, 2);
+		h = udfs_lossy_bf16_add(h, acc[i]);
+		memcpy(out + 2 * (size_t)i, &h, 2);
+	}
+}
+
 /* W = W_base + acc over the window, one rounding; elements with acc == 0
  * keep the base bits exactly. */
 static void window_close(struct mix_dec *m)
 {
 	const uint8_t *base = m->base + (size_t)m->w0 * m->es;
 	uint8_t *out = m->out + (size_t)m->w0 * m->es;
+	uint32_t n = m->w1 - m->w0;
 
 	if (out != base)
-		memcpy(out, base, (size_t)(m->w1 - m->w0) * m->es);
-	for (uint32_t i = 0; i < m->w1 - m->w0; i++) {
+		memcpy(out, base, (size_t)n * m->es);
+	if (m->dtype == UDFS_DT_BF16) {
+		close_bf16(out, m->acc, n);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
 		float b;
 
 		if (m->acc[i] == 0.0f)
