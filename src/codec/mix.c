@@ -63,8 +63,8 @@ void udfs_lowrank_dequant(const uint8_t *codes, uint64_t count, uint32_t k,
 /* One row's stretch of the low-rank part: acc[j] += u . v_j for len
  * consecutive columns (v_j = v + j k). The sum of each element runs over c
  * in order from zero, as the format defines it (udfs(5)). */
-static void expand_row(const float *u, const float *v, uint32_t k,
-		       uint32_t len, float *acc)
+static void expand_row(const float *u, const float *v, uint32_t k, uint32_t len,
+		       float *acc)
 {
 	for (uint32_t j = 0; j < len; j++, v += k) {
 		float s = 0.0f;
@@ -82,9 +82,58 @@ void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
 	uint64_t col = first % cols;
 
 	for (uint32_t j = 0; j < n; uf += k, col = 0) {
-		uint32_t len = (uint32_t)UDFS_MIN((uint64_t)(n - j), cols - col);
+		uint32_t len =
+		    (uint32_t)UDFS_MIN((uint64_t)(n - j), cols - col);
 
 		expand_row(uf, vf + col * k, k, len, acc + j);
+		j += len;
+	}
+}
+
+/* Elements of one row summed side by side: the compiler vectorizes the
+ * loops over a block (each element's sum keeps its order over c). */
+#define LR_BLOCK 64
+
+/* expand_row() with V transposed: vt + c * cols is column c of V from
+ * this stretch's first column on. */
+static void expand_row_t(const float *u, const float *vt, uint64_t cols,
+			 uint32_t k, uint32_t len, float *acc)
+{
+	uint32_t j = 0;
+
+	for (; j + LR_BLOCK <= len; j += LR_BLOCK) {
+		float s[LR_BLOCK] = {0};
+
+		for (uint32_t c = 0; c < k; c++) {
+			const float *v = vt + c * cols + j;
+			float uc = u[c];
+
+			for (int t = 0; t < LR_BLOCK; t++)
+				s[t] += uc * v[t];
+		}
+		for (int t = 0; t < LR_BLOCK; t++)
+			acc[j + t] += s[t];
+	}
+	for (; j < len; j++) {
+		float s = 0.0f;
+
+		for (uint32_t c = 0; c < k; c++)
+			s += u[c] * vt[c * cols + j];
+		acc[j] += s;
+	}
+}
+
+void udfs_lowrank_expand_t(const float *uf, const float *vt, uint32_t k,
+			   uint64_t cols, uint64_t first, uint32_t n,
+			   float *acc)
+{
+	uint64_t col = first % cols;
+
+	for (uint32_t j = 0; j < n; uf += k, col = 0) {
+		uint32_t len =
+		    (uint32_t)UDFS_MIN((uint64_t)(n - j), cols - col);
+
+		expand_row_t(uf, vt + col, cols, k, len, acc + j);
 		j += len;
 	}
 }
@@ -223,16 +272,31 @@ struct mix_dec {
 	uint32_t n, k, w0, w1;
 	const uint8_t *base;
 	uint8_t *out;
-	const float *f; /* U (rows x k) then V (cols x k), scaled */
+	const float *f;	 /* U (rows x k) then V (cols x k), scaled */
+	const float *vt; /* V transposed (k x cols), or NULL */
 	float acc[MIX_WINDOW];
 };
+
+/* V transposed for udfs_lowrank_expand_t, when it takes at most this
+ * many floats of scratch (1 MiB); a larger V uses udfs_lowrank_expand. */
+#define VT_MAX (256u << 10)
+
+/* v (cols x k) transposed into vt (k x cols); vt. */
+static const float *transpose(const float *v, uint64_t cols, uint32_t k,
+			      float *vt)
+{
+	for (uint64_t col = 0; col < cols; col++)
+		for (uint32_t c = 0; c < k; c++)
+			vt[c * cols + col] = v[col * k + c];
+	return vt;
+}
 
 /* Decode the low-rank part at *at into m->f (per-thread scratch). */
 static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 			  struct mix_dec *m)
 {
 	uint32_t k, bits, cols, sec_len;
-	uint64_t cnt;
+	uint64_t cnt, vt_len;
 	unsigned fmt;
 	udfs_lossy_params cp;
 	float scale[2 * 255], *f;
@@ -259,7 +323,8 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 	if (fmt > 7 || !udfs_lossy_get_varint(in, len, at, &sec_len) ||
 	    sec_len > len - *at)
 		return udfs_error(-EIO, "composite chunk: bad codes header");
-	f = udfs_scratch(UDFS_SCRATCH_MIX, (cnt + 1) * sizeof(*f));
+	vt_len = (uint64_t)cols * k <= VT_MAX ? (uint64_t)cols * k : 0;
+	f = udfs_scratch(UDFS_SCRATCH_MIX, (cnt + 1 + vt_len) * sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	cp = code_params(bits);
@@ -280,6 +345,8 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 		f[i] = f[i] * s[i % k];
 	}
 	m->f = f;
+	m->vt =
+	    vt_len ? transpose(f + m->rows * k, cols, k, f + cnt + 1) : NULL;
 	return 0;
 }
 
@@ -287,21 +354,54 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 static void window_open(struct mix_dec *m, uint32_t w0)
 {
 	uint64_t e0 = m->first + w0;
+	const float *u;
 
 	m->w0 = w0;
 	m->w1 = (uint32_t)UDFS_MIN((uint64_t)m->n, (uint64_t)w0 + MIX_WINDOW);
 	memset(m->acc, 0, (size_t)(m->w1 - w0) * sizeof(m->acc[0]));
-	if (m->f)
-		udfs_lowrank_expand(m->f + (e0 / m->cols - m->first / m->cols) *
-					       m->k,
-				    m->f + m->rows * m->k, m->k, m->cols, e0,
+	if (!m->f)
+		return;
+	u = m->f + (e0 / m->cols - m->first / m->cols) * m->k;
+	if (m->vt)
+		udfs_lowrank_expand_t(u, m->vt, m->k, m->cols, e0, m->w1 - w0,
+				      m->acc);
+	else
+		udfs_lowrank_expand(u, m->f + m->rows * m->k, m->k, m->cols, e0,
 				    m->w1 - w0, m->acc);
 }
 
-/* The BF16 case of window_close: out holds the base already. */
-static void close_bf16(uint8_t *out, const float *acc, uint32_t n)
+/* The BF16 case of window_close for LR_BLOCK elements whose sums are all
+ * finite and below the largest BF16 (then udfs_lossy_bf16_add is a plain
+ * round to nearest even), branch-free so that the compiler vectorizes it.
+ * false, and out unchanged, when an element needs the general case. */
+static bool close_block_bf16(uint8_t *out, const float *acc)
 {
-	for (uint32_t i = 0; i < n; i++) {
+	uint16_t h[LR_BLOCK], r[LR_BLOCK];
+	uint32_t special = 0;
+
+	memcpy(h, out, sizeof(h));
+	for (int t = 0; t < LR_BLOCK; t++) {
+		uint32_t bu = (uint32_t)h[t] << 16, wu;
+		float b, w;
+
+		memcpy(&b, &bu, 4);
+		w = b + acc[t];
+		memcpy(&wu, &w, 4);
+		special |= (wu & 0x7fffffffu) >= 0x7f7f8000u;
+		wu = (wu + 0x7fffu + (wu >> 16 & 1u)) >> 16;
+		r[t] = acc[t] == 0.0f ? h[t] : (uint16_t)wu;
+	}
+	if (special)
+		return false;
+	memcpy(out, r, sizeof(r));
+	return true;
+}
+
+/* Elements from .. to - 1 of the BF16 case one at a time. */
+static void close_bf16_each(uint8_t *out, const float *acc, uint32_t from,
+			    uint32_t to)
+{
+	for (uint32_t i = from; i < to; i++) {
 		uint16_t h;
 
 		if (acc[i] == 0.0f)
@@ -310,6 +410,17 @@ static void close_bf16(uint8_t *out, const float *acc, uint32_t n)
 		h = udfs_lossy_bf16_add(h, acc[i]);
 		memcpy(out + 2 * (size_t)i, &h, 2);
 	}
+}
+
+/* The BF16 case of window_close: out holds the base already. */
+static void close_bf16(uint8_t *out, const float *acc, uint32_t n)
+{
+	uint32_t i = 0;
+
+	for (; i + LR_BLOCK <= n; i += LR_BLOCK)
+		if (!close_block_bf16(out + 2 * (size_t)i, acc + i))
+			close_bf16_each(out, acc, i, i + LR_BLOCK);
+	close_bf16_each(out, acc, i, n);
 }
 
 /* W = W_base + acc over the window, one rounding; elements with acc == 0

@@ -208,7 +208,8 @@ static uint32_t encode_lane(const uint8_t *sym, uint32_t n, unsigned l,
 		return x;
 	for (uint32_t j = l + (n - 1 - l) / 4 * 4;; j -= 4) {
 		unsigned s = sym[j];
-		uint64_t xmax = (uint64_t)((RANS4_L >> RANS_PBITS) << 16) * f[s];
+		uint64_t xmax =
+		    (uint64_t)((RANS4_L >> RANS_PBITS) << 16) * f[s];
 
 		if (x >= xmax) { /* one unit always brings x below xmax */
 			*q -= 2;
@@ -302,9 +303,9 @@ static unsigned step_checked(struct rans4_dec *d, unsigned l)
 	    (e >> RANS_PBITS & (RANS_M - 1));
 	if (x < RANS4_L) {
 		size_t p = d->pos[l];
-		uint32_t u = p + 2 <= d->end[l]
-				 ? (uint32_t)d->p[p] | (uint32_t)d->p[p + 1] << 8
-				 : 0;
+		uint32_t u = p + 2 <= d->end[l] ? (uint32_t)d->p[p] |
+						      (uint32_t)d->p[p + 1] << 8
+						: 0;
 
 		x = x << 16 | u;
 		d->pos[l] = p + 2;

@@ -6,8 +6,9 @@
  * compared bit for bit with the reconstruction computed directly;
  * determinism of the bytes; rejection of every truncation and of damaged
  * headers with -EIO; bad encoder input; and the size of the low-rank part
- * against its code count; BF16 edge values (NaN, infinities, -0, the
- * largest finite, overflowing sums) decoded as the generic rounding does.
+ * against its code count, with V transposed or not (a large V); BF16 edge
+ * values (NaN, infinities, -0, the largest finite, overflowing sums)
+ * decoded as the generic rounding does.
  */
 #include <errno.h>
 #include <math.h>
@@ -347,9 +348,8 @@ static void test_bf16_edges(void)
 	CHECK_EQ_INT(udfs_lossy_encode_chunk(&p, UDFS_DT_BF16, 0, N, NULL, N,
 					     codes, &res, &res_len),
 		     0);
-	CHECK_EQ_INT(udfs_mix_encode_chunk(NULL, 0, N, res, res_len, &chunk,
-					   &len),
-		     0);
+	CHECK_EQ_INT(
+	    udfs_mix_encode_chunk(NULL, 0, N, res, res_len, &chunk, &len), 0);
 	CHECK_EQ_INT(udfs_lossy_foreach_kept(&p, UDFS_DT_BF16, 0, N, res,
 					     res_len, collect, acc),
 		     0);
@@ -362,8 +362,8 @@ static void test_bf16_edges(void)
 			    UDFS_DT_BF16, want, i,
 			    udfs_lossy_finite_sum(UDFS_DT_BF16, b, acc[i]));
 	}
-	CHECK_EQ_INT(udfs_lossy_decode_chunk(&p, UDFS_DT_BF16, 0, N, chunk,
-					     len, base, got),
+	CHECK_EQ_INT(udfs_lossy_decode_chunk(&p, UDFS_DT_BF16, 0, N, chunk, len,
+					     base, got),
 		     0);
 	CHECK(memcmp(got, want, sizeof(want)) == 0);
 	free(res);
@@ -382,6 +382,8 @@ int main(void)
 		/* many windows of the decoder's running sums */
 		test_roundtrip(dts[d], 1000, 5, 20000, 2, 4);
 	}
+	/* a V too large to transpose (cols * k > 2^18 floats) */
+	test_roundtrip(UDFS_DT_BF16, 70000, 3, 400000, 4, 4);
 	test_damaged();
 	test_bad_encode();
 	test_bf16_edges();

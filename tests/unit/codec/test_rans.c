@@ -180,13 +180,12 @@ static void test_corrupt(unsigned vf, unsigned b, int kind)
 	int fails = 0, ret;
 
 	make_codes(v, n, b, kind);
-	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, vf, &sec, &len),
-		     0);
+	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, vf, &sec, &len), 0);
 	bad = malloc(len + 1);
 	for (size_t l = 0; l < len; l++) {
 		memcpy(bad, sec, l);
-		fails += decode_check(&p, vf, bad, l, v, n,
-				      UDFS_DT_BF16) == -EIO;
+		fails +=
+		    decode_check(&p, vf, bad, l, v, n, UDFS_DT_BF16) == -EIO;
 	}
 	CHECK_EQ_INT(fails, len);
 	fails = 0;
@@ -202,8 +201,7 @@ static void test_corrupt(unsigned vf, unsigned b, int kind)
 		bad[xr() % len] ^= (uint8_t)(1u << (xr() % 8));
 		if (t % 3 == 0)
 			bad[xr() % len] = (uint8_t)xr();
-		ret =
-		    decode_check(&p, vf, bad, len, NULL, n, UDFS_DT_BF16);
+		ret = decode_check(&p, vf, bad, len, NULL, n, UDFS_DT_BF16);
 		CHECK(ret == 0 || ret == -EIO);
 	}
 	free(bad);
@@ -238,9 +236,9 @@ static void test_bad_tables(void)
 	/* format 5: the same table, four states of at least 2^16, three
 	 * even lane lengths within the section */
 	{
-		static const uint8_t ok5[] = {1, 1, 0x80, 0x20, 0, 0, 1, 0, 0,
-					      0, 1, 0, 0,    0, 1, 0, 0, 0,
-					      1, 0, 0,	0,    0};
+		static const uint8_t ok5[] = {1, 1, 0x80, 0x20, 0, 0, 1, 0,
+					      0, 0, 1,	  0,	0, 0, 1, 0,
+					      0, 0, 1,	  0,	0, 0, 0};
 		uint8_t b5[sizeof(ok5) + 2];
 
 		CHECK_EQ_INT(decode_check(&p, VF_RANS4, ok5, sizeof(ok5), v, 1,
