@@ -97,6 +97,14 @@ void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
  * loops over a block (each element's sum keeps its order over c). */
 #define LR_BLOCK 64
 
+/* acc[0..LR_BLOCK) += s: one vectorized loop (acc + j inside the loop
+ * keeps the compiler from vectorizing it). */
+static void add_block(float *restrict acc, const float *restrict s)
+{
+	for (int t = 0; t < LR_BLOCK; t++)
+		acc[t] += s[t];
+}
+
 /* expand_row() with V transposed: vt + c * cols is column c of V from
  * this stretch's first column on. */
 static void expand_row_t(const float *u, const float *vt, uint64_t cols,
@@ -114,8 +122,7 @@ static void expand_row_t(const float *u, const float *vt, uint64_t cols,
 			for (int t = 0; t < LR_BLOCK; t++)
 				s[t] += uc * v[t];
 		}
-		for (int t = 0; t < LR_BLOCK; t++)
-			acc[j + t] += s[t];
+		add_block(acc + j, s);
 	}
 	for (; j < len; j++) {
 		float s = 0.0f;
@@ -452,12 +459,31 @@ static void window_close(struct mix_dec *m)
 	}
 }
 
-/* The residual's kept deltas, ascending: windows before them are done. */
+/* acc[0..k) += d[0..k), in blocks the compiler vectorizes. */
+static void add_run(float *restrict acc, const float *restrict d, uint32_t k)
+{
+	const float *end = d + k;
+
+	for (; end - d >= LR_BLOCK; acc += LR_BLOCK, d += LR_BLOCK)
+		for (int t = 0; t < LR_BLOCK; t++)
+			acc[t] += d[t];
+	for (; d < end; acc++, d++)
+		*acc += *d;
+}
+
+/* The residual's kept deltas, ascending: windows before them are done. A
+ * block of consecutive positions inside the window (a dense residual) is
+ * one plain loop. */
 static int residual_kept(void *ctx, const uint32_t *pos, const float *d,
 			 uint32_t k)
 {
 	struct mix_dec *m = ctx;
 
+	if (k && pos[k - 1] - pos[0] == k - 1 && pos[0] >= m->w0 &&
+	    pos[k - 1] < m->w1) {
+		add_run(m->acc + (pos[0] - m->w0), d, k);
+		return 0;
+	}
 	for (uint32_t j = 0; j < k; j++) {
 		while (pos[j] >= m->w1) {
 			window_close(m);
