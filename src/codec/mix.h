@@ -48,6 +48,12 @@ void udfs_lowrank_dequant(const uint8_t *codes, uint64_t count, uint32_t k,
 void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
 			 uint64_t cols, uint64_t first, uint32_t n, float *acc);
 
+/* udfs_lowrank_expand() with V transposed: vt holds k rows of cols, row c
+ * being column c of V. The same bits, several times faster. */
+void udfs_lowrank_expand_t(const float *uf, const float *vt, uint32_t k,
+			   uint64_t cols, uint64_t first, uint32_t n,
+			   float *acc);
+
 /*
  * Encode a composite chunk: the low-rank part lr (NULL for none) and the
  * version 1 chunk res of res_len bytes holding the residual (NULL for

@@ -192,7 +192,7 @@ static int decode(struct chunk *c, const void *in, size_t len, void *out)
 				       c->base, out);
 }
 
-/* Round trips of each dtype whose codes went as value format 4 (rANS). */
+/* Round trips of each dtype whose codes went as value format 5 (rANS). */
 static int rans_chunks[UDFS_DT_F32 + 1];
 
 static void roundtrip(int dtype, uint32_t n, int mask, int values,
@@ -218,7 +218,7 @@ static void roundtrip(int dtype, uint32_t n, int mask, int values,
 				dtype, n, mask, values, bits, r);
 			CHECK(0);
 		}
-		if (len && (((uint8_t *)enc)[0] >> 3 & 7) == 4)
+		if (len && (((uint8_t *)enc)[0] >> 3 & 7) == 5)
 			rans_chunks[dtype]++;
 		/* in place: out == base */
 		CHECK_EQ_INT(udfs_lossy_decode_chunk(&c.p, dtype, c.first, n,
