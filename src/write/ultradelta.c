@@ -195,17 +195,43 @@ int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 	return r;
 }
 
-double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
-			float step)
+void udfs_ud_hist(const uint8_t *codes, size_t n, uint64_t *hist)
 {
-	uint64_t hist[256] = {0};
-	double mean = 0.0, var = 0.0;
+	/* Four tables: runs of one code (4-bit codes are mostly a few
+	 * values) would otherwise chain every increment on the previous. */
+	uint32_t h[4][256] = {{0}};
+	size_t i = 0;
 
-	(void)bits; /* codes above 2^bits - 1 would simply count as well */
+	while (i < n) {
+		/* Flush before a table could overflow. */
+		size_t end =
+		    n - i > ((size_t)1 << 30) ? i + ((size_t)1 << 30) : n;
+
+		for (; i + 4 <= end; i += 4) {
+			h[0][codes[i]]++;
+			h[1][codes[i + 1]]++;
+			h[2][codes[i + 2]]++;
+			h[3][codes[i + 3]]++;
+		}
+		for (; i < end; i++)
+			h[0][codes[i]]++;
+		for (int c = 0; c < 256; c++) {
+			hist[c] +=
+			    (uint64_t)h[0][c] + h[1][c] + h[2][c] + h[3][c];
+			h[0][c] = h[1][c] = h[2][c] = h[3][c] = 0;
+		}
+	}
+}
+
+double udfs_ud_hist_std(const uint64_t *hist, float lo, float step)
+{
+	double mean = 0.0, var = 0.0;
+	uint64_t n = 0;
+
+	for (int c = 0; c < 256; c++)
+		n += hist[c];
 	if (n == 0)
 		return 0.0;
-	for (size_t i = 0; i < n; i++)
-		hist[codes[i]]++;
 	for (int c = 0; c < 256; c++)
 		mean += (double)hist[c] * ((double)lo + c * (double)step);
 	mean /= (double)n;
@@ -215,6 +241,16 @@ double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
 		var += (double)hist[c] * q * q;
 	}
 	return sqrt(var / (double)n);
+}
+
+double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
+			float step)
+{
+	uint64_t hist[256] = {0};
+
+	(void)bits; /* codes above 2^bits - 1 would simply count as well */
+	udfs_ud_hist(codes, n, hist);
+	return udfs_ud_hist_std(hist, lo, step);
 }
 
 /* Order by sigma; the index tie-break makes the sort stable. */
@@ -358,8 +394,7 @@ int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
 	struct udfs_ud_pruner pr;
 
 	(void)bits;
-	for (size_t i = 0; i < n; i++)
-		hist[codes[i]]++;
+	udfs_ud_hist(codes, n, hist);
 	udfs_ud_pruner_init(&pr, hist, r, seed);
 	return udfs_ud_pruner_walk(&pr, codes, n, keep);
 }
