@@ -812,19 +812,22 @@ static void pruned_delta(const struct tensor_plan *p,
 			 const struct lossy_tensor *lt, float *m)
 {
 	const udfs_lossy_params *lp = &p->lp;
+	float lut[256];
 
+	if (lp->values == UDFS_VAL_NATIVE) {
+		for (uint64_t k = 0; k < lt->n; k++)
+			m[k] = lp->gain * (lt->keep[k] ? lt->delta[k] : 0.0f);
+		return;
+	}
+	/* gain * (lo + code * step) or gain * (+-step), the same float
+	 * operations as the table (the gain is positive: a dropped element's
+	 * gain * 0 is +0); no branch per element. */
+	udfs_lossy_value_lut(lp, lut);
 	for (uint64_t k = 0; k < lt->n; k++) {
-		float val = 0;
+		uint8_t c = lp->values == UDFS_VAL_CODES ? lt->codes[k]
+							 : lt->codes[k] & 1;
 
-		if (lt->keep[k]) {
-			if (lp->values == UDFS_VAL_CODES)
-				val = lp->lo + (float)lt->codes[k] * lp->step;
-			else if (lp->values == UDFS_VAL_SIGN)
-				val = lt->codes[k] ? -lp->step : lp->step;
-			else
-				val = lt->delta[k];
-		}
-		m[k] = lp->gain * val;
+		m[k] = lt->keep[k] ? lut[c] : 0.0f;
 	}
 }
 
