@@ -341,9 +341,20 @@ struct prep_job {
 	float *d;
 	double *mn, *mx;       /* per slice: the extremes of its deltas */
 	uint64_t (*hist)[256]; /* per slice: elements per code */
+	uint64_t *kept;	       /* per slice: kept by a seeded mask */
+	uint64_t seeded_kept;  /* their sum */
 	double qmin, qmax;
 	bool codes_pass; /* false: deltas and extremes; true: codes */
 };
+
+/* True when the keep mask of p is drawn from its seed (no walk, no
+ * magnitudes): dare with an explicit mask draws the same Bernoulli mask
+ * and stores its positions. */
+static bool seeded_draw(const struct tensor_plan *p)
+{
+	return p->lp.mask != UDFS_MASK_NONE && p->enc != UDFS_ENC_MAGNITUDE &&
+	       (p->lp.mask == UDFS_MASK_SEEDED || p->enc == UDFS_ENC_DARE);
+}
 
 /* Elements per block of a slice's coded passes: their deltas, computed
  * again in the second pass, stay in cache instead of a tensor-sized
@@ -406,6 +417,10 @@ static int prep_slice(void *ctx, size_t i)
 	uint64_t n = UDFS_MIN(PREP_SLICE, j->lt->n - first);
 	unsigned es = udfs_dtype_size(j->dtype);
 
+	if (j->codes_pass && seeded_draw(j->p))
+		j->kept[i] = udfs_seeded_keep_bytes(
+		    lp->seed, first, (size_t)n, udfs_seeded_threshold(lp->rate),
+		    j->lt->keep + first);
 	if (lp->values == UDFS_VAL_NATIVE) {
 		/* The deltas themselves are the values. */
 		if (!j->codes_pass)
@@ -454,6 +469,7 @@ static int prepare_values(struct prep_job *j, int jobs, uint64_t *hist)
 	j->mn = udfs_xcalloc(slices + 1, sizeof(double));
 	j->mx = udfs_xcalloc(slices + 1, sizeof(double));
 	j->hist = udfs_xcalloc(slices + 1, sizeof(*j->hist));
+	j->kept = udfs_xcalloc(slices + 1, sizeof(*j->kept));
 	err = udfs_parallel_for(jobs, slices, prep_slice, j);
 	if (!err && lp->values == UDFS_VAL_CODES)
 		err = prep_extremes(j, slices);
@@ -464,9 +480,12 @@ static int prepare_values(struct prep_job *j, int jobs, uint64_t *hist)
 	j->codes_pass = true;
 	if (!err)
 		err = udfs_parallel_for(jobs, slices, prep_slice, j);
-	for (size_t i = 0; i < slices; i++)
+	for (size_t i = 0; i < slices; i++) {
 		for (int c = 0; c < 256; c++)
 			hist[c] += j->hist[i][c];
+		j->seeded_kept += j->kept[i];
+	}
+	free(j->kept);
 	free(j->mn);
 	free(j->mx);
 	free(j->hist);
@@ -528,23 +547,22 @@ static void wait_walk(const struct lossy_tensor *lt, uint64_t end)
 	pthread_mutex_unlock(&w->lock);
 }
 
-/* The keep mask of a prepared tensor: 0 or -errno. */
-static int prepare_mask(const struct tensor_plan *p, struct lossy_tensor *lt,
-			const float *d, const uint64_t *hist, int jobs)
+/* The keep mask of a prepared tensor, where prepare_values has not drawn
+ * it (a seeded one, in its slices): 0 or -errno. */
+static int prepare_mask(const struct prep_job *j, const uint64_t *hist,
+			int jobs)
 {
-	const udfs_lossy_params *lp = &p->lp;
+	const udfs_lossy_params *lp = &j->p->lp;
+	struct lossy_tensor *lt = j->lt;
 	int64_t kept;
 
 	if (lp->mask == UDFS_MASK_NONE) {
 		memset(lt->keep, 1, lt->n);
 		kept = (int64_t)lt->n;
-	} else if (p->enc == UDFS_ENC_MAGNITUDE) {
-		kept = udfs_ud_prune_magnitude(d, lt->n, lp->rate, lt->keep);
-	} else if (lp->mask == UDFS_MASK_SEEDED || p->enc == UDFS_ENC_DARE) {
-		/* dare with an explicit mask draws the same Bernoulli mask and
-		 * stores its positions. */
-		kept =
-		    udfs_ud_prune_seeded(lt->n, lp->rate, lp->seed, lt->keep);
+	} else if (j->p->enc == UDFS_ENC_MAGNITUDE) {
+		kept = udfs_ud_prune_magnitude(j->d, lt->n, lp->rate, lt->keep);
+	} else if (seeded_draw(j->p)) {
+		kept = (int64_t)j->seeded_kept;
 	} else {
 		start_walk(lt, lp, hist, jobs);
 		return 0;
@@ -584,7 +602,7 @@ int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 	}
 	err = prepare_values(&j, jobs, hist);
 	if (!err)
-		err = prepare_mask(p, lt, j.d, hist, jobs);
+		err = prepare_mask(&j, hist, jobs);
 	if (!err && p->lp.values == UDFS_VAL_NATIVE) {
 		lt->delta = j.d;
 		j.d = NULL;
