@@ -331,7 +331,7 @@ static inline uint64_t rng_below(udfs_rng *r, uint64_t bound)
 	unsigned __int128 m = (unsigned __int128)udfs_rng_next(r) * bound;
 	uint64_t l = (uint64_t)m;
 
-	if (l < bound) {
+	if (__builtin_expect(l < bound, 0)) {
 		uint64_t t = -bound % bound;
 
 		while (l < t) {
@@ -356,26 +356,32 @@ void udfs_ud_pruner_init(struct udfs_ud_pruner *pr, const uint64_t *hist,
 int64_t udfs_ud_pruner_walk(struct udfs_ud_pruner *pr, const uint8_t *codes,
 			    size_t n, uint8_t *keep)
 {
-	uint64_t *left = pr->left, *drop = pr->drop;
+	/* The counters in locals: a byte stored to keep[] may alias pr's
+	 * arrays, which would be reloaded after every element. */
+	uint64_t left[256], drop[256];
 	udfs_rng g = pr->g;
 	int64_t kept = 0;
 
+	memcpy(left, pr->left, sizeof(left));
+	memcpy(drop, pr->drop, sizeof(drop));
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = codes[i];
-		bool k;
+		uint64_t d = drop[c], l = left[c];
+		unsigned k;
 
-		if (drop[c] == 0)
-			k = true;
-		else if (drop[c] == left[c])
-			k = false;
+		/* The draw only where the group has drops and keeps left (the
+		 * same draws as ever); the counts without a branch. */
+		if (__builtin_expect(d != 0 && d != l, 1))
+			k = rng_below(&g, l) >= d;
 		else
-			k = rng_below(&g, left[c]) >= drop[c];
-		if (!k)
-			drop[c]--;
-		left[c]--;
-		keep[i] = k;
+			k = d == 0;
+		drop[c] = d - (k ^ 1u);
+		left[c] = l - 1;
+		keep[i] = (uint8_t)k;
 		kept += k;
 	}
+	memcpy(pr->left, left, sizeof(left));
+	memcpy(pr->drop, drop, sizeof(drop));
 	pr->g = g;
 	return kept;
 }
