@@ -335,11 +335,14 @@ static unsigned best_rice_k(const uint32_t *gaps, uint32_t n, uint64_t *bits)
 	uint64_t sum[RICE_KMAX + 1] = {0};
 	unsigned best = 0;
 
-	for (uint32_t j = 0; j < n; j++)
-		for (unsigned k = 0; k <= RICE_KMAX; k++)
-			sum[k] += gaps[j] >> k;
+	/* One pass per k, which vectorizes: the gaps of a chunk sum to less
+	 * than its element count, a uint32_t, and so does each pass. */
 	for (unsigned k = 0; k <= RICE_KMAX; k++) {
-		sum[k] += (uint64_t)n * (k + 1);
+		uint32_t s = 0;
+
+		for (uint32_t j = 0; j < n; j++)
+			s += gaps[j] >> k;
+		sum[k] = s + (uint64_t)n * (k + 1);
 		if (sum[k] < sum[best])
 			best = k;
 	}

@@ -6,11 +6,16 @@
  *
  * The nuclear norm is the sum of the square roots of the eigenvalues of
  * the smaller Gram matrix (M M^T or M^T M), formed and decomposed in
- * double (dsyrk, then dsyevd without vectors): a BLAS-3 product instead
+ * float32 (ssyrk, then ssyevd without vectors): a BLAS-3 product instead
  * of sgesdd's bidiagonalization, which is mostly memory-bound BLAS-2 and
- * took seconds per large tensor (table below). In double, the squared
- * singular values keep float32's precision: eigenvalues within rounding
- * of zero are taken as zero singular values.
+ * took seconds per large tensor (table below). Eigenvalues within
+ * rounding of zero are taken as zero singular values. In float32 the
+ * smallest singular values of a square matrix come out with
+ * sqrt(float epsilon) of the largest as their error: on pruned deltas
+ * (tests/unit/write/test_linalg.c) the sum moves by 1e-7 to 3e-4 against
+ * a double decomposition, in the same direction for every model of a
+ * group, which is what the trace-norm factor (a ratio of sums) sees; the
+ * double one took twice the time and a double copy of the matrix.
  *
  * udfs_svd's sgesdd destroys its input, so the matrix is copied once. A
  * row-major
@@ -21,20 +26,21 @@
  *
  * Cost of one nuclear norm, measured with tests/unit/test_linalg
  * (UDFS_BENCH=1, OPENBLAS_NUM_THREADS=1) on this machine (2 cores shared
- * with other builds, OpenBLAS pthread, random matrices):
+ * with other builds, OpenBLAS pthread, random matrices; pruned 10%-dense
+ * ones for the last two columns, bench in the commit that made it float):
  *
- *   size           sgesdd 'N'     double Gram + dsyevd 'N'
- *   512 x 512      0.02 s         0.02 s
- *   1024 x 1024    0.13 s         0.14 s
- *   2048 x 2048    1.0 s          1.0 s
- *   4096 x 1024    0.56 s         0.22 s
+ *   size           sgesdd 'N'   double Gram + dsyevd   float Gram + ssyevd
+ *   512 x 512      0.02 s       0.02 s
+ *   1024 x 1024    0.13 s       0.14-0.23 s            0.09-0.13 s
+ *   2048 x 2048    1.0 s        1.0 s
+ *   4096 x 1024    0.56 s       0.22 s
+ *   13948 x 1024                0.73-0.95 s            0.25-0.45 s
  *
  * Real tensors are mostly tall or wide (MLP, embeddings): a group add of
  * two 128 MiB models spent 77 s in sgesdd, 2 threads. One thread per call
  * is as fast on a loaded 2-core machine, so callers run tensors in
  * parallel and pin OpenBLAS to one thread. Time grows as O(rows * cols *
- * min(rows, cols)); memory is a double copy of the matrix plus the
- * min(rows, cols)^2 Gram matrix.
+ * min(rows, cols)); memory is the min(rows, cols)^2 Gram matrix.
  */
 #include "write/linalg.h"
 
@@ -49,67 +55,69 @@
 
 #include "common/util.h"
 
-/* The Gram matrix of m in double, column-major n x n upper triangle
- * (n = the smaller dimension): G = M M^T (rows <= cols) or M^T M. */
-static int gram_f64(const float *m, size_t rows, size_t cols, double *g)
+/* The Gram matrix of m in float, column-major n x n upper triangle (n =
+ * the smaller dimension): G = M M^T (rows <= cols) or M^T M. A row-major
+ * rows x cols matrix is column-major cols x rows (ld cols): M M^T = A^T A
+ * there, M^T M = A A^T. */
+static void gram_f32(const float *m, size_t rows, size_t cols, float *g)
 {
 	bool wide = rows <= cols;
 	size_t n = wide ? rows : cols;
-	double *a = malloc(rows * cols * sizeof(*a));
 
-	if (!a)
-		return -ENOMEM;
-	for (size_t i = 0; i < rows * cols; i++)
-		a[i] = m[i];
-	/* Row-major rows x cols is column-major cols x rows (ld cols):
-	 * M M^T = A^T A there, M^T M = A A^T. */
-	cblas_dsyrk(CblasColMajor, CblasUpper, wide ? CblasTrans : CblasNoTrans,
-		    (blasint)n, (blasint)(wide ? cols : rows), 1.0, a,
-		    (blasint)cols, 0.0, g, (blasint)n);
-	free(a);
-	return 0;
+	cblas_ssyrk(CblasColMajor, CblasUpper, wide ? CblasTrans : CblasNoTrans,
+		    (blasint)n, (blasint)(wide ? cols : rows), 1.0f, m,
+		    (blasint)cols, 0.0f, g, (blasint)n);
+}
+
+/* Sum of the square roots of the eigenvalues w[0, k) (ascending) above
+ * the rounding noise of a float32 decomposition: those within k ulps of
+ * the largest are zero singular values, not sqrt(noise). */
+static double sqrt_sum(const float *w, size_t k)
+{
+	double top = w[k - 1] > 0 ? w[k - 1] : 0, sum = 0.0;
+	double floor_ev = (double)k * 1.19e-7 * top;
+
+	for (size_t i = 0; i < k; i++)
+		if (w[i] > floor_ev)
+			sum += sqrt((double)w[i]);
+	return sum;
 }
 
 int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out)
 {
 	size_t k = rows < cols ? rows : cols;
-	double *g = NULL, *w = NULL, sum = 0.0, floor_ev;
+	float *g = NULL, *w = NULL;
 	lapack_int info;
 	int ret = 0;
 
 	*out = 0.0;
 	if (k == 0)
 		return 0;
-	if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / 8 / cols)
+	if (rows > INT_MAX || cols > INT_MAX || rows > SIZE_MAX / 4 / cols)
 		return udfs_error(
 		    -EINVAL,
 		    "nuclear norm: %zu x %zu matrix is too large for LAPACK",
 		    rows, cols);
 	g = calloc(k * k, sizeof(*g));
 	w = malloc(k * sizeof(*w));
-	if (!g || !w || gram_f64(m, rows, cols, g) < 0) {
+	if (!g || !w) {
 		ret = udfs_error(-ENOMEM, "nuclear norm: %zu x %zu matrix",
 				 rows, cols);
 		goto out;
 	}
-	info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'N', 'U', (lapack_int)k, g,
+	gram_f32(m, rows, cols, g);
+	info = LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'N', 'U', (lapack_int)k, g,
 			      (lapack_int)k, w);
 	if (info != 0) {
 		ret = udfs_error(
 		    -EIO,
-		    "nuclear norm: LAPACKE_dsyevd on %zu x %zu: info %d%s", k,
+		    "nuclear norm: LAPACKE_ssyevd on %zu x %zu: info %d%s", k,
 		    k, (int)info,
 		    info > 0 ? " (no convergence)"
 			     : " (bad argument or no memory)");
 		goto out;
 	}
-	/* Eigenvalues ascending; those within rounding of zero (k ulps of
-	 * the largest) are zero singular values, not sqrt(noise). */
-	floor_ev = (double)k * 2.3e-16 * (w[k - 1] > 0 ? w[k - 1] : 0);
-	for (size_t i = 0; i < k; i++)
-		if (w[i] > floor_ev)
-			sum += sqrt(w[i]);
-	*out = sum;
+	*out = sqrt_sum(w, k);
 out:
 	free(w);
 	free(g);

@@ -10,8 +10,9 @@
 
 /*
  * Nuclear norm (sum of singular values) of a rows x cols float32 matrix,
- * row-major, through LAPACKE sgesdd with jobz='N' (singular values only).
- * The matrix is copied; cost O(rows*cols*min(rows,cols)).
+ * row-major, from the eigenvalues of its smaller Gram matrix in float32
+ * (ssyrk + ssyevd, no vectors; linalg.c says how close it comes); cost
+ * O(rows*cols*min(rows,cols)), memory min(rows, cols)^2 floats.
  * Returns 0 and *out, or -errno with a message.
  */
 int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out);

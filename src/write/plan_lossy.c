@@ -120,6 +120,83 @@ struct select_job {
 	struct cand *c;
 };
 
+/* Elements per block of analyse's passes: the deltas of a block stay in
+ * cache, and no tensor-sized array is allocated (and faulted in). */
+#define SCAN_BLOCK ((uint64_t)1 << 16)
+
+/* Scratch of analyse: one block of deltas and of codes. */
+struct scan {
+	const udfs_st_tensor *st;
+	const unsigned char *cur, *base;
+	float d[SCAN_BLOCK];
+	uint8_t codes[SCAN_BLOCK];
+};
+
+/* The deltas of block [at, at + n) into sc->d. */
+static void scan_block(struct scan *sc, uint64_t at, uint64_t n)
+{
+	unsigned es = udfs_dtype_size(sc->st->dtype);
+
+	udfs_add_delta_range(sc->st->dtype, n, sc->cur + at * es,
+			     sc->base + at * es, sc->d);
+}
+
+/* Codes: lo and step from the extremes of the deltas, then sigma from the
+ * histogram of their codes, as udfs_ud_quantize and udfs_ud_code_std
+ * give on the whole tensor. 0, 1 (constant) or -errno (-EDOM: a NaN or
+ * an infinity). */
+static int analyse_codes(struct scan *sc, udfs_lossy_params *lp, double *sigma)
+{
+	uint64_t n = sc->st->nelems, hist[256] = {0};
+	double mn = INFINITY, mx = -INFINITY;
+	int r = 0;
+
+	for (uint64_t at = 0; at < n && !r; at += SCAN_BLOCK) {
+		uint64_t k = UDFS_MIN(SCAN_BLOCK, n - at);
+		double a, b;
+
+		scan_block(sc, at, k);
+		r = udfs_ud_minmax(sc->d, k, &a, &b);
+		mn = UDFS_MIN(mn, a);
+		mx = UDFS_MAX(mx, b);
+	}
+	if (!r)
+		r = udfs_ud_quantize_params(mn, mx, n, lp->bits, &lp->lo,
+					    &lp->step);
+	for (uint64_t at = 0; at < n && !r; at += SCAN_BLOCK) {
+		uint64_t k = UDFS_MIN(SCAN_BLOCK, n - at);
+
+		scan_block(sc, at, k);
+		udfs_ud_quantize_range(sc->d, k, lp->bits, mn, mx, sc->codes);
+		udfs_ud_hist(sc->codes, k, hist);
+	}
+	if (!r)
+		*sigma = udfs_ud_hist_std(hist, lp->lo, lp->step);
+	return r;
+}
+
+/* Signs (the mean |delta| as step) or native values: every delta must be
+ * finite. 0 or -EDOM. */
+static int analyse_other(struct scan *sc, udfs_lossy_params *lp)
+{
+	uint64_t n = sc->st->nelems;
+	double sum = 0;
+
+	for (uint64_t at = 0; at < n; at += SCAN_BLOCK) {
+		uint64_t k = UDFS_MIN(SCAN_BLOCK, n - at);
+
+		scan_block(sc, at, k);
+		for (uint64_t i = 0; i < k; i++) {
+			if (!isfinite(sc->d[i]))
+				return -EDOM;
+			sum += fabs(sc->d[i]);
+		}
+	}
+	if (lp->values == UDFS_VAL_SIGN)
+		lp->step = (float)(sum / (double)n);
+	return 0;
+}
+
 static int analyse(void *ctx, size_t i)
 {
 	struct select_job *j = ctx;
@@ -127,42 +204,22 @@ static int analyse(void *ctx, size_t i)
 	const udfs_source_file *sf = &j->am->src->files[c->file];
 	const udfs_st_tensor *st = &sf->st->tensors[c->tensor];
 	const struct tensor_plan *p = &j->am->plan[c->file][c->tensor];
-	udfs_lossy_params *lp = &c->lp;
-	uint8_t *codes = NULL;
-	float *d;
-	int r = 0;
+	struct scan *sc;
+	int r;
 
 	if (udfs_interrupted)
 		return udfs_error(-EINTR, "interrupted");
-	d = udfs_add_delta_f32(st->dtype, st->nelems,
-			       udfs_source_tensor_bytes(sf, st),
-			       udfs_add_base_bytes(j->g, p->base));
-	if (!d)
+	sc = malloc(sizeof(*sc));
+	if (!sc)
 		return -ENOMEM;
+	sc->st = st;
+	sc->cur = udfs_source_tensor_bytes(sf, st);
+	sc->base = udfs_add_base_bytes(j->g, p->base);
 	/* Codes: the quantizer's extremes find a NaN or an infinity. */
-	for (uint64_t k = 0; lp->values != UDFS_VAL_CODES && k < st->nelems;
-	     k++)
-		if (!isfinite(d[k])) {
-			r = -EDOM;
-			break;
-		}
-	if (!r && lp->values == UDFS_VAL_CODES) {
-		codes = malloc(st->nelems);
-		r = codes ? udfs_ud_quantize(d, st->nelems, lp->bits, codes,
-					     &lp->lo, &lp->step)
-			  : -ENOMEM;
-		if (r == 0)
-			c->sigma = udfs_ud_code_std(codes, st->nelems, lp->bits,
-						    lp->lo, lp->step);
-	} else if (!r && lp->values == UDFS_VAL_SIGN) {
-		double sum = 0;
-
-		for (uint64_t k = 0; k < st->nelems; k++)
-			sum += fabs(d[k]);
-		lp->step = (float)(sum / (double)st->nelems);
-	}
-	free(codes);
-	free(d);
+	r = c->lp.values == UDFS_VAL_CODES
+		? analyse_codes(sc, &c->lp, &c->sigma)
+		: analyse_other(sc, &c->lp);
+	free(sc);
 	if (r == -EDOM)
 		udfs_error_clear();
 	c->result = r;
@@ -284,9 +341,73 @@ struct prep_job {
 	float *d;
 	double *mn, *mx;       /* per slice: the extremes of its deltas */
 	uint64_t (*hist)[256]; /* per slice: elements per code */
+	uint64_t *kept;	       /* per slice: kept by a seeded mask */
+	uint64_t seeded_kept;  /* their sum */
 	double qmin, qmax;
 	bool codes_pass; /* false: deltas and extremes; true: codes */
 };
+
+/* True when the keep mask of p is drawn from its seed (no walk, no
+ * magnitudes): dare with an explicit mask draws the same Bernoulli mask
+ * and stores its positions. */
+static bool seeded_draw(const struct tensor_plan *p)
+{
+	return p->lp.mask != UDFS_MASK_NONE && p->enc != UDFS_ENC_MAGNITUDE &&
+	       (p->lp.mask == UDFS_MASK_SEEDED || p->enc == UDFS_ENC_DARE);
+}
+
+/* Elements per block of a slice's coded passes: their deltas, computed
+ * again in the second pass, stay in cache instead of a tensor-sized
+ * array. */
+#define PREP_BLOCK 4096
+
+/* Codes or signs of elements [first, first + n) and their histogram. */
+static void prep_codes(struct prep_job *j, size_t slice, uint64_t first,
+		       uint64_t n)
+{
+	const udfs_lossy_params *lp = &j->p->lp;
+	unsigned es = udfs_dtype_size(j->dtype);
+	uint8_t *codes = j->lt->codes + first;
+	float d[PREP_BLOCK];
+
+	for (uint64_t at = 0; at < n; at += PREP_BLOCK) {
+		uint64_t k = UDFS_MIN((uint64_t)PREP_BLOCK, n - at);
+
+		udfs_add_delta_range(j->dtype, k, j->cur + (first + at) * es,
+				     j->base + (first + at) * es, d);
+		if (lp->values == UDFS_VAL_CODES)
+			udfs_ud_quantize_range(d, k, lp->bits, j->qmin, j->qmax,
+					       codes + at);
+		else
+			for (uint64_t e = 0; e < k; e++)
+				codes[at + e] = d[e] < 0;
+	}
+	if (lp->values == UDFS_VAL_CODES)
+		udfs_ud_hist(codes, n, j->hist[slice]);
+}
+
+/* The extremes of the deltas of elements [first, first + n). */
+static int prep_extremes_slice(struct prep_job *j, size_t slice, uint64_t first,
+			       uint64_t n)
+{
+	unsigned es = udfs_dtype_size(j->dtype);
+	float d[PREP_BLOCK];
+	int err = 0;
+
+	j->mn[slice] = INFINITY;
+	j->mx[slice] = -INFINITY;
+	for (uint64_t at = 0; at < n && !err; at += PREP_BLOCK) {
+		uint64_t k = UDFS_MIN((uint64_t)PREP_BLOCK, n - at);
+		double a, b;
+
+		udfs_add_delta_range(j->dtype, k, j->cur + (first + at) * es,
+				     j->base + (first + at) * es, d);
+		err = udfs_ud_minmax(d, k, &a, &b);
+		j->mn[slice] = UDFS_MIN(j->mn[slice], a);
+		j->mx[slice] = UDFS_MAX(j->mx[slice], b);
+	}
+	return err;
+}
 
 static int prep_slice(void *ctx, size_t i)
 {
@@ -295,24 +416,23 @@ static int prep_slice(void *ctx, size_t i)
 	uint64_t first = i * PREP_SLICE;
 	uint64_t n = UDFS_MIN(PREP_SLICE, j->lt->n - first);
 	unsigned es = udfs_dtype_size(j->dtype);
-	float *d = j->d + first;
-	uint8_t *codes = j->lt->codes + first;
 
-	if (!j->codes_pass) {
-		udfs_add_delta_range(j->dtype, n, j->cur + first * es,
-				     j->base + first * es, d);
-		if (lp->values != UDFS_VAL_CODES)
-			return 0;
-		return udfs_ud_minmax(d, n, &j->mn[i], &j->mx[i]);
+	if (j->codes_pass && seeded_draw(j->p))
+		j->kept[i] = udfs_seeded_keep_bytes(
+		    lp->seed, first, (size_t)n, udfs_seeded_threshold(lp->rate),
+		    j->lt->keep + first);
+	if (lp->values == UDFS_VAL_NATIVE) {
+		/* The deltas themselves are the values. */
+		if (!j->codes_pass)
+			udfs_add_delta_range(j->dtype, n, j->cur + first * es,
+					     j->base + first * es,
+					     j->d + first);
+		return 0;
 	}
-	if (lp->values == UDFS_VAL_CODES) {
-		udfs_ud_quantize_range(d, n, lp->bits, j->qmin, j->qmax, codes);
-		for (uint64_t k = 0; k < n; k++)
-			j->hist[i][codes[k]]++;
-	} else if (lp->values == UDFS_VAL_SIGN) {
-		for (uint64_t k = 0; k < n; k++)
-			codes[k] = d[k] < 0;
-	}
+	if (j->codes_pass)
+		prep_codes(j, i, first, n);
+	else if (lp->values == UDFS_VAL_CODES)
+		return prep_extremes_slice(j, i, first, n);
 	return 0;
 }
 
@@ -336,9 +456,10 @@ static int prep_extremes(struct prep_job *j, size_t slices)
 	return 0;
 }
 
-/* The deltas of lt into j->d, its codes and their histogram `hist`, in
- * slices on `jobs` threads: the same codes as udfs_ud_quantize on the
- * whole tensor, which the plan ran (its lo and step must come out again). */
+/* The codes (or signs) of lt and their histogram `hist`, or for native
+ * values its deltas into j->d, in slices on `jobs` threads: the same codes as
+ * udfs_ud_quantize on the whole tensor, which the plan ran (its lo and step
+ * must come out again). */
 static int prepare_values(struct prep_job *j, int jobs, uint64_t *hist)
 {
 	const udfs_lossy_params *lp = &j->p->lp;
@@ -348,6 +469,7 @@ static int prepare_values(struct prep_job *j, int jobs, uint64_t *hist)
 	j->mn = udfs_xcalloc(slices + 1, sizeof(double));
 	j->mx = udfs_xcalloc(slices + 1, sizeof(double));
 	j->hist = udfs_xcalloc(slices + 1, sizeof(*j->hist));
+	j->kept = udfs_xcalloc(slices + 1, sizeof(*j->kept));
 	err = udfs_parallel_for(jobs, slices, prep_slice, j);
 	if (!err && lp->values == UDFS_VAL_CODES)
 		err = prep_extremes(j, slices);
@@ -358,9 +480,12 @@ static int prepare_values(struct prep_job *j, int jobs, uint64_t *hist)
 	j->codes_pass = true;
 	if (!err)
 		err = udfs_parallel_for(jobs, slices, prep_slice, j);
-	for (size_t i = 0; i < slices; i++)
+	for (size_t i = 0; i < slices; i++) {
 		for (int c = 0; c < 256; c++)
 			hist[c] += j->hist[i][c];
+		j->seeded_kept += j->kept[i];
+	}
+	free(j->kept);
 	free(j->mn);
 	free(j->mx);
 	free(j->hist);
@@ -422,23 +547,22 @@ static void wait_walk(const struct lossy_tensor *lt, uint64_t end)
 	pthread_mutex_unlock(&w->lock);
 }
 
-/* The keep mask of a prepared tensor: 0 or -errno. */
-static int prepare_mask(const struct tensor_plan *p, struct lossy_tensor *lt,
-			const float *d, const uint64_t *hist, int jobs)
+/* The keep mask of a prepared tensor, where prepare_values has not drawn
+ * it (a seeded one, in its slices): 0 or -errno. */
+static int prepare_mask(const struct prep_job *j, const uint64_t *hist,
+			int jobs)
 {
-	const udfs_lossy_params *lp = &p->lp;
+	const udfs_lossy_params *lp = &j->p->lp;
+	struct lossy_tensor *lt = j->lt;
 	int64_t kept;
 
 	if (lp->mask == UDFS_MASK_NONE) {
 		memset(lt->keep, 1, lt->n);
 		kept = (int64_t)lt->n;
-	} else if (p->enc == UDFS_ENC_MAGNITUDE) {
-		kept = udfs_ud_prune_magnitude(d, lt->n, lp->rate, lt->keep);
-	} else if (lp->mask == UDFS_MASK_SEEDED || p->enc == UDFS_ENC_DARE) {
-		/* dare with an explicit mask draws the same Bernoulli mask and
-		 * stores its positions. */
-		kept =
-		    udfs_ud_prune_seeded(lt->n, lp->rate, lp->seed, lt->keep);
+	} else if (j->p->enc == UDFS_ENC_MAGNITUDE) {
+		kept = udfs_ud_prune_magnitude(j->d, lt->n, lp->rate, lt->keep);
+	} else if (seeded_draw(j->p)) {
+		kept = (int64_t)j->seeded_kept;
 	} else {
 		start_walk(lt, lp, hist, jobs);
 		return 0;
@@ -468,16 +592,17 @@ int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 		goto out;
 	}
 	lt->n = nelems;
-	j.d = malloc(nelems * sizeof(float) + 1);
+	/* Codes and signs compute their deltas again, a block at a time. */
+	j.d = coded ? NULL : malloc(nelems * sizeof(float) + 1);
 	lt->keep = malloc(nelems + 1);
 	lt->codes = coded ? malloc(nelems + 1) : NULL;
-	if (!j.d || !lt->keep || (coded && !lt->codes)) {
+	if ((!coded && !j.d) || !lt->keep || (coded && !lt->codes)) {
 		err = -ENOMEM;
 		goto out;
 	}
 	err = prepare_values(&j, jobs, hist);
 	if (!err)
-		err = prepare_mask(p, lt, j.d, hist, jobs);
+		err = prepare_mask(&j, hist, jobs);
 	if (!err && p->lp.values == UDFS_VAL_NATIVE) {
 		lt->delta = j.d;
 		j.d = NULL;
@@ -540,24 +665,80 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
 	return err;
 }
 
+/* Elements per block of recon_bf16. */
+#define RECON_BLOCK 64
+
+/*
+ * One block of recon_bf16 with no branch, so that -O2 vectorizes it: the
+ * fast path of udfs_lossy_bf16_add (add, round to nearest even) on every
+ * element, the base bits where dropped. Returns nonzero when a kept sum
+ * is near or past the largest finite value (or a NaN), which the caller
+ * redoes through udfs_lossy_bf16_add.
+ */
+static uint32_t recon_bf16_block(const uint8_t *keep, const uint8_t *codes,
+				 uint8_t code_mask, const float *lut,
+				 const uint8_t *bp, uint8_t *op)
+{
+	uint16_t hb[RECON_BLOCK], ho[RECON_BLOCK];
+	float d[RECON_BLOCK];
+	uint32_t slow = 0;
+
+	memcpy(hb, bp, sizeof(hb));
+	for (int i = 0; i < RECON_BLOCK; i++)
+		d[i] = lut[codes[i] & code_mask];
+	for (int i = 0; i < RECON_BLOCK; i++) {
+		uint32_t u = (uint32_t)hb[i] << 16;
+		uint16_t r;
+		float b, w;
+
+		memcpy(&b, &u, 4);
+		w = b + d[i];
+		memcpy(&u, &w, 4);
+		/* Round to nearest even; a NaN or an infinity is slow. */
+		r = (uint16_t)((u + 0x7fffu + (u >> 16 & 1u)) >> 16);
+		slow |= keep[i] & ((u & 0x7fffffffu) >= 0x7f7f8000u);
+		ho[i] = keep[i] ? r : hb[i];
+	}
+	memcpy(op, ho, sizeof(ho));
+	return slow;
+}
+
 /* BF16 codes or signs, element by element as the decoder's BF16 loop
  * (udfs_lossy_bf16_add), so that the error figures see the same bits. */
+static void recon_bf16_each(const uint8_t *keep, const uint8_t *codes,
+			    uint8_t code_mask, const float *lut,
+			    const uint8_t *bp, uint8_t *op, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t h;
+
+		memcpy(&h, bp + 2 * (size_t)i, 2);
+		if (keep[i])
+			h = udfs_lossy_bf16_add(h, lut[codes[i] & code_mask]);
+		memcpy(op + 2 * (size_t)i, &h, 2);
+	}
+}
+
+/* The same in blocks that compute every element and keep the base bits
+ * where dropped (which are kept is a coin flip per element, a branch
+ * mispredicted often); a block with a sum near the top again through
+ * recon_bf16_each. */
 static void recon_bf16(const uint8_t *keep, const uint8_t *codes,
 		       uint8_t code_mask, const float *lut, const void *base,
 		       void *rec, uint32_t n)
 {
 	const uint8_t *bp = base;
 	uint8_t *op = rec;
+	uint32_t i = 0;
 
-	for (uint32_t i = 0; i < n; i++) {
-		uint16_t h;
-
-		if (!keep[i])
-			continue; /* the base bits exactly */
-		memcpy(&h, bp + 2 * (size_t)i, 2);
-		h = udfs_lossy_bf16_add(h, lut[codes[i] & code_mask]);
-		memcpy(op + 2 * (size_t)i, &h, 2);
-	}
+	for (; i + RECON_BLOCK <= n; i += RECON_BLOCK)
+		if (recon_bf16_block(keep + i, codes + i, code_mask, lut,
+				     bp + 2 * (size_t)i, op + 2 * (size_t)i))
+			recon_bf16_each(keep + i, codes + i, code_mask, lut,
+					bp + 2 * (size_t)i, op + 2 * (size_t)i,
+					RECON_BLOCK);
+	recon_bf16_each(keep + i, codes + i, code_mask, lut, bp + 2 * (size_t)i,
+			op + 2 * (size_t)i, n - i);
 }
 
 void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
@@ -573,13 +754,13 @@ void udfs_lossy_tensor_recon(const struct lossy_tensor *lt,
 		return;
 	}
 	udfs_lossy_value_lut(lp, lut);
-	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
 	if (dtype == UDFS_DT_BF16 && lp->values != UDFS_VAL_NATIVE) {
 		recon_bf16(lt->keep + first, lt->codes + first,
 			   lp->values == UDFS_VAL_CODES ? 0xff : 1, lut, base,
 			   rec, n);
 		return;
 	}
+	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t e = first + i;
 		float d, b;
@@ -649,19 +830,22 @@ static void pruned_delta(const struct tensor_plan *p,
 			 const struct lossy_tensor *lt, float *m)
 {
 	const udfs_lossy_params *lp = &p->lp;
+	float lut[256];
 
+	if (lp->values == UDFS_VAL_NATIVE) {
+		for (uint64_t k = 0; k < lt->n; k++)
+			m[k] = lp->gain * (lt->keep[k] ? lt->delta[k] : 0.0f);
+		return;
+	}
+	/* gain * (lo + code * step) or gain * (+-step), the same float
+	 * operations as the table (the gain is positive: a dropped element's
+	 * gain * 0 is +0); no branch per element. */
+	udfs_lossy_value_lut(lp, lut);
 	for (uint64_t k = 0; k < lt->n; k++) {
-		float val = 0;
+		uint8_t c = lp->values == UDFS_VAL_CODES ? lt->codes[k]
+							 : lt->codes[k] & 1;
 
-		if (lt->keep[k]) {
-			if (lp->values == UDFS_VAL_CODES)
-				val = lp->lo + (float)lt->codes[k] * lp->step;
-			else if (lp->values == UDFS_VAL_SIGN)
-				val = lt->codes[k] ? -lp->step : lp->step;
-			else
-				val = lt->delta[k];
-		}
-		m[k] = lp->gain * val;
+		m[k] = lt->keep[k] ? lut[c] : 0.0f;
 	}
 }
 

@@ -195,17 +195,43 @@ int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 	return r;
 }
 
-double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
-			float step)
+void udfs_ud_hist(const uint8_t *codes, size_t n, uint64_t *hist)
 {
-	uint64_t hist[256] = {0};
-	double mean = 0.0, var = 0.0;
+	/* Four tables: runs of one code (4-bit codes are mostly a few
+	 * values) would otherwise chain every increment on the previous. */
+	uint32_t h[4][256] = {{0}};
+	size_t i = 0;
 
-	(void)bits; /* codes above 2^bits - 1 would simply count as well */
+	while (i < n) {
+		/* Flush before a table could overflow. */
+		size_t end =
+		    n - i > ((size_t)1 << 30) ? i + ((size_t)1 << 30) : n;
+
+		for (; i + 4 <= end; i += 4) {
+			h[0][codes[i]]++;
+			h[1][codes[i + 1]]++;
+			h[2][codes[i + 2]]++;
+			h[3][codes[i + 3]]++;
+		}
+		for (; i < end; i++)
+			h[0][codes[i]]++;
+		for (int c = 0; c < 256; c++) {
+			hist[c] +=
+			    (uint64_t)h[0][c] + h[1][c] + h[2][c] + h[3][c];
+			h[0][c] = h[1][c] = h[2][c] = h[3][c] = 0;
+		}
+	}
+}
+
+double udfs_ud_hist_std(const uint64_t *hist, float lo, float step)
+{
+	double mean = 0.0, var = 0.0;
+	uint64_t n = 0;
+
+	for (int c = 0; c < 256; c++)
+		n += hist[c];
 	if (n == 0)
 		return 0.0;
-	for (size_t i = 0; i < n; i++)
-		hist[codes[i]]++;
 	for (int c = 0; c < 256; c++)
 		mean += (double)hist[c] * ((double)lo + c * (double)step);
 	mean /= (double)n;
@@ -215,6 +241,16 @@ double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
 		var += (double)hist[c] * q * q;
 	}
 	return sqrt(var / (double)n);
+}
+
+double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
+			float step)
+{
+	uint64_t hist[256] = {0};
+
+	(void)bits; /* codes above 2^bits - 1 would simply count as well */
+	udfs_ud_hist(codes, n, hist);
+	return udfs_ud_hist_std(hist, lo, step);
 }
 
 /* Order by sigma; the index tie-break makes the sort stable. */
@@ -295,7 +331,7 @@ static inline uint64_t rng_below(udfs_rng *r, uint64_t bound)
 	unsigned __int128 m = (unsigned __int128)udfs_rng_next(r) * bound;
 	uint64_t l = (uint64_t)m;
 
-	if (l < bound) {
+	if (__builtin_expect(l < bound, 0)) {
 		uint64_t t = -bound % bound;
 
 		while (l < t) {
@@ -320,26 +356,32 @@ void udfs_ud_pruner_init(struct udfs_ud_pruner *pr, const uint64_t *hist,
 int64_t udfs_ud_pruner_walk(struct udfs_ud_pruner *pr, const uint8_t *codes,
 			    size_t n, uint8_t *keep)
 {
-	uint64_t *left = pr->left, *drop = pr->drop;
+	/* The counters in locals: a byte stored to keep[] may alias pr's
+	 * arrays, which would be reloaded after every element. */
+	uint64_t left[256], drop[256];
 	udfs_rng g = pr->g;
 	int64_t kept = 0;
 
+	memcpy(left, pr->left, sizeof(left));
+	memcpy(drop, pr->drop, sizeof(drop));
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = codes[i];
-		bool k;
+		uint64_t d = drop[c], l = left[c];
+		unsigned k;
 
-		if (drop[c] == 0)
-			k = true;
-		else if (drop[c] == left[c])
-			k = false;
+		/* The draw only where the group has drops and keeps left (the
+		 * same draws as ever); the counts without a branch. */
+		if (__builtin_expect(d != 0 && d != l, 1))
+			k = rng_below(&g, l) >= d;
 		else
-			k = rng_below(&g, left[c]) >= drop[c];
-		if (!k)
-			drop[c]--;
-		left[c]--;
-		keep[i] = k;
+			k = d == 0;
+		drop[c] = d - (k ^ 1u);
+		left[c] = l - 1;
+		keep[i] = (uint8_t)k;
 		kept += k;
 	}
+	memcpy(pr->left, left, sizeof(left));
+	memcpy(pr->drop, drop, sizeof(drop));
 	pr->g = g;
 	return kept;
 }
@@ -358,8 +400,7 @@ int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
 	struct udfs_ud_pruner pr;
 
 	(void)bits;
-	for (size_t i = 0; i < n; i++)
-		hist[codes[i]]++;
+	udfs_ud_hist(codes, n, hist);
 	udfs_ud_pruner_init(&pr, hist, r, seed);
 	return udfs_ud_pruner_walk(&pr, codes, n, keep);
 }

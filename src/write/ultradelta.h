@@ -38,7 +38,11 @@ int udfs_ud_quantize_params(double mn, double mx, size_t n, unsigned bits,
 void udfs_ud_quantize_range(const float *delta, size_t n, unsigned bits,
 			    double mn, double mx, uint8_t *codes);
 
-/* Population standard deviation of the quantized values lo + code*step. */
+/* Add the count of each code of codes[n] to hist[256]. */
+void udfs_ud_hist(const uint8_t *codes, size_t n, uint64_t *hist);
+/* Population standard deviation of the quantized values lo + code*step,
+ * from the codes' histogram (256 counts) or from the codes. */
+double udfs_ud_hist_std(const uint64_t *hist, float lo, float step);
 double udfs_ud_code_std(const uint8_t *codes, size_t n, unsigned bits, float lo,
 			float step);
 

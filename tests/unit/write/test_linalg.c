@@ -3,10 +3,12 @@
  * Unit tests of udfs_nuclear_norm (src/write/linalg.c) on matrices whose
  * nuclear norm is known: a diagonal embedded in a wider and a taller matrix,
  * and rank-1 outer products u v^T (norm |u| |v|); of udfs_svd_top against
- * the full thin SVD. With UDFS_BENCH=1 in the
+ * the full thin SVD; on a square pruned matrix (the worst case of the float32
+ * decomposition) against a double SVD. With UDFS_BENCH=1 in the
  * environment it also prints the nuclear-norm time of a few sizes.
  */
 #include <errno.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -131,6 +133,33 @@ static void test_svd_top(size_t rows, size_t cols, size_t k)
 	free(fs);
 }
 
+/* A square matrix pruned to 10% like a lossy delta: the float32 Gram
+ * decomposition loses the smallest singular values to rounding, which
+ * must stay far below the precision the trace-norm factor needs. */
+static void test_pruned(size_t n)
+{
+	float *m = calloc(n * n, sizeof(*m));
+	double *a = malloc(n * n * sizeof(*a)), *s = malloc(n * sizeof(*s));
+	double ref = 0, nn = -1;
+
+	for (size_t i = 0; i < n * n; i++)
+		if (unif() < 0.1)
+			m[i] = (float)((unif() - 0.5) * 1e-2);
+	for (size_t i = 0; i < n * n; i++)
+		a[i] = m[i];
+	CHECK_EQ_INT(LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)n,
+				    (lapack_int)n, a, (lapack_int)n, s, NULL, 1,
+				    NULL, 1),
+		     0);
+	for (size_t i = 0; i < n; i++)
+		ref += s[i];
+	CHECK_EQ_INT(udfs_nuclear_norm(m, n, n, &nn), 0);
+	CHECK_NEAR(nn / ref, 1.0, 1e-3);
+	free(m);
+	free(a);
+	free(s);
+}
+
 static void bench(void)
 {
 	size_t sz[4][2] = {
@@ -159,6 +188,7 @@ int main(void)
 	test_rank1(64, 200);
 	test_rank1(300, 40);
 	test_rank2();
+	test_pruned(400);
 	test_svd_top(60, 200, 4);
 	test_svd_top(300, 50, 5);
 	if (getenv("UDFS_BENCH"))

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Unit tests of the UltraDelta core (src/write/ultradelta.c): quantization edge
- * cases and half-even ties, the code std, the mixed sparsity allocation on
+ * cases and half-even ties, the code histogram and std (whole or summed
+ * over blocks, as the planner does), the mixed sparsity allocation on
  * hand-computed cases, exact group-wise pruning counts, seeded masks that
  * agree across calls and threads, the magnitude top-k, and the paper's
  * ratio accounting.
@@ -11,6 +12,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "codec/lossy.h"
@@ -191,6 +193,33 @@ static void test_code_std(void)
 	CHECK_NEAR(udfs_ud_code_std(c, 1000, 4, lo, step), sqrt(sq / 1000),
 		   1e-12);
 	CHECK_NEAR(udfs_ud_code_std(c, 0, 4, lo, step), 0.0, 0.0);
+}
+
+/* udfs_ud_hist counts every code, four at a time and the tail, added to
+ * what hist holds: blocks of any length sum to the whole's histogram, and
+ * its std is udfs_ud_code_std's, bit for bit. */
+static void test_hist(void)
+{
+	enum { N = 4099 };
+	uint8_t c[N];
+	uint64_t want[256] = {0}, whole[256] = {0}, parts[256] = {0};
+	size_t at = 0, len = 1;
+
+	for (int i = 0; i < N; i++) {
+		c[i] = (uint8_t)(i % 3 ? xr() % 16 : xr() % 256);
+		want[c[i]]++;
+	}
+	udfs_ud_hist(c, N, whole);
+	for (; at < N; at += len, len = len * 2 + 1)
+		udfs_ud_hist(c + at, at + len > N ? N - at : len, parts);
+	for (int k = 0; k < 256; k++) {
+		CHECK_EQ_INT((int)whole[k], (int)want[k]);
+		CHECK_EQ_INT((int)parts[k], (int)want[k]);
+	}
+	CHECK(udfs_ud_hist_std(whole, -0.3f, 0.02f) ==
+	      udfs_ud_code_std(c, N, 8, -0.3f, 0.02f));
+	memset(whole, 0, sizeof(whole));
+	CHECK(udfs_ud_hist_std(whole, -0.3f, 0.02f) == 0.0);
 }
 
 static void test_allocate(void)
@@ -491,6 +520,7 @@ int main(void)
 	test_quantize();
 	test_quantize_pieces();
 	test_code_std();
+	test_hist();
 	test_allocate();
 	test_groupwise();
 	test_pruner_pieces();
