@@ -77,6 +77,40 @@ void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
 	}
 }
 
+/* Vectorized at -O2 too: GCC's default cost model there leaves loops of
+ * unknown trip count scalar. */
+__attribute__((optimize("tree-vectorize", "vect-cost-model=dynamic"))) void
+udfs_lowrank_expand_t(const float *uf, const float *vt, uint32_t k,
+		      uint64_t cols, uint64_t first, uint32_t n, float *acc)
+{
+	uint64_t row0 = first / cols;
+	float s[LOWRANK_TILE];
+
+	/* Tiles of one row: for each element the same products and sums,
+	 * in the same order, as udfs_lowrank_expand; across the tile they
+	 * are independent, and vectorize. */
+	for (uint32_t j = 0; j < n;) {
+		uint64_t e = first + j, col = e % cols;
+		uint32_t t = (uint32_t)UDFS_MIN(
+		    UDFS_MIN((uint64_t)LOWRANK_TILE, cols - col),
+		    (uint64_t)(n - j));
+		const float *u = uf + (e / cols - row0) * k;
+
+		for (uint32_t i = 0; i < t; i++)
+			s[i] = 0.0f;
+		for (uint32_t c = 0; c < k; c++) {
+			const float *v = vt + c * cols + col;
+			float uc = u[c];
+
+			for (uint32_t i = 0; i < t; i++)
+				s[i] += uc * v[i];
+		}
+		for (uint32_t i = 0; i < t; i++)
+			acc[j + i] += s[i];
+		j += t;
+	}
+}
+
 static void put_f32(uint8_t *p, float f)
 {
 	uint32_t u;
