@@ -13,7 +13,9 @@
  * squared error ||d - d^||^2, computed exactly as the decoder reconstructs
  * (before the final rounding to the dtype), and its bytes, estimated from
  * the empirical entropy of its codes and positions (the range coder of
- * codec/lossy.c comes within a few percent of it).
+ * codec/lossy.c comes within a few percent of it), both on a sample of
+ * the tensor drawn from at most PRICE_BLOCKS of its chunks and scaled to
+ * the whole (the SVDs of those chunks are most of the pricing's time).
  *
  * Choice, data-free: the distortion of the model is the sum over tensors
  * of the relative squared error ||d - d^||^2 / ||d||^2. --ratio R gives a

@@ -5,8 +5,9 @@
  * residual for every dtype, chunks that start and end inside a row,
  * compared bit for bit with the reconstruction computed directly;
  * determinism of the bytes; rejection of every truncation and of damaged
- * headers with -EIO; bad encoder input; and the size of the low-rank part
- * against its code count.
+ * headers with -EIO; bad encoder input; the size of the low-rank part
+ * against its code count; and the encoder's tiled expansion of the factors
+ * (udfs_lowrank_expand_t) against the decoder's, bit for bit.
  */
 #include <errno.h>
 #include <math.h>
@@ -308,6 +309,36 @@ static void test_bad_encode(void)
 	free(out);
 }
 
+/* udfs_lowrank_expand_t gives the bits of udfs_lowrank_expand: rows
+ * longer and shorter than a tile, chunks starting and ending inside a
+ * row, values of mixed magnitudes (any reordering of the sums shows). */
+static void test_expand_t(uint64_t cols, uint64_t first, uint32_t n, uint32_t k)
+{
+	uint64_t rows = udfs_lowrank_rows(cols, first, n);
+	float *uf = malloc(rows * k * sizeof(float));
+	float *vf = malloc(cols * k * sizeof(float));
+	float *vt = malloc(cols * k * sizeof(float));
+	float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+
+	for (uint64_t i = 0; i < rows * k; i++)
+		uf[i] = (float)((unif() - 0.5) * pow(10, 4 * unif() - 2));
+	for (uint64_t i = 0; i < cols * k; i++)
+		vf[i] = (float)((unif() - 0.5) * pow(10, 4 * unif() - 2));
+	for (uint64_t j = 0; j < cols; j++)
+		for (uint32_t c = 0; c < k; c++)
+			vt[c * cols + j] = vf[j * k + c];
+	for (uint32_t j = 0; j < n; j++)
+		a[j] = b[j] = (float)(unif() - 0.5);
+	udfs_lowrank_expand(uf, vf, k, cols, first, n, a);
+	udfs_lowrank_expand_t(uf, vt, k, cols, first, n, b);
+	CHECK(memcmp(a, b, n * sizeof(float)) == 0);
+	free(uf);
+	free(vf);
+	free(vt);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	static const int dts[] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
@@ -322,5 +353,9 @@ int main(void)
 	}
 	test_damaged();
 	test_bad_encode();
+	test_expand_t(1000, 5, 20000, 7);
+	test_expand_t(300, 299, 1201, 32);
+	test_expand_t(7, 3, 200, 1);
+	test_expand_t(LOWRANK_TILE, 0, 4 * LOWRANK_TILE, 64);
 	CHECK_DONE();
 }
