@@ -85,37 +85,62 @@ static void put_u32le(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/*
+ * x / f for a state x < 2^31 and a frequency 1 <= f <= RANS_M, without a
+ * division (the slowest step of the encoder): with m = ceil(2^44 / f) =
+ * (2^44 + e) / f, 0 <= e < f, x * m / 2^44 exceeds x / f by less than
+ * x / 2^44 < 2^-13, less than the 1/f that separates x / f from the next
+ * integer; so the floor is exact.
+ */
+#define RCP_SHIFT 44
+static inline uint32_t div_rcp(uint32_t x, uint64_t m)
+{
+	return (uint32_t)(((unsigned __int128)x * m) >> RCP_SHIFT);
+}
+
+/* Encode symbol s into state *x, writing renormalization bytes below *q. */
+static inline void enc_put(uint32_t *x, uint8_t **q, uint32_t f, uint32_t start,
+			   uint64_t rcp)
+{
+	uint32_t xmax = ((RANS_L >> RANS_PBITS) << 8) * f, d;
+
+	while (*x >= xmax) {
+		*--*q = (uint8_t)*x;
+		*x >>= 8;
+	}
+	d = div_rcp(*x, rcp);
+	*x = (d << RANS_PBITS) + (*x - d * f) + start;
+}
+
 uint8_t *udfs_rans_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 			  size_t *len)
 {
 	unsigned ns = 1u << bits;
-	uint32_t cnt[256] = {0}, f[256], start[256], x[2] = {RANS_L, RANS_L};
+	uint32_t cnt[256] = {0}, f[256], start[256], x0 = RANS_L, x1 = RANS_L;
+	uint64_t rcp[256];
 	size_t cap = (size_t)n * 2 + 8, tlen;
 	uint8_t tbl[2 + 256 * 5], *buf, *end, *q, *out;
 
 	for (uint32_t j = 0; j < n; j++)
 		cnt[sym[j]]++;
 	normalize(cnt, ns, n, f);
-	for (unsigned s = 0, c = 0; s < ns; c += f[s], s++)
+	for (unsigned s = 0, c = 0; s < ns; c += f[s], s++) {
 		start[s] = c;
+		rcp[s] = f[s] ? ((1ull << RCP_SHIFT) + f[s] - 1) / f[s] : 0;
+	}
 	buf = malloc(cap);
 	if (!buf)
 		return NULL;
 	end = q = buf + cap;
+	/* Symbol j goes to state j & 1, last symbol first. */
 	for (uint32_t j = n; j-- > 0;) {
 		unsigned s = sym[j];
-		uint32_t *xs = &x[j & 1];
-		uint32_t xmax = ((RANS_L >> RANS_PBITS) << 8) * f[s];
 
-		while (*xs >= xmax) {
-			*--q = (uint8_t)*xs;
-			*xs >>= 8;
-		}
-		*xs = (*xs / f[s] << RANS_PBITS) + *xs % f[s] + start[s];
+		enc_put(j & 1 ? &x1 : &x0, &q, f[s], start[s], rcp[s]);
 	}
 	q -= 8;
-	put_u32le(q, x[0]);
-	put_u32le(q + 4, x[1]);
+	put_u32le(q, x0);
+	put_u32le(q + 4, x1);
 	tlen = put_table(tbl, f, ns);
 	*len = tlen + (size_t)(end - q);
 	out = malloc(*len);
