@@ -26,7 +26,10 @@
  * Reconstruction of element i: acc = low-rank(i) + residual(i) in that
  * order, then W = finite_sum(W_base, acc), except that an element whose
  * acc is exactly zero keeps the base bits (as a dropped element of a
- * version 1 chunk does). The daemon decodes with plain loops: no BLAS.
+ * version 1 chunk does). The daemon decodes with plain loops, no BLAS:
+ * row by row over V transposed, blocks of elements side by side so that
+ * the compiler vectorizes them, each element's sum in the order above;
+ * BF16 blocks without special values round branch-free.
  */
 #include <errno.h>
 #include <math.h>
@@ -60,15 +63,13 @@ void udfs_lowrank_dequant(const uint8_t *codes, uint64_t count, uint32_t k,
 			    (float)((int)codes[i * k + c] - m) * scale[c];
 }
 
-void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
-			 uint64_t cols, uint64_t first, uint32_t n, float *acc)
+/* One row's stretch of the low-rank part: acc[j] += u . v_j for len
+ * consecutive columns (v_j = v + j k). The sum of each element runs over c
+ * in order from zero, as the format defines it (udfs(5)). */
+static void expand_row(const float *u, const float *v, uint32_t k, uint32_t len,
+		       float *acc)
 {
-	uint64_t row0 = first / cols;
-
-	for (uint32_t j = 0; j < n; j++) {
-		uint64_t e = first + j;
-		const float *u = uf + (e / cols - row0) * k;
-		const float *v = vf + (e % cols) * k;
+	for (uint32_t j = 0; j < len; j++, v += k) {
 		float s = 0.0f;
 
 		for (uint32_t c = 0; c < k; c++)
@@ -77,37 +78,73 @@ void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
 	}
 }
 
-/* Vectorized at -O2 too: GCC's default cost model there leaves loops of
- * unknown trip count scalar. */
-__attribute__((optimize("tree-vectorize", "vect-cost-model=dynamic"))) void
-udfs_lowrank_expand_t(const float *uf, const float *vt, uint32_t k,
-		      uint64_t cols, uint64_t first, uint32_t n, float *acc)
+/* Row by row: no division per element. */
+void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
+			 uint64_t cols, uint64_t first, uint32_t n, float *acc)
 {
-	uint64_t row0 = first / cols;
-	float s[LOWRANK_TILE];
+	uint64_t col = first % cols;
 
-	/* Tiles of one row: for each element the same products and sums,
-	 * in the same order, as udfs_lowrank_expand; across the tile they
-	 * are independent, and vectorize. */
-	for (uint32_t j = 0; j < n;) {
-		uint64_t e = first + j, col = e % cols;
-		uint32_t t = (uint32_t)UDFS_MIN(
-		    UDFS_MIN((uint64_t)LOWRANK_TILE, cols - col),
-		    (uint64_t)(n - j));
-		const float *u = uf + (e / cols - row0) * k;
+	for (uint32_t j = 0; j < n; uf += k, col = 0) {
+		uint32_t len =
+		    (uint32_t)UDFS_MIN((uint64_t)(n - j), cols - col);
 
-		for (uint32_t i = 0; i < t; i++)
-			s[i] = 0.0f;
+		expand_row(uf, vf + col * k, k, len, acc + j);
+		j += len;
+	}
+}
+
+/* Elements of one row summed side by side: the compiler vectorizes the
+ * loops over a block (each element's sum keeps its order over c). */
+#define LR_BLOCK 64
+
+/* acc[0..LR_BLOCK) += s: one vectorized loop (acc + j inside the loop
+ * keeps the compiler from vectorizing it). */
+static void add_block(float *restrict acc, const float *restrict s)
+{
+	for (int t = 0; t < LR_BLOCK; t++)
+		acc[t] += s[t];
+}
+
+/* expand_row() with V transposed: vt + c * cols is column c of V from
+ * this stretch's first column on. */
+static void expand_row_t(const float *u, const float *vt, uint64_t cols,
+			 uint32_t k, uint32_t len, float *acc)
+{
+	uint32_t j = 0;
+
+	for (; j + LR_BLOCK <= len; j += LR_BLOCK) {
+		float s[LR_BLOCK] = {0};
+
 		for (uint32_t c = 0; c < k; c++) {
-			const float *v = vt + c * cols + col;
+			const float *v = vt + c * cols + j;
 			float uc = u[c];
 
-			for (uint32_t i = 0; i < t; i++)
-				s[i] += uc * v[i];
+			for (int t = 0; t < LR_BLOCK; t++)
+				s[t] += uc * v[t];
 		}
-		for (uint32_t i = 0; i < t; i++)
-			acc[j + i] += s[i];
-		j += t;
+		add_block(acc + j, s);
+	}
+	for (; j < len; j++) {
+		float s = 0.0f;
+
+		for (uint32_t c = 0; c < k; c++)
+			s += u[c] * vt[c * cols + j];
+		acc[j] += s;
+	}
+}
+
+void udfs_lowrank_expand_t(const float *uf, const float *vt, uint32_t k,
+			   uint64_t cols, uint64_t first, uint32_t n,
+			   float *acc)
+{
+	uint64_t col = first % cols;
+
+	for (uint32_t j = 0; j < n; uf += k, col = 0) {
+		uint32_t len =
+		    (uint32_t)UDFS_MIN((uint64_t)(n - j), cols - col);
+
+		expand_row_t(uf, vt + col, cols, k, len, acc + j);
+		j += len;
 	}
 }
 
@@ -245,16 +282,31 @@ struct mix_dec {
 	uint32_t n, k, w0, w1;
 	const uint8_t *base;
 	uint8_t *out;
-	const float *f; /* U (rows x k) then V (cols x k), scaled */
+	const float *f;	 /* U (rows x k) then V (cols x k), scaled */
+	const float *vt; /* V transposed (k x cols), or NULL */
 	float acc[MIX_WINDOW];
 };
+
+/* V transposed for udfs_lowrank_expand_t, when it takes at most this
+ * many floats of scratch (1 MiB); a larger V uses udfs_lowrank_expand. */
+#define VT_MAX (256u << 10)
+
+/* v (cols x k) transposed into vt (k x cols); vt. */
+static const float *transpose(const float *v, uint64_t cols, uint32_t k,
+			      float *vt)
+{
+	for (uint64_t col = 0; col < cols; col++)
+		for (uint32_t c = 0; c < k; c++)
+			vt[c * cols + col] = v[col * k + c];
+	return vt;
+}
 
 /* Decode the low-rank part at *at into m->f (per-thread scratch). */
 static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 			  struct mix_dec *m)
 {
 	uint32_t k, bits, cols, sec_len;
-	uint64_t cnt;
+	uint64_t cnt, vt_len;
 	unsigned fmt;
 	udfs_lossy_params cp;
 	float scale[2 * 255], *f;
@@ -281,7 +333,8 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 	if (fmt > 7 || !udfs_lossy_get_varint(in, len, at, &sec_len) ||
 	    sec_len > len - *at)
 		return udfs_error(-EIO, "composite chunk: bad codes header");
-	f = udfs_scratch(UDFS_SCRATCH_MIX, (cnt + 1) * sizeof(*f));
+	vt_len = (uint64_t)cols * k <= VT_MAX ? (uint64_t)cols * k : 0;
+	f = udfs_scratch(UDFS_SCRATCH_MIX, (cnt + 1 + vt_len) * sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	cp = code_params(bits);
@@ -302,6 +355,8 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 		f[i] = f[i] * s[i % k];
 	}
 	m->f = f;
+	m->vt =
+	    vt_len ? transpose(f + m->rows * k, cols, k, f + cnt + 1) : NULL;
 	return 0;
 }
 
@@ -309,15 +364,73 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 static void window_open(struct mix_dec *m, uint32_t w0)
 {
 	uint64_t e0 = m->first + w0;
+	const float *u;
 
 	m->w0 = w0;
 	m->w1 = (uint32_t)UDFS_MIN((uint64_t)m->n, (uint64_t)w0 + MIX_WINDOW);
 	memset(m->acc, 0, (size_t)(m->w1 - w0) * sizeof(m->acc[0]));
-	if (m->f)
-		udfs_lowrank_expand(m->f + (e0 / m->cols - m->first / m->cols) *
-					       m->k,
-				    m->f + m->rows * m->k, m->k, m->cols, e0,
+	if (!m->f)
+		return;
+	u = m->f + (e0 / m->cols - m->first / m->cols) * m->k;
+	if (m->vt)
+		udfs_lowrank_expand_t(u, m->vt, m->k, m->cols, e0, m->w1 - w0,
+				      m->acc);
+	else
+		udfs_lowrank_expand(u, m->f + m->rows * m->k, m->k, m->cols, e0,
 				    m->w1 - w0, m->acc);
+}
+
+/* The BF16 case of window_close for LR_BLOCK elements whose sums are all
+ * finite and below the largest BF16 (then udfs_lossy_bf16_add is a plain
+ * round to nearest even), branch-free so that the compiler vectorizes it.
+ * false, and out unchanged, when an element needs the general case. */
+static bool close_block_bf16(uint8_t *out, const float *acc)
+{
+	uint16_t h[LR_BLOCK], r[LR_BLOCK];
+	uint32_t special = 0;
+
+	memcpy(h, out, sizeof(h));
+	for (int t = 0; t < LR_BLOCK; t++) {
+		uint32_t bu = (uint32_t)h[t] << 16, wu;
+		float b, w;
+
+		memcpy(&b, &bu, 4);
+		w = b + acc[t];
+		memcpy(&wu, &w, 4);
+		special |= (wu & 0x7fffffffu) >= 0x7f7f8000u;
+		wu = (wu + 0x7fffu + (wu >> 16 & 1u)) >> 16;
+		r[t] = acc[t] == 0.0f ? h[t] : (uint16_t)wu;
+	}
+	if (special)
+		return false;
+	memcpy(out, r, sizeof(r));
+	return true;
+}
+
+/* Elements from .. to - 1 of the BF16 case one at a time. */
+static void close_bf16_each(uint8_t *out, const float *acc, uint32_t from,
+			    uint32_t to)
+{
+	for (uint32_t i = from; i < to; i++) {
+		uint16_t h;
+
+		if (acc[i] == 0.0f)
+			continue;
+		memcpy(&h, out + 2 * (size_t)i, 2);
+		h = udfs_lossy_bf16_add(h, acc[i]);
+		memcpy(out + 2 * (size_t)i, &h, 2);
+	}
+}
+
+/* The BF16 case of window_close: out holds the base already. */
+static void close_bf16(uint8_t *out, const float *acc, uint32_t n)
+{
+	uint32_t i = 0;
+
+	for (; i + LR_BLOCK <= n; i += LR_BLOCK)
+		if (!close_block_bf16(out + 2 * (size_t)i, acc + i))
+			close_bf16_each(out, acc, i, i + LR_BLOCK);
+	close_bf16_each(out, acc, i, n);
 }
 
 /* W = W_base + acc over the window, one rounding; elements with acc == 0
@@ -326,10 +439,15 @@ static void window_close(struct mix_dec *m)
 {
 	const uint8_t *base = m->base + (size_t)m->w0 * m->es;
 	uint8_t *out = m->out + (size_t)m->w0 * m->es;
+	uint32_t n = m->w1 - m->w0;
 
 	if (out != base)
-		memcpy(out, base, (size_t)(m->w1 - m->w0) * m->es);
-	for (uint32_t i = 0; i < m->w1 - m->w0; i++) {
+		memcpy(out, base, (size_t)n * m->es);
+	if (m->dtype == UDFS_DT_BF16) {
+		close_bf16(out, m->acc, n);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
 		float b;
 
 		if (m->acc[i] == 0.0f)
@@ -341,12 +459,31 @@ static void window_close(struct mix_dec *m)
 	}
 }
 
-/* The residual's kept deltas, ascending: windows before them are done. */
+/* acc[0..k) += d[0..k), in blocks the compiler vectorizes. */
+static void add_run(float *restrict acc, const float *restrict d, uint32_t k)
+{
+	const float *end = d + k;
+
+	for (; end - d >= LR_BLOCK; acc += LR_BLOCK, d += LR_BLOCK)
+		for (int t = 0; t < LR_BLOCK; t++)
+			acc[t] += d[t];
+	for (; d < end; acc++, d++)
+		*acc += *d;
+}
+
+/* The residual's kept deltas, ascending: windows before them are done. A
+ * block of consecutive positions inside the window (a dense residual) is
+ * one plain loop. */
 static int residual_kept(void *ctx, const uint32_t *pos, const float *d,
 			 uint32_t k)
 {
 	struct mix_dec *m = ctx;
 
+	if (k && pos[k - 1] - pos[0] == k - 1 && pos[0] >= m->w0 &&
+	    pos[k - 1] < m->w1) {
+		add_run(m->acc + (pos[0] - m->w0), d, k);
+		return 0;
+	}
 	for (uint32_t j = 0; j < k; j++) {
 		while (pos[j] >= m->w1) {
 			window_close(m);

@@ -48,9 +48,8 @@ void udfs_lowrank_dequant(const uint8_t *codes, uint64_t count, uint32_t k,
 void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
 			 uint64_t cols, uint64_t first, uint32_t n, float *acc);
 
-/* The same sums, bit for bit, from vt = V^T (k x cols, vt[c * cols +
- * col]): several times faster (the encoder's expansion of whole tensors). */
-#define LOWRANK_TILE 256
+/* udfs_lowrank_expand() with V transposed: vt holds k rows of cols, row c
+ * being column c of V. The same bits, several times faster. */
 void udfs_lowrank_expand_t(const float *uf, const float *vt, uint32_t k,
 			   uint64_t cols, uint64_t first, uint32_t n,
 			   float *acc);

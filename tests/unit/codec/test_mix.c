@@ -6,14 +6,17 @@
  * compared bit for bit with the reconstruction computed directly;
  * determinism of the bytes; rejection of every truncation and of damaged
  * headers with -EIO; bad encoder input; the size of the low-rank part
- * against its code count; and the encoder's tiled expansion of the factors
- * (udfs_lowrank_expand_t) against the decoder's, bit for bit.
+ * against its code count, with V transposed or not (a large V); BF16 edge
+ * values (NaN, infinities, -0, the largest finite, overflowing sums)
+ * decoded as the generic rounding does; and udfs_lowrank_expand_t against
+ * udfs_lowrank_expand, bit for bit.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 
 #include "check.h"
+#include "codec/lossy_i.h"
 #include "codec/mix.h"
 #include "common/dtype.h"
 #include "common/util.h"
@@ -339,6 +342,65 @@ static void test_expand_t(uint64_t cols, uint64_t first, uint32_t n, uint32_t k)
 	free(b);
 }
 
+/* The residual's deltas by position (udfs_lossy_foreach_kept callback). */
+static int collect(void *ctx, const uint32_t *pos, const float *d, uint32_t k)
+{
+	float *acc = ctx;
+
+	for (uint32_t j = 0; j < k; j++)
+		acc[pos[j]] += d[j];
+	return 0;
+}
+
+/* A BF16 composite chunk over edge-value bases, against the generic
+ * reconstruction: acc == 0 keeps the base bits, else one finite sum. */
+static void test_bf16_edges(void)
+{
+	static const uint16_t edge[] = {0x7fc1, 0xff81, 0x7f80, 0xff80,
+					0x7f7f, 0xff7f, 0x8000, 0x0000,
+					0x0001, 0x8001, 0x3f80, 0xbf80};
+	enum { N = 384 };
+	udfs_lossy_params p = {.mask = UDFS_MASK_NONE,
+			       .values = UDFS_VAL_CODES,
+			       .bits = 3,
+			       .lo = -3e38f,
+			       .step = 1e38f,
+			       .gain = 1.0f};
+	uint16_t base[N], want[N], got[N];
+	uint8_t codes[N];
+	float acc[N] = {0};
+	void *res = NULL, *chunk = NULL;
+	size_t res_len = 0, len = 0;
+
+	for (int i = 0; i < N; i++) {
+		base[i] = edge[i % 12];
+		codes[i] = (uint8_t)(i / 12 % 8); /* code 3: a zero delta */
+	}
+	CHECK_EQ_INT(udfs_lossy_encode_chunk(&p, UDFS_DT_BF16, 0, N, NULL, N,
+					     codes, &res, &res_len),
+		     0);
+	CHECK_EQ_INT(
+	    udfs_mix_encode_chunk(NULL, 0, N, res, res_len, &chunk, &len), 0);
+	CHECK_EQ_INT(udfs_lossy_foreach_kept(&p, UDFS_DT_BF16, 0, N, res,
+					     res_len, collect, acc),
+		     0);
+	for (int i = 0; i < N; i++) {
+		float b = udfs_dtype_load_f32(UDFS_DT_BF16, base, i);
+
+		want[i] = base[i];
+		if (acc[i] != 0.0f)
+			udfs_dtype_store_f32(
+			    UDFS_DT_BF16, want, i,
+			    udfs_lossy_finite_sum(UDFS_DT_BF16, b, acc[i]));
+	}
+	CHECK_EQ_INT(udfs_lossy_decode_chunk(&p, UDFS_DT_BF16, 0, N, chunk, len,
+					     base, got),
+		     0);
+	CHECK(memcmp(got, want, sizeof(want)) == 0);
+	free(res);
+	free(chunk);
+}
+
 int main(void)
 {
 	static const int dts[] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
@@ -351,11 +413,14 @@ int main(void)
 		/* many windows of the decoder's running sums */
 		test_roundtrip(dts[d], 1000, 5, 20000, 2, 4);
 	}
+	/* a V too large to transpose (cols * k > 2^18 floats) */
+	test_roundtrip(UDFS_DT_BF16, 70000, 3, 400000, 4, 4);
 	test_damaged();
 	test_bad_encode();
 	test_expand_t(1000, 5, 20000, 7);
 	test_expand_t(300, 299, 1201, 32);
 	test_expand_t(7, 3, 200, 1);
-	test_expand_t(LOWRANK_TILE, 0, 4 * LOWRANK_TILE, 64);
+	test_expand_t(256, 0, 4 * 256, 64);
+	test_bf16_edges();
 	CHECK_DONE();
 }

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of value format 4 of the lossy chunk codec, rANS-coded b-bit
- * codes (src/codec/rans.c, udfs(5) "Lossy chunk"): round trips for b = 1..8
- * and skewed, flat, sparse and one-symbol distributions; rejection of every
- * truncation and extension, of bad tables and states; random corruptions
- * decode or fail with -EIO; format 3 sections still decode; the encoder
- * picks format 4 for typical codes within 3% of format 3's size.
+ * Unit tests of value formats 4 and 5 of the lossy chunk codec, rANS-coded
+ * b-bit codes (src/codec/rans.c, udfs(5) "Lossy chunk"): round trips for
+ * b = 1..8, skewed, flat, sparse and one-symbol distributions and every
+ * count modulo the four lanes of format 5, decoded whole and in blocks
+ * that start in any lane; rejection of every truncation and extension, of
+ * bad tables, states and lane lengths; random corruptions decode or fail
+ * with -EIO; format 3 sections still decode; the encoder picks format 5
+ * for typical codes within 3% of format 3's size.
  */
 #include <errno.h>
 #include <math.h>
@@ -14,10 +16,12 @@
 #include "check.h"
 #include "codec/lossy.h"
 #include "codec/lossy_i.h"
+#include "codec/rans.h"
 #include "common/dtype.h"
 #include "common/util.h"
 
-enum { VF_RC = 3, VF_RANS = 4 };
+enum { VF_RC = 3, VF_RANS = 4, VF_RANS4 = 5 };
+static const unsigned vfs[2] = {VF_RANS, VF_RANS4};
 
 static uint64_t rs = 11;
 
@@ -104,6 +108,12 @@ static void roundtrip(unsigned b, uint32_t n, int kind, int dtype)
 	if (kind == D_ONE) /* lo, hi, 4096, two states: no stream bytes */
 		CHECK_EQ_INT(len, 12);
 	free(sec);
+	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RANS4, &sec, &len),
+		     0);
+	CHECK_EQ_INT(decode_check(&p, VF_RANS4, sec, len, v, n, dtype), 0);
+	if (kind == D_ONE) /* table, four states, three lengths of 0 */
+		CHECK_EQ_INT(len, 4 + 16 + 3);
+	free(sec);
 	/* a section written before format 4 still decodes */
 	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RC, &sec, &len),
 		     0);
@@ -115,17 +125,53 @@ static void roundtrip(unsigned b, uint32_t n, int kind, int dtype)
 static void test_roundtrips(void)
 {
 	int dts[3] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
-	uint32_t ns[5] = {1, 2, 3, 1001, 100000};
+	uint32_t ns[9] = {1, 2, 3, 4, 5, 7, 1001, 1002, 100000};
 
 	for (unsigned b = 1; b <= 8; b++)
 		for (int k = 0; k < D_COUNT; k++)
-			for (int i = 0; i < 5; i++)
+			for (int i = 0; i < 9; i++)
 				roundtrip(b, ns[i], k, dts[(b + i) % 3]);
+}
+
+/* Decoding in blocks, as the chunk decoder does (at most 1024 values a
+ * call), whose starts fall in every lane: the same values. */
+static void test_blocks(void)
+{
+	udfs_lossy_params p = params(6);
+	uint32_t n = 5003, sizes[5] = {1, 3, 1024, 7, 333};
+	uint8_t *v = malloc(n), *sec = NULL;
+	float *d = malloc(n * sizeof(*d));
+	struct rans4_dec dec;
+	uint32_t tab[RANS_M];
+	float lut[64];
+	size_t len = 0;
+	uint32_t at = 0;
+	int bad = 0;
+
+	for (int c = 0; c < 64; c++)
+		lut[c] = (float)c;
+	make_codes(v, n, 6, D_LAPLACE);
+	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RANS4, &sec, &len),
+		     0);
+	CHECK_EQ_INT(udfs_rans4_dec_init(&dec, sec, len, 6, tab), 0);
+	for (int i = 0; at < n; i++) {
+		uint32_t k = UDFS_MIN(sizes[i % 5], n - at);
+
+		udfs_rans4_decode(&dec, at, lut, d + at, k);
+		at += k;
+	}
+	CHECK(udfs_rans4_dec_finish(&dec));
+	for (uint32_t j = 0; j < n; j++)
+		bad += d[j] != (float)v[j];
+	CHECK_EQ_INT(bad, 0);
+	free(sec);
+	free(d);
+	free(v);
 }
 
 /* Every prefix and every one-byte extension of a section is rejected;
  * random corruptions decode or give -EIO (ASan checks the accesses). */
-static void test_corrupt(unsigned b, int kind)
+static void test_corrupt(unsigned vf, unsigned b, int kind)
 {
 	udfs_lossy_params p = params(b);
 	uint32_t n = 3001;
@@ -134,20 +180,19 @@ static void test_corrupt(unsigned b, int kind)
 	int fails = 0, ret;
 
 	make_codes(v, n, b, kind);
-	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RANS, &sec, &len),
-		     0);
+	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, vf, &sec, &len), 0);
 	bad = malloc(len + 1);
 	for (size_t l = 0; l < len; l++) {
 		memcpy(bad, sec, l);
-		fails += decode_check(&p, VF_RANS, bad, l, v, n,
-				      UDFS_DT_BF16) == -EIO;
+		fails +=
+		    decode_check(&p, vf, bad, l, v, n, UDFS_DT_BF16) == -EIO;
 	}
 	CHECK_EQ_INT(fails, len);
 	fails = 0;
 	for (unsigned x = 0; x < 256; x++) {
 		memcpy(bad, sec, len);
 		bad[len] = (uint8_t)x;
-		fails += decode_check(&p, VF_RANS, bad, len + 1, v, n,
+		fails += decode_check(&p, vf, bad, len + 1, v, n,
 				      UDFS_DT_BF16) == -EIO;
 	}
 	CHECK_EQ_INT(fails, 256);
@@ -156,8 +201,7 @@ static void test_corrupt(unsigned b, int kind)
 		bad[xr() % len] ^= (uint8_t)(1u << (xr() % 8));
 		if (t % 3 == 0)
 			bad[xr() % len] = (uint8_t)xr();
-		ret =
-		    decode_check(&p, VF_RANS, bad, len, NULL, n, UDFS_DT_BF16);
+		ret = decode_check(&p, vf, bad, len, NULL, n, UDFS_DT_BF16);
 		CHECK(ret == 0 || ret == -EIO);
 	}
 	free(bad);
@@ -189,7 +233,39 @@ static void test_bad_tables(void)
 		CHECK_EQ_INT(decode_check(&p, VF_RANS, bad[i], bad_len[i], v, 1,
 					  UDFS_DT_BF16),
 			     -EIO);
-	/* format 4 is for codes only */
+	/* format 5: the same table, four states of at least 2^16, three
+	 * even lane lengths within the section */
+	{
+		static const uint8_t ok5[] = {1, 1, 0x80, 0x20, 0, 0, 1, 0,
+					      0, 0, 1,	  0,	0, 0, 1, 0,
+					      0, 0, 1,	  0,	0, 0, 0};
+		uint8_t b5[sizeof(ok5) + 2];
+
+		CHECK_EQ_INT(decode_check(&p, VF_RANS4, ok5, sizeof(ok5), v, 1,
+					  UDFS_DT_BF16),
+			     0);
+		memcpy(b5, ok5, sizeof(ok5));
+		b5[6] = 0; /* state 0 below 2^16 */
+		CHECK_EQ_INT(decode_check(&p, VF_RANS4, b5, sizeof(ok5), v, 1,
+					  UDFS_DT_BF16),
+			     -EIO);
+		memcpy(b5, ok5, sizeof(ok5));
+		b5[20] = 1; /* lane 0 of odd length */
+		CHECK_EQ_INT(decode_check(&p, VF_RANS4, b5, sizeof(ok5), v, 1,
+					  UDFS_DT_BF16),
+			     -EIO);
+		memcpy(b5, ok5, sizeof(ok5));
+		b5[21] = 4; /* lane 1 longer than the section */
+		CHECK_EQ_INT(decode_check(&p, VF_RANS4, b5, sizeof(ok5), v, 1,
+					  UDFS_DT_BF16),
+			     -EIO);
+		memcpy(b5, ok5, sizeof(ok5));
+		b5[sizeof(ok5)] = 0, b5[sizeof(ok5) + 1] = 0; /* unread unit */
+		CHECK_EQ_INT(decode_check(&p, VF_RANS4, b5, sizeof(ok5) + 2, v,
+					  1, UDFS_DT_BF16),
+			     -EIO);
+	}
+	/* formats 4 and 5 are for codes only */
 	p.values = UDFS_VAL_SIGN;
 	v[0] = 0;
 	CHECK_EQ_INT(
@@ -198,7 +274,7 @@ static void test_bad_tables(void)
 }
 
 /* Typical codes (4-bit min-max codes of a Laplace delta, as in a seeded
- * chunk at s = 0.9): format 4 is chosen, within 3% of format 3. */
+ * chunk at s = 0.9): format 5 is chosen, within 3% of format 3. */
 static void test_choice(void)
 {
 	udfs_lossy_params p = params(4);
@@ -215,11 +291,11 @@ static void test_choice(void)
 	}
 	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, n, v, &sec, &len, &fmt),
 		     0);
-	CHECK_EQ_INT(fmt, VF_RANS);
+	CHECK_EQ_INT(fmt, VF_RANS4);
 	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RC, &rc, &rc_len),
 		     0);
 	CHECK(len * 100 <= rc_len * 103);
-	fprintf(stderr, "Laplace codes: format 4 %zu bytes, format 3 %zu\n",
+	fprintf(stderr, "Laplace codes: format 5 %zu bytes, format 3 %zu\n",
 		len, rc_len);
 	free(sec);
 	free(rc);
@@ -229,9 +305,11 @@ static void test_choice(void)
 int main(void)
 {
 	test_roundtrips();
-	for (unsigned b = 1; b <= 8; b += 3)
-		for (int k = 0; k < D_COUNT; k++)
-			test_corrupt(b, k);
+	test_blocks();
+	for (int f = 0; f < 2; f++)
+		for (unsigned b = 1; b <= 8; b += 3)
+			for (int k = 0; k < D_COUNT; k++)
+				test_corrupt(vfs[f], b, k);
 	test_bad_tables();
 	test_choice();
 	CHECK_DONE();
