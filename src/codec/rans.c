@@ -101,14 +101,39 @@ static void model(const uint8_t *sym, uint32_t n, unsigned bits, uint32_t *f,
 		start[s] = c;
 }
 
+/*
+ * The encoders' x / f for a state x < 2^32 and a frequency 1 <= f <=
+ * RANS_M, without a division (the slowest step of encoding): with
+ * m = ceil(2^45 / f) = (2^45 + e) / f, 0 <= e < f, x * m / 2^45 exceeds
+ * x / f by less than x / 2^45 < 2^-13, less than the 1/f that separates
+ * x / f from the next integer, so the floor is exact.
+ */
+#define RCP_SHIFT 45
+static void reciprocals(const uint32_t *f, unsigned bits, uint64_t *rcp)
+{
+	for (unsigned s = 0; s < 1u << bits; s++)
+		rcp[s] = f[s] ? ((1ull << RCP_SHIFT) + f[s] - 1) / f[s] : 0;
+}
+
+/* x encoding a symbol of frequency f, cumulative start and reciprocal m. */
+static inline uint32_t rans_step(uint32_t x, uint32_t f, uint32_t start,
+				 uint64_t m)
+{
+	uint32_t d = (uint32_t)(((unsigned __int128)x * m) >> RCP_SHIFT);
+
+	return (d << RANS_PBITS) + (x - d * f) + start;
+}
+
 uint8_t *udfs_rans_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 			  size_t *len)
 {
 	uint32_t f[256], start[256], x[2] = {RANS_L, RANS_L};
+	uint64_t rcp[256];
 	size_t cap = (size_t)n * 2 + 8, tlen;
 	uint8_t tbl[2 + 256 * 5], *buf, *end, *q, *out;
 
 	model(sym, n, bits, f, start);
+	reciprocals(f, bits, rcp);
 	buf = malloc(cap);
 	if (!buf)
 		return NULL;
@@ -122,7 +147,7 @@ uint8_t *udfs_rans_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 			*--q = (uint8_t)*xs;
 			*xs >>= 8;
 		}
-		*xs = (*xs / f[s] << RANS_PBITS) + *xs % f[s] + start[s];
+		*xs = rans_step(*xs, f[s], start[s], rcp[s]);
 	}
 	q -= 8;
 	put_u32le(q, x[0]);
@@ -200,7 +225,7 @@ bool udfs_rans_dec_finish(const struct rans_dec *d)
  * at *q (moved down); its final state. */
 static uint32_t encode_lane(const uint8_t *sym, uint32_t n, unsigned l,
 			    const uint32_t *f, const uint32_t *start,
-			    uint8_t **q)
+			    const uint64_t *rcp, uint8_t **q)
 {
 	uint32_t x = RANS4_L;
 
@@ -217,7 +242,7 @@ static uint32_t encode_lane(const uint8_t *sym, uint32_t n, unsigned l,
 			(*q)[1] = (uint8_t)(x >> 8);
 			x >>= 16;
 		}
-		x = (x / f[s] << RANS_PBITS) + x % f[s] + start[s];
+		x = rans_step(x, f[s], start[s], rcp[s]);
 		if (j < 4)
 			break;
 	}
@@ -228,16 +253,18 @@ uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 			   size_t *len)
 {
 	uint32_t f[256], start[256], x[4];
+	uint64_t rcp[256];
 	size_t cap = ((size_t)n / 4 + 1) * 2, at;
 	uint8_t *buf, *lane_end[4], *lane_q[4], *out;
 
 	model(sym, n, bits, f, start);
+	reciprocals(f, bits, rcp);
 	buf = malloc(4 * cap);
 	if (!buf)
 		return NULL;
 	for (unsigned l = 0; l < 4; l++) {
 		lane_q[l] = lane_end[l] = buf + (l + 1) * cap;
-		x[l] = encode_lane(sym, n, l, f, start, &lane_q[l]);
+		x[l] = encode_lane(sym, n, l, f, start, rcp, &lane_q[l]);
 	}
 	out = malloc(2 + 256 * 5 + 16 + 15 + 4 * cap);
 	if (out) {

@@ -34,6 +34,10 @@ struct mix_tensor {
 	uint8_t *keep;	/* residual: 1 = kept; NULL when no residual */
 	uint8_t *codes; /* residual codes, or sign bits (1 = negative) */
 	uint64_t kept;
+	/* The low-rank part's values as decoded (n floats; NULL for rank
+	 * 0), kept for the add's error figures, which would otherwise
+	 * expand the factors a second time. */
+	float *lr;
 };
 
 uint32_t udfs_mix_kmax(uint64_t rows, uint64_t cols, uint32_t n)
@@ -155,11 +159,16 @@ void udfs_mix_factors_add(const struct mix_factors *f, uint64_t first,
 {
 	float *uf = udfs_xmalloc(f->rows * f->k * sizeof(float) + 1);
 	float *vf = udfs_xmalloc(f->cols * f->k * sizeof(float) + 1);
+	float *vt = udfs_xmalloc(f->cols * f->k * sizeof(float) + 1);
 
 	udfs_mix_factors_dequant(f, uf, vf);
-	udfs_lowrank_expand(uf, vf, f->k, f->cols, first, n, acc);
+	for (uint64_t j = 0; j < f->cols; j++)
+		for (uint32_t c = 0; c < f->k; c++)
+			vt[c * f->cols + j] = vf[j * f->k + c];
+	udfs_lowrank_expand_t(uf, vt, f->k, f->cols, first, n, acc);
 	free(uf);
 	free(vf);
+	free(vt);
 }
 
 void udfs_mix_factors_free(struct mix_factors *f)
@@ -232,7 +241,7 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 	const struct mix_code *c = &p->mix;
 	struct mix_tensor *mt = udfs_xcalloc(1, sizeof(*mt));
 	float *d = udfs_xmalloc(nelems * sizeof(float) + 1);
-	float *r = udfs_xcalloc(nelems + 1, sizeof(float));
+	float *r = d; /* the residual, in place of the delta */
 	int64_t kept;
 	int err = 0;
 
@@ -241,12 +250,14 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 	mt->per_chunk = UDFS_CHUNK_BYTES / udfs_dtype_size(dtype);
 	mt->n_blk = (uint32_t)((nelems + mt->per_chunk - 1) / mt->per_chunk);
 	udfs_add_delta_range(dtype, nelems, cur, base, d);
-	if (c->rank)
-		err = fit_lowrank(mt, c, d, r, jobs);
+	if (c->rank) {
+		mt->lr = udfs_xcalloc(nelems + 1, sizeof(float));
+		err = fit_lowrank(mt, c, d, mt->lr, jobs);
+	}
 	if (err || c->res == MIX_RES_NONE)
 		goto out;
-	for (uint64_t i = 0; i < nelems; i++)
-		r[i] = d[i] - r[i];
+	for (uint64_t i = 0; mt->lr && i < nelems; i++)
+		r[i] = d[i] - mt->lr[i];
 	mt->keep = udfs_xmalloc(nelems + 1);
 	mt->codes = udfs_xmalloc(nelems + 1);
 	if (c->seeded) {
@@ -274,7 +285,6 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 						    p->lp.bits);
 out:
 	free(d);
-	free(r);
 	if (err) {
 		udfs_mix_tensor_free(mt);
 		return err;
@@ -337,6 +347,25 @@ int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
 	return err;
 }
 
+/* rec = base + acc in BF16, element by element as the decoder rounds
+ * (udfs_lossy_bf16_add); acc == 0 keeps the base bits. */
+static void round_bf16(const float *acc, const void *base, void *rec,
+		       uint32_t n)
+{
+	const uint8_t *bp = base;
+	uint8_t *op = rec;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t h;
+
+		if (acc[i] == 0.0f)
+			continue;
+		memcpy(&h, bp + 2 * (size_t)i, 2);
+		h = udfs_lossy_bf16_add(h, acc[i]);
+		memcpy(op + 2 * (size_t)i, &h, 2);
+	}
+}
+
 void udfs_mix_tensor_recon(const struct mix_tensor *mt,
 			   const struct tensor_plan *p, int dtype,
 			   uint64_t first, uint32_t n, const void *base,
@@ -349,7 +378,7 @@ void udfs_mix_tensor_recon(const struct mix_tensor *mt,
 	/* The decoder's order: low-rank part, then the residual's values,
 	 * then one rounding onto the base; acc == 0 keeps the base bits. */
 	if (f && f->k)
-		udfs_mix_factors_add(f, first, n, acc);
+		memcpy(acc, mt->lr + first, (size_t)n * sizeof(float));
 	if (mt->keep) {
 		udfs_lossy_value_lut(&p->lp, lut);
 		for (uint32_t i = 0; i < n; i++)
@@ -359,7 +388,9 @@ void udfs_mix_tensor_recon(const struct mix_tensor *mt,
 						  : mt->codes[first + i] & 1];
 	}
 	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
-	for (uint32_t i = 0; i < n; i++) {
+	if (dtype == UDFS_DT_BF16)
+		round_bf16(acc, base, rec, n);
+	for (uint32_t i = 0; dtype != UDFS_DT_BF16 && i < n; i++) {
 		float b;
 
 		if (acc[i] == 0.0f)
@@ -385,6 +416,7 @@ void udfs_mix_tensor_free(struct mix_tensor *mt)
 	free(mt->blk);
 	free(mt->keep);
 	free(mt->codes);
+	free(mt->lr);
 	free(mt);
 }
 

@@ -13,7 +13,9 @@
  * squared error ||d - d^||^2, computed exactly as the decoder reconstructs
  * (before the final rounding to the dtype), and its bytes, estimated from
  * the empirical entropy of its codes and positions (the range coder of
- * codec/lossy.c comes within a few percent of it).
+ * codec/lossy.c comes within a few percent of it), both on a sample of
+ * the tensor drawn from at most PRICE_BLOCKS of its chunks and scaled to
+ * the whole (the SVDs of those chunks are most of the pricing's time).
  *
  * Choice, data-free: the distortion of the model is the sum over tensors
  * of the relative squared error ||d - d^||^2 / ||d||^2. --ratio R gives a
@@ -64,6 +66,11 @@ static const float seeded_set[] = {0.5f, 0.7f, 0.8f, 0.9f};
 /* Elements a tensor's candidates are priced on: a fixed, evenly spaced
  * sample, so pricing costs the same for every size of tensor. */
 #define SAMPLE_MAX 16384
+/* Chunks whose low-rank parts (an SVD each, most of the pricing time) a
+ * tensor's candidates are priced on: a tensor of more chunks is priced on
+ * this many full chunks evenly spread over it, its sample drawn from them
+ * and its errors and factor bytes scaled to the whole. */
+#define PRICE_BLOCKS 4
 
 /* One candidate code of one tensor. */
 struct cand {
@@ -299,10 +306,57 @@ static void residual_cands(struct ptensor *t, const struct resid *rs,
 	}
 }
 
-/* Index of sample j of n elements in a tensor of nelems. */
-static uint64_t sample_at(uint64_t j, uint64_t n, uint64_t nelems)
+/* The chunks a tensor of nelems elements is priced on (PRICE_BLOCKS):
+ * all of them, or n_sel full chunks sel[], ascending. */
+struct pblocks {
+	uint64_t nelems, m; /* elements of the tensor, of the chunks */
+	uint32_t per, n_blk, n_sel;
+	uint32_t sel[PRICE_BLOCKS];
+	bool all;
+};
+
+static void pblocks_init(struct pblocks *pb, uint64_t nelems, uint32_t per)
 {
-	return n == nelems ? j : j * nelems / n;
+	uint32_t full = (uint32_t)(nelems / per);
+
+	pb->nelems = nelems;
+	pb->per = per;
+	pb->n_blk = (uint32_t)((nelems + per - 1) / per);
+	pb->all = pb->n_blk <= PRICE_BLOCKS;
+	pb->n_sel = pb->all ? pb->n_blk : PRICE_BLOCKS;
+	for (uint32_t i = 0; i < pb->n_sel; i++)
+		pb->sel[i] = pb->all ? i
+				     : (uint32_t)(((uint64_t)2 * i + 1) * full /
+						  (2 * PRICE_BLOCKS));
+	pb->m = pb->all ? nelems : (uint64_t)pb->n_sel * per;
+}
+
+/* Element of the tensor at sample j of n, evenly spaced over the chunks
+ * priced on. */
+static uint64_t sample_at(const struct pblocks *pb, uint64_t j, uint64_t n)
+{
+	uint64_t at = n == pb->m ? j : j * pb->m / n;
+
+	return pb->all
+		   ? at
+		   : (uint64_t)pb->sel[at / pb->per] * pb->per + at % pb->per;
+}
+
+/* Factor codes of a rank-k part over every chunk of the tensor. */
+static uint64_t factor_codes(const struct pblocks *pb, uint64_t cols,
+			     uint32_t k)
+{
+	uint64_t cnt = 0;
+
+	for (uint32_t b = 0; b < pb->n_blk; b++) {
+		uint64_t first = (uint64_t)b * pb->per;
+		uint32_t nb = (uint32_t)UDFS_MIN(pb->per, pb->nelems - first);
+		uint64_t rows = udfs_lowrank_rows(cols, first, nb);
+
+		cnt +=
+		    (rows + cols) * UDFS_MIN(k, udfs_mix_kmax(rows, cols, nb));
+	}
+	return cnt;
 }
 
 /*
@@ -310,31 +364,30 @@ static uint64_t sample_at(uint64_t j, uint64_t n, uint64_t nelems)
  * elements into l (computed as the decoder does), its estimated code
  * bytes returned.
  */
-static double lowrank_sample(const struct mix_svd *sv, uint32_t per_chunk,
-			     uint64_t nelems, uint64_t n, uint32_t k,
-			     uint32_t fbits, float *l)
+static double lowrank_sample(const struct mix_svd *sv, const struct pblocks *pb,
+			     uint64_t n, uint32_t k, uint32_t fbits, float *l)
 {
-	uint64_t hist[256] = {0}, cnt = 0, j = 0;
-	uint32_t n_blk = (uint32_t)((nelems + per_chunk - 1) / per_chunk);
+	uint64_t hist[256] = {0}, cnt = 0, j = 0, all;
+	double bits;
 
-	for (uint32_t b = 0; b < n_blk; b++) {
-		uint64_t first = (uint64_t)b * per_chunk;
-		uint64_t end = UDFS_MIN(first + per_chunk, nelems);
-		uint32_t kb = k < sv[b].k ? k : sv[b].k;
+	for (uint32_t s = 0; s < pb->n_sel; s++) {
+		uint64_t first = (uint64_t)pb->sel[s] * pb->per;
+		uint64_t end = UDFS_MIN(first + pb->per, pb->nelems);
+		uint32_t kb = k < sv[s].k ? k : sv[s].k;
 		struct mix_factors f;
 		float *uf, *vf;
 
 		if (kb == 0) {
-			for (; j < n && sample_at(j, n, nelems) < end; j++)
+			for (; j < n && sample_at(pb, j, n) < end; j++)
 				l[j] = 0;
 			continue;
 		}
-		udfs_mix_factors_make(&sv[b], kb, fbits, &f);
+		udfs_mix_factors_make(&sv[s], kb, fbits, &f);
 		uf = udfs_xmalloc(f.rows * kb * sizeof(float) + 1);
 		vf = udfs_xmalloc(f.cols * kb * sizeof(float) + 1);
 		udfs_mix_factors_dequant(&f, uf, vf);
-		for (; j < n && sample_at(j, n, nelems) < end; j++) {
-			uint64_t e = sample_at(j, n, nelems);
+		for (; j < n && sample_at(pb, j, n) < end; j++) {
+			uint64_t e = sample_at(pb, j, n);
 			uint64_t row = e / f.cols - first / f.cols;
 
 			l[j] = 0;
@@ -350,11 +403,13 @@ static double lowrank_sample(const struct mix_svd *sv, uint32_t per_chunk,
 		cnt += (f.rows + f.cols) * kb;
 		udfs_mix_factors_free(&f);
 	}
-	return cnt ? UDFS_MIN(1.02 * entropy_bits(hist, 256, cnt),
-			      (double)cnt * fbits) /
-			     8 +
-			 8
-		   : 0;
+	if (!cnt)
+		return 0;
+	all = pb->all ? cnt : factor_codes(pb, sv[0].cols, k);
+	bits = 1.02 * entropy_bits(hist, 256, cnt);
+	if (all != cnt)
+		bits = bits * (double)all / (double)cnt;
+	return UDFS_MIN(bits, (double)all * fbits) / 8 + 8;
 }
 
 /* Bytes of the lossless (xor) plane of a tensor: its first chunk encoded,
@@ -385,10 +440,9 @@ static int exact_bytes(const struct add_group *g, const udfs_st_tensor *st,
 /* Candidates with a low-rank part: each rank and factor width, then every
  * residual of what it leaves, on the sample ds of n elements. */
 static void lowrank_cands(struct ptensor *t, const struct mix_svd *sv,
-			  uint32_t kmax, uint32_t per, uint64_t nelems,
+			  uint32_t kmax, const struct pblocks *pb,
 			  const float *ds, uint64_t n)
 {
-	uint32_t n_blk = (uint32_t)((nelems + per - 1) / per);
 	float *r = udfs_xmalloc(n * sizeof(float) + 1);
 	struct resid rs;
 
@@ -397,15 +451,35 @@ static void lowrank_cands(struct ptensor *t, const struct mix_svd *sv,
 			struct cand base = {
 			    .c = {.rank = ranks[ri], .fbits = fbits_set[fi]}};
 
-			base.bytes = lowrank_sample(
-			    sv, per, nelems, n, ranks[ri], fbits_set[fi], r);
+			base.bytes = lowrank_sample(sv, pb, n, ranks[ri],
+						    fbits_set[fi], r);
 			for (uint64_t j = 0; j < n; j++)
 				r[j] = ds[j] - r[j];
-			resid_init(&rs, r, n, (double)nelems / (double)n);
-			residual_cands(t, &rs, &base, n_blk, nelems);
+			resid_init(&rs, r, n, (double)pb->nelems / (double)n);
+			residual_cands(t, &rs, &base, pb->n_blk, pb->nelems);
 			resid_free(&rs);
 		}
 	free(r);
+}
+
+/* SVDs of the chunks tensor d is priced on into sv (pb->n_sel), and the
+ * largest rank they hold. */
+static int priced_svds(const float *d, uint64_t cols, const struct pblocks *pb,
+		       struct mix_svd *sv, uint32_t *kmax)
+{
+	int err = 0;
+
+	*kmax = 0;
+	for (uint32_t i = 0; i < pb->n_sel && !err; i++) {
+		uint64_t first = (uint64_t)pb->sel[i] * pb->per;
+		uint32_t nb = (uint32_t)UDFS_MIN(pb->per, pb->nelems - first);
+		uint32_t kb =
+		    udfs_mix_kmax(udfs_lowrank_rows(cols, first, nb), cols, nb);
+
+		err = udfs_mix_block_svd(d, cols, first, nb, kb, &sv[i]);
+		*kmax = UDFS_MAX(*kmax, sv[i].k);
+	}
+	return err;
 }
 
 /* Price every candidate code of tensor i (a worker thread). */
@@ -418,17 +492,18 @@ static int price_tensor(void *ctx, size_t i)
 	const struct tensor_plan *p = &j->am->plan[t->file][t->tensor];
 	const unsigned char *cur = udfs_source_tensor_bytes(sf, st);
 	const unsigned char *base = udfs_add_base_bytes(j->g, p->base);
-	uint64_t n = st->nelems, cols = n / st->shape[0];
-	uint64_t ns = UDFS_MIN(n, (uint64_t)SAMPLE_MAX);
-	uint32_t per = UDFS_CHUNK_BYTES / udfs_dtype_size(st->dtype);
-	uint32_t n_blk = (uint32_t)((n + per - 1) / per), kmax = 0;
-	float *d = udfs_add_delta_f32(st->dtype, n, cur, base);
-	float *ds = udfs_xmalloc(ns * sizeof(float) + 1);
-	struct mix_svd *sv = udfs_xcalloc(n_blk, sizeof(*sv));
+	uint64_t n = st->nelems, cols = n / st->shape[0], ns;
+	uint32_t kmax = 0;
+	float *d = udfs_add_delta_f32(st->dtype, n, cur, base), *ds;
+	struct mix_svd sv[PRICE_BLOCKS] = {{0}};
 	struct cand ex = {.exact = true}, none = {0};
+	struct pblocks pb;
 	struct resid rs;
 	int err;
 
+	pblocks_init(&pb, n, UDFS_CHUNK_BYTES / udfs_dtype_size(st->dtype));
+	ns = UDFS_MIN(pb.m, (uint64_t)SAMPLE_MAX);
+	ds = udfs_xmalloc(ns * sizeof(float) + 1);
 	if (!d) {
 		err = -ENOMEM;
 		goto out;
@@ -444,30 +519,21 @@ static int price_tensor(void *ctx, size_t i)
 	/* Each element's error counts relative to its tensor's delta. */
 	t->w = t->norm2 > 0 ? (double)n / t->norm2 : 0;
 	for (uint64_t k = 0; k < ns; k++)
-		ds[k] = d[sample_at(k, ns, n)];
+		ds[k] = d[sample_at(&pb, k, ns)];
 	err = exact_bytes(j->g, st, cur, base, &ex.bytes);
 	if (err)
 		goto out;
 	add_cand(t, &ex);
-	for (uint32_t b = 0; b < n_blk && !err; b++) {
-		uint64_t first = (uint64_t)b * per;
-		uint32_t nb = (uint32_t)UDFS_MIN(per, n - first);
-		uint32_t kb =
-		    udfs_mix_kmax(udfs_lowrank_rows(cols, first, nb), cols, nb);
-
-		err = udfs_mix_block_svd(d, cols, first, nb, kb, &sv[b]);
-		kmax = UDFS_MAX(kmax, sv[b].k);
-	}
+	err = priced_svds(d, cols, &pb, sv, &kmax);
 	if (err)
 		goto out;
 	resid_init(&rs, ds, ns, (double)n / (double)ns);
-	residual_cands(t, &rs, &none, n_blk, n);
+	residual_cands(t, &rs, &none, pb.n_blk, n);
 	resid_free(&rs);
-	lowrank_cands(t, sv, kmax, per, n, ds, ns);
+	lowrank_cands(t, sv, kmax, &pb, ds, ns);
 out:
-	for (uint32_t b = 0; b < n_blk; b++)
+	for (uint32_t b = 0; b < PRICE_BLOCKS; b++)
 		udfs_mix_svd_free(&sv[b]);
-	free(sv);
 	free(d);
 	free(ds);
 	return err;

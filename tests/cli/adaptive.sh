@@ -10,7 +10,9 @@
 # (rank-8) delta gets low-rank codes of rank >= 8 and a delta error under
 # 0.1 (what the rank-8 part leaves is only its factors' rounding);
 # a group add applies the trace-norm factor to the seeded residual codes;
-# bad combinations of options fail with one line, store unchanged.
+# a tensor of more than four chunks, priced on four of them, still meets
+# --max-error; bad combinations of options fail with one line, store
+# unchanged.
 . "$(dirname "$0")/lib.sh"
 
 S=$T/store
@@ -122,6 +124,18 @@ must "info f32" "$UDFS" info "$S" f32 --json
 json_check "$T/out" '(j["method"] == "adaptive" and
 	j["params"]["max_error"] == 0.2)' || fail "--max-error 0.2: info"
 ok "verify f32" "$UDFS" verify "$S" f32
+
+# Tensors of 8 chunks (64 MiB of F32, H=1024): priced on four chunks, written
+# on all, each within the error target.
+gen model "$T/big.safetensors" --mb 64 --dtype f32 --seed 8
+gen finetune "$T/big.safetensors" "$T/bigft.safetensors" --seed 9
+must "add-base big" "$UC" add-base -q "$S" big "$T/big.safetensors"
+must "default add big" "$UC" add -q "$S" --base big bigd="$T/bigft.safetensors"
+e=$(eval_max bigd "$T/bigft.safetensors") || fail "eval bigd"
+echo "default add, 8-chunk tensors: largest delta error $e"
+"$PY" -c "import sys; sys.exit(0 if $e <= 0.13 else 1)" ||
+	fail "default add big: a lossy tensor's delta error is $e (> 0.13)"
+rm -f "$T/big.safetensors" "$T/bigft.safetensors"
 
 # Bad combinations: one line, store unchanged.
 bad "max-error with sparsity" "$S" udfs-compress "$UC" add -q "$S" \

@@ -3,9 +3,11 @@
  * Unit tests of the lossy chunk codec (src/codec/lossy.c): round trips for
  * every mask kind x value kind x dtype compared bit for bit with a direct
  * computation of the reconstruction formula, rejection of truncated and
- * garbled chunks, rejection of bad encoder input, and the encoded size
- * against the paper's accounting. With UDFS_BENCH=1 it prints encode and
- * decode speeds of a 1 MiB BF16 chunk.
+ * garbled chunks, rejection of bad encoder input, the encoded size
+ * against the paper's accounting, and the value format of large codes
+ * sections (rANS for stationary codes, within 3% of range coding;
+ * range coding still tried and taken where the statistics drift). With
+ * UDFS_BENCH=1 it prints encode and decode speeds of a 1 MiB BF16 chunk.
  */
 #include <errno.h>
 #include <float.h>
@@ -15,6 +17,7 @@
 
 #include "check.h"
 #include "codec/lossy.h"
+#include "codec/lossy_i.h"
 #include "common/dtype.h"
 #include "common/util.h"
 #include "write/ultradelta.h"
@@ -624,6 +627,36 @@ static void test_saturate(void)
 	}
 }
 
+/*
+ * 65536 4-bit codes, Laplace around the zero code 7, or (drift) in runs of
+ * 1024 alternating between that and four times wider: the encoder skips
+ * range coding only where it cannot beat rANS by 3% (lossy.c,
+ * RC_CODES_GATE); where the statistics drift it still finds range coding.
+ */
+static void test_codes_format(bool drift, uint8_t want)
+{
+	enum { N = 65536 };
+	udfs_lossy_params p = {
+	    .values = UDFS_VAL_CODES, .bits = 4, .lo = -7.0f, .step = 1.0f};
+	uint8_t *v = malloc(N), *out = NULL, *rc = NULL, fmt = 0;
+	size_t len = 0, rc_len = 0;
+
+	for (uint32_t j = 0; j < N; j++) {
+		double b = drift && (j / 1024) % 2 ? 4.0 : 1.0;
+		long c = 7 + lrint(laplace(b));
+
+		v[j] = (uint8_t)(c < 0 ? 0 : c > 15 ? 15 : c);
+	}
+	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 1, N, v, &out, &len, &fmt),
+		     0);
+	CHECK_EQ_INT(fmt, want);
+	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, N, v, 3, &rc, &rc_len), 0);
+	CHECK(len * 100 <= rc_len * 103);
+	free(out);
+	free(rc);
+	free(v);
+}
+
 int main(void)
 {
 	test_roundtrips();
@@ -635,8 +668,10 @@ int main(void)
 	test_corrupt(UDFS_MASK_SEEDED, UDFS_VAL_SIGN, 0.5);
 	test_corrupt(UDFS_MASK_EXPLICIT, UDFS_VAL_SIGN, 0.97);
 	test_corrupt(UDFS_MASK_NONE, UDFS_VAL_CODES, 0.0);
-	test_mask_format(false, 1); /* Rice-coded gaps */
-	test_mask_format(true, 4);  /* range-coded gaps */
+	test_mask_format(false, 1);  /* Rice-coded gaps */
+	test_mask_format(true, 4);   /* range-coded gaps */
+	test_codes_format(false, 5); /* rANS, four lanes */
+	test_codes_format(true, 3);  /* range-coded */
 	test_bad_encode();
 	test_saturate();
 	test_size(0.9, UDFS_MASK_EXPLICIT);

@@ -5,10 +5,11 @@
  * residual for every dtype, chunks that start and end inside a row,
  * compared bit for bit with the reconstruction computed directly;
  * determinism of the bytes; rejection of every truncation and of damaged
- * headers with -EIO; bad encoder input; and the size of the low-rank part
+ * headers with -EIO; bad encoder input; the size of the low-rank part
  * against its code count, with V transposed or not (a large V); BF16 edge
  * values (NaN, infinities, -0, the largest finite, overflowing sums)
- * decoded as the generic rounding does.
+ * decoded as the generic rounding does; and udfs_lowrank_expand_t against
+ * udfs_lowrank_expand, bit for bit.
  */
 #include <errno.h>
 #include <math.h>
@@ -311,6 +312,36 @@ static void test_bad_encode(void)
 	free(out);
 }
 
+/* udfs_lowrank_expand_t gives the bits of udfs_lowrank_expand: rows
+ * longer and shorter than a tile, chunks starting and ending inside a
+ * row, values of mixed magnitudes (any reordering of the sums shows). */
+static void test_expand_t(uint64_t cols, uint64_t first, uint32_t n, uint32_t k)
+{
+	uint64_t rows = udfs_lowrank_rows(cols, first, n);
+	float *uf = malloc(rows * k * sizeof(float));
+	float *vf = malloc(cols * k * sizeof(float));
+	float *vt = malloc(cols * k * sizeof(float));
+	float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+
+	for (uint64_t i = 0; i < rows * k; i++)
+		uf[i] = (float)((unif() - 0.5) * pow(10, 4 * unif() - 2));
+	for (uint64_t i = 0; i < cols * k; i++)
+		vf[i] = (float)((unif() - 0.5) * pow(10, 4 * unif() - 2));
+	for (uint64_t j = 0; j < cols; j++)
+		for (uint32_t c = 0; c < k; c++)
+			vt[c * cols + j] = vf[j * k + c];
+	for (uint32_t j = 0; j < n; j++)
+		a[j] = b[j] = (float)(unif() - 0.5);
+	udfs_lowrank_expand(uf, vf, k, cols, first, n, a);
+	udfs_lowrank_expand_t(uf, vt, k, cols, first, n, b);
+	CHECK(memcmp(a, b, n * sizeof(float)) == 0);
+	free(uf);
+	free(vf);
+	free(vt);
+	free(a);
+	free(b);
+}
+
 /* The residual's deltas by position (udfs_lossy_foreach_kept callback). */
 static int collect(void *ctx, const uint32_t *pos, const float *d, uint32_t k)
 {
@@ -386,6 +417,10 @@ int main(void)
 	test_roundtrip(UDFS_DT_BF16, 70000, 3, 400000, 4, 4);
 	test_damaged();
 	test_bad_encode();
+	test_expand_t(1000, 5, 20000, 7);
+	test_expand_t(300, 299, 1201, 32);
+	test_expand_t(7, 3, 200, 1);
+	test_expand_t(256, 0, 4 * 256, 64);
 	test_bf16_edges();
 	CHECK_DONE();
 }
