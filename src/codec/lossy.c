@@ -1134,23 +1134,17 @@ static int vs_init(struct val_src *vs, const udfs_lossy_params *p, int dtype,
 		rc_dec_init(&vs->rc, in, len);
 		return 0;
 	}
-	if (vf == VF_RANS && p->values == UDFS_VAL_CODES) {
+	if ((vf == VF_RANS || vf == VF_RANS4) && p->values == UDFS_VAL_CODES) {
 		uint32_t *tab =
 		    udfs_scratch(UDFS_SCRATCH_VALUES, RANS_M * sizeof(*tab));
 
 		if (!tab)
 			return -ENOMEM;
-		vs->kind = VS_RANS;
-		return udfs_rans_dec_init(&vs->rans, in, len, p->bits, tab);
-	}
-	if (vf == VF_RANS4 && p->values == UDFS_VAL_CODES) {
-		uint32_t *tab =
-		    udfs_scratch(UDFS_SCRATCH_VALUES, RANS_M * sizeof(*tab));
-
-		if (!tab)
-			return -ENOMEM;
-		vs->kind = VS_RANS4;
-		return udfs_rans4_dec_init(&vs->rans4, in, len, p->bits, tab);
+		vs->kind = vf == VF_RANS ? VS_RANS : VS_RANS4;
+		return vf == VF_RANS ? udfs_rans_dec_init(&vs->rans, in, len,
+							  p->bits, tab)
+				     : udfs_rans4_dec_init(&vs->rans4, in, len,
+							   p->bits, tab);
 	}
 	if (vf == VF_RC && p->values == UDFS_VAL_SIGN) {
 		vs->kind = VS_RC_SIGNS;

@@ -380,11 +380,11 @@ static void window_open(struct mix_dec *m, uint32_t w0)
 				    m->w1 - w0, m->acc);
 }
 
-/* The BF16 case of window_close for LR_BLOCK elements whose sums are all
+/* udfs_mix_round_bf16 over LR_BLOCK elements whose sums are all
  * finite and below the largest BF16 (then udfs_lossy_bf16_add is a plain
  * round to nearest even), branch-free so that the compiler vectorizes it.
  * false, and out unchanged, when an element needs the general case. */
-static bool close_block_bf16(uint8_t *out, const float *acc)
+static bool round_block_bf16(uint8_t *out, const float *acc)
 {
 	uint16_t h[LR_BLOCK], r[LR_BLOCK];
 	uint32_t special = 0;
@@ -407,8 +407,8 @@ static bool close_block_bf16(uint8_t *out, const float *acc)
 	return true;
 }
 
-/* Elements from .. to - 1 of the BF16 case one at a time. */
-static void close_bf16_each(uint8_t *out, const float *acc, uint32_t from,
+/* udfs_mix_round_bf16 of elements from .. to - 1, one at a time. */
+static void round_bf16_each(uint8_t *out, const float *acc, uint32_t from,
 			    uint32_t to)
 {
 	for (uint32_t i = from; i < to; i++) {
@@ -422,15 +422,15 @@ static void close_bf16_each(uint8_t *out, const float *acc, uint32_t from,
 	}
 }
 
-/* The BF16 case of window_close: out holds the base already. */
-static void close_bf16(uint8_t *out, const float *acc, uint32_t n)
+void udfs_mix_round_bf16(void *out_bf16, const float *acc, uint32_t n)
 {
+	uint8_t *out = out_bf16;
 	uint32_t i = 0;
 
 	for (; i + LR_BLOCK <= n; i += LR_BLOCK)
-		if (!close_block_bf16(out + 2 * (size_t)i, acc + i))
-			close_bf16_each(out, acc, i, i + LR_BLOCK);
-	close_bf16_each(out, acc, i, n);
+		if (!round_block_bf16(out + 2 * (size_t)i, acc + i))
+			round_bf16_each(out, acc, i, i + LR_BLOCK);
+	round_bf16_each(out, acc, i, n);
 }
 
 /* W = W_base + acc over the window, one rounding; elements with acc == 0
@@ -444,7 +444,7 @@ static void window_close(struct mix_dec *m)
 	if (out != base)
 		memcpy(out, base, (size_t)n * m->es);
 	if (m->dtype == UDFS_DT_BF16) {
-		close_bf16(out, m->acc, n);
+		udfs_mix_round_bf16(out, m->acc, n);
 		return;
 	}
 	for (uint32_t i = 0; i < n; i++) {

@@ -55,6 +55,14 @@ void udfs_lowrank_expand_t(const float *uf, const float *vt, uint32_t k,
 			   float *acc);
 
 /*
+ * out (n BF16 elements holding the base's bits) += acc, each element
+ * rounded once as udfs_lossy_bf16_add does, elements whose acc is exactly
+ * zero left as they are: the BF16 reconstruction of a composite chunk,
+ * shared by the decoder and the encoder's error figures.
+ */
+void udfs_mix_round_bf16(void *out, const float *acc, uint32_t n);
+
+/*
  * Encode a composite chunk: the low-rank part lr (NULL for none) and the
  * version 1 chunk res of res_len bytes holding the residual (NULL for
  * none), for the n elements from element first. *out is malloc-ed for the

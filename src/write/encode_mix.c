@@ -347,25 +347,6 @@ int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
 	return err;
 }
 
-/* rec = base + acc in BF16, element by element as the decoder rounds
- * (udfs_lossy_bf16_add); acc == 0 keeps the base bits. */
-static void round_bf16(const float *acc, const void *base, void *rec,
-		       uint32_t n)
-{
-	const uint8_t *bp = base;
-	uint8_t *op = rec;
-
-	for (uint32_t i = 0; i < n; i++) {
-		uint16_t h;
-
-		if (acc[i] == 0.0f)
-			continue;
-		memcpy(&h, bp + 2 * (size_t)i, 2);
-		h = udfs_lossy_bf16_add(h, acc[i]);
-		memcpy(op + 2 * (size_t)i, &h, 2);
-	}
-}
-
 void udfs_mix_tensor_recon(const struct mix_tensor *mt,
 			   const struct tensor_plan *p, int dtype,
 			   uint64_t first, uint32_t n, const void *base,
@@ -389,7 +370,7 @@ void udfs_mix_tensor_recon(const struct mix_tensor *mt,
 	}
 	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
 	if (dtype == UDFS_DT_BF16)
-		round_bf16(acc, base, rec, n);
+		udfs_mix_round_bf16(rec, acc, n);
 	for (uint32_t i = 0; dtype != UDFS_DT_BF16 && i < n; i++) {
 		float b;
 
