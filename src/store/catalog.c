@@ -420,12 +420,25 @@ static int insert_tensor(udfs_catalog *c, sqlite3_stmt *st, int64_t file_id,
 	return err;
 }
 
-/* f's header is byte for byte its header base's (udfs_header_base): its
- * row stores NULL. */
+/* The base file whose header f may share (udfs(5), files): the file of
+ * base holding the base tensor of f's first tensor that has one; NULL if
+ * none. f's tensors hold their base_file_id. */
+static const udfs_file *header_base(const udfs_model *base, const udfs_file *f)
+{
+	int64_t id = 0;
+
+	for (size_t i = 0; base && i < f->n_tensors && !id; i++)
+		id = f->tensors[i].base_file_id;
+	for (size_t i = 0; id && i < base->n_files; i++)
+		if (base->files[i].ino == (uint64_t)id)
+			return &base->files[i];
+	return NULL;
+}
+
+/* f's header is byte for byte its header base's: its row stores NULL. */
 static bool header_shared(const udfs_file *f)
 {
-	const udfs_file *bf =
-	    udfs_header_base(f->model ? f->model->base : NULL, f);
+	const udfs_file *bf = header_base(f->model ? f->model->base : NULL, f);
 
 	return bf && bf->header && bf->data_offset == f->data_offset &&
 	       memcmp(bf->header, f->header, f->data_offset) == 0;

@@ -1275,18 +1275,6 @@ void udfs_model_put(udfs_model *m)
 	udfs_model_put(base);
 }
 
-const udfs_file *udfs_header_base(const udfs_model *base, const udfs_file *f)
-{
-	int64_t id = 0;
-
-	for (size_t i = 0; base && i < f->n_tensors && !id; i++)
-		id = f->tensors[i].base_file_id;
-	for (size_t i = 0; id && i < base->n_files; i++)
-		if (base->files[i].ino == (uint64_t)id)
-			return &base->files[i];
-	return NULL;
-}
-
 const udfs_file *udfs_model_file(const udfs_model *m, const char *path)
 {
 	size_t lo = 0, hi = m->n_files;

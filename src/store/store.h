@@ -85,13 +85,6 @@ void udfs_store_fd_stats(udfs_store *s, uint64_t *loaded, uint64_t *open_models,
 /* File of a loaded model by path, or NULL (binary search). */
 const udfs_file *udfs_model_file(const udfs_model *m, const char *path);
 
-/*
- * The base file whose header a delta's file may share (udfs(5), files):
- * the file of base holding the base tensor of the first of f's tensors
- * that has one; NULL if none. f's tensors must have their base_file_id.
- */
-const udfs_file *udfs_header_base(const udfs_model *base, const udfs_file *f);
-
 /* Tensor of a loaded model by name across its files, or NULL. */
 const udfs_tensor *udfs_model_tensor(const udfs_model *m, const char *name);
 

@@ -695,7 +695,7 @@ static int measure_tensor(void *ctx, size_t i)
 }
 
 /* The header of sf is its base file's, as the catalog will find it: the
- * file of the first tensor planned against the base (udfs_header_base). */
+ * file of the first tensor planned against the base (udfs(5), files). */
 static bool header_shared(const udfs_source_file *sf,
 			  const struct tensor_plan *plan)
 {
