@@ -136,8 +136,9 @@ static int read_version(udfs_catalog *c, int *version)
  * Make the writer's catalog current: rollback journal instead of WAL
  * (WAL's memory-mapped -shm index is not shared between the clients of a
  * network filesystem, and writers serialize on the store's lock anyway),
- * and format 1 becomes 2 in place (same tables; 2 means that writers
- * publish snapshots, so an older udfs refuses to write without them).
+ * and formats 1 and 2 become 3 in place (same tables; 2 means that writers
+ * publish snapshots, 3 that a delta's header may be its base's, so that an
+ * older udfs refuses what it would misread).
  */
 static int prepare_writer(udfs_catalog *c, bool create, int *version)
 {
@@ -148,13 +149,13 @@ static int prepare_writer(udfs_catalog *c, bool create, int *version)
 	if (!err && create && *version == 0) {
 		err = exec(c, schema);
 		if (!err)
-			err = exec(c, "PRAGMA user_version=2; COMMIT");
+			err = exec(c, "PRAGMA user_version=3; COMMIT");
 		else
 			udfs_catalog_rollback(c);
 		*version = UDFS_CATALOG_VERSION;
 	}
-	if (!err && *version == 1) {
-		err = exec(c, "PRAGMA user_version=2");
+	if (!err && *version < UDFS_CATALOG_VERSION) {
+		err = exec(c, "PRAGMA user_version=3");
 		*version = UDFS_CATALOG_VERSION;
 	}
 	return err ? err : exec(c, "PRAGMA foreign_keys=ON");
@@ -419,6 +420,30 @@ static int insert_tensor(udfs_catalog *c, sqlite3_stmt *st, int64_t file_id,
 	return err;
 }
 
+/* The base file whose header f may share (udfs(5), files): the file of
+ * base holding the base tensor of f's first tensor that has one; NULL if
+ * none. f's tensors hold their base_file_id. */
+static const udfs_file *header_base(const udfs_model *base, const udfs_file *f)
+{
+	int64_t id = 0;
+
+	for (size_t i = 0; base && i < f->n_tensors && !id; i++)
+		id = f->tensors[i].base_file_id;
+	for (size_t i = 0; id && i < base->n_files; i++)
+		if (base->files[i].ino == (uint64_t)id)
+			return &base->files[i];
+	return NULL;
+}
+
+/* f's header is byte for byte its header base's: its row stores NULL. */
+static bool header_shared(const udfs_file *f)
+{
+	const udfs_file *bf = header_base(f->model ? f->model->base : NULL, f);
+
+	return bf && bf->header && bf->data_offset == f->data_offset &&
+	       memcmp(bf->header, f->header, f->data_offset) == 0;
+}
+
 int udfs_catalog_insert_file(udfs_catalog *c, int64_t model_id, udfs_file *f)
 {
 	sqlite3_stmt *st = NULL, *ts = NULL;
@@ -435,7 +460,7 @@ int udfs_catalog_insert_file(udfs_catalog *c, int64_t model_id, udfs_file *f)
 	sqlite3_bind_int(st, 3, f->kind);
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)f->size);
 	sqlite3_bind_int64(st, 5, (sqlite3_int64)f->data_offset);
-	if (f->data_offset)
+	if (f->data_offset && !header_shared(f))
 		sqlite3_bind_blob64(st, 6, f->header, f->data_offset,
 				    SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, f->sha256, -1, SQLITE_STATIC);
@@ -578,6 +603,38 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 	return 0;
 }
 
+static int malformed_header(udfs_catalog *c, const udfs_file *f)
+{
+	return udfs_error(-EIO,
+			  "catalog %s: file %s has a malformed header row",
+			  c->path, f->path);
+}
+
+/* f's header from its header base's row (a NULL header row): the base
+ * file of its first tensor that has one, whose row must hold exactly
+ * f->data_offset bytes. */
+static int base_header(udfs_catalog *c, udfs_file *f)
+{
+	sqlite3_stmt *st;
+	int err = prep(c, &st,
+		       "SELECT b.header FROM tensors t JOIN files b ON "
+		       "b.id = t.base_file_id WHERE t.file_id = ? "
+		       "ORDER BY t.idx LIMIT 1");
+
+	if (err)
+		return err;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)f->ino);
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    (size_t)sqlite3_column_bytes(st, 0) == f->data_offset) {
+		f->header = udfs_xmalloc(f->data_offset);
+		memcpy(f->header, sqlite3_column_blob(st, 0), f->data_offset);
+	} else {
+		err = malformed_header(c, f);
+	}
+	sqlite3_finalize(st);
+	return err;
+}
+
 /* File f (its model already set) from the current row of fs. */
 static int file_row(udfs_catalog *c, sqlite3_stmt *fs, udfs_file *f)
 {
@@ -591,11 +648,12 @@ static int file_row(udfs_catalog *c, sqlite3_stmt *fs, udfs_file *f)
 	f->data_offset = (uint64_t)sqlite3_column_int64(fs, 4);
 	snprintf(f->sha256, sizeof(f->sha256), "%s",
 		 (const char *)sqlite3_column_text(fs, 6));
+	if (f->data_offset && sqlite3_column_type(fs, 5) == SQLITE_NULL &&
+	    f->data_offset <= f->size)
+		return base_header(c, f);
 	if (f->data_offset > f->size ||
 	    (size_t)sqlite3_column_bytes(fs, 5) != f->data_offset)
-		return udfs_error(
-		    -EIO, "catalog %s: file %s has a malformed header row",
-		    c->path, f->path);
+		return malformed_header(c, f);
 	if (f->data_offset) {
 		f->header = udfs_xmalloc(f->data_offset);
 		memcpy(f->header, hdr, f->data_offset);

@@ -20,9 +20,10 @@
 
 #include "store/store.h"
 
-/* Format version in PRAGMA user_version. Version 1 (same tables, no
- * published snapshots) is upgraded in place by the first writer. */
-#define UDFS_CATALOG_VERSION 2
+/* Format version in PRAGMA user_version. Versions 1 (no published
+ * snapshots) and 2 (no shared headers) have the same tables and are
+ * upgraded in place by the first writer; udfs(5). */
+#define UDFS_CATALOG_VERSION 3
 
 typedef struct udfs_catalog udfs_catalog;
 

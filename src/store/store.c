@@ -319,7 +319,7 @@ static int prune(udfs_store *s, int64_t current, bool dry_run, int64_t **keep,
 }
 
 /* A format 1 catalog is upgraded in place, once: WAL to a rollback
- * journal (which checkpoints the WAL) and user_version 2. */
+ * journal (which checkpoints the WAL) and the current user_version. */
 static int upgrade_in_place(udfs_store *s)
 {
 	char *live = live_path(s);

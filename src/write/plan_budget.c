@@ -694,9 +694,24 @@ static int measure_tensor(void *ctx, size_t i)
 	return err;
 }
 
+/* The header of sf is its base file's, as the catalog will find it: the
+ * file of the first tensor planned against the base (udfs(5), files). */
+static bool header_shared(const udfs_source_file *sf,
+			  const struct tensor_plan *plan)
+{
+	const udfs_file *bf = NULL;
+
+	for (size_t k = 0; k < sf->st->n_tensors && !bf; k++)
+		if (plan[k].base)
+			bf = plan[k].base->file;
+	return bf && bf->header && bf->data_offset == sf->st->data_offset &&
+	       memcmp(bf->header, sf->map, bf->data_offset) == 0;
+}
+
 /* Bytes of the model that do not depend on the choice: catalog rows as
- * udfs_catalog_model_meta_bytes() counts them, the pack header, and the
- * lossless planes of the tensors that are not eligible. */
+ * udfs_catalog_model_meta_bytes() counts them (a header that is the
+ * base's costs nothing), the pack header, and the lossless planes of the
+ * tensors that are not eligible. */
 static int fixed_bytes(struct add_group *g, struct add_model *am,
 		       const bool *const *elig, double *out)
 {
@@ -706,7 +721,9 @@ static int fixed_bytes(struct add_group *g, struct add_model *am,
 	for (size_t i = 0; i < am->src->n_files && !err; i++) {
 		const udfs_source_file *sf = &am->src->files[i];
 
-		sum += 64 + (sf->st ? (double)sf->st->data_offset : 0);
+		sum += 64;
+		if (sf->st && !header_shared(sf, am->plan[i]))
+			sum += (double)sf->st->data_offset;
 		if (!sf->st) {
 			udfs_st_tensor raw = {.dtype = UDFS_DT_U8,
 					      .end = sf->size};

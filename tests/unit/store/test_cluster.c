@@ -427,7 +427,7 @@ static void test_upgrade(void)
 		    sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL),
 		    SQLITE_OK);
 		CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
-		CHECK_EQ_INT(sqlite3_column_int(st, 0), 2);
+		CHECK_EQ_INT(sqlite3_column_int(st, 0), UDFS_CATALOG_VERSION);
 		sqlite3_finalize(st);
 	}
 	sqlite3_close(h);
