@@ -61,6 +61,12 @@ const char *udfs_mask_name(int mask)
 					: "explicit";
 }
 
+bool udfs_file_has_header(const udfs_file *f, const void *header, uint64_t len)
+{
+	return f && f->header && len && f->data_offset == len &&
+	       memcmp(f->header, header, len) == 0;
+}
+
 void udfs_files_free(udfs_file *files, size_t n)
 {
 	for (size_t i = 0; files && i < n; i++) {

@@ -157,6 +157,10 @@ typedef struct udfs_model_info {
 	size_t n_files;
 } udfs_model_info;
 
+/* f (NULL allowed) holds exactly the len-byte safetensors header: a
+ * delta's file with its base file's header shares it (udfs(5), files). */
+bool udfs_file_has_header(const udfs_file *f, const void *header, uint64_t len);
+
 /* Free the rows of n files (tensors, chunk maps, header, path) and the
  * array: what the add pipeline builds and the store loads. */
 void udfs_files_free(udfs_file *files, size_t n);

@@ -438,10 +438,9 @@ static const udfs_file *header_base(const udfs_model *base, const udfs_file *f)
 /* f's header is byte for byte its header base's: its row stores NULL. */
 static bool header_shared(const udfs_file *f)
 {
-	const udfs_file *bf = header_base(f->model ? f->model->base : NULL, f);
-
-	return bf && bf->header && bf->data_offset == f->data_offset &&
-	       memcmp(bf->header, f->header, f->data_offset) == 0;
+	return udfs_file_has_header(
+	    header_base(f->model ? f->model->base : NULL, f), f->header,
+	    f->data_offset);
 }
 
 int udfs_catalog_insert_file(udfs_catalog *c, int64_t model_id, udfs_file *f)

@@ -704,8 +704,7 @@ static bool header_shared(const udfs_source_file *sf,
 	for (size_t k = 0; k < sf->st->n_tensors && !bf; k++)
 		if (plan[k].base)
 			bf = plan[k].base->file;
-	return bf && bf->header && bf->data_offset == sf->st->data_offset &&
-	       memcmp(bf->header, sf->map, bf->data_offset) == 0;
+	return udfs_file_has_header(bf, sf->map, sf->st->data_offset);
 }
 
 /* Bytes of the model that do not depend on the choice: catalog rows as
