@@ -135,6 +135,21 @@ static unsigned char *encode_all(const struct tensor_plan *p, int dtype,
 	return all;
 }
 
+/* The bytes of p encoded with 1 job and with jobs jobs: the same. */
+static void same_bytes(const struct tensor_plan *p, int dtype, uint64_t n,
+		       const unsigned char *cur, const unsigned char *base,
+		       int jobs)
+{
+	size_t l1 = 0, l2 = 0;
+	unsigned char *one = encode_all(p, dtype, n, cur, base, 1, &l1);
+	unsigned char *many = encode_all(p, dtype, n, cur, base, jobs, &l2);
+
+	CHECK(l1 > 0 && l1 == l2);
+	CHECK(one && many && memcmp(one, many, l1) == 0);
+	free(one);
+	free(many);
+}
+
 /* An adaptive plan as apply_picks() makes it: a low-rank part of rank
  * `rank` (0: none) and a residual res (codes, signs or none), on the
  * elements left by dropping `rate` of them (seeded: a seeded mask). */
@@ -182,18 +197,11 @@ static void test_mix(int dtype)
 	make_pair(dtype, n, base, cur);
 	for (int c = 0; c < 4; c++) {
 		struct tensor_plan p;
-		unsigned char *one, *many;
-		size_t l1 = 0, l2 = 0;
 
 		make_mix_plan(cfg[c].rank, cfg[c].res, cfg[c].rate,
 			      cfg[c].seeded, c == 2 ? -1.0f : -0.0015f, cols,
 			      &p);
-		one = encode_all(&p, dtype, n, cur, base, 1, &l1);
-		many = encode_all(&p, dtype, n, cur, base, 2, &l2);
-		CHECK(l1 > 0 && l1 == l2);
-		CHECK(one && many && memcmp(one, many, l1) == 0);
-		free(one);
-		free(many);
+		same_bytes(&p, dtype, n, cur, base, 2);
 	}
 	free(base);
 	free(cur);
@@ -204,18 +212,11 @@ static void test_method(int enc, int mask, int dtype)
 	unsigned es = udfs_dtype_size(dtype);
 	uint64_t n = (uint64_t)(2.5 * UDFS_CHUNK_BYTES / es);
 	unsigned char *base = malloc(n * es), *cur = malloc(n * es);
-	unsigned char *one, *many;
-	size_t l1 = 0, l2 = 0;
 	struct tensor_plan p;
 
 	make_pair(dtype, n, base, cur);
 	make_plan(enc, mask, dtype, n, cur, base, &p);
-	one = encode_all(&p, dtype, n, cur, base, 1, &l1);
-	many = encode_all(&p, dtype, n, cur, base, 3, &l2);
-	CHECK(l1 > 0 && l1 == l2);
-	CHECK(one && many && memcmp(one, many, l1) == 0);
-	free(one);
-	free(many);
+	same_bytes(&p, dtype, n, cur, base, 3);
 	free(base);
 	free(cur);
 }
