@@ -159,10 +159,15 @@ static int zc(const void *in, size_t n, uint8_t **out, size_t *out_len)
 	return err;
 }
 
-/* Decompress exactly n bytes; anything else is a corrupt chunk. */
-static int zd(const void *in, size_t in_len, void *out, size_t n)
+/* Decompress exactly n bytes (anything else is a corrupt chunk) into the
+ * per-thread scratch slot, *out. */
+static int zd_scratch(int slot, const void *in, size_t in_len, size_t n,
+		      uint8_t **out)
 {
-	return udfs_zstd_decompress(in, in_len, out, n);
+	*out = udfs_scratch(slot, n + 1);
+	if (!*out)
+		return -ENOMEM;
+	return udfs_zstd_decompress(in, in_len, *out, n);
 }
 
 /* Pack n values of nb bits LSB-first into a malloc-ed buffer. */
@@ -841,10 +846,7 @@ static int ms_bitmap(struct mask_src *ms, unsigned mf, const uint8_t *in,
 			    -EIO, "lossy chunk: bitmap of %zu bytes", len);
 		bm = (uint8_t *)in;
 	} else {
-		bm = udfs_scratch(UDFS_SCRATCH_MASK, bm_len + 1);
-		if (!bm)
-			return -ENOMEM;
-		ret = zd(in, len, bm, bm_len);
+		ret = zd_scratch(UDFS_SCRATCH_MASK, in, len, bm_len, &bm);
 		if (ret < 0)
 			return ret;
 	}
@@ -1054,10 +1056,7 @@ static int vs_small(struct val_src *vs, const udfs_lossy_params *p, unsigned vf,
 	} else if (vf == VF_ZSTD || (vf == VF_ZPACKED && codes)) {
 		if (vf == VF_ZSTD && codes)
 			raw_len = vs->n_kept;
-		v = udfs_scratch(UDFS_SCRATCH_VALUES, raw_len + 1);
-		if (!v)
-			return -ENOMEM;
-		ret = zd(in, len, v, raw_len);
+		ret = zd_scratch(UDFS_SCRATCH_VALUES, in, len, raw_len, &v);
 		if (ret < 0)
 			return ret;
 		len = raw_len;
@@ -1084,6 +1083,7 @@ static int vs_planes(struct val_src *vs, unsigned vf, const uint8_t *in,
 {
 	size_t raw_len = (size_t)vs->n_kept * vs->es;
 	uint8_t *v;
+	int ret;
 
 	vs->kind = VS_PLANES;
 	if (vf == VF_RAW && len == raw_len) {
@@ -1092,11 +1092,9 @@ static int vs_planes(struct val_src *vs, unsigned vf, const uint8_t *in,
 	}
 	if (vf != VF_ZSTD)
 		return -EIO;
-	v = udfs_scratch(UDFS_SCRATCH_VALUES, raw_len + 1);
-	if (!v)
-		return -ENOMEM;
+	ret = zd_scratch(UDFS_SCRATCH_VALUES, in, len, raw_len, &v);
 	vs->bytes = v;
-	return zd(in, len, v, raw_len);
+	return ret;
 }
 
 /* Set up the value section (format vf, in[0..len)) of n_kept values. */
