@@ -602,38 +602,6 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 	return 0;
 }
 
-static int malformed_header(udfs_catalog *c, const udfs_file *f)
-{
-	return udfs_error(-EIO,
-			  "catalog %s: file %s has a malformed header row",
-			  c->path, f->path);
-}
-
-/* f's header from its header base's row (a NULL header row): the base
- * file of its first tensor that has one, whose row must hold exactly
- * f->data_offset bytes. */
-static int base_header(udfs_catalog *c, udfs_file *f)
-{
-	sqlite3_stmt *st;
-	int err = prep(c, &st,
-		       "SELECT b.header FROM tensors t JOIN files b ON "
-		       "b.id = t.base_file_id WHERE t.file_id = ? "
-		       "ORDER BY t.idx LIMIT 1");
-
-	if (err)
-		return err;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)f->ino);
-	if (sqlite3_step(st) == SQLITE_ROW &&
-	    (size_t)sqlite3_column_bytes(st, 0) == f->data_offset) {
-		f->header = udfs_xmalloc(f->data_offset);
-		memcpy(f->header, sqlite3_column_blob(st, 0), f->data_offset);
-	} else {
-		err = malformed_header(c, f);
-	}
-	sqlite3_finalize(st);
-	return err;
-}
-
 /* File f (its model already set) from the current row of fs. */
 static int file_row(udfs_catalog *c, sqlite3_stmt *fs, udfs_file *f)
 {
@@ -647,12 +615,11 @@ static int file_row(udfs_catalog *c, sqlite3_stmt *fs, udfs_file *f)
 	f->data_offset = (uint64_t)sqlite3_column_int64(fs, 4);
 	snprintf(f->sha256, sizeof(f->sha256), "%s",
 		 (const char *)sqlite3_column_text(fs, 6));
-	if (f->data_offset && sqlite3_column_type(fs, 5) == SQLITE_NULL &&
-	    f->data_offset <= f->size)
-		return base_header(c, f);
 	if (f->data_offset > f->size ||
 	    (size_t)sqlite3_column_bytes(fs, 5) != f->data_offset)
-		return malformed_header(c, f);
+		return udfs_error(
+		    -EIO, "catalog %s: file %s has a malformed header row",
+		    c->path, f->path);
 	if (f->data_offset) {
 		f->header = udfs_xmalloc(f->data_offset);
 		memcpy(f->header, hdr, f->data_offset);
@@ -687,6 +654,14 @@ static int load_tensors(udfs_catalog *c, sqlite3_stmt *cnt, sqlite3_stmt *ts,
 	return 0;
 }
 
+/* The header of file row f: its own, or when NULL (a delta's header that
+ * is its base file's) that of the base file of its first tensor that has
+ * one (udfs(5), files); file_row checks its length. */
+#define HEADER_OF_F                                                            \
+	"coalesce(f.header, (SELECT b.header FROM tensors t JOIN files b "     \
+	"ON b.id = t.base_file_id WHERE t.file_id = f.id ORDER BY t.idx "      \
+	"LIMIT 1))"
+
 static int load_files(udfs_catalog *c, udfs_model *m)
 {
 	sqlite3_stmt *fs = NULL, *ts = NULL, *cnt = NULL, *nf = NULL;
@@ -695,7 +670,8 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 
 	err = prep(
 	    c, &fs,
-	    "SELECT id, path, kind, size, data_offset, header, sha256 FROM files WHERE model_id = ? ORDER BY path");
+	    "SELECT f.id, f.path, f.kind, f.size, f.data_offset, " HEADER_OF_F
+	    ", f.sha256 FROM files f WHERE f.model_id = ? ORDER BY f.path");
 	if (!err)
 		err = prep(
 		    c, &ts,
