@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format/tmap.h"
+
 static const char *const enc_names[UDFS_ENC_COUNT] = {
     [UDFS_ENC_BASE] = "base",
     [UDFS_ENC_SAME] = "same",
@@ -38,10 +40,9 @@ bool udfs_encoding_is_lossy(int enc)
 	return enc >= UDFS_ENC_ULTRADELTA && enc <= UDFS_ENC_ADAPTIVE;
 }
 
-uint64_t udfs_encoded_bytes(int enc, uint32_t n_chunks, uint64_t pack_bytes)
+uint64_t udfs_encoded_bytes(const udfs_tensor *t)
 {
-	return pack_bytes + (uint64_t)n_chunks * UDFS_CHUNK_REF_BYTES +
-	       (udfs_encoding_is_lossy(enc) ? UDFS_LOSSY_PARAM_BYTES : 0);
+	return t->stored_bytes + udfs_tmap_record_bytes(t);
 }
 
 const char *udfs_model_kind_name(int kind)
@@ -67,17 +68,22 @@ bool udfs_file_has_header(const udfs_file *f, const void *header, uint64_t len)
 	       memcmp(f->header, header, len) == 0;
 }
 
+void udfs_tensors_free(udfs_tensor *t, size_t n)
+{
+	for (size_t i = 0; t && i < n; i++) {
+		free(t[i].name);
+		free(t[i].shape);
+		free(t[i].chunks);
+	}
+	free(t);
+}
+
 void udfs_files_free(udfs_file *files, size_t n)
 {
 	for (size_t i = 0; files && i < n; i++) {
 		udfs_file *f = &files[i];
 
-		for (size_t j = 0; j < f->n_tensors; j++) {
-			free(f->tensors[j].name);
-			free(f->tensors[j].shape);
-			free(f->tensors[j].chunks);
-		}
-		free(f->tensors);
+		udfs_tensors_free(f->tensors, f->n_tensors);
 		free(f->header);
 		free(f->path);
 	}

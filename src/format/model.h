@@ -43,15 +43,20 @@ enum udfs_file_kind {
 enum udfs_model_kind { UDFS_MODEL_BASE = 0, UDFS_MODEL_DELTA = 1 };
 
 /*
- * Bytes a tensor's encoding costs in the store: its pack chunks, their
- * chunk-map records (20 bytes each) and, for lossy encodings, the
- * per-tensor parameters (UDFS_LOSSY_PARAM_BYTES). Its name, dtype and shape
- * are not counted here: the safetensors header holds them whatever the
- * encoding, and the model's stored_bytes counts the whole catalog.
+ * What a tensor's record in its file's tensor map costs (format/tmap.h),
+ * as the planners estimate it before the chunks exist: a head and base
+ * reference, the lossy parameters (lossy encodings) and a reference per
+ * chunk. udfs_encoded_bytes counts the real record.
  */
-#define UDFS_CHUNK_REF_BYTES 20
-#define UDFS_LOSSY_PARAM_BYTES 32
-uint64_t udfs_encoded_bytes(int enc, uint32_t n_chunks, uint64_t pack_bytes);
+#define UDFS_TENSOR_REC_BYTES 5
+#define UDFS_LOSSY_PARAM_BYTES 33
+#define UDFS_CHUNK_REF_BYTES 11
+
+struct udfs_tensor;
+/* Bytes t costs in the store: its pack chunks and its tensor map record.
+ * Its name, dtype and shape cost nothing more: the safetensors header
+ * holds them whatever the encoding. */
+uint64_t udfs_encoded_bytes(const struct udfs_tensor *t);
 
 /* "xor" for UDFS_ENC_XOR; NULL for an out-of-range value. */
 const char *udfs_encoding_name(int enc);
@@ -160,6 +165,9 @@ typedef struct udfs_model_info {
 /* f (NULL allowed) holds exactly the len-byte safetensors header: a
  * delta's file with its base file's header shares it (udfs(5), files). */
 bool udfs_file_has_header(const udfs_file *f, const void *header, uint64_t len);
+
+/* Free n tensors (names, shapes, chunk maps) and the array. */
+void udfs_tensors_free(udfs_tensor *t, size_t n);
 
 /* Free the rows of n files (tensors, chunk maps, header, path) and the
  * array: what the add pipeline builds and the store loads. */

@@ -110,7 +110,7 @@ static uint64_t tensor_stored(const udfs_tensor *t)
 {
 	if (t->enc == UDFS_ENC_BASE)
 		return t->end - t->begin;
-	return udfs_encoded_bytes(t->enc, t->n_chunks, t->stored_bytes);
+	return udfs_encoded_bytes(t);
 }
 
 /* Source and stored bytes of m's lossy tensors. */

@@ -25,6 +25,7 @@
 
 #include "common/dtype.h"
 #include "common/util.h"
+#include "format/tmap.h"
 
 #define CHUNK_REC 20 /* bytes per packed chunk record */
 #define BUSY_MS 30000
@@ -32,10 +33,11 @@
 struct udfs_catalog {
 	sqlite3 *db;
 	char *path;
+	int version; /* PRAGMA user_version, as opened or upgraded */
 };
 
 static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);CREATE TABLE IF NOT EXISTS models( id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, kind INTEGER NOT NULL, base_id INTEGER REFERENCES models(id), method TEXT NOT NULL, params TEXT NOT NULL, seed INTEGER NOT NULL, created INTEGER NOT NULL, source_bytes INTEGER NOT NULL, stored_bytes INTEGER NOT NULL, sparsity REAL NOT NULL, storage TEXT NOT NULL);CREATE TABLE IF NOT EXISTS files( id INTEGER PRIMARY KEY AUTOINCREMENT, model_id INTEGER NOT NULL REFERENCES models(id), path TEXT NOT NULL, kind INTEGER NOT NULL, size INTEGER NOT NULL, data_offset INTEGER NOT NULL, header BLOB, sha256 TEXT NOT NULL, UNIQUE(model_id, path));CREATE TABLE IF NOT EXISTS tensors( file_id INTEGER NOT NULL REFERENCES files(id), idx INTEGER NOT NULL, name TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL, begin INTEGER NOT NULL, end INTEGER NOT NULL, encoding TEXT NOT NULL, base_file_id INTEGER, base_begin INTEGER, mask INTEGER, vkind INTEGER, bits INTEGER, lo REAL, step REAL, gain REAL, rate REAL, mseed INTEGER, stored_bytes INTEGER NOT NULL, chunks BLOB, PRIMARY KEY(file_id, idx));INSERT OR IGNORE INTO meta VALUES('generation', 0);";
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);CREATE TABLE IF NOT EXISTS models( id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, kind INTEGER NOT NULL, base_id INTEGER REFERENCES models(id), method TEXT NOT NULL, params TEXT NOT NULL, seed INTEGER NOT NULL, created INTEGER NOT NULL, source_bytes INTEGER NOT NULL, stored_bytes INTEGER NOT NULL, sparsity REAL NOT NULL, storage TEXT NOT NULL);CREATE TABLE IF NOT EXISTS files( id INTEGER PRIMARY KEY AUTOINCREMENT, model_id INTEGER NOT NULL REFERENCES models(id), path TEXT NOT NULL, kind INTEGER NOT NULL, size INTEGER NOT NULL, data_offset INTEGER NOT NULL, header BLOB, sha256 TEXT NOT NULL, header_file INTEGER, tensor_map BLOB, UNIQUE(model_id, path));CREATE TABLE IF NOT EXISTS tensors( file_id INTEGER NOT NULL REFERENCES files(id), idx INTEGER NOT NULL, name TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL, begin INTEGER NOT NULL, end INTEGER NOT NULL, encoding TEXT NOT NULL, base_file_id INTEGER, base_begin INTEGER, mask INTEGER, vkind INTEGER, bits INTEGER, lo REAL, step REAL, gain REAL, rate REAL, mseed INTEGER, stored_bytes INTEGER NOT NULL, chunks BLOB, PRIMARY KEY(file_id, idx));INSERT OR IGNORE INTO meta VALUES('generation', 0);";
 
 static int fail(udfs_catalog *c, int rc, const char *what)
 {
@@ -132,31 +134,68 @@ static int read_version(udfs_catalog *c, int *version)
 	return err;
 }
 
+/* Whether table files has the column tensor_map (format 4). */
+static int has_tensor_map(udfs_catalog *c, bool *has)
+{
+	sqlite3_stmt *st;
+	int err = prep(c, &st,
+		       "SELECT count(*) FROM pragma_table_info('files') WHERE "
+		       "name = 'tensor_map'");
+
+	if (err)
+		return err;
+	err = sqlite3_step(st) == SQLITE_ROW ? 0
+					      : fail(c, SQLITE_ERROR, "schema");
+	*has = sqlite3_column_int(st, 0) > 0;
+	sqlite3_finalize(st);
+	return err;
+}
+
+/* Formats 1 to 3 to 4: files get their tensor map and header reference
+ * columns; the tensors rows already there stay and are still read. */
+static int add_tensor_map(udfs_catalog *c)
+{
+	bool has = false;
+	int err = exec(c, "BEGIN IMMEDIATE");
+
+	if (!err)
+		err = has_tensor_map(c, &has);
+	if (!err && !has)
+		err = exec(c, "ALTER TABLE files ADD COLUMN header_file INTEGER;"
+			      "ALTER TABLE files ADD COLUMN tensor_map BLOB");
+	if (!err)
+		err = exec(c, "PRAGMA user_version=4; COMMIT");
+	else
+		udfs_catalog_rollback(c);
+	return err;
+}
+
 /*
  * Make the writer's catalog current: rollback journal instead of WAL
  * (WAL's memory-mapped -shm index is not shared between the clients of a
  * network filesystem, and writers serialize on the store's lock anyway),
- * and formats 1 and 2 become 3 in place (same tables; 2 means that writers
- * publish snapshots, 3 that a delta's header may be its base's, so that an
- * older udfs refuses what it would misread).
+ * and formats 1 to 3 become 4 in place (2 means that writers publish
+ * snapshots, 3 that a delta's header may be its base's, 4 that a file's
+ * tensors may be one tensor map; each makes an older udfs refuse what it
+ * would misread).
  */
-static int prepare_writer(udfs_catalog *c, bool create, int *version)
+static int prepare_writer(udfs_catalog *c, bool create)
 {
 	int err = exec(c, "PRAGMA journal_mode=DELETE");
 
-	if (!err && create && *version == 0)
+	if (!err && create && c->version == 0)
 		err = exec(c, "BEGIN IMMEDIATE");
-	if (!err && create && *version == 0) {
+	if (!err && create && c->version == 0) {
 		err = exec(c, schema);
 		if (!err)
-			err = exec(c, "PRAGMA user_version=3; COMMIT");
+			err = exec(c, "PRAGMA user_version=4; COMMIT");
 		else
 			udfs_catalog_rollback(c);
-		*version = UDFS_CATALOG_VERSION;
+		c->version = UDFS_CATALOG_VERSION;
 	}
-	if (!err && *version < UDFS_CATALOG_VERSION) {
-		err = exec(c, "PRAGMA user_version=3");
-		*version = UDFS_CATALOG_VERSION;
+	if (!err && c->version < UDFS_CATALOG_VERSION) {
+		err = add_tensor_map(c);
+		c->version = UDFS_CATALOG_VERSION;
 	}
 	return err ? err : exec(c, "PRAGMA foreign_keys=ON");
 }
@@ -193,8 +232,9 @@ int udfs_catalog_open(const char *path, bool rdonly, bool create,
 		    version > UDFS_CATALOG_VERSION ? ": upgrade udfs" : "");
 		goto out;
 	}
+	c->version = version;
 	if (!rdonly)
-		err = prepare_writer(c, create, &version);
+		err = prepare_writer(c, create);
 out:
 	if (err) {
 		udfs_catalog_close(c);
@@ -341,26 +381,6 @@ int udfs_catalog_insert_model(udfs_catalog *c, udfs_model *m,
 	return err;
 }
 
-static char *shape_text(const udfs_tensor *t)
-{
-	size_t cap = 3 + (size_t)t->ndim * 21, len = 0;
-	char *s = udfs_xmalloc(cap);
-
-	s[len++] = '[';
-	for (int i = 0; i < t->ndim; i++)
-		len += (size_t)snprintf(s + len, cap - len, "%s%" PRIu64,
-					i ? "," : "", t->shape[i]);
-	s[len++] = ']';
-	s[len] = '\0';
-	return s;
-}
-
-static void put_le(unsigned char *p, uint64_t v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
 static uint64_t get_le(const unsigned char *p, int n)
 {
 	uint64_t v = 0;
@@ -368,56 +388,6 @@ static uint64_t get_le(const unsigned char *p, int n)
 	for (int i = 0; i < n; i++)
 		v |= (uint64_t)p[i] << (8 * i);
 	return v;
-}
-
-static int insert_tensor(udfs_catalog *c, sqlite3_stmt *st, int64_t file_id,
-			 int idx, const udfs_tensor *t)
-{
-	size_t blob_len = (size_t)t->n_chunks * CHUNK_REC;
-	unsigned char *blob = NULL;
-	char *shape = shape_text(t);
-	int err;
-
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	sqlite3_bind_int64(st, 1, file_id);
-	sqlite3_bind_int(st, 2, idx);
-	sqlite3_bind_text(st, 3, t->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, udfs_dtype_name(t->dtype), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, shape, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, (sqlite3_int64)t->begin);
-	sqlite3_bind_int64(st, 7, (sqlite3_int64)t->end);
-	sqlite3_bind_text(st, 8, udfs_encoding_name(t->enc), -1, SQLITE_STATIC);
-	if (t->base_file_id) {
-		sqlite3_bind_int64(st, 9, t->base_file_id);
-		sqlite3_bind_int64(st, 10, (sqlite3_int64)t->base_begin);
-	}
-	if (udfs_encoding_is_lossy(t->enc)) {
-		sqlite3_bind_int(st, 11, t->lp.mask);
-		sqlite3_bind_int(st, 12, t->lp.values);
-		sqlite3_bind_int(st, 13, t->lp.bits);
-		sqlite3_bind_double(st, 14, t->lp.lo);
-		sqlite3_bind_double(st, 15, t->lp.step);
-		sqlite3_bind_double(st, 16, t->lp.gain);
-		sqlite3_bind_double(st, 17, t->lp.rate);
-		sqlite3_bind_int64(st, 18, (sqlite3_int64)t->lp.seed);
-	}
-	sqlite3_bind_int64(st, 19, (sqlite3_int64)t->stored_bytes);
-	if (t->n_chunks) {
-		blob = udfs_xmalloc(blob_len);
-		for (uint32_t i = 0; i < t->n_chunks; i++) {
-			unsigned char *r = blob + (size_t)i * CHUNK_REC;
-
-			put_le(r, t->chunks[i].offset, 8);
-			put_le(r + 8, t->chunks[i].length, 4);
-			put_le(r + 12, t->chunks[i].checksum, 8);
-		}
-		sqlite3_bind_blob(st, 20, blob, (int)blob_len, SQLITE_STATIC);
-	}
-	err = step_done(c, st, "insert tensor");
-	free(blob);
-	free(shape);
-	return err;
 }
 
 /* The base file whose header f may share (udfs(5), files): the file of
@@ -435,48 +405,37 @@ static const udfs_file *header_base(const udfs_model *base, const udfs_file *f)
 	return NULL;
 }
 
-/* f's header is byte for byte its header base's: its row stores NULL. */
-static bool header_shared(const udfs_file *f)
-{
-	return udfs_file_has_header(
-	    header_base(f->model ? f->model->base : NULL, f), f->header,
-	    f->data_offset);
-}
-
 int udfs_catalog_insert_file(udfs_catalog *c, int64_t model_id, udfs_file *f)
 {
-	sqlite3_stmt *st = NULL, *ts = NULL;
-	int64_t file_id;
+	const udfs_file *hb = header_base(f->model ? f->model->base : NULL, f);
+	bool shared = udfs_file_has_header(hb, f->header, f->data_offset);
+	sqlite3_stmt *st = NULL;
+	unsigned char *map;
+	size_t map_len;
 	int err;
 
 	err = prep(
 	    c, &st,
-	    "INSERT INTO files(model_id, path, kind, size, data_offset, header, sha256) VALUES(?,?,?,?,?,?,?)");
+	    "INSERT INTO files(model_id, path, kind, size, data_offset, header, sha256, header_file, tensor_map) VALUES(?,?,?,?,?,?,?,?,?)");
 	if (err)
-		goto out;
+		return err;
+	map = udfs_tmap_encode(f, &map_len);
 	sqlite3_bind_int64(st, 1, model_id);
 	sqlite3_bind_text(st, 2, f->path, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, f->kind);
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)f->size);
 	sqlite3_bind_int64(st, 5, (sqlite3_int64)f->data_offset);
-	if (f->data_offset && !header_shared(f))
+	if (f->data_offset && !shared)
 		sqlite3_bind_blob64(st, 6, f->header, f->data_offset,
 				    SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, f->sha256, -1, SQLITE_STATIC);
+	if (shared)
+		sqlite3_bind_int64(st, 8, (sqlite3_int64)hb->ino);
+	sqlite3_bind_blob64(st, 9, map, map_len, SQLITE_STATIC);
 	err = step_done(c, st, "insert file");
-	if (err)
-		goto out;
-	file_id = sqlite3_last_insert_rowid(c->db);
-	f->ino = (uint64_t)file_id;
-	err = prep(
-	    c, &ts,
-	    "INSERT INTO tensors(file_id, idx, name, dtype, shape, begin, end, encoding, base_file_id, base_begin, mask, vkind, bits, lo, step, gain, rate, mseed, stored_bytes, chunks) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-	if (err)
-		goto out;
-	for (size_t i = 0; i < f->n_tensors && !err; i++)
-		err = insert_tensor(c, ts, file_id, (int)i, &f->tensors[i]);
-out:
-	sqlite3_finalize(ts);
+	if (!err)
+		f->ino = (uint64_t)sqlite3_last_insert_rowid(c->db);
+	free(map);
 	sqlite3_finalize(st);
 	return err;
 }
@@ -655,12 +614,47 @@ static int load_tensors(udfs_catalog *c, sqlite3_stmt *cnt, sqlite3_stmt *ts,
 }
 
 /* The header of file row f: its own, or when NULL (a delta's header that
- * is its base file's) that of the base file of its first tensor that has
- * one (udfs(5), files); file_row checks its length. */
-#define HEADER_OF_F                                                            \
+ * is its base file's) that of its header_file, or in format 3 rows that
+ * of the base file of its first tensor that has one (udfs(5), files);
+ * file_row checks its length. */
+#define HEADER_OF_F_V3                                                         \
 	"coalesce(f.header, (SELECT b.header FROM tensors t JOIN files b "     \
 	"ON b.id = t.base_file_id WHERE t.file_id = f.id ORDER BY t.idx "      \
 	"LIMIT 1))"
+#define HEADER_OF_F                                                            \
+	"coalesce(f.header, (SELECT h.header FROM files h "                    \
+	"WHERE h.id = f.header_file), " HEADER_OF_F_V3 ")"
+
+/* The files of model m, a row each: the tensor map is NULL where the
+ * tensors have rows of their own (format 3 and before). */
+static int prep_files(udfs_catalog *c, sqlite3_stmt **fs)
+{
+	return prep(
+	    c, fs,
+	    c->version >= 4
+		? "SELECT f.id, f.path, f.kind, f.size, f.data_offset, " HEADER_OF_F
+		  ", f.sha256, f.tensor_map FROM files f WHERE f.model_id = ? ORDER BY f.path"
+		: "SELECT f.id, f.path, f.kind, f.size, f.data_offset, " HEADER_OF_F_V3
+		  ", f.sha256, NULL FROM files f WHERE f.model_id = ? ORDER BY f.path");
+}
+
+/* The tensors of file row f (the current row of fs): from its tensor
+ * map, or from the tensors table (cnt counts them, ts selects them). */
+static int file_tensors(udfs_catalog *c, sqlite3_stmt *fs, sqlite3_stmt *cnt,
+			sqlite3_stmt *ts, udfs_file *f)
+{
+	const void *map = sqlite3_column_blob(fs, 7);
+	char *label;
+	int err;
+
+	if (sqlite3_column_type(fs, 7) == SQLITE_NULL)
+		return load_tensors(c, cnt, ts, f);
+	label = udfs_xasprintf("catalog %s: file %s", c->path, f->path);
+	err = udfs_tmap_decode(f, map, (size_t)sqlite3_column_bytes(fs, 7),
+			       label);
+	free(label);
+	return err;
+}
 
 static int load_files(udfs_catalog *c, udfs_model *m)
 {
@@ -668,10 +662,7 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 	size_t cap = 0;
 	int rc, err;
 
-	err = prep(
-	    c, &fs,
-	    "SELECT f.id, f.path, f.kind, f.size, f.data_offset, " HEADER_OF_F
-	    ", f.sha256 FROM files f WHERE f.model_id = ? ORDER BY f.path");
+	err = prep_files(c, &fs);
 	if (!err)
 		err = prep(
 		    c, &ts,
@@ -700,7 +691,7 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 		f->model = m;
 		err = file_row(c, fs, f);
 		if (!err)
-			err = load_tensors(c, cnt, ts, f);
+			err = file_tensors(c, fs, cnt, ts, f);
 		if (err)
 			goto out;
 	}
@@ -903,10 +894,11 @@ int udfs_catalog_model_meta_bytes(udfs_catalog *c, int64_t id, uint64_t *bytes)
 	int err;
 
 	/* Rows are counted by their payload plus ~64 bytes of record and
-	 * index overhead each: what a model really adds to catalog.db. */
+	 * index overhead each: what a model really adds to catalog.db. A
+	 * writer's catalog is format 4 (prepare_writer). */
 	err = prep(
 	    c, &st,
-	    "SELECT coalesce(sum(length(f.header)), 0) + 64 * count(*), (SELECT coalesce(sum(length(t.chunks) + length(t.name)  + 64), 0) FROM tensors t JOIN files g ON g.id = t.file_id  WHERE g.model_id = ?1) FROM files f WHERE f.model_id = ?1");
+	    "SELECT coalesce(sum(length(f.header)), 0) + coalesce(sum(length(f.tensor_map)), 0) + 64 * count(*), (SELECT coalesce(sum(length(t.chunks) + length(t.name)  + 64), 0) FROM tensors t JOIN files g ON g.id = t.file_id  WHERE g.model_id = ?1) FROM files f WHERE f.model_id = ?1");
 	if (err)
 		return err;
 	sqlite3_bind_int64(st, 1, id);

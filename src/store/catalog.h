@@ -21,9 +21,10 @@
 #include "store/store.h"
 
 /* Format version in PRAGMA user_version. Versions 1 (no published
- * snapshots) and 2 (no shared headers) have the same tables and are
- * upgraded in place by the first writer; udfs(5). */
-#define UDFS_CATALOG_VERSION 3
+ * snapshots), 2 (no shared headers) and 3 (no tensor maps: a row per
+ * tensor) are upgraded in place by the first writer and still read;
+ * udfs(5). */
+#define UDFS_CATALOG_VERSION 4
 
 typedef struct udfs_catalog udfs_catalog;
 

@@ -26,6 +26,7 @@
 #include "common/pool.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "format/tmap.h"
 #include "read/recon.h"
 #include "store/catalog.h"
 #include "write/add_i.h"
@@ -57,14 +58,42 @@ static int compare_one(void *ctx, size_t i)
 {
 	struct same_job *j = ctx;
 	const udfs_source_file *sf = &j->src->files[j->file[i]];
-	const udfs_st_tensor *st = &sf->st->tensors[j->tensor[i]];
 	struct tensor_plan *p = &j->plan[j->file[i]][j->tensor[i]];
+	const unsigned char *cur = sf->map;
+	uint64_t len = sf->size;
 
-	p->enc = memcmp(udfs_source_tensor_bytes(sf, st),
-			udfs_add_base_bytes(j->g, p->base), st->end - st->begin)
+	if (sf->st) {
+		const udfs_st_tensor *st = &sf->st->tensors[j->tensor[i]];
+
+		cur = udfs_source_tensor_bytes(sf, st);
+		len = st->end - st->begin;
+	}
+	p->enc = memcmp(cur, udfs_add_base_bytes(j->g, p->base), len)
 		     ? UDFS_ENC_XOR
 		     : UDFS_ENC_SAME;
 	return 0;
+}
+
+/* The base tensor that sf's tensor k is compared with: the base's tensor
+ * of the same name, dtype and shape, or for a verbatim file, the base's
+ * verbatim file of the same path and size (a config.json or tokenizer
+ * that a fine-tune kept). NULL when there is none. */
+static const udfs_tensor *base_tensor(const struct add_group *g,
+				      const udfs_source_file *sf, size_t k)
+{
+	const udfs_tensor *bt;
+
+	if (sf->st) {
+		bt = udfs_model_tensor(g->base, sf->st->tensors[k].name);
+		return bt && same_shape(&sf->st->tensors[k], bt) ? bt : NULL;
+	}
+	for (size_t i = 0; sf->size && i < g->base->n_files; i++) {
+		bt = &g->base_verbatim[i];
+		if (bt->file && bt->end == sf->size &&
+		    strcmp(bt->file->path, sf->path) == 0)
+			return bt;
+	}
+	return NULL;
 }
 
 /* The lossless plan of every tensor: same, xor, or raw. */
@@ -80,13 +109,10 @@ static void plan_lossless(struct add_group *g, struct add_model *am)
 
 		am->plan[i] = udfs_xcalloc(n, sizeof(**am->plan));
 		for (size_t k = 0; k < n; k++) {
-			const udfs_tensor *bt =
-			    sf->st ? udfs_model_tensor(g->base,
-						       sf->st->tensors[k].name)
-				   : NULL;
+			const udfs_tensor *bt = base_tensor(g, sf, k);
 
 			am->plan[i][k].enc = UDFS_ENC_RAW;
-			if (!bt || !same_shape(&sf->st->tensors[k], bt))
+			if (!bt)
 				continue;
 			am->plan[i][k].base = bt;
 			j.file =
@@ -205,18 +231,6 @@ static int write_tensor(struct add_group *g, struct add_model *am,
 	return err;
 }
 
-void udfs_add_tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st)
-{
-	t->name = udfs_xstrdup(st->name);
-	t->dtype = st->dtype;
-	t->ndim = st->ndim;
-	t->shape = udfs_xcalloc((size_t)st->ndim + 1, sizeof(uint64_t));
-	memcpy(t->shape, st->shape, (size_t)st->ndim * sizeof(uint64_t));
-	t->nelems = st->nelems;
-	t->begin = st->begin;
-	t->end = st->end;
-}
-
 /* Record the code an adaptive tensor got, its bytes and its delta error
  * measured on the chunks just written (the fidelity sums are additive),
  * for `udfs info`. */
@@ -236,8 +250,7 @@ static void note_code(struct add_model *am, const udfs_tensor *t,
 		am->codes = json_object();
 	json_object_set_new(am->codes, t->name,
 			    json_pack("{s:s,s:I,s:f}", "code", name, "bytes",
-				      (json_int_t)udfs_encoded_bytes(
-					  t->enc, t->n_chunks, t->stored_bytes),
+				      (json_int_t)udfs_encoded_bytes(t),
 				      "error", udfs_fidelity_rel_err(&f)));
 }
 
@@ -265,18 +278,12 @@ static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 		f->n_tensors = sf->st->n_tensors;
 		f->tensors = udfs_xcalloc(f->n_tensors, sizeof(*f->tensors));
 		for (size_t j = 0; j < f->n_tensors; j++)
-			udfs_add_tensor_from_source(&f->tensors[j],
-						    &sf->st->tensors[j]);
+			udfs_tensor_from_st(&f->tensors[j],
+					    &sf->st->tensors[j]);
 	} else if (sf->size) {
-		udfs_tensor *t;
-
 		f->n_tensors = 1;
-		f->tensors = t = udfs_xcalloc(1, sizeof(*t));
-		t->name = udfs_xstrdup("");
-		t->dtype = UDFS_DT_U8;
-		t->ndim = 1;
-		t->shape = udfs_xcalloc(1, sizeof(uint64_t));
-		t->shape[0] = t->nelems = t->end = sf->size;
+		f->tensors = udfs_xcalloc(1, sizeof(*f->tensors));
+		udfs_tensor_verbatim(f->tensors, sf->size);
 	}
 	for (size_t j = 0; j < f->n_tensors && !err; j++) {
 		udfs_tensor *t = &f->tensors[j];
@@ -308,11 +315,17 @@ static int map_base(struct add_group *g)
 	udfs_model *b = g->base;
 
 	g->base_map = udfs_xcalloc(b->n_files, sizeof(*g->base_map));
+	g->base_verbatim = udfs_xcalloc(b->n_files, sizeof(*g->base_verbatim));
 	for (size_t i = 0; i < b->n_files; i++) {
 		void *p;
 
 		if (!b->files[i].size)
 			continue;
+		if (b->files[i].kind == UDFS_FILE_VERBATIM) {
+			udfs_tensor_verbatim(&g->base_verbatim[i],
+					     b->files[i].size);
+			g->base_verbatim[i].file = &b->files[i];
+		}
 		p = mmap(NULL, b->files[i].size, PROT_READ, MAP_SHARED,
 			 b->files[i].fd, 0);
 		if (p == MAP_FAILED)
@@ -329,6 +342,8 @@ static void unmap_base(struct add_group *g)
 		if (g->base_map[i])
 			munmap((void *)g->base_map[i], g->base->files[i].size);
 	free(g->base_map);
+	if (g->base_verbatim)
+		udfs_tensors_free(g->base_verbatim, g->base->n_files);
 }
 
 /* What the catalog lists: a lossy add in which no tensor could be made

@@ -18,6 +18,7 @@
 
 #include "common/sha256.h"
 #include "common/util.h"
+#include "format/tmap.h"
 #include "format/source.h"
 #include "store/catalog.h"
 #include "store/cluster.h"
@@ -164,8 +165,7 @@ static void file_from_source(udfs_file *f, const udfs_source_file *sf)
 	f->n_tensors = sf->st->n_tensors;
 	f->tensors = udfs_xcalloc(f->n_tensors, sizeof(*f->tensors));
 	for (size_t j = 0; j < f->n_tensors; j++) {
-		udfs_add_tensor_from_source(&f->tensors[j],
-					    &sf->st->tensors[j]);
+		udfs_tensor_from_st(&f->tensors[j], &sf->st->tensors[j]);
 		f->tensors[j].enc = UDFS_ENC_BASE;
 	}
 }

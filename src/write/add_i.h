@@ -74,6 +74,10 @@ struct add_group {
 	const udfs_add_opts *o;
 	udfs_model *base;
 	const unsigned char **base_map; /* base->files[i] mapped read-only */
+	/* base->files[i] as one tensor, for its verbatim files: what a
+	 * delta's file of the same path is compared with (a base model's
+	 * verbatim files have no tensor of their own). */
+	udfs_tensor *base_verbatim;
 	size_t n;
 	struct add_model *models;
 	struct udfs_progress *pr; /* the progress line */
@@ -118,9 +122,6 @@ float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
 void udfs_add_delta_range(int dtype, uint64_t n, const void *cur,
 			  const void *base, float *d);
 
-/* Fill t (name, dtype, shape, offsets) from a source tensor; t owns
- * copies. */
-void udfs_add_tensor_from_source(udfs_tensor *t, const udfs_st_tensor *st);
 
 /*
  * Lossy planning over the whole group: choose the tensors to make lossy,

@@ -707,10 +707,22 @@ static bool header_shared(const udfs_source_file *sf,
 	return udfs_file_has_header(bf, sf->map, sf->st->data_offset);
 }
 
+/* Map records of a tensor of len bytes: head, parameters when lossy,
+ * chunk references (format/tmap.h; estimates, as the catalog counts). */
+static double record_bytes(int enc, uint64_t len, bool lossy)
+{
+	double n = UDFS_TENSOR_REC_BYTES + (lossy ? UDFS_LOSSY_PARAM_BYTES : 0);
+
+	if (enc == UDFS_ENC_SAME)
+		return n;
+	return n + (double)UDFS_CHUNK_REF_BYTES *
+		       (double)((len + UDFS_CHUNK_BYTES - 1) / UDFS_CHUNK_BYTES);
+}
+
 /* Bytes of the model that do not depend on the choice: catalog rows as
  * udfs_catalog_model_meta_bytes() counts them (a header that is the
- * base's costs nothing), the pack header, and the lossless planes of the
- * tensors that are not eligible. */
+ * base's costs nothing; tensor map records), the pack header, and the
+ * lossless planes of the tensors that are not eligible. */
 static int fixed_bytes(struct add_group *g, struct add_model *am,
 		       const bool *const *elig, double *out)
 {
@@ -720,7 +732,7 @@ static int fixed_bytes(struct add_group *g, struct add_model *am,
 	for (size_t i = 0; i < am->src->n_files && !err; i++) {
 		const udfs_source_file *sf = &am->src->files[i];
 
-		sum += 64;
+		sum += 64 + 1;
 		if (sf->st && !header_shared(sf, am->plan[i]))
 			sum += (double)sf->st->data_offset;
 		if (!sf->st) {
@@ -728,10 +740,7 @@ static int fixed_bytes(struct add_group *g, struct add_model *am,
 					      .end = sf->size};
 			double b = 0;
 
-			sum +=
-			    64 +
-			    20.0 * (double)((sf->size + UDFS_CHUNK_BYTES - 1) /
-					    UDFS_CHUNK_BYTES);
+			sum += record_bytes(am->plan[i][0].enc, sf->size, false);
 			if (sf->size)
 				err = exact_bytes(g, &raw, sf->map, NULL, &b);
 			sum += b;
@@ -743,12 +752,8 @@ static int fixed_bytes(struct add_group *g, struct add_model *am,
 			uint64_t len = st->end - st->begin;
 			double b = 0;
 
-			sum += 64 + (double)strlen(st->name);
-			if (p->enc == UDFS_ENC_SAME || len == 0)
-				continue;
-			sum += 20.0 * (double)((len + UDFS_CHUNK_BYTES - 1) /
-					       UDFS_CHUNK_BYTES);
-			if (elig[i][k])
+			sum += record_bytes(p->enc, len, elig[i][k]);
+			if (p->enc == UDFS_ENC_SAME || len == 0 || elig[i][k])
 				continue;
 			err = exact_bytes(
 			    g, st, udfs_source_tensor_bytes(sf, st),

@@ -63,7 +63,7 @@ static void test_open(void)
 {
 	udfs_catalog *c = NULL;
 	char *path = udfs_xasprintf("%s/new.db", top);
-	char *v4 = foreign_db("v4.db", 4), *v0 = foreign_db("v0.db", 0);
+	char *v5 = foreign_db("v5.db", 5), *v0 = foreign_db("v0.db", 0);
 	char *junk = udfs_xasprintf("%s/junk.db", top);
 	int64_t gen = -1;
 	size_t n = 99;
@@ -96,14 +96,14 @@ static void test_open(void)
 	c = NULL;
 
 	/* Another format version, any way it is opened. */
-	CHECK_EQ_INT(udfs_catalog_open(v4, false, false, &c), -EPROTO);
+	CHECK_EQ_INT(udfs_catalog_open(v5, false, false, &c), -EPROTO);
 	CHECK(c == NULL);
-	CHECK(strstr(udfs_error_msg(-EPROTO), "version 4") != NULL);
+	CHECK(strstr(udfs_error_msg(-EPROTO), "version 5") != NULL);
 	CHECK(strstr(udfs_error_msg(-EPROTO), "upgrade") != NULL);
 	udfs_error_clear();
-	CHECK_EQ_INT(udfs_catalog_open(v4, true, false, &c), -EPROTO);
+	CHECK_EQ_INT(udfs_catalog_open(v5, true, false, &c), -EPROTO);
 	udfs_error_clear();
-	CHECK_EQ_INT(udfs_catalog_open(v4, false, true, &c), -EPROTO);
+	CHECK_EQ_INT(udfs_catalog_open(v5, false, true, &c), -EPROTO);
 	udfs_error_clear();
 	/* A SQLite file that is not a catalog (version 0) is refused when
 	 * not creating. */
@@ -130,7 +130,7 @@ static void test_open(void)
 		CHECK_EQ_INT(udfs_store_init(st), 0);
 		CHECK_EQ_INT(sqlite3_open(db, &h), SQLITE_OK);
 		CHECK_EQ_INT(
-		    sqlite3_exec(h, "PRAGMA user_version=4", NULL, NULL, NULL),
+		    sqlite3_exec(h, "PRAGMA user_version=5", NULL, NULL, NULL),
 		    SQLITE_OK);
 		sqlite3_close(h);
 		CHECK_EQ_INT(udfs_store_open(st, 0, &s), -EPROTO);
@@ -144,7 +144,7 @@ static void test_open(void)
 	}
 	free(junk);
 	free(v0);
-	free(v4);
+	free(v5);
 	free(path);
 }
 

@@ -681,7 +681,12 @@ static bool test_registry(struct store_test *c)
 			if (cf) {
 				CHECK_EQ_INT(cf->kind, UDFS_FILE_VERBATIM);
 				CHECK_EQ_INT(cf->n_tensors, 1);
-				CHECK_EQ_INT(cf->tensors[0].enc, UDFS_ENC_RAW);
+				/* One byte from the base's config.json of the
+				 * same size: a delta against it. */
+				CHECK_EQ_INT(cf->tensors[0].enc, UDFS_ENC_XOR);
+				CHECK(cf->tensors[0].base_file ==
+				      udfs_model_file(base, "config.json"));
+				CHECK_EQ_INT(cf->tensors[0].base_begin, 0);
 				CHECK_EQ_INT(cf->data_offset, 0);
 			}
 		}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A file's tensor map: how each of its tensors is stored (encoding, base
+ * tensor, lossy parameters, chunk map), packed into one byte string that
+ * the catalog keeps in the file's row (udfs(5), files.tensor_map). What the
+ * safetensors header already says (names, dtypes, shapes, byte ranges) is
+ * not repeated: decoding takes it from the header, or from the file size
+ * for the one pseudo-tensor of a verbatim file. On a small fine-tune
+ * stored at 25x, rows of their own per tensor were a quarter of the bytes.
+ */
+#ifndef UDFS_TMAP_H
+#define UDFS_TMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format/model.h"
+#include "format/safetensors.h"
+
+#define UDFS_TMAP_VERSION 1
+
+/* The tensor map of f's tensors, in a new buffer of *len bytes. */
+unsigned char *udfs_tmap_encode(const udfs_file *f, size_t *len);
+
+/*
+ * Fill f->tensors (f->n_tensors of them) from map: f's path, kind, size,
+ * data_offset and header must be set. Every byte is checked, against the
+ * header too; -EIO when anything is malformed (the message names label),
+ * with no tensor left in f. Lossy parameter values are checked where
+ * chunks decode.
+ */
+int udfs_tmap_decode(udfs_file *f, const void *map, size_t len,
+		     const char *label);
+
+/* Bytes of t's record in its file's map; what udfs_encoded_bytes counts
+ * for it besides the pack. */
+size_t udfs_tmap_record_bytes(const udfs_tensor *t);
+
+/* t described as the header describes st (name, dtype, shape, range). */
+void udfs_tensor_from_st(udfs_tensor *t, const udfs_st_tensor *st);
+
+/* t as the pseudo-tensor of a verbatim file of size bytes (size > 0). */
+void udfs_tensor_verbatim(udfs_tensor *t, uint64_t size);
+
+#endif
