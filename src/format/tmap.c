@@ -67,8 +67,7 @@ static bool has_chunks(const udfs_tensor *t)
 }
 
 /* Write t's record at p; *prev is the end of the previous chunk. */
-static size_t put_record(unsigned char *p, const udfs_tensor *t,
-			 uint64_t *prev)
+static size_t put_record(unsigned char *p, const udfs_tensor *t, uint64_t *prev)
 {
 	size_t n = 0;
 	uint32_t u;
@@ -234,8 +233,8 @@ static bool get_lossy(struct rd *r, udfs_lossy_params *lp)
 
 static bool get_chunks(struct rd *r, udfs_tensor *t, uint64_t *prev)
 {
-	uint64_t n = (t->end - t->begin + UDFS_CHUNK_BYTES - 1) /
-		     UDFS_CHUNK_BYTES;
+	uint64_t n =
+	    (t->end - t->begin + UDFS_CHUNK_BYTES - 1) / UDFS_CHUNK_BYTES;
 
 	/* Each chunk takes at least 10 bytes: a count the map cannot hold
 	 * is malformed before anything is allocated for it. */
@@ -310,8 +309,9 @@ static int describe(udfs_file *f, bool has_records, const char *label)
 	if (!err && h->data_offset != f->data_offset)
 		err = -EAGAIN;
 	if (err == -EAGAIN)
-		err = udfs_error(-EIO, "%s: the header is not %" PRIu64
-				 " bytes long", label, f->data_offset);
+		err = udfs_error(-EIO,
+				 "%s: the header is not %" PRIu64 " bytes long",
+				 label, f->data_offset);
 	if (err) {
 		udfs_st_free(h);
 		return err == -ENOMEM ? err : -EIO;

@@ -145,7 +145,7 @@ static int has_tensor_map(udfs_catalog *c, bool *has)
 	if (err)
 		return err;
 	err = sqlite3_step(st) == SQLITE_ROW ? 0
-					      : fail(c, SQLITE_ERROR, "schema");
+					     : fail(c, SQLITE_ERROR, "schema");
 	*has = sqlite3_column_int(st, 0) > 0;
 	sqlite3_finalize(st);
 	return err;
@@ -161,8 +161,9 @@ static int add_tensor_map(udfs_catalog *c)
 	if (!err)
 		err = has_tensor_map(c, &has);
 	if (!err && !has)
-		err = exec(c, "ALTER TABLE files ADD COLUMN header_file INTEGER;"
-			      "ALTER TABLE files ADD COLUMN tensor_map BLOB");
+		err =
+		    exec(c, "ALTER TABLE files ADD COLUMN header_file INTEGER;"
+			    "ALTER TABLE files ADD COLUMN tensor_map BLOB");
 	if (!err)
 		err = exec(c, "PRAGMA user_version=4; COMMIT");
 	else

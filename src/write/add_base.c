@@ -18,8 +18,8 @@
 
 #include "common/sha256.h"
 #include "common/util.h"
-#include "format/tmap.h"
 #include "format/source.h"
+#include "format/tmap.h"
 #include "store/catalog.h"
 #include "store/cluster.h"
 #include "write/add_i.h"

@@ -122,7 +122,6 @@ float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
 void udfs_add_delta_range(int dtype, uint64_t n, const void *cur,
 			  const void *base, float *d);
 
-
 /*
  * Lossy planning over the whole group: choose the tensors to make lossy,
  * quantize, allocate sparsity, compute the trace-norm factors, and fill

@@ -715,8 +715,9 @@ static double record_bytes(int enc, uint64_t len, bool lossy)
 
 	if (enc == UDFS_ENC_SAME)
 		return n;
-	return n + (double)UDFS_CHUNK_REF_BYTES *
-		       (double)((len + UDFS_CHUNK_BYTES - 1) / UDFS_CHUNK_BYTES);
+	return n +
+	       (double)UDFS_CHUNK_REF_BYTES *
+		   (double)((len + UDFS_CHUNK_BYTES - 1) / UDFS_CHUNK_BYTES);
 }
 
 /* Bytes of the model that do not depend on the choice: catalog rows as
@@ -740,7 +741,8 @@ static int fixed_bytes(struct add_group *g, struct add_model *am,
 					      .end = sf->size};
 			double b = 0;
 
-			sum += record_bytes(am->plan[i][0].enc, sf->size, false);
+			sum +=
+			    record_bytes(am->plan[i][0].enc, sf->size, false);
 			if (sf->size)
 				err = exact_bytes(g, &raw, sf->map, NULL, &b);
 			sum += b;

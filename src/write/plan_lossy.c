@@ -1023,7 +1023,8 @@ static int measure_ratio(struct add_group *g, struct add_model *am,
 		const udfs_st_tensor *st = &sf->st->tensors[v[i].tensor];
 
 		src += st->end - st->begin;
-		dst += bytes[i] + UDFS_TENSOR_REC_BYTES + UDFS_LOSSY_PARAM_BYTES;
+		dst +=
+		    bytes[i] + UDFS_TENSOR_REC_BYTES + UDFS_LOSSY_PARAM_BYTES;
 	}
 	free(bytes);
 	*ratio = dst ? (double)src / (double)dst : 0;
