@@ -48,9 +48,9 @@ enum udfs_model_kind { UDFS_MODEL_BASE = 0, UDFS_MODEL_DELTA = 1 };
  * reference, the lossy parameters (lossy encodings) and a reference per
  * chunk. udfs_encoded_bytes counts the real record.
  */
-#define UDFS_TENSOR_REC_BYTES 5
+#define UDFS_TENSOR_REC_BYTES 8
 #define UDFS_LOSSY_PARAM_BYTES 33
-#define UDFS_CHUNK_REF_BYTES 11
+#define UDFS_CHUNK_REF_BYTES 12
 
 struct udfs_tensor;
 /* Bytes t costs in the store: its pack chunks and its tensor map record.

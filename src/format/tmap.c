@@ -298,7 +298,7 @@ static int describe(udfs_file *f, bool has_records, const char *label)
 	if (f->kind != UDFS_FILE_SAFETENSORS) {
 		f->n_tensors = f->size && has_records ? 1 : 0;
 		f->tensors = udfs_xcalloc(1, sizeof(*f->tensors));
-		if (f->size)
+		if (f->n_tensors)
 			udfs_tensor_verbatim(f->tensors, f->size);
 		return 0;
 	}

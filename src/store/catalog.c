@@ -33,7 +33,8 @@
 struct udfs_catalog {
 	sqlite3 *db;
 	char *path;
-	int version; /* PRAGMA user_version, as opened or upgraded */
+	int version;  /* PRAGMA user_version, as opened or upgraded */
+	bool has_map; /* files has the tensor_map column (format 4) */
 };
 
 static const char schema[] =
@@ -236,6 +237,8 @@ int udfs_catalog_open(const char *path, bool rdonly, bool create,
 	c->version = version;
 	if (!rdonly)
 		err = prepare_writer(c, create);
+	if (!err)
+		err = has_tensor_map(c, &c->has_map);
 out:
 	if (err) {
 		udfs_catalog_close(c);
@@ -632,7 +635,7 @@ static int prep_files(udfs_catalog *c, sqlite3_stmt **fs)
 {
 	return prep(
 	    c, fs,
-	    c->version >= 4
+	    c->has_map
 		? "SELECT f.id, f.path, f.kind, f.size, f.data_offset, " HEADER_OF_F
 		  ", f.sha256, f.tensor_map FROM files f WHERE f.model_id = ? ORDER BY f.path"
 		: "SELECT f.id, f.path, f.kind, f.size, f.data_offset, " HEADER_OF_F_V3

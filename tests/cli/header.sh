@@ -25,8 +25,8 @@ must "add ft" "$UC" add -q "$S" --base base --lossless ft="$T/f.safetensors"
 must "add other" "$UC" add -q "$S" --base base --lossless \
 	other="$T/o.safetensors"
 must "add lossy" "$UC" add -q "$S" --base base lo="$T/f.safetensors"
-[ "$(sqlite3 "$S/catalog.db" 'PRAGMA user_version')" = 3 ] ||
-	fail "not upgraded to format 3"
+[ "$(sqlite3 "$S/catalog.db" 'PRAGMA user_version')" = 4 ] ||
+	fail "not upgraded to format 4"
 hdr() { # MODEL: typeof and length of its header row
 	sqlite3 "$S/catalog.db" "SELECT typeof(f.header) || ' ' ||
 		coalesce(length(f.header), 0) FROM files f JOIN models m

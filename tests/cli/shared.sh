@@ -88,8 +88,8 @@ if mount --bind "$O" "$RO" 2>/dev/null &&
 	umount_ro
 	# The first writer upgrades it in place; nothing is re-added.
 	must "gc upgrades" "$UDFS" gc -q "$O"
-	[ "$(sqlite3 "$O/catalog.db" 'PRAGMA user_version')" = 3 ] ||
-		fail "not upgraded to format 3"
+	[ "$(sqlite3 "$O/catalog.db" 'PRAGMA user_version')" = 4 ] ||
+		fail "not upgraded to format 4"
 	[ "$(sqlite3 "$O/catalog.db" 'PRAGMA journal_mode')" = delete ] ||
 		fail "the upgraded catalog is still in WAL mode"
 	[ -s "$O/catalog.current" ] || fail "upgrade published no pointer"
