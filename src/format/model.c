@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "format/tmap.h"
-
 static const char *const enc_names[UDFS_ENC_COUNT] = {
     [UDFS_ENC_BASE] = "base",
     [UDFS_ENC_SAME] = "same",
@@ -38,11 +36,6 @@ int udfs_encoding_parse(const char *name)
 bool udfs_encoding_is_lossy(int enc)
 {
 	return enc >= UDFS_ENC_ULTRADELTA && enc <= UDFS_ENC_ADAPTIVE;
-}
-
-uint64_t udfs_encoded_bytes(const udfs_tensor *t)
-{
-	return t->stored_bytes + udfs_tmap_record_bytes(t);
 }
 
 const char *udfs_model_kind_name(int kind)

@@ -42,21 +42,6 @@ enum udfs_file_kind {
 
 enum udfs_model_kind { UDFS_MODEL_BASE = 0, UDFS_MODEL_DELTA = 1 };
 
-/*
- * What a tensor's record in its file's tensor map costs (format/tmap.h),
- * as the planners estimate it before the chunks exist: a head and base
- * reference, the lossy parameters (lossy encodings) and a reference per
- * chunk. udfs_encoded_bytes counts the real record.
- */
-#define UDFS_TENSOR_REC_BYTES 8
-#define UDFS_LOSSY_PARAM_BYTES 33
-#define UDFS_CHUNK_REF_BYTES 12
-
-struct udfs_tensor;
-/* Bytes t costs in the store: its pack chunks and its tensor map record.
- * Its name, dtype and shape cost nothing more: the safetensors header
- * holds them whatever the encoding. */
-uint64_t udfs_encoded_bytes(const struct udfs_tensor *t);
 
 /* "xor" for UDFS_ENC_XOR; NULL for an out-of-range value. */
 const char *udfs_encoding_name(int enc);

@@ -142,6 +142,11 @@ size_t udfs_tmap_record_bytes(const udfs_tensor *t)
 	return n;
 }
 
+uint64_t udfs_encoded_bytes(const udfs_tensor *t)
+{
+	return t->stored_bytes + udfs_tmap_record_bytes(t);
+}
+
 void udfs_tensor_from_st(udfs_tensor *t, const udfs_st_tensor *st)
 {
 	t->name = udfs_xstrdup(st->name);

@@ -36,6 +36,20 @@ int udfs_tmap_decode(udfs_file *f, const void *map, size_t len,
  * for it besides the pack. */
 size_t udfs_tmap_record_bytes(const udfs_tensor *t);
 
+/*
+ * What a record costs as the planners estimate it before the chunks
+ * exist: a head and base reference, the lossy parameters (lossy
+ * encodings) and a reference per chunk.
+ */
+#define UDFS_TENSOR_REC_BYTES 8
+#define UDFS_LOSSY_PARAM_BYTES 33
+#define UDFS_CHUNK_REF_BYTES 12
+
+/* Bytes t costs in the store: its pack chunks and its map record. Its
+ * name, dtype and shape cost nothing more: the safetensors header holds
+ * them whatever the encoding. */
+uint64_t udfs_encoded_bytes(const udfs_tensor *t);
+
 /* t described as the header describes st (name, dtype, shape, range). */
 void udfs_tensor_from_st(udfs_tensor *t, const udfs_st_tensor *st);
 

@@ -19,6 +19,7 @@
 #include "common/pool.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "format/tmap.h"
 #include "programs/cli_i.h"
 #include "read/recon.h"
 #include "store/admin.h"

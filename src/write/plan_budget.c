@@ -39,6 +39,7 @@
 #include "common/dtype.h"
 #include "common/pool.h"
 #include "common/util.h"
+#include "format/tmap.h"
 #include "write/add_i.h"
 #include "write/linalg.h"
 #include "write/mix_i.h"

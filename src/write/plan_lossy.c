@@ -21,6 +21,7 @@
 #include "common/dtype.h"
 #include "common/pool.h"
 #include "common/util.h"
+#include "format/tmap.h"
 #include "read/recon.h"
 #include "write/add_i.h"
 #include "write/linalg.h"
