@@ -42,7 +42,6 @@ enum udfs_file_kind {
 
 enum udfs_model_kind { UDFS_MODEL_BASE = 0, UDFS_MODEL_DELTA = 1 };
 
-
 /* "xor" for UDFS_ENC_XOR; NULL for an out-of-range value. */
 const char *udfs_encoding_name(int enc);
 /* Inverse of udfs_encoding_name; -1 when unknown. */

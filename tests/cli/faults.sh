@@ -317,29 +317,36 @@ done
 # ---- A hostile catalog: rows that contradict each other or the store.
 # Every reader (verify, export, info) must fail with one line or work,
 # never die of a signal.
-# A small store of its own keeps the 23 x 5 runs short.
+# A small store of its own keeps the ~30 x 5 runs short.
 HS=$T/hs
 new_store "$HS"
 must "small base" "$UC" add-base -q "$HS" base "$T/small.safetensors"
 must "lossy model for the catalog cases" "$UC" add -q "$HS" --base base \
 	--sparsity 0.9 hl="$T/smallft.safetensors"
 n_rows=0
+# The tensor maps (udfs(5), files.tensor_map) are cut, extended, zeroed,
+# flipped a byte at a time and pointed at the wrong files.
+HL="(SELECT id FROM models WHERE name = 'hl')"
+n_map=$(sqlite3 "$HS/catalog.db" "SELECT max(length(tensor_map)) FROM files
+	WHERE model_id = $HL")
+set --
+i=2
+while [ "$i" -le "$n_map" ]; do
+	set -- "$@" "UPDATE files SET tensor_map = substr(tensor_map, 1, $i - 1) || (CASE WHEN substr(tensor_map, $i, 1) = X'FF' THEN X'00' ELSE X'FF' END) || substr(tensor_map, $i + 1) WHERE model_id = $HL AND length(tensor_map) >= $i"
+	i=$((i + (n_map + 7) / 8))
+done
 for sql in \
-	"UPDATE tensors SET dtype = 'F4' WHERE encoding = 'ultradelta'" \
-	"UPDATE tensors SET dtype = 'I32' WHERE encoding = 'ultradelta'" \
-	"UPDATE tensors SET base_file_id = NULL WHERE encoding = 'xor'" \
-	"UPDATE tensors SET base_file_id = NULL WHERE encoding = 'ultradelta'" \
-	"UPDATE tensors SET base_file_id = NULL WHERE encoding = 'same'" \
-	"UPDATE tensors SET encoding = 'same', chunks = NULL, base_file_id = NULL WHERE encoding = 'xor'" \
-	"UPDATE tensors SET bits = 200, vkind = 7, mask = 9 WHERE encoding = 'ultradelta'" \
-	"UPDATE tensors SET rate = -5, lo = 1e300, step = -1e300 WHERE encoding = 'ultradelta'" \
-	"UPDATE tensors SET shape = '[99999999999,99999999999]'" \
-	"UPDATE tensors SET shape = '[1,2'" \
-	"UPDATE tensors SET begin = end + 1" \
-	"UPDATE tensors SET end = 9223372036854775807" \
-	"UPDATE tensors SET chunks = substr(chunks, 1, 19)" \
-	"UPDATE tensors SET chunks = zeroblob(20000000) WHERE rowid = (SELECT max(rowid) FROM tensors)" \
-	"UPDATE tensors SET encoding = 'bogus'" \
+	"UPDATE files SET tensor_map = substr(tensor_map, 1, length(tensor_map) - 1) WHERE model_id = $HL" \
+	"UPDATE files SET tensor_map = tensor_map || X'00' WHERE model_id = $HL" \
+	"UPDATE files SET tensor_map = X'02' || substr(tensor_map, 2) WHERE model_id = $HL" \
+	"UPDATE files SET tensor_map = X'01' || zeroblob(length(tensor_map) - 1) WHERE model_id = $HL" \
+	"UPDATE files SET tensor_map = zeroblob(20000000) WHERE model_id = $HL" \
+	"UPDATE files SET tensor_map = NULL WHERE model_id = $HL" \
+	"UPDATE files SET tensor_map = X'01' WHERE model_id = $HL" \
+	"UPDATE files SET tensor_map = (SELECT tensor_map FROM files WHERE model_id <> $HL LIMIT 1) WHERE model_id = $HL" \
+	"UPDATE files SET header = NULL, header_file = 999999 WHERE model_id = $HL" \
+	"UPDATE files SET header = NULL, header_file = id WHERE model_id = $HL" \
+	"UPDATE files SET header = NULL WHERE model_id <> $HL" \
 	"UPDATE files SET size = 9223372036854775807" \
 	"UPDATE files SET data_offset = 5" \
 	"UPDATE files SET kind = 7" \
@@ -347,7 +354,8 @@ for sql in \
 	"UPDATE models SET base_id = id WHERE name = 'hl'" \
 	"UPDATE models SET base_id = 12345 WHERE name = 'hl'" \
 	"DELETE FROM files WHERE model_id = (SELECT id FROM models WHERE name = 'base')" \
-	"DROP TABLE tensors"; do
+	"DROP TABLE tensors" \
+	"$@"; do
 	H=$T/hostile
 	rm -rf "$H" "$T/hexp"
 	cp -a "$HS" "$H"

@@ -40,19 +40,8 @@ done
 
 # Every chunk of every delta: model file tensor ci file_off out_len
 # pack pack_off pack_len.
-"$PY" - "$S/catalog.db" >"$T/chunks" <<'EOF' || fail "chunk map"
-import sqlite3, struct, sys
-db = sqlite3.connect(sys.argv[1])
-q = ("select m.name, f.path, f.data_offset, t.name, t.begin, t.end,"
-     " m.storage, t.chunks from tensors t join files f on f.id = t.file_id"
-     " join models m on m.id = f.model_id where t.chunks is not null"
-     " order by m.name, f.path, t.begin")
-for (model, path, doff, name, b, e, pack, blob) in db.execute(q):
-    for i in range(len(blob) // 20):
-        off, ln, _ = struct.unpack_from("<QIQ", blob, 20 * i)
-        out = min(1 << 20, e - b - (i << 20))
-        print(model, path, name, i, doff + b + (i << 20), out, pack, off, ln)
-EOF
+"$PY" "$UDFS_TOP/tests/gen/chunk_map.py" "$S/catalog.db" >"$T/chunks" ||
+	fail "chunk map"
 [ -s "$T/chunks" ] || fail "no chunks in the catalog"
 
 # Pick the chunks to damage: three of ft (the last chunk of a multi-chunk

@@ -164,7 +164,7 @@ sqlite3 "$H3/catalog.db" "UPDATE models SET storage = '../outside'
 	WHERE name = 'base'; DELETE FROM tensors WHERE file_id IN
 	(SELECT id FROM files WHERE model_id = (SELECT id FROM models
 	WHERE name = 'base')); UPDATE files SET size = $bsize, kind = 1,
-	data_offset = 0, header = NULL WHERE model_id = (SELECT id FROM models
+	data_offset = 0, header = NULL, tensor_map = X'01' WHERE model_id = (SELECT id FROM models
 	WHERE name = 'base')" || fail "sqlite3"
 mount_udfs "$H3" "$M"
 PID=$DAEMON_PID
