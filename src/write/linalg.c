@@ -242,7 +242,8 @@ struct gram_op {
 static void gram_apply(const struct gram_op *op, const float *q, size_t l,
 		       float *z)
 {
-	blasint n = (blasint)op->n, o = (blasint)op->other, ld = (blasint)op->cols;
+	blasint n = (blasint)op->n, o = (blasint)op->other,
+		ld = (blasint)op->cols;
 
 	if (op->g) {
 		cblas_ssymm(CblasColMajor, CblasLeft, CblasUpper, n, (blasint)l,
@@ -307,8 +308,7 @@ static int ritz(const struct gram_op *op, const float *q, size_t l, size_t k,
 	return 0;
 }
 
-static int gram_eig_iter(const struct gram_op *op, size_t k, float *w,
-			 float *z)
+static int gram_eig_iter(const struct gram_op *op, size_t k, float *w, float *z)
 {
 	size_t n = op->n, l = subspace_cols(k);
 	float *q = malloc(n * l * sizeof(*q)), *t = malloc(n * l * sizeof(*t));
@@ -346,8 +346,9 @@ out:
 static int top_eig(struct gram_op *op, size_t k, float *w, float *z)
 {
 	size_t n = op->n, l = subspace_cols(k);
-	double formed = (double)n * (double)n * (double)op->other / 2 +
-			(SUBSPACE_ITERS + 1.0) * (double)n * (double)n * (double)l;
+	double formed =
+	    (double)n * (double)n * (double)op->other / 2 +
+	    (SUBSPACE_ITERS + 1.0) * (double)n * (double)n * (double)l;
 	double implicit = (SUBSPACE_ITERS + 1.0) * 2 * (double)n *
 			  (double)op->other * (double)l;
 	bool iterate = 2 * l <= n;

@@ -381,8 +381,8 @@ static void expand_ranks(const float *u, const float *v, uint32_t ks,
 }
 
 /* Histogram of the codes in columns [c0, c1) of an n x k code matrix. */
-static void hist_cols(const uint8_t *codes, uint64_t n, uint32_t k,
-		      uint32_t c0, uint32_t c1, uint64_t *hist)
+static void hist_cols(const uint8_t *codes, uint64_t n, uint32_t k, uint32_t c0,
+		      uint32_t c1, uint64_t *hist)
 {
 	for (uint64_t i = 0; i < n; i++)
 		for (uint32_t c = c0; c < c1; c++)
@@ -450,7 +450,8 @@ static void lowrank_samples(const struct mix_svd *sv, const struct pblocks *pb,
 		bytes[ri] = 0;
 		if (!cnt[ri])
 			continue;
-		all = pb->all ? cnt[ri] : factor_codes(pb, sv[0].cols, ranks[ri]);
+		all =
+		    pb->all ? cnt[ri] : factor_codes(pb, sv[0].cols, ranks[ri]);
 		bits = 1.02 * entropy_bits(hist[ri], 256, cnt[ri]);
 		if (all != cnt[ri])
 			bits = bits * (double)all / (double)cnt[ri];
