@@ -328,7 +328,7 @@ static int gram_eig_iter(const struct gram_op *op, size_t k, float *w, float *z)
 		gram_apply(op, q, l, t);
 		q = t;
 		t = x;
-		if (it % 2 == 0)
+		if (it % 2 == 0 || it == SUBSPACE_ITERS)
 			ret = orthonormalize(q, n, l, tau);
 	}
 	if (!ret)
