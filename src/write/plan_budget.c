@@ -203,6 +203,37 @@ static double header_bytes(uint32_t n_chunks, const struct mix_code *c)
 	return b * n_chunks;
 }
 
+/* Histogram of the codes of the residual sample on the grid lo + c *
+ * step (bits bits), their squared error e and the energy q2 of their
+ * values. Four lanes of histograms and sums: a residual mostly falls in
+ * a few levels, and one counter or one sum would make every element wait
+ * for the previous one. */
+static void ecsq_sums(const struct resid *rs, float lo, float step,
+		      unsigned bits, uint64_t *hist, double *e, double *q2)
+{
+	uint32_t h[4][256] = {{0}};
+	double lv[256], el[4] = {0};
+	uint64_t j = 0;
+
+	for (unsigned q = 0; q < 1u << bits; q++)
+		lv[q] = (double)(lo + (float)q * step);
+	for (; j < rs->n; j++) {
+		float x = rs->raw[j];
+		uint8_t q = udfs_mix_quant(x, lo, step, bits);
+		double d = (double)x - lv[q];
+
+		h[j & 3][q]++;
+		el[j & 3] += d * d;
+	}
+	*e = (el[0] + el[1]) + (el[2] + el[3]);
+	*q2 = 0;
+	for (unsigned q = 0; q < 256; q++) {
+		hist[q] = (uint64_t)h[0][q] + h[1][q] + h[2][q] + h[3][q];
+		if (q < 1u << bits)
+			*q2 += (double)hist[q] * lv[q] * lv[q];
+	}
+}
+
 /* Dead-zone quantizer candidates of the whole residual: levels
  * (c - m) * step, m = 2^(b-1) - 1 with the fewest bits b whose grid covers
  * the largest residual, entropy coded (codec/lossy.c codes a code around
@@ -220,23 +251,15 @@ static void ecsq_cands(struct ptensor *t, const struct resid *rs,
 	     si++) {
 		float step = (float)(ecsq_steps[si] * rms);
 		unsigned bits = 2, m;
-		uint64_t hist[256] = {0};
-		double e = 0, q2 = 0, beta = SEEDED_NOISE_WEIGHT;
+		uint64_t hist[256];
+		double e, q2, beta = SEEDED_NOISE_WEIGHT;
 
 		while (bits < 8 && (float)((1u << (bits - 1)) - 1) * step < mx)
 			bits++;
 		m = (1u << (bits - 1)) - 1;
 		c.lo = -(float)m * step;
 		c.step = step;
-		for (uint64_t j = 0; j < rs->n; j++) {
-			float x = rs->raw[j];
-			uint8_t q = udfs_mix_quant(x, c.lo, step, bits);
-			double v = (double)(c.lo + (float)q * step);
-
-			hist[q]++;
-			e += ((double)x - v) * ((double)x - v);
-			q2 += v * v;
-		}
+		ecsq_sums(rs, c.lo, step, bits, hist, &e, &q2);
 		c.c.rbits = (uint8_t)bits;
 		c.c.seeded = 0;
 		c.c.rate = 0;
