@@ -204,7 +204,7 @@ static int gram_eig(float *g, size_t n, size_t k, float *w, float *z)
  * Subspace iteration (udfs_svd_top's comment in linalg.h says when it
  * runs): a block of l = k + k/4 + 8 columns, drawn from a fixed splitmix64
  * stream (the same block for every matrix, so the result depends on the
- * matrix only), multiplied by G SUBSPACE_ITERS times and orthonormalized
+ * matrix only), multiplied by G (subspace_iters times) and orthonormalized
  * after every second product, then the Rayleigh-Ritz step: the eigenpairs
  * of the l x l matrix Q^T G Q give the k largest Ritz values and vectors,
  * in gram_eig's layout. Each step is a BLAS-3 product, where the
@@ -214,19 +214,28 @@ static int gram_eig(float *g, size_t n, size_t k, float *w, float *z)
  * (lambda_l / lambda_i)^iters: the leading vectors come out as the exact
  * ones; the last of the k, where the spectrum is flat, mix with their
  * neighbours, which costs the rank-k approximation little of its captured
- * energy (tests/unit/write/test_linalg.c bounds it; 0.1-1.2% more
- * residual energy on flat spectra, where every rank-k choice is about as
- * good). Two products without a QR between them square the spread of the
- * columns' norms, which Householder QR takes at float precision.
+ * energy: on 512 x 1024 chunks of flat spectra (random, or a gen_model
+ * fine-tune's delta beyond its first few directions), where every rank-k
+ * choice is about as good, the residual energy of ranks 4-8 (two
+ * products) and 16-64 (four) is 0.3-1.2% above the truncated SVD's;
+ * tests/unit/write/test_linalg.c bounds it at 2%. Two products without
+ * a QR between them square the spread of the columns' norms, which
+ * Householder QR takes at float precision.
  *
  * G is applied either as formed (n^2 l per product, after n^2 m / 2 to
  * form it) or as M^T then M (2 n m l per product, m the larger
  * dimension), whichever costs fewer multiplications: a small rank, as the
  * encoder asks, never forms G.
  */
-#define SUBSPACE_ITERS 4
-
 static size_t subspace_cols(size_t k) { return k + k / 4 + 8; }
+
+/* Products with G: a block of twice k columns or more (k <= 10, the ranks
+ * the default add mostly keeps) converges faster per product, as
+ * lambda_l / lambda_k is then smaller, and takes two; a larger k four. */
+static int subspace_iters(size_t k)
+{
+	return subspace_cols(k) >= 2 * k ? 2 : 4;
+}
 
 /* G = M M^T (rows <= cols) or M^T M, as formed (g, column-major upper
  * triangle) or implicit (g NULL: two products with m). */
@@ -314,7 +323,7 @@ static int gram_eig_iter(const struct gram_op *op, size_t k, float *w, float *z)
 	float *q = malloc(n * l * sizeof(*q)), *t = malloc(n * l * sizeof(*t));
 	float *h = malloc(l * l * sizeof(*h)), *tau = malloc(l * sizeof(*tau));
 	uint64_t st = 0;
-	int ret = 0;
+	int iters = subspace_iters(k), ret = 0;
 
 	if (!q || !t || !h || !tau) {
 		ret = udfs_error(-ENOMEM, "SVD: %zu x %zu", n, n);
@@ -322,13 +331,13 @@ static int gram_eig_iter(const struct gram_op *op, size_t k, float *w, float *z)
 	}
 	for (size_t i = 0; i < n * l; i++)
 		q[i] = (float)(udfs_splitmix64(&st) >> 40) / 16777216.0f - 0.5f;
-	for (int it = 1; it <= SUBSPACE_ITERS && !ret; it++) {
+	for (int it = 1; it <= iters && !ret; it++) {
 		float *x = q;
 
 		gram_apply(op, q, l, t);
 		q = t;
 		t = x;
-		if (it % 2 == 0 || it == SUBSPACE_ITERS)
+		if (it % 2 == 0 || it == iters)
 			ret = orthonormalize(q, n, l, tau);
 	}
 	if (!ret)
@@ -348,8 +357,8 @@ static int top_eig(struct gram_op *op, size_t k, float *w, float *z)
 	size_t n = op->n, l = subspace_cols(k);
 	double formed =
 	    (double)n * (double)n * (double)op->other / 2 +
-	    (SUBSPACE_ITERS + 1.0) * (double)n * (double)n * (double)l;
-	double implicit = (SUBSPACE_ITERS + 1.0) * 2 * (double)n *
+	    (subspace_iters(k) + 1.0) * (double)n * (double)n * (double)l;
+	double implicit = (subspace_iters(k) + 1.0) * 2 * (double)n *
 			  (double)op->other * (double)l;
 	bool iterate = 2 * l <= n;
 	float *g = NULL;
