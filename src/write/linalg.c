@@ -46,6 +46,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <float.h>
 #include <lapacke.h>
 #include <limits.h>
 #include <math.h>
@@ -381,6 +382,56 @@ static int top_eig(struct gram_op *op, size_t k, float *w, float *z)
 	return ret;
 }
 
+/*
+ * The power of two udfs_svd_top scales m by: 1 for the largest |m| within
+ * 2^-40..2^40 (the Gram matrix squares it and sums up to 2^31 terms: far
+ * from float's range), else the one that brings it near 1 (a huge delta
+ * would overflow G to infinities, a tiny one lose its precision to
+ * subnormals). 0 when m holds a NaN or an infinity.
+ */
+static float svd_scale(const float *m, size_t count)
+{
+	float top = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		float a = fabsf(m[i]);
+
+		if (!(a <= FLT_MAX))
+			return 0;
+		top = a > top ? a : top;
+	}
+	if (top > 0x1p40f || (top > 0 && top < 0x1p-40f))
+		return ldexpf(1.0f, -ilogbf(top));
+	return 1;
+}
+
+/* udfs_svd_top of a matrix whose values are far from 1 (svd_scale): the
+ * triplets of the scaled copy, their values scaled back; none (zeros) for
+ * a matrix that is not finite, whose low-rank part would be NaN. */
+static int svd_top_scaled(const float *m, size_t rows, size_t cols, size_t k,
+			  float scale, float *u, float *s, float *v)
+{
+	float *x;
+	int ret;
+
+	memset(s, 0, k * sizeof(*s));
+	if (scale == 0) {
+		memset(u, 0, rows * k * sizeof(*u));
+		memset(v, 0, cols * k * sizeof(*v));
+		return 0;
+	}
+	x = malloc(rows * cols * sizeof(*x));
+	if (!x)
+		return udfs_error(-ENOMEM, "SVD: %zu x %zu matrix", rows, cols);
+	for (size_t i = 0; i < rows * cols; i++)
+		x[i] = m[i] * scale;
+	ret = udfs_svd_top(x, rows, cols, k, u, s, v);
+	for (size_t c = 0; c < k; c++)
+		s[c] /= scale;
+	free(x);
+	return ret;
+}
+
 int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 		 float *u, float *s, float *v)
 {
@@ -392,7 +443,7 @@ int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 			     .n = n,
 			     .other = wide ? cols : rows,
 			     .wide = wide};
-	float *w = NULL, *z = NULL, *top = NULL, *other = NULL;
+	float *w = NULL, *z = NULL, *top = NULL, *other = NULL, scale;
 	int ret = 0;
 
 	if (k == 0)
@@ -401,6 +452,9 @@ int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 		return udfs_error(
 		    -EINVAL, "SVD: %zu x %zu matrix is too large for LAPACK",
 		    rows, cols);
+	scale = svd_scale(m, rows * cols);
+	if (scale != 1)
+		return svd_top_scaled(m, rows, cols, k, scale, u, s, v);
 	w = malloc(n * sizeof(*w));
 	z = malloc(n * k * sizeof(*z));
 	top = malloc(n * k * sizeof(*top));

@@ -269,6 +269,53 @@ static void test_svd_top_flat(size_t rows, size_t cols, size_t k)
 	free(m);
 }
 
+/* A delta of huge or tiny values (whose float Gram matrix would overflow
+ * or underflow) gives the triplets of the same matrix at a normal scale,
+ * scaled; a NaN or an infinity gives no triplets (all zero) rather than
+ * an error. */
+static void test_svd_top_range(size_t rows, size_t cols, size_t k)
+{
+	float *m = calloc(rows * cols, sizeof(*m));
+	float *x = malloc(rows * cols * sizeof(*x));
+	struct svd_pair p;
+	float *u = malloc(rows * k * 4), *v = malloc(cols * k * 4);
+	float *s = malloc(k * 4);
+	float scales[2] = {0x1p100f, 0x1p-100f};
+
+	fill_terms(m, rows, cols, 6, 1e-4);
+	svd_pair_run(&p, m, rows, cols, k);
+	for (int t = 0; t < 2; t++) {
+		bool same = true;
+
+		for (size_t i = 0; i < rows * cols; i++)
+			x[i] = m[i] * scales[t];
+		CHECK_EQ_INT(udfs_svd_top(x, rows, cols, k, u, s, v), 0);
+		for (size_t c = 0; c < k && c < 6; c++) {
+			double du = 0, sg = u[c] * p.fu[c] < 0 ? -1 : 1;
+
+			same = same && fabs(s[c] / scales[t] - p.fs[c]) <
+					   1e-4 * p.fs[0];
+			for (size_t i = 0; i < rows; i++)
+				du = fmax(du, fabs(u[i * k + c] -
+						   sg * p.fu[i * p.r + c]));
+			same = same && du < 2e-3;
+		}
+		CHECK(same);
+	}
+	x[7] = INFINITY;
+	CHECK_EQ_INT(udfs_svd_top(x, rows, cols, k, u, s, v), 0);
+	CHECK(s[0] == 0 && u[0] == 0 && v[0] == 0);
+	x[7] = NAN;
+	CHECK_EQ_INT(udfs_svd_top(x, rows, cols, k, u, s, v), 0);
+	CHECK(s[0] == 0 && u[0] == 0 && v[0] == 0);
+	svd_pair_free(&p);
+	free(m);
+	free(x);
+	free(u);
+	free(v);
+	free(s);
+}
+
 /* A square matrix pruned to 10% like a lossy delta: the float32 Gram
  * decomposition loses the smallest singular values to rounding, which
  * must stay far below the precision the trace-norm factor needs. */
@@ -335,6 +382,9 @@ int main(void)
 	test_svd_top_lowrank(300, 600, 6);
 	test_svd_top_flat(200, 400, 8);
 	test_svd_top_flat(400, 800, 32);
+	test_svd_top_range(300, 600, 2);
+	test_svd_top_range(60, 200, 4);
+	test_svd_top_range(60, 200, 20);
 	if (getenv("UDFS_BENCH"))
 		bench();
 	CHECK_DONE();
