@@ -234,10 +234,16 @@ uint8_t udfs_mix_quant(float x, float lo, float step, unsigned bits)
 	return (uint8_t)(q < 0 ? 0 : q > top ? top : q);
 }
 
-/* r[i] -= l[i]: one loop the compiler vectorizes. */
+/* r[i] -= l[i], 64 at a time: a fixed count, which the compiler
+ * vectorizes at -O2. */
 static void subtract(float *restrict r, const float *restrict l, uint64_t n)
 {
-	for (uint64_t i = 0; i < n; i++)
+	uint64_t i = 0;
+
+	for (; i + 64 <= n; i += 64)
+		for (int j = 0; j < 64; j++)
+			r[i + j] -= l[i + j];
+	for (; i < n; i++)
 		r[i] -= l[i];
 }
 
