@@ -34,13 +34,15 @@ int udfs_svd(const float *m, size_t rows, size_t cols, float *u, float *s,
 	     float *v);
 
 /*
- * The kmax largest singular triplets only, through the eigenvectors of the
- * smaller Gram matrix (M M^T or M^T M, ssyrk + ssyevr for the kmax largest
- * eigenpairs only) and one product
- * with M: several times faster than udfs_svd when kmax is small, and as
- * accurate for the leading triplets (a float32 Gram loses the smallest
- * ones, which are not asked for). u: rows x k, v: cols x k row-major,
- * k = min(kmax, rows, cols). 0 or -errno with a message.
+ * The kmax largest singular triplets only, through the smaller Gram matrix
+ * G (M M^T or M^T M): its k largest eigenpairs by subspace iteration from a
+ * fixed start block (deterministic; linalg.c says how close it comes) where
+ * the block of k + k/4 + 8 columns is at most half of G, else by ssyevr,
+ * then one product with M for the other side. Several times faster than
+ * udfs_svd when kmax is small, and as accurate for the leading triplets
+ * (a float32 Gram loses the smallest ones, which are not asked for).
+ * u: rows x k, v: cols x k row-major, k = min(kmax, rows, cols).
+ * 0 or -errno with a message.
  */
 int udfs_svd_top(const float *m, size_t rows, size_t cols, size_t kmax,
 		 float *u, float *s, float *v);

@@ -204,6 +204,37 @@ static double header_bytes(uint32_t n_chunks, const struct mix_code *c)
 	return b * n_chunks;
 }
 
+/* Histogram of the codes of the residual sample on the grid lo + c *
+ * step (bits bits), their squared error e and the energy q2 of their
+ * values. Four lanes of histograms and sums: a residual mostly falls in
+ * a few levels, and one counter or one sum would make every element wait
+ * for the previous one. */
+static void ecsq_sums(const struct resid *rs, float lo, float step,
+		      unsigned bits, uint64_t *hist, double *e, double *q2)
+{
+	uint32_t h[4][256] = {{0}};
+	double lv[256], el[4] = {0};
+	uint64_t j = 0;
+
+	for (unsigned q = 0; q < 1u << bits; q++)
+		lv[q] = (double)(lo + (float)q * step);
+	for (; j < rs->n; j++) {
+		float x = rs->raw[j];
+		uint8_t q = udfs_mix_quant(x, lo, step, bits);
+		double d = (double)x - lv[q];
+
+		h[j & 3][q]++;
+		el[j & 3] += d * d;
+	}
+	*e = (el[0] + el[1]) + (el[2] + el[3]);
+	*q2 = 0;
+	for (unsigned q = 0; q < 256; q++) {
+		hist[q] = (uint64_t)h[0][q] + h[1][q] + h[2][q] + h[3][q];
+		if (q < 1u << bits)
+			*q2 += (double)hist[q] * lv[q] * lv[q];
+	}
+}
+
 /* Dead-zone quantizer candidates of the whole residual: levels
  * (c - m) * step, m = 2^(b-1) - 1 with the fewest bits b whose grid covers
  * the largest residual, entropy coded (codec/lossy.c codes a code around
@@ -221,23 +252,15 @@ static void ecsq_cands(struct ptensor *t, const struct resid *rs,
 	     si++) {
 		float step = (float)(ecsq_steps[si] * rms);
 		unsigned bits = 2, m;
-		uint64_t hist[256] = {0};
-		double e = 0, q2 = 0, beta = SEEDED_NOISE_WEIGHT;
+		uint64_t hist[256];
+		double e, q2, beta = SEEDED_NOISE_WEIGHT;
 
 		while (bits < 8 && (float)((1u << (bits - 1)) - 1) * step < mx)
 			bits++;
 		m = (1u << (bits - 1)) - 1;
 		c.lo = -(float)m * step;
 		c.step = step;
-		for (uint64_t j = 0; j < rs->n; j++) {
-			float x = rs->raw[j];
-			uint8_t q = udfs_mix_quant(x, c.lo, step, bits);
-			double v = (double)(c.lo + (float)q * step);
-
-			hist[q]++;
-			e += ((double)x - v) * ((double)x - v);
-			q2 += v * v;
-		}
+		ecsq_sums(rs, c.lo, step, bits, hist, &e, &q2);
 		c.c.rbits = (uint8_t)bits;
 		c.c.seeded = 0;
 		c.c.rate = 0;
@@ -360,57 +383,104 @@ static uint64_t factor_codes(const struct pblocks *pb, uint64_t cols,
 	return cnt;
 }
 
-/*
- * Low-rank part of rank k at fbits bits: its values at the sampled
- * elements into l (computed as the decoder does), its estimated code
- * bytes returned.
- */
-static double lowrank_sample(const struct mix_svd *sv, const struct pblocks *pb,
-			     uint64_t n, uint32_t k, uint32_t fbits, float *l)
+#define N_RANKS (sizeof(ranks) / sizeof(*ranks))
+
+/* Low-rank values of every rank of ranks[] at one sampled element whose
+ * row of U is u and column of V is v (ks columns each): the decoder's sum
+ * over c in order from zero (codec/mix.c) stopped at each rank, so that
+ * one pass gives what each rank's expansion would. */
+static void expand_ranks(const float *u, const float *v, uint32_t ks,
+			 uint64_t j, float *const *l)
 {
-	uint64_t hist[256] = {0}, cnt = 0, j = 0, all;
-	double bits;
+	float s = 0.0f;
+	uint32_t c = 0;
+
+	for (size_t ri = 0; ri < N_RANKS; ri++) {
+		uint32_t kb = ranks[ri] < ks ? ranks[ri] : ks;
+
+		for (; c < kb; c++)
+			s += u[c] * v[c];
+		l[ri][j] = s;
+	}
+}
+
+/* Histogram of the codes in columns [c0, c1) of an n x k code matrix. */
+static void hist_cols(const uint8_t *codes, uint64_t n, uint32_t k, uint32_t c0,
+		      uint32_t c1, uint64_t *hist)
+{
+	for (uint64_t i = 0; i < n; i++)
+		for (uint32_t c = c0; c < c1; c++)
+			hist[codes[i * k + c]]++;
+}
+
+/*
+ * Low-rank parts of every rank of ranks[] at fbits bits: their values at
+ * the sampled elements into l[ri] (computed as the decoder does) and their
+ * estimated code bytes into bytes[ri]. The factors of each chunk are
+ * quantized once at its largest rank: a column's codes and scale do not
+ * depend on how many columns are kept, so the rank-k factors are the first
+ * k columns of those.
+ */
+static void lowrank_samples(const struct mix_svd *sv, const struct pblocks *pb,
+			    uint64_t n, uint32_t fbits, float *const *l,
+			    double *bytes)
+{
+	uint64_t hist[N_RANKS][256] = {{0}}, cnt[N_RANKS] = {0}, j = 0;
 
 	for (uint32_t s = 0; s < pb->n_sel; s++) {
 		uint64_t first = (uint64_t)pb->sel[s] * pb->per;
 		uint64_t end = UDFS_MIN(first + pb->per, pb->nelems);
-		uint32_t kb = k < sv[s].k ? k : sv[s].k;
+		uint32_t ks = sv[s].k, c0 = 0;
+		uint64_t h[256] = {0};
 		struct mix_factors f;
 		float *uf, *vf;
 
-		if (kb == 0) {
+		if (ks == 0) {
 			for (; j < n && sample_at(pb, j, n) < end; j++)
-				l[j] = 0;
+				for (size_t ri = 0; ri < N_RANKS; ri++)
+					l[ri][j] = 0;
 			continue;
 		}
-		udfs_mix_factors_make(&sv[s], kb, fbits, &f);
-		uf = udfs_xmalloc(f.rows * kb * sizeof(float) + 1);
-		vf = udfs_xmalloc(f.cols * kb * sizeof(float) + 1);
+		udfs_mix_factors_make(&sv[s], ks, fbits, &f);
+		uf = udfs_xmalloc(f.rows * ks * sizeof(float) + 1);
+		vf = udfs_xmalloc(f.cols * ks * sizeof(float) + 1);
 		udfs_mix_factors_dequant(&f, uf, vf);
 		for (; j < n && sample_at(pb, j, n) < end; j++) {
 			uint64_t e = sample_at(pb, j, n);
 			uint64_t row = e / f.cols - first / f.cols;
 
-			l[j] = 0;
-			udfs_lowrank_expand(uf + row * kb, vf, kb, f.cols, e, 1,
-					    &l[j]);
+			expand_ranks(uf + row * ks, vf + (e % f.cols) * ks, ks,
+				     j, l);
+		}
+		/* h: the chunk's codes in columns [0, kb) */
+		for (size_t ri = 0; ri < N_RANKS; ri++) {
+			uint32_t kb = ranks[ri] < ks ? ranks[ri] : ks;
+
+			hist_cols(f.uc, f.rows, ks, c0, kb, h);
+			hist_cols(f.vc, f.cols, ks, c0, kb, h);
+			c0 = kb;
+			for (unsigned b = 0; b < 256; b++)
+				hist[ri][b] += h[b];
+			cnt[ri] += (f.rows + f.cols) * kb;
 		}
 		free(uf);
 		free(vf);
-		for (uint64_t i = 0; i < f.rows * kb; i++)
-			hist[f.uc[i]]++;
-		for (uint64_t i = 0; i < f.cols * kb; i++)
-			hist[f.vc[i]]++;
-		cnt += (f.rows + f.cols) * kb;
 		udfs_mix_factors_free(&f);
 	}
-	if (!cnt)
-		return 0;
-	all = pb->all ? cnt : factor_codes(pb, sv[0].cols, k);
-	bits = 1.02 * entropy_bits(hist, 256, cnt);
-	if (all != cnt)
-		bits = bits * (double)all / (double)cnt;
-	return UDFS_MIN(bits, (double)all * fbits) / 8 + 8;
+	for (size_t ri = 0; ri < N_RANKS; ri++) {
+		uint64_t all;
+		double bits;
+
+		bytes[ri] = 0;
+		if (!cnt[ri])
+			continue;
+		all =
+		    pb->all ? cnt[ri] : factor_codes(pb, sv[0].cols, ranks[ri]);
+		bits = 1.02 * entropy_bits(hist[ri], 256, cnt[ri]);
+		if (all != cnt[ri])
+			bits = bits * (double)all / (double)cnt[ri];
+		bytes[ri] = UDFS_MIN(bits, (double)all * fbits) / 8 + 8;
+	}
 }
 
 /* Bytes of the lossless (xor) plane of a tensor: its first chunk encoded,
@@ -444,23 +514,32 @@ static void lowrank_cands(struct ptensor *t, const struct mix_svd *sv,
 			  uint32_t kmax, const struct pblocks *pb,
 			  const float *ds, uint64_t n)
 {
+	enum { N_FBITS = sizeof(fbits_set) };
+	float *lv = udfs_xmalloc(N_FBITS * N_RANKS * n * sizeof(float) + 1);
+	float *l[N_FBITS][N_RANKS];
+	double bytes[N_FBITS][N_RANKS];
 	float *r = udfs_xmalloc(n * sizeof(float) + 1);
 	struct resid rs;
 
-	for (size_t ri = 0; ri < sizeof(ranks) && ranks[ri] <= kmax; ri++)
-		for (size_t fi = 0; fi < sizeof(fbits_set); fi++) {
+	for (size_t fi = 0; fi < N_FBITS; fi++) {
+		for (size_t ri = 0; ri < N_RANKS; ri++)
+			l[fi][ri] = lv + (fi * N_RANKS + ri) * n;
+		lowrank_samples(sv, pb, n, fbits_set[fi], l[fi], bytes[fi]);
+	}
+	for (size_t ri = 0; ri < N_RANKS && ranks[ri] <= kmax; ri++)
+		for (size_t fi = 0; fi < N_FBITS; fi++) {
 			struct cand base = {
 			    .c = {.rank = ranks[ri], .fbits = fbits_set[fi]}};
 
-			base.bytes = lowrank_sample(sv, pb, n, ranks[ri],
-						    fbits_set[fi], r);
+			base.bytes = bytes[fi][ri];
 			for (uint64_t j = 0; j < n; j++)
-				r[j] = ds[j] - r[j];
+				r[j] = ds[j] - l[fi][ri][j];
 			resid_init(&rs, r, n, (double)pb->nelems / (double)n);
 			residual_cands(t, &rs, &base, pb->n_blk, pb->nelems);
 			resid_free(&rs);
 		}
 	free(r);
+	free(lv);
 }
 
 /* SVDs of the chunks tensor d is priced on into sv (pb->n_sel), and the
