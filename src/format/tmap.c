@@ -142,6 +142,17 @@ size_t udfs_tmap_record_bytes(const udfs_tensor *t)
 	return n;
 }
 
+size_t udfs_tmap_varint_bytes(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
 uint64_t udfs_encoded_bytes(const udfs_tensor *t)
 {
 	return t->stored_bytes + udfs_tmap_record_bytes(t);

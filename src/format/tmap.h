@@ -45,6 +45,9 @@ size_t udfs_tmap_record_bytes(const udfs_tensor *t);
 #define UDFS_LOSSY_PARAM_BYTES 33
 #define UDFS_CHUNK_REF_BYTES 12
 
+/* Bytes of v as a varint of the map. */
+size_t udfs_tmap_varint_bytes(uint64_t v);
+
 /* Bytes t costs in the store: its pack chunks and its map record. Its
  * name, dtype and shape cost nothing more: the safetensors header holds
  * them whatever the encoding. */
