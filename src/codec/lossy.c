@@ -1133,16 +1133,18 @@ static int vs_init(struct val_src *vs, const udfs_lossy_params *p, int dtype,
 		return 0;
 	}
 	if ((vf == VF_RANS || vf == VF_RANS4) && p->values == UDFS_VAL_CODES) {
-		uint32_t *tab =
-		    udfs_scratch(UDFS_SCRATCH_VALUES, RANS_M * sizeof(*tab));
+		/* Room for either table: format 5's is the larger. */
+		void *tab = udfs_scratch(UDFS_SCRATCH_VALUES,
+					 RANS_M * sizeof(struct rans4_slot));
 
 		if (!tab)
 			return -ENOMEM;
 		vs->kind = vf == VF_RANS ? VS_RANS : VS_RANS4;
-		return vf == VF_RANS ? udfs_rans_dec_init(&vs->rans, in, len,
-							  p->bits, tab)
-				     : udfs_rans4_dec_init(&vs->rans4, in, len,
-							   p->bits, tab);
+		return vf == VF_RANS
+			   ? udfs_rans_dec_init(&vs->rans, in, len, p->bits,
+						tab)
+			   : udfs_rans4_dec_init(&vs->rans4, in, len, p->bits,
+						 vs->lut, tab);
 	}
 	if (vf == VF_RC && p->values == UDFS_VAL_SIGN) {
 		vs->kind = VS_RC_SIGNS;
@@ -1217,7 +1219,7 @@ static int vs_next(struct val_src *vs, float *d, uint32_t k)
 		vs_rans_codes(vs, d, at, k);
 		break;
 	case VS_RANS4:
-		udfs_rans4_decode(&vs->rans4, at, vs->lut, d, k);
+		udfs_rans4_decode(&vs->rans4, at, d, k);
 		break;
 	case VS_RC_SIGNS:
 		for (uint32_t j = 0; j < k; j++)

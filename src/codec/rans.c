@@ -163,12 +163,13 @@ uint8_t *udfs_rans_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 	return out;
 }
 
-/* The frequency table at in[*at..len) into tab. 0 or -EIO. */
+/* The frequency table at in[*at..len): the frequencies of symbols 0 ..
+ * 2^bits - 1 into f (zero outside lo..hi). 0 or -EIO. */
 static int get_table(const uint8_t *in, size_t len, size_t *at, unsigned bits,
-		     uint32_t *tab)
+		     uint32_t *f)
 {
 	unsigned lo, hi;
-	uint32_t f, c = 0;
+	uint32_t c = 0;
 
 	if (len < 2)
 		return -EIO;
@@ -177,16 +178,42 @@ static int get_table(const uint8_t *in, size_t len, size_t *at, unsigned bits,
 	*at = 2;
 	if (lo > hi || hi >> bits)
 		return -EIO;
+	memset(f, 0, sizeof(*f) << bits);
 	for (unsigned s = lo; s <= hi; s++) {
-		if (!udfs_lossy_get_varint(in, len, at, &f) || f > RANS_M - c)
+		if (!udfs_lossy_get_varint(in, len, at, &f[s]) ||
+		    f[s] > RANS_M - c)
 			return -EIO;
-		if (f == 0 && (s == lo || s == hi))
+		if (f[s] == 0 && (s == lo || s == hi))
 			return -EIO;
-		for (uint32_t i = 0; i < f; i++)
-			tab[c + i] = s << 24 | i << RANS_PBITS | (f - 1);
-		c += f;
+		c += f[s];
 	}
 	return c == RANS_M ? 0 : -EIO;
+}
+
+/* Format 4's table: slot -> symbol << 24 | (slot - start) << 12 |
+ * (frequency - 1). */
+static void fill_tab(const uint32_t *f, unsigned bits, uint32_t *tab)
+{
+	uint32_t c = 0;
+
+	for (unsigned s = 0; s < 1u << bits; c += f[s], s++)
+		for (uint32_t i = 0; i < f[s]; i++)
+			tab[c + i] = s << 24 | i << RANS_PBITS | (f[s] - 1);
+}
+
+/* Format 5's table: each slot its symbol's frequency, its offset from the
+ * symbol's start and the symbol's value, so that a step needs no shift
+ * nor mask to unpack them and no second lookup for the value. */
+static void fill_slots(const uint32_t *f, unsigned bits, const float *lut,
+		       struct rans4_slot *tab)
+{
+	uint32_t c = 0;
+
+	for (unsigned s = 0; s < 1u << bits; c += f[s], s++)
+		for (uint32_t i = 0; i < f[s]; i++)
+			tab[c + i] = (struct rans4_slot){.freq = (uint16_t)f[s],
+							 .bias = (uint16_t)i,
+							 .val = lut[s]};
 }
 
 static uint32_t get_u32le(const uint8_t *p)
@@ -198,10 +225,12 @@ static uint32_t get_u32le(const uint8_t *p)
 int udfs_rans_dec_init(struct rans_dec *d, const uint8_t *in, size_t len,
 		       unsigned bits, uint32_t *tab)
 {
+	uint32_t f[256];
 	size_t at;
 
-	if (bits < 1 || bits > 8 || get_table(in, len, &at, bits, tab) < 0)
+	if (bits < 1 || bits > 8 || get_table(in, len, &at, bits, f) < 0)
 		return udfs_error(-EIO, "lossy chunk: bad rANS table");
+	fill_tab(f, bits, tab);
 	if (len - at < 8)
 		return udfs_error(-EIO, "lossy chunk: rANS states cut short");
 	for (int i = 0; i < 2; i++) {
@@ -286,13 +315,14 @@ uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 }
 
 int udfs_rans4_dec_init(struct rans4_dec *d, const uint8_t *in, size_t len,
-			unsigned bits, uint32_t *tab)
+			unsigned bits, const float *lut, struct rans4_slot *tab)
 {
+	uint32_t f[256], sl;
 	size_t at;
-	uint32_t sl;
 
-	if (bits < 1 || bits > 8 || get_table(in, len, &at, bits, tab) < 0)
+	if (bits < 1 || bits > 8 || get_table(in, len, &at, bits, f) < 0)
 		return udfs_error(-EIO, "lossy chunk: bad rANS table");
+	fill_slots(f, bits, lut, tab);
 	if (len - at < 16)
 		return udfs_error(-EIO, "lossy chunk: rANS states cut short");
 	for (int l = 0; l < 4; l++, at += 4) {
@@ -321,13 +351,12 @@ int udfs_rans4_dec_init(struct rans4_dec *d, const uint8_t *in, size_t len,
 	return 0;
 }
 
-/* One step of lane l, its stream bounds checked. */
-static unsigned step_checked(struct rans4_dec *d, unsigned l)
+/* One step of lane l, its stream bounds checked: the symbol's value. */
+static float step_checked(struct rans4_dec *d, unsigned l)
 {
-	uint32_t e = d->tab[d->x[l] & (RANS_M - 1)], x = d->x[l];
+	const struct rans4_slot *e = &d->tab[d->x[l] & (RANS_M - 1)];
+	uint32_t x = e->freq * (d->x[l] >> RANS_PBITS) + e->bias;
 
-	x = ((e & (RANS_M - 1)) + 1) * (x >> RANS_PBITS) +
-	    (e >> RANS_PBITS & (RANS_M - 1));
 	if (x < RANS4_L) {
 		size_t p = d->pos[l];
 		uint32_t u = p + 2 <= d->end[l] ? (uint32_t)d->p[p] |
@@ -338,7 +367,7 @@ static unsigned step_checked(struct rans4_dec *d, unsigned l)
 		d->pos[l] = p + 2;
 	}
 	d->x[l] = x;
-	return e >> 24;
+	return e->val;
 }
 
 static inline uint32_t load_u16le(const uint8_t *p)
@@ -349,35 +378,43 @@ static inline uint32_t load_u16le(const uint8_t *p)
 	return le16toh(u);
 }
 
-/* One step of a lane whose unit at q is there: no branch (a select
- * would compile to one), q moves on when the unit is taken. */
-#define RANS4_STEP(x, q, out)                                                  \
-	do {                                                                   \
-		uint32_t e_ = tab[(x) & (RANS_M - 1)], r_;                     \
-		(x) = ((e_ & (RANS_M - 1)) + 1) * ((x) >> RANS_PBITS) +        \
-		      (e_ >> RANS_PBITS & (RANS_M - 1));                       \
-		r_ = (x) < RANS4_L;                                            \
-		(x) = (x) << (16 * r_) | (load_u16le(q) & -r_);                \
-		(q) += 2 * r_;                                                 \
-		(out) = lut[e_ >> 24];                                         \
-	} while (0)
+/*
+ * One step of a lane whose unit at q is there, without a branch: the
+ * renormalized state is computed beside the plain one and picked with a
+ * select (a conditional move), so the chain from one state to the next is
+ * a lookup, a multiply, an add and the select.
+ */
+static inline uint32_t rans4_step(uint32_t x, const uint8_t **q,
+				  const struct rans4_slot *tab, float *out)
+{
+	const struct rans4_slot *e = &tab[x & (RANS_M - 1)];
+	uint32_t y = e->freq * (x >> RANS_PBITS) + e->bias;
+	uint32_t r = y < RANS4_L;
+	uint32_t z = y << 16 | load_u16le(*q);
+
+	/* An empty asm marks z computed: GCC then selects with cmov rather
+	 * than a branch that mispredicts at random. */
+	__asm__("" : "+r"(z));
+	*out = e->val;
+	*q += 2 * r;
+	return r ? z : y;
+}
 
 /* g groups of four symbols (lanes 0..3) into out, each lane's units
  * surely there. */
-static void decode_groups(struct rans4_dec *d, const float *lut, float *out,
-			  uint32_t g)
+static void decode_groups(struct rans4_dec *d, float *out, uint32_t g)
 {
-	const uint32_t *tab = d->tab;
+	const struct rans4_slot *tab = d->tab;
 	const uint8_t *q0 = d->p + d->pos[0], *q1 = d->p + d->pos[1],
 		      *q2 = d->p + d->pos[2], *q3 = d->p + d->pos[3];
 	uint32_t x0 = d->x[0], x1 = d->x[1], x2 = d->x[2], x3 = d->x[3];
 	float *end = out + 4 * (size_t)g;
 
 	for (; out < end; out += 4) {
-		RANS4_STEP(x0, q0, out[0]);
-		RANS4_STEP(x1, q1, out[1]);
-		RANS4_STEP(x2, q2, out[2]);
-		RANS4_STEP(x3, q3, out[3]);
+		x0 = rans4_step(x0, &q0, tab, out);
+		x1 = rans4_step(x1, &q1, tab, out + 1);
+		x2 = rans4_step(x2, &q2, tab, out + 2);
+		x3 = rans4_step(x3, &q3, tab, out + 3);
 	}
 	d->x[0] = x0, d->x[1] = x1, d->x[2] = x2, d->x[3] = x3;
 	d->pos[0] = (size_t)(q0 - d->p), d->pos[1] = (size_t)(q1 - d->p);
@@ -396,26 +433,25 @@ static uint32_t safe_groups(const struct rans4_dec *d)
 	return (uint32_t)UDFS_MIN(g, UINT32_MAX);
 }
 
-void udfs_rans4_decode(struct rans4_dec *d, uint32_t at, const float *lut,
-		       float *out, uint32_t k)
+void udfs_rans4_decode(struct rans4_dec *d, uint32_t at, float *out, uint32_t k)
 {
 	uint32_t j = 0;
 
 	for (; j < k && (at + j) % 4; j++)
-		out[j] = lut[step_checked(d, (at + j) % 4)];
+		out[j] = step_checked(d, (at + j) % 4);
 	while (k - j >= 4) {
 		uint32_t g = UDFS_MIN(safe_groups(d), (k - j) / 4);
 
 		if (!g) { /* near an end: checked steps */
 			for (unsigned l = 0; l < 4; l++, j++)
-				out[j] = lut[step_checked(d, l)];
+				out[j] = step_checked(d, l);
 			continue;
 		}
-		decode_groups(d, lut, out + j, g);
+		decode_groups(d, out + j, g);
 		j += 4 * g;
 	}
 	for (; j < k; j++)
-		out[j] = lut[step_checked(d, (at + j) % 4)];
+		out[j] = step_checked(d, (at + j) % 4);
 }
 
 bool udfs_rans4_dec_finish(const struct rans4_dec *d)

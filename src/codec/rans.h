@@ -86,22 +86,32 @@ static inline unsigned rans_dec_step(uint32_t *x, const uint32_t *tab,
 uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 			   size_t *len);
 
+/* Slot s of a format 5 decoder's table (RANS_M slots): the frequency of
+ * the symbol whose range holds s, s minus the range's start, and the
+ * value the caller gives the symbol. */
+struct rans4_slot {
+	uint16_t freq, bias;
+	float val;
+};
+
 /* A format 5 decoder: lane l reads in[pos[l]..end[l]); a read past the
  * end gives zeros and still advances pos, so finish fails. */
 struct rans4_dec {
 	const uint8_t *p;
 	size_t pos[4], end[4];
 	uint32_t x[4];
-	const uint32_t *tab; /* as for format 4 */
+	const struct rans4_slot *tab;
 };
 
 /* Parse and validate the table, the states and the stream lengths of
- * in[0..len). 0 or -EIO. */
+ * in[0..len); tab (RANS_M slots, caller's memory) gets symbol s the value
+ * lut[s]. 0 or -EIO. */
 int udfs_rans4_dec_init(struct rans4_dec *d, const uint8_t *in, size_t len,
-			unsigned bits, uint32_t *tab);
-/* Symbols at .. at + k - 1 of the section, as lut[symbol] into out. */
-void udfs_rans4_decode(struct rans4_dec *d, uint32_t at, const float *lut,
-		       float *out, uint32_t k);
+			unsigned bits, const float *lut,
+			struct rans4_slot *tab);
+/* Symbols at .. at + k - 1 of the section, as their values, into out. */
+void udfs_rans4_decode(struct rans4_dec *d, uint32_t at, float *out,
+		       uint32_t k);
 /* After the last symbol: every stream read and every state at RANS4_L. */
 bool udfs_rans4_dec_finish(const struct rans4_dec *d);
 

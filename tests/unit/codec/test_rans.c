@@ -142,7 +142,7 @@ static void test_blocks(void)
 	uint8_t *v = malloc(n), *sec = NULL;
 	float *d = malloc(n * sizeof(*d));
 	struct rans4_dec dec;
-	uint32_t tab[RANS_M];
+	struct rans4_slot tab[RANS_M];
 	float lut[64];
 	size_t len = 0;
 	uint32_t at = 0;
@@ -153,11 +153,11 @@ static void test_blocks(void)
 	make_codes(v, n, 6, D_LAPLACE);
 	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RANS4, &sec, &len),
 		     0);
-	CHECK_EQ_INT(udfs_rans4_dec_init(&dec, sec, len, 6, tab), 0);
+	CHECK_EQ_INT(udfs_rans4_dec_init(&dec, sec, len, 6, lut, tab), 0);
 	for (int i = 0; at < n; i++) {
 		uint32_t k = UDFS_MIN(sizes[i % 5], n - at);
 
-		udfs_rans4_decode(&dec, at, lut, d + at, k);
+		udfs_rans4_decode(&dec, at, d + at, k);
 		at += k;
 	}
 	CHECK(udfs_rans4_dec_finish(&dec));
