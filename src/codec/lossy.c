@@ -981,8 +981,8 @@ static int ms_next(struct mask_src *ms, uint32_t *pos, uint32_t max)
 	int ret = 0;
 
 	switch (ms->kind) {
-	case MS_ALL:
-		for (uint32_t j = 0; j < k; j++)
+	case MS_ALL: /* pos NULL: the caller counts them */
+		for (uint32_t j = 0; pos && j < k; j++)
 			pos[j] = ms->done + j;
 		break;
 	case MS_WORDS:
@@ -1397,12 +1397,13 @@ static int v1_next(struct v1_dec *v, uint32_t *pos, float *d)
 	return ret < 0 ? ret : k;
 }
 
-int udfs_lossy_foreach_kept(const udfs_lossy_params *p, int dtype,
-			    uint64_t first, uint32_t n, const void *in,
-			    size_t in_len, udfs_lossy_kept_fn fn, void *ctx)
+int udfs_lossy_foreach(const udfs_lossy_params *p, int dtype, uint64_t first,
+		       uint32_t n, const void *in, size_t in_len,
+		       udfs_lossy_kept_fn fn, udfs_lossy_run_fn run, void *ctx)
 {
 	struct v1_dec v;
-	uint32_t pos[KBLOCK];
+	uint32_t pos[KBLOCK], at;
+	bool runs;
 	float d[KBLOCK];
 	int k, ret;
 
@@ -1410,12 +1411,25 @@ int udfs_lossy_foreach_kept(const udfs_lossy_params *p, int dtype,
 	if (ret < 0)
 		return ret;
 	ret = v1_open(&v, p, dtype, first, n, in, in_len);
-	while (ret == 0 && (k = v1_next(&v, pos, d)) != 0) {
-		if (k < 0)
+	/* Every element kept: the positions go without saying. */
+	runs = ret == 0 && run && v.ms.kind == MS_ALL;
+	while (ret == 0) {
+		at = v.ms.done;
+		k = v1_next(&v, runs ? NULL : pos, d);
+		if (k <= 0)
 			return k;
-		ret = fn(ctx, pos, d, (uint32_t)k);
+		ret = runs ? run(ctx, at, d, (uint32_t)k)
+			   : fn(ctx, pos, d, (uint32_t)k);
 	}
 	return ret;
+}
+
+int udfs_lossy_foreach_kept(const udfs_lossy_params *p, int dtype,
+			    uint64_t first, uint32_t n, const void *in,
+			    size_t in_len, udfs_lossy_kept_fn fn, void *ctx)
+{
+	return udfs_lossy_foreach(p, dtype, first, n, in, in_len, fn, NULL,
+				  ctx);
 }
 
 /* Where the kept deltas of a version 1 chunk go. */
