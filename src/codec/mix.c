@@ -27,9 +27,15 @@
  * order, then W = finite_sum(W_base, acc), except that an element whose
  * acc is exactly zero keeps the base bits (as a dropped element of a
  * version 1 chunk does). The daemon decodes with plain loops, no BLAS:
- * row by row over V transposed, blocks of elements side by side so that
- * the compiler vectorizes them, each element's sum in the order above;
- * BF16 blocks without special values round branch-free.
+ * row by row over V transposed, blocks of elements side by side in
+ * vectors (GCC vector types, compiled at each level of codec/simd.h), each
+ * element's sum in the order above; BF16 blocks without special values
+ * round branch-free. A residual that keeps every element (the default
+ * add's dense codes) is decoded a block at a time with no positions and
+ * no window: the low-rank part is added to the block's deltas where they
+ * are (d + s is s + d, bit for bit) and the block is rounded straight
+ * from the base into the output. Other residuals add their kept deltas
+ * into a window of running sums.
  */
 #include <errno.h>
 #include <math.h>
