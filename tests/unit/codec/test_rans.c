@@ -17,11 +17,12 @@
 #include "codec/lossy.h"
 #include "codec/lossy_i.h"
 #include "codec/rans.h"
+#include "codec/simd.h"
 #include "common/dtype.h"
 #include "common/util.h"
 
-enum { VF_RC = 3, VF_RANS = 4, VF_RANS4 = 5 };
-static const unsigned vfs[2] = {VF_RANS, VF_RANS4};
+enum { VF_RC = 3, VF_RANS = 4, VF_RANS4 = 5, VF_RANS32 = 6 };
+static const unsigned vfs[3] = {VF_RANS, VF_RANS4, VF_RANS32};
 
 static uint64_t rs = 11;
 
@@ -114,6 +115,12 @@ static void roundtrip(unsigned b, uint32_t n, int kind, int dtype)
 	if (kind == D_ONE) /* table, four states, three lengths of 0 */
 		CHECK_EQ_INT(len, 4 + 16 + 3);
 	free(sec);
+	CHECK_EQ_INT(
+	    udfs_lossy_codes_encode_as(&p, n, v, VF_RANS32, &sec, &len), 0);
+	CHECK_EQ_INT(decode_check(&p, VF_RANS32, sec, len, v, n, dtype), 0);
+	if (kind == D_ONE) /* table, 32 states, 31 lengths of 0 */
+		CHECK_EQ_INT(len, 4 + 128 + 31);
+	free(sec);
 	/* a section written before format 4 still decodes */
 	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RC, &sec, &len),
 		     0);
@@ -165,6 +172,41 @@ static void test_blocks(void)
 		bad += d[j] != (float)v[j];
 	CHECK_EQ_INT(bad, 0);
 	free(sec);
+	free(d);
+	free(v);
+}
+
+/* Format 6 decoded in blocks of every size and start lane, long enough
+ * that the vector decoders run (and their ends, where steps are checked):
+ * the codes, at the level in force. */
+static void test_blocks32(unsigned b, uint32_t n, int kind)
+{
+	static const uint32_t sizes[6] = {1, 31, 1024, 33, 4096, 77};
+	uint8_t *v = malloc(n), *sec;
+	float *d = malloc(n * sizeof(*d)), lut[256];
+	struct rans32_dec dec;
+	struct rans4_slot *tab = malloc(RANS_M * sizeof(*tab));
+	size_t len = 0;
+	uint32_t at = 0;
+	int bad = 0;
+
+	for (int c = 0; c < 256; c++)
+		lut[c] = (float)c;
+	make_codes(v, n, b, kind);
+	sec = udfs_rans32_encode(v, n, b, &len);
+	CHECK_EQ_INT(udfs_rans32_dec_init(&dec, sec, len, b, lut, tab), 0);
+	for (int i = 0; at < n; i++) {
+		uint32_t k = UDFS_MIN(sizes[i % 6], n - at);
+
+		udfs_rans32_decode(&dec, at, d + at, k);
+		at += k;
+	}
+	CHECK(udfs_rans32_dec_finish(&dec));
+	for (uint32_t j = 0; j < n; j++)
+		bad += d[j] != (float)v[j];
+	CHECK_EQ_INT(bad, 0);
+	free(sec);
+	free(tab);
 	free(d);
 	free(v);
 }
@@ -302,11 +344,48 @@ static void test_choice(void)
 	free(v);
 }
 
+/* Large sections are written in format 6 (32 lanes), small ones in 5. */
+static void test_choice32(void)
+{
+	udfs_lossy_params p = params(6);
+	uint32_t n = 200000;
+	uint8_t *v = malloc(n), *sec = NULL, fmt = 0;
+	size_t len = 0, len5 = 0;
+
+	make_codes(v, n, 6, D_LAPLACE);
+	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, n, v, &sec, &len, &fmt),
+		     0);
+	CHECK_EQ_INT(fmt, VF_RANS32);
+	free(sec);
+	sec = udfs_rans4_encode(v, n, 6, &len5);
+	CHECK(len <= len5 + 256);
+	free(sec);
+	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, 5000, v, &sec, &len, &fmt),
+		     0);
+	CHECK_EQ_INT(fmt, VF_RANS4);
+	free(sec);
+	free(v);
+}
+
 int main(void)
 {
 	test_roundtrips();
 	test_blocks();
-	for (int f = 0; f < 2; f++)
+	/* each vector level the CPU has decodes format 6 alike */
+	for (int l = 0; l < UDFS_SIMD_LEVELS; l++) {
+		udfs_simd_cap(l);
+		if (udfs_simd_level() != l)
+			continue;
+		for (unsigned b = 1; b <= 8; b++)
+			for (int k = 0; k < D_COUNT; k++)
+				test_blocks32(b, 40000 + 13 * b, k);
+		test_blocks32(7, 300, D_LAPLACE); /* too short for a group */
+		for (int k = 0; k < D_COUNT; k++)
+			test_corrupt(VF_RANS32, 6, k);
+	}
+	udfs_simd_cap(-1);
+	test_choice32();
+	for (int f = 0; f < 3; f++)
 		for (unsigned b = 1; b <= 8; b += 3)
 			for (int k = 0; k < D_COUNT; k++)
 				test_corrupt(vfs[f], b, k);
