@@ -2,8 +2,10 @@
 /*
  * Static rANS coders of the lossy codec's b-bit codes (the section formats
  * are in codec/rans.h and udfs(5), "Lossy chunk"): frequency table
- * normalization, encoding, the table and stream checks of decoding, and
- * the four-lane decoder of format 5.
+ * normalization, encoding, the table and stream checks of decoding, the
+ * four-lane decoder of format 5 and the 32-lane decoders of format 6: one
+ * lane after another (any CPU), or 8 lanes at a time with AVX2 gathers,
+ * picked at run time (codec/simd.h). Every decoder gives the same codes.
  */
 #include "codec/rans.h"
 

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of value formats 4 and 5 of the lossy chunk codec, rANS-coded
+ * Unit tests of value formats 4, 5 and 6 of the lossy chunk codec, rANS-coded
  * b-bit codes (src/codec/rans.c, udfs(5) "Lossy chunk"): round trips for
  * b = 1..8, skewed, flat, sparse and one-symbol distributions and every
  * count modulo the four lanes of format 5, decoded whole and in blocks
  * that start in any lane; rejection of every truncation and extension, of
  * bad tables, states and lane lengths; random corruptions decode or fail
  * with -EIO; format 3 sections still decode; the encoder picks format 5
- * for typical codes within 3% of format 3's size.
+ * for typical codes within 3% of format 3's size, and format 6 (32 lanes)
+ * for sections of 65536 codes or more; format 6 decoded in blocks of any
+ * size and start, and damaged, at each vector level the CPU has.
  */
 #include <errno.h>
 #include <math.h>
