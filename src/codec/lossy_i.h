@@ -34,7 +34,7 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 			     size_t *len, uint8_t *fmt);
 /*
  * The value section of n_kept >= 1 b-bit codes in value format vf, 3
- * (range-coded) or 4 (rANS), whatever its size: for tests and
+ * (range-coded) or 4, 5 or 6 (rANS), whatever its size: for tests and
  * measurements. 0, -EINVAL, -ENOMEM.
  */
 int udfs_lossy_codes_encode_as(const udfs_lossy_params *p, uint32_t n_kept,
