@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "codec/lossy.h"
@@ -346,6 +348,56 @@ static void test_choice(void)
 	free(v);
 }
 
+/* A copy of sec[0..len) that ends where an unreadable page begins: a
+ * decoder reading one byte past the section faults. Free with
+ * guarded_free(). */
+static uint8_t *guarded(const uint8_t *sec, size_t len, size_t *map_len)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t body = (len + pg - 1) / pg * pg;
+	uint8_t *m = mmap(NULL, body + pg, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	CHECK(m != MAP_FAILED);
+	CHECK_EQ_INT(mprotect(m + body, pg, PROT_NONE), 0);
+	memcpy(m + body - len, sec, len);
+	*map_len = body + pg;
+	return m + body - len;
+}
+
+static void guarded_free(uint8_t *p, size_t len, size_t map_len)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	munmap(p + len - (map_len - pg), map_len);
+}
+
+/* Format 6 sections, whole and damaged, decoded against a guard page: the
+ * vector decoders' four-byte reads stay inside the section. */
+static void test_guard32(unsigned b, uint32_t n)
+{
+	udfs_lossy_params p = params(b);
+	uint8_t *v = malloc(n), *sec = NULL, *g;
+	size_t len = 0, map_len;
+
+	make_codes(v, n, b, D_LAPLACE);
+	CHECK_EQ_INT(
+	    udfs_lossy_codes_encode_as(&p, n, v, VF_RANS32, &sec, &len), 0);
+	g = guarded(sec, len, &map_len);
+	CHECK_EQ_INT(decode_check(&p, VF_RANS32, g, len, v, n, UDFS_DT_BF16),
+		     0);
+	for (int t = 0; t < 200; t++) {
+		memcpy(g, sec, len);
+		g[xr() % len] ^= (uint8_t)(1u << (xr() % 8));
+		g[len - 1 - xr() % 64 % len] = (uint8_t)xr();
+		CHECK(decode_check(&p, VF_RANS32, g, len, NULL, n,
+				   UDFS_DT_BF16) <= 0);
+	}
+	guarded_free(g, len, map_len);
+	free(sec);
+	free(v);
+}
+
 /* Large sections are written in format 6 (32 lanes), small ones in 5. */
 static void test_choice32(void)
 {
@@ -384,6 +436,8 @@ int main(void)
 		test_blocks32(7, 300, D_LAPLACE); /* too short for a group */
 		for (int k = 0; k < D_COUNT; k++)
 			test_corrupt(VF_RANS32, 6, k);
+		test_guard32(6, 70001);
+		test_guard32(1, 5000);
 	}
 	udfs_simd_cap(-1);
 	test_choice32();
