@@ -6,8 +6,11 @@
  *
  *   u8      bits 0-4 encoding, bit 7 set when a base tensor follows
  *   varint  base file id, varint base offset         (bit 7 only)
- *   u8 mask, u8 value kind, u8 bits, f32 lo, f32 step, f32 gain,
- *   f64 rate, varint mask seed                       (lossy encodings)
+ *   u8 mask | value kind << 2 | code bits << 4, u8 flags, then f32 lo,
+ *   f32 step, f32 gain, the rate (f32, or f64 where f32 would round it)
+ *   and varint mask seed, each only where the flags say it is not its
+ *   usual value (0, 0, 1, -, 0 or the model's key of the tensor name)
+ *                                                    (lossy encodings)
  *   per chunk: varint zigzag(offset - end of the previous chunk of the
  *   map, 0 before the first), varint length, u64 XXH3-64 checksum
  *
@@ -24,11 +27,19 @@
 #include <string.h>
 
 #include "common/dtype.h"
+#include "common/prng.h"
 #include "common/util.h"
 
 #define HEAD_BASE 0x80
 #define HEAD_ENC 0x1f
-#define LOSSY_FIXED 23 /* mask, kind, bits, three f32, one f64 */
+#define LOSSY_FIXED 22 /* kinds, flags, three f32, one f64 */
+/* Flags of the lossy parameters: which follow the flags byte. */
+#define LP_LO 0x01	 /* f32 lo (else 0) */
+#define LP_STEP 0x02	 /* f32 step (else 0) */
+#define LP_GAIN 0x04	 /* f32 gain (else 1) */
+#define LP_RATE64 0x08	 /* the rate as f64 (else as f32) */
+#define LP_SEED 0x10	 /* varint mask seed (else 0) */
+#define LP_SEED_KEY 0x20 /* the seed is the model's key of the name */
 
 /* Room for the longest record of t. */
 static size_t record_max(const udfs_tensor *t)
@@ -66,34 +77,86 @@ static bool has_chunks(const udfs_tensor *t)
 	       t->end > t->begin;
 }
 
+/* The key a seeded mask of t derives from its model's seed. */
+static uint64_t derived_seed(const udfs_file *f, const char *name)
+{
+	return udfs_seeded_key(f && f->model ? (uint64_t)f->model->seed : 0,
+			       name ? name : "");
+}
+
+static bool f32_is(float v, uint32_t bits)
+{
+	uint32_t u;
+
+	memcpy(&u, &v, 4);
+	return u == bits;
+}
+
+/* The flags of t's lossy parameters: which of them follow. */
+static unsigned lossy_flags(const udfs_tensor *t)
+{
+	const udfs_lossy_params *lp = &t->lp;
+	unsigned fl = 0;
+
+	fl |= f32_is(lp->lo, 0) ? 0 : LP_LO;
+	fl |= f32_is(lp->step, 0) ? 0 : LP_STEP;
+	fl |= f32_is(lp->gain, 0x3f800000) ? 0 : LP_GAIN;
+	fl |= (double)(float)lp->rate == lp->rate ? 0 : LP_RATE64;
+	if (lp->seed && lp->seed == derived_seed(t->file, t->name))
+		fl |= LP_SEED_KEY;
+	else if (lp->seed)
+		fl |= LP_SEED;
+	return fl;
+}
+
+static size_t put_f32(unsigned char *p, float v)
+{
+	uint32_t u;
+
+	memcpy(&u, &v, 4);
+	return put_le(p, u, 4);
+}
+
+/* t's lossy parameters: kinds, flags, then what the flags name. */
+static size_t put_lossy(unsigned char *p, const udfs_tensor *t)
+{
+	const udfs_lossy_params *lp = &t->lp;
+	unsigned fl = lossy_flags(t);
+	size_t n = 0;
+
+	p[n++] = (unsigned char)(lp->mask | lp->values << 2 | lp->bits << 4);
+	p[n++] = (unsigned char)fl;
+	if (fl & LP_LO)
+		n += put_f32(p + n, lp->lo);
+	if (fl & LP_STEP)
+		n += put_f32(p + n, lp->step);
+	if (fl & LP_GAIN)
+		n += put_f32(p + n, lp->gain);
+	if (fl & LP_RATE64) {
+		uint64_t r;
+
+		memcpy(&r, &lp->rate, 8);
+		n += put_le(p + n, r, 8);
+	} else {
+		n += put_f32(p + n, (float)lp->rate);
+	}
+	if (fl & LP_SEED)
+		n += put_varint(p + n, lp->seed);
+	return n;
+}
+
 /* Write t's record at p; *prev is the end of the previous chunk. */
 static size_t put_record(unsigned char *p, const udfs_tensor *t, uint64_t *prev)
 {
 	size_t n = 0;
-	uint32_t u;
 
 	p[n++] = (unsigned char)(t->enc | (t->base_file_id ? HEAD_BASE : 0));
 	if (t->base_file_id) {
 		n += put_varint(p + n, (uint64_t)t->base_file_id);
 		n += put_varint(p + n, t->base_begin);
 	}
-	if (udfs_encoding_is_lossy(t->enc)) {
-		const udfs_lossy_params *lp = &t->lp;
-		uint64_t rate;
-
-		p[n++] = lp->mask;
-		p[n++] = lp->values;
-		p[n++] = lp->bits;
-		memcpy(&u, &lp->lo, 4);
-		n += put_le(p + n, u, 4);
-		memcpy(&u, &lp->step, 4);
-		n += put_le(p + n, u, 4);
-		memcpy(&u, &lp->gain, 4);
-		n += put_le(p + n, u, 4);
-		memcpy(&rate, &lp->rate, 8);
-		n += put_le(p + n, rate, 8);
-		n += put_varint(p + n, lp->seed);
-	}
+	if (udfs_encoding_is_lossy(t->enc))
+		n += put_lossy(p + n, t);
 	for (uint32_t i = 0; has_chunks(t) && i < t->n_chunks; i++) {
 		const udfs_chunk_ref *c = &t->chunks[i];
 
@@ -234,17 +297,39 @@ static bool get_f32(struct rd *r, float *f)
 	return true;
 }
 
-static bool get_lossy(struct rd *r, udfs_lossy_params *lp)
+/* The lossy parameters of t; false unless written as put_lossy writes
+ * them (nothing stored that the flags would leave out). */
+static bool get_lossy(struct rd *r, udfs_tensor *t)
 {
-	uint64_t rate;
+	udfs_lossy_params *lp = &t->lp;
+	unsigned char kinds, fl;
+	float rate32 = 0;
+	bool ok;
 
-	if (!get_bytes(r, &lp->mask, 1) || !get_bytes(r, &lp->values, 1) ||
-	    !get_bytes(r, &lp->bits, 1) || !get_f32(r, &lp->lo) ||
-	    !get_f32(r, &lp->step) || !get_f32(r, &lp->gain) ||
-	    !get_le(r, &rate, 8) || !get_varint(r, &lp->seed))
+	if (!get_bytes(r, &kinds, 1) || !get_bytes(r, &fl, 1) || (fl & 0xc0) ||
+	    (fl & LP_SEED && fl & LP_SEED_KEY))
 		return false;
-	memcpy(&lp->rate, &rate, 8);
-	return true;
+	lp->mask = kinds & 3;
+	lp->values = kinds >> 2 & 3;
+	lp->bits = kinds >> 4;
+	lp->gain = 1.0f;
+	ok = (!(fl & LP_LO) || get_f32(r, &lp->lo)) &&
+	     (!(fl & LP_STEP) || get_f32(r, &lp->step)) &&
+	     (!(fl & LP_GAIN) || get_f32(r, &lp->gain));
+	if (ok && fl & LP_RATE64) {
+		uint64_t v = 0;
+
+		ok = get_le(r, &v, 8);
+		memcpy(&lp->rate, &v, 8);
+	} else if (ok) {
+		ok = get_f32(r, &rate32);
+		lp->rate = rate32;
+	}
+	if (ok && fl & LP_SEED)
+		ok = get_varint(r, &lp->seed);
+	if (ok && fl & LP_SEED_KEY)
+		lp->seed = derived_seed(t->file, t->name);
+	return ok && lossy_flags(t) == fl;
 }
 
 static bool get_chunks(struct rd *r, udfs_tensor *t, uint64_t *prev)
@@ -297,7 +382,7 @@ static bool get_record(struct rd *r, udfs_tensor *t, uint64_t *prev)
 		   udfs_encoding_is_lossy(t->enc)) {
 		return false; /* they are read against a base tensor */
 	}
-	if (udfs_encoding_is_lossy(t->enc) && !get_lossy(r, &t->lp))
+	if (udfs_encoding_is_lossy(t->enc) && !get_lossy(r, t))
 		return false;
 	return !has_chunks(t) || get_chunks(r, t, prev);
 }

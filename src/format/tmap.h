@@ -42,7 +42,7 @@ size_t udfs_tmap_record_bytes(const udfs_tensor *t);
  * encodings) and a reference per chunk.
  */
 #define UDFS_TENSOR_REC_BYTES 8
-#define UDFS_LOSSY_PARAM_BYTES 33
+#define UDFS_LOSSY_PARAM_BYTES 18
 #define UDFS_CHUNK_REF_BYTES 12
 
 /* Bytes of v as a varint of the map. */

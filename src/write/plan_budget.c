@@ -25,8 +25,8 @@
  * on lambda until the estimate fits. The chosen codes are then encoded
  * for real, each tensor's estimates rescaled by its real/estimated bytes,
  * and the choice redone until the real bytes fit within 1% below the
- * budget (or the best fitting choice of 8 passes is kept). --max-error E instead
- * takes, per tensor, the smallest candidate whose relative error is at
+ * budget (or the best fitting choice of 8 passes is kept). --max-error E
+ * instead takes, per tensor, the smallest candidate whose relative error is at
  * most E. Nothing is random: the choice depends on the bytes only.
  */
 #include <errno.h>
@@ -802,8 +802,9 @@ static double record_bytes(const struct tensor_plan *p, uint64_t len,
 			      udfs_tmap_varint_bytes(p->base->begin));
 	if (p->enc == UDFS_ENC_SAME)
 		return n;
-	return n + (double)(UDFS_CHUNK_REF_BYTES - lossy) *
-		       (double)((len + UDFS_CHUNK_BYTES - 1) / UDFS_CHUNK_BYTES);
+	return n +
+	       (double)(UDFS_CHUNK_REF_BYTES - lossy) *
+		   (double)((len + UDFS_CHUNK_BYTES - 1) / UDFS_CHUNK_BYTES);
 }
 
 /* Bytes of the model that do not depend on the choice: catalog rows as

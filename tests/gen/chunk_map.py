@@ -48,8 +48,12 @@ def map_chunks(tmap, tensors):
             _, pos = varint(tmap, pos)
             _, pos = varint(tmap, pos)
         if enc in LOSSY:
-            pos += 23
-            _, pos = varint(tmap, pos)
+            flags = tmap[pos + 1]
+            pos += 2
+            pos += 4 * bin(flags & 0x07).count("1")
+            pos += 8 if flags & 0x08 else 4
+            if flags & 0x10:
+                _, pos = varint(tmap, pos)
         chunks = []
         if enc not in (0, 1):
             for _ in range((e - b + CHUNK - 1) // CHUNK):

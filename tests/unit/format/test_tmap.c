@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "common/dtype.h"
+#include "common/prng.h"
 #include "common/util.h"
 #include "format/tmap.h"
 
@@ -22,6 +23,9 @@ static const char json[] =
     "12]},\"c\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[4194328,"
     "4194328]}}";
 
+/* The model the files belong to: its seed keys seeded masks. */
+static udfs_model model = {.seed = 42};
+
 /* The header of the file and the file's description, as the catalog
  * keeps them (no tensors yet). */
 static void describe_file(udfs_file *f)
@@ -29,6 +33,7 @@ static void describe_file(udfs_file *f)
 	size_t n = strlen(json);
 
 	memset(f, 0, sizeof(*f));
+	f->model = &model;
 	f->path = udfs_xstrdup("model.safetensors");
 	f->kind = UDFS_FILE_SAFETENSORS;
 	f->data_offset = 8 + n;
@@ -52,8 +57,10 @@ static void set_chunks(udfs_tensor *t, uint64_t *off, uint32_t n)
 	}
 }
 
-/* The file with its tensors: a adaptive (lossy), b xor, c same. */
-static void full_file(udfs_file *f)
+/* The file with its tensors: a adaptive (lossy), b xor, c same. With
+ * compact, a's parameters take their usual values where they can (a
+ * seeded mask keyed by the model, an f32 rate, gain 1). */
+static void full_file(udfs_file *f, bool compact)
 {
 	uint64_t off = 16;
 	udfs_tensor *t;
@@ -74,6 +81,12 @@ static void full_file(udfs_file *f)
 				      .gain = 1.0625f,
 				      .rate = 0.7000000000000001,
 				      .seed = 0xfedcba9876543210ULL};
+	if (compact) {
+		t[0].lp.seed = udfs_seeded_key(42, "a");
+		t[0].lp.rate = 0.7f;
+		t[0].lp.gain = 1.0f;
+	}
+	t[0].name = udfs_xstrdup("a");
 	set_chunks(&t[0], &off, 1);
 	t[1].enc = UDFS_ENC_XOR;
 	t[1].begin = 12;
@@ -116,13 +129,15 @@ static int decode(udfs_file *g, const unsigned char *map, size_t len)
 	return udfs_tmap_decode(g, map, len, "test");
 }
 
-static void test_round_trip(void)
+static void test_round_trip(bool compact)
 {
 	udfs_file f, g;
 	unsigned char *map;
 	size_t len, sum = 1;
 
-	full_file(&f);
+	full_file(&f, compact);
+	for (size_t i = 0; i < 3; i++)
+		f.tensors[i].file = &f;
 	map = udfs_tmap_encode(&f, &len);
 	CHECK_EQ_INT(decode(&g, map, len), 0);
 	CHECK_EQ_INT(g.n_tensors, 3);
@@ -144,10 +159,14 @@ static void test_round_trip(void)
 	/* The chunks run on from one another: record sizes add up to the
 	 * map, a byte for the version aside. */
 	CHECK_EQ_INT(sum, len);
-	/* What the planners assume per record is close to the real size. */
-	CHECK(udfs_tmap_record_bytes(&f.tensors[0]) <=
-	      UDFS_TENSOR_REC_BYTES + UDFS_LOSSY_PARAM_BYTES +
-		  UDFS_CHUNK_REF_BYTES);
+	/* What the planners assume per record is what the usual one takes;
+	 * gain 1 and the seed cost nothing. */
+	CHECK_EQ_INT(udfs_tmap_record_bytes(&f.tensors[0]),
+		     compact ? 1 + 1 + 2 + 14 + 1 + 2 + 8
+			     : 1 + 1 + 2 + 32 + 1 + 2 + 8);
+	CHECK(!compact || udfs_tmap_record_bytes(&f.tensors[0]) <=
+			      UDFS_TENSOR_REC_BYTES + UDFS_LOSSY_PARAM_BYTES +
+				  UDFS_CHUNK_REF_BYTES);
 	CHECK(udfs_tmap_record_bytes(&f.tensors[1]) <=
 	      UDFS_TENSOR_REC_BYTES + 5 * UDFS_CHUNK_REF_BYTES);
 	CHECK(udfs_encoded_bytes(&f.tensors[1]) ==
@@ -217,7 +236,9 @@ static void test_malformed(void)
 	unsigned char *map, *b;
 	size_t len;
 
-	full_file(&f);
+	full_file(&f, false);
+	for (size_t i = 0; i < 3; i++)
+		f.tensors[i].file = &f;
 	map = udfs_tmap_encode(&f, &len);
 	b = udfs_xmalloc(len + 1);
 	for (size_t n = 0; n < len; n++)
@@ -268,6 +289,52 @@ static void test_malformed(void)
 	free(map);
 	free_file(&f);
 
+	/* Parameters stored that their usual value would leave out: the
+	 * encoder never writes them, so the decoder refuses them (one map,
+	 * one way to write it). */
+	full_file(&f, true);
+	for (size_t i = 0; i < 3; i++)
+		f.tensors[i].file = &f;
+	map = udfs_tmap_encode(&f, &len);
+	b = udfs_xcalloc(len + 16, 1);
+	{
+		double r = 0.7f;
+		uint64_t key = udfs_seeded_key(42, "a");
+		size_t at = 7 + 8; /* after version, head, id, offset, kinds,
+				      flags, lo, step: the f32 rate */
+		size_t n;
+
+		CHECK_EQ_INT(map[6], 0x23); /* lo, step, seed key */
+		memcpy(b, map, at);
+		b[6] = 0x2b; /* the rate as f64 */
+		memcpy(b + at, &r, 8);
+		memcpy(b + at + 8, map + at + 4, len - at - 4);
+		expect_bad("f64 rate that f32 holds", b, len + 4);
+
+		memcpy(b, map, at + 4);
+		b[6] = 0x13; /* the key written out */
+		n = at + 4;
+		while (key >= 0x80) {
+			b[n++] = (unsigned char)(key | 0x80);
+			key >>= 7;
+		}
+		b[n++] = (unsigned char)key;
+		memcpy(b + n, map + at + 4, len - at - 4);
+		expect_bad("seed that is the key", b, n + len - at - 4);
+
+		memcpy(b, map, len);
+		b[6] = 0x33;
+		expect_bad("two seeds", b, len);
+		b[6] = 0x63;
+		expect_bad("flag bit 6", b, len);
+		memcpy(b, map, len);
+		b[6] = 0x2b;
+		expect_bad("f64 flag over an f32", b, len);
+	}
+	free(b);
+	free(map);
+	free_file(&f);
+
 	/* A header row that is not the header it claims to be. */
 	{
 		udfs_file g;
@@ -284,7 +351,8 @@ static void test_malformed(void)
 
 int main(void)
 {
-	test_round_trip();
+	test_round_trip(false);
+	test_round_trip(true);
 	test_verbatim();
 	test_malformed();
 	CHECK_DONE();
