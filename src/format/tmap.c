@@ -216,6 +216,11 @@ size_t udfs_tmap_varint_bytes(uint64_t v)
 	return n;
 }
 
+size_t udfs_tmap_chunk_ref_bytes(uint32_t length)
+{
+	return 1 + udfs_tmap_varint_bytes(length) + 8;
+}
+
 uint64_t udfs_encoded_bytes(const udfs_tensor *t)
 {
 	return t->stored_bytes + udfs_tmap_record_bytes(t);

@@ -48,6 +48,10 @@ size_t udfs_tmap_record_bytes(const udfs_tensor *t);
 /* Bytes of v as a varint of the map. */
 size_t udfs_tmap_varint_bytes(uint64_t v);
 
+/* Bytes of the map's reference to a chunk of length stored bytes that
+ * follows the one before it in the pack. */
+size_t udfs_tmap_chunk_ref_bytes(uint32_t length);
+
 /* Bytes t costs in the store: its pack chunks and its map record. Its
  * name, dtype and shape cost nothing more: the safetensors header holds
  * them whatever the encoding. */

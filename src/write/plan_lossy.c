@@ -1001,10 +1001,27 @@ static int size_one(void *ctx, size_t i)
 					      (uint32_t)(len / es), &out,
 					      &out_len);
 		free(out);
-		j->bytes[i] += out_len + UDFS_CHUNK_REF_BYTES;
+		j->bytes[i] += out_len + udfs_tmap_chunk_ref_bytes(out_len);
 	}
 	udfs_lossy_tensor_free(lt);
 	return err;
+}
+
+/* The head and parameters of the map record of a tensor planned as p,
+ * as the catalog will count them (udfs_encoded_bytes). */
+static size_t record_bytes(const struct add_group *g,
+			   const struct tensor_plan *p, const char *name)
+{
+	udfs_model m = {.seed = (int64_t)g->o->seed};
+	udfs_file f = {.model = &m};
+	udfs_tensor t = {
+	    .enc = p->enc, .file = &f, .name = (char *)name, .lp = p->lp};
+
+	if (p->base) {
+		t.base_file_id = (int64_t)p->base->file->ino;
+		t.base_begin = p->base->begin;
+	}
+	return udfs_tmap_record_bytes(&t);
 }
 
 /* Ratio of the lossy tensors of am by real encoded bytes at sparsity s. */
@@ -1024,8 +1041,9 @@ static int measure_ratio(struct add_group *g, struct add_model *am,
 		const udfs_st_tensor *st = &sf->st->tensors[v[i].tensor];
 
 		src += st->end - st->begin;
-		dst +=
-		    bytes[i] + UDFS_TENSOR_REC_BYTES + UDFS_LOSSY_PARAM_BYTES;
+		dst += bytes[i] +
+		       record_bytes(g, &am->plan[v[i].file][v[i].tensor],
+				    st->name);
 	}
 	free(bytes);
 	*ratio = dst ? (double)src / (double)dst : 0;
