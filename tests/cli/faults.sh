@@ -167,6 +167,10 @@ for sig in INT KILL INT KILL INT KILL INT KILL; do
 		echo "$what: $(cat "$T/sig.err")"
 	else
 		n_kill=$((n_kill + 1))
+		# Killed after the commit point but before the pointer was
+		# replaced, the add is committed and not yet published: the
+		# next writer publishes it (udfs(5), ATOMICITY). gc is one.
+		must "$what: gc finishes publishing" "$UDFS" gc -q "$S"
 		if ls_of "$S" | grep -q '^x '; then
 			echo "note: $what: committed before the kill"
 			ok "$what: verify committed model" "$UDFS" verify -q "$S" x
