@@ -551,6 +551,32 @@ static int take_rans(const udfs_lossy_params *p, const uint8_t *v,
 	return 0;
 }
 
+/* The value section of codes whose statistics do not drift: rANS if at
+ * most RANS_MAX_LOSS percent larger than the packed codes, as take_rans
+ * decides, else the packed codes, which are then the only ones packed
+ * (packing every section cost as much as a fifth of rANS coding it). */
+static int rans_or_raw(const udfs_lossy_params *p, const uint8_t *v,
+		       uint32_t n_kept, uint8_t **out, size_t *len,
+		       uint8_t *fmt)
+{
+	size_t raw_len = ((size_t)n_kept * p->bits + 7) / 8, r_len;
+	uint8_t *r = udfs_rans4_encode(v, n_kept, p->bits, &r_len);
+
+	if (!r)
+		return -ENOMEM;
+	if ((uint64_t)r_len * 100 <=
+	    (uint64_t)raw_len * (100 + RANS_MAX_LOSS)) {
+		*out = r;
+		*len = r_len;
+		*fmt = VF_RANS4;
+		return 0;
+	}
+	free(r);
+	*out = pack(v, n_kept, p->bits, len);
+	*fmt = VF_RAW;
+	return 0;
+}
+
 int udfs_lossy_codes_encode_as(const udfs_lossy_params *p, uint32_t n_kept,
 			       const uint8_t *codes, unsigned vf, uint8_t **out,
 			       size_t *len)
@@ -587,7 +613,6 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 	const uint8_t *v = vals;
 	uint8_t *raw = NULL, *z = NULL, *zp = NULL, *planes = NULL, *rcb;
 	size_t raw_len = 0, z_len = 0, zp_len = 0, rc_len = 0;
-	bool drift;
 	int ret = 0;
 
 	*out = NULL;
@@ -603,12 +628,12 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 				    -EINVAL,
 				    "lossy chunk: code %u above %u bits", v[j],
 				    p->bits);
+		if (!rc_codes_may_pay(p, v, n_kept))
+			return rans_or_raw(p, v, n_kept, out, len, fmt);
 		raw = pack(v, n_kept, p->bits, &raw_len);
-		drift = rc_codes_may_pay(p, v, n_kept);
-		rcb = drift ? rc_codes(p, v, n_kept, &rc_len) : NULL;
-		if (drift)
-			ret = zc(v, n_kept, &z, &z_len);
-		if (drift && ret == 0 && p->bits < 8)
+		rcb = rc_codes(p, v, n_kept, &rc_len);
+		ret = zc(v, n_kept, &z, &z_len);
+		if (ret == 0 && p->bits < 8)
 			ret = zc(raw, raw_len, &zp, &zp_len);
 		take(out, len, fmt, raw, raw_len, VF_RAW);
 		if (rcb)

@@ -221,32 +221,51 @@ bool udfs_rans_dec_finish(const struct rans_dec *d)
 	return d->pos == d->len && d->x[0] == RANS_L && d->x[1] == RANS_L;
 }
 
-/* Lane l's symbols of sym[0..n), last first, into the 16-bit units ending
- * at *q (moved down); its final state. */
-static uint32_t encode_lane(const uint8_t *sym, uint32_t n, unsigned l,
-			    const uint32_t *f, const uint32_t *start,
-			    const uint64_t *rcp, uint8_t **q)
+/* One step of lane encoder state *x on a symbol of frequency f, start st
+ * and reciprocal m, its unit (if any) going below *q. Branchless: the
+ * unit is always stored and *q moves only when it is emitted (the lanes'
+ * regions are 2 bytes apart, so the store stays in this lane's), as
+ * whether a unit is due is a coin flip that a branch mispredicts. */
+static inline void lane_step(uint32_t *x, uint8_t **q, uint32_t f, uint32_t st,
+			     uint64_t m)
 {
-	uint32_t x = RANS4_L;
+	uint64_t xmax = (uint64_t)((RANS4_L >> RANS_PBITS) << 16) * f;
+	uint32_t emit = *x >= xmax; /* one unit brings x below xmax */
+	uint32_t y = *x;
 
-	if (n <= l)
-		return x;
-	for (uint32_t j = l + (n - 1 - l) / 4 * 4;; j -= 4) {
-		unsigned s = sym[j];
-		uint64_t xmax =
-		    (uint64_t)((RANS4_L >> RANS_PBITS) << 16) * f[s];
+	(*q)[-2] = (uint8_t)y;
+	(*q)[-1] = (uint8_t)(y >> 8);
+	*q -= 2 * emit;
+	y = emit ? y >> 16 : y;
+	*x = rans_step(y, f, st, m);
+}
 
-		if (x >= xmax) { /* one unit always brings x below xmax */
-			*q -= 2;
-			(*q)[0] = (uint8_t)x;
-			(*q)[1] = (uint8_t)(x >> 8);
-			x >>= 16;
-		}
-		x = rans_step(x, f[s], start[s], rcp[s]);
-		if (j < 4)
-			break;
+/*
+ * The four lanes of sym[0..n) (lane l: the symbols j with j % 4 == l),
+ * last first, each into the 16-bit units ending at q[l] (moved down), into
+ * their final states x[]. The lanes are independent chains, stepped side
+ * by side so that their multiplies overlap; the bytes are each lane's
+ * alone, as one lane after another would write them.
+ */
+static void encode_lanes(const uint8_t *sym, uint32_t n, const uint32_t *f,
+			 const uint32_t *start, const uint64_t *rcp,
+			 uint32_t *x, uint8_t **q)
+{
+	uint32_t full = n / 4;
+
+	for (unsigned l = 0; l < 4; l++)
+		x[l] = RANS4_L;
+	for (uint32_t j = n; j-- > 4 * full;) /* the lanes' last symbols */
+		lane_step(&x[j % 4], &q[j % 4], f[sym[j]], start[sym[j]],
+			  rcp[sym[j]]);
+	for (uint32_t g = full; g-- > 0;) {
+		const uint8_t *s = sym + 4 * (size_t)g;
+
+		lane_step(&x[3], &q[3], f[s[3]], start[s[3]], rcp[s[3]]);
+		lane_step(&x[2], &q[2], f[s[2]], start[s[2]], rcp[s[2]]);
+		lane_step(&x[1], &q[1], f[s[1]], start[s[1]], rcp[s[1]]);
+		lane_step(&x[0], &q[0], f[s[0]], start[s[0]], rcp[s[0]]);
 	}
-	return x;
 }
 
 uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
@@ -254,7 +273,8 @@ uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 {
 	uint32_t f[256], start[256], x[4];
 	uint64_t rcp[256];
-	size_t cap = ((size_t)n / 4 + 1) * 2, at;
+	/* a lane's units, and the 2 bytes below them lane_step may store */
+	size_t cap = ((size_t)n / 4 + 1) * 2 + 2, at;
 	uint8_t *buf, *lane_end[4], *lane_q[4], *out;
 
 	model(sym, n, bits, f, start);
@@ -262,10 +282,9 @@ uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 	buf = malloc(4 * cap);
 	if (!buf)
 		return NULL;
-	for (unsigned l = 0; l < 4; l++) {
+	for (unsigned l = 0; l < 4; l++)
 		lane_q[l] = lane_end[l] = buf + (l + 1) * cap;
-		x[l] = encode_lane(sym, n, l, f, start, rcp, &lane_q[l]);
-	}
+	encode_lanes(sym, n, f, start, rcp, x, lane_q);
 	out = malloc(2 + 256 * 5 + 16 + 15 + 4 * cap);
 	if (out) {
 		at = put_table(out, f, 1u << bits);
