@@ -221,23 +221,30 @@ bool udfs_rans_dec_finish(const struct rans_dec *d)
 	return d->pos == d->len && d->x[0] == RANS_L && d->x[1] == RANS_L;
 }
 
-/* One step of lane encoder state *x on a symbol of frequency f, start st
- * and reciprocal m, its unit (if any) going below *q. Branchless: the
- * unit is always stored and *q moves only when it is emitted (the lanes'
- * regions are 2 bytes apart, so the store stays in this lane's), as
- * whether a unit is due is a coin flip that a branch mispredicts. */
-static inline void lane_step(uint32_t *x, uint8_t **q, uint32_t f, uint32_t st,
-			     uint64_t m)
+/* What encoding a symbol needs: its frequency, cumulative start and the
+ * reciprocal of its frequency (reciprocals()), side by side. */
+struct enc_sym {
+	uint64_t rcp;
+	uint32_t f, start;
+};
+
+/* One step of lane encoder state *x on symbol e, its unit (if any) going
+ * below *q. Branchless: the unit is always stored and *q moves only when
+ * it is emitted (the lanes' regions are 2 bytes apart, so the store stays
+ * in this lane's), as whether a unit is due is a coin flip that a branch
+ * mispredicts. */
+static inline void lane_step(uint32_t *x, uint8_t **q, const struct enc_sym *e)
 {
-	uint64_t xmax = (uint64_t)((RANS4_L >> RANS_PBITS) << 16) * f;
-	uint32_t emit = *x >= xmax; /* one unit brings x below xmax */
+	/* x >= ((RANS4_L >> RANS_PBITS) << 16) * f, a multiple of 2^20:
+	 * one unit brings x below it */
+	uint32_t emit = (*x >> 20) >= e->f;
 	uint32_t y = *x;
 
 	(*q)[-2] = (uint8_t)y;
 	(*q)[-1] = (uint8_t)(y >> 8);
 	*q -= 2 * emit;
 	y = emit ? y >> 16 : y;
-	*x = rans_step(y, f, st, m);
+	*x = rans_step(y, e->f, e->start, e->rcp);
 }
 
 /*
@@ -245,27 +252,33 @@ static inline void lane_step(uint32_t *x, uint8_t **q, uint32_t f, uint32_t st,
  * last first, each into the 16-bit units ending at q[l] (moved down), into
  * their final states x[]. The lanes are independent chains, stepped side
  * by side so that their multiplies overlap; the bytes are each lane's
- * alone, as one lane after another would write them.
+ * alone, as one lane after another would write them. Lanes by constant
+ * index only, so that their states and pointers stay in registers.
  */
-static void encode_lanes(const uint8_t *sym, uint32_t n, const uint32_t *f,
-			 const uint32_t *start, const uint64_t *rcp,
-			 uint32_t *x, uint8_t **q)
+static void encode_lanes(const uint8_t *sym, uint32_t n,
+			 const struct enc_sym *e, uint32_t *x, uint8_t **q)
 {
-	uint32_t full = n / 4;
+	uint32_t full = n / 4, x0 = RANS4_L, x1 = RANS4_L, x2 = RANS4_L,
+		 x3 = RANS4_L;
+	uint8_t *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
+	const uint8_t *t = sym + 4 * (size_t)full; /* the lanes' last ones */
 
-	for (unsigned l = 0; l < 4; l++)
-		x[l] = RANS4_L;
-	for (uint32_t j = n; j-- > 4 * full;) /* the lanes' last symbols */
-		lane_step(&x[j % 4], &q[j % 4], f[sym[j]], start[sym[j]],
-			  rcp[sym[j]]);
+	if (n % 4 > 2)
+		lane_step(&x2, &q2, &e[t[2]]);
+	if (n % 4 > 1)
+		lane_step(&x1, &q1, &e[t[1]]);
+	if (n % 4 > 0)
+		lane_step(&x0, &q0, &e[t[0]]);
 	for (uint32_t g = full; g-- > 0;) {
 		const uint8_t *s = sym + 4 * (size_t)g;
 
-		lane_step(&x[3], &q[3], f[s[3]], start[s[3]], rcp[s[3]]);
-		lane_step(&x[2], &q[2], f[s[2]], start[s[2]], rcp[s[2]]);
-		lane_step(&x[1], &q[1], f[s[1]], start[s[1]], rcp[s[1]]);
-		lane_step(&x[0], &q[0], f[s[0]], start[s[0]], rcp[s[0]]);
+		lane_step(&x3, &q3, &e[s[3]]);
+		lane_step(&x2, &q2, &e[s[2]]);
+		lane_step(&x1, &q1, &e[s[1]]);
+		lane_step(&x0, &q0, &e[s[0]]);
 	}
+	x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
+	q[0] = q0, q[1] = q1, q[2] = q2, q[3] = q3;
 }
 
 uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
@@ -273,18 +286,22 @@ uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 {
 	uint32_t f[256], start[256], x[4];
 	uint64_t rcp[256];
+	struct enc_sym e[256];
 	/* a lane's units, and the 2 bytes below them lane_step may store */
 	size_t cap = ((size_t)n / 4 + 1) * 2 + 2, at;
 	uint8_t *buf, *lane_end[4], *lane_q[4], *out;
 
 	model(sym, n, bits, f, start);
 	reciprocals(f, bits, rcp);
+	for (unsigned c = 0; c < 1u << bits; c++)
+		e[c] = (struct enc_sym){
+		    .rcp = rcp[c], .f = f[c], .start = start[c]};
 	buf = malloc(4 * cap);
 	if (!buf)
 		return NULL;
 	for (unsigned l = 0; l < 4; l++)
 		lane_q[l] = lane_end[l] = buf + (l + 1) * cap;
-	encode_lanes(sym, n, f, start, rcp, x, lane_q);
+	encode_lanes(sym, n, e, x, lane_q);
 	out = malloc(2 + 256 * 5 + 16 + 15 + 4 * cap);
 	if (out) {
 		at = put_table(out, f, 1u << bits);
