@@ -102,6 +102,46 @@ void udfs_mix_svd_free(struct mix_svd *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* The first k columns of the n x stride matrix x, which is freed. */
+static float *first_cols(float *x, uint64_t n, uint32_t stride, uint32_t k)
+{
+	float *y = udfs_xmalloc(n * k * sizeof(float) + 1);
+
+	for (uint64_t i = 0; i < n; i++)
+		memcpy(y + i * k, x + i * stride, k * sizeof(float));
+	free(x);
+	return y;
+}
+
+void udfs_mix_priced_truncate(struct mix_priced *pr, uint32_t k)
+{
+	for (uint32_t i = 0; i < pr->n_sel; i++) {
+		struct mix_svd *b = &pr->sv[i];
+
+		if (b->k <= k)
+			continue;
+		b->u = first_cols(b->u, b->rows, b->k, k);
+		b->v = first_cols(b->v, b->cols, b->k, k);
+		b->k = k;
+	}
+}
+
+void udfs_mix_priced_free(struct mix_priced *pr)
+{
+	for (uint32_t i = 0; pr && i < pr->n_sel; i++)
+		udfs_mix_svd_free(&pr->sv[i]);
+	free(pr);
+}
+
+/* The planner's SVD of chunk b, or NULL. */
+static const struct mix_svd *priced_svd(const struct mix_priced *pr, uint32_t b)
+{
+	for (uint32_t i = 0; pr && i < pr->n_sel; i++)
+		if (pr->sel[i] == b)
+			return &pr->sv[i];
+	return NULL;
+}
+
 /* Codes and per-column scales of the first k columns of an n x stride
  * factor: symmetric, scale = max |x| / m. Row by row, as the factor lies
  * in memory; the same operations per element as column by column. */
@@ -184,6 +224,7 @@ void udfs_mix_factors_free(struct mix_factors *f)
 struct fit_job {
 	struct mix_tensor *mt;
 	const struct mix_code *c;
+	const struct mix_priced *pr;
 	const float *d;
 	float *l;
 };
@@ -194,6 +235,7 @@ static int fit_block(void *ctx, size_t b)
 	struct mix_tensor *mt = j->mt;
 	uint64_t first = (uint64_t)b * mt->per_chunk;
 	uint32_t n = (uint32_t)UDFS_MIN(mt->per_chunk, mt->n - first);
+	const struct mix_svd *priced;
 	struct mix_svd sv;
 	uint32_t k =
 	    udfs_mix_kmax(udfs_lowrank_rows(mt->cols, first, n), mt->cols, n);
@@ -205,6 +247,12 @@ static int fit_block(void *ctx, size_t b)
 		k = j->c->rank;
 	if (k == 0)
 		return 0; /* a sliver of a chunk: residual only */
+	priced = priced_svd(j->pr, (uint32_t)b);
+	if (priced && priced->k >= k) {
+		udfs_mix_factors_make(priced, k, j->c->fbits, &mt->blk[b]);
+		udfs_mix_factors_add(&mt->blk[b], first, n, j->l + first);
+		return 0;
+	}
 	err = udfs_mix_block_svd(j->d, mt->cols, first, n, k, &sv);
 	if (!err) {
 		udfs_mix_factors_make(&sv, sv.k, j->c->fbits, &mt->blk[b]);
@@ -216,11 +264,12 @@ static int fit_block(void *ctx, size_t b)
 
 /* Low-rank part of every chunk into mt->blk, and its values into l: the
  * chunks on up to `jobs` threads, each SVD on one (the same factors at
- * any count). */
+ * any count); a chunk the planner priced takes its SVD from pr. */
 static int fit_lowrank(struct mix_tensor *mt, const struct mix_code *c,
-		       const float *d, float *l, int jobs)
+		       const struct mix_priced *pr, const float *d, float *l,
+		       int jobs)
 {
-	struct fit_job j = {.mt = mt, .c = c, .d = d, .l = l};
+	struct fit_job j = {.mt = mt, .c = c, .pr = pr, .d = d, .l = l};
 
 	mt->blk = udfs_xcalloc(mt->n_blk, sizeof(*mt->blk));
 	return udfs_parallel_for(jobs, mt->n_blk, fit_block, &j);
@@ -278,7 +327,7 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 	udfs_add_delta_range(dtype, nelems, cur, base, d);
 	if (c->rank) {
 		mt->lr = udfs_xcalloc(nelems + 1, sizeof(float));
-		err = fit_lowrank(mt, c, d, mt->lr, jobs);
+		err = fit_lowrank(mt, c, p->priced, d, mt->lr, jobs);
 	}
 	if (err || c->res == MIX_RES_NONE)
 		goto out;
