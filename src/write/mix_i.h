@@ -65,5 +65,8 @@ void udfs_mix_factors_add(const struct mix_factors *f, uint64_t first,
 void udfs_mix_factors_free(struct mix_factors *f);
 /* The code of x on the grid lo + c * step, c in 0..2^bits - 1. */
 uint8_t udfs_mix_quant(float x, float lo, float step, unsigned bits);
+/* udfs_mix_quant of r[0, 64) into codes, the same codes, vectorized. */
+void udfs_mix_quant64(const float *restrict r, float lo, float step,
+		      unsigned bits, uint8_t *restrict codes);
 
 #endif

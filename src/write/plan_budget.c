@@ -215,18 +215,26 @@ static void ecsq_sums(const struct resid *rs, float lo, float step,
 		      unsigned bits, uint64_t *hist, double *e, double *q2)
 {
 	uint32_t h[4][256] = {{0}};
+	uint8_t code[64];
 	double lv[256], el[4] = {0};
 	uint64_t j = 0;
 
 	for (unsigned q = 0; q < 1u << bits; q++)
 		lv[q] = (double)(lo + (float)q * step);
-	for (; j < rs->n; j++) {
-		float x = rs->raw[j];
-		uint8_t q = udfs_mix_quant(x, lo, step, bits);
-		double d = (double)x - lv[q];
+	for (; j < rs->n; j += 64) { /* codes 64 at a time, vectorized */
+		uint64_t m = UDFS_MIN(64, rs->n - j);
 
-		h[j & 3][q]++;
-		el[j & 3] += d * d;
+		if (m == 64)
+			udfs_mix_quant64(rs->raw + j, lo, step, bits, code);
+		for (uint64_t i = 0; m < 64 && i < m; i++)
+			code[i] =
+			    udfs_mix_quant(rs->raw[j + i], lo, step, bits);
+		for (uint64_t i = 0; i < m; i++) {
+			double d = (double)rs->raw[j + i] - lv[code[i]];
+
+			h[(j + i) & 3][code[i]]++;
+			el[(j + i) & 3] += d * d;
+		}
 	}
 	*e = (el[0] + el[1]) + (el[2] + el[3]);
 	*q2 = 0;

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of the priced SVDs the adaptive planner hands to its encoder
- * (struct mix_priced, src/write/encode_mix.c): a chunk the planner priced
- * takes its factors from the planner's SVD (a made-up one here, so that a
- * recomputed SVD would show), at any job count, while the other chunks
- * compute theirs; and cutting the SVDs to the chosen rank leaves the
- * factors of that rank bit for bit as they were.
+ * Unit tests of the adaptive method's tensor encoder (src/write/encode_mix.c):
+ * a chunk the planner priced takes its factors from the planner's SVD
+ * (struct mix_priced; a made-up one here, so that a recomputed SVD would
+ * show), at any job count, while the other chunks compute theirs; cutting
+ * the SVDs to the chosen rank leaves the factors of that rank bit for bit
+ * as they were; the residual's codes (computed 64 at a time, vectorized)
+ * are udfs_mix_quant's for every element: ties, both ends, beyond them,
+ * infinities and NaN.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,8 +181,54 @@ static void test_truncate(void)
 	free(d);
 }
 
+static void test_residual_codes(void)
+{
+	enum { M = 1000, BITS = 4 }; /* not a multiple of 64: a tail too */
+	const float lo = -0.3f, step = 0.04f;
+	float *base = calloc(M, sizeof(float)),
+	      *cur = malloc(M * sizeof(float));
+	float *got = malloc(M * sizeof(float)), lut[256];
+	struct tensor_plan p = {.enc = UDFS_ENC_ADAPTIVE};
+	struct mix_tensor *mt = NULL;
+
+	p.mix =
+	    (struct mix_code){.cols = 100, .res = MIX_RES_CODES, .rbits = BITS};
+	p.lp = (udfs_lossy_params){.mask = UDFS_MASK_NONE,
+				   .values = UDFS_VAL_CODES,
+				   .bits = BITS,
+				   .lo = lo,
+				   .step = step,
+				   .gain = 1.0f};
+	for (int i = 0; i < M; i++) {
+		/* half-way points between codes, and values from far below
+		 * the first level to far above the last */
+		float x = i % 3 ? lo + step * ((float)(i % 50) / 2 - 4)
+				: lo + step * 24 * unif() * 2;
+
+		cur[i] = x;
+	}
+	cur[7] = INFINITY;
+	cur[8] = -INFINITY;
+	cur[9] = NAN;
+	CHECK_EQ_INT(
+	    udfs_mix_tensor_prepare(&p, UDFS_DT_F32, M, cur, base, 1, &mt), 0);
+	udfs_lossy_value_lut(&p.lp, lut);
+	if (mt)
+		udfs_mix_tensor_recon(mt, &p, UDFS_DT_F32, 0, M, base, got);
+	for (int i = 0; mt && i < M; i++) {
+		float v = lut[udfs_mix_quant(cur[i], lo, step, BITS)];
+
+		CHECK(memcmp(&got[i], &v, sizeof(v)) == 0);
+	}
+	udfs_mix_tensor_free(mt);
+	free(base);
+	free(cur);
+	free(got);
+}
+
 int main(void)
 {
+	test_residual_codes();
 	test_priced_chunk_used();
 	test_truncate();
 	CHECK_DONE();
