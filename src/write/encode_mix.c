@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,34 @@ static const struct mix_svd *priced_svd(const struct mix_priced *pr, uint32_t b)
 	return NULL;
 }
 
+/* The codes of x[0, 8) at scales s[0, 8) > 0 as quant_factor's loop
+ * makes them, with no branch and no libm call, which -O2 vectorizes: the
+ * quotient clamped to [-m, m] (NaN to -m, where lrintf's conversion
+ * leaves it), then rounded as lrintf does, by adding and taking away
+ * 1.5 * 2^23. */
+static void quant8(const float *restrict x, const float *restrict s, int m,
+		   uint8_t *restrict codes)
+{
+	const float magic = 0x1.8p23f, fm = (float)m;
+
+	for (int j = 0; j < 8; j++) {
+		float q = x[j] / s[j];
+
+		q = q > -fm ? q : -fm;
+		q = q < fm ? q : fm;
+		codes[j] = (uint8_t)(int)((q + magic) - magic + fm);
+	}
+}
+
+/* The code of x at scale s, as lrintf rounds; 0 takes m. */
+static uint8_t quant1(float x, float s, int m)
+{
+	long q = s > 0 ? lrintf(x / s) : 0;
+
+	q = q < -m ? -m : q > m ? m : q;
+	return (uint8_t)(q + m);
+}
+
 /* Codes and per-column scales of the first k columns of an n x stride
  * factor: symmetric, scale = max |x| / m. Row by row, as the factor lies
  * in memory; the same operations per element as column by column. */
@@ -150,7 +179,9 @@ static void quant_factor(const float *x, uint64_t n, uint32_t stride,
 			 float *scale)
 {
 	int m = (1 << (bits - 1)) - 1;
+	bool whole[MIX_RANK_MAX / 8 + 1];
 
+	memset(whole, 1, sizeof(whole));
 	for (uint32_t c = 0; c < k; c++)
 		scale[c] = 0.0f; /* the largest |x| until the end */
 	for (uint64_t i = 0; i < n; i++)
@@ -162,14 +193,22 @@ static void quant_factor(const float *x, uint64_t n, uint32_t stride,
 		}
 	for (uint32_t c = 0; c < k; c++)
 		scale[c] = scale[c] > 0 ? scale[c] / (float)m : 0.0f;
+	/* groups of 8 columns of nonzero scales go through quant8 */
+	for (uint32_t c = 0; c < k; c++)
+		if (!(scale[c] > 0))
+			whole[c / 8] = false;
 	for (uint64_t i = 0; i < n; i++)
-		for (uint32_t c = 0; c < k; c++) {
-			long q = scale[c] > 0
-				     ? lrintf(x[i * stride + c] / scale[c])
-				     : 0;
+		for (uint32_t c = 0; c < k; c += 8) {
+			const float *xi = x + i * stride + c;
+			uint32_t w = UDFS_MIN(8, k - c);
 
-			q = q < -m ? -m : q > m ? m : q;
-			codes[i * k + c] = (uint8_t)(q + m);
+			if (w == 8 && whole[c / 8]) {
+				quant8(xi, scale + c, m, codes + i * k + c);
+				continue;
+			}
+			for (uint32_t t = 0; t < w; t++)
+				codes[i * k + c + t] =
+				    quant1(xi[t], scale[c + t], m);
 		}
 }
 
@@ -395,11 +434,15 @@ static int residual_chunk(const struct mix_tensor *mt,
 			  uint64_t first, uint32_t n, void **out,
 			  size_t *out_len)
 {
-	uint32_t *kept = udfs_xmalloc(((size_t)n + 1) * sizeof(uint32_t));
-	uint8_t *vals = udfs_xmalloc((size_t)n + 1);
-	uint32_t k = 0;
+	uint32_t *kept, k = 0;
+	uint8_t *vals;
 	int err;
 
+	if (p->lp.mask == UDFS_MASK_NONE) /* all kept: the codes as they are */
+		return udfs_lossy_encode_chunk(&p->lp, dtype, first, n, NULL, n,
+					       mt->codes + first, out, out_len);
+	kept = udfs_xmalloc(((size_t)n + 1) * sizeof(uint32_t));
+	vals = udfs_xmalloc((size_t)n + 1);
 	for (uint32_t i = 0; i < n; i++) {
 		if (!mt->keep[first + i])
 			continue;
@@ -450,14 +493,21 @@ void udfs_mix_tensor_recon(const struct mix_tensor *mt,
 {
 	const struct mix_factors *f =
 	    mt->blk ? &mt->blk[first / mt->per_chunk] : NULL;
-	float *acc = udfs_xcalloc((size_t)n + 1, sizeof(float)), lut[256];
+	float *acc = udfs_xmalloc(((size_t)n + 1) * sizeof(float)), lut[256];
 
 	/* The decoder's order: low-rank part, then the residual's values,
 	 * then one rounding onto the base; acc == 0 keeps the base bits. */
 	if (f && f->k)
 		memcpy(acc, mt->lr + first, (size_t)n * sizeof(float));
-	if (mt->keep) {
+	else
+		memset(acc, 0, (size_t)n * sizeof(float));
+	if (mt->keep)
 		udfs_lossy_value_lut(&p->lp, lut);
+	if (mt->keep && p->lp.mask == UDFS_MASK_NONE &&
+	    p->lp.values == UDFS_VAL_CODES) {
+		for (uint32_t i = 0; i < n; i++) /* all kept */
+			acc[i] += lut[mt->codes[first + i]];
+	} else if (mt->keep) {
 		for (uint32_t i = 0; i < n; i++)
 			if (mt->keep[first + i])
 				acc[i] += lut[p->lp.values == UDFS_VAL_CODES

@@ -600,6 +600,23 @@ static uint64_t priced_bytes(const udfs_st_tensor *st)
 	return sum;
 }
 
+/* ||d||^2 of n floats, in eight lanes that -O2 vectorizes (one running
+ * sum made each element wait for the previous one), added in order. */
+static double sum_squares(const float *d, uint64_t n)
+{
+	double lane[8] = {0}, sum = 0;
+	uint64_t k = 0;
+
+	for (; k + 8 <= n; k += 8)
+		for (int j = 0; j < 8; j++)
+			lane[j] += (double)d[k + j] * d[k + j];
+	for (; k < n; k++)
+		sum += (double)d[k] * d[k];
+	for (int j = 0; j < 8; j++)
+		sum += lane[j];
+	return sum;
+}
+
 /* Price every candidate code of tensor i (a worker thread). */
 static int price_tensor(void *ctx, size_t i)
 {
@@ -632,8 +649,7 @@ static int price_tensor(void *ctx, size_t i)
 	}
 	t->scale = 1;
 	t->cols = cols;
-	for (uint64_t k = 0; k < n; k++)
-		t->norm2 += (double)d[k] * d[k];
+	t->norm2 = sum_squares(d, n);
 	/* Each element's error counts relative to its tensor's delta. */
 	t->w = t->norm2 > 0 ? (double)n / t->norm2 : 0;
 	for (uint64_t k = 0; k < ns; k++)
