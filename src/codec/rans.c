@@ -87,18 +87,26 @@ static void put_u32le(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* The frequencies f and cumulative starts of n symbols counted in cnt. */
+static void model_counts(const uint32_t *cnt, uint32_t n, unsigned bits,
+			 uint32_t *f, uint32_t *start)
+{
+	unsigned ns = 1u << bits;
+
+	normalize(cnt, ns, n, f);
+	for (unsigned s = 0, c = 0; s < ns; c += f[s], s++)
+		start[s] = c;
+}
+
 /* The frequencies f and cumulative starts of the n symbols sym. */
 static void model(const uint8_t *sym, uint32_t n, unsigned bits, uint32_t *f,
 		  uint32_t *start)
 {
-	unsigned ns = 1u << bits;
 	uint32_t cnt[256] = {0};
 
 	for (uint32_t j = 0; j < n; j++)
 		cnt[sym[j]]++;
-	normalize(cnt, ns, n, f);
-	for (unsigned s = 0, c = 0; s < ns; c += f[s], s++)
-		start[s] = c;
+	model_counts(cnt, n, bits, f, start);
 }
 
 /*
@@ -284,6 +292,17 @@ static void encode_lanes(const uint8_t *sym, uint32_t n,
 uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 			   size_t *len)
 {
+	uint32_t cnt[256] = {0};
+
+	for (uint32_t j = 0; j < n; j++)
+		cnt[sym[j]]++;
+	return udfs_rans4_encode_counted(sym, n, bits, cnt, len);
+}
+
+uint8_t *udfs_rans4_encode_counted(const uint8_t *sym, uint32_t n,
+				   unsigned bits, const uint32_t *cnt,
+				   size_t *len)
+{
 	uint32_t f[256], start[256], x[4];
 	uint64_t rcp[256];
 	struct enc_sym e[256];
@@ -291,7 +310,7 @@ uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 	size_t cap = ((size_t)n / 4 + 1) * 2 + 2, at;
 	uint8_t *buf, *lane_end[4], *lane_q[4], *out;
 
-	model(sym, n, bits, f, start);
+	model_counts(cnt, n, bits, f, start);
 	reciprocals(f, bits, rcp);
 	for (unsigned c = 0; c < 1u << bits; c++)
 		e[c] = (struct enc_sym){

@@ -85,6 +85,11 @@ static inline unsigned rans_dec_step(uint32_t *x, const uint32_t *tab,
  * when out of memory. */
 uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 			   size_t *len);
+/* The same, for a caller that has counted the symbols: cnt[s] of them are
+ * s (2^bits entries). */
+uint8_t *udfs_rans4_encode_counted(const uint8_t *sym, uint32_t n,
+				   unsigned bits, const uint32_t *cnt,
+				   size_t *len);
 
 /* A format 5 decoder: lane l reads in[pos[l]..end[l]); a read past the
  * end gives zeros and still advances pos, so finish fails. */
