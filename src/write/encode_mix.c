@@ -486,34 +486,46 @@ int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
 	return err;
 }
 
+/* The sum a reader forms for elements [first, first + n) of mt before
+ * rounding onto the base, in the decoder's order: the low-rank part,
+ * then the residual's values. */
+static void recon_sum(const struct mix_tensor *mt, const struct tensor_plan *p,
+		      uint64_t first, uint32_t n, float *acc)
+{
+	const struct mix_factors *f =
+	    mt->blk ? &mt->blk[first / mt->per_chunk] : NULL;
+	const float *lr = f && f->k ? mt->lr + first : NULL;
+	const uint8_t *codes = mt->keep ? mt->codes + first : NULL;
+	float lut[256];
+
+	if (codes)
+		udfs_lossy_value_lut(&p->lp, lut);
+	if (codes && p->lp.mask == UDFS_MASK_NONE &&
+	    p->lp.values == UDFS_VAL_CODES) { /* all kept: one pass */
+		for (uint32_t i = 0; i < n; i++)
+			acc[i] = (lr ? lr[i] : 0.0f) + lut[codes[i]];
+		return;
+	}
+	if (lr)
+		memcpy(acc, lr, (size_t)n * sizeof(float));
+	else
+		memset(acc, 0, (size_t)n * sizeof(float));
+	for (uint32_t i = 0; codes && i < n; i++)
+		if (mt->keep[first + i])
+			acc[i] +=
+			    lut[p->lp.values == UDFS_VAL_CODES ? codes[i]
+							       : codes[i] & 1];
+}
+
 void udfs_mix_tensor_recon(const struct mix_tensor *mt,
 			   const struct tensor_plan *p, int dtype,
 			   uint64_t first, uint32_t n, const void *base,
 			   void *rec)
 {
-	const struct mix_factors *f =
-	    mt->blk ? &mt->blk[first / mt->per_chunk] : NULL;
-	float *acc = udfs_xmalloc(((size_t)n + 1) * sizeof(float)), lut[256];
+	float *acc = udfs_xmalloc(((size_t)n + 1) * sizeof(float));
 
-	/* The decoder's order: low-rank part, then the residual's values,
-	 * then one rounding onto the base; acc == 0 keeps the base bits. */
-	if (f && f->k)
-		memcpy(acc, mt->lr + first, (size_t)n * sizeof(float));
-	else
-		memset(acc, 0, (size_t)n * sizeof(float));
-	if (mt->keep)
-		udfs_lossy_value_lut(&p->lp, lut);
-	if (mt->keep && p->lp.mask == UDFS_MASK_NONE &&
-	    p->lp.values == UDFS_VAL_CODES) {
-		for (uint32_t i = 0; i < n; i++) /* all kept */
-			acc[i] += lut[mt->codes[first + i]];
-	} else if (mt->keep) {
-		for (uint32_t i = 0; i < n; i++)
-			if (mt->keep[first + i])
-				acc[i] += lut[p->lp.values == UDFS_VAL_CODES
-						  ? mt->codes[first + i]
-						  : mt->codes[first + i] & 1];
-	}
+	/* one rounding onto the base; acc == 0 keeps the base bits */
+	recon_sum(mt, p, first, n, acc);
 	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
 	if (dtype == UDFS_DT_BF16)
 		udfs_mix_round_bf16(rec, acc, n);
