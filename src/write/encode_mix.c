@@ -356,21 +356,33 @@ void udfs_mix_quant64(const float *restrict r, float lo, float step,
 	}
 }
 
-/* The residual's codes, or its sign bits (1 = negative). */
-static void residual_codes(const float *r, uint64_t n, uint8_t res,
-			   const udfs_lossy_params *lp, uint8_t *codes)
+/* The residual's codes, or its sign bits (1 = negative), of the delta d
+ * less the low-rank values l (NULL: none), 64 at a time: the residual is
+ * never stored, which spares a pass over memory. */
+static void residual_codes(const float *d, const float *l, uint64_t n,
+			   uint8_t res, const udfs_lossy_params *lp,
+			   uint8_t *codes)
 {
 	uint64_t i = 0;
+	float r[64];
 
-	if (res == MIX_RES_SIGN) {
-		for (; i < n; i++)
-			codes[i] = r[i] < 0;
-		return;
+	for (; i + 64 <= n; i += 64) {
+		for (int j = 0; j < 64; j++)
+			r[j] = l ? d[i + j] - l[i + j] : d[i + j];
+		if (res == MIX_RES_SIGN)
+			for (int j = 0; j < 64; j++)
+				codes[i + j] = r[j] < 0;
+		else
+			udfs_mix_quant64(r, lp->lo, lp->step, lp->bits,
+					 codes + i);
 	}
-	for (; i + 64 <= n; i += 64)
-		udfs_mix_quant64(r + i, lp->lo, lp->step, lp->bits, codes + i);
-	for (; i < n; i++)
-		codes[i] = udfs_mix_quant(r[i], lp->lo, lp->step, lp->bits);
+	for (; i < n; i++) {
+		float x = l ? d[i] - l[i] : d[i];
+
+		codes[i] = res == MIX_RES_SIGN
+			       ? x < 0
+			       : udfs_mix_quant(x, lp->lo, lp->step, lp->bits);
+	}
 }
 
 int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
@@ -380,7 +392,8 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 	const struct mix_code *c = &p->mix;
 	struct mix_tensor *mt = udfs_xcalloc(1, sizeof(*mt));
 	float *d = udfs_xmalloc(nelems * sizeof(float) + 1);
-	float *r = d; /* the residual, in place of the delta */
+	const float *lr; /* the low-rank values the residual leaves out */
+	bool magnitude = !c->seeded && c->rate > 0; /* a mask of the largest */
 	int64_t kept;
 	int err = 0;
 
@@ -393,10 +406,13 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 		mt->lr = udfs_xcalloc(nelems + 1, sizeof(float));
 		err = fit_lowrank(mt, c, p->priced, d, mt->lr, jobs);
 	}
+	lr = mt->lr;
 	if (err || c->res == MIX_RES_NONE)
 		goto out;
-	if (mt->lr)
-		subtract(r, mt->lr, nelems);
+	if (mt->lr && magnitude) { /* the mask needs the residual itself */
+		subtract(d, mt->lr, nelems);
+		lr = NULL;
+	}
 	mt->keep = udfs_xmalloc(nelems + 1);
 	mt->codes = udfs_xmalloc(nelems + 1);
 	if (c->seeded) {
@@ -406,8 +422,8 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 			err = (int)kept;
 			goto out;
 		}
-	} else if (c->rate > 0) {
-		kept = udfs_ud_prune_magnitude(r, nelems, c->rate, mt->keep);
+	} else if (magnitude) {
+		kept = udfs_ud_prune_magnitude(d, nelems, c->rate, mt->keep);
 		if (kept < 0) {
 			err = (int)kept;
 			goto out;
@@ -417,7 +433,7 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 		kept = (int64_t)nelems;
 	}
 	mt->kept = (uint64_t)kept;
-	residual_codes(r, nelems, c->res, &p->lp, mt->codes);
+	residual_codes(d, lr, nelems, c->res, &p->lp, mt->codes);
 out:
 	free(d);
 	if (err) {

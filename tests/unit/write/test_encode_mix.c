@@ -181,49 +181,77 @@ static void test_truncate(void)
 	free(d);
 }
 
-static void test_residual_codes(void)
+/* The residual codes of cur (m elements, rows of 100, a zero base) under
+ * a code of the given rank: each must be udfs_mix_quant's of the delta
+ * less the low-rank value, which a code of the same rank with no residual
+ * rebuilds. */
+static void check_codes(uint8_t rank, const float *cur, int m)
 {
-	enum { M = 1000, BITS = 4 }; /* not a multiple of 64: a tail too */
+	enum { BITS = 4 };
 	const float lo = -0.3f, step = 0.04f;
-	float *base = calloc(M, sizeof(float)),
-	      *cur = malloc(M * sizeof(float));
-	float *got = malloc(M * sizeof(float)), lut[256];
-	struct tensor_plan p = {.enc = UDFS_ENC_ADAPTIVE};
-	struct mix_tensor *mt = NULL;
+	float *base = calloc(m, sizeof(float)),
+	      *got = malloc(m * sizeof(float));
+	float *lr = malloc(m * sizeof(float)), lut[256];
+	struct tensor_plan p = {.enc = UDFS_ENC_ADAPTIVE}, q;
+	struct mix_tensor *mt = NULL, *mq = NULL;
 
-	p.mix =
-	    (struct mix_code){.cols = 100, .res = MIX_RES_CODES, .rbits = BITS};
+	p.mix = (struct mix_code){.cols = 100,
+				  .rank = rank,
+				  .fbits = 8,
+				  .res = MIX_RES_CODES,
+				  .rbits = BITS};
 	p.lp = (udfs_lossy_params){.mask = UDFS_MASK_NONE,
 				   .values = UDFS_VAL_CODES,
 				   .bits = BITS,
 				   .lo = lo,
 				   .step = step,
 				   .gain = 1.0f};
-	for (int i = 0; i < M; i++) {
-		/* half-way points between codes, and values from far below
-		 * the first level to far above the last */
-		float x = i % 3 ? lo + step * ((float)(i % 50) / 2 - 4)
-				: lo + step * 24 * unif() * 2;
-
-		cur[i] = x;
-	}
-	cur[7] = INFINITY;
-	cur[8] = -INFINITY;
-	cur[9] = NAN;
-	CHECK_EQ_INT(
-	    udfs_mix_tensor_prepare(&p, UDFS_DT_F32, M, cur, base, 1, &mt), 0);
+	q = p;
+	q.mix.res = MIX_RES_NONE;
+	CHECK_EQ_INT(udfs_mix_tensor_prepare(&q, UDFS_DT_F32, (uint64_t)m, cur,
+					     base, 1, &mq),
+		     0);
+	CHECK_EQ_INT(udfs_mix_tensor_prepare(&p, UDFS_DT_F32, (uint64_t)m, cur,
+					     base, 1, &mt),
+		     0);
 	udfs_lossy_value_lut(&p.lp, lut);
-	if (mt)
-		udfs_mix_tensor_recon(mt, &p, UDFS_DT_F32, 0, M, base, got);
-	for (int i = 0; mt && i < M; i++) {
-		float v = lut[udfs_mix_quant(cur[i], lo, step, BITS)];
+	if (mt && mq) {
+		udfs_mix_tensor_recon(mq, &q, UDFS_DT_F32, 0, (uint32_t)m, base,
+				      lr);
+		udfs_mix_tensor_recon(mt, &p, UDFS_DT_F32, 0, (uint32_t)m, base,
+				      got);
+	}
+	for (int i = 0; mt && mq && i < m; i++) {
+		float v =
+		    lr[i] + lut[udfs_mix_quant(cur[i] - lr[i], lo, step, BITS)];
 
+		v = v == 0.0f ? 0.0f : udfs_lossy_finite_sum(UDFS_DT_F32, 0, v);
 		CHECK(memcmp(&got[i], &v, sizeof(v)) == 0);
 	}
 	udfs_mix_tensor_free(mt);
+	udfs_mix_tensor_free(mq);
 	free(base);
-	free(cur);
 	free(got);
+	free(lr);
+}
+
+static void test_residual_codes(void)
+{
+	enum { M = 1000 }; /* not a multiple of 64: a tail too */
+	const float lo = -0.3f, step = 0.04f;
+	float *cur = malloc(M * sizeof(float));
+
+	for (int i = 0; i < M; i++) /* half-way points between codes, and
+				     * values from far below the first level
+				     * to far above the last */
+		cur[i] = i % 3 ? lo + step * ((float)(i % 50) / 2 - 4)
+			       : lo + step * 24 * unif() * 2;
+	check_codes(2, cur, M); /* less a low-rank part */
+	cur[7] = INFINITY;
+	cur[8] = -INFINITY;
+	cur[9] = NAN;
+	check_codes(0, cur, M);
+	free(cur);
 }
 
 int main(void)
