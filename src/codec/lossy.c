@@ -34,7 +34,8 @@
  * packed b-bit codes, 3 range-coded codes or signs, 4 rANS-coded codes
  * (static rANS, two interleaved states, a per-chunk table of 12-bit code
  * frequencies; written by earlier versions), 5 rANS-coded codes in four
- * lanes with a stream each (codec/rans.h gives both layouts).
+ * lanes with a stream each, 6 the same in 32 lanes, for sections of
+ * RANS32_MIN codes or more (codec/rans.h gives the layouts).
  *
  * Range coding (common/rangecoder.h: adaptive binary LZMA coder, no table to
  * transmit). Elias-gamma model of an integer 1 <= x <= max: the bucket
@@ -127,6 +128,9 @@
  * zstd beat rANS by more than 3% on 16 sections, all of the former.
  */
 #define RC_CODES_GATE 16384
+/* Sections of at least this many codes are rANS-coded in 32 lanes: the
+ * lanes' states and lengths (about 200 bytes) are then under 1% of it. */
+#define RANS32_MIN 65536
 #define RC_GATE_INC 32
 #define RC_GATE_TOTAL 4096
 /* Values of kept elements are noise to LZ; what zstd brings here is its
@@ -145,7 +149,8 @@ enum {
 	VF_ZPACKED = 2,
 	VF_RC = 3,
 	VF_RANS = 4,
-	VF_RANS4 = 5
+	VF_RANS4 = 5,
+	VF_RANS32 = 6
 };
 
 /* zstd of one buffer into a malloc-ed *out. */
@@ -549,12 +554,17 @@ static bool rc_codes_may_pay(const udfs_lossy_params *p, const uint8_t *v,
 }
 
 /* Make the rANS section the value section if it is at most RANS_MAX_LOSS
- * percent larger than the smallest one (*out, of *len bytes). */
+ * percent larger than the smallest one (*out, of *len bytes): in 32 lanes
+ * (format 6, decoded several codes at once) when there are at least
+ * RANS32_MIN codes, whose lanes then cost under 1% of the section, else
+ * in four (format 5). */
 static int take_rans(const udfs_lossy_params *p, const uint8_t *v,
 		     uint32_t n_kept, uint8_t **out, size_t *len, uint8_t *fmt)
 {
+	bool wide = n_kept >= RANS32_MIN;
 	size_t r_len;
-	uint8_t *r = udfs_rans4_encode(v, n_kept, p->bits, &r_len);
+	uint8_t *r = wide ? udfs_rans32_encode(v, n_kept, p->bits, &r_len)
+			  : udfs_rans4_encode(v, n_kept, p->bits, &r_len);
 
 	if (!r)
 		return -ENOMEM;
@@ -565,7 +575,7 @@ static int take_rans(const udfs_lossy_params *p, const uint8_t *v,
 	free(*out);
 	*out = r;
 	*len = r_len;
-	*fmt = VF_RANS4;
+	*fmt = wide ? VF_RANS32 : VF_RANS4;
 	return 0;
 }
 
@@ -577,8 +587,10 @@ static int rans_or_raw(const udfs_lossy_params *p, const uint8_t *v,
 		       uint32_t n_kept, const uint32_t *cnt, uint8_t **out,
 		       size_t *len, uint8_t *fmt)
 {
+	bool wide = n_kept >= RANS32_MIN;
 	size_t raw_len = ((size_t)n_kept * p->bits + 7) / 8, r_len;
-	uint8_t *r = udfs_rans4_encode_counted(v, n_kept, p->bits, cnt, &r_len);
+	uint8_t *r = udfs_rans_encode_counted(v, n_kept, p->bits, wide ? 32 : 4,
+					      cnt, &r_len);
 
 	if (!r)
 		return -ENOMEM;
@@ -586,7 +598,7 @@ static int rans_or_raw(const udfs_lossy_params *p, const uint8_t *v,
 	    (uint64_t)raw_len * (100 + RANS_MAX_LOSS)) {
 		*out = r;
 		*len = r_len;
-		*fmt = VF_RANS4;
+		*fmt = wide ? VF_RANS32 : VF_RANS4;
 		return 0;
 	}
 	free(r);
@@ -602,14 +614,17 @@ int udfs_lossy_codes_encode_as(const udfs_lossy_params *p, uint32_t n_kept,
 	*out = NULL;
 	*len = 0;
 	if (p->values != UDFS_VAL_CODES || p->bits < 1 || p->bits > 8 ||
-	    n_kept == 0 || (vf != VF_RC && vf != VF_RANS && vf != VF_RANS4))
+	    n_kept == 0 ||
+	    (vf != VF_RC && vf != VF_RANS && vf != VF_RANS4 && vf != VF_RANS32))
 		return -EINVAL;
 	for (uint32_t j = 0; j < n_kept; j++)
 		if (codes[j] >> p->bits)
 			return -EINVAL;
 	*out = vf == VF_RC     ? rc_codes(p, codes, n_kept, len)
 	       : vf == VF_RANS ? udfs_rans_encode(codes, n_kept, p->bits, len)
-			       : udfs_rans4_encode(codes, n_kept, p->bits, len);
+	       : vf == VF_RANS4
+		   ? udfs_rans4_encode(codes, n_kept, p->bits, len)
+		   : udfs_rans32_encode(codes, n_kept, p->bits, len);
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -1029,8 +1044,8 @@ static int ms_next(struct mask_src *ms, uint32_t *pos, uint32_t max)
 	int ret = 0;
 
 	switch (ms->kind) {
-	case MS_ALL:
-		for (uint32_t j = 0; j < k; j++)
+	case MS_ALL: /* pos NULL: the caller counts them */
+		for (uint32_t j = 0; pos && j < k; j++)
 			pos[j] = ms->done + j;
 		break;
 	case MS_WORDS:
@@ -1070,7 +1085,8 @@ enum {
 	VS_BYTES,
 	VS_PLANES,
 	VS_RANS,
-	VS_RANS4
+	VS_RANS4,
+	VS_RANS32
 };
 
 /* The deltas gain * value(j) of the kept elements, a block at a time. */
@@ -1084,6 +1100,7 @@ struct val_src {
 	struct rc_dec rc;
 	struct rans_dec rans;
 	struct rans4_dec rans4;
+	struct rans32_dec rans32;
 	rc_prob sign;
 	float lut[256]; /* a code's or a sign bit's delta */
 	struct code_model cm;
@@ -1180,17 +1197,25 @@ static int vs_init(struct val_src *vs, const udfs_lossy_params *p, int dtype,
 		rc_dec_init(&vs->rc, in, len);
 		return 0;
 	}
-	if ((vf == VF_RANS || vf == VF_RANS4) && p->values == UDFS_VAL_CODES) {
-		uint32_t *tab =
-		    udfs_scratch(UDFS_SCRATCH_VALUES, RANS_M * sizeof(*tab));
+	if ((vf == VF_RANS || vf == VF_RANS4 || vf == VF_RANS32) &&
+	    p->values == UDFS_VAL_CODES) {
+		/* Room for any table: formats 5 and 6's are the larger. */
+		void *tab = udfs_scratch(UDFS_SCRATCH_VALUES,
+					 RANS_M * sizeof(struct rans4_slot));
 
 		if (!tab)
 			return -ENOMEM;
-		vs->kind = vf == VF_RANS ? VS_RANS : VS_RANS4;
-		return vf == VF_RANS ? udfs_rans_dec_init(&vs->rans, in, len,
-							  p->bits, tab)
-				     : udfs_rans4_dec_init(&vs->rans4, in, len,
-							   p->bits, tab);
+		vs->kind = vf == VF_RANS    ? VS_RANS
+			   : vf == VF_RANS4 ? VS_RANS4
+					    : VS_RANS32;
+		if (vf == VF_RANS)
+			return udfs_rans_dec_init(&vs->rans, in, len, p->bits,
+						  tab);
+		if (vf == VF_RANS4)
+			return udfs_rans4_dec_init(&vs->rans4, in, len, p->bits,
+						   vs->lut, tab);
+		return udfs_rans32_dec_init(&vs->rans32, in, len, p->bits,
+					    vs->lut, tab);
 	}
 	if (vf == VF_RC && p->values == UDFS_VAL_SIGN) {
 		vs->kind = VS_RC_SIGNS;
@@ -1265,7 +1290,10 @@ static int vs_next(struct val_src *vs, float *d, uint32_t k)
 		vs_rans_codes(vs, d, at, k);
 		break;
 	case VS_RANS4:
-		udfs_rans4_decode(&vs->rans4, at, vs->lut, d, k);
+		udfs_rans4_decode(&vs->rans4, at, d, k);
+		break;
+	case VS_RANS32:
+		udfs_rans32_decode(&vs->rans32, at, d, k);
 		break;
 	case VS_RC_SIGNS:
 		for (uint32_t j = 0; j < k; j++)
@@ -1311,7 +1339,8 @@ static int vs_finish(const struct val_src *vs)
 		    "should",
 		    vs->kind == VS_RC_CODES ? "codes" : "signs");
 	if ((vs->kind == VS_RANS && !udfs_rans_dec_finish(&vs->rans)) ||
-	    (vs->kind == VS_RANS4 && !udfs_rans4_dec_finish(&vs->rans4)))
+	    (vs->kind == VS_RANS4 && !udfs_rans4_dec_finish(&vs->rans4)) ||
+	    (vs->kind == VS_RANS32 && !udfs_rans32_dec_finish(&vs->rans32)))
 		return udfs_error(
 		    -EIO,
 		    "lossy chunk: rANS codes do not end where they should");
@@ -1443,12 +1472,13 @@ static int v1_next(struct v1_dec *v, uint32_t *pos, float *d)
 	return ret < 0 ? ret : k;
 }
 
-int udfs_lossy_foreach_kept(const udfs_lossy_params *p, int dtype,
-			    uint64_t first, uint32_t n, const void *in,
-			    size_t in_len, udfs_lossy_kept_fn fn, void *ctx)
+int udfs_lossy_foreach(const udfs_lossy_params *p, int dtype, uint64_t first,
+		       uint32_t n, const void *in, size_t in_len,
+		       udfs_lossy_kept_fn fn, udfs_lossy_run_fn run, void *ctx)
 {
 	struct v1_dec v;
-	uint32_t pos[KBLOCK];
+	uint32_t pos[KBLOCK], at;
+	bool runs;
 	float d[KBLOCK];
 	int k, ret;
 
@@ -1456,12 +1486,25 @@ int udfs_lossy_foreach_kept(const udfs_lossy_params *p, int dtype,
 	if (ret < 0)
 		return ret;
 	ret = v1_open(&v, p, dtype, first, n, in, in_len);
-	while (ret == 0 && (k = v1_next(&v, pos, d)) != 0) {
-		if (k < 0)
+	/* Every element kept: the positions go without saying. */
+	runs = ret == 0 && run && v.ms.kind == MS_ALL;
+	while (ret == 0) {
+		at = v.ms.done;
+		k = v1_next(&v, runs ? NULL : pos, d);
+		if (k <= 0)
 			return k;
-		ret = fn(ctx, pos, d, (uint32_t)k);
+		ret = runs ? run(ctx, at, d, (uint32_t)k)
+			   : fn(ctx, pos, d, (uint32_t)k);
 	}
 	return ret;
+}
+
+int udfs_lossy_foreach_kept(const udfs_lossy_params *p, int dtype,
+			    uint64_t first, uint32_t n, const void *in,
+			    size_t in_len, udfs_lossy_kept_fn fn, void *ctx)
+{
+	return udfs_lossy_foreach(p, dtype, first, n, in, in_len, fn, NULL,
+				  ctx);
 }
 
 /* Where the kept deltas of a version 1 chunk go. */

@@ -34,7 +34,7 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 			     size_t *len, uint8_t *fmt);
 /*
  * The value section of n_kept >= 1 b-bit codes in value format vf, 3
- * (range-coded) or 4 (rANS), whatever its size: for tests and
+ * (range-coded) or 4, 5 or 6 (rANS), whatever its size: for tests and
  * measurements. 0, -EINVAL, -ENOMEM.
  */
 int udfs_lossy_codes_encode_as(const udfs_lossy_params *p, uint32_t n_kept,
@@ -58,6 +58,17 @@ typedef int (*udfs_lossy_kept_fn)(void *ctx, const uint32_t *pos,
 int udfs_lossy_foreach_kept(const udfs_lossy_params *p, int dtype,
 			    uint64_t first, uint32_t n, const void *in,
 			    size_t in_len, udfs_lossy_kept_fn fn, void *ctx);
+
+/*
+ * udfs_lossy_foreach_kept, except that a chunk whose every element is kept
+ * (no mask) goes to run instead of fn, without positions: the deltas of
+ * elements at .. at + k - 1, in order, a block at a time, in a buffer of
+ * the decoder's that run may overwrite. fn is called for other chunks.
+ */
+typedef int (*udfs_lossy_run_fn)(void *ctx, uint32_t at, float *d, uint32_t k);
+int udfs_lossy_foreach(const udfs_lossy_params *p, int dtype, uint64_t first,
+		       uint32_t n, const void *in, size_t in_len,
+		       udfs_lossy_kept_fn fn, udfs_lossy_run_fn run, void *ctx);
 
 /* b + d in float32, kept finite when b is (udfs(5), reconstruction). */
 float udfs_lossy_finite_sum(int dtype, float b, float d);

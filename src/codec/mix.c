@@ -27,9 +27,15 @@
  * order, then W = finite_sum(W_base, acc), except that an element whose
  * acc is exactly zero keeps the base bits (as a dropped element of a
  * version 1 chunk does). The daemon decodes with plain loops, no BLAS:
- * row by row over V transposed, blocks of elements side by side so that
- * the compiler vectorizes them, each element's sum in the order above;
- * BF16 blocks without special values round branch-free.
+ * row by row over V transposed, blocks of elements side by side in
+ * vectors (GCC vector types, compiled at each level of codec/simd.h), each
+ * element's sum in the order above; BF16 blocks without special values
+ * round branch-free. A residual that keeps every element (the default
+ * add's dense codes) is decoded a block at a time with no positions and
+ * no window: the low-rank part is added to the block's deltas where they
+ * are (d + s is s + d, bit for bit) and the block is rounded straight
+ * from the base into the output. Other residuals add their kept deltas
+ * into a window of running sums.
  */
 #include <errno.h>
 #include <math.h>
@@ -39,6 +45,7 @@
 #include "codec/mix.h"
 
 #include "codec/lossy_i.h"
+#include "codec/simd.h"
 #include "common/dtype.h"
 #include "common/util.h"
 
@@ -93,36 +100,61 @@ void udfs_lowrank_expand(const float *uf, const float *vf, uint32_t k,
 	}
 }
 
-/* Elements of one row summed side by side: the compiler vectorizes the
- * loops over a block (each element's sum keeps its order over c). */
+/*
+ * The hot loops below are written with GCC vector types: a v16f holds 16
+ * float32 lanes, and an operation on it is the scalar operation on each
+ * lane, the same bits, whatever instructions it becomes. Each loop is
+ * compiled at every level of codec/simd.h and picked at run time.
+ */
+typedef float v16f __attribute__((vector_size(64)));
+typedef uint32_t v16u __attribute__((vector_size(64)));
+typedef uint16_t v16h __attribute__((vector_size(32)));
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* 16 floats at p, unaligned (macros: a vector passed to a function
+ * would have its ABI depend on the target). */
+#define LOAD16(p)                                                              \
+	({                                                                     \
+		v16f v_;                                                       \
+		memcpy(&v_, (p), sizeof(v_));                                  \
+		v_;                                                            \
+	})
+#define STORE16(p, v)                                                          \
+	do {                                                                   \
+		v16f w_ = (v);                                                 \
+		memcpy((p), &w_, sizeof(w_));                                  \
+	} while (0)
+
+/* Elements of one row summed side by side, 64 at a time in four vectors
+ * that stay in registers while c runs (four chains of adds in flight). */
 #define LR_BLOCK 64
 
-/* acc[0..LR_BLOCK) += s: one vectorized loop (acc + j inside the loop
- * keeps the compiler from vectorizing it). */
-static void add_block(float *restrict acc, const float *restrict s)
-{
-	for (int t = 0; t < LR_BLOCK; t++)
-		acc[t] += s[t];
-}
-
 /* expand_row() with V transposed: vt + c * cols is column c of V from
- * this stretch's first column on. */
-static void expand_row_t(const float *u, const float *vt, uint64_t cols,
-			 uint32_t k, uint32_t len, float *acc)
+ * this stretch's first column on. Each lane's sum runs over c from zero,
+ * as expand_row()'s does. */
+ALWAYS_INLINE void expand_row_t_body(const float *u, const float *vt,
+				     uint64_t cols, uint32_t k, uint32_t len,
+				     float *acc)
 {
 	uint32_t j = 0;
 
 	for (; j + LR_BLOCK <= len; j += LR_BLOCK) {
-		float s[LR_BLOCK] = {0};
+		v16f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
 
 		for (uint32_t c = 0; c < k; c++) {
-			const float *v = vt + c * cols + j;
+			const float *vc = vt + c * cols + j;
 			float uc = u[c];
 
-			for (int t = 0; t < LR_BLOCK; t++)
-				s[t] += uc * v[t];
+			s0 += uc * LOAD16(vc);
+			s1 += uc * LOAD16(vc + 16);
+			s2 += uc * LOAD16(vc + 32);
+			s3 += uc * LOAD16(vc + 48);
 		}
-		add_block(acc + j, s);
+		STORE16(acc + j, LOAD16(acc + j) + s0);
+		STORE16(acc + j + 16, LOAD16(acc + j + 16) + s1);
+		STORE16(acc + j + 32, LOAD16(acc + j + 32) + s2);
+		STORE16(acc + j + 48, LOAD16(acc + j + 48) + s3);
 	}
 	for (; j < len; j++) {
 		float s = 0.0f;
@@ -133,17 +165,55 @@ static void expand_row_t(const float *u, const float *vt, uint64_t cols,
 	}
 }
 
+typedef void expand_row_t_fn(const float *u, const float *vt, uint64_t cols,
+			     uint32_t k, uint32_t len, float *acc);
+
+static void expand_row_t_base(const float *u, const float *vt, uint64_t cols,
+			      uint32_t k, uint32_t len, float *acc)
+{
+	expand_row_t_body(u, vt, cols, k, len, acc);
+}
+
+#ifdef UDFS_SIMD_X86
+UDFS_TARGET_AVX2 static void expand_row_t_avx2(const float *u, const float *vt,
+					       uint64_t cols, uint32_t k,
+					       uint32_t len, float *acc)
+{
+	expand_row_t_body(u, vt, cols, k, len, acc);
+}
+
+UDFS_TARGET_AVX512 static void expand_row_t_avx512(const float *u,
+						   const float *vt,
+						   uint64_t cols, uint32_t k,
+						   uint32_t len, float *acc)
+{
+	expand_row_t_body(u, vt, cols, k, len, acc);
+}
+#endif
+
+static expand_row_t_fn *const expand_row_t_at[UDFS_SIMD_LEVELS] = {
+    expand_row_t_base,
+#ifdef UDFS_SIMD_X86
+    expand_row_t_avx2,
+    expand_row_t_avx512,
+#else
+    expand_row_t_base,
+    expand_row_t_base,
+#endif
+};
+
 void udfs_lowrank_expand_t(const float *uf, const float *vt, uint32_t k,
 			   uint64_t cols, uint64_t first, uint32_t n,
 			   float *acc)
 {
+	expand_row_t_fn *row = expand_row_t_at[udfs_simd_level()];
 	uint64_t col = first % cols;
 
 	for (uint32_t j = 0; j < n; uf += k, col = 0) {
 		uint32_t len =
 		    (uint32_t)UDFS_MIN((uint64_t)(n - j), cols - col);
 
-		expand_row_t(uf, vt + col, cols, k, len, acc + j);
+		row(uf, vt + col, cols, k, len, acc + j);
 		j += len;
 	}
 }
@@ -280,6 +350,8 @@ struct mix_dec {
 	unsigned es;
 	uint64_t first, rows, cols;
 	uint32_t n, k, w0, w1;
+	bool windowed; /* a window was opened (kept positions) */
+	bool runs;     /* residual_run() had every element */
 	const uint8_t *base;
 	uint8_t *out;
 	const float *f;	 /* U (rows x k) then V (cols x k), scaled */
@@ -360,103 +432,170 @@ static int decode_lowrank(const uint8_t *in, size_t len, size_t *at,
 	return 0;
 }
 
-/* Start the window at element w0: zero sums plus the low-rank part. */
-static void window_open(struct mix_dec *m, uint32_t w0)
+/* acc[0..len) += the low-rank part of the chunk's elements at .. at +
+ * len - 1 (none when the chunk has none). */
+static void lowrank_add(const struct mix_dec *m, uint32_t at, uint32_t len,
+			float *acc)
 {
-	uint64_t e0 = m->first + w0;
+	uint64_t e0 = m->first + at;
 	const float *u;
 
-	m->w0 = w0;
-	m->w1 = (uint32_t)UDFS_MIN((uint64_t)m->n, (uint64_t)w0 + MIX_WINDOW);
-	memset(m->acc, 0, (size_t)(m->w1 - w0) * sizeof(m->acc[0]));
 	if (!m->f)
 		return;
 	u = m->f + (e0 / m->cols - m->first / m->cols) * m->k;
 	if (m->vt)
-		udfs_lowrank_expand_t(u, m->vt, m->k, m->cols, e0, m->w1 - w0,
-				      m->acc);
+		udfs_lowrank_expand_t(u, m->vt, m->k, m->cols, e0, len, acc);
 	else
 		udfs_lowrank_expand(u, m->f + m->rows * m->k, m->k, m->cols, e0,
-				    m->w1 - w0, m->acc);
+				    len, acc);
 }
 
-/* udfs_mix_round_bf16 over LR_BLOCK elements whose sums are all
- * finite and below the largest BF16 (then udfs_lossy_bf16_add is a plain
- * round to nearest even), branch-free so that the compiler vectorizes it.
- * false, and out unchanged, when an element needs the general case. */
-static bool round_block_bf16(uint8_t *out, const float *acc)
+/* Start the window at element w0: zero sums plus the low-rank part. */
+static void window_open(struct mix_dec *m, uint32_t w0)
 {
-	uint16_t h[LR_BLOCK], r[LR_BLOCK];
-	uint32_t special = 0;
+	m->w0 = w0;
+	m->w1 = (uint32_t)UDFS_MIN((uint64_t)m->n, (uint64_t)w0 + MIX_WINDOW);
+	m->windowed = true;
+	memset(m->acc, 0, (size_t)(m->w1 - w0) * sizeof(m->acc[0]));
+	lowrank_add(m, w0, m->w1 - w0, m->acc);
+}
 
-	memcpy(h, out, sizeof(h));
-	for (int t = 0; t < LR_BLOCK; t++) {
-		uint32_t bu = (uint32_t)h[t] << 16, wu;
-		float b, w;
+/* round_bf16 of elements from .. to - 1, one at a time. */
+static void round_bf16_each(uint8_t *out, const uint8_t *base, const float *acc,
+			    uint32_t from, uint32_t to)
+{
+	for (uint32_t i = from; i < to; i++) {
+		uint16_t h;
 
-		memcpy(&b, &bu, 4);
-		w = b + acc[t];
-		memcpy(&wu, &w, 4);
-		special |= (wu & 0x7fffffffu) >= 0x7f7f8000u;
-		wu = (wu + 0x7fffu + (wu >> 16 & 1u)) >> 16;
-		r[t] = acc[t] == 0.0f ? h[t] : (uint16_t)wu;
+		memcpy(&h, base + 2 * (size_t)i, 2);
+		if (acc[i] != 0.0f)
+			h = udfs_lossy_bf16_add(h, acc[i]);
+		memcpy(out + 2 * (size_t)i, &h, 2);
 	}
-	if (special)
+}
+
+/* round_bf16 over LR_BLOCK elements whose sums are all finite and below
+ * the largest BF16 (then udfs_lossy_bf16_add is a plain round to nearest
+ * even), without a branch; base may be out. false, and out unchanged,
+ * when an element needs the general case. */
+ALWAYS_INLINE bool round_block_bf16(uint8_t *out, const uint8_t *base,
+				    const float *acc)
+{
+	v16h r[4];
+	v16u special = {0};
+	uint32_t any = 0;
+
+	for (int q = 0; q < 4; q++) {
+		v16h h;
+		v16f a;
+		v16u hu, wu, keep;
+
+		memcpy(&h, base + 32 * q, sizeof(h));
+		memcpy(&a, acc + 16 * q, sizeof(a));
+		hu = __builtin_convertvector(h, v16u);
+		wu = (v16u)((v16f)(hu << 16) + a);
+		special |= (v16u)((wu & 0x7fffffffu) >= 0x7f7f8000u);
+		wu = (wu + 0x7fffu + (wu >> 16 & 1u)) >> 16;
+		keep = (v16u)(a == 0.0f);
+		r[q] =
+		    __builtin_convertvector((hu & keep) | (wu & ~keep), v16h);
+	}
+	for (int t = 0; t < 16; t++)
+		any |= special[t];
+	if (any)
 		return false;
 	memcpy(out, r, sizeof(r));
 	return true;
 }
 
-/* udfs_mix_round_bf16 of elements from .. to - 1, one at a time. */
-static void round_bf16_each(uint8_t *out, const float *acc, uint32_t from,
-			    uint32_t to)
+/* out = base + acc, BF16, as udfs_mix_round_bf16 (base may be out). */
+ALWAYS_INLINE void round_bf16_body(uint8_t *out, const uint8_t *base,
+				   const float *acc, uint32_t n)
 {
-	for (uint32_t i = from; i < to; i++) {
-		uint16_t h;
+	uint32_t i = 0;
 
-		if (acc[i] == 0.0f)
-			continue;
-		memcpy(&h, out + 2 * (size_t)i, 2);
-		h = udfs_lossy_bf16_add(h, acc[i]);
-		memcpy(out + 2 * (size_t)i, &h, 2);
-	}
+	for (; i + LR_BLOCK <= n; i += LR_BLOCK)
+		if (!round_block_bf16(out + 2 * (size_t)i, base + 2 * (size_t)i,
+				      acc + i))
+			round_bf16_each(out, base, acc, i, i + LR_BLOCK);
+	round_bf16_each(out, base, acc, i, n);
+}
+
+typedef void round_bf16_fn(uint8_t *out, const uint8_t *base, const float *acc,
+			   uint32_t n);
+
+static void round_bf16_base(uint8_t *out, const uint8_t *base, const float *acc,
+			    uint32_t n)
+{
+	round_bf16_body(out, base, acc, n);
+}
+
+#ifdef UDFS_SIMD_X86
+UDFS_TARGET_AVX2 static void round_bf16_avx2(uint8_t *out, const uint8_t *base,
+					     const float *acc, uint32_t n)
+{
+	round_bf16_body(out, base, acc, n);
+}
+
+UDFS_TARGET_AVX512 static void round_bf16_avx512(uint8_t *out,
+						 const uint8_t *base,
+						 const float *acc, uint32_t n)
+{
+	round_bf16_body(out, base, acc, n);
+}
+#endif
+
+static round_bf16_fn *const round_bf16_at[UDFS_SIMD_LEVELS] = {
+    round_bf16_base,
+#ifdef UDFS_SIMD_X86
+    round_bf16_avx2,
+    round_bf16_avx512,
+#else
+    round_bf16_base,
+    round_bf16_base,
+#endif
+};
+
+static void round_bf16(uint8_t *out, const uint8_t *base, const float *acc,
+		       uint32_t n)
+{
+	round_bf16_at[udfs_simd_level()](out, base, acc, n);
 }
 
 void udfs_mix_round_bf16(void *out_bf16, const float *acc, uint32_t n)
 {
-	uint8_t *out = out_bf16;
-	uint32_t i = 0;
-
-	for (; i + LR_BLOCK <= n; i += LR_BLOCK)
-		if (!round_block_bf16(out + 2 * (size_t)i, acc + i))
-			round_bf16_each(out, acc, i, i + LR_BLOCK);
-	round_bf16_each(out, acc, i, n);
+	round_bf16(out_bf16, out_bf16, acc, n);
 }
 
-/* W = W_base + acc over the window, one rounding; elements with acc == 0
- * keep the base bits exactly. */
-static void window_close(struct mix_dec *m)
+/* Elements at .. at + len - 1 of the output: W = W_base + acc, one
+ * rounding; elements with acc == 0 keep the base bits exactly. */
+static void apply_sums(const struct mix_dec *m, uint32_t at, const float *acc,
+		       uint32_t len)
 {
-	const uint8_t *base = m->base + (size_t)m->w0 * m->es;
-	uint8_t *out = m->out + (size_t)m->w0 * m->es;
-	uint32_t n = m->w1 - m->w0;
+	const uint8_t *base = m->base + (size_t)at * m->es;
+	uint8_t *out = m->out + (size_t)at * m->es;
 
-	if (out != base)
-		memcpy(out, base, (size_t)n * m->es);
 	if (m->dtype == UDFS_DT_BF16) {
-		udfs_mix_round_bf16(out, m->acc, n);
+		round_bf16(out, base, acc, len);
 		return;
 	}
-	for (uint32_t i = 0; i < n; i++) {
+	if (out != base)
+		memcpy(out, base, (size_t)len * m->es);
+	for (uint32_t i = 0; i < len; i++) {
 		float b;
 
-		if (m->acc[i] == 0.0f)
+		if (acc[i] == 0.0f)
 			continue;
 		b = udfs_dtype_load_f32(m->dtype, base, i);
 		udfs_dtype_store_f32(
 		    m->dtype, out, i,
-		    udfs_lossy_finite_sum(m->dtype, b, m->acc[i]));
+		    udfs_lossy_finite_sum(m->dtype, b, acc[i]));
 	}
+}
+
+static void window_close(struct mix_dec *m)
+{
+	apply_sums(m, m->w0, m->acc, m->w1 - m->w0);
 }
 
 /* acc[0..k) += d[0..k), in blocks the compiler vectorizes. */
@@ -479,6 +618,8 @@ static int residual_kept(void *ctx, const uint32_t *pos, const float *d,
 {
 	struct mix_dec *m = ctx;
 
+	if (!m->windowed)
+		window_open(m, 0);
 	if (k && pos[k - 1] - pos[0] == k - 1 && pos[0] >= m->w0 &&
 	    pos[k - 1] < m->w1) {
 		add_run(m->acc + (pos[0] - m->w0), d, k);
@@ -491,6 +632,19 @@ static int residual_kept(void *ctx, const uint32_t *pos, const float *d,
 		}
 		m->acc[pos[j] - m->w0] += d[j];
 	}
+	return 0;
+}
+
+/* A residual with every element kept, a block at a time: the low-rank
+ * part is added to the deltas where they are and the block is done, with
+ * no window and no positions. d + s is s + d: the sum of udfs(5). */
+static int residual_run(void *ctx, uint32_t at, float *d, uint32_t k)
+{
+	struct mix_dec *m = ctx;
+
+	m->runs = true;
+	lowrank_add(m, at, k, d);
+	apply_sums(m, at, d, k);
 	return 0;
 }
 
@@ -518,14 +672,18 @@ static int decode_mix(const udfs_lossy_params *p, int dtype, uint64_t first,
 		ret = decode_lowrank(buf, in_len, &at, &m);
 	if (ret < 0)
 		return ret;
-	window_open(&m, 0);
 	if (flags & MIX_RESIDUAL)
-		ret = udfs_lossy_foreach_kept(p, dtype, first, n, buf + at,
-					      in_len - at, residual_kept, &m);
+		ret = udfs_lossy_foreach(p, dtype, first, n, buf + at,
+					 in_len - at, residual_kept,
+					 residual_run, &m);
 	else if (at != in_len)
 		ret = udfs_error(-EIO,
 				 "composite chunk: %zu bytes after its parts",
 				 in_len - at);
+	if (ret < 0 || m.runs) /* runs: every element is done */
+		return ret;
+	if (!m.windowed)
+		window_open(&m, 0);
 	while (ret == 0) {
 		window_close(&m);
 		if (m.w1 >= n)

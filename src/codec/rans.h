@@ -38,6 +38,16 @@
  * state must end at RANS4_L with every unit of its stream read.
  */
 
+/*
+ * Format 6 (written now for sections of many codes): format 5 with 32
+ * lanes, symbol j in lane j mod 32: the table, the 32 final states as u32
+ * LE, varints of the byte lengths of the streams of lanes 0..30 (even),
+ * the 32 streams (lane 31's is the rest). Enough independent lanes that a
+ * decoder steps 8 or 16 of them at once in vector registers (gathers for
+ * the table and the units); the lanes cost about 200 bytes a section.
+ */
+#define RANS_LANES_MAX 32
+
 #define RANS_PBITS 12
 #define RANS_M (1u << RANS_PBITS)
 #define RANS_L (1u << 23)
@@ -85,11 +95,14 @@ static inline unsigned rans_dec_step(uint32_t *x, const uint32_t *tab,
  * when out of memory. */
 uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 			   size_t *len);
-/* The same, for a caller that has counted the symbols: cnt[s] of them are
- * s (2^bits entries). */
-uint8_t *udfs_rans4_encode_counted(const uint8_t *sym, uint32_t n,
-				   unsigned bits, const uint32_t *cnt,
-				   size_t *len);
+
+/* Slot s of a format 5 decoder's table (RANS_M slots): the frequency of
+ * the symbol whose range holds s, s minus the range's start, and the
+ * value the caller gives the symbol. */
+struct rans4_slot {
+	uint16_t freq, bias;
+	float val;
+};
 
 /* A format 5 decoder: lane l reads in[pos[l]..end[l]); a read past the
  * end gives zeros and still advances pos, so finish fails. */
@@ -97,17 +110,49 @@ struct rans4_dec {
 	const uint8_t *p;
 	size_t pos[4], end[4];
 	uint32_t x[4];
-	const uint32_t *tab; /* as for format 4 */
+	const struct rans4_slot *tab;
 };
 
 /* Parse and validate the table, the states and the stream lengths of
- * in[0..len). 0 or -EIO. */
+ * in[0..len); tab (RANS_M slots, caller's memory) gets symbol s the value
+ * lut[s]. 0 or -EIO. */
 int udfs_rans4_dec_init(struct rans4_dec *d, const uint8_t *in, size_t len,
-			unsigned bits, uint32_t *tab);
-/* Symbols at .. at + k - 1 of the section, as lut[symbol] into out. */
-void udfs_rans4_decode(struct rans4_dec *d, uint32_t at, const float *lut,
-		       float *out, uint32_t k);
+			unsigned bits, const float *lut,
+			struct rans4_slot *tab);
+/* Symbols at .. at + k - 1 of the section, as their values, into out. */
+void udfs_rans4_decode(struct rans4_dec *d, uint32_t at, float *out,
+		       uint32_t k);
 /* After the last symbol: every stream read and every state at RANS4_L. */
 bool udfs_rans4_dec_finish(const struct rans4_dec *d);
+
+/* Format 6: encode sym[0..n) (n >= 1) as a section, malloc-ed; NULL only
+ * when out of memory. */
+uint8_t *udfs_rans32_encode(const uint8_t *sym, uint32_t n, unsigned bits,
+			    size_t *len);
+/* Format 5 (lanes 4) or 6 (lanes 32), for a caller that has counted the
+ * symbols: cnt[s] of them are s (2^bits entries). */
+uint8_t *udfs_rans_encode_counted(const uint8_t *sym, uint32_t n, unsigned bits,
+				  unsigned lanes, const uint32_t *cnt,
+				  size_t *len);
+
+/* A format 6 decoder, as the format 5 one with 32 lanes; pos and end are
+ * offsets from p, which the vector decoders gather from. */
+struct rans32_dec {
+	const uint8_t *p;
+	uint32_t x[32];
+	uint32_t pos[32], end[32];
+	const struct rans4_slot *tab;
+};
+
+/* Parse and validate a format 6 section of in[0..len) (len < 2^32), as
+ * udfs_rans4_dec_init. 0 or -EIO. */
+int udfs_rans32_dec_init(struct rans32_dec *d, const uint8_t *in, size_t len,
+			 unsigned bits, const float *lut,
+			 struct rans4_slot *tab);
+/* Symbols at .. at + k - 1 of the section, as their values, into out. */
+void udfs_rans32_decode(struct rans32_dec *d, uint32_t at, float *out,
+			uint32_t k);
+/* After the last symbol: every stream read and every state at RANS4_L. */
+bool udfs_rans32_dec_finish(const struct rans32_dec *d);
 
 #endif

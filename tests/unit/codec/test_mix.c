@@ -8,8 +8,11 @@
  * headers with -EIO; bad encoder input; the size of the low-rank part
  * against its code count, with V transposed or not (a large V); BF16 edge
  * values (NaN, infinities, -0, the largest finite, overflowing sums)
- * decoded as the generic rounding does; and udfs_lowrank_expand_t against
- * udfs_lowrank_expand, bit for bit.
+ * decoded as the generic rounding does; udfs_lowrank_expand_t against
+ * udfs_lowrank_expand and udfs_mix_round_bf16 against udfs_lossy_bf16_add,
+ * bit for bit; residuals with every element kept (the default add's);
+ * and all of it again at each vector level of codec/simd.h the CPU has,
+ * every level giving the reference bytes.
  */
 #include <errno.h>
 #include <math.h>
@@ -18,6 +21,7 @@
 #include "check.h"
 #include "codec/lossy_i.h"
 #include "codec/mix.h"
+#include "codec/simd.h"
 #include "common/dtype.h"
 #include "common/util.h"
 
@@ -47,8 +51,10 @@ struct mix {
 	uint8_t *base, *want;
 };
 
+/* dense: a residual code for every element (no mask), as the default
+ * add writes; else an explicit mask keeping about a fifth. */
 static void mix_init(struct mix *m, int dtype, uint64_t cols, uint64_t first,
-		     uint32_t n, uint32_t k, uint32_t bits)
+		     uint32_t n, uint32_t k, uint32_t bits, bool dense)
 {
 	unsigned es = udfs_dtype_size(dtype);
 	uint32_t top = (1u << bits) - 2; /* 2m: the highest code written */
@@ -71,17 +77,18 @@ static void mix_init(struct mix *m, int dtype, uint64_t cols, uint64_t first,
 		m->us[c] = (float)(0.01 * (unif() + 0.1));
 		m->vs[c] = (float)(0.01 * (unif() + 0.1));
 	}
-	m->p = (udfs_lossy_params){.mask = UDFS_MASK_EXPLICIT,
+	m->p = (udfs_lossy_params){.mask = dense ? UDFS_MASK_NONE
+						 : UDFS_MASK_EXPLICIT,
 				   .values = UDFS_VAL_CODES,
 				   .bits = 3,
 				   .lo = -0.003f,
 				   .step = 0.001f,
 				   .gain = 1.0f,
-				   .rate = 0.8};
+				   .rate = dense ? 0.0 : 0.8};
 	m->kept = malloc(((size_t)n + 1) * sizeof(uint32_t));
 	m->codes = malloc((size_t)n + 1);
 	for (uint32_t i = 0; i < n; i++)
-		if (unif() < 0.2) {
+		if (dense || unif() < 0.2) {
 			m->codes[m->n_kept] = (uint8_t)(xr() % 8);
 			m->kept[m->n_kept++] = i;
 		}
@@ -140,7 +147,9 @@ static int mix_encode(const struct mix *m, void **out, size_t *len)
 	size_t res_len = 0;
 	int err;
 
-	err = udfs_lossy_encode_chunk(&m->p, m->dtype, m->first, m->n, m->kept,
+	err = udfs_lossy_encode_chunk(&m->p, m->dtype, m->first, m->n,
+				      m->p.mask == UDFS_MASK_NONE ? NULL
+								  : m->kept,
 				      m->n_kept, m->codes, &res, &res_len);
 	if (err)
 		return err;
@@ -162,7 +171,7 @@ static int mix_decode(const struct mix *m, const void *in, size_t len,
 }
 
 static void test_roundtrip(int dtype, uint64_t cols, uint64_t first, uint32_t n,
-			   uint32_t k, uint32_t bits)
+			   uint32_t k, uint32_t bits, bool dense)
 {
 	struct mix m;
 	void *enc = NULL, *enc2 = NULL;
@@ -170,7 +179,7 @@ static void test_roundtrip(int dtype, uint64_t cols, uint64_t first, uint32_t n,
 	unsigned es = udfs_dtype_size(dtype);
 	uint8_t *out;
 
-	mix_init(&m, dtype, cols, first, n, k, bits);
+	mix_init(&m, dtype, cols, first, n, k, bits, dense);
 	out = malloc((size_t)n * es);
 	CHECK_EQ_INT(mix_encode(&m, &enc, &len), 0);
 	CHECK_EQ_INT(mix_encode(&m, &enc2, &len2), 0);
@@ -222,7 +231,7 @@ static void test_damaged(void)
 	size_t len = 0;
 	uint8_t *out, *bad;
 
-	mix_init(&m, UDFS_DT_BF16, 48, 30, 300, 3, 6);
+	mix_init(&m, UDFS_DT_BF16, 48, 30, 300, 3, 6, false);
 	out = malloc(300 * 2);
 	CHECK_EQ_INT(mix_encode(&m, &enc, &len), 0);
 	bad = malloc(len + 8);
@@ -401,26 +410,79 @@ static void test_bf16_edges(void)
 	free(chunk);
 }
 
-int main(void)
+/* udfs_mix_round_bf16 against udfs_lossy_bf16_add element by element:
+ * sums of every kind (zero, -0, tiny, overflowing, NaN, infinite) at
+ * random places, lengths around the vector blocks. */
+static void test_round_bf16(uint32_t n)
+{
+	static const float odd[] = {0.0f,   -0.0f,    1e-40f,	 3e38f,
+				    -3e38f, INFINITY, -INFINITY, NAN};
+	uint16_t *base = malloc(n * 2 + 2), *want = malloc(n * 2 + 2);
+	uint16_t *got = malloc(n * 2 + 2);
+	float *acc = malloc(n * sizeof(float) + 4);
+
+	for (uint32_t i = 0; i < n; i++) {
+		base[i] = (uint16_t)xr();
+		acc[i] =
+		    xr() % 16 ? (float)((unif() - 0.5) * 1e-2) : odd[xr() % 8];
+		want[i] = acc[i] != 0.0f ? udfs_lossy_bf16_add(base[i], acc[i])
+					 : base[i];
+	}
+	memcpy(got, base, n * 2);
+	udfs_mix_round_bf16(got, acc, n);
+	CHECK(memcmp(got, want, n * 2) == 0);
+	free(base);
+	free(want);
+	free(got);
+	free(acc);
+}
+
+/* Everything whose loops have vector versions, at the level in force. */
+static void test_level(void)
 {
 	static const int dts[] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
+	static const uint32_t lens[] = {1, 15, 16, 63, 64, 65, 127, 200, 1000};
 
 	for (int d = 0; d < 3; d++) {
-		test_roundtrip(dts[d], 64, 0, 64 * 40, 4, 4);
+		test_roundtrip(dts[d], 64, 0, 64 * 40, 4, 4, false);
 		/* starts and ends inside a row */
-		test_roundtrip(dts[d], 50, 37, 1000, 3, 8);
-		test_roundtrip(dts[d], 7, 3, 200, 1, 2);
+		test_roundtrip(dts[d], 50, 37, 1000, 3, 8, false);
+		test_roundtrip(dts[d], 7, 3, 200, 1, 2, false);
 		/* many windows of the decoder's running sums */
-		test_roundtrip(dts[d], 1000, 5, 20000, 2, 4);
+		test_roundtrip(dts[d], 1000, 5, 20000, 2, 4, false);
+		/* every element kept: blocks without positions, rows
+		 * shorter and longer than a vector block */
+		test_roundtrip(dts[d], 1000, 5, 20000, 8, 4, true);
+		test_roundtrip(dts[d], 50, 37, 3001, 3, 8, true);
+		test_roundtrip(dts[d], 7, 3, 200, 1, 2, true);
 	}
 	/* a V too large to transpose (cols * k > 2^18 floats) */
-	test_roundtrip(UDFS_DT_BF16, 70000, 3, 400000, 4, 4);
-	test_damaged();
-	test_bad_encode();
+	test_roundtrip(UDFS_DT_BF16, 70000, 3, 400000, 4, 4, false);
+	test_roundtrip(UDFS_DT_BF16, 70000, 3, 300000, 4, 4, true);
 	test_expand_t(1000, 5, 20000, 7);
 	test_expand_t(300, 299, 1201, 32);
 	test_expand_t(7, 3, 200, 1);
 	test_expand_t(256, 0, 4 * 256, 64);
+	test_expand_t(1024, 1000, 5000, 8);
 	test_bf16_edges();
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+		test_round_bf16(lens[i]);
+}
+
+int main(void)
+{
+	test_damaged();
+	test_bad_encode();
+	/* Each vector level the CPU has gives the reference bytes (a CPU
+	 * without a level runs the tests of the levels below it). */
+	for (int l = 0; l < UDFS_SIMD_LEVELS; l++) {
+		udfs_simd_cap(l);
+		if (udfs_simd_level() == l)
+			test_level();
+		else
+			fprintf(stderr, "test_mix: no vector level %d here\n",
+				l);
+	}
+	udfs_simd_cap(-1);
 	CHECK_DONE();
 }

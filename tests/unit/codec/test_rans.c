@@ -1,27 +1,32 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of value formats 4 and 5 of the lossy chunk codec, rANS-coded
+ * Unit tests of value formats 4, 5 and 6 of the lossy chunk codec, rANS-coded
  * b-bit codes (src/codec/rans.c, udfs(5) "Lossy chunk"): round trips for
  * b = 1..8, skewed, flat, sparse and one-symbol distributions and every
  * count modulo the four lanes of format 5, decoded whole and in blocks
  * that start in any lane; rejection of every truncation and extension, of
  * bad tables, states and lane lengths; random corruptions decode or fail
  * with -EIO; format 3 sections still decode; the encoder picks format 5
- * for typical codes within 3% of format 3's size.
+ * for typical codes within 3% of format 3's size, and format 6 (32 lanes)
+ * for sections of 65536 codes or more; format 6 decoded in blocks of any
+ * size and start, and damaged, at each vector level the CPU has.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "codec/lossy.h"
 #include "codec/lossy_i.h"
 #include "codec/rans.h"
+#include "codec/simd.h"
 #include "common/dtype.h"
 #include "common/util.h"
 
-enum { VF_RC = 3, VF_RANS = 4, VF_RANS4 = 5 };
-static const unsigned vfs[2] = {VF_RANS, VF_RANS4};
+enum { VF_RC = 3, VF_RANS = 4, VF_RANS4 = 5, VF_RANS32 = 6 };
+static const unsigned vfs[3] = {VF_RANS, VF_RANS4, VF_RANS32};
 
 static uint64_t rs = 11;
 
@@ -114,6 +119,12 @@ static void roundtrip(unsigned b, uint32_t n, int kind, int dtype)
 	if (kind == D_ONE) /* table, four states, three lengths of 0 */
 		CHECK_EQ_INT(len, 4 + 16 + 3);
 	free(sec);
+	CHECK_EQ_INT(
+	    udfs_lossy_codes_encode_as(&p, n, v, VF_RANS32, &sec, &len), 0);
+	CHECK_EQ_INT(decode_check(&p, VF_RANS32, sec, len, v, n, dtype), 0);
+	if (kind == D_ONE) /* table, 32 states, 31 lengths of 0 */
+		CHECK_EQ_INT(len, 4 + 128 + 31);
+	free(sec);
 	/* a section written before format 4 still decodes */
 	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RC, &sec, &len),
 		     0);
@@ -142,7 +153,7 @@ static void test_blocks(void)
 	uint8_t *v = malloc(n), *sec = NULL;
 	float *d = malloc(n * sizeof(*d));
 	struct rans4_dec dec;
-	uint32_t tab[RANS_M];
+	struct rans4_slot tab[RANS_M];
 	float lut[64];
 	size_t len = 0;
 	uint32_t at = 0;
@@ -153,11 +164,11 @@ static void test_blocks(void)
 	make_codes(v, n, 6, D_LAPLACE);
 	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RANS4, &sec, &len),
 		     0);
-	CHECK_EQ_INT(udfs_rans4_dec_init(&dec, sec, len, 6, tab), 0);
+	CHECK_EQ_INT(udfs_rans4_dec_init(&dec, sec, len, 6, lut, tab), 0);
 	for (int i = 0; at < n; i++) {
 		uint32_t k = UDFS_MIN(sizes[i % 5], n - at);
 
-		udfs_rans4_decode(&dec, at, lut, d + at, k);
+		udfs_rans4_decode(&dec, at, d + at, k);
 		at += k;
 	}
 	CHECK(udfs_rans4_dec_finish(&dec));
@@ -165,6 +176,41 @@ static void test_blocks(void)
 		bad += d[j] != (float)v[j];
 	CHECK_EQ_INT(bad, 0);
 	free(sec);
+	free(d);
+	free(v);
+}
+
+/* Format 6 decoded in blocks of every size and start lane, long enough
+ * that the vector decoders run (and their ends, where steps are checked):
+ * the codes, at the level in force. */
+static void test_blocks32(unsigned b, uint32_t n, int kind)
+{
+	static const uint32_t sizes[6] = {1, 31, 1024, 33, 4096, 77};
+	uint8_t *v = malloc(n), *sec;
+	float *d = malloc(n * sizeof(*d)), lut[256];
+	struct rans32_dec dec;
+	struct rans4_slot *tab = malloc(RANS_M * sizeof(*tab));
+	size_t len = 0;
+	uint32_t at = 0;
+	int bad = 0;
+
+	for (int c = 0; c < 256; c++)
+		lut[c] = (float)c;
+	make_codes(v, n, b, kind);
+	sec = udfs_rans32_encode(v, n, b, &len);
+	CHECK_EQ_INT(udfs_rans32_dec_init(&dec, sec, len, b, lut, tab), 0);
+	for (int i = 0; at < n; i++) {
+		uint32_t k = UDFS_MIN(sizes[i % 6], n - at);
+
+		udfs_rans32_decode(&dec, at, d + at, k);
+		at += k;
+	}
+	CHECK(udfs_rans32_dec_finish(&dec));
+	for (uint32_t j = 0; j < n; j++)
+		bad += d[j] != (float)v[j];
+	CHECK_EQ_INT(bad, 0);
+	free(sec);
+	free(tab);
 	free(d);
 	free(v);
 }
@@ -302,11 +348,100 @@ static void test_choice(void)
 	free(v);
 }
 
+/* A copy of sec[0..len) that ends where an unreadable page begins: a
+ * decoder reading one byte past the section faults. Free with
+ * guarded_free(). */
+static uint8_t *guarded(const uint8_t *sec, size_t len, size_t *map_len)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t body = (len + pg - 1) / pg * pg;
+	uint8_t *m = mmap(NULL, body + pg, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	CHECK(m != MAP_FAILED);
+	CHECK_EQ_INT(mprotect(m + body, pg, PROT_NONE), 0);
+	memcpy(m + body - len, sec, len);
+	*map_len = body + pg;
+	return m + body - len;
+}
+
+static void guarded_free(uint8_t *p, size_t len, size_t map_len)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	munmap(p + len - (map_len - pg), map_len);
+}
+
+/* Format 6 sections, whole and damaged, decoded against a guard page: the
+ * vector decoders' four-byte reads stay inside the section. */
+static void test_guard32(unsigned b, uint32_t n)
+{
+	udfs_lossy_params p = params(b);
+	uint8_t *v = malloc(n), *sec = NULL, *g;
+	size_t len = 0, map_len;
+
+	make_codes(v, n, b, D_LAPLACE);
+	CHECK_EQ_INT(
+	    udfs_lossy_codes_encode_as(&p, n, v, VF_RANS32, &sec, &len), 0);
+	g = guarded(sec, len, &map_len);
+	CHECK_EQ_INT(decode_check(&p, VF_RANS32, g, len, v, n, UDFS_DT_BF16),
+		     0);
+	for (int t = 0; t < 200; t++) {
+		memcpy(g, sec, len);
+		g[xr() % len] ^= (uint8_t)(1u << (xr() % 8));
+		g[len - 1 - xr() % 64 % len] = (uint8_t)xr();
+		CHECK(decode_check(&p, VF_RANS32, g, len, NULL, n,
+				   UDFS_DT_BF16) <= 0);
+	}
+	guarded_free(g, len, map_len);
+	free(sec);
+	free(v);
+}
+
+/* Large sections are written in format 6 (32 lanes), small ones in 5. */
+static void test_choice32(void)
+{
+	udfs_lossy_params p = params(6);
+	uint32_t n = 200000;
+	uint8_t *v = malloc(n), *sec = NULL, fmt = 0;
+	size_t len = 0, len5 = 0;
+
+	make_codes(v, n, 6, D_LAPLACE);
+	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, n, v, &sec, &len, &fmt),
+		     0);
+	CHECK_EQ_INT(fmt, VF_RANS32);
+	free(sec);
+	sec = udfs_rans4_encode(v, n, 6, &len5);
+	CHECK(len <= len5 + 256);
+	free(sec);
+	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, 5000, v, &sec, &len, &fmt),
+		     0);
+	CHECK_EQ_INT(fmt, VF_RANS4);
+	free(sec);
+	free(v);
+}
+
 int main(void)
 {
 	test_roundtrips();
 	test_blocks();
-	for (int f = 0; f < 2; f++)
+	/* each vector level the CPU has decodes format 6 alike */
+	for (int l = 0; l < UDFS_SIMD_LEVELS; l++) {
+		udfs_simd_cap(l);
+		if (udfs_simd_level() != l)
+			continue;
+		for (unsigned b = 1; b <= 8; b++)
+			for (int k = 0; k < D_COUNT; k++)
+				test_blocks32(b, 40000 + 13 * b, k);
+		test_blocks32(7, 300, D_LAPLACE); /* too short for a group */
+		for (int k = 0; k < D_COUNT; k++)
+			test_corrupt(VF_RANS32, 6, k);
+		test_guard32(6, 70001);
+		test_guard32(1, 5000);
+	}
+	udfs_simd_cap(-1);
+	test_choice32();
+	for (int f = 0; f < 3; f++)
 		for (unsigned b = 1; b <= 8; b += 3)
 			for (int k = 0; k < D_COUNT; k++)
 				test_corrupt(vfs[f], b, k);

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Which vector instructions the decoder's hot loops use (codec/simd.c).
+ * Each hot loop is compiled once per level (GCC target attributes, the
+ * same C source) and called through a table indexed by the level, picked
+ * once from the CPU. Every level gives the same bits: the loops only add
+ * and multiply float32 lanes in the order the scalar code does, never
+ * fused (the build passes -ffp-contract=off), and integer steps are exact.
+ */
+#ifndef UDFS_CODEC_SIMD_H
+#define UDFS_CODEC_SIMD_H
+
+enum udfs_simd_level {
+	UDFS_SIMD_BASE,	  /* the build's baseline (x86-64: SSE2) */
+	UDFS_SIMD_AVX2,	  /* AVX2 and BMI2 */
+	UDFS_SIMD_AVX512, /* AVX-512 F, BW and VL, with AVX2 and BMI2 */
+	UDFS_SIMD_LEVELS
+};
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define UDFS_SIMD_X86 1
+#define UDFS_TARGET_AVX2 __attribute__((target("avx2,bmi2")))
+#define UDFS_TARGET_AVX512                                                     \
+	__attribute__((target("avx2,bmi2,avx512f,avx512bw,avx512vl")))
+#endif
+
+/* The level the hot loops use now: the best the CPU (and OS) supports, at
+ * most the cap of udfs_simd_cap(). Thread-safe. */
+int udfs_simd_level(void);
+
+/* Cap the level at most (tests compare the levels' bytes); -1 lifts the
+ * cap. The previous cap. Not for concurrent use with decoding. */
+int udfs_simd_cap(int most);
+
+#endif
