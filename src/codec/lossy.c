@@ -484,14 +484,32 @@ static uint8_t *rc_codes(const udfs_lossy_params *p, const uint8_t *v,
 	return buf;
 }
 
-/* Bits of n codes under their static (order-0) frequencies. */
-static double static_bits(const uint8_t *v, uint32_t n)
+/* How many of the n codes v are each code, into h[256]: four tables, as
+ * a code mostly follows itself and one counter would make each wait for
+ * the previous increment. */
+static void code_counts(const uint8_t *v, uint32_t n, uint32_t *h)
 {
-	uint64_t h[256] = {0};
+	uint32_t h4[4][256] = {{0}};
+	uint32_t j = 0;
+
+	for (; j + 4 <= n; j += 4) {
+		h4[0][v[j]]++;
+		h4[1][v[j + 1]]++;
+		h4[2][v[j + 2]]++;
+		h4[3][v[j + 3]]++;
+	}
+	for (; j < n; j++)
+		h4[0][v[j]]++;
+	for (unsigned c = 0; c < 256; c++)
+		h[c] = h4[0][c] + h4[1][c] + h4[2][c] + h4[3][c];
+}
+
+/* Bits of n codes under their static (order-0) frequencies, h their
+ * counts. */
+static double static_bits(const uint32_t *h, uint32_t n)
+{
 	double bits = (double)n * log2((double)n);
 
-	for (uint32_t j = 0; j < n; j++)
-		h[v[j]]++;
 	for (unsigned c = 0; c < 256; c++)
 		if (h[c])
 			bits -= (double)h[c] * log2((double)h[c]);
@@ -529,10 +547,10 @@ static double adaptive_bits(const uint8_t *v, uint32_t n, unsigned b)
 
 /* Whether range-coded codes are worth trying (RC_CODES_GATE). */
 static bool rc_codes_may_pay(const udfs_lossy_params *p, const uint8_t *v,
-			     uint32_t n)
+			     uint32_t n, const uint32_t *cnt)
 {
 	return n < RC_CODES_GATE ||
-	       adaptive_bits(v, n, p->bits) < static_bits(v, n);
+	       adaptive_bits(v, n, p->bits) < static_bits(cnt, n);
 }
 
 /* Make the rANS section the value section if it is at most RANS_MAX_LOSS
@@ -558,6 +576,34 @@ static int take_rans(const udfs_lossy_params *p, const uint8_t *v,
 	*out = r;
 	*len = r_len;
 	*fmt = wide ? VF_RANS32 : VF_RANS4;
+	return 0;
+}
+
+/* The value section of codes whose statistics do not drift: rANS if at
+ * most RANS_MAX_LOSS percent larger than the packed codes, as take_rans
+ * decides, else the packed codes, which are then the only ones packed
+ * (packing every section cost as much as a fifth of rANS coding it). */
+static int rans_or_raw(const udfs_lossy_params *p, const uint8_t *v,
+		       uint32_t n_kept, const uint32_t *cnt, uint8_t **out,
+		       size_t *len, uint8_t *fmt)
+{
+	bool wide = n_kept >= RANS32_MIN;
+	size_t raw_len = ((size_t)n_kept * p->bits + 7) / 8, r_len;
+	uint8_t *r = udfs_rans_encode_counted(v, n_kept, p->bits, wide ? 32 : 4,
+					      cnt, &r_len);
+
+	if (!r)
+		return -ENOMEM;
+	if ((uint64_t)r_len * 100 <=
+	    (uint64_t)raw_len * (100 + RANS_MAX_LOSS)) {
+		*out = r;
+		*len = r_len;
+		*fmt = wide ? VF_RANS32 : VF_RANS4;
+		return 0;
+	}
+	free(r);
+	*out = pack(v, n_kept, p->bits, len);
+	*fmt = VF_RAW;
 	return 0;
 }
 
@@ -600,7 +646,8 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 	const uint8_t *v = vals;
 	uint8_t *raw = NULL, *z = NULL, *zp = NULL, *planes = NULL, *rcb;
 	size_t raw_len = 0, z_len = 0, zp_len = 0, rc_len = 0;
-	bool drift;
+	uint32_t cnt[256];
+	bool bad = false;
 	int ret = 0;
 
 	*out = NULL;
@@ -610,18 +657,21 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 		return 0;
 	switch (p->values) {
 	case UDFS_VAL_CODES:
-		for (uint32_t j = 0; j < n_kept; j++)
+		code_counts(v, n_kept, cnt);
+		for (unsigned c = 1u << p->bits; c < 256 && !bad; c++)
+			bad = cnt[c] > 0;
+		for (uint32_t j = 0; bad && j < n_kept; j++)
 			if (v[j] >> p->bits)
 				return udfs_error(
 				    -EINVAL,
 				    "lossy chunk: code %u above %u bits", v[j],
 				    p->bits);
+		if (!rc_codes_may_pay(p, v, n_kept, cnt))
+			return rans_or_raw(p, v, n_kept, cnt, out, len, fmt);
 		raw = pack(v, n_kept, p->bits, &raw_len);
-		drift = rc_codes_may_pay(p, v, n_kept);
-		rcb = drift ? rc_codes(p, v, n_kept, &rc_len) : NULL;
-		if (drift)
-			ret = zc(v, n_kept, &z, &z_len);
-		if (drift && ret == 0 && p->bits < 8)
+		rcb = rc_codes(p, v, n_kept, &rc_len);
+		ret = zc(v, n_kept, &z, &z_len);
+		if (ret == 0 && p->bits < 8)
 			ret = zc(raw, raw_len, &zp, &zp_len);
 		take(out, len, fmt, raw, raw_len, VF_RAW);
 		if (rcb)

@@ -93,18 +93,26 @@ static void put_u32le(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* The frequencies f and cumulative starts of n symbols counted in cnt. */
+static void model_counts(const uint32_t *cnt, uint32_t n, unsigned bits,
+			 uint32_t *f, uint32_t *start)
+{
+	unsigned ns = 1u << bits;
+
+	normalize(cnt, ns, n, f);
+	for (unsigned s = 0, c = 0; s < ns; c += f[s], s++)
+		start[s] = c;
+}
+
 /* The frequencies f and cumulative starts of the n symbols sym. */
 static void model(const uint8_t *sym, uint32_t n, unsigned bits, uint32_t *f,
 		  uint32_t *start)
 {
-	unsigned ns = 1u << bits;
 	uint32_t cnt[256] = {0};
 
 	for (uint32_t j = 0; j < n; j++)
 		cnt[sym[j]]++;
-	normalize(cnt, ns, n, f);
-	for (unsigned s = 0, c = 0; s < ns; c += f[s], s++)
-		start[s] = c;
+	model_counts(cnt, n, bits, f, start);
 }
 
 /*
@@ -256,54 +264,96 @@ bool udfs_rans_dec_finish(const struct rans_dec *d)
 	return d->pos == d->len && d->x[0] == RANS_L && d->x[1] == RANS_L;
 }
 
-/* Lane l's symbols of sym[0..n) (every lanes-th from l), last first, into
- * the 16-bit units ending at *q (moved down); its final state. */
-static uint32_t encode_lane(const uint8_t *sym, uint32_t n, unsigned l,
-			    unsigned lanes, const uint32_t *f,
-			    const uint32_t *start, const uint64_t *rcp,
-			    uint8_t **q)
+/* What encoding a symbol needs: its frequency, cumulative start and the
+ * reciprocal of its frequency (reciprocals()), side by side. */
+struct enc_sym {
+	uint64_t rcp;
+	uint32_t f, start;
+};
+
+/* One step of lane encoder state *x on symbol e, its unit (if any) going
+ * below *q. Branchless: the unit is always stored and *q moves only when
+ * it is emitted (the lanes' regions are 2 bytes apart, so the store stays
+ * in this lane's), as whether a unit is due is a coin flip that a branch
+ * mispredicts. */
+static inline void lane_step(uint32_t *x, uint8_t **q, const struct enc_sym *e)
 {
-	uint32_t x = RANS4_L;
+	/* x >= ((RANS4_L >> RANS_PBITS) << 16) * f, a multiple of 2^20:
+	 * one unit brings x below it */
+	uint32_t emit = (*x >> 20) >= e->f;
+	uint32_t y = *x;
 
-	if (n <= l)
-		return x;
-	for (uint32_t j = l + (n - 1 - l) / lanes * lanes;; j -= lanes) {
-		unsigned s = sym[j];
-		uint64_t xmax =
-		    (uint64_t)((RANS4_L >> RANS_PBITS) << 16) * f[s];
-
-		if (x >= xmax) { /* one unit always brings x below xmax */
-			*q -= 2;
-			(*q)[0] = (uint8_t)x;
-			(*q)[1] = (uint8_t)(x >> 8);
-			x >>= 16;
-		}
-		x = rans_step(x, f[s], start[s], rcp[s]);
-		if (j < lanes)
-			break;
-	}
-	return x;
+	(*q)[-2] = (uint8_t)y;
+	(*q)[-1] = (uint8_t)(y >> 8);
+	*q -= 2 * emit;
+	y = emit ? y >> 16 : y;
+	*x = rans_step(y, e->f, e->start, e->rcp);
 }
 
-/* Formats 5 and 6: the table, the lanes' final states, the byte lengths
- * of all streams but the last, the streams. */
-static uint8_t *encode_lanes(const uint8_t *sym, uint32_t n, unsigned bits,
-			     unsigned lanes, size_t *len)
+/*
+ * Lanes l0 .. l0 + 3 of sym[0..n) in `lanes` lanes (lane l: the symbols j
+ * with j % lanes == l), last first, each into the 16-bit units ending at
+ * q[l] (moved down), into their final states x[l]. The four lanes are
+ * independent chains, stepped side by side so that their multiplies
+ * overlap; the bytes are each lane's alone, as one lane after another
+ * would write them. Lanes by constant index only, so that their states
+ * and pointers stay in registers.
+ */
+static void encode_quad(const uint8_t *sym, uint32_t n, unsigned lanes,
+			unsigned l0, const struct enc_sym *e, uint32_t *x,
+			uint8_t **q)
+{
+	uint32_t full = n / lanes, rem = n % lanes, x0 = RANS4_L, x1 = RANS4_L,
+		 x2 = RANS4_L, x3 = RANS4_L;
+	uint8_t *q0 = q[l0], *q1 = q[l0 + 1], *q2 = q[l0 + 2], *q3 = q[l0 + 3];
+	/* the lanes' last symbols: those of lanes below rem */
+	const uint8_t *t = sym + (size_t)full * lanes + l0;
+
+	if (l0 + 3 < rem)
+		lane_step(&x3, &q3, &e[t[3]]);
+	if (l0 + 2 < rem)
+		lane_step(&x2, &q2, &e[t[2]]);
+	if (l0 + 1 < rem)
+		lane_step(&x1, &q1, &e[t[1]]);
+	if (l0 < rem)
+		lane_step(&x0, &q0, &e[t[0]]);
+	for (uint32_t g = full; g-- > 0;) {
+		const uint8_t *s = sym + (size_t)g * lanes + l0;
+
+		lane_step(&x3, &q3, &e[s[3]]);
+		lane_step(&x2, &q2, &e[s[2]]);
+		lane_step(&x1, &q1, &e[s[1]]);
+		lane_step(&x0, &q0, &e[s[0]]);
+	}
+	x[l0] = x0, x[l0 + 1] = x1, x[l0 + 2] = x2, x[l0 + 3] = x3;
+	q[l0] = q0, q[l0 + 1] = q1, q[l0 + 2] = q2, q[l0 + 3] = q3;
+}
+
+/* Formats 5 and 6 (lanes 4 or 32): the table, the lanes' final states,
+ * the byte lengths of all streams but the last, the streams. */
+uint8_t *udfs_rans_encode_counted(const uint8_t *sym, uint32_t n, unsigned bits,
+				  unsigned lanes, const uint32_t *cnt,
+				  size_t *len)
 {
 	uint32_t f[256], start[256], x[RANS_LANES_MAX];
 	uint64_t rcp[256];
-	size_t cap = ((size_t)n / lanes + 1) * 2, at;
+	struct enc_sym e[256];
+	/* a lane's units, and the 2 bytes below them lane_step may store */
+	size_t cap = ((size_t)n / lanes + 1) * 2 + 2, at;
 	uint8_t *buf, *lane_end[RANS_LANES_MAX], *lane_q[RANS_LANES_MAX], *out;
 
-	model(sym, n, bits, f, start);
+	model_counts(cnt, n, bits, f, start);
 	reciprocals(f, bits, rcp);
+	for (unsigned c = 0; c < 1u << bits; c++)
+		e[c] = (struct enc_sym){
+		    .rcp = rcp[c], .f = f[c], .start = start[c]};
 	buf = malloc(lanes * cap);
 	if (!buf)
 		return NULL;
-	for (unsigned l = 0; l < lanes; l++) {
+	for (unsigned l = 0; l < lanes; l++)
 		lane_q[l] = lane_end[l] = buf + (l + 1) * cap;
-		x[l] = encode_lane(sym, n, l, lanes, f, start, rcp, &lane_q[l]);
-	}
+	for (unsigned l0 = 0; l0 < lanes; l0 += 4)
+		encode_quad(sym, n, lanes, l0, e, x, lane_q);
 	out = malloc(2 + 256 * 5 + 9 * (size_t)lanes + lanes * cap);
 	if (out) {
 		at = put_table(out, f, 1u << bits);
@@ -321,6 +371,17 @@ static uint8_t *encode_lanes(const uint8_t *sym, uint32_t n, unsigned bits,
 	}
 	free(buf);
 	return out;
+}
+
+/* Formats 5 and 6 of sym[0..n), counted here. */
+static uint8_t *encode_lanes(const uint8_t *sym, uint32_t n, unsigned bits,
+			     unsigned lanes, size_t *len)
+{
+	uint32_t cnt[256] = {0};
+
+	for (uint32_t j = 0; j < n; j++)
+		cnt[sym[j]]++;
+	return udfs_rans_encode_counted(sym, n, bits, lanes, cnt, len);
 }
 
 uint8_t *udfs_rans4_encode(const uint8_t *sym, uint32_t n, unsigned bits,

@@ -129,6 +129,11 @@ bool udfs_rans4_dec_finish(const struct rans4_dec *d);
  * when out of memory. */
 uint8_t *udfs_rans32_encode(const uint8_t *sym, uint32_t n, unsigned bits,
 			    size_t *len);
+/* Format 5 (lanes 4) or 6 (lanes 32), for a caller that has counted the
+ * symbols: cnt[s] of them are s (2^bits entries). */
+uint8_t *udfs_rans_encode_counted(const uint8_t *sym, uint32_t n, unsigned bits,
+				  unsigned lanes, const uint32_t *cnt,
+				  size_t *len);
 
 /* A format 6 decoder, as the format 5 one with 32 lanes; pos and end are
  * offsets from p, which the vector decoders gather from. */

@@ -472,6 +472,19 @@ static int commit_group(udfs_store *s, size_t n, const char *const *names,
 	return err;
 }
 
+/* The plan of am (plan_lossless) and what the planner hung on it. */
+static void free_plan(struct add_model *am, const udfs_source *src)
+{
+	for (size_t i = 0; am->plan && i < src->n_files; i++) {
+		const udfs_source_file *sf = &src->files[i];
+
+		for (size_t k = 0; sf->st && k < sf->st->n_tensors; k++)
+			udfs_mix_priced_free(am->plan[i][k].priced);
+		free(am->plan[i]);
+	}
+	free(am->plan);
+}
+
 /* Free what udfs_compress_add made; on failure its packs are removed. */
 static void group_free(struct add_group *g, udfs_source **src,
 		       udfs_model *models, struct udfs_pack *packs, int err)
@@ -489,10 +502,7 @@ static void group_free(struct add_group *g, udfs_source **src,
 		free(models[i].method);
 		free(models[i].params);
 		json_decref(g->models[i].codes);
-		for (size_t j = 0; g->models[i].plan && j < src[i]->n_files;
-		     j++)
-			free(g->models[i].plan[j]);
-		free(g->models[i].plan);
+		free_plan(&g->models[i], src[i]);
 		udfs_source_close(src[i]);
 	}
 	if (g->base)

@@ -39,6 +39,8 @@ struct mix_code {
 	double est_err;	  /* estimated relative error of the delta */
 };
 
+struct mix_priced;
+
 /* How one tensor of one model is stored; decided before any byte is
  * written. */
 struct tensor_plan {
@@ -46,6 +48,9 @@ struct tensor_plan {
 	const udfs_tensor *base; /* matching base tensor, or NULL */
 	udfs_lossy_params lp;	 /* lossy encodings */
 	struct mix_code mix;	 /* UDFS_ENC_ADAPTIVE */
+	/* UDFS_ENC_ADAPTIVE: the SVDs of the chunks the planner priced,
+	 * or NULL; free with udfs_mix_priced_free */
+	struct mix_priced *priced;
 };
 
 /* One model of an add group. */
@@ -156,6 +161,7 @@ int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
 			  uint64_t first, uint32_t n, void **out,
 			  size_t *out_len);
 uint64_t udfs_mix_tensor_kept(const struct mix_tensor *mt);
+void udfs_mix_priced_free(struct mix_priced *pr);
 /* The reconstruction of elements [first, first + n) of an adaptive tensor
  * (one chunk) into rec, bit-identical to what a reader decodes from its
  * composite chunk (udfs(5)); base and rec point at element first. */

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,74 @@ void udfs_mix_svd_free(struct mix_svd *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* The first k columns of the n x stride matrix x, which is freed. */
+static float *first_cols(float *x, uint64_t n, uint32_t stride, uint32_t k)
+{
+	float *y = udfs_xmalloc(n * k * sizeof(float) + 1);
+
+	for (uint64_t i = 0; i < n; i++)
+		memcpy(y + i * k, x + i * stride, k * sizeof(float));
+	free(x);
+	return y;
+}
+
+void udfs_mix_priced_truncate(struct mix_priced *pr, uint32_t k)
+{
+	for (uint32_t i = 0; i < pr->n_sel; i++) {
+		struct mix_svd *b = &pr->sv[i];
+
+		if (b->k <= k)
+			continue;
+		b->u = first_cols(b->u, b->rows, b->k, k);
+		b->v = first_cols(b->v, b->cols, b->k, k);
+		b->k = k;
+	}
+}
+
+void udfs_mix_priced_free(struct mix_priced *pr)
+{
+	for (uint32_t i = 0; pr && i < pr->n_sel; i++)
+		udfs_mix_svd_free(&pr->sv[i]);
+	free(pr);
+}
+
+/* The planner's SVD of chunk b, or NULL. */
+static const struct mix_svd *priced_svd(const struct mix_priced *pr, uint32_t b)
+{
+	for (uint32_t i = 0; pr && i < pr->n_sel; i++)
+		if (pr->sel[i] == b)
+			return &pr->sv[i];
+	return NULL;
+}
+
+/* The codes of x[0, 8) at scales s[0, 8) > 0 as quant_factor's loop
+ * makes them, with no branch and no libm call, which -O2 vectorizes: the
+ * quotient clamped to [-m, m] (NaN to -m, where lrintf's conversion
+ * leaves it), then rounded as lrintf does, by adding and taking away
+ * 1.5 * 2^23. */
+static void quant8(const float *restrict x, const float *restrict s, int m,
+		   uint8_t *restrict codes)
+{
+	const float magic = 0x1.8p23f, fm = (float)m;
+
+	for (int j = 0; j < 8; j++) {
+		float q = x[j] / s[j];
+
+		q = q > -fm ? q : -fm;
+		q = q < fm ? q : fm;
+		codes[j] = (uint8_t)(int)((q + magic) - magic + fm);
+	}
+}
+
+/* The code of x at scale s, as lrintf rounds; 0 takes m. */
+static uint8_t quant1(float x, float s, int m)
+{
+	long q = s > 0 ? lrintf(x / s) : 0;
+
+	q = q < -m ? -m : q > m ? m : q;
+	return (uint8_t)(q + m);
+}
+
 /* Codes and per-column scales of the first k columns of an n x stride
  * factor: symmetric, scale = max |x| / m. Row by row, as the factor lies
  * in memory; the same operations per element as column by column. */
@@ -110,7 +179,9 @@ static void quant_factor(const float *x, uint64_t n, uint32_t stride,
 			 float *scale)
 {
 	int m = (1 << (bits - 1)) - 1;
+	bool whole[MIX_RANK_MAX / 8 + 1];
 
+	memset(whole, 1, sizeof(whole));
 	for (uint32_t c = 0; c < k; c++)
 		scale[c] = 0.0f; /* the largest |x| until the end */
 	for (uint64_t i = 0; i < n; i++)
@@ -122,14 +193,22 @@ static void quant_factor(const float *x, uint64_t n, uint32_t stride,
 		}
 	for (uint32_t c = 0; c < k; c++)
 		scale[c] = scale[c] > 0 ? scale[c] / (float)m : 0.0f;
+	/* groups of 8 columns of nonzero scales go through quant8 */
+	for (uint32_t c = 0; c < k; c++)
+		if (!(scale[c] > 0))
+			whole[c / 8] = false;
 	for (uint64_t i = 0; i < n; i++)
-		for (uint32_t c = 0; c < k; c++) {
-			long q = scale[c] > 0
-				     ? lrintf(x[i * stride + c] / scale[c])
-				     : 0;
+		for (uint32_t c = 0; c < k; c += 8) {
+			const float *xi = x + i * stride + c;
+			uint32_t w = UDFS_MIN(8, k - c);
 
-			q = q < -m ? -m : q > m ? m : q;
-			codes[i * k + c] = (uint8_t)(q + m);
+			if (w == 8 && whole[c / 8]) {
+				quant8(xi, scale + c, m, codes + i * k + c);
+				continue;
+			}
+			for (uint32_t t = 0; t < w; t++)
+				codes[i * k + c + t] =
+				    quant1(xi[t], scale[c + t], m);
 		}
 }
 
@@ -184,6 +263,7 @@ void udfs_mix_factors_free(struct mix_factors *f)
 struct fit_job {
 	struct mix_tensor *mt;
 	const struct mix_code *c;
+	const struct mix_priced *pr;
 	const float *d;
 	float *l;
 };
@@ -194,6 +274,7 @@ static int fit_block(void *ctx, size_t b)
 	struct mix_tensor *mt = j->mt;
 	uint64_t first = (uint64_t)b * mt->per_chunk;
 	uint32_t n = (uint32_t)UDFS_MIN(mt->per_chunk, mt->n - first);
+	const struct mix_svd *priced;
 	struct mix_svd sv;
 	uint32_t k =
 	    udfs_mix_kmax(udfs_lowrank_rows(mt->cols, first, n), mt->cols, n);
@@ -205,6 +286,12 @@ static int fit_block(void *ctx, size_t b)
 		k = j->c->rank;
 	if (k == 0)
 		return 0; /* a sliver of a chunk: residual only */
+	priced = priced_svd(j->pr, (uint32_t)b);
+	if (priced && priced->k >= k) {
+		udfs_mix_factors_make(priced, k, j->c->fbits, &mt->blk[b]);
+		udfs_mix_factors_add(&mt->blk[b], first, n, j->l + first);
+		return 0;
+	}
 	err = udfs_mix_block_svd(j->d, mt->cols, first, n, k, &sv);
 	if (!err) {
 		udfs_mix_factors_make(&sv, sv.k, j->c->fbits, &mt->blk[b]);
@@ -216,11 +303,12 @@ static int fit_block(void *ctx, size_t b)
 
 /* Low-rank part of every chunk into mt->blk, and its values into l: the
  * chunks on up to `jobs` threads, each SVD on one (the same factors at
- * any count). */
+ * any count); a chunk the planner priced takes its SVD from pr. */
 static int fit_lowrank(struct mix_tensor *mt, const struct mix_code *c,
-		       const float *d, float *l, int jobs)
+		       const struct mix_priced *pr, const float *d, float *l,
+		       int jobs)
 {
-	struct fit_job j = {.mt = mt, .c = c, .d = d, .l = l};
+	struct fit_job j = {.mt = mt, .c = c, .pr = pr, .d = d, .l = l};
 
 	mt->blk = udfs_xcalloc(mt->n_blk, sizeof(*mt->blk));
 	return udfs_parallel_for(jobs, mt->n_blk, fit_block, &j);
@@ -247,17 +335,54 @@ static void subtract(float *restrict r, const float *restrict l, uint64_t n)
 		r[i] -= l[i];
 }
 
-/* The residual's codes, or its sign bits (1 = negative). */
-static void residual_codes(const float *r, uint64_t n, uint8_t res,
-			   const udfs_lossy_params *lp, uint8_t *codes)
+/*
+ * With no branch and no libm call, so that -O2 vectorizes it: the quotient
+ * is clamped to [0, top] first (NaN to 0, as the conversion of
+ * udfs_mix_quant leaves it), which rint leaves where it was since both
+ * ends are integers, then rounded to the nearest even integer by adding
+ * and taking away 1.5 * 2^23 (exact below 2^22), as rintf does.
+ */
+void udfs_mix_quant64(const float *restrict r, float lo, float step,
+		      unsigned bits, uint8_t *restrict codes)
 {
-	if (res == MIX_RES_SIGN) {
-		for (uint64_t i = 0; i < n; i++)
-			codes[i] = r[i] < 0;
-		return;
+	const float magic = 0x1.8p23f, top = (float)((1u << bits) - 1);
+
+	for (int i = 0; i < 64; i++) {
+		float q = (r[i] - lo) / step;
+
+		q = q > 0 ? q : 0;
+		q = q < top ? q : top;
+		codes[i] = (uint8_t)(int)((q + magic) - magic);
 	}
-	for (uint64_t i = 0; i < n; i++)
-		codes[i] = udfs_mix_quant(r[i], lp->lo, lp->step, lp->bits);
+}
+
+/* The residual's codes, or its sign bits (1 = negative), of the delta d
+ * less the low-rank values l (NULL: none), 64 at a time: the residual is
+ * never stored, which spares a pass over memory. */
+static void residual_codes(const float *d, const float *l, uint64_t n,
+			   uint8_t res, const udfs_lossy_params *lp,
+			   uint8_t *codes)
+{
+	uint64_t i = 0;
+	float r[64];
+
+	for (; i + 64 <= n; i += 64) {
+		for (int j = 0; j < 64; j++)
+			r[j] = l ? d[i + j] - l[i + j] : d[i + j];
+		if (res == MIX_RES_SIGN)
+			for (int j = 0; j < 64; j++)
+				codes[i + j] = r[j] < 0;
+		else
+			udfs_mix_quant64(r, lp->lo, lp->step, lp->bits,
+					 codes + i);
+	}
+	for (; i < n; i++) {
+		float x = l ? d[i] - l[i] : d[i];
+
+		codes[i] = res == MIX_RES_SIGN
+			       ? x < 0
+			       : udfs_mix_quant(x, lp->lo, lp->step, lp->bits);
+	}
 }
 
 int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
@@ -267,7 +392,8 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 	const struct mix_code *c = &p->mix;
 	struct mix_tensor *mt = udfs_xcalloc(1, sizeof(*mt));
 	float *d = udfs_xmalloc(nelems * sizeof(float) + 1);
-	float *r = d; /* the residual, in place of the delta */
+	const float *lr; /* the low-rank values the residual leaves out */
+	bool magnitude = !c->seeded && c->rate > 0; /* a mask of the largest */
 	int64_t kept;
 	int err = 0;
 
@@ -278,12 +404,15 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 	udfs_add_delta_range(dtype, nelems, cur, base, d);
 	if (c->rank) {
 		mt->lr = udfs_xcalloc(nelems + 1, sizeof(float));
-		err = fit_lowrank(mt, c, d, mt->lr, jobs);
+		err = fit_lowrank(mt, c, p->priced, d, mt->lr, jobs);
 	}
+	lr = mt->lr;
 	if (err || c->res == MIX_RES_NONE)
 		goto out;
-	if (mt->lr)
-		subtract(r, mt->lr, nelems);
+	if (mt->lr && magnitude) { /* the mask needs the residual itself */
+		subtract(d, mt->lr, nelems);
+		lr = NULL;
+	}
 	mt->keep = udfs_xmalloc(nelems + 1);
 	mt->codes = udfs_xmalloc(nelems + 1);
 	if (c->seeded) {
@@ -293,8 +422,8 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 			err = (int)kept;
 			goto out;
 		}
-	} else if (c->rate > 0) {
-		kept = udfs_ud_prune_magnitude(r, nelems, c->rate, mt->keep);
+	} else if (magnitude) {
+		kept = udfs_ud_prune_magnitude(d, nelems, c->rate, mt->keep);
 		if (kept < 0) {
 			err = (int)kept;
 			goto out;
@@ -304,7 +433,7 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 		kept = (int64_t)nelems;
 	}
 	mt->kept = (uint64_t)kept;
-	residual_codes(r, nelems, c->res, &p->lp, mt->codes);
+	residual_codes(d, lr, nelems, c->res, &p->lp, mt->codes);
 out:
 	free(d);
 	if (err) {
@@ -321,11 +450,15 @@ static int residual_chunk(const struct mix_tensor *mt,
 			  uint64_t first, uint32_t n, void **out,
 			  size_t *out_len)
 {
-	uint32_t *kept = udfs_xmalloc(((size_t)n + 1) * sizeof(uint32_t));
-	uint8_t *vals = udfs_xmalloc((size_t)n + 1);
-	uint32_t k = 0;
+	uint32_t *kept, k = 0;
+	uint8_t *vals;
 	int err;
 
+	if (p->lp.mask == UDFS_MASK_NONE) /* all kept: the codes as they are */
+		return udfs_lossy_encode_chunk(&p->lp, dtype, first, n, NULL, n,
+					       mt->codes + first, out, out_len);
+	kept = udfs_xmalloc(((size_t)n + 1) * sizeof(uint32_t));
+	vals = udfs_xmalloc((size_t)n + 1);
 	for (uint32_t i = 0; i < n; i++) {
 		if (!mt->keep[first + i])
 			continue;
@@ -369,27 +502,46 @@ int udfs_mix_tensor_chunk(const struct mix_tensor *mt,
 	return err;
 }
 
+/* The sum a reader forms for elements [first, first + n) of mt before
+ * rounding onto the base, in the decoder's order: the low-rank part,
+ * then the residual's values. */
+static void recon_sum(const struct mix_tensor *mt, const struct tensor_plan *p,
+		      uint64_t first, uint32_t n, float *acc)
+{
+	const struct mix_factors *f =
+	    mt->blk ? &mt->blk[first / mt->per_chunk] : NULL;
+	const float *lr = f && f->k ? mt->lr + first : NULL;
+	const uint8_t *codes = mt->keep ? mt->codes + first : NULL;
+	float lut[256];
+
+	if (codes)
+		udfs_lossy_value_lut(&p->lp, lut);
+	if (codes && p->lp.mask == UDFS_MASK_NONE &&
+	    p->lp.values == UDFS_VAL_CODES) { /* all kept: one pass */
+		for (uint32_t i = 0; i < n; i++)
+			acc[i] = (lr ? lr[i] : 0.0f) + lut[codes[i]];
+		return;
+	}
+	if (lr)
+		memcpy(acc, lr, (size_t)n * sizeof(float));
+	else
+		memset(acc, 0, (size_t)n * sizeof(float));
+	for (uint32_t i = 0; codes && i < n; i++)
+		if (mt->keep[first + i])
+			acc[i] +=
+			    lut[p->lp.values == UDFS_VAL_CODES ? codes[i]
+							       : codes[i] & 1];
+}
+
 void udfs_mix_tensor_recon(const struct mix_tensor *mt,
 			   const struct tensor_plan *p, int dtype,
 			   uint64_t first, uint32_t n, const void *base,
 			   void *rec)
 {
-	const struct mix_factors *f =
-	    mt->blk ? &mt->blk[first / mt->per_chunk] : NULL;
-	float *acc = udfs_xcalloc((size_t)n + 1, sizeof(float)), lut[256];
+	float *acc = udfs_xmalloc(((size_t)n + 1) * sizeof(float));
 
-	/* The decoder's order: low-rank part, then the residual's values,
-	 * then one rounding onto the base; acc == 0 keeps the base bits. */
-	if (f && f->k)
-		memcpy(acc, mt->lr + first, (size_t)n * sizeof(float));
-	if (mt->keep) {
-		udfs_lossy_value_lut(&p->lp, lut);
-		for (uint32_t i = 0; i < n; i++)
-			if (mt->keep[first + i])
-				acc[i] += lut[p->lp.values == UDFS_VAL_CODES
-						  ? mt->codes[first + i]
-						  : mt->codes[first + i] & 1];
-	}
+	/* one rounding onto the base; acc == 0 keeps the base bits */
+	recon_sum(mt, p, first, n, acc);
 	memcpy(rec, base, (size_t)n * udfs_dtype_size(dtype));
 	if (dtype == UDFS_DT_BF16)
 		udfs_mix_round_bf16(rec, acc, n);

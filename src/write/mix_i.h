@@ -20,6 +20,21 @@ struct mix_svd {
 	float *u, *v;
 };
 
+/* Chunks whose low-rank parts a tensor's candidates are priced on (an SVD
+ * each, most of the pricing time): a tensor of more chunks is priced on
+ * this many full chunks evenly spread over it. */
+#define PRICE_BLOCKS 4
+
+/* The SVDs the planner computed for the chunks it priced a tensor on
+ * (chunk sel[i]: sv[i], rank 0 where the chunk holds none), kept for the
+ * encoder: the factors of those chunks are cut from them, as priced,
+ * instead of computed again. */
+struct mix_priced {
+	uint32_t n_sel;
+	uint32_t sel[PRICE_BLOCKS];
+	struct mix_svd sv[PRICE_BLOCKS];
+};
+
 /* Quantized factors of one chunk (codec/mix.c's udfs_lowrank). */
 struct mix_factors {
 	uint32_t k, bits;
@@ -35,6 +50,9 @@ uint32_t udfs_mix_kmax(uint64_t rows, uint64_t cols, uint32_t n);
 int udfs_mix_block_svd(const float *d, uint64_t cols, uint64_t first,
 		       uint32_t n, uint32_t kmax, struct mix_svd *b);
 void udfs_mix_svd_free(struct mix_svd *b);
+/* Keep the first k pairs of each SVD of pr: what a rank-k code uses (a
+ * column's codes do not depend on the others). */
+void udfs_mix_priced_truncate(struct mix_priced *pr, uint32_t k);
 /* Rank-k factors of b at bits bits; free with udfs_mix_factors_free. */
 void udfs_mix_factors_make(const struct mix_svd *b, uint32_t k, uint32_t bits,
 			   struct mix_factors *f);
@@ -47,5 +65,8 @@ void udfs_mix_factors_add(const struct mix_factors *f, uint64_t first,
 void udfs_mix_factors_free(struct mix_factors *f);
 /* The code of x on the grid lo + c * step, c in 0..2^bits - 1. */
 uint8_t udfs_mix_quant(float x, float lo, float step, unsigned bits);
+/* udfs_mix_quant of r[0, 64) into codes, the same codes, vectorized. */
+void udfs_mix_quant64(const float *restrict r, float lo, float step,
+		      unsigned bits, uint8_t *restrict codes);
 
 #endif

@@ -68,11 +68,11 @@ static const float seeded_set[] = {0.5f, 0.7f, 0.8f, 0.9f};
 /* Elements a tensor's candidates are priced on: a fixed, evenly spaced
  * sample, so pricing costs the same for every size of tensor. */
 #define SAMPLE_MAX 16384
-/* Chunks whose low-rank parts (an SVD each, most of the pricing time) a
- * tensor's candidates are priced on: a tensor of more chunks is priced on
- * this many full chunks evenly spread over it, its sample drawn from them
- * and its errors and factor bytes scaled to the whole. */
-#define PRICE_BLOCKS 4
+/* The priced chunks' SVDs a model keeps for its encoder (PRICE_BLOCKS,
+ * mix_i.h), at most, until the codes are chosen: each tensor's in order
+ * while they fit (the encoder computes the others' again); the chosen
+ * codes then cut them to their ranks. */
+#define PRICED_KEEP_BYTES (256u << 20)
 
 /* One candidate code of one tensor. */
 struct cand {
@@ -93,6 +93,7 @@ struct ptensor {
 	size_t n_cand;
 	size_t pick;
 	uint64_t real; /* real pack bytes of the pick, when measured */
+	bool keep_svd; /* its priced SVDs go to the plan (PRICED_KEEP_BYTES) */
 };
 
 struct plan_job {
@@ -214,18 +215,26 @@ static void ecsq_sums(const struct resid *rs, float lo, float step,
 		      unsigned bits, uint64_t *hist, double *e, double *q2)
 {
 	uint32_t h[4][256] = {{0}};
+	uint8_t code[64];
 	double lv[256], el[4] = {0};
 	uint64_t j = 0;
 
 	for (unsigned q = 0; q < 1u << bits; q++)
 		lv[q] = (double)(lo + (float)q * step);
-	for (; j < rs->n; j++) {
-		float x = rs->raw[j];
-		uint8_t q = udfs_mix_quant(x, lo, step, bits);
-		double d = (double)x - lv[q];
+	for (; j < rs->n; j += 64) { /* codes 64 at a time, vectorized */
+		uint64_t m = UDFS_MIN(64, rs->n - j);
 
-		h[j & 3][q]++;
-		el[j & 3] += d * d;
+		if (m == 64)
+			udfs_mix_quant64(rs->raw + j, lo, step, bits, code);
+		for (uint64_t i = 0; m < 64 && i < m; i++)
+			code[i] =
+			    udfs_mix_quant(rs->raw[j + i], lo, step, bits);
+		for (uint64_t i = 0; i < m; i++) {
+			double d = (double)rs->raw[j + i] - lv[code[i]];
+
+			h[(j + i) & 3][code[i]]++;
+			el[(j + i) & 3] += d * d;
+		}
 	}
 	*e = (el[0] + el[1]) + (el[2] + el[3]);
 	*q2 = 0;
@@ -543,24 +552,69 @@ static void lowrank_cands(struct ptensor *t, const struct mix_svd *sv,
 	free(lv);
 }
 
-/* SVDs of the chunks tensor d is priced on into sv (pb->n_sel), and the
- * largest rank they hold. */
+/* The largest rank chunk sel[i] of pb holds. */
+static uint32_t sel_kmax(const struct pblocks *pb, uint64_t cols, uint32_t i,
+			 uint64_t *rows)
+{
+	uint64_t first = (uint64_t)pb->sel[i] * pb->per;
+	uint32_t nb = (uint32_t)UDFS_MIN(pb->per, pb->nelems - first);
+
+	*rows = udfs_lowrank_rows(cols, first, nb);
+	return udfs_mix_kmax(*rows, cols, nb);
+}
+
+/* SVDs of the chunks tensor d is priced on into pr, and the largest rank
+ * they hold. */
 static int priced_svds(const float *d, uint64_t cols, const struct pblocks *pb,
-		       struct mix_svd *sv, uint32_t *kmax)
+		       struct mix_priced *pr, uint32_t *kmax)
 {
 	int err = 0;
 
 	*kmax = 0;
+	pr->n_sel = pb->n_sel;
 	for (uint32_t i = 0; i < pb->n_sel && !err; i++) {
-		uint64_t first = (uint64_t)pb->sel[i] * pb->per;
+		uint64_t first = (uint64_t)pb->sel[i] * pb->per, rows;
 		uint32_t nb = (uint32_t)UDFS_MIN(pb->per, pb->nelems - first);
-		uint32_t kb =
-		    udfs_mix_kmax(udfs_lowrank_rows(cols, first, nb), cols, nb);
+		uint32_t kb = sel_kmax(pb, cols, i, &rows);
 
-		err = udfs_mix_block_svd(d, cols, first, nb, kb, &sv[i]);
-		*kmax = UDFS_MAX(*kmax, sv[i].k);
+		pr->sel[i] = pb->sel[i];
+		err = udfs_mix_block_svd(d, cols, first, nb, kb, &pr->sv[i]);
+		*kmax = UDFS_MAX(*kmax, pr->sv[i].k);
 	}
 	return err;
+}
+
+/* Bytes of the priced SVDs of tensor st (priced_svds). */
+static uint64_t priced_bytes(const udfs_st_tensor *st)
+{
+	uint64_t cols = st->nelems / st->shape[0], sum = 0, rows;
+	struct pblocks pb;
+
+	pblocks_init(&pb, st->nelems,
+		     UDFS_CHUNK_BYTES / udfs_dtype_size(st->dtype));
+	for (uint32_t i = 0; i < pb.n_sel; i++) {
+		uint32_t k = sel_kmax(&pb, cols, i, &rows);
+
+		sum += (rows + cols) * k * sizeof(float);
+	}
+	return sum;
+}
+
+/* ||d||^2 of n floats, in eight lanes that -O2 vectorizes (one running
+ * sum made each element wait for the previous one), added in order. */
+static double sum_squares(const float *d, uint64_t n)
+{
+	double lane[8] = {0}, sum = 0;
+	uint64_t k = 0;
+
+	for (; k + 8 <= n; k += 8)
+		for (int j = 0; j < 8; j++)
+			lane[j] += (double)d[k + j] * d[k + j];
+	for (; k < n; k++)
+		sum += (double)d[k] * d[k];
+	for (int j = 0; j < 8; j++)
+		sum += lane[j];
+	return sum;
 }
 
 /* Price every candidate code of tensor i (a worker thread). */
@@ -570,13 +624,13 @@ static int price_tensor(void *ctx, size_t i)
 	struct ptensor *t = &j->pt[i];
 	const udfs_source_file *sf = &j->am->src->files[t->file];
 	const udfs_st_tensor *st = &sf->st->tensors[t->tensor];
-	const struct tensor_plan *p = &j->am->plan[t->file][t->tensor];
+	struct tensor_plan *p = &j->am->plan[t->file][t->tensor];
 	const unsigned char *cur = udfs_source_tensor_bytes(sf, st);
 	const unsigned char *base = udfs_add_base_bytes(j->g, p->base);
 	uint64_t n = st->nelems, cols = n / st->shape[0], ns;
 	uint32_t kmax = 0;
 	float *d = udfs_add_delta_f32(st->dtype, n, cur, base), *ds;
-	struct mix_svd sv[PRICE_BLOCKS] = {{0}};
+	struct mix_priced *pr = udfs_xcalloc(1, sizeof(*pr));
 	struct cand ex = {.exact = true}, none = {0};
 	struct pblocks pb;
 	struct resid rs;
@@ -595,8 +649,7 @@ static int price_tensor(void *ctx, size_t i)
 	}
 	t->scale = 1;
 	t->cols = cols;
-	for (uint64_t k = 0; k < n; k++)
-		t->norm2 += (double)d[k] * d[k];
+	t->norm2 = sum_squares(d, n);
 	/* Each element's error counts relative to its tensor's delta. */
 	t->w = t->norm2 > 0 ? (double)n / t->norm2 : 0;
 	for (uint64_t k = 0; k < ns; k++)
@@ -605,16 +658,19 @@ static int price_tensor(void *ctx, size_t i)
 	if (err)
 		goto out;
 	add_cand(t, &ex);
-	err = priced_svds(d, cols, &pb, sv, &kmax);
+	err = priced_svds(d, cols, &pb, pr, &kmax);
 	if (err)
 		goto out;
 	resid_init(&rs, ds, ns, (double)n / (double)ns);
 	residual_cands(t, &rs, &none, pb.n_blk, n);
 	resid_free(&rs);
-	lowrank_cands(t, sv, kmax, &pb, ds, ns);
+	lowrank_cands(t, pr->sv, kmax, &pb, ds, ns);
+	if (t->keep_svd && kmax > 0) {
+		p->priced = pr;
+		pr = NULL;
+	}
 out:
-	for (uint32_t b = 0; b < PRICE_BLOCKS; b++)
-		udfs_mix_svd_free(&sv[b]);
+	udfs_mix_priced_free(pr);
 	free(d);
 	free(ds);
 	return err;
@@ -936,6 +992,42 @@ static int plan_ratio(struct add_group *g, struct add_model *am,
 	return err;
 }
 
+/* Which tensors keep their priced SVDs (PRICED_KEEP_BYTES): decided from
+ * the shapes, in order, so the same at any job count. */
+static void choose_kept_svds(const struct add_model *am, struct ptensor *pt,
+			     size_t n)
+{
+	uint64_t held = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t b = priced_bytes(
+		    &am->src->files[pt[i].file].st->tensors[pt[i].tensor]);
+
+		pt[i].keep_svd = held + b <= PRICED_KEEP_BYTES;
+		if (pt[i].keep_svd)
+			held += b;
+	}
+}
+
+/* The kept SVDs cut to the chosen rank, or freed where the pick has no
+ * low-rank part. */
+static void trim_kept_svds(struct add_model *am, const struct ptensor *pt,
+			   size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct tensor_plan *p = &am->plan[pt[i].file][pt[i].tensor];
+
+		if (!p->priced)
+			continue;
+		if (p->enc == UDFS_ENC_ADAPTIVE && p->mix.rank > 0) {
+			udfs_mix_priced_truncate(p->priced, p->mix.rank);
+			continue;
+		}
+		udfs_mix_priced_free(p->priced);
+		p->priced = NULL;
+	}
+}
+
 static int plan_model(struct add_group *g, struct add_model *am)
 {
 	const udfs_add_opts *o = g->o;
@@ -960,6 +1052,7 @@ static int plan_model(struct add_group *g, struct add_model *am)
 			job.pt[n++] = (struct ptensor){.file = i, .tensor = k};
 		}
 	}
+	choose_kept_svds(am, job.pt, n);
 	udfs_add_progress_phase(g, am->name, "pricing codes", 0, n, "tensors");
 	err = udfs_parallel_for(o->jobs, n, price_tensor, &job);
 	if (!err && o->ratio > 0)
@@ -970,6 +1063,8 @@ static int plan_model(struct add_group *g, struct add_model *am)
 		choose_max_error(job.pt, n, o->max_error);
 		apply_picks(am, job.pt, n, o->seed);
 	}
+	if (!err)
+		trim_kept_svds(am, job.pt, n);
 	for (size_t i = 0; i < n; i++) {
 		const struct tensor_plan *p =
 		    &am->plan[job.pt[i].file][job.pt[i].tensor];
