@@ -484,10 +484,9 @@ static uint8_t *rc_codes(const udfs_lossy_params *p, const uint8_t *v,
 	return buf;
 }
 
-/* How many of the n codes v are each code, into h[256]: four tables, as
- * a code mostly follows itself and one counter would make each wait for
- * the previous increment. */
-static void code_counts(const uint8_t *v, uint32_t n, uint32_t *h)
+/* Four tables, as a code mostly follows itself and one counter would
+ * make each increment wait for the previous. */
+void udfs_lossy_code_counts(const uint8_t *v, uint32_t n, uint32_t *h)
 {
 	uint32_t h4[4][256] = {{0}};
 	uint32_t j = 0;
@@ -657,7 +656,7 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 		return 0;
 	switch (p->values) {
 	case UDFS_VAL_CODES:
-		code_counts(v, n_kept, cnt);
+		udfs_lossy_code_counts(v, n_kept, cnt);
 		for (unsigned c = 1u << p->bits; c < 256 && !bad; c++)
 			bad = cnt[c] > 0;
 		for (uint32_t j = 0; bad && j < n_kept; j++)

@@ -49,6 +49,9 @@ typedef struct udfs_lossy_params {
 	uint64_t seed;	/* UDFS_MASK_SEEDED: key of this tensor's mask */
 } udfs_lossy_params;
 
+/* How many of the n codes v are each code, into h[256]. */
+void udfs_lossy_code_counts(const uint8_t *v, uint32_t n, uint32_t *h);
+
 /*
  * Encode one chunk of n elements starting at element first of the tensor.
  * kept holds the n_kept kept indices relative to the chunk, ascending

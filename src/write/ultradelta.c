@@ -197,29 +197,15 @@ int udfs_ud_quantize(const float *delta, size_t n, unsigned bits,
 
 void udfs_ud_hist(const uint8_t *codes, size_t n, uint64_t *hist)
 {
-	/* Four tables: runs of one code (4-bit codes are mostly a few
-	 * values) would otherwise chain every increment on the previous. */
-	uint32_t h[4][256] = {{0}};
-	size_t i = 0;
+	/* Blocks of at most 2^30 codes, whose counts fit 32 bits. */
+	for (size_t i = 0; i < n;) {
+		uint32_t h[256],
+		    len = (uint32_t)UDFS_MIN(n - i, (size_t)1 << 30);
 
-	while (i < n) {
-		/* Flush before a table could overflow. */
-		size_t end =
-		    n - i > ((size_t)1 << 30) ? i + ((size_t)1 << 30) : n;
-
-		for (; i + 4 <= end; i += 4) {
-			h[0][codes[i]]++;
-			h[1][codes[i + 1]]++;
-			h[2][codes[i + 2]]++;
-			h[3][codes[i + 3]]++;
-		}
-		for (; i < end; i++)
-			h[0][codes[i]]++;
-		for (int c = 0; c < 256; c++) {
-			hist[c] +=
-			    (uint64_t)h[0][c] + h[1][c] + h[2][c] + h[3][c];
-			h[0][c] = h[1][c] = h[2][c] = h[3][c] = 0;
-		}
+		udfs_lossy_code_counts(codes + i, len, h);
+		for (int c = 0; c < 256; c++)
+			hist[c] += h[c];
+		i += len;
 	}
 }
 
