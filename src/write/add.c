@@ -82,18 +82,17 @@ static const udfs_tensor *base_tensor(const struct add_group *g,
 				      const udfs_source_file *sf, size_t k)
 {
 	const udfs_tensor *bt;
+	const udfs_file *bf;
 
 	if (sf->st) {
 		bt = udfs_model_tensor(g->base, sf->st->tensors[k].name);
 		return bt && same_shape(&sf->st->tensors[k], bt) ? bt : NULL;
 	}
-	for (size_t i = 0; sf->size && i < g->base->n_files; i++) {
-		bt = &g->base_verbatim[i];
-		if (bt->file && bt->end == sf->size &&
-		    strcmp(bt->file->path, sf->path) == 0)
-			return bt;
-	}
-	return NULL;
+	bf = udfs_model_file(g->base, sf->path);
+	if (!bf || bf->kind != UDFS_FILE_VERBATIM || !sf->size ||
+	    bf->size != sf->size)
+		return NULL;
+	return &g->base_verbatim[bf - g->base->files];
 }
 
 /* The lossless plan of every tensor: same, xor, or raw. */
