@@ -198,8 +198,9 @@ size_t udfs_tmap_record_bytes(const udfs_tensor *t)
 	for (uint32_t i = 0; has_chunks(t) && i < t->n_chunks; i++) {
 		const udfs_chunk_ref *c = &t->chunks[i];
 
-		n += put_varint(buf, zigzag((int64_t)(c->offset - prev))) +
-		     put_varint(buf, c->length) + 8;
+		n += udfs_tmap_varint_bytes(
+			 zigzag((int64_t)(c->offset - prev))) +
+		     udfs_tmap_varint_bytes(c->length) + 8;
 		prev = c->offset + c->length;
 	}
 	return n;
