@@ -64,7 +64,10 @@ static const float ecsq_steps[] = {0.15f, 0.25f, 0.4f, 0.6f, 0.9f, 1.3f, 1.8f};
  * are worse at both; bench/FIDELITY.md).
  */
 static const float seeded_set[] = {0.5f, 0.7f, 0.8f, 0.9f};
-#define SEEDED_NOISE_WEIGHT 0.1
+static const float seeded_sign_set[] = {0.2f, 0.35f, 0.5f, 0.65f, 0.8f};
+#ifndef NOISE_WEIGHT
+#define NOISE_WEIGHT 0.1
+#endif
 /* Elements a tensor's candidates are priced on: a fixed, evenly spaced
  * sample, so pricing costs the same for every size of tensor. */
 #define SAMPLE_MAX 16384
@@ -79,7 +82,10 @@ struct cand {
 	struct mix_code c;
 	float lo, step; /* residual levels (codes) or scale (sign) */
 	bool exact;	/* stored lossless: the plan's xor */
-	double bytes, err2;
+	double bytes;
+	double err2; /* expected ||d - d^||^2 */
+	double dot;  /* <d, d^>, the same for every draw of a seeded mask */
+	double q2;   /* expected ||d^||^2 */
 };
 
 /* One eligible tensor of one model. */
@@ -87,6 +93,7 @@ struct ptensor {
 	size_t file, tensor;
 	uint64_t cols;
 	double norm2; /* ||d||^2 */
+	double s2;    /* ||d||^2 as its sample estimates it */
 	double w;     /* weight of its squared error in the distortion */
 	double scale; /* real / estimated bytes */
 	struct cand *cand;
@@ -194,6 +201,38 @@ static void add_cand(struct ptensor *t, const struct cand *c)
 	t->cand[t->n_cand++] = *c;
 }
 
+/* ||d||^2 of n floats, in eight lanes that -O2 vectorizes (one running
+ * sum made each element wait for the previous one), added in order. */
+static double sum_squares(const float *d, uint64_t n)
+{
+	double lane[8] = {0}, sum = 0;
+	uint64_t k = 0;
+
+	for (; k + 8 <= n; k += 8)
+		for (int j = 0; j < 8; j++)
+			lane[j] += (double)d[k + j] * d[k + j];
+	for (; k < n; k++)
+		sum += (double)d[k] * d[k];
+	for (int j = 0; j < 8; j++)
+		sum += lane[j];
+	return sum;
+}
+
+/*
+ * The error figures of candidate c of tensor t: a low-rank part of energy
+ * l2 plus a residual code whose values leave squared error e and have
+ * energy q2 (their cross term neglected: the residual is what the
+ * low-rank part leaves, near orthogonal to it), the values kept on a
+ * share keep of the elements and rescaled by 1 / keep.
+ */
+static void cand_errors(const struct ptensor *t, struct cand *c, double l2,
+			double e, double q2, double keep)
+{
+	c->err2 = e + (1 - keep) / keep * q2;
+	c->dot = (t->s2 + l2 + q2 - e) / 2;
+	c->q2 = l2 + q2 / keep;
+}
+
 /* Bytes of the chunk headers of a code over n_chunks chunks. */
 static double header_bytes(uint32_t n_chunks, const struct mix_code *c)
 {
@@ -263,7 +302,7 @@ static void ecsq_cands(struct ptensor *t, const struct resid *rs,
 		float step = (float)(ecsq_steps[si] * rms);
 		unsigned bits = 2, m;
 		uint64_t hist[256];
-		double e, q2, beta = SEEDED_NOISE_WEIGHT;
+		double e, q2;
 
 		while (bits < 8 && (float)((1u << (bits - 1)) - 1) * step < mx)
 			bits++;
@@ -274,7 +313,7 @@ static void ecsq_cands(struct ptensor *t, const struct resid *rs,
 		c.c.rbits = (uint8_t)bits;
 		c.c.seeded = 0;
 		c.c.rate = 0;
-		c.err2 = e * rs->up;
+		cand_errors(t, &c, base->q2, e * rs->up, q2 * rs->up, 1);
 		c.bytes = base->bytes + header_bytes(n_chunks, &c.c) +
 			  1.02 * entropy_bits(hist, 256, rs->n) * rs->up / 8 +
 			  4;
@@ -282,19 +321,45 @@ static void ecsq_cands(struct ptensor *t, const struct resid *rs,
 		/* The same codes on a seeded random subset, rescaled: unbiased,
 		 * their error is noise of energy r / (1 - r) of the codes'. */
 		for (size_t r = 0;
-		     beta > 0 && r < sizeof(seeded_set) / sizeof(*seeded_set);
+		     r < sizeof(seeded_set) / sizeof(*seeded_set);
 		     r++) {
 			double k = 1 - seeded_set[r];
 
 			c.c.seeded = 1;
 			c.c.rate = seeded_set[r];
-			c.err2 = (e + beta * seeded_set[r] / k * q2) * rs->up;
+			cand_errors(t, &c, base->q2, e * rs->up, q2 * rs->up,
+				    k);
 			c.bytes = base->bytes + header_bytes(n_chunks, &c.c) +
 				  k * 1.02 * entropy_bits(hist, 256, rs->n) *
 				      rs->up / 8 +
 				  4;
 			add_cand(t, &c);
 		}
+	}
+}
+
+/* The sign code of every element (its scale step, leaving error e) on a
+ * seeded random subset instead, rescaled: unbiased, its noise has energy
+ * r / (1 - r) of the signs' own. */
+static void seeded_sign_cands(struct ptensor *t, const struct cand *sign,
+			      double l2, double e, uint32_t n_chunks,
+			      uint64_t n_elems)
+{
+	struct cand c = *sign;
+	double q2 = (double)c.step * c.step * (double)n_elems;
+
+	c.c.seeded = 1;
+	for (size_t r = 0;
+	     r < sizeof(seeded_sign_set) / sizeof(*seeded_sign_set); r++) {
+		double k = 1 - seeded_sign_set[r];
+
+		c.c.rate = seeded_sign_set[r];
+		cand_errors(t, &c, l2, e, q2, k);
+		c.bytes = sign->bytes - (double)n_elems / 8 -
+			  header_bytes(n_chunks, &sign->c) +
+			  header_bytes(n_chunks, &c.c) +
+			  1.02 * k * (double)n_elems / 8;
+		add_cand(t, &c);
 	}
 }
 
@@ -308,7 +373,7 @@ static void residual_cands(struct ptensor *t, const struct resid *rs,
 	struct cand c = *base;
 
 	c.c.res = MIX_RES_NONE;
-	c.err2 = rs->tail2[0] * rs->up;
+	cand_errors(t, &c, base->q2, rs->tail2[0] * rs->up, 0, 1);
 	c.bytes = base->bytes + header_bytes(n_chunks, &c.c);
 	add_cand(t, &c);
 	if (!(rs->tail2[0] > 0))
@@ -333,10 +398,14 @@ static void residual_cands(struct ptensor *t, const struct resid *rs,
 
 			e += x * x;
 		}
-		c.err2 = (e + rs->tail2[k]) * rs->up;
+		cand_errors(t, &c, base->q2, (e + rs->tail2[k]) * rs->up,
+			    (double)k * c.step * c.step * rs->up, 1);
 		c.bytes = base->bytes + header_bytes(n_chunks, &c.c) +
 			  (mask_bits(n_elems, kn) + (double)kn) / 8;
 		add_cand(t, &c);
+		if (d == 0)
+			seeded_sign_cands(t, &c, base->q2, e * rs->up, n_chunks,
+					  n_elems);
 	}
 }
 
@@ -545,6 +614,7 @@ static void lowrank_cands(struct ptensor *t, const struct mix_svd *sv,
 			for (uint64_t j = 0; j < n; j++)
 				r[j] = ds[j] - l[fi][ri][j];
 			resid_init(&rs, r, n, (double)pb->nelems / (double)n);
+			base.q2 = sum_squares(l[fi][ri], n) * rs.up;
 			residual_cands(t, &rs, &base, pb->n_blk, pb->nelems);
 			resid_free(&rs);
 		}
@@ -600,23 +670,6 @@ static uint64_t priced_bytes(const udfs_st_tensor *st)
 	return sum;
 }
 
-/* ||d||^2 of n floats, in eight lanes that -O2 vectorizes (one running
- * sum made each element wait for the previous one), added in order. */
-static double sum_squares(const float *d, uint64_t n)
-{
-	double lane[8] = {0}, sum = 0;
-	uint64_t k = 0;
-
-	for (; k + 8 <= n; k += 8)
-		for (int j = 0; j < 8; j++)
-			lane[j] += (double)d[k + j] * d[k + j];
-	for (; k < n; k++)
-		sum += (double)d[k] * d[k];
-	for (int j = 0; j < 8; j++)
-		sum += lane[j];
-	return sum;
-}
-
 /* Price every candidate code of tensor i (a worker thread). */
 static int price_tensor(void *ctx, size_t i)
 {
@@ -654,6 +707,7 @@ static int price_tensor(void *ctx, size_t i)
 	t->w = t->norm2 > 0 ? (double)n / t->norm2 : 0;
 	for (uint64_t k = 0; k < ns; k++)
 		ds[k] = d[sample_at(&pb, k, ns)];
+	t->s2 = sum_squares(ds, ns) * (double)n / (double)ns;
 	err = exact_bytes(j->g, st, cur, base, &ex.bytes);
 	if (err)
 		goto out;
@@ -676,14 +730,31 @@ out:
 	return err;
 }
 
-/* Index of the candidate of t minimizing err2 / norm2 + lambda * bytes. */
+/*
+ * The distortion of candidate c of tensor t: the part of the delta it
+ * loses, (1 - a)^2 ||d||^2 with a = <d, d^> / ||d||^2, at full weight, and
+ * the rest of its error, noise, at NOISE_WEIGHT.
+ */
+static double cand_dist(const struct ptensor *t, const struct cand *c)
+{
+	double a;
+
+	if (c->exact || !(t->s2 > 0))
+		return 0;
+	a = c->dot / t->s2;
+	return (1 - a) * (1 - a) * t->s2 +
+	       NOISE_WEIGHT * fmax(0, c->q2 - a * a * t->s2);
+}
+
+/* Index of the candidate of t minimizing its distortion relative to
+ * ||d||^2 + lambda * bytes. */
 static size_t pick_lambda(const struct ptensor *t, double lambda)
 {
 	size_t best = 0;
 	double bv = INFINITY;
 
 	for (size_t c = 0; c < t->n_cand; c++) {
-		double v = t->w * t->cand[c].err2 +
+		double v = t->w * cand_dist(t, &t->cand[c]) +
 			   lambda * t->cand[c].bytes * t->scale;
 
 		if (v < bv) {
