@@ -8,9 +8,10 @@
  * xor plane), dropping it, and every combination of a low-rank part (rank
  * 1..64 of each chunk's rows, factors of 4, 6 or 8 bits, or none) with a
  * residual (none; sign times a scale; uniform 2..8-bit codes on levels
- * clipped for the least squared error), the residual on all elements or on
- * its largest ones only (positions stored). Each candidate gets its
- * squared error ||d - d^||^2, computed exactly as the decoder reconstructs
+ * clipped for the least squared error), the residual on all elements, on
+ * its largest ones only (positions stored), or on a seeded random share
+ * rescaled (no positions). Each candidate gets its expected squared error
+ * ||d - d^||^2, <d, d^> and ||d^||^2, computed as the decoder reconstructs
  * (before the final rounding to the dtype), and its bytes, estimated from
  * the empirical entropy of its codes and positions (the range coder of
  * codec/lossy.c comes within a few percent of it), both on a sample of
@@ -18,7 +19,9 @@
  * the whole (the SVDs of those chunks are most of the pricing's time).
  *
  * Choice, data-free: the distortion of the model is the sum over tensors
- * of the relative squared error ||d - d^||^2 / ||d||^2. --ratio R gives a
+ * of each one's distortion relative to ||d||^2 (cand_dist: the share of
+ * the delta lost counts in full, the rest of the error as noise at a
+ * tenth of its energy). --ratio R gives a
  * byte budget for the whole model in real bytes as `udfs info` counts
  * them (packs and catalog rows); a Lagrange multiplier lambda picks, per
  * tensor, the candidate minimizing distortion + lambda * bytes, bisected
@@ -53,21 +56,22 @@ static const float drop_set[] = {0.0f, 0.5f, 0.75f, 0.9f};
 /* Steps of the dead-zone quantizer, in units of the residual's RMS: a
  * larger step gives more zeros and fewer bits. */
 static const float ecsq_steps[] = {0.15f, 0.25f, 0.4f, 0.6f, 0.9f, 1.3f, 1.8f};
-/*
- * Drop rates of the seeded (UltraDelta-like) residual codes, and the weight
- * of their random, unbiased noise in the distortion. A random drop
- * rescaled by 1/(1 - r) leaves the expected delta intact and adds noise
- * that spreads over all directions; a fine-tune tolerates it far better
- * than the same energy of deterministic error (UltraDelta at s = 0.5 keeps
- * 93% of stories260K's gain at a relative error of 1). 0.1 is the weight
- * that fits stories260K lives and pi BF16 best at 15-25x (0.05 and 0.15
- * are worse at both; bench/FIDELITY.md).
- */
+/* Drop rates of the seeded (UltraDelta-like) residual codes: codes, and
+ * signs (one bit a kept element, so more of them pay). */
 static const float seeded_set[] = {0.5f, 0.7f, 0.8f, 0.9f};
 static const float seeded_sign_set[] = {0.2f, 0.35f, 0.5f, 0.65f, 0.8f};
-#ifndef NOISE_WEIGHT
+/*
+ * The weight of noise in the distortion (cand_dist). An error that keeps
+ * the delta's direction, d^ = a d + noise with the noise uncorrelated with
+ * d, loses (1 - a)^2 of the delta; a fine-tune tolerates the noise far
+ * better than that loss (UltraDelta at s = 0.5, a = 1 with noise of the
+ * delta's own energy, keeps 93% of stories260K's gain). A seeded drop
+ * rescaled by 1/(1 - r) is all noise; a sign code or a dead-zone
+ * quantizer loses a share of the delta too. 0.1 fits stories260K lives
+ * and pi BF16 best at 25x (0.05: 85/91.5% of the gain kept, 0.1: 86.5/90,
+ * 0.2: 83.5/86; bench/FIDELITY.md).
+ */
 #define NOISE_WEIGHT 0.1
-#endif
 /* Elements a tensor's candidates are priced on: a fixed, evenly spaced
  * sample, so pricing costs the same for every size of tensor. */
 #define SAMPLE_MAX 16384
@@ -320,8 +324,7 @@ static void ecsq_cands(struct ptensor *t, const struct resid *rs,
 		add_cand(t, &c);
 		/* The same codes on a seeded random subset, rescaled: unbiased,
 		 * their error is noise of energy r / (1 - r) of the codes'. */
-		for (size_t r = 0;
-		     r < sizeof(seeded_set) / sizeof(*seeded_set);
+		for (size_t r = 0; r < sizeof(seeded_set) / sizeof(*seeded_set);
 		     r++) {
 			double k = 1 - seeded_set[r];
 
@@ -777,6 +780,53 @@ static double total_bytes(const struct ptensor *pt, size_t n, double lambda)
 	return sum;
 }
 
+/*
+ * The choice of a lambda is on each tensor's lower convex hull of
+ * distortion against bytes, whose points may be far apart: at the lambda
+ * where the choice first fits, a large tensor, or many alike (the layers
+ * of one model), change their pick at once and the bytes jump past the
+ * budget. Spend what is left greedily: the candidate, of any tensor, that
+ * lowers the distortion most per added byte and still fits, until none
+ * does.
+ */
+static void fill_budget(struct ptensor *pt, size_t n, double budget)
+{
+	double sum = 0;
+
+	for (size_t i = 0; i < n; i++)
+		sum += pt[i].cand[pt[i].pick].bytes * pt[i].scale;
+	for (;;) {
+		size_t bi = n, bc = 0;
+		double best = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			const struct ptensor *t = &pt[i];
+			const struct cand *p = &t->cand[t->pick];
+			double dp = t->w * cand_dist(t, p);
+
+			for (size_t c = 0; c < t->n_cand; c++) {
+				double more =
+				    (t->cand[c].bytes - p->bytes) * t->scale;
+				double less =
+				    dp - t->w * cand_dist(t, &t->cand[c]);
+
+				if (more > 0 && sum + more <= budget &&
+				    less / more > best) {
+					best = less / more;
+					bi = i;
+					bc = c;
+				}
+			}
+		}
+		if (bi == n)
+			return;
+		sum +=
+		    (pt[bi].cand[bc].bytes - pt[bi].cand[pt[bi].pick].bytes) *
+		    pt[bi].scale;
+		pt[bi].pick = bc;
+	}
+}
+
 /* Bisect lambda (log scale) for the best choice within budget bytes. */
 static int choose_budget(struct ptensor *pt, size_t n, double budget)
 {
@@ -794,6 +844,7 @@ static int choose_budget(struct ptensor *pt, size_t n, double budget)
 	}
 	for (size_t i = 0; i < n; i++)
 		pt[i].pick = pick_lambda(&pt[i], pow(10, hi));
+	fill_budget(pt, n, budget);
 	return 0;
 }
 
