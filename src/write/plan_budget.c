@@ -780,6 +780,27 @@ static double total_bytes(const struct ptensor *pt, size_t n, double lambda)
 	return sum;
 }
 
+/* The candidate of t that lowers its distortion most per added byte
+ * within room more bytes, and that gain (0 and t->pick: none). */
+static size_t best_upgrade(const struct ptensor *t, double room, double *gain)
+{
+	const struct cand *p = &t->cand[t->pick];
+	double dp = t->w * cand_dist(t, p);
+	size_t best = t->pick;
+
+	*gain = 0;
+	for (size_t c = 0; c < t->n_cand; c++) {
+		double more = (t->cand[c].bytes - p->bytes) * t->scale;
+		double less = dp - t->w * cand_dist(t, &t->cand[c]);
+
+		if (more > 0 && more <= room && less / more > *gain) {
+			*gain = less / more;
+			best = c;
+		}
+	}
+	return best;
+}
+
 /*
  * The choice of a lambda is on each tensor's lower convex hull of
  * distortion against bytes, whose points may be far apart: at the lambda
@@ -787,44 +808,39 @@ static double total_bytes(const struct ptensor *pt, size_t n, double lambda)
  * of one model), change their pick at once and the bytes jump past the
  * budget. Spend what is left greedily: the candidate, of any tensor, that
  * lowers the distortion most per added byte and still fits, until none
- * does.
+ * does. Each tensor's best upgrade is kept and found again only when it
+ * was taken or no longer fits (the room only shrinks), so a step costs a
+ * pass over the tensors, not over every candidate.
  */
 static void fill_budget(struct ptensor *pt, size_t n, double budget)
 {
-	double sum = 0;
+	size_t *up = udfs_xmalloc((n + 1) * sizeof(*up));
+	double *gain = udfs_xmalloc((n + 1) * sizeof(*gain)), room = budget;
 
 	for (size_t i = 0; i < n; i++)
-		sum += pt[i].cand[pt[i].pick].bytes * pt[i].scale;
+		room -= pt[i].cand[pt[i].pick].bytes * pt[i].scale;
+	for (size_t i = 0; i < n; i++)
+		up[i] = best_upgrade(&pt[i], room, &gain[i]);
 	for (;;) {
-		size_t bi = n, bc = 0;
-		double best = 0;
+		size_t bi = n;
+		double more;
 
-		for (size_t i = 0; i < n; i++) {
-			const struct ptensor *t = &pt[i];
-			const struct cand *p = &t->cand[t->pick];
-			double dp = t->w * cand_dist(t, p);
-
-			for (size_t c = 0; c < t->n_cand; c++) {
-				double more =
-				    (t->cand[c].bytes - p->bytes) * t->scale;
-				double less =
-				    dp - t->w * cand_dist(t, &t->cand[c]);
-
-				if (more > 0 && sum + more <= budget &&
-				    less / more > best) {
-					best = less / more;
-					bi = i;
-					bc = c;
-				}
-			}
-		}
+		for (size_t i = 0; i < n; i++)
+			if (gain[i] > 0 && (bi == n || gain[i] > gain[bi]))
+				bi = i;
 		if (bi == n)
-			return;
-		sum +=
-		    (pt[bi].cand[bc].bytes - pt[bi].cand[pt[bi].pick].bytes) *
-		    pt[bi].scale;
-		pt[bi].pick = bc;
+			break;
+		more = (pt[bi].cand[up[bi]].bytes -
+			pt[bi].cand[pt[bi].pick].bytes) *
+		       pt[bi].scale;
+		if (more <= room) {
+			pt[bi].pick = up[bi];
+			room -= more;
+		}
+		up[bi] = best_upgrade(&pt[bi], room, &gain[bi]);
 	}
+	free(up);
+	free(gain);
 }
 
 /* Bisect lambda (log scale) for the best choice within budget bytes. */
