@@ -83,6 +83,26 @@ static bool get_uint(const json_t *j, uint64_t *v)
 	return true;
 }
 
+/*
+ * The parser runs in the mount daemon too (a catalog's headers are parsed
+ * when it is loaded), so it allocates with plain malloc and answers
+ * -ENOMEM instead of aborting (udfs_x* are for the programs that write).
+ */
+static int no_memory(const char *label)
+{
+	return udfs_error(-ENOMEM, "%s: out of memory", label);
+}
+
+static char *copy_str(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
 static int parse_meta(const char *label, json_t *meta, udfs_st_header *h)
 {
 	const char *key;
@@ -92,9 +112,11 @@ static int parse_meta(const char *label, json_t *meta, udfs_st_header *h)
 	if (!json_is_object(meta))
 		return udfs_error(-EINVAL, "%s: __metadata__ is not an object",
 				  label);
-	h->n_meta = json_object_size(meta);
-	h->meta_keys = udfs_xcalloc(h->n_meta + 1, sizeof(char *));
-	h->meta_values = udfs_xcalloc(h->n_meta + 1, sizeof(char *));
+	h->meta_keys = calloc(json_object_size(meta) + 1, sizeof(char *));
+	h->meta_values = calloc(json_object_size(meta) + 1, sizeof(char *));
+	if (!h->meta_keys || !h->meta_values)
+		return no_memory(label);
+	/* Counted as they are set, so udfs_st_free() releases just those. */
 	json_object_foreach(meta, key, val)
 	{
 		if (!json_is_string(val))
@@ -102,9 +124,11 @@ static int parse_meta(const char *label, json_t *meta, udfs_st_header *h)
 			    -EINVAL,
 			    "%s: __metadata__ value of \"%s\" is not a string",
 			    label, key);
-		h->meta_keys[i] = udfs_xstrdup(key);
-		h->meta_values[i] = udfs_xstrdup(json_string_value(val));
-		i++;
+		h->meta_keys[i] = copy_str(key);
+		h->meta_values[i] = copy_str(json_string_value(val));
+		h->n_meta = ++i;
+		if (!h->meta_keys[i - 1] || !h->meta_values[i - 1])
+			return no_memory(label);
 	}
 	return 0;
 }
@@ -158,7 +182,9 @@ static int parse_shape(const char *label, json_t *shape, udfs_st_tensor *t)
 		return udfs_error(-EINVAL,
 				  "%s: tensor \"%s\": too many dimensions",
 				  label, name);
-	t->shape = udfs_xcalloc((size_t)t->ndim + 1, sizeof(uint64_t));
+	t->shape = calloc((size_t)t->ndim + 1, sizeof(uint64_t));
+	if (!t->shape)
+		return no_memory(label);
 	t->nelems = 1;
 	for (int i = 0; i < t->ndim; i++) {
 		if (!get_uint(json_array_get(shape, (size_t)i), &t->shape[i]))
@@ -386,16 +412,22 @@ int udfs_st_parse(const char *label, const void *buf, size_t len,
 		goto out;
 	}
 
-	sp = udfs_xcalloc(1, sizeof(*sp));
+	sp = calloc(1, sizeof(*sp));
+	if (!sp) {
+		err = no_memory(label);
+		goto out;
+	}
 	h = &sp->h;
 	h->header_len = n;
 	h->data_offset = 8 + n;
 	h->data_len = file_size - 8 - n;
-	h->raw = udfs_xmalloc(8 + n);
+	h->raw = malloc(8 + n);
+	h->tensors = calloc(json_object_size(root) + 1, sizeof(udfs_st_tensor));
+	if (!h->raw || !h->tensors) {
+		err = no_memory(label);
+		goto out;
+	}
 	memcpy(h->raw, p, 8 + n);
-
-	h->tensors =
-	    udfs_xcalloc(json_object_size(root) + 1, sizeof(udfs_st_tensor));
 	json_object_foreach(root, key, val)
 	{
 		if (strcmp(key, "__metadata__") == 0) {
@@ -404,9 +436,13 @@ int udfs_st_parse(const char *label, const void *buf, size_t len,
 				goto out;
 			continue;
 		}
-		h->tensors[h->n_tensors].name = udfs_xstrdup(key);
+		h->tensors[h->n_tensors].name = copy_str(key);
 		/* Count it first so udfs_st_free() releases its fields. */
-		err = parse_tensor(label, val, &h->tensors[h->n_tensors++]);
+		if (!h->tensors[h->n_tensors++].name) {
+			err = no_memory(label);
+			goto out;
+		}
+		err = parse_tensor(label, val, &h->tensors[h->n_tensors - 1]);
 		if (err)
 			goto out;
 	}
@@ -415,7 +451,11 @@ int udfs_st_parse(const char *label, const void *buf, size_t len,
 	if (err)
 		goto out;
 
-	sp->by_name = udfs_xcalloc(h->n_tensors + 1, sizeof(*sp->by_name));
+	sp->by_name = calloc(h->n_tensors + 1, sizeof(*sp->by_name));
+	if (!sp->by_name) {
+		err = no_memory(label);
+		goto out;
+	}
 	for (i = 0; i < h->n_tensors; i++)
 		sp->by_name[i] = &h->tensors[i];
 	qsort(sp->by_name, h->n_tensors, sizeof(*sp->by_name), cmp_name);
@@ -452,7 +492,9 @@ int udfs_st_read_fd(const char *label, int fd, udfs_st_header **out)
 	if (err != -EAGAIN)
 		return err;
 	/* need <= file size and <= 8 + UDFS_ST_MAX_HEADER: checked above. */
-	buf = udfs_xmalloc(need);
+	buf = malloc(need);
+	if (!buf)
+		return no_memory(label);
 	err = udfs_pread_full(fd, buf, need, 0);
 	if (err) {
 		err = udfs_error(err, "%s: read: %s", label, strerror(-err));
