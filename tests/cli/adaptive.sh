@@ -12,7 +12,7 @@
 # 0.1 (what the rank-8 part leaves is only its factors' rounding);
 # a group add applies the trace-norm factor to the seeded residual codes;
 # a tensor of more than four chunks, priced on four of them, still meets
-# --max-error; bad combinations of options fail with one line, store
+# --max-error; a model of 400 equal tensors keeps the 0.1 target on each; bad combinations of options fail with one line, store
 # unchanged.
 . "$(dirname "$0")/lib.sh"
 
@@ -158,6 +158,29 @@ echo "default add, 8-chunk tensors: largest delta error $e"
 "$PY" -c "import sys; sys.exit(0 if $e <= 0.13 else 1)" ||
 	fail "default add big: a lossy tensor's delta error is $e (> 0.13)"
 rm -f "$T/big.safetensors" "$T/bigft.safetensors"
+
+# A model of many equal tensors (as deep and mixture-of-experts models
+# are): each is a small part of the whole, but none is small beside the
+# others, so the default keeps its error target of 0.1 for all of them and
+# stores them lossy (a rule by share of the whole model tightened every
+# one to ~0.02 and stored them nearly exactly).
+st_py "$T/many.safetensors" '{"l%03d.w" % i:
+	np.random.default_rng(i).standard_normal((32, 64)) * 0.05
+	for i in range(400)}'
+st_py "$T/manyft.safetensors" '{"l%03d.w" % i:
+	np.random.default_rng(i).standard_normal((32, 64)) * 0.05 +
+	np.random.default_rng(1000 + i).standard_normal((32, 64)) * 0.002
+	for i in range(400)}'
+must "add-base many" "$UC" add-base -q "$S" many "$T/many.safetensors"
+must "default add many" "$UC" add -q "$S" --base many \
+	manyd="$T/manyft.safetensors"
+must "eval manyd" "$UDFS" eval "$S" manyd --against "$T/manyft.safetensors" \
+	--json
+json_check "$T/out" '(len(j["tensors"]) == 400 and
+	all(t["encoding"] == "adaptive" and 0.04 < t["rel_err"] <= 0.13
+	    for t in j["tensors"]))' ||
+	fail "many equal tensors: not all lossy near the 0.1 target"
+rm -f "$T/many.safetensors" "$T/manyft.safetensors"
 
 # Bad combinations: one line, store unchanged.
 bad "max-error with sparsity" "$S" udfs-compress "$UC" add -q "$S" \
