@@ -342,8 +342,8 @@ static void ecsq_cands(struct ptensor *t, const struct resid *rs,
 }
 
 /* The sign code of every element (its scale step, leaving error e) on a
- * seeded random subset instead, rescaled: unbiased, its noise has energy
- * r / (1 - r) of the signs' own. */
+ * seeded random subset instead, rescaled by 1/(1 - r): its expectation is
+ * the sign code's, plus noise of r / (1 - r) of the signs' energy. */
 static void seeded_sign_cands(struct ptensor *t, const struct cand *sign,
 			      double l2, double e, uint32_t n_chunks,
 			      uint64_t n_elems)
@@ -368,7 +368,8 @@ static void seeded_sign_cands(struct ptensor *t, const struct cand *sign,
 
 /* Every residual candidate of the residual sample rs, added to t after
  * the low-rank part of base (bytes base->bytes): none, sign times the mean
- * magnitude of the largest kept (positions stored), and dead-zone codes. */
+ * magnitude of the largest kept (positions stored) or of a seeded random
+ * share, and dead-zone codes (on all elements or a seeded share). */
 static void residual_cands(struct ptensor *t, const struct resid *rs,
 			   const struct cand *base, uint32_t n_chunks,
 			   uint64_t n_elems)
