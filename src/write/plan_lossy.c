@@ -889,9 +889,9 @@ static int trace_one(void *ctx, size_t i)
 	}
 	if (!err) {
 		pruned_delta(p, lt, m);
-		err = udfs_nuclear_norm(m, (size_t)rows,
-					(size_t)(st->nelems / rows),
-					&j->norm[j->flat[i]]);
+		err = udfs_nuclear_norm_auto(m, (size_t)rows,
+					     (size_t)(st->nelems / rows),
+					     &j->norm[j->flat[i]]);
 	}
 	free(m);
 	udfs_lossy_tensor_free(lt);
