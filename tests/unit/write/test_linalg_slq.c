@@ -12,6 +12,7 @@
  * the time of both methods on a few sizes (the threshold's measurement).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,43 @@ static void test_auto(void)
 	free(m);
 }
 
+/* Two estimates of one matrix on two threads at once (what a group add
+ * at --jobs 2 runs): each the same double as on the main thread. */
+struct on_thread {
+	const float *m;
+	size_t rows, cols;
+	double out;
+};
+
+static void *estimate_thread(void *arg)
+{
+	struct on_thread *t = arg;
+
+	if (udfs_nuclear_norm_slq(t->m, t->rows, t->cols, &t->out))
+		t->out = -1;
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	size_t rows = 700, cols = 900;
+	float *m = malloc(rows * cols * sizeof(*m));
+	struct on_thread t[2] = {{m, rows, cols, -2}, {m, rows, cols, -3}};
+	pthread_t th[2];
+	double ref = -4;
+
+	fill_pruned(m, rows, cols);
+	CHECK_EQ_INT(udfs_nuclear_norm_slq(m, rows, cols, &ref), 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ_INT(
+		    pthread_create(&th[i], NULL, estimate_thread, &t[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(memcmp(&t[i].out, &ref, sizeof(ref)) == 0);
+	}
+	free(m);
+}
+
 static void bench(void)
 {
 	size_t sz[5][2] = {
@@ -171,6 +209,7 @@ int main(void)
 	test_shape("pruned", 300, 900, fill_pruned);
 	test_shape("rank 5", 400, 300, lowrank_exact);
 	test_auto();
+	test_threads();
 	if (getenv("UDFS_BENCH"))
 		bench();
 	CHECK_DONE();
