@@ -4,6 +4,10 @@
  * planning") and the adaptive method. This is the only file that includes
  * LAPACKE.
  *
+ * Of a large matrix the trace-norm rescale takes an estimate of the
+ * nuclear norm instead (udfs_nuclear_norm_slq, stochastic Lanczos
+ * quadrature, at the end of this file); what follows is the exact one.
+ *
  * The nuclear norm is the sum of the square roots of the eigenvalues of
  * the smaller Gram matrix (M M^T or M^T M), formed and decomposed in
  * float32 (ssyrk, then ssyevd without vectors): a BLAS-3 product instead
