@@ -889,9 +889,9 @@ static int trace_one(void *ctx, size_t i)
 	}
 	if (!err) {
 		pruned_delta(p, lt, m);
-		err = udfs_nuclear_norm(m, (size_t)rows,
-					(size_t)(st->nelems / rows),
-					&j->norm[j->flat[i]]);
+		err = udfs_nuclear_norm_auto(m, (size_t)rows,
+					     (size_t)(st->nelems / rows),
+					     &j->norm[j->flat[i]]);
 	}
 	free(m);
 	udfs_lossy_tensor_free(lt);
@@ -914,8 +914,9 @@ static int cmp_item(const void *a, const void *b, void *arg)
 }
 
 /* T[m]: the sum of nuclear norms of the pruned, rescaled deltas of model
- * m's selected tensors (the trace-norm rescale, ARCHITECTURE.md), summed
- * in tensor order whatever order the items ran in. */
+ * m's selected tensors (the trace-norm rescale, ARCHITECTURE.md; exact,
+ * or estimated above 512 rows and columns: udfs_nuclear_norm_auto),
+ * summed in tensor order whatever order the items ran in. */
 static int trace_norms(struct add_group *g, struct sel *const *v,
 		       const size_t *n, double *T)
 {
