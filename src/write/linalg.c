@@ -387,13 +387,6 @@ static int top_eig(struct gram_op *op, size_t k, float *w, float *z)
 	return ret;
 }
 
-/*
- * The power of two udfs_svd_top scales m by: 1 for the largest |m| within
- * 2^-40..2^40 (the Gram matrix squares it and sums up to 2^31 terms: far
- * from float's range), else the one that brings it near 1 (a huge delta
- * would overflow G to infinities, a tiny one lose its precision to
- * subnormals). 0 when m holds a NaN or an infinity.
- */
 /* The largest of the 64 magnitudes at m, as bits (they order as the
  * values do; an infinity or a NaN above all): a fixed count, which the
  * compiler vectorizes at -O2. */
@@ -410,6 +403,13 @@ static int32_t max_bits64(const float *m)
 	return top;
 }
 
+/*
+ * The power of two udfs_svd_top scales m by: 1 for the largest |m| within
+ * 2^-40..2^40 (the Gram matrix squares it and sums up to 2^31 terms: far
+ * from float's range), else the one that brings it near 1 (a huge delta
+ * would overflow G to infinities, a tiny one lose its precision to
+ * subnormals). 0 when m holds a NaN or an infinity.
+ */
 static float svd_scale(const float *m, size_t count)
 {
 	int32_t top = 0, x;
@@ -893,13 +893,18 @@ static int slq_alloc(struct slq *s)
 	return 0;
 }
 
-/* ||M||_F^2 in double: the exact trace of G. */
-static double frobenius2(const float *m, size_t count)
+double udfs_sum_squares(const float *d, uint64_t n)
 {
-	double sum = 0;
+	double lane[8] = {0}, sum = 0;
+	uint64_t k = 0;
 
-	for (size_t i = 0; i < count; i++)
-		sum += (double)m[i] * m[i];
+	for (; k + 8 <= n; k += 8)
+		for (int j = 0; j < 8; j++)
+			lane[j] += (double)d[k + j] * d[k + j];
+	for (; k < n; k++)
+		sum += (double)d[k] * d[k];
+	for (int j = 0; j < 8; j++)
+		sum += lane[j];
 	return sum;
 }
 
@@ -936,7 +941,7 @@ int udfs_nuclear_norm_slq(const float *m, size_t rows, size_t cols, double *out)
 		ret = slq_lanczos(&s);
 	}
 	if (!ret)
-		ret = slq_combine(&s, frobenius2(m, rows * cols), out);
+		ret = slq_combine(&s, udfs_sum_squares(m, rows * cols), out);
 	slq_free(&s);
 	return ret;
 }

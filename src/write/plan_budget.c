@@ -205,23 +205,6 @@ static void add_cand(struct ptensor *t, const struct cand *c)
 	t->cand[t->n_cand++] = *c;
 }
 
-/* ||d||^2 of n floats, in eight lanes that -O2 vectorizes (one running
- * sum made each element wait for the previous one), added in order. */
-static double sum_squares(const float *d, uint64_t n)
-{
-	double lane[8] = {0}, sum = 0;
-	uint64_t k = 0;
-
-	for (; k + 8 <= n; k += 8)
-		for (int j = 0; j < 8; j++)
-			lane[j] += (double)d[k + j] * d[k + j];
-	for (; k < n; k++)
-		sum += (double)d[k] * d[k];
-	for (int j = 0; j < 8; j++)
-		sum += lane[j];
-	return sum;
-}
-
 /*
  * The error figures of candidate c of tensor t: a low-rank part of energy
  * l2 plus a residual code whose values leave squared error e and have
@@ -618,7 +601,7 @@ static void lowrank_cands(struct ptensor *t, const struct mix_svd *sv,
 			for (uint64_t j = 0; j < n; j++)
 				r[j] = ds[j] - l[fi][ri][j];
 			resid_init(&rs, r, n, (double)pb->nelems / (double)n);
-			base.q2 = sum_squares(l[fi][ri], n) * rs.up;
+			base.q2 = udfs_sum_squares(l[fi][ri], n) * rs.up;
 			residual_cands(t, &rs, &base, pb->n_blk, pb->nelems);
 			resid_free(&rs);
 		}
@@ -706,12 +689,12 @@ static int price_tensor(void *ctx, size_t i)
 	}
 	t->scale = 1;
 	t->cols = cols;
-	t->norm2 = sum_squares(d, n);
+	t->norm2 = udfs_sum_squares(d, n);
 	/* Each element's error counts relative to its tensor's delta. */
 	t->w = t->norm2 > 0 ? (double)n / t->norm2 : 0;
 	for (uint64_t k = 0; k < ns; k++)
 		ds[k] = d[sample_at(&pb, k, ns)];
-	t->s2 = sum_squares(ds, ns) * (double)n / (double)ns;
+	t->s2 = udfs_sum_squares(ds, ns) * (double)n / (double)ns;
 	err = exact_bytes(j->g, st, cur, base, &ex.bytes);
 	if (err)
 		goto out;
