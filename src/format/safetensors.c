@@ -93,6 +93,8 @@ static int no_memory(const char *label)
 	return udfs_error(-ENOMEM, "%s: out of memory", label);
 }
 
+/* strdup by way of malloc: glibc's strdup allocates inside libc, where
+ * test_st_nomem's malloc wrapper cannot fail it. */
 static char *copy_str(const char *s)
 {
 	size_t n = strlen(s) + 1;

@@ -88,8 +88,7 @@ struct cand {
 	bool exact;	/* stored lossless: the plan's xor */
 	double bytes;
 	double err2; /* expected ||d - d^||^2 */
-	double dot;  /* <d, d^>, the same for every draw of a seeded mask */
-	double q2;   /* expected ||d^||^2 */
+	double dist; /* its weighted distortion (cand_errors), 0 when exact */
 };
 
 /* One eligible tensor of one model. */
@@ -177,11 +176,13 @@ struct resid {
 	const float *raw;
 	float *sorted;
 	double *tail2; /* n + 1 entries */
+	double l2;     /* energy of the low-rank part it is what is left of */
 };
 
 static void resid_init(struct resid *rs, const float *r, uint64_t n, double up)
 {
 	rs->n = n;
+	rs->l2 = 0;
 	rs->up = up;
 	rs->raw = r;
 	rs->sorted = udfs_xmalloc(n * sizeof(float) + 1);
@@ -206,18 +207,35 @@ static void add_cand(struct ptensor *t, const struct cand *c)
 }
 
 /*
+ * The distortion of an estimate d^ of tensor t's delta d with <d, d^> dot
+ * and ||d^||^2 q2: the part of the delta it loses, (1 - a)^2 ||d||^2 with
+ * a = dot / ||d||^2, at full weight, and the rest of its error, noise, at
+ * NOISE_WEIGHT; weighted by t->w.
+ */
+static double cand_dist(const struct ptensor *t, double dot, double q2)
+{
+	double a;
+
+	if (!(t->s2 > 0))
+		return 0;
+	a = dot / t->s2;
+	return t->w * ((1 - a) * (1 - a) * t->s2 +
+		       NOISE_WEIGHT * fmax(0, q2 - a * a * t->s2));
+}
+
+/*
  * The error figures of candidate c of tensor t: a low-rank part of energy
  * l2 plus a residual code whose values leave squared error e and have
  * energy q2 (their cross term neglected: the residual is what the
  * low-rank part leaves, near orthogonal to it), the values kept on a
- * share keep of the elements and rescaled by 1 / keep.
+ * share keep of the elements and rescaled by 1 / keep: <d, d^> is the same
+ * for every draw of a seeded mask, E||d^||^2 grows by 1 / keep.
  */
 static void cand_errors(const struct ptensor *t, struct cand *c, double l2,
 			double e, double q2, double keep)
 {
 	c->err2 = e + (1 - keep) / keep * q2;
-	c->dot = (t->s2 + l2 + q2 - e) / 2;
-	c->q2 = l2 + q2 / keep;
+	c->dist = cand_dist(t, (t->s2 + l2 + q2 - e) / 2, l2 + q2 / keep);
 }
 
 /* Bytes of the chunk headers of a code over n_chunks chunks. */
@@ -300,7 +318,7 @@ static void ecsq_cands(struct ptensor *t, const struct resid *rs,
 		c.c.rbits = (uint8_t)bits;
 		c.c.seeded = 0;
 		c.c.rate = 0;
-		cand_errors(t, &c, base->q2, e * rs->up, q2 * rs->up, 1);
+		cand_errors(t, &c, rs->l2, e * rs->up, q2 * rs->up, 1);
 		c.bytes = base->bytes + header_bytes(n_chunks, &c.c) +
 			  1.02 * entropy_bits(hist, 256, rs->n) * rs->up / 8 +
 			  4;
@@ -313,8 +331,7 @@ static void ecsq_cands(struct ptensor *t, const struct resid *rs,
 
 			c.c.seeded = 1;
 			c.c.rate = seeded_set[r];
-			cand_errors(t, &c, base->q2, e * rs->up, q2 * rs->up,
-				    k);
+			cand_errors(t, &c, rs->l2, e * rs->up, q2 * rs->up, k);
 			c.bytes = base->bytes + header_bytes(n_chunks, &c.c) +
 				  k * 1.02 * entropy_bits(hist, 256, rs->n) *
 				      rs->up / 8 +
@@ -360,7 +377,7 @@ static void residual_cands(struct ptensor *t, const struct resid *rs,
 	struct cand c = *base;
 
 	c.c.res = MIX_RES_NONE;
-	cand_errors(t, &c, base->q2, rs->tail2[0] * rs->up, 0, 1);
+	cand_errors(t, &c, rs->l2, rs->tail2[0] * rs->up, 0, 1);
 	c.bytes = base->bytes + header_bytes(n_chunks, &c.c);
 	add_cand(t, &c);
 	if (!(rs->tail2[0] > 0))
@@ -385,13 +402,13 @@ static void residual_cands(struct ptensor *t, const struct resid *rs,
 
 			e += x * x;
 		}
-		cand_errors(t, &c, base->q2, (e + rs->tail2[k]) * rs->up,
+		cand_errors(t, &c, rs->l2, (e + rs->tail2[k]) * rs->up,
 			    (double)k * c.step * c.step * rs->up, 1);
 		c.bytes = base->bytes + header_bytes(n_chunks, &c.c) +
 			  (mask_bits(n_elems, kn) + (double)kn) / 8;
 		add_cand(t, &c);
 		if (d == 0)
-			seeded_sign_cands(t, &c, base->q2, e * rs->up, n_chunks,
+			seeded_sign_cands(t, &c, rs->l2, e * rs->up, n_chunks,
 					  n_elems);
 	}
 }
@@ -601,7 +618,7 @@ static void lowrank_cands(struct ptensor *t, const struct mix_svd *sv,
 			for (uint64_t j = 0; j < n; j++)
 				r[j] = ds[j] - l[fi][ri][j];
 			resid_init(&rs, r, n, (double)pb->nelems / (double)n);
-			base.q2 = udfs_sum_squares(l[fi][ri], n) * rs.up;
+			rs.l2 = udfs_sum_squares(l[fi][ri], n) * rs.up;
 			residual_cands(t, &rs, &base, pb->n_blk, pb->nelems);
 			resid_free(&rs);
 		}
@@ -717,22 +734,6 @@ out:
 	return err;
 }
 
-/*
- * The distortion of candidate c of tensor t: the part of the delta it
- * loses, (1 - a)^2 ||d||^2 with a = <d, d^> / ||d||^2, at full weight, and
- * the rest of its error, noise, at NOISE_WEIGHT.
- */
-static double cand_dist(const struct ptensor *t, const struct cand *c)
-{
-	double a;
-
-	if (c->exact || !(t->s2 > 0))
-		return 0;
-	a = c->dot / t->s2;
-	return (1 - a) * (1 - a) * t->s2 +
-	       NOISE_WEIGHT * fmax(0, c->q2 - a * a * t->s2);
-}
-
 /* Index of the candidate of t minimizing its distortion relative to
  * ||d||^2 + lambda * bytes. */
 static size_t pick_lambda(const struct ptensor *t, double lambda)
@@ -741,8 +742,8 @@ static size_t pick_lambda(const struct ptensor *t, double lambda)
 	double bv = INFINITY;
 
 	for (size_t c = 0; c < t->n_cand; c++) {
-		double v = t->w * cand_dist(t, &t->cand[c]) +
-			   lambda * t->cand[c].bytes * t->scale;
+		double v =
+		    t->cand[c].dist + lambda * t->cand[c].bytes * t->scale;
 
 		if (v < bv) {
 			bv = v;
@@ -769,13 +770,13 @@ static double total_bytes(const struct ptensor *pt, size_t n, double lambda)
 static size_t best_upgrade(const struct ptensor *t, double room, double *gain)
 {
 	const struct cand *p = &t->cand[t->pick];
-	double dp = t->w * cand_dist(t, p);
+	double dp = p->dist;
 	size_t best = t->pick;
 
 	*gain = 0;
 	for (size_t c = 0; c < t->n_cand; c++) {
 		double more = (t->cand[c].bytes - p->bytes) * t->scale;
-		double less = dp - t->w * cand_dist(t, &t->cand[c]);
+		double less = dp - t->cand[c].dist;
 
 		if (more > 0 && more <= room && less / more > *gain) {
 			*gain = less / more;
