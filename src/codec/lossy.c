@@ -92,6 +92,7 @@
 
 #include "codec/lossy_i.h"
 #include "codec/rans.h"
+#include "codec/trellis.h"
 #include "codec/zstd.h"
 #include "common/bitio.h"
 #include "common/dtype.h"
@@ -198,10 +199,14 @@ static int check_params(const udfs_lossy_params *p, int dtype, int err)
 				  udfs_dtype_name(dtype));
 	if (p->mask > UDFS_MASK_SEEDED)
 		return udfs_error(err, "lossy chunk: mask kind %u", p->mask);
-	if (p->values > UDFS_VAL_SIGN)
+	if (p->values > UDFS_VAL_TRELLIS)
 		return udfs_error(err, "lossy chunk: value kind %u", p->values);
 	if (p->values == UDFS_VAL_CODES && (p->bits < 1 || p->bits > 8))
 		return udfs_error(err, "lossy chunk: %u code bits", p->bits);
+	if (p->values == UDFS_VAL_TRELLIS &&
+	    (p->bits < 1 || p->bits > UDFS_TRELLIS_VMAX))
+		return udfs_error(err, "lossy chunk: %u values a trellis step",
+				  p->bits);
 	return 0;
 }
 
@@ -645,7 +650,7 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 	const uint8_t *v = vals;
 	uint8_t *raw = NULL, *z = NULL, *zp = NULL, *planes = NULL, *rcb;
 	size_t raw_len = 0, z_len = 0, zp_len = 0, rc_len = 0;
-	uint32_t cnt[256];
+	uint32_t cnt[256], steps;
 	bool bad = false;
 	int ret = 0;
 
@@ -692,6 +697,14 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 		rcb = rc_signs(v, n_kept, &rc_len);
 		take(out, len, fmt, raw, raw_len, VF_RAW);
 		take(out, len, fmt, rcb, rc_len, VF_RC);
+		break;
+	case UDFS_VAL_TRELLIS: /* path bits: random, nothing to compress */
+		steps = (n_kept + p->bits - 1) / p->bits;
+		for (uint32_t j = 0; j < steps; j++)
+			if (v[j] > 1)
+				return udfs_error(
+				    -EINVAL, "lossy chunk: path bit %u", v[j]);
+		*out = pack(v, steps, 1, len);
 		break;
 	default: /* UDFS_VAL_NATIVE */
 		raw_len = (size_t)n_kept * es;
@@ -1085,7 +1098,8 @@ enum {
 	VS_PLANES,
 	VS_RANS,
 	VS_RANS4,
-	VS_RANS32
+	VS_RANS32,
+	VS_TRELLIS
 };
 
 /* The deltas gain * value(j) of the kept elements, a block at a time. */
@@ -1103,6 +1117,8 @@ struct val_src {
 	rc_prob sign;
 	float lut[256]; /* a code's or a sign bit's delta */
 	struct code_model cm;
+	float *tlut;	   /* VS_TRELLIS: udfs_trellis_lut, in scratch */
+	unsigned state, j; /* VS_TRELLIS: the path's state, its next value */
 };
 
 /* Values of codes or signs: packed (in, or zstd-compressed into scratch)
@@ -1161,6 +1177,33 @@ static int vs_planes(struct val_src *vs, unsigned vf, const uint8_t *in,
 	return ret;
 }
 
+/* Path bits of a trellis, packed (format 0 only): one a step of
+ * p->bits values, the last step's missing values not decoded. */
+static int vs_trellis(struct val_src *vs, const udfs_lossy_params *p,
+		      unsigned vf, const uint8_t *in, size_t len)
+{
+	uint32_t steps = (vs->n_kept + p->bits - 1) / p->bits;
+
+	if (vf != VF_RAW || len != ((size_t)steps + 7) / 8)
+		return udfs_error(
+		    -EIO,
+		    "lossy chunk: trellis path of %zu bytes (format %u) "
+		    "for %u values",
+		    len, vf, vs->n_kept);
+	vs->tlut = udfs_scratch(UDFS_SCRATCH_TRELLIS, UDFS_TRELLIS_STATES *
+							  UDFS_TRELLIS_VMAX *
+							  sizeof(float));
+	if (!vs->tlut)
+		return -ENOMEM;
+	udfs_trellis_lut(p, vs->tlut);
+	vs->kind = VS_TRELLIS;
+	vs->nb = p->bits;
+	vs->state = 0;
+	vs->j = 0;
+	bitr_init(&vs->br, in, len);
+	return 0;
+}
+
 /* Set up the value section (format vf, in[0..len)) of n_kept values. */
 static int vs_init(struct val_src *vs, const udfs_lossy_params *p, int dtype,
 		   unsigned vf, const uint8_t *in, size_t len, uint32_t n_kept)
@@ -1180,6 +1223,8 @@ static int vs_init(struct val_src *vs, const udfs_lossy_params *p, int dtype,
 			    -EIO, "lossy chunk: values for no kept element");
 		return 0;
 	}
+	if (p->values == UDFS_VAL_TRELLIS)
+		return vs_trellis(vs, p, vf, in, len);
 	if (p->values == UDFS_VAL_CODES) {
 		for (unsigned c = 0; c < 256; c++) {
 			float q = p->lo + (float)c * p->step;
@@ -1297,6 +1342,17 @@ static int vs_next(struct val_src *vs, float *d, uint32_t k)
 	case VS_RC_SIGNS:
 		for (uint32_t j = 0; j < k; j++)
 			d[j] = vs->lut[rc_dec_bit(&vs->rc, &vs->sign)];
+		break;
+	case VS_TRELLIS: /* the length was checked: every read succeeds */
+		for (uint32_t i = 0; i < k; i++) {
+			if (vs->j == 0) {
+				x = 0;
+				bitr_get(&vs->br, 1, &x);
+				vs->state = udfs_trellis_next(vs->state, x);
+			}
+			d[i] = vs->tlut[vs->state * vs->nb + vs->j];
+			vs->j = vs->j + 1 == vs->nb ? 0 : vs->j + 1;
+		}
 		break;
 	case VS_PACKED: /* the length was checked: every read succeeds */
 		for (uint32_t j = 0; j < k; j++) {

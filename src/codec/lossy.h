@@ -35,15 +35,20 @@ enum udfs_val_kind {
 	UDFS_VAL_CODES = 0,  /* b-bit code c: value = lo + c * step */
 	UDFS_VAL_NATIVE = 1, /* the delta itself, in the tensor's dtype */
 	UDFS_VAL_SIGN = 2,   /* one bit: value = +step or -step */
+	/* a path through a bitshift trellis, one bit per `bits` values:
+	 * value = step * codebook value of the path's state (codec/trellis.h)
+	 */
+	UDFS_VAL_TRELLIS = 3,
 };
 
 typedef struct udfs_lossy_params {
 	uint8_t mask;	/* enum udfs_mask_kind */
 	uint8_t values; /* enum udfs_val_kind */
-	uint8_t bits;	/* code bits, 1..8 (UDFS_VAL_CODES) */
+	uint8_t bits;	/* code bits, 1..8 (UDFS_VAL_CODES); values per
+			   path bit, 1..4 (UDFS_VAL_TRELLIS) */
 	float lo;	/* UDFS_VAL_CODES: value of code 0 */
 	float step;	/* UDFS_VAL_CODES: (max - min) / (2^b - 1);
-			   UDFS_VAL_SIGN: the scale */
+			   UDFS_VAL_SIGN, UDFS_VAL_TRELLIS: the scale */
 	float gain;	/* g = gamma / (1 - s) */
 	double rate;	/* this tensor's drop rate r */
 	uint64_t seed;	/* UDFS_MASK_SEEDED: key of this tensor's mask */
@@ -58,7 +63,9 @@ void udfs_lossy_code_counts(const uint8_t *v, uint32_t n, uint32_t *h);
  * (ignored for UDFS_MASK_NONE, where n_kept == n; for UDFS_MASK_SEEDED they
  * must be exactly the seeded ones). vals has one entry per kept element:
  * uint8_t codes (UDFS_VAL_CODES), uint8_t 0/1 signs with 1 = negative
- * (UDFS_VAL_SIGN), or elements of dtype (UDFS_VAL_NATIVE).
+ * (UDFS_VAL_SIGN), or elements of dtype (UDFS_VAL_NATIVE); for
+ * UDFS_VAL_TRELLIS instead one uint8_t 0/1 path bit per step of p->bits
+ * values, ceil(n_kept / p->bits) of them.
  * On success *out is a malloc-ed buffer the caller frees. 0 or -errno.
  */
 int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,

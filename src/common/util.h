@@ -87,13 +87,14 @@ int udfs_fsync_dir(const char *path);
  * faults than the chunk costs to decode. NULL on allocation failure.
  */
 enum udfs_scratch_slot {
-	UDFS_SCRATCH_STORED = 0, /* recon.c: a chunk's stored bytes */
-	UDFS_SCRATCH_UNUSED = 1, /* was the reply of a read (fuse) */
-	UDFS_SCRATCH_PLANES = 2, /* plane.c: the byte planes of a chunk */
-	UDFS_SCRATCH_CHUNK = 3,	 /* recon.c: a decoded chunk */
-	UDFS_SCRATCH_MASK = 4,	 /* lossy.c: keep bits or a bitmap */
-	UDFS_SCRATCH_VALUES = 5, /* lossy.c: decompressed value bytes */
-	UDFS_SCRATCH_MIX = 6,	 /* mix.c: a chunk's low-rank factors */
+	UDFS_SCRATCH_STORED = 0,  /* recon.c: a chunk's stored bytes */
+	UDFS_SCRATCH_TRELLIS = 1, /* lossy.c: a trellis value table */
+	UDFS_SCRATCH_PLANES = 2,  /* plane.c: the byte planes of a chunk */
+	UDFS_SCRATCH_CHUNK = 3,	  /* recon.c: a decoded chunk */
+	UDFS_SCRATCH_MASK = 4,	  /* lossy.c: keep bits or a bitmap */
+	UDFS_SCRATCH_VALUES = 5,  /* lossy.c: decompressed value bytes */
+	UDFS_SCRATCH_MIX = 6,	  /* mix.c: a chunk's low-rank factors */
+	UDFS_SCRATCH_SEARCH = 7,  /* write/trellis.c: the Viterbi choices */
 	UDFS_SCRATCH_SLOTS
 };
 void *udfs_scratch(int slot, size_t n);

@@ -1093,7 +1093,7 @@ static int check_tensor(const udfs_model *m, const udfs_tensor *t)
 	    (udfs_encoding_is_lossy(t->enc) &&
 	     (!udfs_dtype_is_lossy_float(t->dtype) || es == 0 ||
 	      (t->end - t->begin) % es || t->lp.mask > UDFS_MASK_SEEDED ||
-	      t->lp.values > UDFS_VAL_SIGN || t->lp.bits > 8)))
+	      t->lp.values > UDFS_VAL_TRELLIS || t->lp.bits > 8)))
 		return udfs_error(
 		    -EIO,
 		    "model %s: tensor \"%s\": encoding %s does not fit its catalog row",

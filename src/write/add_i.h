@@ -20,9 +20,10 @@
 
 /* Residual of an adaptive code (plan_budget.c). */
 enum mix_residual {
-	MIX_RES_NONE = 0,  /* the low-rank part alone */
-	MIX_RES_SIGN = 1,  /* sign times one scale */
-	MIX_RES_CODES = 2, /* uniform b-bit codes, clipped levels */
+	MIX_RES_NONE = 0,    /* the low-rank part alone */
+	MIX_RES_SIGN = 1,    /* sign times one scale */
+	MIX_RES_CODES = 2,   /* uniform b-bit codes, clipped levels */
+	MIX_RES_TRELLIS = 3, /* a trellis path, one bit per rbits values */
 };
 
 /* The code chosen for one tensor by the adaptive method: a low-rank part
@@ -32,9 +33,11 @@ struct mix_code {
 	uint64_t cols; /* row length of the tensor */
 	uint8_t rank, fbits;
 	uint8_t res;	  /* enum mix_residual */
-	uint8_t rbits;	  /* MIX_RES_CODES */
+	uint8_t rbits;	  /* MIX_RES_CODES; values a bit (MIX_RES_TRELLIS) */
 	uint8_t seeded;	  /* residual on a seeded random mask, rescaled */
 	float rate;	  /* residual elements dropped (smallest first) */
+	float search;	  /* MIX_RES_TRELLIS: the scale the path is searched
+			     at (the stored one, lp.step, may be larger) */
 	double est_bytes; /* estimated pack bytes */
 	double est_err;	  /* estimated relative error of the delta */
 };

@@ -19,12 +19,14 @@
 
 #include "codec/lossy_i.h"
 #include "codec/mix.h"
+#include "codec/trellis.h"
 #include "common/dtype.h"
 #include "common/pool.h"
 #include "common/util.h"
 #include "write/add_i.h"
 #include "write/linalg.h"
 #include "write/mix_i.h"
+#include "write/trellis.h"
 #include "write/ultradelta.h"
 
 struct mix_tensor {
@@ -32,8 +34,10 @@ struct mix_tensor {
 	uint32_t per_chunk;	 /* elements per chunk */
 	struct mix_factors *blk; /* per chunk, rank > 0 only */
 	uint32_t n_blk;
-	uint8_t *keep;	/* residual: 1 = kept; NULL when no residual */
-	uint8_t *codes; /* residual codes, or sign bits (1 = negative) */
+	uint8_t *keep; /* residual: 1 = kept; NULL when no residual */
+	/* residual codes, or sign bits (1 = negative); a trellis's path
+	 * bits, those of chunk [first, ...) from codes + first on */
+	uint8_t *codes;
 	uint64_t kept;
 	/* The low-rank part's values as decoded (n floats; NULL for rank
 	 * 0), kept for the add's error figures, which would otherwise
@@ -385,6 +389,40 @@ static void residual_codes(const float *d, const float *l, uint64_t n,
 	}
 }
 
+/* The trellis path of each chunk's residual, on a worker thread. */
+struct path_job {
+	const struct mix_tensor *mt;
+	const struct mix_code *c;
+	const float *r; /* the residual */
+	uint8_t *bits;
+};
+
+static int path_block(void *ctx, size_t b)
+{
+	struct path_job *j = ctx;
+	uint64_t first = (uint64_t)b * j->mt->per_chunk;
+	uint32_t n = (uint32_t)UDFS_MIN(j->mt->per_chunk, j->mt->n - first);
+
+	if (udfs_interrupted)
+		return udfs_error(-EINTR, "interrupted");
+	return udfs_trellis_search(j->r + first, n, j->c->rbits, j->c->search,
+				   j->bits + first);
+}
+
+/* A trellis residual of every element: the chunks' paths (each starts
+ * at state 0) on up to `jobs` threads. */
+static int trellis_paths(struct mix_tensor *mt, const struct mix_code *c,
+			 float *d, int jobs)
+{
+	struct path_job j = {.mt = mt, .c = c, .r = d, .bits = mt->codes};
+
+	if (mt->lr)
+		subtract(d, mt->lr, mt->n);
+	memset(mt->keep, 1, mt->n);
+	mt->kept = mt->n;
+	return udfs_parallel_for(jobs, mt->n_blk, path_block, &j);
+}
+
 int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 			    uint64_t nelems, const void *cur, const void *base,
 			    int jobs, struct mix_tensor **out)
@@ -415,6 +453,10 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 	}
 	mt->keep = udfs_xmalloc(nelems + 1);
 	mt->codes = udfs_xmalloc(nelems + 1);
+	if (c->res == MIX_RES_TRELLIS) {
+		err = trellis_paths(mt, c, d, jobs);
+		goto out;
+	}
 	if (c->seeded) {
 		kept =
 		    udfs_ud_prune_seeded(nelems, c->rate, p->lp.seed, mt->keep);
@@ -512,8 +554,15 @@ static void recon_sum(const struct mix_tensor *mt, const struct tensor_plan *p,
 	    mt->blk ? &mt->blk[first / mt->per_chunk] : NULL;
 	const float *lr = f && f->k ? mt->lr + first : NULL;
 	const uint8_t *codes = mt->keep ? mt->codes + first : NULL;
-	float lut[256];
+	float lut[UDFS_TRELLIS_STATES * UDFS_TRELLIS_VMAX];
 
+	if (codes && p->lp.values == UDFS_VAL_TRELLIS) { /* every element */
+		udfs_trellis_lut(&p->lp, lut);
+		udfs_trellis_expand(lut, p->lp.bits, codes, n, acc);
+		for (uint32_t i = 0; lr && i < n; i++)
+			acc[i] = lr[i] + acc[i];
+		return;
+	}
 	if (codes)
 		udfs_lossy_value_lut(&p->lp, lut);
 	if (codes && p->lp.mask == UDFS_MASK_NONE &&
@@ -586,7 +635,9 @@ void udfs_mix_code_name(const struct mix_code *c, const udfs_lossy_params *lp,
 	if (c->res != MIX_RES_NONE && at < len)
 		at += (size_t)snprintf(buf + at, len - at, "%s%s%u",
 				       at ? "+" : "",
-				       c->res == MIX_RES_SIGN ? "sign" : "q",
+				       c->res == MIX_RES_SIGN	   ? "sign"
+				       : c->res == MIX_RES_TRELLIS ? "tcq"
+								   : "q",
 				       c->res == MIX_RES_SIGN ? 1u : lp->bits);
 	if (c->res != MIX_RES_NONE && c->rate > 0 && at < len)
 		at += (size_t)snprintf(buf + at, len - at, "@%s%.0f%%",

@@ -908,6 +908,21 @@ double udfs_sum_squares(const float *d, uint64_t n)
 	return sum;
 }
 
+double udfs_dot(const float *a, const float *b, uint64_t n)
+{
+	double lane[8] = {0}, sum = 0;
+	uint64_t k = 0;
+
+	for (; k + 8 <= n; k += 8)
+		for (int j = 0; j < 8; j++)
+			lane[j] += (double)a[k + j] * b[k + j];
+	for (; k < n; k++)
+		sum += (double)a[k] * b[k];
+	for (int j = 0; j < 8; j++)
+		sum += lane[j];
+	return sum;
+}
+
 int udfs_nuclear_norm_slq(const float *m, size_t rows, size_t cols, double *out)
 {
 	bool wide = rows <= cols;

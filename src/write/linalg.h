@@ -43,6 +43,8 @@ int udfs_nuclear_norm_auto(const float *m, size_t rows, size_t cols,
  * eight lanes that -O2 vectorizes (one running sum made each element wait
  * for the previous one), added in a fixed order. */
 double udfs_sum_squares(const float *d, uint64_t n);
+/* The dot product of a[0, n) and b[0, n) in double, the same way. */
+double udfs_dot(const float *a, const float *b, uint64_t n);
 
 /*
  * Threads of each BLAS/LAPACK call from now on (process-wide). Callers that

@@ -18,6 +18,7 @@
 #include "check.h"
 #include "codec/lossy.h"
 #include "codec/lossy_i.h"
+#include "codec/trellis.h"
 #include "common/dtype.h"
 #include "common/util.h"
 #include "write/ultradelta.h"
@@ -108,6 +109,9 @@ static void make_vals(struct chunk *c, double scale)
 		case UDFS_VAL_SIGN:
 			c->vals[j] = x < 0;
 			break;
+		case UDFS_VAL_TRELLIS: /* path bits: the first steps only */
+			c->vals[j] = (uint8_t)(xr() & 1);
+			break;
 		default:
 			udfs_dtype_store_f32(c->dtype, c->vals, j,
 					     (float)(x * scale));
@@ -125,6 +129,8 @@ static float finite_top(int dtype)
 /* The reconstruction formula written out directly. */
 static void reference(struct chunk *c)
 {
+	unsigned state = 0;
+
 	memcpy(c->want, c->base, (size_t)c->n * c->es);
 	for (uint32_t j = 0; j < c->n_kept; j++) {
 		uint32_t i = c->kept[j];
@@ -134,7 +140,14 @@ static void reference(struct chunk *c)
 			q = c->p.lo + (float)c->vals[j] * c->p.step;
 		else if (c->p.values == UDFS_VAL_SIGN)
 			q = c->vals[j] ? -c->p.step : c->p.step;
-		else
+		else if (c->p.values == UDFS_VAL_TRELLIS) {
+			/* step j / v shifts its path bit into the state */
+			if (j % c->p.bits == 0)
+				state =
+				    (state << 1 | c->vals[j / c->p.bits]) & 255;
+			q = c->p.step *
+			    udfs_trellis_codebook(state, j % c->p.bits);
+		} else
 			q = udfs_dtype_load_f32(c->dtype, c->vals, j);
 		d = c->p.gain * q;
 		w = b + d;
@@ -326,6 +339,16 @@ static void test_roundtrips(void)
 			roundtrip(UDFS_DT_BF16, 3000, m, v, 4, 0.0);
 			roundtrip(UDFS_DT_BF16, 1 << 19, m, v, 4, 0.97);
 		}
+	for (unsigned v = 1; v <= UDFS_TRELLIS_VMAX; v++)
+		for (int m = 0; m < 3; m++) {
+			roundtrip(UDFS_DT_BF16, 1, m, UDFS_VAL_TRELLIS, v, 0.0);
+			roundtrip(UDFS_DT_F16, 1001, m, UDFS_VAL_TRELLIS, v,
+				  0.5);
+			roundtrip(UDFS_DT_F32, 4099, m, UDFS_VAL_TRELLIS, v,
+				  0.3);
+			roundtrip(UDFS_DT_BF16, 1 << 19, m, UDFS_VAL_TRELLIS, v,
+				  0.0);
+		}
 	CHECK(rans_chunks[UDFS_DT_BF16] > 0 && rans_chunks[UDFS_DT_F16] > 0 &&
 	      rans_chunks[UDFS_DT_F32] > 0);
 	test_one_kept();
@@ -471,7 +494,16 @@ static void test_bad_encode(void)
 	c.p.bits = 9;
 	CHECK_EQ_INT(encode(&c, &enc, &len), -EINVAL);
 	udfs_error_clear();
+	c.p.values = UDFS_VAL_TRELLIS; /* 5 values a step, a path bit of 2 */
+	c.p.bits = 5;
+	CHECK_EQ_INT(encode(&c, &enc, &len), -EINVAL);
+	udfs_error_clear();
 	c.p.bits = 4;
+	c.vals[0] = 2;
+	CHECK_EQ_INT(encode(&c, &enc, &len), -EINVAL);
+	udfs_error_clear();
+	c.vals[0] = 0;
+	c.p.values = UDFS_VAL_CODES;
 	c.p.mask = UDFS_MASK_SEEDED; /* positions are not the seeded ones */
 	CHECK_EQ_INT(encode(&c, &enc, &len), -EINVAL);
 	udfs_error_clear();
@@ -668,6 +700,8 @@ int main(void)
 	test_corrupt(UDFS_MASK_SEEDED, UDFS_VAL_SIGN, 0.5);
 	test_corrupt(UDFS_MASK_EXPLICIT, UDFS_VAL_SIGN, 0.97);
 	test_corrupt(UDFS_MASK_NONE, UDFS_VAL_CODES, 0.0);
+	test_corrupt(UDFS_MASK_NONE, UDFS_VAL_TRELLIS, 0.0);
+	test_corrupt(UDFS_MASK_EXPLICIT, UDFS_VAL_TRELLIS, 0.6);
 	test_mask_format(false, 1);  /* Rice-coded gaps */
 	test_mask_format(true, 4);   /* range-coded gaps */
 	test_codes_format(false, 6); /* rANS, 32 lanes (65536 codes) */

@@ -7,7 +7,8 @@
  * the SVDs to the chosen rank leaves the factors of that rank bit for bit
  * as they were; the residual's codes (computed 64 at a time, vectorized)
  * are udfs_mix_quant's for every element: ties, both ends, beyond them,
- * infinities and NaN.
+ * infinities and NaN; a trellis residual's chunks decode to exactly the
+ * encoder's reconstruction, at any job count.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -254,8 +255,96 @@ static void test_residual_codes(void)
 	free(cur);
 }
 
+/*
+ * A trellis residual (after a low-rank part of rank `rank`), on a tensor
+ * of several chunks and a tail in dtype: each chunk as written decodes to
+ * exactly what udfs_mix_tensor_recon computes, at one job and at three,
+ * and the residual's error is what a 1/v-bit trellis code leaves.
+ */
+static void check_trellis(int dtype, uint8_t rank, uint8_t v)
+{
+	unsigned es = udfs_dtype_size(dtype);
+	uint64_t per = UDFS_CHUNK_BYTES / es, n = 2 * per + 777;
+	uint8_t *cur = malloc(n * es), *base = malloc(n * es);
+	uint8_t *want = malloc(per * es), *got = malloc(per * es);
+	struct tensor_plan p = {.enc = UDFS_ENC_ADAPTIVE};
+	struct mix_tensor *mt = NULL, *m3 = NULL;
+	double e2 = 0, d2 = 0;
+
+	for (uint64_t i = 0; i < n; i++) {
+		float b = unif() * 0.1f, d = unif() * 0.01f;
+
+		udfs_dtype_store_f32(dtype, base, i, b);
+		udfs_dtype_store_f32(dtype, cur, i, b + d);
+	}
+	p.mix = (struct mix_code){.cols = 256,
+				  .rank = rank,
+				  .fbits = 8,
+				  .res = MIX_RES_TRELLIS,
+				  .rbits = v,
+				  .search = 0.0029f * 0.9f};
+	p.lp = (udfs_lossy_params){.mask = UDFS_MASK_NONE,
+				   .values = UDFS_VAL_TRELLIS,
+				   .bits = v,
+				   .step = 0.0029f * 0.9f,
+				   .gain = 1.0f};
+	CHECK_EQ_INT(udfs_mix_tensor_prepare(&p, dtype, n, cur, base, 1, &mt),
+		     0);
+	CHECK_EQ_INT(udfs_mix_tensor_prepare(&p, dtype, n, cur, base, 3, &m3),
+		     0);
+	for (uint64_t first = 0; mt && m3 && first < n; first += per) {
+		uint32_t k = (uint32_t)(n - first < per ? n - first : per);
+		void *c1 = NULL, *c3 = NULL;
+		size_t l1 = 0, l3 = 0;
+
+		CHECK_EQ_INT(
+		    udfs_mix_tensor_chunk(mt, &p, dtype, first, k, &c1, &l1),
+		    0);
+		CHECK_EQ_INT(
+		    udfs_mix_tensor_chunk(m3, &p, dtype, first, k, &c3, &l3),
+		    0);
+		CHECK(l1 == l3 && c1 && c3 && memcmp(c1, c3, l1) == 0);
+		/* one path bit per v values, and a few bytes of headers */
+		CHECK(rank || l1 <= (k + v - 1) / v / 8 + 16);
+		udfs_mix_tensor_recon(mt, &p, dtype, first, k,
+				      base + first * es, want);
+		CHECK_EQ_INT(udfs_lossy_decode_chunk(&p.lp, dtype, first, k, c1,
+						     l1, base + first * es,
+						     got),
+			     0);
+		CHECK(memcmp(want, got, (size_t)k * es) == 0);
+		for (uint32_t i = 0; i < k; i++) {
+			float w = udfs_dtype_load_f32(dtype, cur, first + i);
+			float g = udfs_dtype_load_f32(dtype, got, i);
+			float b = udfs_dtype_load_f32(dtype, base, first + i);
+
+			e2 += (double)(g - w) * (g - w);
+			d2 += (double)(w - b) * (w - b);
+		}
+		free(c1);
+		free(c3);
+	}
+	/* a 1/v-bit code of Gaussian-like values: well below the delta */
+	CHECK(e2 < (v == 1 ? 0.45 : 0.85) * d2);
+	udfs_mix_tensor_free(mt);
+	udfs_mix_tensor_free(m3);
+	free(cur);
+	free(base);
+	free(want);
+	free(got);
+}
+
+static void test_trellis(void)
+{
+	check_trellis(UDFS_DT_F32, 0, 1);
+	check_trellis(UDFS_DT_BF16, 0, 2);
+	check_trellis(UDFS_DT_BF16, 2, 1);
+	check_trellis(UDFS_DT_F16, 0, 4);
+}
+
 int main(void)
 {
+	test_trellis();
 	test_residual_codes();
 	test_priced_chunk_used();
 	test_truncate();
