@@ -28,7 +28,8 @@
  * x = gap + 1 in the adaptive Elias-gamma model below, bounded by the
  * number of elements left.
  *
- * Value formats: 0 raw (packed LSB-first b-bit codes or sign bits, or
+ * Value formats: 0 raw (packed LSB-first b-bit codes, sign bits or the
+ * path bits of trellis values, the only format of those: codec/trellis.h;
  * byte planes of NATIVE values: byte k of every kept element together),
  * 1 zstd (of code bytes, packed sign bits, or byte planes), 2 zstd of
  * packed b-bit codes, 3 range-coded codes or signs, 4 rANS-coded codes

@@ -38,6 +38,8 @@ static const char usage[] =
     "                        ultradelta with --sparsity, --bits, ...)\n"
     "  --max-error E         adaptive: relative delta error of each tensor\n"
     "                        (default 0.1)\n"
+    "  --codes LIST          adaptive: the code families it may choose,\n"
+    "                        of lr,sign,q,rand,tcq (default: all)\n"
     "  --exact GLOB          store matching tensors losslessly (repeatable)\n"
     "  --min-elems N         smallest matrix made lossy (default 1024)\n"
     "  --seed N              all randomness derives from it (default 0)\n"
@@ -60,6 +62,7 @@ enum {
 	OPT_MASK,
 	OPT_METHOD,
 	OPT_MAX_ERROR,
+	OPT_CODES,
 	OPT_EXACT,
 	OPT_MIN_ELEMS,
 	OPT_SEED,
@@ -93,6 +96,7 @@ static const struct uc_option {
     {"mask", required_argument, OPT_MASK, VERB_ADD},
     {"method", required_argument, OPT_METHOD, VERB_ADD},
     {"max-error", required_argument, OPT_MAX_ERROR, VERB_ADD},
+    {"codes", required_argument, OPT_CODES, VERB_ADD},
     {"exact", required_argument, OPT_EXACT, VERB_ADD},
     {"min-elems", required_argument, OPT_MIN_ELEMS, VERB_ADD},
     {"seed", required_argument, OPT_SEED, VERB_ADD},
@@ -182,6 +186,12 @@ static void lossy_option(struct args *a, int c, const char *arg)
 		o->max_error =
 		    parse_double("max-error", arg, 0, UDFS_MAX_ERROR_MAX);
 		o->given |= UDFS_ADD_GIVEN_MAX_ERROR;
+	} else if (c == OPT_CODES) {
+		int err = udfs_add_codes_parse(arg, &o->codes);
+
+		if (err)
+			udfs_usage_die("%s", udfs_error_msg(err));
+		o->given |= UDFS_ADD_GIVEN_CODES;
 	}
 }
 

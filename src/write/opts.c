@@ -27,6 +27,7 @@ void udfs_add_opts_init(udfs_add_opts *o)
 	o->mask = UDFS_MASK_EXPLICIT;
 	o->min_elems = 1024;
 	o->max_error = UDFS_ADAPTIVE_MAX_ERROR;
+	o->codes = UDFS_CODES_ALL;
 	o->jobs = udfs_ncpus();
 	o->level = UDFS_ZSTD_LEVEL;
 }
@@ -75,8 +76,36 @@ void udfs_add_opts_resolve(udfs_add_opts *o)
 		return;
 	if (!(g & UDFS_ADD_GIVEN_LOSSY) ||
 	    ((g & UDFS_ADD_GIVEN_MAX_ERROR) && !(g & UDFS_ADD_GIVEN_UD) &&
-	     !o->ratio))
+	     !o->ratio) ||
+	    ((g & UDFS_ADD_GIVEN_CODES) && !(g & UDFS_ADD_GIVEN_UD)))
 		o->method = UDFS_ENC_ADAPTIVE;
+}
+
+static const char *const code_names[] = {"lr", "sign", "q", "rand", "tcq"};
+
+int udfs_add_codes_parse(const char *list, unsigned *codes)
+{
+	const char *at = list;
+
+	*codes = 0;
+	for (;;) {
+		size_t len = strcspn(at, ",");
+		unsigned bit = 0;
+
+		for (unsigned i = 0; i < 5 && !bit; i++)
+			if (strlen(code_names[i]) == len &&
+			    !strncmp(at, code_names[i], len))
+				bit = 1u << i;
+		if (!bit)
+			return udfs_error(
+			    -EINVAL,
+			    "--codes: \"%.*s\" is not lr, sign, q, rand or tcq",
+			    (int)len, at);
+		*codes |= bit;
+		if (!at[len])
+			return 0;
+		at += len + 1;
+	}
 }
 
 /* The adaptive method's own options against the others. */
@@ -93,6 +122,9 @@ static int check_adaptive(const udfs_add_opts *o)
 	if (max_error && o->method != UDFS_ENC_ADAPTIVE)
 		return udfs_error(
 		    -EINVAL, "--max-error applies to --method adaptive only");
+	if ((o->given & UDFS_ADD_GIVEN_CODES) && o->method != UDFS_ENC_ADAPTIVE)
+		return udfs_error(-EINVAL,
+				  "--codes applies to --method adaptive only");
 	if (max_error && o->ratio > 0)
 		return udfs_error(
 		    -EINVAL,
@@ -134,6 +166,15 @@ static void adaptive_json(json_t *p, const udfs_add_opts *o, json_t *exact)
 	json_object_set_new(p, "min_elems",
 			    json_integer((json_int_t)o->min_elems));
 	json_object_set_new(p, "exact", exact);
+	if (o->codes != UDFS_CODES_ALL) {
+		json_t *c = json_array();
+
+		for (unsigned i = 0; i < 5; i++)
+			if (o->codes & 1u << i)
+				json_array_append_new(
+				    c, json_string(code_names[i]));
+		json_object_set_new(p, "families", c);
+	}
 }
 
 /* The lossy options of o into the JSON object p. */

@@ -34,7 +34,23 @@ enum {
 	/* an option of UltraDelta: sparsity, bits, step or mask */
 	UDFS_ADD_GIVEN_UD = 1u << 3,
 	UDFS_ADD_GIVEN_MAX_ERROR = 1u << 4, /* the adaptive error target */
+	UDFS_ADD_GIVEN_CODES = 1u << 5,	    /* the adaptive code families */
 };
+
+/* Families of codes the adaptive method may choose (--codes); exact
+ * storage and dropping a delta are always allowed. */
+enum {
+	UDFS_CODES_LR = 1u << 0,   /* a low-rank part (lr) */
+	UDFS_CODES_SIGN = 1u << 1, /* sign codes with stored positions */
+	UDFS_CODES_Q = 1u << 2,	   /* dead-zone codes of every element */
+	UDFS_CODES_RAND = 1u << 3, /* codes on a seeded random share */
+	UDFS_CODES_TCQ = 1u << 4,  /* trellis codes */
+	UDFS_CODES_ALL = (1u << 5) - 1,
+};
+
+/* The family bits of a comma-separated list of lr, sign, q, rand and
+ * tcq into *codes. 0 or -EINVAL with one message. */
+int udfs_add_codes_parse(const char *list, unsigned *codes);
 
 typedef struct udfs_add_opts {
 	const char *base; /* name of the base model in the store */
@@ -46,6 +62,7 @@ typedef struct udfs_add_opts {
 	double step;	  /* mixed-sparsity step */
 	double ratio;	  /* > 0: choose s to reach this ratio */
 	double max_error; /* adaptive: relative delta error of each tensor */
+	unsigned codes;	  /* adaptive: UDFS_CODES_* families allowed */
 	int mask;	  /* UDFS_MASK_EXPLICIT or UDFS_MASK_SEEDED */
 	const char **exact; /* --exact globs, n_exact of them */
 	size_t n_exact;

@@ -104,8 +104,9 @@ struct ptensor {
 	struct cand *cand;
 	size_t n_cand;
 	size_t pick;
-	uint64_t real; /* real pack bytes of the pick, when measured */
-	bool keep_svd; /* its priced SVDs go to the plan (PRICED_KEEP_BYTES) */
+	uint64_t real;	/* real pack bytes of the pick, when measured */
+	bool keep_svd;	/* its priced SVDs go to the plan (PRICED_KEEP_BYTES) */
+	unsigned codes; /* UDFS_CODES_* families it may take (--codes) */
 };
 
 struct plan_job {
@@ -202,8 +203,25 @@ static void resid_free(struct resid *rs)
 	free(rs->tail2);
 }
 
+/* The families (UDFS_CODES_*) candidate c needs. */
+static unsigned cand_families(const struct cand *c)
+{
+	unsigned f = c->c.rank ? UDFS_CODES_LR : 0;
+
+	if (c->exact || c->c.res == MIX_RES_NONE)
+		return f;
+	if (c->c.seeded)
+		return f | UDFS_CODES_RAND;
+	return f | (c->c.res == MIX_RES_SIGN	  ? UDFS_CODES_SIGN
+		    : c->c.res == MIX_RES_TRELLIS ? UDFS_CODES_TCQ
+						  : UDFS_CODES_Q);
+}
+
+/* Add candidate c to t, if --codes allows its families. */
 static void add_cand(struct ptensor *t, const struct cand *c)
 {
+	if ((cand_families(c) & ~t->codes) != 0)
+		return;
 	t->cand = udfs_xrealloc(t->cand, (t->n_cand + 1) * sizeof(*c));
 	t->cand[t->n_cand++] = *c;
 }
@@ -428,6 +446,8 @@ static void trellis_cands(struct ptensor *t, const struct resid *rs,
 	c.c.res = MIX_RES_TRELLIS;
 	c.c.rate = 0;
 	c.c.seeded = 0;
+	if (!(t->codes & UDFS_CODES_TCQ))
+		rms = 0; /* not allowed: no search */
 	for (unsigned v = 1; v <= UDFS_TRELLIS_VMAX && rms > 0; v++) {
 		udfs_lossy_params lp = {.values = UDFS_VAL_TRELLIS,
 					.bits = (uint8_t)v,
@@ -824,6 +844,7 @@ static int price_tensor(void *ctx, size_t i)
 	}
 	t->scale = 1;
 	t->cols = cols;
+	t->codes = j->g->o->codes;
 	t->norm2 = udfs_sum_squares(d, n);
 	/* Each element's error counts relative to its tensor's delta. */
 	t->w = t->norm2 > 0 ? (double)n / t->norm2 : 0;

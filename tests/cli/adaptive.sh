@@ -81,17 +81,18 @@ json_check "$T/out" 'j["ratio"] >= 10 and j["ratio"] < 10.5' ||
 	fail "--ratio 10: $(grep '"ratio"' "$T/out" | head -n 1)"
 ok "verify r10" "$UDFS" verify "$S" r10
 
-# --ratio 30: one bit a kept element pays, so seeded sign codes appear; the
-# reconstruction is noise around the delta, not a shrunken delta: every
-# lossy tensor keeps its direction (cosine > 0.5) though its error is
-# near 1; two exports agree.
+# --ratio 30: about half a bit an element, where trellis codes (one path
+# bit per 1-4 elements) win; scaled up beyond their least-squares scale,
+# the reconstruction is noise around the delta, not a shrunken delta:
+# every lossy tensor keeps its direction (cosine > 0.5) though its error
+# is near 1; two exports agree.
 must "ratio 30 add" "$UC" add -q "$S" --base base --method adaptive \
 	--ratio 30 r30="$T/ft.safetensors"
 must "info r30" "$UDFS" info "$S" r30 --json
 json_check "$T/out" '(j["ratio"] >= 30 and j["ratio"] < 31.5 and
-	any("sign1@rand" in t["code"] for f in j["files"]
+	any("tcq" in t["code"] for f in j["files"]
 	    for t in f["tensors"] if t["encoding"] == "adaptive"))' ||
-	fail "--ratio 30: no seeded sign code, or ratio off"
+	fail "--ratio 30: no trellis code, or ratio off"
 must "eval r30" "$UDFS" eval "$S" r30 --against "$T/ft.safetensors" --json
 json_check "$T/out" 'min(t["cosine"] for t in j["tensors"]
 	if t["encoding"] != "xor") > 0.5' ||
@@ -117,9 +118,11 @@ echo "lora: largest delta error $e"
 
 # A group add: UltraDelta's trace-norm factor scales the gain of the
 # seeded (UltraDelta-like) residual codes of all but the model with the
-# smallest trace norm: their gains are then not 1/(1-r).
+# smallest trace norm: their gains are then not 1/(1-r). Trellis codes
+# beat seeded ones at every rate they reach, so --codes leaves them out
+# here (and no code of theirs may appear).
 gen finetune "$T/base.safetensors" "$T/ft2.safetensors" --rel 0.06 --seed 7
-must "group add" "$UC" add -q "$S" --base base --method adaptive \
+must "group add" "$UC" add -q "$S" --base base --codes lr,sign,q,rand \
 	--ratio 20 g1="$T/ft.safetensors" g2="$T/ft2.safetensors"
 "$UDFS" info "$S" g1 --json >"$T/g1.json" &&
 	"$UDFS" info "$S" g2 --json >"$T/g2.json" || fail "info g1, g2"
@@ -135,6 +138,11 @@ for path in sys.argv[1:]:
     if not g:
         sys.exit("%s: no seeded code" % path)
     scaled.append(any(round(x, 4) not in plain for x in g))
+    if any("tcq" in t.get("code", "") for f in j["files"]
+           for t in f["tensors"]):
+        sys.exit("%s: a trellis code despite --codes" % path)
+    if j["params"].get("families") != ["lr", "sign", "q", "rand"]:
+        sys.exit("%s: params %s" % (path, j["params"]))
 if scaled.count(True) != 1:
     sys.exit("models with scaled gains: %s" % scaled)
 EOF
@@ -183,6 +191,10 @@ json_check "$T/out" '(len(j["tensors"]) == 400 and
 rm -f "$T/many.safetensors" "$T/manyft.safetensors"
 
 # Bad combinations: one line, store unchanged.
+bad "--codes: an unknown family" "$S" udfs-compress "$UC" add -q "$S" \
+	--base base --codes lr,tcq,zip bad="$T/ft.safetensors"
+bad "--codes with UltraDelta" "$S" udfs-compress "$UC" add -q "$S" \
+	--base base --codes q --sparsity 0.5 bad="$T/ft.safetensors"
 bad "max-error with sparsity" "$S" udfs-compress "$UC" add -q "$S" \
 	--base base --max-error 0.1 --sparsity 0.9 e1="$T/ft.safetensors"
 bad "max-error with ultradelta" "$S" udfs-compress "$UC" add -q "$S" \
