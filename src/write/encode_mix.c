@@ -435,6 +435,14 @@ int udfs_mix_tensor_prepare(const struct tensor_plan *p, int dtype,
 	int64_t kept;
 	int err = 0;
 
+	if (c->rank && c->cols && nelems % c->cols) { /* SVDs read whole rows */
+		free(d);
+		free(mt);
+		return udfs_error(
+		    -EINVAL,
+		    "low-rank code: %llu elements are not rows of %llu",
+		    (unsigned long long)nelems, (unsigned long long)c->cols);
+	}
 	mt->n = nelems;
 	mt->cols = c->cols ? c->cols : 1;
 	mt->per_chunk = UDFS_CHUNK_BYTES / udfs_dtype_size(dtype);

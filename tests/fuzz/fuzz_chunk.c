@@ -142,8 +142,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	else
 		t.dtype = plain[data[1] % 8];
 	t.lp.mask = data[2] % 3;
-	t.lp.values = data[3] % 3;
-	t.lp.bits = (uint8_t)(data[4] % 8 + 1);
+	t.lp.values = data[3] % 4;
+	t.lp.bits =
+	    (uint8_t)(data[4] % (t.lp.values == UDFS_VAL_TRELLIS ? 4 : 8) + 1);
 	t.lp.rate = data[5] / 255.0;
 	t.lp.lo = -0.01f;
 	t.lp.step = 0.003f;
@@ -218,7 +219,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				for (uint32_t j = 0; j < nk; j++)
 					vals[j] &=
 					    (uint8_t)((1u << t.lp.bits) - 1);
-			if (t.lp.values == UDFS_VAL_SIGN)
+			if (t.lp.values == UDFS_VAL_SIGN ||
+			    t.lp.values == UDFS_VAL_TRELLIS)
 				for (uint32_t j = 0; j < nk; j++)
 					vals[j] &= 1;
 			ret = udfs_lossy_encode_chunk(&t.lp, t.dtype, 0, n,

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "codec/lossy.h"
+#include "codec/trellis.h"
 #include "common/dtype.h"
 #include "common/prng.h"
 #include "common/util.h"
@@ -93,18 +94,22 @@ static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
 	if (p->values == UDFS_VAL_CODES)
 		for (uint32_t j = 0; j < nk; j++)
 			vals[j] &= (uint8_t)((1u << p->bits) - 1);
-	if (p->values == UDFS_VAL_SIGN)
+	if (p->values == UDFS_VAL_SIGN || p->values == UDFS_VAL_TRELLIS)
 		for (uint32_t j = 0; j < nk; j++)
-			vals[j] &= 1;
+			vals[j] &= 1; /* trellis: path bits, fewer than nk */
 	memcpy(want, base, n * es);
-	for (uint32_t j = 0; j < nk; j++) {
+	for (uint32_t j = 0, s = 0; j < nk; j++) {
 		float q, dd, w, b = udfs_dtype_load_f32(dt, base, kept[j]);
 
 		if (p->values == UDFS_VAL_CODES)
 			q = p->lo + (float)vals[j] * p->step;
 		else if (p->values == UDFS_VAL_SIGN)
 			q = vals[j] ? -p->step : p->step;
-		else
+		else if (p->values == UDFS_VAL_TRELLIS) {
+			if (j % p->bits == 0)
+				s = (s << 1 | vals[j / p->bits]) & 255;
+			q = p->step * udfs_trellis_codebook(s, j % p->bits);
+		} else
 			q = udfs_dtype_load_f32(dt, vals, j);
 		dd = p->gain * q;
 		w = finite_sum(dt, b, dd);
@@ -139,8 +144,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	init_base();
 	p.mask = data[0] % 3;
-	p.values = data[1] % 3;
-	p.bits = (uint8_t)(data[2] % 8 + 1);
+	p.values = data[1] % 4;
+	p.bits =
+	    (uint8_t)(data[2] % (p.values == UDFS_VAL_TRELLIS ? 4 : 8) + 1);
 	dt = dts[data[3] % 3];
 	n = (uint32_t)(data[4] | data[5] << 8) % (NMAX + 1);
 	p.rate = data[6] / 255.0;

@@ -118,6 +118,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size == 8)
 		return 0;
+	if (data[6] & 0x80) { /* a trellis residual */
+		p.mask = UDFS_MASK_NONE;
+		p.values = UDFS_VAL_TRELLIS;
+		p.bits = (uint8_t)(data[5] % 4 + 1);
+	}
 	chunk = malloc(size - 8);
 	memcpy(chunk, data + 8, size - 8);
 	chunk[0] = (uint8_t)((chunk[0] & 0x3f) | 0x80);
