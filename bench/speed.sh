@@ -45,7 +45,9 @@
 #                         its speedup over --jobs 1 (goal >= 0.75 x cores);
 #                         the default add (first run only, all cores)
 #                         against UltraDelta s=0.97, the default add before
-#                         the adaptive method (issue #12: within 2x)
+#                         the adaptive method (issue #12: within 2x), and
+#                         an adaptive add under --ratio 25 (mostly
+#                         trellis codes) against the same
 #   memory                a second mount with -o threads=1024,cache=64M
 #                         while preadbench -j 32 -b 4M reads the lossy
 #                         model and dd the lossless one: the daemon's peak
@@ -175,7 +177,11 @@ compress_runs() {
 			timed add.ud97 "$UC" add -q "$S" --base base \
 				--method ultradelta --sparsity 0.97 \
 				"ud97=$W/ft.safetensors"
+			timed add.r25 "$UC" add -q "$S" --base base \
+				--method adaptive --ratio 25 \
+				"r25=$W/ft.safetensors"
 			"$UDFS" rm "$S" ud97 2>/dev/null
+			"$UDFS" rm "$S" r25 2>/dev/null
 		fi
 		for n in "x$r" "l1.$r" "l2.$r" "la.$r"; do
 			"$UDFS" rm "$S" "$n" 2>/dev/null
@@ -371,6 +377,10 @@ if [ "$ncpu" -gt 2 ]; then
 fi
 d=$(med add.default) u=$(med add.ud97) q=$(div "$d" "$u")
 row "default add (adaptive, --max-error 0.1), all cores" \
+	"$(f2 "$d") s, $(div "$size" "$(awk -v t="$d" 'BEGIN { print t * 1e6 }')") MB/s" \
+	"old default (ultradelta s=0.97) $(f2 "$u") s" "$q" "$(goal '<=' 2 "$q")"
+d=$(med add.r25) q=$(div "$d" "$u")
+row "adaptive add --ratio 25 (trellis codes), all cores" \
 	"$(f2 "$d") s, $(div "$size" "$(awk -v t="$d" 'BEGIN { print t * 1e6 }')") MB/s" \
 	"old default (ultradelta s=0.97) $(f2 "$u") s" "$q" "$(goal '<=' 2 "$q")"
 g=$(med group.both) a=$(med group.one1) b=$(med group.one2)
