@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -160,9 +161,40 @@ static void *oom(size_t n)
 	abort();
 }
 
-void *udfs_xmalloc(size_t n)
+/* Buffers from this size up (a tensor's deltas, codes, low-rank values)
+ * ask for transparent huge pages. */
+#define HUGE_HINT_MIN ((size_t)8 << 20)
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+/*
+ * Ask for huge pages on the whole 2 MiB pages inside fresh buffer [p, p +
+ * n), before its first touch: one fault per 2 MiB instead of 512. Most
+ * systems give them only on request (THP "madvise" mode); there the
+ * faults of the fresh tensor-sized buffers an add allocates took 35% of a
+ * default add's time (a VM, 128 MiB model: 2.7 s, 1.7 s with the hint).
+ * A hint: where huge pages are off it changes nothing.
+ */
+static void hint_huge(void *p, size_t n)
+{
+	uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	uintptr_t e = ((uintptr_t)p + n) & ~(HUGE_PAGE - 1);
+
+	if (n >= HUGE_HINT_MIN && e > a)
+		(void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+}
+
+void *udfs_malloc_huge(size_t n)
 {
 	void *p = malloc(n ? n : 1);
+
+	if (p)
+		hint_huge(p, n);
+	return p;
+}
+
+void *udfs_xmalloc(size_t n)
+{
+	void *p = udfs_malloc_huge(n);
 
 	return p ? p : oom(n);
 }
@@ -171,7 +203,10 @@ void *udfs_xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size ? size : 1);
 
-	return p ? p : oom(n * size);
+	if (!p)
+		return oom(n * size);
+	hint_huge(p, n * size);
+	return p;
 }
 
 void *udfs_xrealloc(void *p, size_t n)

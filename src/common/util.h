@@ -63,7 +63,12 @@ void udfs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 size_t udfs_escape(char *buf, size_t len, const char *s);
 
-/* Allocation that never returns NULL for a non-zero size (aborts on OOM). */
+/* malloc for a buffer of a tensor's size: from 8 MiB up it asks for
+ * transparent huge pages (one fault per 2 MiB; util.c). NULL on failure. */
+void *udfs_malloc_huge(size_t n);
+
+/* Allocation that never returns NULL for a non-zero size (aborts on OOM);
+ * udfs_xmalloc and udfs_xcalloc ask for huge pages as udfs_malloc_huge. */
 void *udfs_xmalloc(size_t n);
 void *udfs_xcalloc(size_t n, size_t size);
 void *udfs_xrealloc(void *p, size_t n);

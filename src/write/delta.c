@@ -11,6 +11,7 @@
 
 #include "codec/lossy.h"
 #include "common/dtype.h"
+#include "common/util.h"
 #include "write/add_i.h"
 
 /* Elements per block of the vectorized BF16 delta. */
@@ -72,7 +73,7 @@ void udfs_add_delta_range(int dtype, uint64_t n, const void *cur,
 float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
 			  const void *base)
 {
-	float *d = malloc(n * sizeof(float) + 1);
+	float *d = udfs_malloc_huge(n * sizeof(float) + 1);
 
 	if (d)
 		udfs_add_delta_range(dtype, n, cur, base, d);

@@ -1409,7 +1409,7 @@ static int seeded_norm(void *ctx, size_t i)
 	struct add_model *am = &j->g->models[it->model];
 	const udfs_source_file *sf = &am->src->files[it->file];
 	const udfs_st_tensor *st = &sf->st->tensors[it->tensor];
-	float *d = malloc(st->nelems * sizeof(float) + 1);
+	float *d = udfs_malloc_huge(st->nelems * sizeof(float) + 1);
 	int err = d ? 0 : -ENOMEM;
 
 	if (!err && udfs_interrupted)

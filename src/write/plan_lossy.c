@@ -594,9 +594,9 @@ int udfs_lossy_tensor_prepare(const struct tensor_plan *p, int dtype,
 	}
 	lt->n = nelems;
 	/* Codes and signs compute their deltas again, a block at a time. */
-	j.d = coded ? NULL : malloc(nelems * sizeof(float) + 1);
-	lt->keep = malloc(nelems + 1);
-	lt->codes = coded ? malloc(nelems + 1) : NULL;
+	j.d = coded ? NULL : udfs_malloc_huge(nelems * sizeof(float) + 1);
+	lt->keep = udfs_malloc_huge(nelems + 1);
+	lt->codes = coded ? udfs_malloc_huge(nelems + 1) : NULL;
 	if ((!coded && !j.d) || !lt->keep || (coded && !lt->codes)) {
 		err = -ENOMEM;
 		goto out;
@@ -884,7 +884,7 @@ static int trace_one(void *ctx, size_t i)
 	    p, st->dtype, st->nelems, udfs_source_tensor_bytes(sf, st),
 	    udfs_add_base_bytes(j->g, p->base), 1, &lt);
 	if (!err) {
-		m = malloc(st->nelems * sizeof(float) + 1);
+		m = udfs_malloc_huge(st->nelems * sizeof(float) + 1);
 		err = m ? 0 : -ENOMEM;
 	}
 	if (!err) {

@@ -9,9 +9,11 @@
  * the best final state. The costs are float32, brought back near zero every
  * RENORM steps so that their precision does not fade over a chunk of 512K
  * steps; every level of the loop does the same float operations in the same
- * order, so the path is the same on every machine. A 1 MiB BF16 chunk takes
- * about 20 ms at v = 1 with AVX2 (the encoder runs only on the tensors whose
- * chosen code is a trellis, and on the planner's samples).
+ * order, so the path is the same on every machine. AVX-512 with FMA
+ * searches about 1.4x faster than the first AVX2 loop (sub, mul, add per
+ * value and state), which took about 20 ms for a 1 MiB BF16 chunk at v = 1
+ * (the encoder runs only on the tensors whose chosen code is a trellis,
+ * and on the planner's samples).
  */
 #include "write/trellis.h"
 
@@ -26,6 +28,10 @@
 
 #ifdef UDFS_SIMD_X86
 #include <immintrin.h>
+
+#define TARGET_AVX2_FMA __attribute__((target("avx2,bmi2,fma")))
+#define TARGET_AVX512_FMA                                                      \
+	__attribute__((target("avx2,bmi2,fma,avx512f,avx512bw,avx512vl")))
 #endif
 
 #define NS UDFS_TRELLIS_STATES
@@ -33,24 +39,39 @@
 #define RENORM 256
 
 /* The search state: costs of the states now, the codebook scaled and
- * transposed (y[j * NS + s]: value j of state s). */
+ * transposed (y[j * NS + s]: value j of state s) and each state's
+ * ||y||^2 over a whole step. */
 struct search {
 	float *cost, *next; /* NS each, in buf */
-	float buf[2 * NS], dist[NS];
+	float buf[2 * NS], dist[NS], ysq[NS];
 	float y[UDFS_TRELLIS_VMAX * NS];
 };
 
-/* dist[s] = sum over j < m of (x[j] - y[j][s])^2, in order. */
+/*
+ * A state's distance to the step's m values x is ||x - y||^2; the ||x||^2
+ * in it is the same for every state and moves no path, so the search
+ * adds ||y||^2 - 2<x, y> instead: ysq[s], then per value one fused
+ * multiply-add (x2 = -2x, exact), in this order at every level. The
+ * vector levels run only where the CPU has FMA (every AVX2 CPU but a few
+ * early ones); elsewhere fmaf() gives the same bits, slower.
+ */
+
+/* dist[s] for a step of m values (any m: the last step may be short). */
 static inline void step_dist(struct search *w, const float *x, unsigned m)
 {
-	for (unsigned s = 0; s < NS; s++)
-		w->dist[s] = 0.0f;
-	for (unsigned j = 0; j < m; j++)
-		for (unsigned s = 0; s < NS; s++) {
-			float t = x[j] - w->y[j * NS + s];
+	for (unsigned s = 0; s < NS; s++) {
+		float q = w->y[s] * w->y[s];
 
-			w->dist[s] = w->dist[s] + t * t;
-		}
+		for (unsigned j = 1; j < m; j++)
+			q = q + w->y[j * NS + s] * w->y[j * NS + s];
+		w->dist[s] = q;
+	}
+	for (unsigned j = 0; j < m; j++) {
+		float x2 = -2.0f * x[j];
+
+		for (unsigned s = 0; s < NS; s++)
+			w->dist[s] = fmaf(x2, w->y[j * NS + s], w->dist[s]);
+	}
 }
 
 /* One step, portable: sel gets bit i set when predecessor i | 128 is the
@@ -91,20 +112,31 @@ static void renorm(struct search *w)
 		w->cost[s] = w->cost[s] - least;
 }
 
+/* After step t: the costs become current, brought near zero every
+ * RENORM steps so that their precision does not fade. */
+static inline void step_done(struct search *w, uint32_t t)
+{
+	swap_costs(w);
+	if (t % RENORM == RENORM - 1)
+		renorm(w);
+}
+
 #ifdef UDFS_SIMD_X86
-/* step_base with AVX2: the same operations, 8 states at once; the
- * distances of states 16k..16k + 15 computed where they are used. */
-UDFS_TARGET_AVX2 static inline __attribute__((always_inline)) void
+/* step_base with AVX2 for a whole step (m = v, a constant: the loop over
+ * values unrolled): the same operations, 8 states at once, the distances
+ * of states 16k..16k + 15 computed where they are used. */
+TARGET_AVX2_FMA static inline __attribute__((always_inline)) void
 step_avx2(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 {
 	const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
 	const __m256i hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
-	__m256 xj[UDFS_TRELLIS_VMAX];
+	__m256 x2[UDFS_TRELLIS_VMAX];
 	uint64_t bits[2] = {0, 0};
 
 	for (unsigned j = 0; j < m; j++)
-		xj[j] = _mm256_set1_ps(x[j]);
+		x2[j] = _mm256_set1_ps(-2.0f * x[j]);
 	const float *restrict cost = w->cost, *restrict y = w->y;
+	const float *restrict ysq = w->ysq;
 	float *restrict next = w->next;
 
 #pragma GCC unroll 16
@@ -113,16 +145,15 @@ step_avx2(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 		__m256 b = _mm256_loadu_ps(cost + HALF + 8 * k);
 		__m256 lt = _mm256_cmp_ps(b, a, _CMP_LT_OQ);
 		__m256 c = _mm256_blendv_ps(a, b, lt);
-		__m256 d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps();
+		__m256 d0 = _mm256_loadu_ps(ysq + 16 * k);
+		__m256 d1 = _mm256_loadu_ps(ysq + 16 * k + 8);
 
 		for (unsigned j = 0; j < m; j++) {
 			const float *yj = y + j * NS + 16 * k;
-			__m256 t0 = _mm256_sub_ps(xj[j], _mm256_loadu_ps(yj));
-			__m256 t1 =
-			    _mm256_sub_ps(xj[j], _mm256_loadu_ps(yj + 8));
 
-			d0 = _mm256_add_ps(d0, _mm256_mul_ps(t0, t0));
-			d1 = _mm256_add_ps(d1, _mm256_mul_ps(t1, t1));
+			d0 = _mm256_fmadd_ps(x2[j], _mm256_loadu_ps(yj), d0);
+			d1 =
+			    _mm256_fmadd_ps(x2[j], _mm256_loadu_ps(yj + 8), d1);
 		}
 		bits[k / 8] |= (uint64_t)_mm256_movemask_ps(lt)
 			       << (8 * (k % 8));
@@ -137,77 +168,145 @@ step_avx2(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 	sel[1] = bits[1];
 }
 
-/* Every step of the search with AVX2, each width of step compiled on its
- * own (m a constant: the loop over values unrolled). */
-UDFS_TARGET_AVX2 static void forward_avx2(struct search *w, const float *x,
-					  uint32_t n, unsigned v,
-					  uint64_t (*sel)[2])
+/* The same with AVX-512: 16 states a vector, the choices from a mask. */
+TARGET_AVX512_FMA static inline __attribute__((always_inline)) void
+step_avx512(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 {
-	for (uint32_t t = 0; t * v < n; t++) {
-		unsigned m = (unsigned)UDFS_MIN((uint32_t)v, n - t * v);
+	const __m512i lo =
+	    _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+	const __m512i hi = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12,
+					     13, 13, 14, 14, 15, 15);
+	__m512 x2[UDFS_TRELLIS_VMAX];
+	uint64_t bits[2] = {0, 0};
+
+	for (unsigned j = 0; j < m; j++)
+		x2[j] = _mm512_set1_ps(-2.0f * x[j]);
+	const float *restrict cost = w->cost, *restrict y = w->y;
+	const float *restrict ysq = w->ysq;
+	float *restrict next = w->next;
+
+#pragma GCC unroll 8
+	for (unsigned k = 0; k < HALF / 16; k++) {
+		__m512 a = _mm512_loadu_ps(cost + 16 * k);
+		__m512 b = _mm512_loadu_ps(cost + HALF + 16 * k);
+		__mmask16 lt = _mm512_cmp_ps_mask(b, a, _CMP_LT_OQ);
+		__m512 c = _mm512_mask_blend_ps(lt, a, b);
+		__m512 d0 = _mm512_loadu_ps(ysq + 32 * k);
+		__m512 d1 = _mm512_loadu_ps(ysq + 32 * k + 16);
+
+		for (unsigned j = 0; j < m; j++) {
+			const float *yj = y + j * NS + 32 * k;
+
+			d0 = _mm512_fmadd_ps(x2[j], _mm512_loadu_ps(yj), d0);
+			d1 = _mm512_fmadd_ps(x2[j], _mm512_loadu_ps(yj + 16),
+					     d1);
+		}
+		bits[k / 4] |= (uint64_t)lt << (16 * (k % 4));
+		_mm512_storeu_ps(
+		    next + 32 * k,
+		    _mm512_add_ps(_mm512_permutexvar_ps(lo, c), d0));
+		_mm512_storeu_ps(
+		    next + 32 * k + 16,
+		    _mm512_add_ps(_mm512_permutexvar_ps(hi, c), d1));
+	}
+	sel[0] = bits[0];
+	sel[1] = bits[1];
+}
+
+/* The whole steps of the search with AVX2, each width compiled on its
+ * own; the short last step, if any, is left to the caller. */
+TARGET_AVX2_FMA static void forward_avx2(struct search *w, const float *x,
+					 uint32_t steps, unsigned v,
+					 uint64_t (*sel)[2])
+{
+	for (uint32_t t = 0; t < steps; t++) {
 		const float *xt = x + (size_t)t * v;
 
-		if (m == 1)
+		if (v == 1)
 			step_avx2(w, xt, 1, sel[t]);
-		else if (m == 2)
+		else if (v == 2)
 			step_avx2(w, xt, 2, sel[t]);
-		else if (m == 3)
+		else if (v == 3)
 			step_avx2(w, xt, 3, sel[t]);
 		else
 			step_avx2(w, xt, 4, sel[t]);
-		swap_costs(w);
-		if (t % RENORM == RENORM - 1)
-			renorm(w);
+		step_done(w, t);
+	}
+}
+
+/* forward_avx2 with AVX-512. */
+TARGET_AVX512_FMA static void forward_avx512(struct search *w, const float *x,
+					     uint32_t steps, unsigned v,
+					     uint64_t (*sel)[2])
+{
+	for (uint32_t t = 0; t < steps; t++) {
+		const float *xt = x + (size_t)t * v;
+
+		if (v == 1)
+			step_avx512(w, xt, 1, sel[t]);
+		else if (v == 2)
+			step_avx512(w, xt, 2, sel[t]);
+		else if (v == 3)
+			step_avx512(w, xt, 3, sel[t]);
+		else
+			step_avx512(w, xt, 4, sel[t]);
+		step_done(w, t);
 	}
 }
 #endif
 
-/* Every step of the search, portable. */
+/* Steps [from, steps) of the search, portable; the last may be short. */
 static void forward_base(struct search *w, const float *x, uint32_t n,
-			 unsigned v, uint64_t (*sel)[2])
+			 unsigned v, uint32_t from, uint64_t (*sel)[2])
 {
-	for (uint32_t t = 0; t * v < n; t++) {
+	for (uint32_t t = from; t * v < n; t++) {
 		unsigned m = (unsigned)UDFS_MIN((uint32_t)v, n - t * v);
 
 		step_base(w, x + (size_t)t * v, m, sel[t]);
-		swap_costs(w);
-		if (t % RENORM == RENORM - 1)
-			renorm(w);
+		step_done(w, t);
 	}
 }
 
 int udfs_trellis_search(const float *x, uint32_t n, unsigned v, float scale,
 			uint8_t *bits)
 {
-	uint32_t steps = (n + v - 1) / v;
+	uint32_t steps = (n + v - 1) / v, done = 0;
 	/* scratch: fresh pages cost more in faults than the search */
 	uint64_t(*sel)[2] = udfs_scratch(UDFS_SCRATCH_SEARCH,
 					 ((size_t)steps + 1) * sizeof(*sel));
 	struct search *w = malloc(sizeof(*w));
-	bool avx2 = false;
 	unsigned s = 0;
 
 	if (!sel || !w) {
 		free(w);
 		return -ENOMEM;
 	}
-#ifdef UDFS_SIMD_X86
-	avx2 = udfs_simd_level() >= UDFS_SIMD_AVX2;
-#endif
 	w->cost = w->buf;
 	w->next = w->buf + NS;
 	for (unsigned t = 0; t < NS; t++) {
 		w->cost[t] = t == 0 ? 0.0f : INFINITY;
 		for (unsigned j = 0; j < v; j++)
 			w->y[j * NS + t] = scale * udfs_trellis_codebook(t, j);
+		w->ysq[t] = w->y[t] * w->y[t];
+		for (unsigned j = 1; j < v; j++)
+			w->ysq[t] =
+			    w->ysq[t] + w->y[j * NS + t] * w->y[j * NS + t];
 	}
 #ifdef UDFS_SIMD_X86
-	if (avx2)
-		forward_avx2(w, x, n, v, sel);
-	else
+	{
+		int level = __builtin_cpu_supports("fma") ? udfs_simd_level()
+							  : UDFS_SIMD_BASE;
+
+		done = n / v; /* the whole steps */
+		if (level >= UDFS_SIMD_AVX512)
+			forward_avx512(w, x, done, v, sel);
+		else if (level >= UDFS_SIMD_AVX2)
+			forward_avx2(w, x, done, v, sel);
+		else
+			done = 0;
+	}
 #endif
-		forward_base(w, x, n, v, sel);
-	(void)avx2;
+	forward_base(w, x, n, v, done, sel);
 	for (unsigned t = 1; t < NS; t++)
 		if (w->cost[t] < w->cost[s])
 			s = t;

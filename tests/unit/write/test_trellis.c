@@ -72,7 +72,7 @@ static void test_optimal(unsigned v, uint32_t n)
 }
 
 /* Relative squared error of the least-squares scaled path on n Gaussian
- * values, and the same bits with the SIMD levels capped at the base. */
+ * values, and the same bits with the SIMD levels capped at each lower one. */
 static double gauss_error(unsigned v, uint32_t n)
 {
 	float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
@@ -88,10 +88,12 @@ static double gauss_error(unsigned v, uint32_t n)
 	for (uint32_t i = 0; i < n; i++)
 		x[i] = (float)gauss();
 	CHECK_EQ_INT(udfs_trellis_search(x, n, v, 0.8f, bits), 0);
-	cap = udfs_simd_cap(UDFS_SIMD_BASE);
-	CHECK_EQ_INT(udfs_trellis_search(x, n, v, 0.8f, bits2), 0);
-	udfs_simd_cap(cap);
-	CHECK(memcmp(bits, bits2, (n + v - 1) / v) == 0);
+	for (int level = UDFS_SIMD_BASE; level < UDFS_SIMD_AVX512; level++) {
+		cap = udfs_simd_cap(level);
+		CHECK_EQ_INT(udfs_trellis_search(x, n, v, 0.8f, bits2), 0);
+		udfs_simd_cap(cap);
+		CHECK(memcmp(bits, bits2, (n + v - 1) / v) == 0);
+	}
 	udfs_trellis_lut(&p, lut);
 	udfs_trellis_expand(lut, v, bits, n, y);
 	for (uint32_t i = 0; i < n; i++) {
