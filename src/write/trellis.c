@@ -9,11 +9,11 @@
  * the best final state. The costs are float32, brought back near zero every
  * RENORM steps so that their precision does not fade over a chunk of 512K
  * steps; every level of the loop does the same float operations in the same
- * order, so the path is the same on every machine. AVX-512 with FMA
- * searches about 1.4x faster than the first AVX2 loop (sub, mul, add per
- * value and state), which took about 20 ms for a 1 MiB BF16 chunk at v = 1
- * (the encoder runs only on the tensors whose chosen code is a trellis,
- * and on the planner's samples).
+ * order, so the path is the same on every machine. About 8-17 ns a value
+ * here with AVX-512 (v = 4 to 1), 16-27 with AVX2; the first loop, which
+ * read vectors across cache lines, took 16-28 (the encoder runs only on
+ * the tensors whose chosen code is a trellis, and on the planner's
+ * samples).
  */
 #include "write/trellis.h"
 
@@ -29,9 +29,6 @@
 #ifdef UDFS_SIMD_X86
 #include <immintrin.h>
 
-#define TARGET_AVX2_FMA __attribute__((target("avx2,bmi2,fma")))
-#define TARGET_AVX512_FMA                                                      \
-	__attribute__((target("avx2,bmi2,fma,avx512f,avx512bw,avx512vl")))
 #endif
 
 #define NS UDFS_TRELLIS_STATES
@@ -43,23 +40,29 @@
  * ||y||^2 over a whole step. */
 struct search {
 	float *cost, *next; /* NS each, in buf */
-	float buf[2 * NS], dist[NS], ysq[NS];
-	float y[UDFS_TRELLIS_VMAX * NS];
+	unsigned v;	    /* values a whole step */
+	/* on cache lines: a vector that spans two costs twice */
+	_Alignas(64) float buf[2 * NS];
+	_Alignas(64) float dist[NS];
+	_Alignas(64) float ysq[NS];
+	_Alignas(64) float y[UDFS_TRELLIS_VMAX * NS];
 };
 
 /*
  * A state's distance to the step's m values x is ||x - y||^2; the ||x||^2
  * in it is the same for every state and moves no path, so the search
- * adds ||y||^2 - 2<x, y> instead: ysq[s], then per value one fused
- * multiply-add (x2 = -2x, exact), in this order at every level. The
- * vector levels run only where the CPU has FMA (every AVX2 CPU but a few
- * early ones); elsewhere fmaf() gives the same bits, slower.
+ * adds ||y||^2 - 2<x, y> instead: ysq[s], then per value one multiply and
+ * one add (x2 = -2x, exact), in this order at every level. (Fused
+ * multiply-adds made the vector loops no faster: a step waits on the
+ * previous one's costs more than on arithmetic.)
  */
 
 /* dist[s] for a step of m values (any m: the last step may be short). */
 static inline void step_dist(struct search *w, const float *x, unsigned m)
 {
-	for (unsigned s = 0; s < NS; s++) {
+	for (unsigned s = 0; s < NS && m == w->v; s++)
+		w->dist[s] = w->ysq[s];
+	for (unsigned s = 0; s < NS && m != w->v; s++) {
 		float q = w->y[s] * w->y[s];
 
 		for (unsigned j = 1; j < m; j++)
@@ -70,7 +73,7 @@ static inline void step_dist(struct search *w, const float *x, unsigned m)
 		float x2 = -2.0f * x[j];
 
 		for (unsigned s = 0; s < NS; s++)
-			w->dist[s] = fmaf(x2, w->y[j * NS + s], w->dist[s]);
+			w->dist[s] = w->dist[s] + x2 * w->y[j * NS + s];
 	}
 }
 
@@ -125,7 +128,7 @@ static inline void step_done(struct search *w, uint32_t t)
 /* step_base with AVX2 for a whole step (m = v, a constant: the loop over
  * values unrolled): the same operations, 8 states at once, the distances
  * of states 16k..16k + 15 computed where they are used. */
-TARGET_AVX2_FMA static inline __attribute__((always_inline)) void
+UDFS_TARGET_AVX2 static inline __attribute__((always_inline)) void
 step_avx2(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 {
 	const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
@@ -151,9 +154,10 @@ step_avx2(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 		for (unsigned j = 0; j < m; j++) {
 			const float *yj = y + j * NS + 16 * k;
 
-			d0 = _mm256_fmadd_ps(x2[j], _mm256_loadu_ps(yj), d0);
-			d1 =
-			    _mm256_fmadd_ps(x2[j], _mm256_loadu_ps(yj + 8), d1);
+			d0 = _mm256_add_ps(
+			    d0, _mm256_mul_ps(x2[j], _mm256_loadu_ps(yj)));
+			d1 = _mm256_add_ps(
+			    d1, _mm256_mul_ps(x2[j], _mm256_loadu_ps(yj + 8)));
 		}
 		bits[k / 8] |= (uint64_t)_mm256_movemask_ps(lt)
 			       << (8 * (k % 8));
@@ -169,7 +173,7 @@ step_avx2(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 }
 
 /* The same with AVX-512: 16 states a vector, the choices from a mask. */
-TARGET_AVX512_FMA static inline __attribute__((always_inline)) void
+UDFS_TARGET_AVX512 static inline __attribute__((always_inline)) void
 step_avx512(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 {
 	const __m512i lo =
@@ -197,9 +201,10 @@ step_avx512(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 		for (unsigned j = 0; j < m; j++) {
 			const float *yj = y + j * NS + 32 * k;
 
-			d0 = _mm512_fmadd_ps(x2[j], _mm512_loadu_ps(yj), d0);
-			d1 = _mm512_fmadd_ps(x2[j], _mm512_loadu_ps(yj + 16),
-					     d1);
+			d0 = _mm512_add_ps(
+			    d0, _mm512_mul_ps(x2[j], _mm512_loadu_ps(yj)));
+			d1 = _mm512_add_ps(
+			    d1, _mm512_mul_ps(x2[j], _mm512_loadu_ps(yj + 16)));
 		}
 		bits[k / 4] |= (uint64_t)lt << (16 * (k % 4));
 		_mm512_storeu_ps(
@@ -215,9 +220,9 @@ step_avx512(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 
 /* The whole steps of the search with AVX2, each width compiled on its
  * own; the short last step, if any, is left to the caller. */
-TARGET_AVX2_FMA static void forward_avx2(struct search *w, const float *x,
-					 uint32_t steps, unsigned v,
-					 uint64_t (*sel)[2])
+UDFS_TARGET_AVX2 static void forward_avx2(struct search *w, const float *x,
+					  uint32_t steps, unsigned v,
+					  uint64_t (*sel)[2])
 {
 	for (uint32_t t = 0; t < steps; t++) {
 		const float *xt = x + (size_t)t * v;
@@ -235,9 +240,9 @@ TARGET_AVX2_FMA static void forward_avx2(struct search *w, const float *x,
 }
 
 /* forward_avx2 with AVX-512. */
-TARGET_AVX512_FMA static void forward_avx512(struct search *w, const float *x,
-					     uint32_t steps, unsigned v,
-					     uint64_t (*sel)[2])
+UDFS_TARGET_AVX512 static void forward_avx512(struct search *w, const float *x,
+					      uint32_t steps, unsigned v,
+					      uint64_t (*sel)[2])
 {
 	for (uint32_t t = 0; t < steps; t++) {
 		const float *xt = x + (size_t)t * v;
@@ -274,7 +279,7 @@ int udfs_trellis_search(const float *x, uint32_t n, unsigned v, float scale,
 	/* scratch: fresh pages cost more in faults than the search */
 	uint64_t(*sel)[2] = udfs_scratch(UDFS_SCRATCH_SEARCH,
 					 ((size_t)steps + 1) * sizeof(*sel));
-	struct search *w = malloc(sizeof(*w));
+	struct search *w = aligned_alloc(64, sizeof(*w));
 	unsigned s = 0;
 
 	if (!sel || !w) {
@@ -283,6 +288,7 @@ int udfs_trellis_search(const float *x, uint32_t n, unsigned v, float scale,
 	}
 	w->cost = w->buf;
 	w->next = w->buf + NS;
+	w->v = v;
 	for (unsigned t = 0; t < NS; t++) {
 		w->cost[t] = t == 0 ? 0.0f : INFINITY;
 		for (unsigned j = 0; j < v; j++)
@@ -294,8 +300,7 @@ int udfs_trellis_search(const float *x, uint32_t n, unsigned v, float scale,
 	}
 #ifdef UDFS_SIMD_X86
 	{
-		int level = __builtin_cpu_supports("fma") ? udfs_simd_level()
-							  : UDFS_SIMD_BASE;
+		int level = udfs_simd_level();
 
 		done = n / v; /* the whole steps */
 		if (level >= UDFS_SIMD_AVX512)

@@ -2,14 +2,21 @@
 # SPDX-License-Identifier: MIT
 # Mounted files map like ordinary files: MAP_SHARED and MAP_PRIVATE maps
 # compared byte for byte (tests/gen/mmapcmp.c) for a base, a lossless
-# fine-tune (against its source) and a lossy one (against `udfs export`),
-# and a numpy memmap of one tensor when /usr/bin/python3 has numpy.
+# fine-tune (against its source), a lossy one as the default add stores it
+# and one under --ratio 30, whose codes are trellis paths (both against
+# `udfs export`), and a numpy memmap of one tensor when /usr/bin/python3
+# has numpy.
 . "$(dirname "$0")/lib.sh"
 
 make_simple_store bf16 5
 "$UDFS_COMPRESS" add -q "$T/S" --base base "lossy=$T/src/ft.safetensors" \
 	>/dev/null || fail "add lossy"
 "$UDFS" export "$T/S" lossy "$T/export" >/dev/null || fail "export lossy"
+"$UDFS_COMPRESS" add -q "$T/S" --base base --method adaptive --ratio 30 \
+	"tcq=$T/src/ft.safetensors" >/dev/null || fail "add --ratio 30"
+"$UDFS" info --json "$T/S" tcq | grep -q '"code": *"[^"]*tcq' ||
+	fail "--ratio 30: no trellis code"
+"$UDFS" export "$T/S" tcq "$T/export-tcq" >/dev/null || fail "export tcq"
 M=$T/mnt
 mount_udfs "$T/S" "$M" -o cache=8M
 PID=$DAEMON_PID
@@ -20,6 +27,10 @@ PID=$DAEMON_PID
 	fail "mmap of ft"
 "$BUILD/tests/mmapcmp" "$M/lossy/ft.safetensors" \
 	"$T/export/ft.safetensors" || fail "mmap of lossy"
+cmp "$M/tcq/ft.safetensors" "$T/export-tcq/ft.safetensors" ||
+	fail "read of the trellis-coded model"
+"$BUILD/tests/mmapcmp" "$M/tcq/ft.safetensors" \
+	"$T/export-tcq/ft.safetensors" || fail "mmap of the trellis-coded model"
 # Once more, now from the page cache (keep_cache across opens).
 "$BUILD/tests/mmapcmp" "$M/ft/ft.safetensors" "$T/src/ft.safetensors" 50 \
 	7 || fail "second mmap of ft"
