@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,15 +310,22 @@ static void on_signal(int sig)
  * truncated under us, a failing disk or network filesystem) arrives as
  * SIGBUS. Nothing has been committed at that point (the pack is still in
  * tmp/, which gc removes), so one line and a non-zero exit is all that is
- * needed. Only async-signal-safe calls here.
+ * needed. Only async-signal-safe calls here. Threads reading the same
+ * bad file fault together: the first one reports and exits, the others
+ * wait for that exit (returning would fault again), so the line is
+ * printed once.
  */
 static void on_sigbus(int sig)
 {
 	static const char tail[] =
 	    ": I/O error while reading a source or base file (changed or unreadable); nothing was added\n";
+	static atomic_flag reported = ATOMIC_FLAG_INIT;
 	const char *p = udfs_progname();
 
 	(void)sig;
+	if (atomic_flag_test_and_set(&reported))
+		for (;;)
+			pause();
 	if (write(2, p, strlen(p)) < 0 || write(2, tail, sizeof(tail) - 1) < 0)
 		_exit(1);
 	_exit(1);
