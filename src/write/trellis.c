@@ -28,7 +28,6 @@
 
 #ifdef UDFS_SIMD_X86
 #include <immintrin.h>
-
 #endif
 
 #define NS UDFS_TRELLIS_STATES
@@ -57,18 +56,21 @@ struct search {
  * previous one's costs more than on arithmetic.)
  */
 
+/* ||y||^2 of state s's first m values, in order. */
+static float state_ysq(const struct search *w, unsigned s, unsigned m)
+{
+	float q = w->y[s] * w->y[s];
+
+	for (unsigned j = 1; j < m; j++)
+		q = q + w->y[j * NS + s] * w->y[j * NS + s];
+	return q;
+}
+
 /* dist[s] for a step of m values (any m: the last step may be short). */
 static inline void step_dist(struct search *w, const float *x, unsigned m)
 {
-	for (unsigned s = 0; s < NS && m == w->v; s++)
-		w->dist[s] = w->ysq[s];
-	for (unsigned s = 0; s < NS && m != w->v; s++) {
-		float q = w->y[s] * w->y[s];
-
-		for (unsigned j = 1; j < m; j++)
-			q = q + w->y[j * NS + s] * w->y[j * NS + s];
-		w->dist[s] = q;
-	}
+	for (unsigned s = 0; s < NS; s++)
+		w->dist[s] = m == w->v ? w->ysq[s] : state_ysq(w, s, m);
 	for (unsigned j = 0; j < m; j++) {
 		float x2 = -2.0f * x[j];
 
@@ -293,10 +295,7 @@ int udfs_trellis_search(const float *x, uint32_t n, unsigned v, float scale,
 		w->cost[t] = t == 0 ? 0.0f : INFINITY;
 		for (unsigned j = 0; j < v; j++)
 			w->y[j * NS + t] = scale * udfs_trellis_codebook(t, j);
-		w->ysq[t] = w->y[t] * w->y[t];
-		for (unsigned j = 1; j < v; j++)
-			w->ysq[t] =
-			    w->ysq[t] + w->y[j * NS + t] * w->y[j * NS + t];
+		w->ysq[t] = state_ysq(w, t, v);
 	}
 #ifdef UDFS_SIMD_X86
 	{
