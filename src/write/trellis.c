@@ -220,45 +220,39 @@ step_avx512(struct search *w, const float *x, unsigned m, uint64_t sel[2])
 	sel[1] = bits[1];
 }
 
-/* The whole steps of the search with AVX2, each width compiled on its
- * own; the short last step, if any, is left to the caller. */
+/* The whole steps of the search with vector step STEP, each width
+ * compiled on its own (m a constant: the loop over values unrolled); the
+ * short last step, if any, is left to the caller. The body of
+ * forward_avx2 and forward_avx512, which differ in their target only. */
+#define FORWARD_STEPS(STEP)                                                    \
+	do {                                                                   \
+		for (uint32_t t = 0; t < steps; t++) {                         \
+			const float *xt = x + (size_t)t * v;                   \
+                                                                               \
+			if (v == 1)                                            \
+				STEP(w, xt, 1, sel[t]);                        \
+			else if (v == 2)                                       \
+				STEP(w, xt, 2, sel[t]);                        \
+			else if (v == 3)                                       \
+				STEP(w, xt, 3, sel[t]);                        \
+			else                                                   \
+				STEP(w, xt, 4, sel[t]);                        \
+			step_done(w, t);                                       \
+		}                                                              \
+	} while (0)
+
 UDFS_TARGET_AVX2 static void forward_avx2(struct search *w, const float *x,
 					  uint32_t steps, unsigned v,
 					  uint64_t (*sel)[2])
 {
-	for (uint32_t t = 0; t < steps; t++) {
-		const float *xt = x + (size_t)t * v;
-
-		if (v == 1)
-			step_avx2(w, xt, 1, sel[t]);
-		else if (v == 2)
-			step_avx2(w, xt, 2, sel[t]);
-		else if (v == 3)
-			step_avx2(w, xt, 3, sel[t]);
-		else
-			step_avx2(w, xt, 4, sel[t]);
-		step_done(w, t);
-	}
+	FORWARD_STEPS(step_avx2);
 }
 
-/* forward_avx2 with AVX-512. */
 UDFS_TARGET_AVX512 static void forward_avx512(struct search *w, const float *x,
 					      uint32_t steps, unsigned v,
 					      uint64_t (*sel)[2])
 {
-	for (uint32_t t = 0; t < steps; t++) {
-		const float *xt = x + (size_t)t * v;
-
-		if (v == 1)
-			step_avx512(w, xt, 1, sel[t]);
-		else if (v == 2)
-			step_avx512(w, xt, 2, sel[t]);
-		else if (v == 3)
-			step_avx512(w, xt, 3, sel[t]);
-		else
-			step_avx512(w, xt, 4, sel[t]);
-		step_done(w, t);
-	}
+	FORWARD_STEPS(step_avx512);
 }
 #endif
 
