@@ -22,9 +22,12 @@ int udfs_nuclear_norm(const float *m, size_t rows, size_t cols, double *out);
  * An estimate of the same norm by stochastic Lanczos quadrature that never
  * forms the Gram matrix (linalg.c says how, and how close it comes): cost
  * O(rows*cols), about 600 rows*cols multiplications, memory 2.5 KiB per
- * unit of min(rows, cols). Deterministic: the probes are seeded from the
- * shape, so the same matrix always gives the same double. Below 48 rows
- * or columns it is udfs_nuclear_norm. 0 and *out, or -errno with a message.
+ * unit of min(rows, cols); of a matrix at most a quarter nonzero (a pruned
+ * delta), about 600 multiplications per nonzero through a compressed-rows
+ * copy (8 bytes per nonzero). Deterministic: the probes are seeded from
+ * the shape, so the same matrix always gives the same double. Below 48
+ * rows or columns it is udfs_nuclear_norm. 0 and *out, or -errno with a
+ * message.
  */
 int udfs_nuclear_norm_slq(const float *m, size_t rows, size_t cols,
 			  double *out);
@@ -33,9 +36,10 @@ int udfs_nuclear_norm_slq(const float *m, size_t rows, size_t cols,
 #define UDFS_NUCLEAR_EXACT_MAX 512
 
 /* udfs_nuclear_norm up to UDFS_NUCLEAR_EXACT_MAX rows or columns, and
- * above where it is the cheaper (a much taller than wide matrix below
- * about 2800 columns: linalg.c's slq_cheaper), else udfs_nuclear_norm_slq:
- * what the trace-norm rescale uses. 0 and *out, or -errno. */
+ * above where it is the cheaper (a dense, much taller than wide matrix
+ * below about 2800 columns: linalg.c's slq_cheaper), else
+ * udfs_nuclear_norm_slq: what the trace-norm rescale uses. 0 and *out, or
+ * -errno. */
 int udfs_nuclear_norm_auto(const float *m, size_t rows, size_t cols,
 			   double *out);
 

@@ -5,8 +5,9 @@
  * udfs_nuclear_norm on the spectra the trace-norm rescale meets: a square
  * and a tall random matrix (flat spectra), low rank plus noise (a few
  * large singular values over a bulk), a 10%-dense pruned, quantized delta
- * (a few levels times a gain), and an exactly low-rank matrix (Lanczos
- * breaks down early). Each within TOL of the exact norm, the same double
+ * (a few levels times a gain; its products go through compressed rows)
+ * and a 40%-dense one (dense products), and an exactly low-rank matrix
+ * (Lanczos breaks down early). Each within TOL of the exact norm, the same double
  * on a second call, and udfs_nuclear_norm_auto exact up to
  * UDFS_NUCLEAR_EXACT_MAX rows or columns. With UDFS_BENCH=1 it prints
  * the time of both methods on a few sizes (the threshold's measurement).
@@ -77,6 +78,15 @@ static void fill_pruned(float *m, size_t rows, size_t cols)
 			   : 0.0f;
 }
 
+/* 40% kept: above the density where the estimate's products go through
+ * compressed rows. */
+static void fill_pruned_dense(float *m, size_t rows, size_t cols)
+{
+	for (size_t i = 0; i < rows * cols; i++)
+		m[i] = unif() < 0.4 ? 2e-4f * (float)((int)(unif() * 16) - 8)
+				    : 0.0f;
+}
+
 /* The estimate within TOL of the exact norm, the same bits twice. */
 static void check_estimate(const char *what, const float *m, size_t rows,
 			   size_t cols)
@@ -136,6 +146,20 @@ static void test_auto(void)
 	CHECK_EQ_INT(udfs_nuclear_norm_auto(m, big, big, &a), 0);
 	CHECK_EQ_INT(udfs_nuclear_norm_slq(m, big, big, &b), 0);
 	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+	free(m);
+	/* Much taller than wide: exact when dense (slq_cheaper), estimated
+	 * when pruned (compressed rows make it the cheaper). */
+	m = malloc(8 * big * big * sizeof(*m));
+	fill_random(m, 8 * big, big, 1e-3);
+	CHECK_EQ_INT(udfs_nuclear_norm_auto(m, 8 * big, big, &a), 0);
+	CHECK_EQ_INT(udfs_nuclear_norm(m, 8 * big, big, &b), 0);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+	fill_pruned(m, 8 * big, big);
+	CHECK_EQ_INT(udfs_nuclear_norm_auto(m, 8 * big, big, &a), 0);
+	CHECK_EQ_INT(udfs_nuclear_norm_slq(m, 8 * big, big, &b), 0);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+	CHECK_EQ_INT(udfs_nuclear_norm(m, 8 * big, big, &b), 0);
+	CHECK_NEAR(a / b, 1.0, TOL);
 	free(m);
 }
 
@@ -209,6 +233,8 @@ int main(void)
 	test_shape("low rank + noise", 1024, 1024, lowrank_noise);
 	test_shape("pruned", 640, 640, fill_pruned);
 	test_shape("pruned", 300, 900, fill_pruned);
+	test_shape("pruned", 1500, 400, fill_pruned);
+	test_shape("pruned, denser", 500, 700, fill_pruned_dense);
 	test_shape("rank 5", 400, 300, lowrank_exact);
 	test_auto();
 	test_threads();
