@@ -332,7 +332,7 @@ static void apply_rates(struct add_model *am, const struct sel *v, size_t n,
 }
 
 /* Elements per slice of the parallel passes of udfs_lossy_tensor_prepare. */
-#define PREP_SLICE ((uint64_t)1 << 20)
+#define PREP_SLICE ((uint64_t)1 << 18)
 
 struct prep_job {
 	const struct tensor_plan *p;
