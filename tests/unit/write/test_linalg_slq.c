@@ -7,8 +7,8 @@
  * large singular values over a bulk), a 10%-dense pruned, quantized delta
  * (a few levels times a gain; its products go through compressed rows)
  * and a 40%-dense one (dense products), and an exactly low-rank matrix
- * (Lanczos breaks down early). Each within TOL of the exact norm, the same double
- * on a second call, and udfs_nuclear_norm_auto exact up to
+ * (Lanczos breaks down early). Each within TOL of the exact norm, the same
+ * double on a second call, and udfs_nuclear_norm_auto exact up to
  * UDFS_NUCLEAR_EXACT_MAX rows or columns. With UDFS_BENCH=1 it prints
  * the time of both methods on a few sizes (the threshold's measurement).
  */
