@@ -50,7 +50,10 @@ struct tensor_plan {
 	int enc;		 /* enum udfs_encoding */
 	const udfs_tensor *base; /* matching base tensor, or NULL */
 	udfs_lossy_params lp;	 /* lossy encodings */
-	struct mix_code mix;	 /* UDFS_ENC_ADAPTIVE */
+	/* UDFS_VAL_CODES: the extremes of the deltas that lp.lo and lp.step
+	 * came from, which udfs_lossy_tensor_prepare quantizes with */
+	double qmin, qmax;
+	struct mix_code mix; /* UDFS_ENC_ADAPTIVE */
 	/* UDFS_ENC_ADAPTIVE: the SVDs of the chunks the planner priced,
 	 * or NULL; free with udfs_mix_priced_free */
 	struct mix_priced *priced;

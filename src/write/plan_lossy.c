@@ -112,7 +112,8 @@ struct cand {
 	size_t file, tensor;
 	udfs_lossy_params lp;
 	double sigma;
-	int result; /* 0 lossy, 1 constant, -EDOM not finite, <0 error */
+	double qmin, qmax; /* codes: the extremes of the deltas */
+	int result;	   /* 0 lossy, 1 constant, -EDOM not finite, <0 error */
 };
 
 struct select_job {
@@ -146,8 +147,9 @@ static void scan_block(struct scan *sc, uint64_t at, uint64_t n)
  * histogram of their codes, as udfs_ud_quantize and udfs_ud_code_std
  * give on the whole tensor. 0, 1 (constant) or -errno (-EDOM: a NaN or
  * an infinity). */
-static int analyse_codes(struct scan *sc, udfs_lossy_params *lp, double *sigma)
+static int analyse_codes(struct scan *sc, struct cand *c)
 {
+	udfs_lossy_params *lp = &c->lp;
 	uint64_t n = sc->st->nelems, hist[256] = {0};
 	double mn = INFINITY, mx = -INFINITY;
 	int r = 0;
@@ -171,8 +173,11 @@ static int analyse_codes(struct scan *sc, udfs_lossy_params *lp, double *sigma)
 		udfs_ud_quantize_range(sc->d, k, lp->bits, mn, mx, sc->codes);
 		udfs_ud_hist(sc->codes, k, hist);
 	}
-	if (!r)
-		*sigma = udfs_ud_hist_std(hist, lp->lo, lp->step);
+	if (!r) {
+		c->sigma = udfs_ud_hist_std(hist, lp->lo, lp->step);
+		c->qmin = mn;
+		c->qmax = mx;
+	}
 	return r;
 }
 
@@ -217,9 +222,8 @@ static int analyse(void *ctx, size_t i)
 	sc->cur = udfs_source_tensor_bytes(sf, st);
 	sc->base = udfs_add_base_bytes(j->g, p->base);
 	/* Codes: the quantizer's extremes find a NaN or an infinity. */
-	r = c->lp.values == UDFS_VAL_CODES
-		? analyse_codes(sc, &c->lp, &c->sigma)
-		: analyse_other(sc, &c->lp);
+	r = c->lp.values == UDFS_VAL_CODES ? analyse_codes(sc, c)
+					   : analyse_other(sc, &c->lp);
 	free(sc);
 	if (r == -EDOM)
 		udfs_error_clear();
@@ -270,6 +274,8 @@ static int select_tensors(struct add_group *g, struct add_model *am,
 			continue; /* constant or not finite: xor */
 		c->lp.seed = udfs_seeded_key(o->seed, st->name);
 		p->lp = c->lp;
+		p->qmin = c->qmin;
+		p->qmax = c->qmax;
 		p->enc = o->method;
 		v = udfs_xrealloc(v, (n + 1) * sizeof(*v));
 		v[n++] = (struct sel){.file = c->file,
@@ -344,8 +350,7 @@ struct prep_job {
 	uint64_t (*hist)[256]; /* per slice: elements per code */
 	uint64_t *kept;	       /* per slice: kept by a seeded mask */
 	uint64_t seeded_kept;  /* their sum */
-	double qmin, qmax;
-	bool codes_pass; /* false: deltas and extremes; true: codes */
+	int *err;	       /* per slice: a delta not finite (-EDOM) */
 };
 
 /* True when the keep mask of p is drawn from its seed (no walk, no
@@ -362,52 +367,39 @@ static bool seeded_draw(const struct tensor_plan *p)
  * array. */
 #define PREP_BLOCK 4096
 
-/* Codes or signs of elements [first, first + n) and their histogram. */
+/* Codes or signs of elements [first, first + n), their histogram and
+ * (codes) the extremes of their deltas. */
 static void prep_codes(struct prep_job *j, size_t slice, uint64_t first,
 		       uint64_t n)
 {
-	const udfs_lossy_params *lp = &j->p->lp;
+	const struct tensor_plan *p = j->p;
+	const udfs_lossy_params *lp = &p->lp;
 	unsigned es = udfs_dtype_size(j->dtype);
 	uint8_t *codes = j->lt->codes + first;
 	float d[PREP_BLOCK];
 
+	j->mn[slice] = INFINITY;
+	j->mx[slice] = -INFINITY;
 	for (uint64_t at = 0; at < n; at += PREP_BLOCK) {
 		uint64_t k = UDFS_MIN((uint64_t)PREP_BLOCK, n - at);
+		double a = 0, b = 0;
 
 		udfs_add_delta_range(j->dtype, k, j->cur + (first + at) * es,
 				     j->base + (first + at) * es, d);
-		if (lp->values == UDFS_VAL_CODES)
-			udfs_ud_quantize_range(d, k, lp->bits, j->qmin, j->qmax,
-					       codes + at);
-		else
+		if (lp->values != UDFS_VAL_CODES) {
 			for (uint64_t e = 0; e < k; e++)
 				codes[at + e] = d[e] < 0;
+			continue;
+		}
+		if (udfs_ud_minmax(d, k, &a, &b) < 0)
+			j->err[slice] = -EDOM;
+		j->mn[slice] = UDFS_MIN(j->mn[slice], a);
+		j->mx[slice] = UDFS_MAX(j->mx[slice], b);
+		udfs_ud_quantize_range(d, k, lp->bits, p->qmin, p->qmax,
+				       codes + at);
 	}
 	if (lp->values == UDFS_VAL_CODES)
 		udfs_ud_hist(codes, n, j->hist[slice]);
-}
-
-/* The extremes of the deltas of elements [first, first + n). */
-static int prep_extremes_slice(struct prep_job *j, size_t slice, uint64_t first,
-			       uint64_t n)
-{
-	unsigned es = udfs_dtype_size(j->dtype);
-	float d[PREP_BLOCK];
-	int err = 0;
-
-	j->mn[slice] = INFINITY;
-	j->mx[slice] = -INFINITY;
-	for (uint64_t at = 0; at < n && !err; at += PREP_BLOCK) {
-		uint64_t k = UDFS_MIN((uint64_t)PREP_BLOCK, n - at);
-		double a, b;
-
-		udfs_add_delta_range(j->dtype, k, j->cur + (first + at) * es,
-				     j->base + (first + at) * es, d);
-		err = udfs_ud_minmax(d, k, &a, &b);
-		j->mn[slice] = UDFS_MIN(j->mn[slice], a);
-		j->mx[slice] = UDFS_MAX(j->mx[slice], b);
-	}
-	return err;
 }
 
 static int prep_slice(void *ctx, size_t i)
@@ -418,49 +410,43 @@ static int prep_slice(void *ctx, size_t i)
 	uint64_t n = UDFS_MIN(PREP_SLICE, j->lt->n - first);
 	unsigned es = udfs_dtype_size(j->dtype);
 
-	if (j->codes_pass && seeded_draw(j->p))
+	if (seeded_draw(j->p))
 		j->kept[i] = udfs_seeded_keep_bytes(
 		    lp->seed, first, (size_t)n, udfs_seeded_threshold(lp->rate),
 		    j->lt->keep + first);
-	if (lp->values == UDFS_VAL_NATIVE) {
+	if (lp->values == UDFS_VAL_NATIVE)
 		/* The deltas themselves are the values. */
-		if (!j->codes_pass)
-			udfs_add_delta_range(j->dtype, n, j->cur + first * es,
-					     j->base + first * es,
-					     j->d + first);
-		return 0;
-	}
-	if (j->codes_pass)
+		udfs_add_delta_range(j->dtype, n, j->cur + first * es,
+				     j->base + first * es, j->d + first);
+	else
 		prep_codes(j, i, first, n);
-	else if (lp->values == UDFS_VAL_CODES)
-		return prep_extremes_slice(j, i, first, n);
 	return 0;
 }
 
-/* The extremes of the whole tensor from those of its slices; -EDOM when
- * lo and step differ from the plan's (the source changed meanwhile). */
-static int prep_extremes(struct prep_job *j, size_t slices)
+/* Whether the extremes of the deltas, from those of the slices, are the
+ * plan's: the codes were made with the plan's, so they are the codes the
+ * plan meant only then. A source changed since (or a delta no longer
+ * finite) is -EIO. */
+static int prep_check(const struct prep_job *j, size_t slices)
 {
-	const udfs_lossy_params *lp = &j->p->lp;
-	float lo = 0, step = 0;
+	double mn = INFINITY, mx = -INFINITY;
+	bool same = true;
 
-	j->qmin = INFINITY;
-	j->qmax = -INFINITY;
 	for (size_t i = 0; i < slices; i++) {
-		j->qmin = UDFS_MIN(j->qmin, j->mn[i]);
-		j->qmax = UDFS_MAX(j->qmax, j->mx[i]);
+		mn = UDFS_MIN(mn, j->mn[i]);
+		mx = UDFS_MAX(mx, j->mx[i]);
+		same = same && !j->err[i];
 	}
-	if (udfs_ud_quantize_params(j->qmin, j->qmax, j->lt->n, lp->bits, &lo,
-				    &step) != 0 ||
-	    lo != lp->lo || step != lp->step)
-		return -EDOM;
+	if (!same || mn != j->p->qmin || mx != j->p->qmax)
+		return udfs_error(-EIO,
+				  "tensor changed while being compressed");
 	return 0;
 }
 
 /* The codes (or signs) of lt and their histogram `hist`, or for native
- * values its deltas into j->d, in slices on `jobs` threads: the same codes as
- * udfs_ud_quantize on the whole tensor, which the plan ran (its lo and step
- * must come out again). */
+ * values its deltas into j->d, and the seeded mask, in one pass of slices
+ * on `jobs` threads: the same codes as udfs_ud_quantize on the whole
+ * tensor, whose extremes the plan found (prep_check). */
 static int prepare_values(struct prep_job *j, int jobs, uint64_t *hist)
 {
 	const udfs_lossy_params *lp = &j->p->lp;
@@ -471,21 +457,16 @@ static int prepare_values(struct prep_job *j, int jobs, uint64_t *hist)
 	j->mx = udfs_xcalloc(slices + 1, sizeof(double));
 	j->hist = udfs_xcalloc(slices + 1, sizeof(*j->hist));
 	j->kept = udfs_xcalloc(slices + 1, sizeof(*j->kept));
+	j->err = udfs_xcalloc(slices + 1, sizeof(*j->err));
 	err = udfs_parallel_for(jobs, slices, prep_slice, j);
 	if (!err && lp->values == UDFS_VAL_CODES)
-		err = prep_extremes(j, slices);
-	if (err == -EDOM) {
-		udfs_error_clear();
-		err = udfs_error(-EIO, "tensor changed while being compressed");
-	}
-	j->codes_pass = true;
-	if (!err)
-		err = udfs_parallel_for(jobs, slices, prep_slice, j);
+		err = prep_check(j, slices);
 	for (size_t i = 0; i < slices; i++) {
 		for (int c = 0; c < 256; c++)
 			hist[c] += j->hist[i][c];
 		j->seeded_kept += j->kept[i];
 	}
+	free(j->err);
 	free(j->kept);
 	free(j->mn);
 	free(j->mx);

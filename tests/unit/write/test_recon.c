@@ -7,8 +7,9 @@
  * saturate in F16, and for the adaptive method's composite chunks
  * (udfs_mix_tensor_recon); and a tensor prepared on several threads (parallel
  * slices, the group-wise mask walked while chunks are encoded) must give
- * the same chunks as on one.
+ * the same chunks as on one; a source changed since the plan is -EIO.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -71,6 +72,8 @@ static void make_plan(int enc, int mask, int dtype, uint64_t n, const void *cur,
 		CHECK_EQ_INT(
 		    udfs_ud_quantize(d, n, 4, codes, &p->lp.lo, &p->lp.step),
 		    0);
+		/* the extremes the planner hands over with lo and step */
+		CHECK_EQ_INT(udfs_ud_minmax(d, n, &p->qmin, &p->qmax), 0);
 	} else if (enc == UDFS_ENC_BITDELTA) {
 		p->lp.values = UDFS_VAL_SIGN;
 		p->lp.mask = UDFS_MASK_NONE;
@@ -221,8 +224,36 @@ static void test_method(int enc, int mask, int dtype)
 	free(cur);
 }
 
+/* A source that changed after the plan (a larger delta, a NaN) is an
+ * error of the prepare, not codes made with the plan's stale extremes. */
+static void test_changed(void)
+{
+	int dtype = UDFS_DT_BF16;
+	uint64_t n = (uint64_t)(1.5 * UDFS_CHUNK_BYTES / 2);
+	unsigned char *base = malloc(n * 2), *cur = malloc(n * 2);
+	struct lossy_tensor *lt = NULL;
+	struct tensor_plan p;
+
+	make_pair(dtype, n, base, cur);
+	make_plan(UDFS_ENC_ULTRADELTA, UDFS_MASK_SEEDED, dtype, n, cur, base,
+		  &p);
+	/* past the largest delta of make_pair (5e36, its BF16 outliers) */
+	udfs_dtype_store_f32(dtype, cur, n - 7,
+			     udfs_dtype_load_f32(dtype, base, n - 7) + 1e38f);
+	CHECK_EQ_INT(udfs_lossy_tensor_prepare(&p, dtype, n, cur, base, 2, &lt),
+		     -EIO);
+	CHECK(lt == NULL);
+	udfs_dtype_store_f32(dtype, cur, n - 7, NAN);
+	CHECK_EQ_INT(udfs_lossy_tensor_prepare(&p, dtype, n, cur, base, 1, &lt),
+		     -EIO);
+	CHECK(lt == NULL);
+	free(base);
+	free(cur);
+}
+
 int main(void)
 {
+	test_changed();
 	int dtypes[3] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
 
 	for (int i = 0; i < 3; i++) {
