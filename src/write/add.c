@@ -539,7 +539,6 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 		g.models[i].name = names[i];
 		g.models[i].src = src[i];
 		plan_lossless(&g, &g.models[i]);
-		udfs_add_match_base(&g, &g.models[i]);
 		for (size_t j = 0; j < src[i]->n_files; j++)
 			total += src[i]->files[j].size;
 	}
@@ -554,6 +553,11 @@ int udfs_compress_add(udfs_store *s, const udfs_add_opts *o, size_t n,
 	udfs_progress_init(&pr, o->quiet, total);
 	for (size_t i = 0; i < n && !err; i++)
 		err = write_model(&g, &g.models[i], &models[i], &packs[i]);
+	/* For the report's warnings; after the write, which mapped every
+	 * page that the sample touches (before, each was a page fault of a
+	 * serial pass). */
+	for (size_t i = 0; i < n && !err; i++)
+		udfs_add_match_base(&g, &g.models[i]);
 	udfs_progress_show(&pr, "", "", true);
 	udfs_progress_end(&pr);
 	if (!err)
