@@ -12,12 +12,13 @@
 #include <string.h>
 
 #include "common/dtype.h"
+#include "common/util.h"
 
 /* Elements [first, first + n) of a dtype array as floats. BF16 and F32,
  * the common cases, are converted inline: add measures every chunk it
  * writes, and a call per element would double the cost of a lossy add. */
-static void load_block(int dtype, const void *p, uint64_t first, size_t n,
-		       float *restrict out)
+UDFS_INLINE void load_block(int dtype, const void *p, uint64_t first, size_t n,
+			    float *restrict out)
 {
 	const unsigned char *restrict b = p;
 	size_t i = 0;
@@ -62,8 +63,8 @@ struct lanes {
 };
 
 /* Elements b, r, w [0, LANES) into the lanes. */
-static inline void lanes_add(struct lanes *restrict s, const float *b,
-			     const float *r, const float *w)
+UDFS_INLINE void lanes_add(struct lanes *restrict s, const float *b,
+			   const float *r, const float *w)
 {
 	for (int j = 0; j < LANES; j++) {
 		double ds = (double)w[j] - b[j], dr = (double)r[j] - b[j];
@@ -78,6 +79,7 @@ static inline void lanes_add(struct lanes *restrict s, const float *b,
 	}
 }
 
+UDFS_CLONES
 void udfs_fidelity_add(udfs_fidelity *f, int dtype, const void *base,
 		       const void *rec, const void *src, uint64_t n)
 {

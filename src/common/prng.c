@@ -34,13 +34,7 @@ uint64_t udfs_seeded_key(uint64_t model_seed, const char *tensor_name)
  * AVX2). The clones let one binary use the best the CPU has; elsewhere the
  * plain version is the same arithmetic.
  */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&         \
-    defined(__ELF__)
-#define SEEDED_CLONES                                                          \
-	__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#else
-#define SEEDED_CLONES
-#endif
+#define SEEDED_CLONES UDFS_CLONES
 
 /* keep[b] for the 64 elements whose splitmix64 states start at x. The
  * signed compare is the unsigned one (both sides are below 2^53) and

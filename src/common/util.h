@@ -22,6 +22,24 @@
 #define UDFS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define UDFS_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/*
+ * A hot per-element loop compiled for AVX-512 and AVX2 as well as the
+ * build's baseline, the best the CPU has picked when the program loads
+ * (GCC target_clones). Only for loops whose results do not depend on the
+ * vector width: lane-wise float adds and multiplies (never fused: the
+ * build passes -ffp-contract=off), compares and integer steps, with any
+ * reduction over explicit lanes. Its helpers must be UDFS_INLINE, or they
+ * stay baseline code.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&         \
+    defined(__ELF__)
+#define UDFS_CLONES                                                            \
+	__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define UDFS_CLONES
+#endif
+#define UDFS_INLINE static inline __attribute__((always_inline))
+
 /* The version of udfs and udfs-compress (--version). */
 #define UDFS_VERSION "0.1.0"
 

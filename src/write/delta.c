@@ -19,8 +19,8 @@
 
 /* One block of BF16 deltas: a constant trip count and local arrays, which
  * -O2's cheap vectorizer needs (BF16 is the top half of an F32). */
-static void delta_bf16_block(const unsigned char *c, const unsigned char *b,
-			     float *d)
+UDFS_INLINE void delta_bf16_block(const unsigned char *c,
+				  const unsigned char *b, float *d)
 {
 	uint16_t hc[DELTA_BLOCK], hb[DELTA_BLOCK];
 	float out[DELTA_BLOCK];
@@ -38,6 +38,7 @@ static void delta_bf16_block(const unsigned char *c, const unsigned char *b,
 	memcpy(d, out, sizeof(out));
 }
 
+UDFS_CLONES
 void udfs_add_delta_range(int dtype, uint64_t n, const void *cur,
 			  const void *base, float *d)
 {

@@ -657,9 +657,9 @@ int udfs_lossy_tensor_chunk(const struct lossy_tensor *lt,
  * is near or past the largest finite value (or a NaN), which the caller
  * redoes through udfs_lossy_bf16_add.
  */
-static uint32_t recon_bf16_block(const uint8_t *keep, const uint8_t *codes,
-				 uint8_t code_mask, const float *lut,
-				 const uint8_t *bp, uint8_t *op)
+UDFS_INLINE uint32_t recon_bf16_block(const uint8_t *keep, const uint8_t *codes,
+				      uint8_t code_mask, const float *lut,
+				      const uint8_t *bp, uint8_t *op)
 {
 	uint16_t hb[RECON_BLOCK], ho[RECON_BLOCK];
 	float d[RECON_BLOCK];
@@ -705,6 +705,7 @@ static void recon_bf16_each(const uint8_t *keep, const uint8_t *codes,
  * where dropped (which are kept is a coin flip per element, a branch
  * mispredicted often); a block with a sum near the top again through
  * recon_bf16_each. */
+UDFS_CLONES
 static void recon_bf16(const uint8_t *keep, const uint8_t *codes,
 		       uint8_t code_mask, const float *lut, const void *base,
 		       void *rec, uint32_t n)

@@ -43,9 +43,11 @@ static double round_half_even(double x)
 	return f;
 }
 
-/* Lanes of the vectorized extremes: 8 floats, two SSE registers. */
-#define MM_LANES 8
+/* Lanes of the vectorized extremes: 32 floats, one to four registers
+ * (extremes combine exactly, in any order). */
+#define MM_LANES 32
 
+UDFS_CLONES
 int udfs_ud_minmax(const float *delta, size_t n, double *mn, double *mx)
 {
 	float lo[MM_LANES], hi[MM_LANES], a = INFINITY, b = -INFINITY;
@@ -127,8 +129,8 @@ static inline int64_t code_exact(double t, double range, double levels)
  * round(y) = round(x) unless y is within 1e-3 of a half: *near counts
  * those, for the caller to recompute.
  */
-static void quantize_block(const float *delta, float mnf, float inv, int top,
-			   uint8_t *out, uint8_t *near_half)
+UDFS_INLINE void quantize_block(const float *delta, float mnf, float inv,
+				int top, uint8_t *out, uint8_t *near_half)
 {
 	float d[QBLOCK];
 	uint8_t c8[QBLOCK], nh[QBLOCK];
@@ -147,6 +149,7 @@ static void quantize_block(const float *delta, float mnf, float inv, int top,
 	memcpy(near_half, nh, sizeof(nh));
 }
 
+UDFS_CLONES
 void udfs_ud_quantize_range(const float *delta, size_t n, unsigned bits,
 			    double mn, double mx, uint8_t *codes)
 {
