@@ -243,20 +243,12 @@ static int subspace_iters(size_t k)
 	return subspace_cols(k) >= 2 * k ? 2 : 4;
 }
 
-/* M as compressed rows: row r's nonzeros are val[ptr[r], ptr[r + 1]),
- * in columns col[] (csr_build). */
-struct csr {
-	uint64_t *ptr;
-	uint32_t *col;
-	float *val;
-};
-
 /* G = M M^T (rows <= cols) or M^T M, as formed (g, column-major upper
  * triangle) or implicit (g NULL: two products with m, or with sp where M
  * is mostly zeros). */
 struct gram_op {
 	const float *m, *g;
-	const struct csr *sp;
+	const udfs_csr *sp;
 	size_t rows, cols, n, other;
 	bool wide;
 	float *tmp;	/* other x l, the implicit form's middle product */
@@ -553,7 +545,8 @@ out:
  * two sgemm products multiply every zero: as compressed rows, a product
  * with a block of l vectors costs l multiply-adds per nonzero. The blocks
  * are row-major there (a nonzero's l products are one contiguous row),
- * l padded to whole vectors of 8 floats; csr_apply transposes the
+ * l padded to whole vectors of 8 floats (l <= SLQ_COLS = 24: widths 8,
+ * 16, 24); csr_apply transposes the
  * column-major blocks of the rest of the code in and out. Each output row
  * is summed in the order of the nonzeros, the same on every run.
  */
@@ -569,53 +562,107 @@ typedef float v8f __attribute__((vector_size(32)));
 #define CSR_CLONES
 #endif
 
-/* y[r] = sum of val * x[col] over row r's nonzeros (x: rows of w floats,
- * y: rows of M, w floats each). */
-CSR_CLONES static void csr_gather(const struct csr *a, size_t rows,
-				  const float *x, size_t w, float *y)
-{
-	for (size_t r = 0; r < rows; r++) {
-		float *yr = y + r * w;
-
-		memset(yr, 0, w * sizeof(float));
-		for (uint64_t e = a->ptr[r]; e < a->ptr[r + 1]; e++) {
-			const float *xr = x + (size_t)a->col[e] * w;
-			float v = a->val[e];
-
-			for (size_t c = 0; c < w; c += 8) {
-				v8f yv, xv;
-
-				memcpy(&yv, yr + c, sizeof(yv));
-				memcpy(&xv, xr + c, sizeof(xv));
-				yv += v * xv;
-				memcpy(yr + c, &yv, sizeof(yv));
-			}
-		}
+/*
+ * y[r] = sum of val * x[col] over row r's nonzeros (x: rows of W floats,
+ * y: rows of M, W floats each), for W = 8, 16, 24 (the blocks' widths):
+ * the row's sums stay in registers, in two sets (even and odd nonzeros,
+ * added at the end) so that an add need not wait for the previous one.
+ */
+#define DEFINE_GATHER(W)                                                       \
+	CSR_CLONES static void csr_gather##W(const udfs_csr *a, size_t rows,   \
+					     const float *x, float *y)         \
+	{                                                                      \
+		for (size_t r = 0; r < rows; r++) {                            \
+			v8f s0[(W) / 8] = {0}, s1[(W) / 8] = {0};              \
+			uint64_t e = a->ptr[r], end = a->ptr[r + 1];           \
+                                                                               \
+			for (; e + 1 < end; e += 2) {                          \
+				const float *x0 = x + (size_t)a->col[e] * (W); \
+				const float *x1 =                              \
+				    x + (size_t)a->col[e + 1] * (W);           \
+				float v0 = a->val[e], v1 = a->val[e + 1];      \
+                                                                               \
+				for (int k = 0; k < (W) / 8; k++) {            \
+					v8f u0, u1;                            \
+                                                                               \
+					memcpy(&u0, x0 + 8 * k, sizeof(u0));   \
+					memcpy(&u1, x1 + 8 * k, sizeof(u1));   \
+					s0[k] += v0 * u0;                      \
+					s1[k] += v1 * u1;                      \
+				}                                              \
+			}                                                      \
+			for (; e < end; e++) {                                 \
+				const float *x0 = x + (size_t)a->col[e] * (W); \
+                                                                               \
+				for (int k = 0; k < (W) / 8; k++) {            \
+					v8f u0;                                \
+                                                                               \
+					memcpy(&u0, x0 + 8 * k, sizeof(u0));   \
+					s0[k] += a->val[e] * u0;               \
+				}                                              \
+			}                                                      \
+			for (int k = 0; k < (W) / 8; k++) {                    \
+				v8f t = s0[k] + s1[k];                         \
+                                                                               \
+				memcpy(y + r * (W) + 8 * k, &t, sizeof(t));    \
+			}                                                      \
+		}                                                              \
 	}
+
+DEFINE_GATHER(8)
+DEFINE_GATHER(16)
+DEFINE_GATHER(24)
+
+static void csr_gather(const udfs_csr *a, size_t rows, const float *x, size_t w,
+		       float *y)
+{
+	if (w == 8)
+		csr_gather8(a, rows, x, y);
+	else if (w == 16)
+		csr_gather16(a, rows, x, y);
+	else
+		csr_gather24(a, rows, x, y);
 }
 
-/* y[col] += val * x[r] over every nonzero (x: rows of M, w floats each;
- * y: cols rows of w floats, zeroed by the caller). */
-CSR_CLONES static void csr_scatter(const struct csr *a, size_t rows,
-				   const float *x, size_t w, float *y)
-{
-	for (size_t r = 0; r < rows; r++) {
-		const float *xr = x + r * w;
-
-		for (uint64_t e = a->ptr[r]; e < a->ptr[r + 1]; e++) {
-			float *yr = y + (size_t)a->col[e] * w;
-			float v = a->val[e];
-
-			for (size_t c = 0; c < w; c += 8) {
-				v8f yv, xv;
-
-				memcpy(&yv, yr + c, sizeof(yv));
-				memcpy(&xv, xr + c, sizeof(xv));
-				yv += v * xv;
-				memcpy(yr + c, &yv, sizeof(yv));
-			}
-		}
+/* y[col] += val * x[r] over every nonzero (x: rows of M, W floats each;
+ * y: cols rows of W floats, zeroed by the caller), for W = 8, 16, 24: the
+ * row of x in registers while its nonzeros are added. */
+#define DEFINE_SCATTER(W)                                                      \
+	CSR_CLONES static void csr_scatter##W(const udfs_csr *a, size_t rows,  \
+					      const float *x, float *y)        \
+	{                                                                      \
+		for (size_t r = 0; r < rows; r++) {                            \
+			v8f xr[(W) / 8];                                       \
+                                                                               \
+			memcpy(xr, x + r * (W), sizeof(xr));                   \
+			for (uint64_t e = a->ptr[r]; e < a->ptr[r + 1]; e++) { \
+				float *yr = y + (size_t)a->col[e] * (W);       \
+				float v = a->val[e];                           \
+                                                                               \
+				for (int k = 0; k < (W) / 8; k++) {            \
+					v8f u;                                 \
+                                                                               \
+					memcpy(&u, yr + 8 * k, sizeof(u));     \
+					u += v * xr[k];                        \
+					memcpy(yr + 8 * k, &u, sizeof(u));     \
+				}                                              \
+			}                                                      \
+		}                                                              \
 	}
+
+DEFINE_SCATTER(8)
+DEFINE_SCATTER(16)
+DEFINE_SCATTER(24)
+
+static void csr_scatter(const udfs_csr *a, size_t rows, const float *x,
+			size_t w, float *y)
+{
+	if (w == 8)
+		csr_scatter8(a, rows, x, y);
+	else if (w == 16)
+		csr_scatter16(a, rows, x, y);
+	else
+		csr_scatter24(a, rows, x, y);
 }
 
 /* z = G q through op->sp: M^T q then M of that (wide), or M q then M^T
@@ -654,10 +701,12 @@ static uint64_t count_nonzeros(const float *m, size_t rows, size_t cols)
 
 /* a: the nnz nonzeros of m as compressed rows. */
 static int csr_build(const float *m, size_t rows, size_t cols, uint64_t nnz,
-		     struct csr *a)
+		     udfs_csr *a)
 {
 	uint64_t e = 0;
 
+	a->rows = rows;
+	a->cols = cols;
 	a->ptr = malloc((rows + 1) * sizeof(*a->ptr));
 	/* one spare slot: every element is written, the index moves on
 	 * nonzeros (no branch per element) */
@@ -680,11 +729,18 @@ static int csr_build(const float *m, size_t rows, size_t cols, uint64_t nnz,
 	return 0;
 }
 
-static void csr_free(struct csr *a)
+void udfs_csr_free(udfs_csr *a)
 {
 	free(a->ptr);
 	free(a->col);
 	free(a->val);
+	memset(a, 0, sizeof(*a));
+}
+
+/* Whether a matrix of nnz nonzeros goes through compressed rows. */
+static bool csr_pays(uint64_t nnz, size_t rows, size_t cols)
+{
+	return (double)nnz <= CSR_DENSITY * (double)rows * (double)cols;
 }
 
 /*
@@ -755,13 +811,35 @@ static double *slq_block(const struct slq *s, size_t j)
 	return s->v + j * s->n * SLQ_COLS;
 }
 
+/* Lanes of the Lanczos vectors' loops: element i in lane i % DLANES,
+ * independent chains that -O2 vectorizes, added in order at the end. */
+#define DLANES 8
+
 static double dot(const double *a, const double *b, size_t n)
 {
-	double d = 0;
+	double lane[DLANES] = {0}, d = 0;
+	size_t i = 0;
 
-	for (size_t i = 0; i < n; i++)
+	for (; i + DLANES <= n; i += DLANES)
+		for (int j = 0; j < DLANES; j++)
+			lane[j] += a[i + j] * b[i + j];
+	for (; i < n; i++)
 		d += a[i] * b[i];
+	for (int j = 0; j < DLANES; j++)
+		d += lane[j];
 	return d;
+}
+
+/* w -= d v over n elements (the same operations, vectorized). */
+static void sub_scaled(double *w, const double *v, double d, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + DLANES <= n; i += DLANES)
+		for (int j = 0; j < DLANES; j++)
+			w[i + j] -= d * v[i + j];
+	for (; i < n; i++)
+		w[i] -= d * v[i];
 }
 
 /* Q: SLQ_DEFLATE orthonormal columns spanning G^2 Z for Rademacher Z,
@@ -801,8 +879,7 @@ static void slq_start(struct slq *s, uint64_t *st)
 			for (size_t q = 0; q < SLQ_DEFLATE; q++) {
 				double d = dot(v + q * n, w, n);
 
-				for (size_t i = 0; i < n; i++)
-					w[i] -= d * v[q * n + i];
+				sub_scaled(w, v + q * n, d, n);
 			}
 	}
 	for (size_t c = 0; c < SLQ_COLS; c++) {
@@ -832,8 +909,7 @@ static void slq_column_step(struct slq *s, size_t j, size_t c, double *w)
 			const double *vi = slq_block(s, i) + c * n;
 			double d = dot(vi, w, n);
 
-			for (size_t r = 0; r < n; r++)
-				w[r] -= d * vi[r];
+			sub_scaled(w, vi, d, n);
 		}
 	b = sqrt(dot(w, w, n));
 	s->beta[j * SLQ_COLS + c] = b;
@@ -1081,43 +1157,29 @@ double udfs_dot(const float *a, const float *b, uint64_t n)
 	return sum;
 }
 
-/* udfs_nuclear_norm_slq of m with nnz nonzeros: its products through
- * compressed rows below CSR_DENSITY. */
-static int slq_norm(const float *m, size_t rows, size_t cols, uint64_t nnz,
-		    double *out)
+/* The estimate with the products of op (through m, or sp where set),
+ * ||M||_F^2 being fro2. */
+static int slq_estimate(struct gram_op op, double fro2, double *out)
 {
-	bool wide = rows <= cols;
-	size_t n = wide ? rows : cols;
-	struct csr sp = {0};
-	struct slq s = {.op = {.m = m,
-			       .rows = rows,
-			       .cols = cols,
-			       .n = n,
-			       .other = wide ? cols : rows,
-			       .wide = wide},
-			.n = n};
+	struct slq s = {.op = op, .n = op.n};
 	/* The shape seeds the probes: the same matrix, the same estimate. */
-	uint64_t st = ((uint64_t)rows << 32) ^ (uint64_t)cols;
+	uint64_t st = ((uint64_t)op.rows << 32) ^ (uint64_t)op.cols;
 	int ret;
 
 	*out = 0.0;
-	if (n < 2 * SLQ_COLS) /* as cheap exactly, and Q would fill G */
-		return udfs_nuclear_norm(m, rows, cols, out);
-	if (rows > INT_MAX || cols > INT_MAX)
+	if (op.rows > INT_MAX || op.cols > INT_MAX)
 		return udfs_error(
 		    -EINVAL,
 		    "nuclear norm: %zu x %zu matrix is too large for BLAS",
-		    rows, cols);
+		    op.rows, op.cols);
 	ret = slq_alloc(&s);
-	if (!ret && (double)nnz <= CSR_DENSITY * (double)rows * (double)cols) {
-		ret = csr_build(m, rows, cols, nnz, &sp);
-		s.op.sp = &sp;
-		s.op.qt = malloc(n * CSR_W(SLQ_COLS) * sizeof(float));
-		s.op.zt = malloc(n * CSR_W(SLQ_COLS) * sizeof(float));
-		if (!ret && (!s.op.qt || !s.op.zt))
+	if (!ret && op.sp) {
+		s.op.qt = malloc(s.n * CSR_W(SLQ_COLS) * sizeof(float));
+		s.op.zt = malloc(s.n * CSR_W(SLQ_COLS) * sizeof(float));
+		if (!s.op.qt || !s.op.zt)
 			ret = udfs_error(-ENOMEM,
-					 "nuclear norm: %zu x %zu matrix", rows,
-					 cols);
+					 "nuclear norm: %zu x %zu matrix",
+					 op.rows, op.cols);
 	}
 	if (!ret) {
 		openblas_set_num_threads(1);
@@ -1128,11 +1190,47 @@ static int slq_norm(const float *m, size_t rows, size_t cols, uint64_t nnz,
 		ret = slq_lanczos(&s);
 	}
 	if (!ret)
-		ret = slq_combine(&s, udfs_sum_squares(m, rows * cols), out);
+		ret = slq_combine(&s, fro2, out);
 	free(s.op.qt);
 	free(s.op.zt);
-	csr_free(&sp);
 	slq_free(&s);
+	return ret;
+}
+
+static struct gram_op implicit_op(const float *m, const udfs_csr *sp,
+				  size_t rows, size_t cols)
+{
+	bool wide = rows <= cols;
+
+	return (struct gram_op){.m = m,
+				.sp = sp,
+				.rows = rows,
+				.cols = cols,
+				.n = wide ? rows : cols,
+				.other = wide ? cols : rows,
+				.wide = wide};
+}
+
+/* udfs_nuclear_norm_slq of m with nnz nonzeros: its products through
+ * compressed rows where csr_pays. */
+static int slq_norm(const float *m, size_t rows, size_t cols, uint64_t nnz,
+		    double *out)
+{
+	udfs_csr sp = {0};
+	int ret;
+
+	*out = 0.0;
+	/* as cheap exactly, and Q would fill G */
+	if ((rows < cols ? rows : cols) < 2 * SLQ_COLS)
+		return udfs_nuclear_norm(m, rows, cols, out);
+	if (!csr_pays(nnz, rows, cols))
+		return slq_estimate(implicit_op(m, NULL, rows, cols),
+				    udfs_sum_squares(m, rows * cols), out);
+	ret = csr_build(m, rows, cols, nnz, &sp);
+	if (!ret)
+		ret = slq_estimate(implicit_op(NULL, &sp, rows, cols),
+				   udfs_sum_squares(sp.val, sp.ptr[rows]), out);
+	udfs_csr_free(&sp);
 	return ret;
 }
 
@@ -1180,4 +1278,33 @@ int udfs_nuclear_norm_auto(const float *m, size_t rows, size_t cols,
 	    !slq_cheaper(n, o))
 		return udfs_nuclear_norm(m, rows, cols, out);
 	return slq_norm(m, rows, cols, nnz, out);
+}
+
+int udfs_nuclear_norm_csr(const udfs_csr *a, double *out)
+{
+	size_t n = a->rows < a->cols ? a->rows : a->cols;
+	uint64_t nnz = a->ptr[a->rows];
+	float *m;
+	int ret;
+
+	*out = 0.0;
+	if (n > UDFS_NUCLEAR_EXACT_MAX && n >= 2 * SLQ_COLS &&
+	    csr_pays(nnz, a->rows, a->cols))
+		return slq_estimate(implicit_op(NULL, a, a->rows, a->cols),
+				    udfs_sum_squares(a->val, nnz), out);
+	/* Small or dense: what udfs_nuclear_norm_auto does with the matrix. */
+	if (a->rows && a->cols > SIZE_MAX / sizeof(float) / a->rows)
+		return udfs_error(-ENOMEM, "nuclear norm: %zu x %zu matrix",
+				  a->rows, a->cols);
+	m = udfs_malloc_huge(a->rows * a->cols * sizeof(float) + 1);
+	if (!m)
+		return udfs_error(-ENOMEM, "nuclear norm: %zu x %zu matrix",
+				  a->rows, a->cols);
+	memset(m, 0, a->rows * a->cols * sizeof(float));
+	for (size_t r = 0; r < a->rows; r++)
+		for (uint64_t e = a->ptr[r]; e < a->ptr[r + 1]; e++)
+			m[r * a->cols + a->col[e]] = a->val[e];
+	ret = udfs_nuclear_norm_auto(m, a->rows, a->cols, out);
+	free(m);
+	return ret;
 }

@@ -43,6 +43,28 @@ int udfs_nuclear_norm_slq(const float *m, size_t rows, size_t cols,
 int udfs_nuclear_norm_auto(const float *m, size_t rows, size_t cols,
 			   double *out);
 
+/*
+ * A rows x cols float32 matrix in compressed rows, for a mostly zero one:
+ * row r's nonzeros are val[ptr[r], ptr[r + 1]), in increasing columns
+ * col[]; ptr has rows + 1 entries. Free the arrays with udfs_csr_free.
+ */
+typedef struct udfs_csr {
+	size_t rows, cols;
+	uint64_t *ptr;
+	uint32_t *col;
+	float *val;
+} udfs_csr;
+
+void udfs_csr_free(udfs_csr *a);
+
+/*
+ * udfs_nuclear_norm_auto of the matrix a holds, the same double, without
+ * the dense matrix where the estimate goes through compressed rows (above
+ * UDFS_NUCLEAR_EXACT_MAX rows and columns, at most a quarter nonzero);
+ * else through a dense copy. 0 and *out, or -errno with a message.
+ */
+int udfs_nuclear_norm_csr(const udfs_csr *a, double *out);
+
 /* The sum of squares of d[0, n) in double (||M||_F^2 of a matrix), in
  * eight lanes that -O2 vectorizes (one running sum made each element wait
  * for the previous one), added in a fixed order. */

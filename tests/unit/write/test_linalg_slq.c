@@ -163,6 +163,56 @@ static void test_auto(void)
 	free(m);
 }
 
+/* m's nonzeros as compressed rows. */
+static void to_csr(const float *m, size_t rows, size_t cols, udfs_csr *a)
+{
+	uint64_t e = 0;
+
+	a->rows = rows;
+	a->cols = cols;
+	a->ptr = malloc((rows + 1) * sizeof(*a->ptr));
+	a->col = malloc((rows * cols + 1) * sizeof(*a->col));
+	a->val = malloc((rows * cols + 1) * sizeof(*a->val));
+	for (size_t r = 0; r < rows; r++) {
+		a->ptr[r] = e;
+		for (size_t c = 0; c < cols; c++)
+			if (m[r * cols + c] != 0.0f) {
+				a->col[e] = (uint32_t)c;
+				a->val[e++] = m[r * cols + c];
+			}
+	}
+	a->ptr[rows] = e;
+}
+
+/* udfs_nuclear_norm_csr: the same double as udfs_nuclear_norm_auto of
+ * the dense matrix, whichever way it goes (estimated from the rows,
+ * exact, estimated through dense products). */
+static void test_csr(void)
+{
+	struct {
+		size_t rows, cols;
+		void (*fill)(float *, size_t, size_t);
+	} c[4] = {{700, 900, fill_pruned},
+		  {4000, 600, fill_pruned},
+		  {300, 500, fill_pruned},
+		  {600, 700, fill_pruned_dense}};
+
+	for (int i = 0; i < 4; i++) {
+		float *m = malloc(c[i].rows * c[i].cols * sizeof(*m));
+		double a = -1, b = -2;
+		udfs_csr sp;
+
+		c[i].fill(m, c[i].rows, c[i].cols);
+		to_csr(m, c[i].rows, c[i].cols, &sp);
+		CHECK_EQ_INT(udfs_nuclear_norm_csr(&sp, &a), 0);
+		CHECK_EQ_INT(
+		    udfs_nuclear_norm_auto(m, c[i].rows, c[i].cols, &b), 0);
+		CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+		udfs_csr_free(&sp);
+		free(m);
+	}
+}
+
 /* Two estimates of one matrix on two threads at once (what a group add
  * at --jobs 2 runs): each the same double as on the main thread. */
 struct on_thread {
@@ -237,6 +287,7 @@ int main(void)
 	test_shape("pruned, denser", 500, 700, fill_pruned_dense);
 	test_shape("rank 5", 400, 300, lowrank_exact);
 	test_auto();
+	test_csr();
 	test_threads();
 	if (getenv("UDFS_BENCH"))
 		bench();
