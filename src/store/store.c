@@ -107,6 +107,16 @@ static char *live_path(const udfs_store *s)
  * and new bytes; a stale name is caught by the generation numbers (latest_gen).
  */
 
+static bool snapshot_exists(udfs_store *s, int64_t gen)
+{
+	char *path = udfs_cluster_snapshot_path(s->dir, gen);
+	struct stat st;
+	bool found = stat(path, &st) == 0;
+
+	free(path);
+	return found;
+}
+
 /* The latest published generation: the pointer, or a newer snapshot a
  * writer killed before it replaced the pointer left. -1 when none.
  * Under the writer lock: a missing name is never cached (a lookup that
@@ -122,16 +132,8 @@ static int latest_gen(udfs_store *s, int64_t *gen, int64_t *pointer,
 		err = 0;
 	}
 	*pointer = *gen;
-	for (;;) {
-		char *next = udfs_cluster_snapshot_path(s->dir, *gen + 1);
-		struct stat st;
-		bool found = stat(next, &st) == 0;
-
-		free(next);
-		if (!found)
-			break;
+	while (snapshot_exists(s, *gen + 1))
 		++*gen;
-	}
 	return err;
 }
 
@@ -546,7 +548,9 @@ static int open_current(udfs_store *s, int64_t *gen, udfs_catalog **cat)
 }
 
 /* Publish when the store has no (or a stale) snapshot: the first open of
- * a format 1 store, or a writer killed between its commit and publish. */
+ * a format 1 store, or a writer killed between its commit and publish
+ * (after its snapshot, the commit point, a newer one than the pointer's;
+ * after catalog.db, another stamp). */
 static int catch_up(udfs_store *s)
 {
 	int64_t gen;
@@ -554,6 +558,7 @@ static int catch_up(udfs_store *s)
 	char *live = live_path(s);
 	int err = udfs_cluster_pointer_read(s->dir, &gen, &stamp);
 	bool missing = err == -ENOENT;
+	bool ahead = !err && snapshot_exists(s, gen + 1);
 
 	if (!err && udfs_catalog_file_stamp(live, &live_stamp) < 0) {
 		/* A reader that may not read catalog.db serves what is
@@ -562,7 +567,7 @@ static int catch_up(udfs_store *s)
 		live_stamp = stamp;
 	}
 	free(live);
-	if (missing || (!err && stamp != live_stamp)) {
+	if (missing || (!err && (stamp != live_stamp || ahead))) {
 		udfs_error_clear();
 		err = writer_enter(s);
 		writer_leave(s);

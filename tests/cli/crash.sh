@@ -16,8 +16,13 @@ gen model "$T/base.safetensors" --mb "$MB" --seed 1
 gen finetune "$T/base.safetensors" "$T/ft.safetensors" --seed 2
 must "add-base" "$UC" add-base -q "$S" base "$T/base.safetensors"
 
+# present NAME: whether `udfs ls` (a reader opened after the kill) lists
+# NAME; a failing ls is a failure, never "absent".
 present() {
-	"$UDFS" ls --json "$S" >"$T/ls.json" 2>"$T/err" || return 2
+	if ! "$UDFS" ls --json "$S" >"$T/ls.json" 2>"$T/err"; then
+		fail "ls after a kill: $(cat "$T/err")"
+		return 1
+	fi
 	json_check "$T/ls.json" '"'"$1"'" in [m["name"] for m in j]' >/dev/null
 }
 
@@ -41,8 +46,10 @@ after_kill() {
 	[ -z "$left" ] || fail "$3: unreferenced after gc: $left"
 }
 
-# Kill at several moments of a ~3 s add (2 cores), including early ones
-# (while planning) and late ones (while the catalog commits).
+# Kill at several moments of a ~2 s add (2 cores), including early ones
+# (while planning) and late ones (while the catalog commits and publishes:
+# a reader opened after a kill between the snapshot and the pointer must
+# list the model, as the next writer does).
 for delay in 0.2 0.6 1.1 1.6 2.2; do
 	"$UC" add -q "$S" --base base --lossless ft="$T/ft.safetensors" \
 		>/dev/null 2>"$T/add.err" &

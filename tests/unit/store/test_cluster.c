@@ -261,6 +261,7 @@ static void test_publish(void)
 	char *b = write_st("b.safetensors", 3000, 1);
 	char *d1 = write_st("d1.safetensors", 3000, 2);
 	char *d2 = write_st("d2.safetensors", 3000, 3);
+	char *d3 = write_st("d3.safetensors", 3000, 8);
 	udfs_store *w = NULL, *r = NULL;
 	int64_t g, pg;
 	uint32_t stamp;
@@ -301,9 +302,33 @@ static void test_publish(void)
 	}
 	CHECK(gen_of(r) == g + 1);
 	CHECK(listed(r, "d2"));
+
+	/* Killed right after the snapshot: catalog.db and the pointer are
+	 * still g + 1's (the old catalog.db is kept by a hard link, as the
+	 * publish renames over it). A reader opened next finishes it. */
+	{
+		char *live = udfs_xasprintf("%s/catalog.db", dir);
+		char *old = udfs_xasprintf("%s/old.db", dir);
+		udfs_store *r2 = NULL;
+
+		CHECK_EQ_INT(udfs_cluster_pointer_read(dir, &pg, &stamp), 0);
+		CHECK_EQ_INT(link(live, old), 0);
+		CHECK_EQ_INT(add_model(w, "d3", d3, true, 1), 0);
+		CHECK_EQ_INT(rename(old, live), 0);
+		CHECK_EQ_INT(udfs_cluster_pointer_write(dir, pg, stamp), 0);
+		CHECK_EQ_INT(udfs_store_open(dir, UDFS_STORE_RDONLY, &r2), 0);
+		if (r2) {
+			CHECK(gen_of(r2) == g + 2);
+			CHECK(listed(r2, "d3"));
+		}
+		udfs_store_close(r2);
+		free(old);
+		free(live);
+	}
 out:
 	udfs_store_close(r);
 	udfs_store_close(w);
+	free(d3);
 	free(d2);
 	free(d1);
 	free(b);
