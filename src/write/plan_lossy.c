@@ -362,6 +362,14 @@ static bool seeded_draw(const struct tensor_plan *p)
 	       (p->lp.mask == UDFS_MASK_SEEDED || p->enc == UDFS_ENC_DARE);
 }
 
+/* True when the keep mask of p is the group-wise walk over its codes
+ * histogram (prepare_mask's last case). */
+static bool walked_mask(const struct tensor_plan *p)
+{
+	return p->lp.mask != UDFS_MASK_NONE && p->enc != UDFS_ENC_MAGNITUDE &&
+	       !seeded_draw(p);
+}
+
 /* Elements per block of a slice's coded passes: their deltas, computed
  * again in the second pass, stay in cache instead of a tensor-sized
  * array. */
@@ -398,7 +406,8 @@ static void prep_codes(struct prep_job *j, size_t slice, uint64_t first,
 		udfs_ud_quantize_range(d, k, lp->bits, p->qmin, p->qmax,
 				       codes + at);
 	}
-	if (lp->values == UDFS_VAL_CODES)
+	/* Only the group-wise walk reads the histogram (prepare_mask). */
+	if (lp->values == UDFS_VAL_CODES && walked_mask(p))
 		udfs_ud_hist(codes, n, j->hist[slice]);
 }
 
