@@ -125,12 +125,15 @@ static inline int64_t code_exact(double t, double range, double levels)
  * The codes of one block of QBLOCK deltas in float, with no branch, so
  * that the loop vectorizes (a constant trip count and local arrays: -O2's
  * cheap vectorizer takes nothing else). y = (d - mn) * inv is within
- * 5e-5 of the exact x (three float roundings of a value below 256), so
- * round(y) = round(x) unless y is within 1e-3 of a half: *near counts
- * those, for the caller to recompute.
+ * 2e-7 * levels of the exact x (three float roundings of a value below
+ * levels + 1; y + 0.5 adds half an ulp of it), so round(y) = round(x)
+ * unless y is within `near` = 1e-3 * levels / 255 of a half, a margin of
+ * over 10 at every bit width: *near flags those, for the caller to
+ * recompute (exact_block).
  */
 UDFS_INLINE void quantize_block(const float *delta, float mnf, float inv,
-				int top, uint8_t *out, uint8_t *near_half)
+				int top, float near, uint8_t *out,
+				uint8_t *near_half)
 {
 	float d[QBLOCK];
 	uint8_t c8[QBLOCK], nh[QBLOCK];
@@ -143,10 +146,31 @@ UDFS_INLINE void quantize_block(const float *delta, float mnf, float inv,
 
 		c = c > top ? top : c;
 		c8[i] = (uint8_t)c;
-		nh[i] = fabsf(frac - 0.5f) < 1e-3f;
+		nh[i] = fabsf(frac - 0.5f) < near;
 	}
 	memcpy(out, c8, sizeof(c8));
 	memcpy(near_half, nh, sizeof(nh));
+}
+
+/* The flagged elements of a block again, exactly (code_exact's x, and
+ * rint rounds half to even as it does), in a loop with no branch that
+ * vectorizes: BF16 deltas lie on a coarse grid and land on halves often,
+ * and a branch per element of the block cost more than the block. */
+UDFS_INLINE void exact_block(const float *delta, double mn, double range,
+			     double levels, int64_t top, const uint8_t *nh,
+			     uint8_t *codes)
+{
+	uint8_t c8[QBLOCK];
+
+	for (int k = 0; k < QBLOCK; k++) {
+		/* rint: half to even in the default rounding mode, as
+		 * code_exact rounds */
+		int c = (int)rint(((double)delta[k] - mn) / range * levels);
+
+		c = c > top ? (int)top : c;
+		c8[k] = nh[k] ? (uint8_t)c : codes[k];
+	}
+	memcpy(codes, c8, sizeof(c8));
 }
 
 UDFS_CLONES
@@ -155,6 +179,7 @@ void udfs_ud_quantize_range(const float *delta, size_t n, unsigned bits,
 {
 	double levels = (double)((1u << bits) - 1), range = mx - mn;
 	float inv = (float)(levels / range);
+	float near = (float)(levels * (1e-3 / 255));
 	int64_t top = (int64_t)levels;
 	uint8_t nh[QBLOCK];
 	size_t i = 0;
@@ -164,18 +189,15 @@ void udfs_ud_quantize_range(const float *delta, size_t n, unsigned bits,
 	for (; i + QBLOCK <= n; i += QBLOCK) {
 		uint64_t any = 0, w;
 
-		quantize_block(delta + i, (float)mn, inv, (int)top, codes + i,
-			       nh);
+		quantize_block(delta + i, (float)mn, inv, (int)top, near,
+			       codes + i, nh);
 		for (int k = 0; k < QBLOCK; k += 8) {
 			memcpy(&w, nh + k, 8);
 			any |= w;
 		}
-		for (int k = 0; any && k < QBLOCK; k++)
-			if (nh[k])
-				codes[i + k] = (uint8_t)UDFS_MIN(
-				    code_exact((double)delta[i + k] - mn, range,
-					       levels),
-				    top);
+		if (any)
+			exact_block(delta + i, mn, range, levels, top, nh,
+				    codes + i);
 	}
 	for (; i < n; i++)
 		codes[i] = (uint8_t)UDFS_MIN(
