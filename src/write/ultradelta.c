@@ -108,14 +108,12 @@ int udfs_ud_quantize_params(double mn, double mx, size_t n, unsigned bits,
 }
 
 /* The code of x = (d - mn) / range * levels, x in [0, levels], rounded
- * half to even through an integer cast: exact here, and no libm call. */
-static inline int64_t code_exact(double t, double range, double levels)
+ * half to even (rint, in the default rounding mode): exact, and inlined
+ * as one rounding instruction where SSE4.1 is there, so that a block of
+ * them vectorizes (exact_block). */
+static inline int code_exact(double t, double range, double levels)
 {
-	double x = t / range * levels;
-	int64_t c = (int64_t)x; /* x >= 0: truncation is floor */
-	double frac = x - (double)c;
-
-	return c + ((frac > 0.5) | ((frac == 0.5) & (int)(c & 1)));
+	return (int)rint(t / range * levels);
 }
 
 /* Elements per block of the vectorized quantizer. */
@@ -152,10 +150,10 @@ UDFS_INLINE void quantize_block(const float *delta, float mnf, float inv,
 	memcpy(near_half, nh, sizeof(nh));
 }
 
-/* The flagged elements of a block again, exactly (code_exact's x, and
- * rint rounds half to even as it does), in a loop with no branch that
- * vectorizes: BF16 deltas lie on a coarse grid and land on halves often,
- * and a branch per element of the block cost more than the block. */
+/* The flagged elements of a block again by code_exact, in a loop with no
+ * branch that vectorizes: BF16 deltas lie on a coarse grid and land on
+ * halves often, and a branch per element of the block cost more than the
+ * block. */
 UDFS_INLINE void exact_block(const float *delta, double mn, double range,
 			     double levels, int64_t top, const uint8_t *nh,
 			     uint8_t *codes)
@@ -163,9 +161,7 @@ UDFS_INLINE void exact_block(const float *delta, double mn, double range,
 	uint8_t c8[QBLOCK];
 
 	for (int k = 0; k < QBLOCK; k++) {
-		/* rint: half to even in the default rounding mode, as
-		 * code_exact rounds */
-		int c = (int)rint(((double)delta[k] - mn) / range * levels);
+		int c = code_exact((double)delta[k] - mn, range, levels);
 
 		c = c > top ? (int)top : c;
 		c8[k] = nh[k] ? (uint8_t)c : codes[k];
