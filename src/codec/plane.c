@@ -10,23 +10,77 @@
  * Chunk layout (all integers little-endian):
  *   u8 mode      0 xor, 1 difference (cur - base mod 2^(8*es)), 2 no base
  *   u8 es        element size the planes were cut with
- *   es x { u8 kind (0 zero plane, 1 zstd, 2 stored), u32 length }
+ *   es x { u8 kind (0 zero plane, 1 zstd, 2 stored, 3 sparse), u32 length }
  *   the plane payloads, in order
+ *
+ * A sparse plane is the bitmap of its nonzero bytes and those bytes: u32
+ * length of the bitmap's zstd frame, that frame, then a zstd frame of the
+ * nonzero bytes in order. The top plane of a fine-tune's delta (sign and
+ * exponent) is about 90% zeros: zstd codes it with many short matches and
+ * decodes it at half the speed of the random low plane, while the bitmap
+ * and the bytes are mostly Huffman-coded literals, decoded at the low
+ * plane's speed, and the expansion is one vector instruction per 64 bytes
+ * where the CPU has AVX-512 VBMI2; and smaller (4% fewer bytes for the
+ * stories260K BF16 fine-tune).
  */
 #include "codec/plane.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/simd.h"
 #include "codec/zstd.h"
 #include "common/util.h"
 
+#ifdef UDFS_SIMD_X86
+#include <immintrin.h>
+#endif
+
 enum { MODE_XOR = 0, MODE_SUB = 1, MODE_NONE = 2 };
-enum { PLANE_ZERO = 0, PLANE_ZSTD = 1, PLANE_STORED = 2 };
+enum { PLANE_ZERO = 0, PLANE_ZSTD = 1, PLANE_STORED = 2, PLANE_SPARSE = 3 };
 #define MAX_ES 8
+
+/*
+ * The loops below run over blocks of BLOCK elements: GCC's -O2 vectorizes
+ * only loops that need no scalar remainder, so the inner loop of a block
+ * becomes SIMD code and only the tail is scalar. Loads and stores go
+ * through memcpy: whole little-endian integers at any alignment.
+ */
+#define BLOCK 64
+
+/* The common BF16/F16 split: planes (m bytes each) of cur OP base. */
+#define DEFINE_SPLIT2(name, OP)                                                \
+	static inline __attribute__((always_inline)) void name##_run(          \
+	    const unsigned char *restrict cur,                                 \
+	    const unsigned char *restrict base, size_t from, size_t n,         \
+	    size_t m, unsigned char *restrict planes)                          \
+	{                                                                      \
+		for (size_t i = from; i < from + n; i++) {                     \
+			uint16_t a, b, d;                                      \
+			memcpy(&a, cur + 2 * i, 2);                            \
+			memcpy(&b, base + 2 * i, 2);                           \
+			d = (uint16_t)(a OP b);                                \
+			planes[i] = (unsigned char)d;                          \
+			planes[m + i] = (unsigned char)(d >> 8);               \
+		}                                                              \
+	}                                                                      \
+	UDFS_CLONES static void name(const unsigned char *cur,                 \
+				     const unsigned char *base, size_t m,      \
+				     unsigned char *planes)                    \
+	{                                                                      \
+		size_t i = 0;                                                  \
+                                                                               \
+		for (; i + BLOCK <= m; i += BLOCK)                             \
+			name##_run(cur, base, i, BLOCK, m, planes);            \
+		name##_run(cur, base, i, m - i, m, planes);                    \
+	}
+
+DEFINE_SPLIT2(split_xor2, ^)
+DEFINE_SPLIT2(split_sub2, -)
 
 /* Split delta elements into planes: plane p gets byte p of each element. */
 static void split(const unsigned char *cur, const unsigned char *base, size_t n,
@@ -34,19 +88,9 @@ static void split(const unsigned char *cur, const unsigned char *base, size_t n,
 {
 	size_t m = n / es;
 
-	if (es == 2 && mode != MODE_NONE) {
-		/* The common BF16/F16 case, written out for speed. */
-		for (size_t i = 0; i < m; i++) {
-			uint16_t a =
-			    (uint16_t)(cur[2 * i] | cur[2 * i + 1] << 8);
-			uint16_t b =
-			    (uint16_t)(base[2 * i] | base[2 * i + 1] << 8);
-			uint16_t d =
-			    mode == MODE_XOR ? a ^ b : (uint16_t)(a - b);
-
-			planes[i] = (unsigned char)d;
-			planes[m + i] = (unsigned char)(d >> 8);
-		}
+	if (es == 2 && mode != MODE_NONE && le16toh(1) == 1) {
+		(mode == MODE_XOR ? split_xor2 : split_sub2)(cur, base, m,
+							     planes);
 		return;
 	}
 	for (size_t i = 0; i < m; i++) {
@@ -67,12 +111,8 @@ static void split(const unsigned char *cur, const unsigned char *base, size_t n,
 /*
  * Joins, in place: io holds the base and receives the output. One element
  * is read, combined and written back before the next, so the loops have
- * no aliasing to guard, and they run over blocks of BLOCK elements: GCC's
- * -O2 vectorizes only loops that need no scalar remainder, so the inner
- * loop of a block becomes SIMD code and only the tail is scalar. Loads and
- * stores go through memcpy: whole little-endian integers at any alignment.
+ * no aliasing to guard; blocks of BLOCK elements as above.
  */
-#define BLOCK 64
 
 #define DEFINE_JOIN(name, T, ES, OP)                                           \
 	static void name##_run(const unsigned char *restrict planes, size_t m, \
@@ -89,8 +129,8 @@ static void split(const unsigned char *cur, const unsigned char *base, size_t n,
 			memcpy(io + i * (ES), &b, (ES));                       \
 		}                                                              \
 	}                                                                      \
-	static void name(const unsigned char *planes, size_t m,                \
-			 unsigned char *io)                                    \
+	UDFS_CLONES static void name(const unsigned char *planes, size_t m,    \
+				     unsigned char *io)                        \
 	{                                                                      \
 		size_t i = 0;                                                  \
                                                                                \
@@ -161,12 +201,246 @@ static void join(const unsigned char *planes, const unsigned char *base,
 		sub ? sub8(planes, m, out) : xor8(planes, m, out);
 }
 
-static bool all_zero(const unsigned char *p, size_t n)
+UDFS_CLONES static size_t count_nonzero(const unsigned char *p, size_t n)
 {
+	size_t c = 0;
+
 	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
+		c += p[i] != 0;
+	return c;
+}
+
+/* u32 little-endian at p. */
+static void put_u32(unsigned char *p, size_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static size_t get_u32(const unsigned char *p)
+{
+	return (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 |
+	       (size_t)p[3] << 24;
+}
+
+/* The bitmap of the nonzero bytes of p (m bytes) into bm, those bytes into
+ * vals; without a branch per byte (a tenth of them are nonzero, at
+ * random). */
+static void sparse_split(const unsigned char *p, size_t m, unsigned char *bm,
+			 unsigned char *vals)
+{
+	const uint64_t lo7 = 0x7f7f7f7f7f7f7f7fULL;
+	size_t i = 0, j = 0;
+
+	for (; i + 8 <= m; i += 8) {
+		uint64_t v, t;
+
+		memcpy(&v, p + i, 8);
+		v = le64toh(v);
+		/* Bit 7 of each byte of t: that byte of v is nonzero; the
+		 * multiply gathers the eight bits into the top byte. */
+		t = (((v & lo7) + lo7) | v) & ~lo7;
+		bm[i / 8] =
+		    (unsigned char)(((t >> 7) * 0x0102040810204080ULL) >> 56);
+		for (unsigned k = 0; k < 8; k++) {
+			vals[j] = p[i + k];
+			j += p[i + k] != 0;
+		}
+	}
+	for (; i < m; i++) {
+		bm[i / 8] |= (unsigned char)((p[i] != 0) << (i % 8));
+		vals[j] = p[i];
+		j += p[i] != 0;
+	}
+}
+
+/* A plane of m bytes, nnz of them nonzero, as a sparse plane payload
+ * (malloc-ed into *out). */
+static int sparse_encode(const unsigned char *p, size_t m, size_t nnz,
+			 int level, void **out, size_t *out_len)
+{
+	size_t bm_len = (m + 7) / 8, zb_len = 0, zv_len = 0;
+	unsigned char *bm = udfs_xcalloc(bm_len + nnz + 1, 1), *vals, *buf;
+	void *zb = NULL, *zv = NULL;
+	int err;
+
+	vals = bm + bm_len;
+	sparse_split(p, m, bm, vals);
+	err = udfs_zstd_compress(bm, bm_len, level, &zb, &zb_len);
+	if (!err)
+		err = udfs_zstd_compress(vals, nnz, level, &zv, &zv_len);
+	if (!err) {
+		buf = udfs_xmalloc(4 + zb_len + zv_len);
+		put_u32(buf, zb_len);
+		memcpy(buf + 4, zb, zb_len);
+		memcpy(buf + 4 + zb_len, zv, zv_len);
+		*out = buf;
+		*out_len = 4 + zb_len + zv_len;
+	}
+	free(bm);
+	free(zb);
+	free(zv);
+	return err;
+}
+
+/*
+ * Expand the nonzero bytes vals into dst by the bitmap bm, 64 bytes a
+ * group for the first groups * 64 bytes; the number of values used.
+ * vals must have 64 readable bytes past the last value used.
+ */
+static size_t expand_groups(const unsigned char *bm, const unsigned char *vals,
+			    size_t groups, unsigned char *dst)
+{
+	size_t j = 0;
+
+	for (size_t g = 0; g < groups; g++) {
+		uint64_t w;
+
+		memcpy(&w, bm + 8 * g, 8);
+		w = le64toh(w);
+		memset(dst + 64 * g, 0, 64);
+		for (; w; w &= w - 1)
+			dst[64 * g + (size_t)__builtin_ctzll(w)] = vals[j++];
+	}
+	return j;
+}
+
+#ifdef UDFS_SIMD_X86
+__attribute__((target("avx512f,avx512bw,avx512vbmi2,popcnt"))) static size_t
+expand_groups_vbmi2(const unsigned char *bm, const unsigned char *vals,
+		    size_t groups, unsigned char *dst)
+{
+	size_t j = 0;
+
+	for (size_t g = 0; g < groups; g++) {
+		uint64_t w;
+		__m512i v;
+
+		memcpy(&w, bm + 8 * g, 8);
+		v = _mm512_maskz_expand_epi8(w, _mm512_loadu_si512(vals + j));
+		_mm512_storeu_si512(dst + 64 * g, v);
+		j += (size_t)__builtin_popcountll(w);
+	}
+	return j;
+}
+
+static bool have_vbmi2(void)
+{
+	static int known = -1; /* a race computes the same value twice */
+	int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+
+	if (k < 0) {
+		__builtin_cpu_init();
+		k = __builtin_cpu_supports("avx512vbmi2");
+		__atomic_store_n(&known, k, __ATOMIC_RELAXED);
+	}
+	return k && udfs_simd_level() >= UDFS_SIMD_AVX512;
+}
+#endif
+
+/* Set bits of words 64-bit words. */
+UDFS_CLONES static size_t bitmap_count(const unsigned char *bm, size_t words)
+{
+	size_t n = 0;
+
+	for (size_t w = 0; w < words; w++) {
+		uint64_t x;
+
+		memcpy(&x, bm + 8 * w, 8);
+		n += (size_t)__builtin_popcountll(x);
+	}
+	return n;
+}
+
+/* Decode a sparse plane payload of len bytes into dst (m bytes). */
+static int sparse_decode(const unsigned char *in, size_t len,
+			 unsigned char *dst, size_t m)
+{
+	size_t bm_len = (m + 7) / 8, words = (bm_len + 7) / 8, zb_len, nnz, j,
+	       i;
+	unsigned char *bm, *vals;
+	int err;
+
+	if (len < 4 || (zb_len = get_u32(in)) > len - 4)
+		return udfs_error(-EIO, "plane chunk: bad sparse plane");
+	/* The bitmap padded to whole words, then the values and 64 bytes
+	 * that a vector load may read past them. */
+	bm = udfs_scratch(UDFS_SCRATCH_SPARSE, 8 * words + m + 64);
+	if (!bm)
+		return -ENOMEM;
+	err = udfs_zstd_decompress(in + 4, zb_len, bm, bm_len);
+	if (err)
+		return err;
+	memset(bm + bm_len, 0, 8 * words - bm_len);
+	if (m % 8 && bm[m / 8] >> (m % 8))
+		return udfs_error(-EIO,
+				  "plane chunk: sparse bits past the end");
+	nnz = bitmap_count(bm, words);
+	vals = bm + 8 * words;
+	err =
+	    udfs_zstd_decompress(in + 4 + zb_len, len - 4 - zb_len, vals, nnz);
+	if (err)
+		return err;
+	memset(vals + nnz, 0, 64);
+#ifdef UDFS_SIMD_X86
+	if (have_vbmi2())
+		j = expand_groups_vbmi2(bm, vals, m / 64, dst);
+	else
+#endif
+		j = expand_groups(bm, vals, m / 64, dst);
+	for (i = m / 64 * 64; i < m; i++)
+		dst[i] = bm[i / 8] >> (i % 8) & 1 ? vals[j++] : 0;
+	return 0;
+}
+
+/*
+ * One plane's payload (*out malloc-ed, NULL for a zero or stored plane):
+ * the smallest of those tried. A sparse plane decodes fastest; with at
+ * most an eighth of its bytes nonzero it is taken without trying zstd,
+ * which is smaller only where the nonzero bytes cluster, and there the
+ * bitmap compresses too.
+ */
+static int encode_plane(const unsigned char *p, size_t m, int level,
+			unsigned char *kind, void **out, size_t *len)
+{
+	size_t nnz = count_nonzero(p, m), z_len = 0;
+	void *z = NULL;
+	int err;
+
+	*out = NULL;
+	*len = 0;
+	*kind = PLANE_ZERO;
+	if (!nnz)
+		return 0;
+	if (nnz <= m / 2) {
+		err = sparse_encode(p, m, nnz, level, out, len);
+		if (err)
+			return err;
+		*kind = PLANE_SPARSE;
+		if (nnz <= m / 8 && *len < m)
+			return 0;
+	}
+	err = udfs_zstd_compress(p, m, level, &z, &z_len);
+	if (err) {
+		free(*out);
+		*out = NULL;
+		return err;
+	}
+	if (*out && *len <= UDFS_MIN(z_len, m)) {
+		free(z);
+	} else if (z_len < m) {
+		free(*out);
+		*out = z;
+		*len = z_len;
+		*kind = PLANE_ZSTD;
+	} else {
+		free(*out);
+		free(z);
+		*out = NULL;
+		*len = m;
+		*kind = PLANE_STORED;
+	}
+	return 0;
 }
 
 /* Compress the es planes of one mode into a freshly allocated chunk. */
@@ -181,18 +455,8 @@ static int encode_planes(const unsigned char *planes, size_t n, unsigned es,
 	int err = 0;
 
 	for (unsigned k = 0; k < es && !err; k++) {
-		const unsigned char *p = planes + (size_t)k * m;
-
-		if (all_zero(p, m)) {
-			kind[k] = PLANE_ZERO;
-			continue;
-		}
-		err = udfs_zstd_compress(p, m, level, &part[k], &part_len[k]);
-		kind[k] = PLANE_ZSTD;
-		if (!err && part_len[k] >= m) {
-			kind[k] = PLANE_STORED;
-			part_len[k] = m;
-		}
+		err = encode_plane(planes + (size_t)k * m, m, level, &kind[k],
+				   &part[k], &part_len[k]);
 		len += part_len[k];
 	}
 	if (err)
@@ -207,7 +471,7 @@ static int encode_planes(const unsigned char *planes, size_t n, unsigned es,
 		d[0] = kind[k];
 		for (int i = 0; i < 4; i++)
 			d[1 + i] = (unsigned char)(part_len[k] >> (8 * i));
-		if (kind[k] == PLANE_ZSTD)
+		if (kind[k] == PLANE_ZSTD || kind[k] == PLANE_SPARSE)
 			memcpy(buf + len, part[k], part_len[k]);
 		else if (kind[k] == PLANE_STORED)
 			memcpy(buf + len, planes + (size_t)k * m, m);
@@ -346,6 +610,9 @@ int udfs_plane_decode(const void *in, size_t in_len, const void *base, size_t n,
 			break;
 		case PLANE_ZSTD:
 			err = udfs_zstd_decompress(p + pos, len, dst, m);
+			break;
+		case PLANE_SPARSE:
+			err = sparse_decode(p + pos, len, dst, m);
 			break;
 		default:
 			err = udfs_error(-EIO, "plane chunk: plane kind %d",

@@ -4,8 +4,9 @@
  * chunk, XOR-ed with or subtracted from the base's (or taken as they are when
  * there is no base), split into byte planes (plane k holds byte k of every
  * element: for BF16 the sign+exponent byte apart from the mantissa byte), each
- * plane zstd-compressed. Both XOR and integer difference are tried and the
- * smaller kept.
+ * plane zstd-compressed, or sparse (the bitmap of its nonzero bytes and those
+ * bytes) where mostly zeros. Both XOR and integer difference are tried and
+ * the smaller kept.
  */
 #ifndef UDFS_PLANE_H
 #define UDFS_PLANE_H

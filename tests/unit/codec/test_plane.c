@@ -4,7 +4,9 @@
  * for every element size with and without a base, from empty to 1 MiB;
  * the choice between XOR and integer difference (difference must win when
  * values step across a power of two, XOR for ordinary small deltas); the
- * near-empty chunk of an unchanged tensor; and malformed chunks of every
+ * near-empty chunk of an unchanged tensor; sparse planes (the bitmap of
+ * the nonzero bytes and those bytes) at every density and length, decoded
+ * at every vector level; and malformed chunks of every
  * kind, which must be -EIO without a write past the output (decoded into
  * exact-size heap buffers, so AddressSanitizer sees any overrun).
  */
@@ -13,6 +15,7 @@
 
 #include "check.h"
 #include "codec/plane.h"
+#include "codec/simd.h"
 #include "common/prng.h"
 #include "common/util.h"
 
@@ -266,15 +269,19 @@ static void test_malformed(void)
 	int fails = 0;
 
 	make_pair(base, cur, n, 4);
-	for (size_t i = 0; i < n; i += 4)
+	for (size_t i = 0; i < n; i += 4) {
 		cur[i] = (unsigned char)rnd(); /* a noisy low plane */
+		cur[i + 2] = (unsigned char)(base[i + 2] + (i / 4 & 3));
+	}
 	CHECK_EQ_INT(udfs_plane_encode(cur, base, n, 4, 3, &p, &len), 0);
 	enc = p;
 	CHECK_EQ_INT(decode_copy(enc, len, base, n, 4), 0);
-	/* The noisy low plane is stored, the next one compressed: both
-	 * payload kinds are there to damage. */
+	/* The noisy low plane is stored, the next one (a few carries) sparse,
+	 * the third (a pattern) compressed: every payload kind is there to
+	 * damage. */
 	CHECK_EQ_INT(enc[2], 2);
-	CHECK_EQ_INT(enc[7], 1);
+	CHECK_EQ_INT(enc[7], 3);
+	CHECK_EQ_INT(enc[12], 1);
 
 	/* Truncated anywhere. */
 	for (size_t cut = 0; cut < len; cut++)
@@ -327,7 +334,7 @@ static void test_malformed(void)
 		}
 		/* Unknown plane kind. */
 		memcpy(bad, enc, len);
-		bad[2 + 5 * k] = 3;
+		bad[2 + 5 * k] = 4;
 		CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
 		/* A zero plane that claims bytes, a stored plane of the
 		 * wrong size. */
@@ -434,6 +441,114 @@ static void test_zstd(void)
 	free(in);
 }
 
+/* Raw planes (no base, es 1) of n bytes with a nonzero byte at each
+ * position with probability ppm / 10^6; kind of the one plane. */
+static int sparse_plane_kind(size_t n, uint32_t ppm, int level)
+{
+	unsigned char *cur = calloc(n ? n : 1, 1), *out = malloc(n ? n : 1);
+	void *enc = NULL;
+	size_t len = 0;
+	int kind = -1;
+
+	for (size_t i = 0; i < n; i++)
+		if (rnd() % 1000000 < ppm)
+			cur[i] = (unsigned char)(1 + rnd() % 255);
+	CHECK_EQ_INT(udfs_plane_encode(cur, NULL, n, 1, level, &enc, &len), 0);
+	if (enc) {
+		kind = ((unsigned char *)enc)[2];
+		for (int l = 0; l < UDFS_SIMD_LEVELS; l++) {
+			udfs_simd_cap(l);
+			memset(out, 0xee, n);
+			CHECK_EQ_INT(
+			    udfs_plane_decode(enc, len, NULL, n, 1, out), 0);
+			if (n && memcmp(out, cur, n)) {
+				fprintf(
+				    stderr,
+				    "sparse n %zu ppm %u level %d differs\n", n,
+				    ppm, l);
+				CHECK(0);
+			}
+		}
+		udfs_simd_cap(-1);
+	}
+	free(enc);
+	free(cur);
+	free(out);
+	return kind;
+}
+
+static void test_sparse(void)
+{
+	static const size_t lens[] = {1, 7, 8, 63, 64, 65, 1000, 4099, 65536};
+	static const uint32_t ppms[] = {1000, 50000, 125000, 300000, 500000};
+
+	for (size_t i = 0; i < UDFS_ARRAY_SIZE(lens); i++)
+		for (size_t k = 0; k < UDFS_ARRAY_SIZE(ppms); k++)
+			sparse_plane_kind(lens[i], ppms[k], UDFS_ZSTD_LEVEL);
+	/* Up to an eighth nonzero: sparse without a try of zstd; more than
+	 * half: never sparse; random bytes between: whichever is smaller,
+	 * sparse here (the bitmap costs less than zstd's literals). */
+	CHECK_EQ_INT(sparse_plane_kind(65536, 50000, 3), 3);
+	CHECK_EQ_INT(sparse_plane_kind(65536, 300000, 3), 3);
+	CHECK(sparse_plane_kind(65536, 900000, 3) != 3);
+	/* No nonzero byte: a zero plane. */
+	CHECK_EQ_INT(sparse_plane_kind(4099, 0, 3), 0);
+}
+
+/* Damaged sparse planes: -EIO, never a write past the output. */
+static void test_sparse_malformed(void)
+{
+	size_t n = 1001, len = 0, zlen, vlen;
+	unsigned char *cur = calloc(n, 1), *enc, *bad, *p;
+	void *e = NULL, *z = NULL, *v = NULL;
+	unsigned char bm[126] = {0}, vals[2] = {5, 6};
+
+	for (size_t i = 0; i < n; i += 100)
+		cur[i] = (unsigned char)(1 + i % 200);
+	CHECK_EQ_INT(udfs_plane_encode(cur, NULL, n, 1, 3, &e, &len), 0);
+	enc = e;
+	CHECK_EQ_INT(enc[2], 3);
+	for (size_t cut = 0; cut < len; cut++)
+		CHECK_EQ_INT(decode_copy(enc, cut, NULL, n, 1), -EIO);
+	bad = malloc(len + 64);
+	/* The bitmap frame's length past the plane, or short of it. */
+	memcpy(bad, enc, len);
+	bad[7] = 0xff;
+	bad[8] = 0xff;
+	CHECK_EQ_INT(decode_copy(bad, len, NULL, n, 1), -EIO);
+	memcpy(bad, enc, len);
+	bad[7]--;
+	CHECK_EQ_INT(decode_copy(bad, len, NULL, n, 1), -EIO);
+	/* Hand-made planes: a bitmap with a bit past the last element, and
+	 * one whose count does not match the values frame. */
+	for (int variant = 0; variant < 2; variant++) {
+		memset(bm, 0, sizeof(bm));
+		bm[3] = 1;
+		if (variant == 0)
+			bm[125] = 0x80; /* element 1007 of 1001 */
+		else
+			bm[4] = 3; /* three set bits, two values */
+		CHECK_EQ_INT(udfs_zstd_compress(bm, 126, 3, &z, &zlen), 0);
+		CHECK_EQ_INT(udfs_zstd_compress(vals, 2, 3, &v, &vlen), 0);
+		p = bad;
+		p[0] = MODE_NONE;
+		p[1] = 1;
+		p[2] = 3;
+		set_len(p, 0, (uint32_t)(4 + zlen + vlen));
+		p[7] = (unsigned char)zlen;
+		p[8] = p[9] = p[10] = 0;
+		memcpy(p + 11, z, zlen);
+		memcpy(p + 11 + zlen, v, vlen);
+		CHECK_EQ_INT(decode_copy(p, 11 + zlen + vlen, NULL, n, 1),
+			     -EIO);
+		free(z);
+		free(v);
+	}
+	free(bad);
+	free(enc);
+	free(cur);
+}
+
 int main(void)
 {
 	test_round_trips();
@@ -442,6 +557,8 @@ int main(void)
 	test_zero_delta();
 	test_bad_args();
 	test_malformed();
+	test_sparse();
+	test_sparse_malformed();
 	test_frame_size();
 	test_zstd();
 	CHECK_DONE();
