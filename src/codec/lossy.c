@@ -93,6 +93,7 @@
 
 #include "codec/lossy_i.h"
 #include "codec/rans.h"
+#include "codec/simd.h"
 #include "codec/trellis.h"
 #include "codec/zstd.h"
 #include "common/bitio.h"
@@ -100,6 +101,10 @@
 #include "common/prng.h"
 #include "common/rangecoder.h"
 #include "common/util.h"
+
+#ifdef UDFS_SIMD_X86
+#include <immintrin.h>
+#endif
 
 #define LOSSY_VERSION 1
 #define HDR_MAX 16 /* format byte and three varints */
@@ -971,22 +976,68 @@ static int ms_init(struct mask_src *ms, const udfs_lossy_params *p, unsigned mf,
 	}
 }
 
+#ifdef UDFS_SIMD_X86
+/*
+ * The positions of the set bits of whole keep words from word *wi on, while
+ * k - j, the positions still wanted, is 64 or more: 16 bits at a time, each
+ * compressed out of a vector of 16 indices by one instruction, where the
+ * loop of ms_words_next() branches per bit (mispredicted at every word end
+ * of a random mask). Every store writes 16 positions, so it needs that room:
+ * j <= k - 16 at each store. Returns the new j.
+ */
+__attribute__((target("avx512f,popcnt"))) static uint32_t
+words_pos_avx512(const uint64_t *words, size_t *wi, uint32_t *pos, uint32_t j,
+		 uint32_t k)
+{
+	const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+					       11, 12, 13, 14, 15);
+	const __m512i step = _mm512_set1_epi32(16);
+	size_t i = *wi;
+
+	while (k - j >= 64) {
+		uint64_t w = words[i];
+		__m512i at =
+		    _mm512_add_epi32(_mm512_set1_epi32((int)(i * 64)), lane);
+
+		for (unsigned q = 0; q < 4; q++) {
+			__mmask16 m = (__mmask16)(w >> (16 * q));
+
+			_mm512_storeu_si512(pos + j,
+					    _mm512_maskz_compress_epi32(m, at));
+			j += (uint32_t)__builtin_popcount(m);
+			at = _mm512_add_epi32(at, step);
+		}
+		i++;
+	}
+	*wi = i;
+	return j;
+}
+#endif
+
 /* The next k set bits of the keep words (k never passes the count); on
  * local copies of the state, as the gap decoders below. */
 static void ms_words_next(struct mask_src *ms, uint32_t *pos, uint32_t k)
 {
 	uint64_t w = ms->w;
-	uint32_t wbase = ms->wbase;
+	uint32_t wbase = ms->wbase, j = 0;
 	size_t wi = ms->wi;
+#ifdef UDFS_SIMD_X86
+	bool vec = ms->words && udfs_simd_level() >= UDFS_SIMD_AVX512;
+#endif
 
-	for (uint32_t j = 0; j < k;) {
-		while (!w) {
-			w = ms->words ? ms->words[wi]
-				      : bm_word(ms->bm, ms->bm_len, wi);
-			wbase = (uint32_t)(wi++ * 64);
+	for (;;) {
+		for (; w && j < k; w &= w - 1)
+			pos[j++] = wbase + (uint32_t)__builtin_ctzll(w);
+		if (j == k)
+			break;
+#ifdef UDFS_SIMD_X86
+		if (vec && k - j >= 64) {
+			j = words_pos_avx512(ms->words, &wi, pos, j, k);
+			continue;
 		}
-		pos[j++] = wbase + (uint32_t)__builtin_ctzll(w);
-		w &= w - 1;
+#endif
+		w = ms->words ? ms->words[wi] : bm_word(ms->bm, ms->bm_len, wi);
+		wbase = (uint32_t)(wi++ * 64);
 	}
 	ms->w = w;
 	ms->wbase = wbase;
@@ -1447,20 +1498,72 @@ float udfs_lossy_finite_sum(int dtype, float b, float d)
 	return w > 0 ? max : -max;
 }
 
-/* The BF16 case of the reconstruction loop (udfs_lossy_bf16_add). */
+#ifdef UDFS_SIMD_X86
+/*
+ * add_bf16() 16 kept elements at a time, from j on while the last of them
+ * is not the chunk's last element (the gather reads 4 bytes at each
+ * position): the base weights gathered, widened and added in float32 lanes
+ * as the scalar code adds them, and rounded the same way. A group with a
+ * sum that would round to an infinity or a NaN is left to the scalar loop,
+ * which alone takes the slow path. Positions are distinct, so writing the
+ * 16 results after reading their bases is what the scalar loop does in
+ * place too. Returns the new j.
+ */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static uint32_t
+add_bf16_avx512(const uint8_t *bp, uint8_t *op, const uint32_t *pos,
+		const float *d, uint32_t j, uint32_t n_kept, uint32_t n)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7fffffff);
+	const __m512i top = _mm512_set1_epi32(0x7f7f8000);
+	const __m512i half = _mm512_set1_epi32(0x7fff);
+	const __m512i one = _mm512_set1_epi32(1);
+	uint16_t h[16];
+
+	for (; j + 16 <= n_kept && pos[j + 15] + 1 < n; j += 16) {
+		__m512i at = _mm512_loadu_si512(pos + j);
+		__m512i b = _mm512_slli_epi32(
+		    _mm512_i32gather_epi32(at, (const void *)bp, 2), 16);
+		__m512i u = _mm512_castps_si512(_mm512_add_ps(
+		    _mm512_castsi512_ps(b), _mm512_loadu_ps(d + j)));
+
+		if (_mm512_cmpge_epu32_mask(_mm512_and_si512(u, abs), top))
+			break;
+		u = _mm512_add_epi32(
+		    _mm512_add_epi32(u, half),
+		    _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+		_mm256_storeu_si256(
+		    (__m256i *)h,
+		    _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+		for (unsigned q = 0; q < 16; q++)
+			memcpy(op + 2 * (size_t)pos[j + q], &h[q], 2);
+	}
+	return j;
+}
+#endif
+
+/* The BF16 case of the reconstruction loop (udfs_lossy_bf16_add), over the
+ * kept elements of a chunk of n. */
 static void add_bf16(const void *base, void *out, const uint32_t *pos,
-		     const float *d, uint32_t n_kept)
+		     const float *d, uint32_t n_kept, uint32_t n)
 {
 	const uint8_t *bp = base;
 	uint8_t *op = out;
+	uint32_t j = 0;
 
-	for (uint32_t j = 0; j < n_kept; j++) {
-		size_t at = 2 * (size_t)pos[j];
-		uint16_t h;
+	while (j < n_kept) {
+#ifdef UDFS_SIMD_X86
+		if (udfs_simd_level() >= UDFS_SIMD_AVX512)
+			j = add_bf16_avx512(bp, op, pos, d, j, n_kept, n);
+#endif
+		/* The rest, or one group of 16 the vector loop left. */
+		for (uint32_t end = UDFS_MIN(n_kept, j + 16); j < end; j++) {
+			size_t at = 2 * (size_t)pos[j];
+			uint16_t h;
 
-		memcpy(&h, bp + at, 2);
-		h = udfs_lossy_bf16_add(h, d[j]);
-		memcpy(op + at, &h, 2);
+			memcpy(&h, bp + at, 2);
+			h = udfs_lossy_bf16_add(h, d[j]);
+			memcpy(op + at, &h, 2);
+		}
 	}
 }
 
@@ -1563,9 +1666,10 @@ int udfs_lossy_foreach_kept(const udfs_lossy_params *p, int dtype,
 				  ctx);
 }
 
-/* Where the kept deltas of a version 1 chunk go. */
+/* Where the kept deltas of a version 1 chunk of n elements go. */
 struct apply_ctx {
 	int dtype;
+	uint32_t n;
 	const void *base;
 	void *out;
 };
@@ -1576,7 +1680,7 @@ static int apply_kept(void *ctx, const uint32_t *pos, const float *d,
 	const struct apply_ctx *a = ctx;
 
 	if (a->dtype == UDFS_DT_BF16) {
-		add_bf16(a->base, a->out, pos, d, k);
+		add_bf16(a->base, a->out, pos, d, k, a->n);
 		return 0;
 	}
 	for (uint32_t j = 0; j < k; j++) {
@@ -1595,7 +1699,7 @@ int udfs_lossy_decode_v1(const udfs_lossy_params *p, int dtype, uint64_t first,
 			 uint32_t n, const void *in, size_t in_len,
 			 const void *base, void *out)
 {
-	struct apply_ctx a = {.dtype = dtype, .base = base, .out = out};
+	struct apply_ctx a = {.dtype = dtype, .n = n, .base = base, .out = out};
 	int ret = check_params(p, dtype, -EIO);
 
 	if (ret < 0)

@@ -6,7 +6,8 @@
  * garbled chunks, rejection of bad encoder input, the encoded size
  * against the paper's accounting, and the value format of large codes
  * sections (rANS for stationary codes, within 3% of range coding;
- * range coding still tried and taken where the statistics drift). With
+ * range coding still tried and taken where the statistics drift); the
+ * round trips and the saturation run at every vector level the CPU has. With
  * UDFS_BENCH=1 it prints encode and decode speeds of a 1 MiB BF16 chunk.
  */
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include "check.h"
 #include "codec/lossy.h"
 #include "codec/lossy_i.h"
+#include "codec/simd.h"
 #include "codec/trellis.h"
 #include "common/dtype.h"
 #include "common/util.h"
@@ -691,7 +693,16 @@ static void test_codes_format(bool drift, uint8_t want)
 
 int main(void)
 {
-	test_roundtrips();
+	/* The decoder's vector loops (positions of a mask's bits, the BF16
+	 * sums) at every level the CPU has, against the same reference. */
+	for (int l = 0; l < UDFS_SIMD_LEVELS; l++) {
+		udfs_simd_cap(l);
+		if (udfs_simd_level() < l)
+			break;
+		test_roundtrips();
+		test_saturate();
+	}
+	udfs_simd_cap(-1);
 	test_corrupt(UDFS_MASK_EXPLICIT, UDFS_VAL_CODES, 0.9);
 	test_corrupt(UDFS_MASK_EXPLICIT, UDFS_VAL_CODES, 0.2);
 	test_corrupt(UDFS_MASK_EXPLICIT, UDFS_VAL_NATIVE, 0.9);
@@ -707,7 +718,6 @@ int main(void)
 	test_codes_format(false, 6); /* rANS, 32 lanes (65536 codes) */
 	test_codes_format(true, 3);  /* range-coded */
 	test_bad_encode();
-	test_saturate();
 	test_size(0.9, UDFS_MASK_EXPLICIT);
 	test_size(0.97, UDFS_MASK_EXPLICIT);
 	test_size(0.9, UDFS_MASK_SEEDED);
