@@ -63,6 +63,15 @@ struct udfs_dirent {
 	struct udfs_dir sub;   /* UDFS_ENT_DIR */
 };
 
+/* One sequential stream through a file (readahead.c). */
+#define UDFS_RA_STREAMS 8
+struct udfs_ra_stream {
+	uint64_t next;	 /* where its next read starts */
+	uint64_t issued; /* decode-ahead was asked up to here */
+	unsigned streak; /* consecutive sequential reads */
+	unsigned used;	 /* ra_clock at its last read */
+};
+
 /* An inode the kernel knows (nlookup > 0) or that is open. */
 struct udfs_node {
 	fuse_ino_t ino;
@@ -75,11 +84,11 @@ struct udfs_node {
 	struct udfs_hnode hn;  /* in fs->nodes, keyed by ino */
 
 	/* Sequential-read detection for decode-ahead (per inode, not per
-	 * handle: the kernel spreads one stream over many requests). */
+	 * handle: the kernel spreads one stream over many requests), for
+	 * up to UDFS_RA_STREAMS streams at once (readahead.c). */
 	pthread_mutex_t ra_lock;
-	uint64_t ra_next;   /* where the next sequential read starts */
-	uint64_t ra_issued; /* decode-ahead was asked up to here */
-	unsigned ra_streak; /* consecutive sequential reads */
+	struct udfs_ra_stream ra[UDFS_RA_STREAMS];
+	unsigned ra_clock; /* ticks per read, for the least recent stream */
 };
 
 #define UDFS_BOUNCE_SLOTS 8 /* shared buffers for bytes of base files */

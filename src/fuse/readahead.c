@@ -2,11 +2,18 @@
 /*
  * Decode-ahead for sequential readers. The kernel splits one sequential
  * stream into many read requests (readahead windows, several threads, out
- * of order by a little), so detection is per inode, not per handle: a read
- * that starts within a window of where the previous one ended extends the
- * streak; after two such reads the chunks of the next AHEAD_BYTES past the
- * end of the read are handed to the cache's decode-ahead pool, each at
- * most once per stream. Random readers never trigger it.
+ * of order by a little), so detection is per inode, not per handle; and a
+ * file may be read by several streams at once (threads reading parts of
+ * it, processes loading the same model), so an inode follows up to
+ * UDFS_RA_STREAMS of them. A read that starts within a window of where a
+ * stream's previous read ended extends that stream's streak; any other
+ * read starts a stream in place of the least recently used one. After two
+ * sequential reads the chunks of the next AHEAD_BYTES past the end of the
+ * read are handed to the cache's decode-ahead pool, each at most once per
+ * stream. Random readers never trigger it. With one stream per inode, four
+ * threads reading four parts of a file reset each other's streak on every
+ * read: each of their requests then waited for its chunks to be decoded
+ * (a wake-up per chunk) instead of finding them ready.
  */
 #include "fuse/fuse_i.h"
 
@@ -15,26 +22,51 @@
 #define AHEAD_BYTES (3u * UDFS_CHUNK_BYTES) /* decode 2-4 chunks ahead */
 #define SLACK (4u * UDFS_CHUNK_BYTES)	    /* reordering tolerated */
 
+/* The stream of n that a read at off continues, or the one to replace. */
+static struct udfs_ra_stream *ra_stream(struct udfs_node *n, uint64_t off,
+					bool *found)
+{
+	struct udfs_ra_stream *lru = &n->ra[0];
+
+	for (unsigned i = 0; i < UDFS_RA_STREAMS; i++) {
+		struct udfs_ra_stream *s = &n->ra[i];
+
+		if (s->used && off + SLACK >= s->next &&
+		    off <= s->next + SLACK) {
+			*found = true;
+			return s;
+		}
+		if (s->used < lru->used)
+			lru = s;
+	}
+	*found = false;
+	return lru;
+}
+
 void udfs_fs_readahead(struct udfs_fs *fs, struct udfs_node *n, uint64_t off,
 		       size_t size)
 {
 	uint64_t end = off + size, from = 0, to = 0;
+	struct udfs_ra_stream *s;
+	bool found;
 
 	if (!fs->cache || n->kind != UDFS_NODE_FILE)
 		return;
 	pthread_mutex_lock(&n->ra_lock);
-	if (off + SLACK >= n->ra_next && off <= n->ra_next + SLACK) {
-		n->ra_streak++;
+	s = ra_stream(n, off, &found);
+	if (found) {
+		s->streak++;
+		s->next = UDFS_MAX(s->next, end);
 	} else {
-		n->ra_streak = 0;
-		n->ra_issued = 0;
+		*s = (struct udfs_ra_stream){.next = end};
 	}
-	n->ra_next = UDFS_MAX(n->ra_streak ? n->ra_next : 0, end);
-	if (n->ra_streak >= 2) {
-		from = UDFS_MAX(end, n->ra_issued);
+	/* 0 means unused: the clock skips it when it wraps. */
+	s->used = ++n->ra_clock ? n->ra_clock : ++n->ra_clock;
+	if (s->streak >= 2) {
+		from = UDFS_MAX(end, s->issued);
 		to = end + AHEAD_BYTES;
 		if (from < to)
-			n->ra_issued = to;
+			s->issued = to;
 	}
 	pthread_mutex_unlock(&n->ra_lock);
 	if (from < to)
