@@ -338,7 +338,7 @@ static bool have_vbmi2(void)
 }
 #endif
 
-/* Set bits of words 64-bit words. */
+/* The number of set bits in the first words 64-bit words of bm. */
 UDFS_CLONES static size_t bitmap_count(const unsigned char *bm, size_t words)
 {
 	size_t n = 0;
