@@ -324,18 +324,6 @@ expand_groups_vbmi2(const unsigned char *bm, const unsigned char *vals,
 	return j;
 }
 
-static bool have_vbmi2(void)
-{
-	static int known = -1; /* a race computes the same value twice */
-	int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
-
-	if (k < 0) {
-		__builtin_cpu_init();
-		k = __builtin_cpu_supports("avx512vbmi2");
-		__atomic_store_n(&known, k, __ATOMIC_RELAXED);
-	}
-	return k && udfs_simd_level() >= UDFS_SIMD_AVX512;
-}
 #endif
 
 /* The number of set bits in the first words 64-bit words of bm. */
@@ -383,7 +371,7 @@ static int sparse_decode(const unsigned char *in, size_t len,
 		return err;
 	memset(vals + nnz, 0, 64);
 #ifdef UDFS_SIMD_X86
-	if (have_vbmi2())
+	if (udfs_simd_vbmi2())
 		j = expand_groups_vbmi2(bm, vals, m / 64, dst);
 	else
 #endif
@@ -469,8 +457,7 @@ static int encode_planes(const unsigned char *planes, size_t n, unsigned es,
 		unsigned char *d = buf + 2 + 5 * k;
 
 		d[0] = kind[k];
-		for (int i = 0; i < 4; i++)
-			d[1 + i] = (unsigned char)(part_len[k] >> (8 * i));
+		put_u32(d + 1, part_len[k]);
 		if (kind[k] == PLANE_ZSTD || kind[k] == PLANE_SPARSE)
 			memcpy(buf + len, part[k], part_len[k]);
 		else if (kind[k] == PLANE_STORED)
@@ -488,10 +475,7 @@ out:
 /* Stored length of the top plane of an encoded chunk (0 when zero). */
 static size_t top_plane_len(const unsigned char *chunk, unsigned es)
 {
-	const unsigned char *d = chunk + 2 + 5 * (es - 1);
-
-	return (size_t)d[1] | (size_t)d[2] << 8 | (size_t)d[3] << 16 |
-	       (size_t)d[4] << 24;
+	return get_u32(chunk + 2 + 5 * (es - 1) + 1);
 }
 
 /* Whether the top plane of planes compresses below limit bytes. */
@@ -583,8 +567,7 @@ int udfs_plane_decode(const void *in, size_t in_len, const void *base, size_t n,
 	pos = hdr;
 	for (unsigned k = 0; k < es && !err; k++) {
 		const unsigned char *d = p + 2 + 5 * k;
-		size_t len = (size_t)d[1] | (size_t)d[2] << 8 |
-			     (size_t)d[3] << 16 | (size_t)d[4] << 24;
+		size_t len = get_u32(d + 1);
 		unsigned char *dst = planes + (size_t)k * m;
 
 		if (len > in_len - pos) {

@@ -7,6 +7,7 @@
 #include "codec/simd.h"
 
 static int detected = -1; /* the CPU's level, once known */
+static int vbmi2 = -1;	  /* whether the CPU has AVX-512 VBMI2, once known */
 static int cap = -1;	  /* udfs_simd_cap(); -1: none */
 
 static int detect(void)
@@ -36,6 +37,22 @@ int udfs_simd_level(void)
 		__atomic_store_n(&detected, d, __ATOMIC_RELAXED);
 	}
 	return c >= 0 && c < d ? c : d;
+}
+
+bool udfs_simd_vbmi2(void)
+{
+	int v = __atomic_load_n(&vbmi2, __ATOMIC_RELAXED);
+
+	if (v < 0) {
+#ifdef UDFS_SIMD_X86
+		__builtin_cpu_init();
+		v = __builtin_cpu_supports("avx512vbmi2") != 0;
+#else
+		v = 0;
+#endif
+		__atomic_store_n(&vbmi2, v, __ATOMIC_RELAXED);
+	}
+	return v && udfs_simd_level() >= UDFS_SIMD_AVX512;
 }
 
 int udfs_simd_cap(int most)

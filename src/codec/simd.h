@@ -10,6 +10,8 @@
 #ifndef UDFS_CODEC_SIMD_H
 #define UDFS_CODEC_SIMD_H
 
+#include <stdbool.h>
+
 enum udfs_simd_level {
 	UDFS_SIMD_BASE,	  /* the build's baseline (x86-64: SSE2) */
 	UDFS_SIMD_AVX2,	  /* AVX2 and BMI2 */
@@ -27,6 +29,10 @@ enum udfs_simd_level {
 /* The level the hot loops use now: the best the CPU (and OS) supports, at
  * most the cap of udfs_simd_cap(). Thread-safe. */
 int udfs_simd_level(void);
+
+/* Whether the vector loops may use AVX-512 VBMI2 (byte expand and
+ * compress): the level is UDFS_SIMD_AVX512 and the CPU has it. */
+bool udfs_simd_vbmi2(void);
 
 /* Cap the level at most (tests compare the levels' bytes); -1 lifts the
  * cap. The previous cap. Not for concurrent use with decoding. */

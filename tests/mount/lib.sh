@@ -182,6 +182,11 @@ daemon_mem_kb() { # pid field
 	awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
 }
 
+# The value of field name in a `udfs status` output file.
+status_value() { # name file
+	awk -v k="$1" '$1 == k { print $2 }' "$2"
+}
+
 # Compare byte range [off, off+len) of two files.
 cmp_range() { # file ref off len
 	dd if="$1" iflag=skip_bytes,count_bytes bs=65536 skip="$3" \

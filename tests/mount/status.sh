@@ -13,22 +13,19 @@ M=$T/mnt
 mount_udfs "$T/S" "$M" -o "log=$T/my.log"
 PID=$DAEMON_PID
 
-value() { # name file
-	awk -v k="$1" '$1 == k { print $2 }' "$2"
-}
 "$UDFS" status "$M" >"$T/st.0" 2>"$T/err" || fail "udfs status: $(cat "$T/err")"
-[ "$(value pid "$T/st.0")" = "$PID" ] || fail "status pid: $(cat "$T/st.0")"
-[ "$(value store "$T/st.0")" = "$T/S" ] || fail "status store: $(cat "$T/st.0")"
+[ "$(status_value pid "$T/st.0")" = "$PID" ] || fail "status pid: $(cat "$T/st.0")"
+[ "$(status_value store "$T/st.0")" = "$T/S" ] || fail "status store: $(cat "$T/st.0")"
 cmp "$M/ft/ft.safetensors" "$T/src/ft.safetensors" || fail "ft differs"
 "$UDFS" status "$M" >"$T/st.1" || fail "udfs status (2)"
 size=$(stat -c %s "$T/src/ft.safetensors")
-[ "$(value bytes_served "$T/st.1")" -ge "$size" ] ||
+[ "$(status_value bytes_served "$T/st.1")" -ge "$size" ] ||
 	fail "bytes_served after reading $size bytes: $(cat "$T/st.1")"
-[ "$(value reads "$T/st.1")" -gt 0 ] || fail "reads: $(cat "$T/st.1")"
-[ "$(value models_loaded "$T/st.1")" -ge 2 ] || fail "models_loaded: $(cat "$T/st.1")"
-[ "$(value cache_misses "$T/st.1")" -gt 0 ] || fail "misses: $(cat "$T/st.1")"
-[ "$(value bytes_decoded "$T/st.1")" -gt 0 ] || fail "bytes_decoded: $(cat "$T/st.1")"
-[ "$(value read_errors "$T/st.1")" -eq 0 ] || fail "read_errors: $(cat "$T/st.1")"
+[ "$(status_value reads "$T/st.1")" -gt 0 ] || fail "reads: $(cat "$T/st.1")"
+[ "$(status_value models_loaded "$T/st.1")" -ge 2 ] || fail "models_loaded: $(cat "$T/st.1")"
+[ "$(status_value cache_misses "$T/st.1")" -gt 0 ] || fail "misses: $(cat "$T/st.1")"
+[ "$(status_value bytes_decoded "$T/st.1")" -gt 0 ] || fail "bytes_decoded: $(cat "$T/st.1")"
+[ "$(status_value read_errors "$T/st.1")" -eq 0 ] || fail "read_errors: $(cat "$T/st.1")"
 getfattr -n user.udfs.stats "$M" >/dev/null 2>&1 ||
 	fail "no user.udfs.stats on the root"
 log "status after one read: $(grep -E '^(models_loaded|bytes_served|cache_misses|bytes_decoded) ' "$T/st.1" | tr '\n' ' ')"
@@ -42,7 +39,7 @@ PID=$DAEMON_PID
 cat "$M/ft/ft.safetensors" >/dev/null 2>"$T/err" && fail "damaged ft read fine"
 grep -q "Input/output error" "$T/err" || fail "damage: $(cat "$T/err")"
 "$UDFS" status "$M" >"$T/st.2" || fail "udfs status (3)"
-[ "$(value read_errors "$T/st.2")" -gt 0 ] || fail "no read error counted: $(cat "$T/st.2")"
+[ "$(status_value read_errors "$T/st.2")" -gt 0 ] || fail "no read error counted: $(cat "$T/st.2")"
 grep -q "udfs\[$PID\]: ft/ft.safetensors: read of .*checksum mismatch" "$T/my.log" ||
 	fail "the log file lacks the damage report: $(tail -n 3 "$T/my.log")"
 log "damage: EIO, counted, logged to the -o log file"

@@ -16,9 +16,6 @@ M=$T/mnt
 mount_udfs "$T/S" "$M" -o cache=256M
 PID=$DAEMON_PID
 
-value() { # name file
-	awk -v k="$1" '$1 == k { print $2 }' "$2"
-}
 F=$M/ft/ft.safetensors
 size=$(stat -c %s "$T/src/ft.safetensors")
 quarter=$(((size + 4 * 1048576 - 1) / (4 * 1048576))) # MiB, rounded up
@@ -35,11 +32,11 @@ done
 cat "$T/part.0" "$T/part.1" "$T/part.2" "$T/part.3" |
 	cmp - "$T/src/ft.safetensors" || fail "the quarters differ from ft"
 "$UDFS" status "$M" >"$T/st.1" || fail "udfs status (2)"
-ahead=$(($(value decode_ahead_queued "$T/st.1") - $(value decode_ahead_queued "$T/st.0")))
+ahead=$(($(status_value decode_ahead_queued "$T/st.1") - $(status_value decode_ahead_queued "$T/st.0")))
 mib=$((size / 1048576))
 log "4 readers of $mib MiB: $ahead chunks queued for decode-ahead"
 [ "$ahead" -ge $((mib / 2)) ] ||
 	fail "4 readers of $mib MiB: $ahead chunks queued for decode-ahead"
-[ "$(value read_errors "$T/st.1")" -eq 0 ] || fail "read errors"
+[ "$(status_value read_errors "$T/st.1")" -eq 0 ] || fail "read errors"
 umount_udfs "$M" "$PID"
 log "ok"
