@@ -223,18 +223,42 @@ char *udfs_xstrdup(const char *s)
 	return p ? p : oom(strlen(s));
 }
 
+/* The formatted string in a malloc-ed buffer; NULL when out of memory. */
+static char *vformat(const char *fmt, va_list ap)
+{
+	va_list again;
+	char *s;
+	int n;
+
+	va_copy(again, ap);
+	n = vsnprintf(NULL, 0, fmt, again);
+	va_end(again);
+	if (n < 0 || !(s = malloc((size_t)n + 1)))
+		return NULL;
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	return s;
+}
+
+char *udfs_asprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	s = vformat(fmt, ap);
+	va_end(ap);
+	return s;
+}
+
 char *udfs_xasprintf(const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
-	int n;
 
 	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
+	s = vformat(fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		oom(0);
-	return s;
+	return s ? s : oom(0);
 }
 
 int udfs_pread_full(int fd, void *buf, size_t len, uint64_t off)

@@ -93,6 +93,9 @@ void *udfs_xrealloc(void *p, size_t n);
 char *udfs_xstrdup(const char *s);
 char *udfs_xasprintf(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
+/* A formatted string in a malloc-ed buffer (caller frees); NULL when out
+ * of memory. What the mount daemon uses: it answers ENOMEM, never aborts. */
+char *udfs_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* pread/pwrite the whole range, retrying EINTR and short transfers.
  * Return 0 or -errno; a read past EOF is -EIO. */

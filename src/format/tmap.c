@@ -227,31 +227,38 @@ uint64_t udfs_encoded_bytes(const udfs_tensor *t)
 	return t->stored_bytes + udfs_tmap_record_bytes(t);
 }
 
-void udfs_tensor_from_st(udfs_tensor *t, const udfs_st_tensor *st)
+int udfs_tensor_from_st(udfs_tensor *t, const udfs_st_tensor *st)
 {
-	t->name = udfs_xstrdup(st->name);
+	t->name = strdup(st->name);
 	t->dtype = st->dtype;
 	t->ndim = st->ndim;
-	t->shape = udfs_xcalloc((size_t)st->ndim + 1, sizeof(uint64_t));
+	t->shape = calloc((size_t)st->ndim + 1, sizeof(uint64_t));
+	if (!t->name || !t->shape)
+		return udfs_error(-ENOMEM, "out of memory");
 	memcpy(t->shape, st->shape, (size_t)st->ndim * sizeof(uint64_t));
 	t->nelems = st->nelems;
 	t->begin = st->begin;
 	t->end = st->end;
+	return 0;
 }
 
-void udfs_tensor_verbatim(udfs_tensor *t, uint64_t size)
+int udfs_tensor_verbatim(udfs_tensor *t, uint64_t size)
 {
-	t->name = udfs_xstrdup("");
+	t->name = strdup("");
 	t->dtype = UDFS_DT_U8;
 	t->ndim = 1;
-	t->shape = udfs_xcalloc(1, sizeof(uint64_t));
+	t->shape = calloc(1, sizeof(uint64_t));
+	if (!t->name || !t->shape)
+		return udfs_error(-ENOMEM, "out of memory");
 	t->shape[0] = t->nelems = t->end = size;
+	return 0;
 }
 
 /* A reader of the map: in[pos..len). */
 struct rd {
 	const unsigned char *in;
 	size_t len, pos;
+	bool nomem; /* a false return was out of memory, not a bad map */
 };
 
 static bool get_bytes(struct rd *r, void *out, size_t n)
@@ -348,7 +355,12 @@ static bool get_chunks(struct rd *r, udfs_tensor *t, uint64_t *prev)
 	if (n > (r->len - r->pos) / 10)
 		return false;
 	t->n_chunks = (uint32_t)n;
-	t->chunks = udfs_xcalloc(n, sizeof(*t->chunks));
+	t->chunks = calloc(n ? n : 1, sizeof(*t->chunks));
+	if (!t->chunks) {
+		t->n_chunks = 0;
+		r->nomem = true;
+		return false;
+	}
 	for (uint32_t i = 0; i < t->n_chunks; i++) {
 		udfs_chunk_ref *c = &t->chunks[i];
 		uint64_t zz, len;
@@ -403,11 +415,12 @@ static int describe(udfs_file *f, bool has_records, const char *label)
 	int err;
 
 	if (f->kind != UDFS_FILE_SAFETENSORS) {
+		f->tensors = calloc(1, sizeof(*f->tensors));
+		if (!f->tensors)
+			return udfs_error(-ENOMEM, "out of memory");
 		f->n_tensors = f->size && has_records ? 1 : 0;
-		f->tensors = udfs_xcalloc(1, sizeof(*f->tensors));
-		if (f->n_tensors)
-			udfs_tensor_verbatim(f->tensors, f->size);
-		return 0;
+		return f->n_tensors ? udfs_tensor_verbatim(f->tensors, f->size)
+				    : 0;
 	}
 	err = f->header && f->data_offset >= 8
 		  ? udfs_st_parse(label, f->header, f->data_offset, f->size,
@@ -423,12 +436,15 @@ static int describe(udfs_file *f, bool has_records, const char *label)
 		udfs_st_free(h);
 		return err == -ENOMEM ? err : -EIO;
 	}
-	f->n_tensors = h->n_tensors;
-	f->tensors = udfs_xcalloc(h->n_tensors + 1, sizeof(*f->tensors));
-	for (size_t i = 0; i < h->n_tensors; i++)
-		udfs_tensor_from_st(&f->tensors[i], &h->tensors[i]);
+	f->tensors = calloc(h->n_tensors + 1, sizeof(*f->tensors));
+	if (!f->tensors)
+		err = udfs_error(-ENOMEM, "out of memory");
+	else
+		f->n_tensors = h->n_tensors;
+	for (size_t i = 0; !err && i < h->n_tensors; i++)
+		err = udfs_tensor_from_st(&f->tensors[i], &h->tensors[i]);
 	udfs_st_free(h);
-	return 0;
+	return err;
 }
 
 static void drop_tensors(udfs_file *f)
@@ -459,6 +475,8 @@ int udfs_tmap_decode(udfs_file *f, const void *map, size_t len,
 	if (ok && r.pos == r.len)
 		return 0;
 	drop_tensors(f);
+	if (r.nomem)
+		return udfs_error(-ENOMEM, "out of memory");
 	return udfs_error(-EIO, "%s: malformed tensor map at byte %zu of %zu",
 			  label, r.pos, len);
 }

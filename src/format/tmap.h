@@ -57,10 +57,14 @@ size_t udfs_tmap_chunk_ref_bytes(uint32_t length);
  * them whatever the encoding. */
 uint64_t udfs_encoded_bytes(const udfs_tensor *t);
 
-/* t described as the header describes st (name, dtype, shape, range). */
-void udfs_tensor_from_st(udfs_tensor *t, const udfs_st_tensor *st);
+/* t described as the header describes st (name, dtype, shape, range).
+ * 0 or -ENOMEM (what was allocated stays in t for udfs_tensors_free). */
+int udfs_tensor_from_st(udfs_tensor *t, const udfs_st_tensor *st)
+    __attribute__((warn_unused_result));
 
-/* t as the pseudo-tensor of a verbatim file of size bytes (size > 0). */
-void udfs_tensor_verbatim(udfs_tensor *t, uint64_t size);
+/* t as the pseudo-tensor of a verbatim file of size bytes (size > 0).
+ * 0 or -ENOMEM, as udfs_tensor_from_st(). */
+int udfs_tensor_verbatim(udfs_tensor *t, uint64_t size)
+    __attribute__((warn_unused_result));
 
 #endif

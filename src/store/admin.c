@@ -75,10 +75,14 @@ static int view_build(udfs_store *s, bool dry_run, struct gc_view *v)
 		err = udfs_store_gc_view(s, dry_run, &gens, &n, &v->now);
 	v->grace = udfs_cluster_grace(dir);
 	for (size_t i = 0; i < n && !err; i++) {
-		char *path = udfs_cluster_snapshot_path(dir, gens[i]);
+		char path[PATH_MAX];
 		udfs_catalog *cat = NULL;
 
 		if (gens[i] != live_gen) {
+			err = udfs_cluster_snapshot_path(dir, gens[i], path,
+							 sizeof(path));
+			if (err)
+				break;
 			err = udfs_catalog_open(path, true, false, &cat);
 			if (!err)
 				err = add_paths(v, cat);
@@ -89,7 +93,6 @@ static int view_build(udfs_store *s, bool dry_run, struct gc_view *v)
 				    udfs_error_msg(err));
 			udfs_catalog_close(cat);
 		}
-		free(path);
 	}
 	free(gens);
 	return err;

@@ -96,9 +96,11 @@ static int step_done(udfs_catalog *c, sqlite3_stmt *st, const char *what)
 static int open_immutable(udfs_catalog *c, const char *path)
 {
 	size_t n = strlen(path);
-	char *uri = udfs_xmalloc(3 * n + 32), *q = uri;
+	char *uri = malloc(3 * n + 32), *q = uri;
 	int rc;
 
+	if (!uri)
+		return SQLITE_NOMEM;
 	/* A URI path must escape what would start a query or fragment. */
 	q += sprintf(q, "file:");
 	for (size_t i = 0; i < n; i++) {
@@ -205,11 +207,18 @@ static int prepare_writer(udfs_catalog *c, bool create)
 int udfs_catalog_open(const char *path, bool rdonly, bool create,
 		      udfs_catalog **out)
 {
-	udfs_catalog *c = udfs_xcalloc(1, sizeof(*c));
+	udfs_catalog *c = calloc(1, sizeof(*c));
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
 	int rc, err, version = 0;
 
-	c->path = udfs_xstrdup(path);
+	/* Readers open catalogs in the mount daemon, which answers ENOMEM
+	 * and lives when memory runs out. */
+	if (c)
+		c->path = strdup(path);
+	if (!c || !c->path) {
+		udfs_catalog_close(c);
+		return udfs_error(-ENOMEM, "out of memory");
+	}
 	/* Readers open snapshots, which never change: immutable needs no
 	 * lock and no -shm file, so it works on a read-only export too. */
 	if (rdonly)
@@ -459,15 +468,23 @@ int udfs_catalog_set_stored(udfs_catalog *c, int64_t model_id,
 	return err;
 }
 
-static char *col_str(sqlite3_stmt *st, int i)
+/*
+ * Loading runs in the mount daemon (a lookup loads the model), which must
+ * answer ENOMEM and live when memory runs out: nothing from here to the
+ * end of udfs_catalog_list allocates with the aborting udfs_x* calls.
+ */
+
+/* A copy of text column i ("" for NULL) in *out: 0 or -ENOMEM. */
+static int col_str(sqlite3_stmt *st, int i, char **out)
 {
 	const unsigned char *s = sqlite3_column_text(st, i);
 
-	return udfs_xstrdup(s ? (const char *)s : "");
+	*out = strdup(s ? (const char *)s : "");
+	return *out ? 0 : udfs_error(-ENOMEM, "out of memory");
 }
 
 /* Parse "[2,3]" into t->shape; the catalog is trusted no more than a file:
- * a malformed value is -EIO. */
+ * a malformed value is -EIO. -ENOMEM when out of memory. */
 static int parse_shape(const char *s, udfs_tensor *t)
 {
 	const char *p = s;
@@ -477,7 +494,9 @@ static int parse_shape(const char *s, udfs_tensor *t)
 		return -EIO;
 	for (const char *q = p; *q; q++)
 		n += *q == ',';
-	t->shape = udfs_xcalloc((size_t)n + 1, sizeof(uint64_t));
+	t->shape = calloc((size_t)n + 1, sizeof(uint64_t));
+	if (!t->shape)
+		return udfs_error(-ENOMEM, "out of memory");
 	t->ndim = 0;
 	t->nelems = 1;
 	if (*p == ']')
@@ -504,17 +523,23 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 		       udfs_tensor *t)
 {
 	const unsigned char *blob;
-	int blob_len;
+	int blob_len, err;
 
-	t->name = col_str(st, 0);
+	err = col_str(st, 0, &t->name);
+	if (err)
+		return err;
 	t->dtype = udfs_dtype_parse((const char *)sqlite3_column_text(st, 1));
 	t->begin = (uint64_t)sqlite3_column_int64(st, 3);
 	t->end = (uint64_t)sqlite3_column_int64(st, 4);
 	t->enc = udfs_encoding_parse((const char *)sqlite3_column_text(st, 5));
 	t->file = f;
-	if (t->dtype < 0 || t->enc < 0 || t->end < t->begin ||
-	    t->end > f->size - f->data_offset ||
-	    parse_shape((const char *)sqlite3_column_text(st, 2), t))
+	err = t->dtype < 0 || t->enc < 0 || t->end < t->begin ||
+		      t->end > f->size - f->data_offset
+		  ? -EIO
+		  : parse_shape((const char *)sqlite3_column_text(st, 2), t);
+	if (err == -ENOMEM)
+		return err;
+	if (err)
 		return udfs_error(
 		    -EIO,
 		    "catalog %s: file %s: tensor \"%s\" has a malformed row",
@@ -547,7 +572,9 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 			    "catalog %s: tensor \"%s\": %u chunks for %" PRIu64
 			    " bytes",
 			    c->path, t->name, t->n_chunks, t->end - t->begin);
-		t->chunks = udfs_xcalloc(t->n_chunks, sizeof(*t->chunks));
+		t->chunks = calloc(t->n_chunks, sizeof(*t->chunks));
+		if (!t->chunks)
+			return udfs_error(-ENOMEM, "out of memory");
 		for (uint32_t i = 0; i < t->n_chunks; i++) {
 			const unsigned char *r = blob + (size_t)i * CHUNK_REC;
 
@@ -569,10 +596,13 @@ static int load_tensor(udfs_catalog *c, sqlite3_stmt *st, udfs_file *f,
 static int file_row(udfs_catalog *c, sqlite3_stmt *fs, udfs_file *f)
 {
 	const void *hdr = sqlite3_column_blob(fs, 5);
+	int err;
 
 	f->fd = -1;
 	f->ino = (uint64_t)sqlite3_column_int64(fs, 0);
-	f->path = col_str(fs, 1);
+	err = col_str(fs, 1, &f->path);
+	if (err)
+		return err;
 	f->kind = sqlite3_column_int(fs, 2);
 	f->size = (uint64_t)sqlite3_column_int64(fs, 3);
 	f->data_offset = (uint64_t)sqlite3_column_int64(fs, 4);
@@ -584,7 +614,9 @@ static int file_row(udfs_catalog *c, sqlite3_stmt *fs, udfs_file *f)
 		    -EIO, "catalog %s: file %s has a malformed header row",
 		    c->path, f->path);
 	if (f->data_offset) {
-		f->header = udfs_xmalloc(f->data_offset);
+		f->header = malloc(f->data_offset);
+		if (!f->header)
+			return udfs_error(-ENOMEM, "out of memory");
 		memcpy(f->header, hdr, f->data_offset);
 	}
 	return 0;
@@ -604,7 +636,9 @@ static int load_tensors(udfs_catalog *c, sqlite3_stmt *cnt, sqlite3_stmt *ts,
 	if (sqlite3_step(cnt) != SQLITE_ROW)
 		return fail(c, SQLITE_ERROR, "count tensors");
 	n = (size_t)sqlite3_column_int64(cnt, 0);
-	f->tensors = udfs_xcalloc(n, sizeof(*f->tensors));
+	f->tensors = calloc(n ? n : 1, sizeof(*f->tensors));
+	if (!f->tensors)
+		return udfs_error(-ENOMEM, "out of memory");
 	sqlite3_reset(ts);
 	sqlite3_bind_int64(ts, 1, fid);
 	while ((rc = sqlite3_step(ts)) == SQLITE_ROW && f->n_tensors < n) {
@@ -653,7 +687,9 @@ static int file_tensors(udfs_catalog *c, sqlite3_stmt *fs, sqlite3_stmt *cnt,
 
 	if (sqlite3_column_type(fs, 7) == SQLITE_NULL)
 		return load_tensors(c, cnt, ts, f);
-	label = udfs_xasprintf("catalog %s: file %s", c->path, f->path);
+	label = udfs_asprintf("catalog %s: file %s", c->path, f->path);
+	if (!label)
+		return udfs_error(-ENOMEM, "out of memory");
 	err = udfs_tmap_decode(f, map, (size_t)sqlite3_column_bytes(fs, 7),
 			       label);
 	free(label);
@@ -687,7 +723,11 @@ static int load_files(udfs_catalog *c, udfs_model *m)
 		goto out;
 	}
 	cap = (size_t)sqlite3_column_int64(nf, 0);
-	m->files = udfs_xcalloc(cap + 1, sizeof(*m->files));
+	m->files = calloc(cap + 1, sizeof(*m->files));
+	if (!m->files) {
+		err = udfs_error(-ENOMEM, "out of memory");
+		goto out;
+	}
 	sqlite3_bind_int64(fs, 1, m->id);
 	while ((rc = sqlite3_step(fs)) == SQLITE_ROW && m->n_files < cap) {
 		udfs_file *f = &m->files[m->n_files++];
@@ -716,6 +756,8 @@ int udfs_catalog_load_model(udfs_catalog *c, int64_t id, udfs_model **out,
 	udfs_model *m = NULL;
 	int rc, err;
 
+	*out = NULL;
+	*storage = NULL;
 	err = prep(
 	    c, &st,
 	    "SELECT name, kind, base_id, method, params, seed, created, source_bytes, stored_bytes, sparsity, storage FROM models WHERE id = ?");
@@ -731,22 +773,30 @@ int udfs_catalog_load_model(udfs_catalog *c, int64_t id, udfs_model **out,
 					: fail(c, rc, "load model");
 		goto out;
 	}
-	m = udfs_xcalloc(1, sizeof(*m));
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		err = udfs_error(-ENOMEM, "out of memory");
+		goto out;
+	}
 	m->id = id;
 	m->pack_fd = -1;
 	m->refs = 1;
-	m->name = col_str(st, 0);
 	m->kind = sqlite3_column_int(st, 1);
 	*base_id = sqlite3_column_int64(st, 2);
-	m->method = col_str(st, 3);
-	m->params = col_str(st, 4);
 	m->seed = sqlite3_column_int64(st, 5);
 	m->created = sqlite3_column_int64(st, 6);
 	m->source_bytes = (uint64_t)sqlite3_column_int64(st, 7);
 	m->stored_bytes = (uint64_t)sqlite3_column_int64(st, 8);
 	m->sparsity = sqlite3_column_double(st, 9);
-	*storage = col_str(st, 10);
-	err = load_files(c, m);
+	err = col_str(st, 0, &m->name);
+	if (!err)
+		err = col_str(st, 3, &m->method);
+	if (!err)
+		err = col_str(st, 4, &m->params);
+	if (!err)
+		err = col_str(st, 10, storage);
+	if (!err)
+		err = load_files(c, m);
 out:
 	sqlite3_finalize(st);
 	*out = m;
@@ -769,8 +819,16 @@ int udfs_catalog_list(udfs_catalog *c, udfs_model_info **list, size_t *n)
 		udfs_model_info *i;
 
 		if (len == cap) {
+			udfs_model_info *w;
+
 			cap = cap ? 2 * cap : 16;
-			v = udfs_xrealloc(v, cap * sizeof(*v));
+			w = realloc(v, cap * sizeof(*v));
+			if (!w) {
+				sqlite3_finalize(st);
+				free(v);
+				return udfs_error(-ENOMEM, "out of memory");
+			}
+			v = w;
 		}
 		i = &v[len++];
 		memset(i, 0, sizeof(*i));
@@ -831,7 +889,7 @@ int udfs_catalog_delete_model(udfs_catalog *c, int64_t id, char **storage)
 		sqlite3_finalize(st);
 		return udfs_error(-ENOENT, "model %" PRId64 " not found", id);
 	}
-	*storage = col_str(st, 0);
+	err = col_str(st, 0, storage);
 	sqlite3_finalize(st);
 	for (size_t i = 0; i < UDFS_ARRAY_SIZE(del) && !err; i++) {
 		err = prep(c, &st, del[i]);
@@ -860,15 +918,17 @@ int udfs_catalog_storage_paths(udfs_catalog *c, char ***paths, size_t *n)
 		return err;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		v = udfs_xrealloc(v, (len + 2) * sizeof(*v));
-		v[len++] = col_str(st, 0);
-		v[len] = NULL;
+		v[len + 1] = NULL;
+		if (col_str(st, 0, &v[len]))
+			break;
+		len++;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		for (size_t i = 0; i < len; i++)
 			free(v[i]);
 		free(v);
-		return fail(c, rc, "list storage");
+		return rc == SQLITE_ROW ? -ENOMEM : fail(c, rc, "list storage");
 	}
 	*paths = v;
 	*n = len;

@@ -54,9 +54,11 @@ static char *tmp_name(const char *dir, const char *suffix)
 {
 	static unsigned counter;
 	char *lease = udfs_cluster_lease_name();
-	char *path = udfs_xasprintf(
-	    "%s/.%s.%u.%s", dir, lease,
-	    __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED), suffix);
+	char *path = lease ? udfs_asprintf("%s/.%s.%u.%s", dir, lease,
+					   __atomic_fetch_add(&counter, 1,
+							      __ATOMIC_RELAXED),
+					   suffix)
+			   : NULL;
 
 	free(lease);
 	return path;
@@ -67,10 +69,15 @@ static char *tmp_name(const char *dir, const char *suffix)
 static int replace_file(const char *path, const char *tmp_dir, const char *buf)
 {
 	char *tmp = tmp_name(tmp_dir, "new");
-	char *parent = udfs_xstrdup(path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	char *parent = strdup(path);
+	int fd = -1;
 	int err = 0;
 
+	if (!tmp || !parent) {
+		err = udfs_error(-ENOMEM, "out of memory");
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		err = udfs_error(-errno, "%s: %s", tmp, strerror(errno));
 		goto out;
@@ -245,11 +252,13 @@ static int pointer_read_once(const char *path, char *buf, size_t len)
 
 int udfs_cluster_pointer_read(const char *dir, int64_t *gen, uint32_t *stamp)
 {
-	char *path = udfs_xasprintf("%s/%s", dir, UDFS_POINTER_FILE);
+	char *path = udfs_asprintf("%s/%s", dir, UDFS_POINTER_FILE);
 	char buf[64], *end = buf;
 	unsigned long long st = 0;
 	int err = -ESTALE;
 
+	if (!path)
+		return udfs_error(-ENOMEM, "out of memory");
 	/* A writer on another node may replace it as we read. */
 	for (int tries = 0; tries < 50 && err == -ESTALE; tries++) {
 		if (tries)
@@ -288,10 +297,15 @@ int udfs_cluster_pointer_write(const char *dir, int64_t gen, uint32_t stamp)
 	return err;
 }
 
-char *udfs_cluster_snapshot_path(const char *dir, int64_t gen)
+int udfs_cluster_snapshot_path(const char *dir, int64_t gen, char *buf,
+			       size_t len)
 {
-	return udfs_xasprintf("%s/%s/%" PRId64 ".db", dir, UDFS_SNAPSHOT_DIR,
-			      gen);
+	int n = snprintf(buf, len, "%s/%s/%" PRId64 ".db", dir,
+			 UDFS_SNAPSHOT_DIR, gen);
+
+	if (n < 0 || (size_t)n >= len)
+		return udfs_error(-ENAMETOOLONG, "%s: path too long", dir);
+	return 0;
 }
 
 /* "123.db" -> 123; false for anything else. */
@@ -379,22 +393,27 @@ char *udfs_cluster_lease_name(void)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
 			*p = '_';
-	return udfs_xasprintf("%s.%d", host[0] ? host : "host", (int)getpid());
+	return udfs_asprintf("%s.%d", host[0] ? host : "host", (int)getpid());
 }
 
 int udfs_cluster_lease_write(const char *dir, const char *name,
 			     const int64_t *gens, size_t n)
 {
-	char *path = udfs_xasprintf("%s/%s/%s", dir, UDFS_LEASE_DIR, name);
-	char *parent = udfs_xasprintf("%s/%s", dir, UDFS_LEASE_DIR);
-	char *buf = udfs_xmalloc(n * 24 + 2);
+	char *path = udfs_asprintf("%s/%s/%s", dir, UDFS_LEASE_DIR, name);
+	char *parent = udfs_asprintf("%s/%s", dir, UDFS_LEASE_DIR);
+	char *buf = malloc(n * 24 + 2);
 	size_t len = 0;
-	int err;
+	int err = -ENOMEM;
 
+	if (!path || !parent || !buf) {
+		err = udfs_error(-ENOMEM, "out of memory");
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++)
 		len += (size_t)sprintf(buf + len, "%" PRId64 "\n", gens[i]);
 	buf[len] = '\0';
 	err = replace_file(path, parent, buf);
+out:
 	free(buf);
 	free(parent);
 	free(path);
@@ -403,9 +422,10 @@ int udfs_cluster_lease_write(const char *dir, const char *name,
 
 void udfs_cluster_lease_remove(const char *dir, const char *name)
 {
-	char *path = udfs_xasprintf("%s/%s/%s", dir, UDFS_LEASE_DIR, name);
+	char *path = udfs_asprintf("%s/%s/%s", dir, UDFS_LEASE_DIR, name);
 
-	unlink(path);
+	if (path)
+		unlink(path);
 	free(path);
 }
 
@@ -434,8 +454,9 @@ static void read_lease(const char *path, int64_t **gens, size_t *n, size_t *cap)
 static bool lease_live(const char *name, double age, double grace)
 {
 	char *mine = udfs_cluster_lease_name();
-	const char *dot = strrchr(name, '.'), *my_dot = strrchr(mine, '.');
-	bool same_host = dot &&
+	const char *dot = strrchr(name, '.');
+	const char *my_dot = mine ? strrchr(mine, '.') : NULL;
+	bool same_host = dot && my_dot &&
 			 (size_t)(dot - name) == (size_t)(my_dot - mine) &&
 			 !strncmp(name, mine, (size_t)(dot - name));
 	bool live;

@@ -74,8 +74,11 @@ int udfs_cluster_pointer_read(const char *dir, int64_t *gen, uint32_t *stamp);
 /* Atomically replace the pointer (temp file in tmp/, fsync, rename). */
 int udfs_cluster_pointer_write(const char *dir, int64_t gen, uint32_t stamp);
 
-/* STORE/snapshots/<gen>.db; caller frees. */
-char *udfs_cluster_snapshot_path(const char *dir, int64_t gen);
+/* STORE/snapshots/<gen>.db into buf (len bytes; PATH_MAX will do), with
+ * no allocation: readers build it in the mount daemon. 0 or
+ * -ENAMETOOLONG. */
+int udfs_cluster_snapshot_path(const char *dir, int64_t gen, char *buf,
+			       size_t len);
 
 typedef struct udfs_snapshot_info {
 	int64_t gen;
@@ -99,7 +102,7 @@ bool udfs_cluster_snapshot_needed(const udfs_snapshot_info *list, size_t n,
 				  double now, double grace);
 
 /* This process's lease name, "HOST.PID" (HOST made of [A-Za-z0-9._-]);
- * caller frees. */
+ * caller frees; NULL when out of memory. */
 char *udfs_cluster_lease_name(void);
 /* Write (or refresh) lease name naming gens (temp file, rename): its mtime
  * is the time of the refresh. */

@@ -109,12 +109,12 @@ static char *live_path(const udfs_store *s)
 
 static bool snapshot_exists(udfs_store *s, int64_t gen)
 {
-	char *path = udfs_cluster_snapshot_path(s->dir, gen);
+	char path[PATH_MAX];
 	struct stat st;
-	bool found = stat(path, &st) == 0;
 
-	free(path);
-	return found;
+	return udfs_cluster_snapshot_path(s->dir, gen, path, sizeof(path)) ==
+		   0 &&
+	       stat(path, &st) == 0;
 }
 
 /* The latest published generation: the pointer, or a newer snapshot a
@@ -234,18 +234,18 @@ static int place_copy(udfs_store *s, const char *path)
  */
 static int publish(udfs_store *s)
 {
-	char *live = live_path(s), *snap = NULL;
+	char *live = live_path(s), snap[PATH_MAX];
 	uint32_t stamp = 0;
 	int64_t gen = 0;
 	int err = udfs_catalog_generation(s->live, &gen);
 
 	udfs_catalog_close(s->live);
 	s->live = NULL;
-	if (!err) {
-		snap = udfs_cluster_snapshot_path(s->dir, gen);
+	if (!err)
+		err =
+		    udfs_cluster_snapshot_path(s->dir, gen, snap, sizeof(snap));
+	if (!err)
 		err = place_copy(s, snap);
-	}
-	free(snap);
 	if (err) {
 		free(live);
 		return err;
@@ -299,7 +299,7 @@ static int prune(udfs_store *s, int64_t current, bool dry_run, int64_t **keep,
 	if (!err)
 		err = udfs_cluster_snapshots(s->dir, &list, &n);
 	for (size_t i = 0; i < n && !err; i++) {
-		char *path;
+		char path[PATH_MAX];
 
 		if (udfs_cluster_snapshot_needed(list, n, i, current, leased,
 						 n_leased, now, grace)) {
@@ -310,10 +310,10 @@ static int prune(udfs_store *s, int64_t current, bool dry_run, int64_t **keep,
 			}
 			continue;
 		}
-		path = udfs_cluster_snapshot_path(s->dir, list[i].gen);
-		if (!dry_run)
+		if (!dry_run &&
+		    udfs_cluster_snapshot_path(s->dir, list[i].gen, path,
+					       sizeof(path)) == 0)
 			unlink(path);
-		free(path);
 	}
 	free(list);
 	free(leased);
@@ -340,7 +340,7 @@ static int upgrade_in_place(udfs_store *s)
  */
 static int writer_enter(udfs_store *s)
 {
-	char *live = live_path(s), *from = NULL;
+	char *live = live_path(s), from[PATH_MAX];
 	int64_t latest = -1, pointer = -1, gen = -1;
 	uint32_t stamp = 0, live_stamp = 0;
 	int err = udfs_cluster_lock(s->dir, &s->lock_fd);
@@ -367,19 +367,23 @@ static int writer_enter(udfs_store *s)
 		goto out;
 	/* Older than the newest snapshot: this client still sees an old
 	 * catalog.db, or its writer was killed before replacing it. */
-	from = gen < latest ? udfs_cluster_snapshot_path(s->dir, latest)
-			    : udfs_xstrdup(live);
-	err = open_copy(s, from);
+	if (gen < latest)
+		err = udfs_cluster_snapshot_path(s->dir, latest, from,
+						 sizeof(from));
+	else
+		snprintf(from, sizeof(from), "%s", live);
+	if (!err)
+		err = open_copy(s, from);
 	if (!err &&
 	    (gen != latest || pointer != latest || stamp != live_stamp)) {
 		err = publish(s);
-		free(from);
-		from = udfs_cluster_snapshot_path(s->dir, s->published);
+		if (!err)
+			err = udfs_cluster_snapshot_path(s->dir, s->published,
+							 from, sizeof(from));
 		if (!err)
 			err = open_copy(s, from);
 	}
 out:
-	free(from);
 	free(live);
 	return err;
 }
@@ -504,16 +508,15 @@ out:
 /* Open snapshot gen as the readers' catalog (s->lock held or s private). */
 static int open_snapshot(udfs_store *s, int64_t gen, udfs_catalog **cat)
 {
-	char *path = udfs_cluster_snapshot_path(s->dir, gen);
+	char path[PATH_MAX];
 	struct stat st;
-	int err;
+	int err = udfs_cluster_snapshot_path(s->dir, gen, path, sizeof(path));
 
 	/* The missing case is told apart: a newer generation replaced it. */
-	if (stat(path, &st) < 0)
+	if (!err && stat(path, &st) < 0)
 		err = -errno;
-	else
+	else if (!err)
 		err = udfs_catalog_open(path, true, false, cat);
-	free(path);
 	return err;
 }
 
@@ -664,13 +667,18 @@ bool udfs_store_frozen(const udfs_store *s) { return s->frozen; }
 /* ---- readers: following the pointer, leases --------------------------- */
 
 /* Generations this process still serves: the current one and those its
- * loaded models came from. Under s->lock. Caller frees. */
+ * loaded models came from. Under s->lock. Caller frees; NULL when out of
+ * memory. */
 static int64_t *served(udfs_store *s, size_t *n)
 {
 	int64_t *gens;
 
 	pthread_mutex_lock(&s->reg);
-	gens = udfs_xcalloc(s->n_loaded + 1, sizeof(*gens));
+	gens = calloc(s->n_loaded + 1, sizeof(*gens));
+	if (!gens) {
+		pthread_mutex_unlock(&s->reg);
+		return NULL;
+	}
 	gens[0] = s->gen;
 	*n = 1;
 	for (size_t i = 0; i < s->n_loaded; i++) {
@@ -695,6 +703,8 @@ static int lease_refresh(udfs_store *s)
 	if (!s->lease)
 		return 0;
 	gens = served(s, &n);
+	if (!gens)
+		return udfs_error(-ENOMEM, "out of memory");
 	err = udfs_cluster_lease_write(s->dir, s->lease, gens, n);
 	free(gens);
 	return err;
@@ -781,7 +791,8 @@ int udfs_store_follow(udfs_store *s)
 		return 0;
 	pthread_mutex_lock(&s->lock);
 	s->lease = udfs_cluster_lease_name();
-	err = lease_refresh(s);
+	err =
+	    s->lease ? lease_refresh(s) : udfs_error(-ENOMEM, "out of memory");
 	pthread_mutex_unlock(&s->lock);
 	if (err) {
 		free(s->lease);
@@ -835,7 +846,8 @@ static int by_name(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-static void build_index(udfs_model *m)
+/* m->index: every tensor by name. 0 or -ENOMEM. */
+static int build_index(udfs_model *m)
 {
 	size_t n = 0;
 
@@ -843,13 +855,16 @@ static void build_index(udfs_model *m)
 		n += m->files[i].kind == UDFS_FILE_SAFETENSORS
 			 ? m->files[i].n_tensors
 			 : 0;
-	m->index = udfs_xcalloc(n, sizeof(*m->index));
+	m->index = calloc(n ? n : 1, sizeof(*m->index));
+	if (!m->index)
+		return udfs_error(-ENOMEM, "out of memory");
 	for (size_t i = 0; i < m->n_files; i++)
 		if (m->files[i].kind == UDFS_FILE_SAFETENSORS)
 			for (size_t j = 0; j < m->files[i].n_tensors; j++)
 				m->index[m->n_index++] =
 				    &m->files[i].tensors[j];
 	qsort(m->index, m->n_index, sizeof(*m->index), by_name);
+	return 0;
 }
 
 /* Remember what the mount serves file f with, and which file it is: at
@@ -896,9 +911,11 @@ static void close_fds(udfs_model *m)
 static int open_pack(udfs_store *s, udfs_model *m)
 {
 	struct stat st;
-	char *path = udfs_xasprintf("%s/%s", s->dir, m->storage);
+	char *path = udfs_asprintf("%s/%s", s->dir, m->storage);
 	int err = 0;
 
+	if (!path)
+		return udfs_error(-ENOMEM, "out of memory");
 	/* A file the catalog names but cannot be opened is a damaged
 	 * store (EIO), never "no such model" (ENOENT). */
 	m->pack_fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -917,9 +934,11 @@ static int open_pack(udfs_store *s, udfs_model *m)
 static int open_base_file(udfs_store *s, udfs_model *m, udfs_file *f)
 {
 	struct stat st;
-	char *path = udfs_xasprintf("%s/%s/%s", s->dir, m->storage, f->path);
+	char *path = udfs_asprintf("%s/%s/%s", s->dir, m->storage, f->path);
 	int err = 0;
 
+	if (!path)
+		return udfs_error(-ENOMEM, "out of memory");
 	f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (f->fd < 0 || fstat(f->fd, &st) < 0)
 		err = udfs_error(-EIO, "base %s: %s: %s", m->name, path,
@@ -1161,6 +1180,22 @@ bool udfs_storage_path_ok(const char *rel)
 	return name[0] && name[0] != '.' && !strchr(name, '/');
 }
 
+/* Room in s->loaded for one more model: 0 or -ENOMEM. */
+static int reserve_loaded(udfs_store *s)
+{
+	udfs_model **v;
+	int err = 0;
+
+	pthread_mutex_lock(&s->reg);
+	v = realloc(s->loaded, (s->n_loaded + 1) * sizeof(*s->loaded));
+	if (v)
+		s->loaded = v;
+	else
+		err = udfs_error(-ENOMEM, "out of memory");
+	pthread_mutex_unlock(&s->reg);
+	return err;
+}
+
 /* Load model id; the caller holds s->lock (the catalog). */
 static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 {
@@ -1207,19 +1242,21 @@ static int load_locked(udfs_store *s, int64_t id, int depth, udfs_model **out)
 	m->storage = storage;
 	storage = NULL;
 	/* Pinned once: the load checks the stored files. A lazy store lets
-	 * them idle at once; any other keeps them until the last put. */
+	 * them idle at once; any other keeps them until the last put. What
+	 * may fail comes before the pin, which is not undone. */
 	err = link_base(m);
+	if (!err)
+		err = build_index(m);
+	if (!err)
+		err = reserve_loaded(s);
 	if (!err)
 		err = udfs_model_pin(m);
 	if (err)
 		goto out;
 	if (s->lazy_fds)
 		udfs_model_unpin(m);
-	build_index(m);
 	pthread_mutex_lock(&s->reg);
-	s->loaded =
-	    udfs_xrealloc(s->loaded, (s->n_loaded + 1) * sizeof(*s->loaded));
-	s->loaded[s->n_loaded++] = m;
+	s->loaded[s->n_loaded++] = m; /* loads are serial (s->lock) */
 	pthread_mutex_unlock(&s->reg);
 	*out = m;
 out:
@@ -1354,8 +1391,9 @@ static uint64_t tree_bytes(const char *path)
 
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		sub = udfs_xasprintf("%s/%s", path, e->d_name);
-		sum += tree_bytes(sub);
+		sub = udfs_asprintf("%s/%s", path, e->d_name);
+		if (sub) /* statfs: a figure short by a file, not an abort */
+			sum += tree_bytes(sub);
 		free(sub);
 	}
 	closedir(d);

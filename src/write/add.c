@@ -276,13 +276,13 @@ static int write_file(struct add_group *g, struct add_model *am, size_t fi,
 		memcpy(f->header, sf->st->raw, f->data_offset);
 		f->n_tensors = sf->st->n_tensors;
 		f->tensors = udfs_xcalloc(f->n_tensors, sizeof(*f->tensors));
-		for (size_t j = 0; j < f->n_tensors; j++)
-			udfs_tensor_from_st(&f->tensors[j],
-					    &sf->st->tensors[j]);
+		for (size_t j = 0; j < f->n_tensors && !err; j++)
+			err = udfs_tensor_from_st(&f->tensors[j],
+						  &sf->st->tensors[j]);
 	} else if (sf->size) {
 		f->n_tensors = 1;
 		f->tensors = udfs_xcalloc(1, sizeof(*f->tensors));
-		udfs_tensor_verbatim(f->tensors, sf->size);
+		err = udfs_tensor_verbatim(f->tensors, sf->size);
 	}
 	for (size_t j = 0; j < f->n_tensors && !err; j++) {
 		udfs_tensor *t = &f->tensors[j];
@@ -321,8 +321,11 @@ static int map_base(struct add_group *g)
 		if (!b->files[i].size)
 			continue;
 		if (b->files[i].kind == UDFS_FILE_VERBATIM) {
-			udfs_tensor_verbatim(&g->base_verbatim[i],
-					     b->files[i].size);
+			int err = udfs_tensor_verbatim(&g->base_verbatim[i],
+						       b->files[i].size);
+
+			if (err)
+				return err;
 			g->base_verbatim[i].file = &b->files[i];
 		}
 		p = mmap(NULL, b->files[i].size, PROT_READ, MAP_SHARED,

@@ -152,22 +152,25 @@ static int sync_dirs(const char *tmp, const udfs_model *m)
 
 /* The catalog file f of base file sf: stored verbatim, every tensor read
  * as it is (UDFS_ENC_BASE). */
-static void file_from_source(udfs_file *f, const udfs_source_file *sf)
+static int file_from_source(udfs_file *f, const udfs_source_file *sf)
 {
+	int err = 0;
+
 	f->path = udfs_xstrdup(sf->path);
 	f->kind = sf->kind;
 	f->size = sf->size;
 	if (!sf->st)
-		return;
+		return 0;
 	f->data_offset = sf->st->data_offset;
 	f->header = udfs_xmalloc(f->data_offset);
 	memcpy(f->header, sf->st->raw, f->data_offset);
 	f->n_tensors = sf->st->n_tensors;
 	f->tensors = udfs_xcalloc(f->n_tensors, sizeof(*f->tensors));
-	for (size_t j = 0; j < f->n_tensors; j++) {
-		udfs_tensor_from_st(&f->tensors[j], &sf->st->tensors[j]);
+	for (size_t j = 0; j < f->n_tensors && !err; j++) {
+		err = udfs_tensor_from_st(&f->tensors[j], &sf->st->tensors[j]);
 		f->tensors[j].enc = UDFS_ENC_BASE;
 	}
+	return err;
 }
 
 /* Place every file of src under tmp (copies, or links when link) and fill
@@ -192,7 +195,8 @@ static int copy_files(const char *tmp, const udfs_source *src, udfs_model *m,
 		if (!err)
 			err = place_file(sf, dst, link, src->mode);
 		free(dst);
-		file_from_source(f, sf);
+		if (!err)
+			err = file_from_source(f, sf);
 		if (!err)
 			err = udfs_sha256_hex(sf->map, sf->size, f->sha256);
 		m->source_bytes += sf->size;

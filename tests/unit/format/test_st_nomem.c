@@ -2,9 +2,8 @@
 /*
  * The safetensors parser when memory runs out. It runs in the mount daemon
  * (a catalog's headers are parsed when it is loaded), which must answer
- * ENOMEM and live, never abort. This test is linked with
- * -Wl,--wrap=malloc,--wrap=calloc (Makefile) so that one chosen
- * allocation of the parser fails: for every n until a parse needs fewer
+ * ENOMEM and live, never abort. One chosen allocation of the parser
+ * fails (failalloc.h): for every n until a parse needs fewer
  * than n allocations, failing the n-th must give -ENOMEM, no header, and
  * no leak (LeakSanitizer, under `make asan`); then the parse succeeds.
  */
@@ -15,25 +14,8 @@
 
 #include "check.h"
 #include "common/util.h"
+#include "failalloc.h"
 #include "format/safetensors.h"
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-
-/* The allocation to fail (counted from 0 since armed), or -1: none. */
-static long fail_at = -1;
-static long seen;
-
-static int fail_now(void) { return fail_at >= 0 && seen++ == fail_at; }
-
-void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
-
-void *__wrap_calloc(size_t n, size_t size)
-{
-	return fail_now() ? NULL : __real_calloc(n, size);
-}
 
 static const char json[] =
     "{\"__metadata__\":{\"format\":\"pt\",\"b\":\"c\"},"
@@ -59,10 +41,9 @@ static int parse_failing(long n, const unsigned char *b, size_t len,
 {
 	int err;
 
-	seen = 0;
-	fail_at = n;
+	failalloc_arm(n);
 	err = udfs_st_parse("t.safetensors", b, len, len, NULL, h);
-	fail_at = -1;
+	failalloc_disarm();
 	return err;
 }
 
@@ -70,10 +51,9 @@ static int read_failing(long n, int fd, udfs_st_header **h)
 {
 	int err;
 
-	seen = 0;
-	fail_at = n;
+	failalloc_arm(n);
 	err = udfs_st_read_fd("t.safetensors", fd, h);
-	fail_at = -1;
+	failalloc_disarm();
 	return err;
 }
 

@@ -186,7 +186,7 @@ static void test_verbatim(void)
 	unsigned char *map;
 	size_t len;
 
-	udfs_tensor_verbatim(&t, 516);
+	CHECK_EQ_INT(udfs_tensor_verbatim(&t, 516), 0);
 	t.enc = UDFS_ENC_SAME;
 	t.base_file_id = 1;
 	f.tensors = &t;
