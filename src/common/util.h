@@ -122,6 +122,7 @@ enum udfs_scratch_slot {
 	UDFS_SCRATCH_MIX = 6,	  /* mix.c: a chunk's low-rank factors */
 	UDFS_SCRATCH_SEARCH = 7,  /* write/trellis.c: the Viterbi choices */
 	UDFS_SCRATCH_SPARSE = 8,  /* plane.c: a sparse plane's bitmap, bytes */
+	UDFS_SCRATCH_DELTA = 9,	  /* plan_budget.c: a block of a delta */
 	UDFS_SCRATCH_SLOTS
 };
 void *udfs_scratch(int slot, size_t n);

@@ -123,13 +123,8 @@ udfs_add_base_bytes(const struct add_group *g, const udfs_tensor *bt)
 	return g->base_map[i] + bt->file->data_offset + bt->begin;
 }
 
-/*
- * The delta cur - base of n elements of dtype as floats (delta.c), in a
- * new array the caller frees; NULL when out of memory.
- */
-float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
-			  const void *base);
-/* The same into d[n]; cur and base point at element 0 of the range. */
+/* The delta cur - base of n elements of dtype as floats into d[n]
+ * (delta.c); cur and base point at element 0 of the range. */
 void udfs_add_delta_range(int dtype, uint64_t n, const void *cur,
 			  const void *base, float *d);
 

@@ -72,16 +72,6 @@ void udfs_add_delta_range(int dtype, uint64_t n, const void *cur,
 	}
 }
 
-float *udfs_add_delta_f32(int dtype, uint64_t n, const void *cur,
-			  const void *base)
-{
-	float *d = udfs_malloc_huge(n * sizeof(float) + 1);
-
-	if (d)
-		udfs_add_delta_range(dtype, n, cur, base, d);
-	return d;
-}
-
 /* The decoder's table (codec/lossy.c), the same float operations. */
 void udfs_lossy_value_lut(const udfs_lossy_params *lp, float *lut)
 {

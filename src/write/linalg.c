@@ -1127,19 +1127,36 @@ static int slq_alloc(struct slq *s)
 	return 0;
 }
 
-double udfs_sum_squares(const float *d, uint64_t n)
+void udfs_sumsq_add(udfs_sumsq *a, const float *d, uint64_t n)
 {
-	double lane[8] = {0}, sum = 0;
+	double lane[8];
 	uint64_t k = 0;
 
+	/* Local lanes: registers, whatever the compiler assumes of a. */
+	memcpy(lane, a->lane, sizeof(lane));
 	for (; k + 8 <= n; k += 8)
 		for (int j = 0; j < 8; j++)
 			lane[j] += (double)d[k + j] * d[k + j];
 	for (; k < n; k++)
-		sum += (double)d[k] * d[k];
+		a->tail += (double)d[k] * d[k];
+	memcpy(a->lane, lane, sizeof(lane));
+}
+
+double udfs_sumsq_end(const udfs_sumsq *a)
+{
+	double sum = a->tail;
+
 	for (int j = 0; j < 8; j++)
-		sum += lane[j];
+		sum += a->lane[j];
 	return sum;
+}
+
+double udfs_sum_squares(const float *d, uint64_t n)
+{
+	udfs_sumsq a = {{0}, 0};
+
+	udfs_sumsq_add(&a, d, n);
+	return udfs_sumsq_end(&a);
 }
 
 double udfs_dot(const float *a, const float *b, uint64_t n)

@@ -69,6 +69,15 @@ int udfs_nuclear_norm_csr(const udfs_csr *a, double *out);
  * eight lanes that -O2 vectorizes (one running sum made each element wait
  * for the previous one), added in a fixed order. */
 double udfs_sum_squares(const float *d, uint64_t n);
+/* The same over pieces: udfs_sumsq_add() of consecutive pieces, each but
+ * the last a multiple of 8 elements, then udfs_sumsq_end(), gives the
+ * bits of udfs_sum_squares() of the whole. Start from {{0}, 0}. */
+typedef struct udfs_sumsq {
+	double lane[8];
+	double tail; /* the elements past the last multiple of 8 */
+} udfs_sumsq;
+void udfs_sumsq_add(udfs_sumsq *a, const float *d, uint64_t n);
+double udfs_sumsq_end(const udfs_sumsq *a);
 /* The dot product of a[0, n) and b[0, n) in double, the same way. */
 double udfs_dot(const float *a, const float *b, uint64_t n);
 

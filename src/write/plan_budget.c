@@ -776,9 +776,66 @@ static uint32_t sel_kmax(const struct pblocks *pb, uint64_t cols, uint32_t i,
 
 /* SVDs of the chunks tensor d is priced on into pr, and the largest rank
  * they hold. */
-static int priced_svds(const float *d, uint64_t cols, const struct pblocks *pb,
+/* Elements of a delta a norm pass computes at a time (price_tensor). */
+#define NORM_BLOCK 16384
+
+/*
+ * The delta of a tensor is never made whole for its pricing: its norm is
+ * summed a block at a time, and the priced chunks' rows are made one chunk
+ * at a time in a per-thread buffer. A tensor-sized float array per tensor
+ * cost 17% of a default add, half of it the kernel clearing its fresh
+ * pages. The same values, the same sums: the same choices.
+ */
+struct pdelta {
+	int dtype;
+	size_t es; /* bytes of an element */
+	const unsigned char *cur, *base;
+	float *buf; /* UDFS_SCRATCH_DELTA */
+};
+
+/* The delta of elements [from, from + n) into p->buf. */
+static void pdelta_make(const struct pdelta *p, uint64_t from, uint64_t n)
+{
+	udfs_add_delta_range(p->dtype, n, p->cur + from * p->es,
+			     p->base + from * p->es, p->buf);
+}
+
+/* ||d||^2 of the whole delta, with the bits of udfs_sum_squares(). */
+static double pdelta_norm2(const struct pdelta *p, uint64_t n)
+{
+	udfs_sumsq a = {{0}, 0};
+
+	for (uint64_t k = 0; k < n; k += NORM_BLOCK) {
+		uint64_t m = UDFS_MIN((uint64_t)NORM_BLOCK, n - k);
+
+		pdelta_make(p, k, m);
+		udfs_sumsq_add(&a, p->buf, m);
+	}
+	return udfs_sumsq_end(&a);
+}
+
+/* Floats of the largest priced block, whole rows (udfs_mix_block_svd). */
+static uint64_t pblock_floats(const struct pblocks *pb, uint64_t cols)
+{
+	uint64_t most = NORM_BLOCK;
+
+	for (uint32_t i = 0; i < pb->n_sel; i++) {
+		uint64_t first = (uint64_t)pb->sel[i] * pb->per;
+		uint32_t nb = (uint32_t)UDFS_MIN(pb->per, pb->nelems - first);
+
+		most =
+		    UDFS_MAX(most, udfs_lowrank_rows(cols, first, nb) * cols);
+	}
+	return most;
+}
+
+/* The SVDs of the priced chunks, and the samples ds[0, ns) of the delta
+ * (sample_at: they lie in those chunks). */
+static int priced_svds(const struct pdelta *p, uint64_t cols,
+		       const struct pblocks *pb, float *ds, uint64_t ns,
 		       struct mix_priced *pr, uint32_t *kmax)
 {
+	uint64_t k = 0;
 	int err = 0;
 
 	*kmax = 0;
@@ -787,9 +844,15 @@ static int priced_svds(const float *d, uint64_t cols, const struct pblocks *pb,
 		uint64_t first = (uint64_t)pb->sel[i] * pb->per, rows;
 		uint32_t nb = (uint32_t)UDFS_MIN(pb->per, pb->nelems - first);
 		uint32_t kb = sel_kmax(pb, cols, i, &rows);
+		uint64_t row0 = first / cols * cols, at;
 
+		/* The block's whole rows, as the SVD reads them. */
+		pdelta_make(p, row0, udfs_lowrank_rows(cols, first, nb) * cols);
+		for (; k < ns && (at = sample_at(pb, k, ns)) < first + nb; k++)
+			ds[k] = p->buf[at - row0];
 		pr->sel[i] = pb->sel[i];
-		err = udfs_mix_block_svd(d, cols, first, nb, kb, &pr->sv[i]);
+		err = udfs_mix_block_svd(p->buf, cols, first - row0, nb, kb,
+					 &pr->sv[i]);
 		*kmax = UDFS_MAX(*kmax, pr->sv[i].k);
 	}
 	return err;
@@ -823,7 +886,11 @@ static int price_tensor(void *ctx, size_t i)
 	const unsigned char *base = udfs_add_base_bytes(j->g, p->base);
 	uint64_t n = st->nelems, cols = n / st->shape[0], ns;
 	uint32_t kmax = 0;
-	float *d = udfs_add_delta_f32(st->dtype, n, cur, base), *ds;
+	struct pdelta pd = {.dtype = st->dtype,
+			    .es = udfs_dtype_size(st->dtype),
+			    .cur = cur,
+			    .base = base};
+	float *ds;
 	struct mix_priced *pr = udfs_xcalloc(1, sizeof(*pr));
 	struct cand ex = {.exact = true}, none = {0};
 	struct trellis_scales ts = {{0}};
@@ -834,8 +901,10 @@ static int price_tensor(void *ctx, size_t i)
 	pblocks_init(&pb, n, UDFS_CHUNK_BYTES / udfs_dtype_size(st->dtype));
 	ns = UDFS_MIN(pb.m, (uint64_t)SAMPLE_MAX);
 	ds = udfs_xmalloc(ns * sizeof(float) + 1);
-	if (!d) {
-		err = -ENOMEM;
+	pd.buf = udfs_scratch(UDFS_SCRATCH_DELTA,
+			      pblock_floats(&pb, cols) * sizeof(float));
+	if (!pd.buf) {
+		err = udfs_error(-ENOMEM, "out of memory");
 		goto out;
 	}
 	if (udfs_interrupted) {
@@ -845,19 +914,17 @@ static int price_tensor(void *ctx, size_t i)
 	t->scale = 1;
 	t->cols = cols;
 	t->codes = j->g->o->codes;
-	t->norm2 = udfs_sum_squares(d, n);
+	t->norm2 = pdelta_norm2(&pd, n);
 	/* Each element's error counts relative to its tensor's delta. */
 	t->w = t->norm2 > 0 ? (double)n / t->norm2 : 0;
-	for (uint64_t k = 0; k < ns; k++)
-		ds[k] = d[sample_at(&pb, k, ns)];
+	err = priced_svds(&pd, cols, &pb, ds, ns, pr, &kmax);
+	if (err)
+		goto out;
 	t->s2 = udfs_sum_squares(ds, ns) * (double)n / (double)ns;
 	err = exact_bytes(j->g, st, cur, base, &ex.bytes);
 	if (err)
 		goto out;
 	add_cand(t, &ex);
-	err = priced_svds(d, cols, &pb, pr, &kmax);
-	if (err)
-		goto out;
 	resid_init(&rs, ds, ns, (double)n / (double)ns);
 	residual_cands(t, &rs, &none, pb.n_blk, n, &ts);
 	resid_free(&rs);
@@ -868,7 +935,6 @@ static int price_tensor(void *ctx, size_t i)
 	}
 out:
 	udfs_mix_priced_free(pr);
-	free(d);
 	free(ds);
 	return err;
 }

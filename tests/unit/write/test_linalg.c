@@ -343,6 +343,32 @@ static void test_pruned(size_t n)
 	free(s);
 }
 
+/* A sum of squares over pieces (each but the last a multiple of 8) has
+ * the bits of the whole one: the adaptive planner sums a delta a block at
+ * a time, and its choices must not move. */
+static void test_sumsq_pieces(void)
+{
+	static const uint64_t pieces[] = {8, 16, 24, 4096, 16384};
+	uint64_t r = 3, n = 100003;
+	float *d = malloc(n * sizeof(float));
+
+	for (uint64_t i = 0; i < n; i++)
+		d[i] = (float)((double)(udfs_splitmix64(&r) >> 11) * 0x1p-53 -
+			       0.5) *
+		       (float)(1 + i % 7);
+	for (size_t p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++) {
+		udfs_sumsq a = {{0}, 0};
+		double whole = udfs_sum_squares(d, n), sum;
+
+		for (uint64_t k = 0; k < n; k += pieces[p])
+			udfs_sumsq_add(&a, d + k,
+				       n - k < pieces[p] ? n - k : pieces[p]);
+		sum = udfs_sumsq_end(&a);
+		CHECK(memcmp(&sum, &whole, sizeof(sum)) == 0);
+	}
+	free(d);
+}
+
 static void bench(void)
 {
 	size_t sz[4][2] = {
@@ -372,6 +398,7 @@ int main(void)
 	test_rank1(300, 40);
 	test_rank2();
 	test_pruned(400);
+	test_sumsq_pieces();
 	test_svd_top(60, 200, 20);
 	test_svd_top(60, 200, 4);
 	test_svd_top(300, 50, 5);

@@ -57,8 +57,10 @@ static void make_pair(int dtype, uint64_t n, void *base, void *cur)
 static void make_plan(int enc, int mask, int dtype, uint64_t n, const void *cur,
 		      const void *base, struct tensor_plan *p)
 {
-	float *d = udfs_add_delta_f32(dtype, n, cur, base);
+	float *d = malloc(n * sizeof(float) + 1);
 	uint8_t *codes = malloc(n);
+
+	udfs_add_delta_range(dtype, n, cur, base, d);
 
 	memset(p, 0, sizeof(*p));
 	p->enc = enc;
