@@ -206,8 +206,11 @@ static unsigned char *buf_alloc(udfs_cache *c, size_t len)
 	pthread_mutex_unlock(&c->spare_lock);
 	if (p)
 		return p;
+	/* Populated: the decoder writes every page, and one call that maps
+	 * them all costs less than a fault per page (a first read after the
+	 * mount, while the cache fills, ran at half the speed of the next). */
 	m = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	return m == MAP_FAILED ? NULL : m;
 }
 
