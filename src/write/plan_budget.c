@@ -774,21 +774,18 @@ static uint32_t sel_kmax(const struct pblocks *pb, uint64_t cols, uint32_t i,
 	return udfs_mix_kmax(*rows, cols, nb);
 }
 
-/* SVDs of the chunks tensor d is priced on into pr, and the largest rank
- * they hold. */
 /* Elements of a delta a norm pass computes at a time (price_tensor). */
 #define NORM_BLOCK 16384
 
 /*
  * The delta of a tensor is never made whole for its pricing: its norm is
  * summed a block at a time, and the priced chunks' rows are made one chunk
- * at a time in a per-thread buffer. A tensor-sized float array per tensor
- * cost 17% of a default add, half of it the kernel clearing its fresh
- * pages. The same values, the same sums: the same choices.
+ * at a time in a per-thread buffer, so a pricing job holds one chunk's rows
+ * instead of 4 bytes per element of its tensor. The same values, the same
+ * sums: the same choices.
  */
 struct pdelta {
 	int dtype;
-	size_t es; /* bytes of an element */
 	const unsigned char *cur, *base;
 	float *buf; /* UDFS_SCRATCH_DELTA */
 };
@@ -796,8 +793,10 @@ struct pdelta {
 /* The delta of elements [from, from + n) into p->buf. */
 static void pdelta_make(const struct pdelta *p, uint64_t from, uint64_t n)
 {
-	udfs_add_delta_range(p->dtype, n, p->cur + from * p->es,
-			     p->base + from * p->es, p->buf);
+	size_t es = udfs_dtype_size(p->dtype);
+
+	udfs_add_delta_range(p->dtype, n, p->cur + from * es,
+			     p->base + from * es, p->buf);
 }
 
 /* ||d||^2 of the whole delta, with the bits of udfs_sum_squares(). */
@@ -829,8 +828,9 @@ static uint64_t pblock_floats(const struct pblocks *pb, uint64_t cols)
 	return most;
 }
 
-/* The SVDs of the priced chunks, and the samples ds[0, ns) of the delta
- * (sample_at: they lie in those chunks). */
+/* The SVDs of the priced chunks into pr, the largest rank they hold, and
+ * the samples ds[0, ns) of the delta (sample_at: they lie in those
+ * chunks). */
 static int priced_svds(const struct pdelta *p, uint64_t cols,
 		       const struct pblocks *pb, float *ds, uint64_t ns,
 		       struct mix_priced *pr, uint32_t *kmax)
@@ -886,10 +886,7 @@ static int price_tensor(void *ctx, size_t i)
 	const unsigned char *base = udfs_add_base_bytes(j->g, p->base);
 	uint64_t n = st->nelems, cols = n / st->shape[0], ns;
 	uint32_t kmax = 0;
-	struct pdelta pd = {.dtype = st->dtype,
-			    .es = udfs_dtype_size(st->dtype),
-			    .cur = cur,
-			    .base = base};
+	struct pdelta pd = {.dtype = st->dtype, .cur = cur, .base = base};
 	float *ds;
 	struct mix_priced *pr = udfs_xcalloc(1, sizeof(*pr));
 	struct cand ex = {.exact = true}, none = {0};

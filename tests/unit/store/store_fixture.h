@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Helpers shared by the unit tests that build real stores (test_catalog.c,
- * test_store.c): write a file, and add one model against the base "base".
+ * test_store.c, ...): write a file, add one model against the base "base",
+ * remove the scratch directory.
  * Include after check.h.
  */
 #ifndef UDFS_TEST_STORE_FIXTURE_H
@@ -25,6 +26,15 @@ static void write_bytes(const char *path, const void *p, size_t n)
 		CHECK_EQ_INT(udfs_write_full(fd, p, n), 0);
 		close(fd);
 	}
+}
+
+/* Remove the test's scratch directory top and all it holds. */
+static inline void remove_tree(const char *top)
+{
+	char *cmd = udfs_xasprintf("rm -rf '%s'", top);
+
+	CHECK_EQ_INT(system(cmd), 0);
+	free(cmd);
 }
 
 /* Add model name from src against "base"; lossless or the lossy

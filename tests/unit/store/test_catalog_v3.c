@@ -334,12 +334,7 @@ out:
 			free_rows(v4[i]);
 	if (v3)
 		free_rows(v3);
-	{
-		char *cmd = udfs_xasprintf("rm -rf %s", top);
-
-		CHECK_EQ_INT(system(cmd), 0);
-		free(cmd);
-	}
+	remove_tree(top);
 	free(f);
 	free(b);
 	free(db);

@@ -214,12 +214,7 @@ int main(void)
 	check_load(store, "lossy");
 	check_list(store);
 	check_follow(store, top);
-	{
-		char *cmd = udfs_xasprintf("rm -rf '%s'", top);
-
-		CHECK_EQ_INT(system(cmd), 0);
-		free(cmd);
-	}
+	remove_tree(top);
 	free(lossy);
 	free(ft);
 	free(base);
