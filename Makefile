@@ -101,11 +101,13 @@ $(BUILD)/tests/$(basename $(notdir $(1))): $(1) $(LIBWRITE) $(LIBREAD)
 	$$(Q)$$(CC) $$(ALL_CFLAGS) -Itests/unit -MMD -MP -MF $$@.d $$(ALL_LDFLAGS) -o $$@ $$< $(LIBWRITE) $(LIBREAD) $$(LIBS) $$(LAPACK_LIBS)
 endef
 $(foreach t,$(UNIT_SRC),$(eval $(call unit_rule,$(t))))
-# The *_nomem tests fail chosen allocations of the code they test: its
-# calls to the allocator go through their wrappers (tests/unit/failalloc.h).
+# The *_nomem tests and test_bufpool fail chosen allocations of the code
+# they test: its calls to the allocator go through their wrappers
+# (tests/unit/failalloc.h).
 FAILALLOC_LDFLAGS := -Wl,--wrap=malloc -Wl,--wrap=calloc \
 	-Wl,--wrap=realloc -Wl,--wrap=strdup
-$(BUILD)/tests/test_st_nomem $(BUILD)/tests/test_load_nomem: \
+$(BUILD)/tests/test_st_nomem $(BUILD)/tests/test_load_nomem \
+	$(BUILD)/tests/test_bufpool: \
 	ALL_LDFLAGS += $(FAILALLOC_LDFLAGS)
 
 $(BUILD)/tests/%: tests/gen/%.c $(LIBREAD)

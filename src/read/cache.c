@@ -18,9 +18,10 @@
  * With a pool, readers queue their missing chunks on c->demand and wait:
  * only pool threads decode, so decoding scratch is per pool thread.
  * Decoding, freeing buffers and releasing models happen outside the lock.
- * Buffers are mmap-ed so that evicted memory goes back to the system at
- * once (but for SPARE_MAX spares kept for reuse): the daemon stays below
- * capacity plus a small constant.
+ * Buffers come from a bufpool (bufpool.h), which keeps freed ones for the
+ * next chunk; an entry is charged what its buffer holds
+ * (udfs_bufpool_cost), so the daemon stays below the capacity plus one
+ * read's chunks and a small constant.
  */
 #include "read/cache.h"
 
@@ -32,15 +33,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "common/htable.h"
 #include "common/list.h"
 #include "common/util.h"
+#include "read/bufpool.h"
 #include "read/recon.h"
 
 #define AHEAD_QUEUE 64 /* pending decode-ahead jobs */
-#define SPARE_MAX 8    /* freed buffers kept for reuse */
 
 enum { LOADING, READY, FAILED };
 
@@ -75,17 +75,11 @@ struct udfs_cache {
 	struct udfs_list lru;
 	udfs_cache_stats st;
 
-	/* Buffers of freed entries, reused to spare the page faults and
-	 * page clearing of fresh mappings (about a tenth of a decode).
-	 * spare_lock may be taken under lock, never the other way. */
-	pthread_mutex_t spare_lock;
-	struct {
-		unsigned char *p;
-		size_t len;
-	} spare[SPARE_MAX];
-	unsigned nspare;
+	udfs_bufpool *bufs; /* the entries' buffers */
 	/* Freed entry structs, reused: no allocation per chunk once the
-	 * cache has held its most entries. */
+	 * cache has held its most entries. free_lock may be taken under
+	 * lock, never the other way. */
+	pthread_mutex_t free_lock;
 	struct entry *free_entries;
 
 	/* Readers waiting for c->bytes to drop to the capacity. */
@@ -157,7 +151,7 @@ static void table_insert(udfs_cache *c, struct entry *e)
 	udfs_htable_add(&c->table, &e->hn, key_of(e->t, e->ci));
 	e->in_table = true;
 	udfs_list_push(&c->lru, &e->lru);
-	c->st.bytes += e->len;
+	c->st.bytes += udfs_bufpool_cost(e->len);
 	c->st.entries++;
 }
 
@@ -167,7 +161,7 @@ static void table_remove(udfs_cache *c, struct entry *e)
 	udfs_htable_del(&c->table, &e->hn);
 	e->in_table = false;
 	udfs_list_del(&e->lru);
-	c->st.bytes -= e->len;
+	c->st.bytes -= udfs_bufpool_cost(e->len);
 	c->st.entries--;
 }
 
@@ -190,59 +184,19 @@ static void evict(udfs_cache *c, uint64_t need, struct entry **freelist)
 	}
 }
 
-static unsigned char *buf_alloc(udfs_cache *c, size_t len)
-{
-	unsigned char *p = NULL;
-	void *m;
-
-	pthread_mutex_lock(&c->spare_lock);
-	for (unsigned i = 0; i < c->nspare; i++) {
-		if (c->spare[i].len == len) {
-			p = c->spare[i].p;
-			c->spare[i] = c->spare[--c->nspare];
-			break;
-		}
-	}
-	pthread_mutex_unlock(&c->spare_lock);
-	if (p)
-		return p;
-	/* Populated: the decoder writes every page, and one call that maps
-	 * them all costs less than a fault per page (a first read after the
-	 * mount, while the cache fills, ran at half the speed of the next). */
-	m = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	return m == MAP_FAILED ? NULL : m;
-}
-
-static void buf_free(udfs_cache *c, unsigned char *p, size_t len)
-{
-	if (!p)
-		return;
-	pthread_mutex_lock(&c->spare_lock);
-	if (c->nspare < SPARE_MAX && len) {
-		c->spare[c->nspare].p = p;
-		c->spare[c->nspare].len = len;
-		c->nspare++;
-		p = NULL;
-	}
-	pthread_mutex_unlock(&c->spare_lock);
-	if (p)
-		munmap(p, len ? len : 1);
-}
-
 /* Keep e's struct for entry_new(); its buffer and model are let go of
  * by the caller. */
 static void entry_recycle(udfs_cache *c, struct entry *e)
 {
-	pthread_mutex_lock(&c->spare_lock);
+	pthread_mutex_lock(&c->free_lock);
 	e->free_next = c->free_entries;
 	c->free_entries = e;
-	pthread_mutex_unlock(&c->spare_lock);
+	pthread_mutex_unlock(&c->free_lock);
 }
 
 static void entry_free(udfs_cache *c, struct entry *e)
 {
-	buf_free(c, e->data, e->len);
+	udfs_bufpool_put(c->bufs, e->data, e->len);
 	c->ops.release(e->t);
 	entry_recycle(c, e);
 }
@@ -261,11 +215,11 @@ static struct entry *entry_new(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 {
 	struct entry *e;
 
-	pthread_mutex_lock(&c->spare_lock);
+	pthread_mutex_lock(&c->free_lock);
 	e = c->free_entries;
 	if (e)
 		c->free_entries = e->free_next;
-	pthread_mutex_unlock(&c->spare_lock);
+	pthread_mutex_unlock(&c->free_lock);
 	if (e)
 		memset(e, 0, offsetof(struct entry, done));
 	else if (!(e = calloc(1, sizeof(*e))))
@@ -295,13 +249,13 @@ static int decode_entry(udfs_cache *c, struct entry *e)
 	 * cannot be freed by anyone but us. */
 	c->ops.hold(e->t);
 	udfs_error_clear();
-	buf = buf_alloc(c, e->len);
+	buf = udfs_bufpool_get(c->bufs, e->len);
 	err = buf ? c->ops.decode(e->t, e->ci, buf)
 		  : udfs_error(-ENOMEM, "cache: out of memory");
 
 	pthread_mutex_lock(&c->lock);
 	if (err < 0) {
-		buf_free(c, buf, e->len);
+		udfs_bufpool_put(c->bufs, buf, e->len);
 		e->err = err;
 		snprintf(e->msg, sizeof(e->msg), "%s", udfs_error_msg(err));
 		e->state = FAILED;
@@ -352,7 +306,8 @@ static uint64_t missing_bytes(udfs_cache *c, const udfs_chunk_req *r, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		if (!find(c, r[i].t, r[i].ci))
-			need += c->ops.out_len(r[i].t, r[i].ci);
+			need +=
+			    udfs_bufpool_cost(c->ops.out_len(r[i].t, r[i].ci));
 	return need;
 }
 
@@ -529,13 +484,13 @@ void udfs_cache_put(udfs_cache *c, void *handle)
 static void ahead_decode(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 {
 	struct entry *e, *freelist = NULL;
-	size_t len = c->ops.out_len(t, ci);
+	size_t cost = udfs_bufpool_cost(c->ops.out_len(t, ci));
 
 	pthread_mutex_lock(&c->lock);
 	e = find(c, t, ci);
 	if (!e) {
-		evict(c, len, &freelist);
-		if (c->st.bytes + len <= c->capacity)
+		evict(c, cost, &freelist);
+		if (c->st.bytes + cost <= c->capacity)
 			e = entry_new(c, t, ci);
 		if (e)
 			table_insert(c, e);
@@ -702,13 +657,16 @@ int udfs_cache_new(uint64_t capacity, unsigned ahead_threads,
 	c->capacity = capacity;
 	c->st.capacity = capacity;
 	udfs_list_init(&c->lru);
-	if (udfs_htable_init(&c->table,
+	c->bufs = udfs_bufpool_new();
+	if (!c->bufs ||
+	    udfs_htable_init(&c->table,
 			     UDFS_MIN(UDFS_MAX(want, 256), 1u << 20))) {
+		udfs_bufpool_free(c->bufs);
 		free(c);
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_mutex_init(&c->spare_lock, NULL);
+	pthread_mutex_init(&c->free_lock, NULL);
 	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->space, NULL);
 	c->demand_tail = &c->demand;
@@ -752,14 +710,13 @@ void udfs_cache_free(udfs_cache *c)
 		udfs_list_del(&e->lru);
 		entry_free(c, e);
 	}
-	for (; c->nspare; c->nspare--)
-		munmap(c->spare[c->nspare - 1].p, c->spare[c->nspare - 1].len);
+	udfs_bufpool_free(c->bufs);
 	while ((e = c->free_entries)) {
 		c->free_entries = e->free_next;
 		pthread_cond_destroy(&e->done);
 		free(e);
 	}
-	pthread_mutex_destroy(&c->spare_lock);
+	pthread_mutex_destroy(&c->free_lock);
 	pthread_cond_destroy(&c->work);
 	pthread_cond_destroy(&c->space);
 	pthread_mutex_destroy(&c->lock);
