@@ -31,8 +31,11 @@
  * reduction over explicit lanes. Its helpers must be UDFS_INLINE, or they
  * stay baseline code.
  */
+/* Not under ThreadSanitizer: it instruments the clones' resolvers, which
+ * the dynamic loader runs before TSan's runtime is up (a segfault at
+ * load). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&         \
-    defined(__ELF__)
+    defined(__ELF__) && !defined(__SANITIZE_THREAD__)
 #define UDFS_CLONES                                                            \
 	__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else

@@ -556,7 +556,8 @@ typedef float v8f __attribute__((vector_size(32)));
 /* Below this density, compressed rows are used (csr_density). */
 #define CSR_DENSITY 0.25
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* Not under ThreadSanitizer: see UDFS_CLONES (common/util.h). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
 #define CSR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define CSR_CLONES
