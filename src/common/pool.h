@@ -3,7 +3,10 @@
  * Parallel for-loops for the compressor: run fn(ctx, i) for i in [0, n) on
  * up to jobs threads and wait for all. Threads take indices from a shared
  * counter, so uneven items balance themselves. The first non-zero return
- * stops new items from starting and is returned.
+ * stops new items from starting and is returned, with its message. The
+ * threads are kept for the next loop, and with them what each keeps per
+ * thread (zstd contexts, udfs_scratch). Thread-safe; a loop may run
+ * inside an item of another.
  */
 #ifndef UDFS_POOL_H
 #define UDFS_POOL_H
