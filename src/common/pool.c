@@ -57,10 +57,11 @@ static void *worker(void *arg)
 
 #define MAX_THREADS 64
 
-/* The kept threads. A round hands the loop to `want` of them: each takes
- * a seat, runs worker(), and leaves; the loop's caller waits until every
- * seat was taken and left, so no thread can still be in a loop whose
- * caller has returned. */
+/* The kept threads. A round offers the loop to `want` of them: each that
+ * takes a seat runs worker() and leaves it. Once the caller's own worker()
+ * returns, every item has been taken: it closes the seats still free (a
+ * thread that wakes late finds none) and waits until the taken ones are
+ * left, so no thread is still in a loop whose caller has returned. */
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t go;   /* a new round */
@@ -111,8 +112,8 @@ static bool run_kept(struct loop *l, int jobs)
 		return false;
 	}
 	pool.busy = true;
-	/* Made before the round starts: a thread that sees this round
-	 * from its first look could take its seat twice otherwise. */
+	/* Made before the round starts, knowing the round before: one
+	 * made after would wait for the next round. */
 	while (pool.n < want &&
 	       pthread_create(&pool.tid[pool.n], NULL, pool_thread,
 			      (void *)(uintptr_t)pool.round) == 0)
@@ -127,7 +128,8 @@ static bool run_kept(struct loop *l, int jobs)
 	worker(l);
 
 	pthread_mutex_lock(&pool.lock);
-	while (pool.seated < pool.want || pool.running)
+	pool.want = pool.seated;
+	while (pool.running)
 		pthread_cond_wait(&pool.done, &pool.lock);
 	pool.busy = false;
 	pthread_mutex_unlock(&pool.lock);
