@@ -9,9 +9,11 @@
 #ifndef UDFS_BITIO_I_H
 #define UDFS_BITIO_I_H
 
+#include <endian.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct bitw {
 	uint8_t *p;	/* output, at least bitw_bytes() of the final size */
@@ -76,8 +78,24 @@ static inline void bitr_init(struct bitr *r, const uint8_t *p, size_t len)
 	r->nbits = 0;
 }
 
+/* Whole bytes into acc while they fit: eight at once where eight remain
+ * (the Rice gaps of a lossy mask refill every few elements, and a loop of
+ * one byte at a time was most of their decoding), the last ones singly. */
 static inline void bitr_refill(struct bitr *r)
 {
+	if (r->nbits <= 56 && r->len - r->pos >= 8) {
+		unsigned take = (63 - r->nbits) / 8, now = r->nbits + 8 * take;
+		uint64_t w;
+
+		memcpy(&w, r->p + r->pos, 8);
+		/* now is 56..63: the bits of the byte past the taken ones
+		 * are cleared, as the byte loop would leave them */
+		r->acc =
+		    (r->acc | le64toh(w) << r->nbits) & ((1ull << now) - 1);
+		r->pos += take;
+		r->nbits = now;
+		return;
+	}
 	while (r->nbits <= 56 && r->pos < r->len) {
 		r->acc |= (uint64_t)r->p[r->pos++] << r->nbits;
 		r->nbits += 8;
