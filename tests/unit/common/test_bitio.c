@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "common/prng.h"
 
 #define FIELDS 400
 
@@ -22,15 +23,9 @@ struct field {
 	uint64_t v;
 };
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rs = 7;
 
-static uint64_t next(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
+static uint64_t next(void) { return udfs_splitmix64(&rs); }
 
 /* n random fields: counts up to 80 zeros (past a refill), widths 0-32. */
 static void make(struct field *f, int n)
