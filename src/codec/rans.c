@@ -554,6 +554,13 @@ bool udfs_rans4_dec_finish(const struct rans4_dec *d)
 	return true;
 }
 
+typedef void groups32_fn(struct rans32_dec *d, float *out, uint32_t g);
+
+static groups32_fn groups32_base;
+#ifdef UDFS_SIMD_X86
+static groups32_fn groups32_avx2, groups32_avx512;
+#endif
+
 int udfs_rans32_dec_init(struct rans32_dec *d, const uint8_t *in, size_t len,
 			 unsigned bits, const float *lut,
 			 struct rans4_slot *tab)
@@ -567,7 +574,20 @@ int udfs_rans32_dec_init(struct rans32_dec *d, const uint8_t *in, size_t len,
 		return udfs_error(-EIO, "lossy chunk: rANS section too long");
 	if (bits < 1 || bits > 8 || get_table(in, len, &at, bits, f) < 0)
 		return udfs_error(-EIO, "lossy chunk: bad rANS table");
-	fill_slots(f, bits, lut, tab);
+	d->groups = groups32_base;
+#ifdef UDFS_SIMD_X86
+	if (udfs_simd_level() >= UDFS_SIMD_AVX2)
+		d->groups = groups32_avx2;
+	if (udfs_simd_level() == UDFS_SIMD_AVX512 && bits <= 6) {
+		d->groups = groups32_avx512;
+		memset(d->val, 0, sizeof(d->val));
+		memcpy(d->val, lut, sizeof(*lut) << bits);
+	}
+#endif
+	if (d->groups == groups32_base || d->groups == groups32_avx2)
+		fill_slots(f, bits, lut, tab);
+	else
+		fill_tab(f, bits, (uint32_t *)(void *)tab);
 	ret = get_lanes(in, len, at, 32, d->x, pos, end);
 	for (int l = 0; l < 32; l++) {
 		d->pos[l] = (uint32_t)pos[l];
@@ -578,12 +598,44 @@ int udfs_rans32_dec_init(struct rans32_dec *d, const uint8_t *in, size_t len,
 	return ret;
 }
 
-/* One step of lane l of a format 6 section, bounds checked. */
+/* Whether d's table holds format 4's entries (values in d->val). */
+static bool packed(const struct rans32_dec *d)
+{
+#ifdef UDFS_SIMD_X86
+	return d->groups == groups32_avx512;
+#else
+	(void)d;
+	return false;
+#endif
+}
+
+/* The state after x's symbol, e its format 4 entry: the frequency (stored
+ * less one) times x >> RANS_PBITS, plus the offset. */
+static inline uint32_t step_packed(uint32_t x, uint32_t e)
+{
+	uint32_t h = x >> RANS_PBITS;
+
+	return (e & (RANS_M - 1)) * h + (h + (e >> RANS_PBITS & (RANS_M - 1)));
+}
+
+/* One step of lane l of a format 6 section, bounds checked: its value. */
 static float step32_checked(struct rans32_dec *d, unsigned l)
 {
-	const struct rans4_slot *e = &d->tab[d->x[l] & (RANS_M - 1)];
-	uint32_t x = e->freq * (d->x[l] >> RANS_PBITS) + e->bias;
+	uint32_t s = d->x[l] & (RANS_M - 1), x;
+	float v;
 
+	if (packed(d)) {
+		uint32_t e = ((const uint32_t *)d->tab)[s];
+
+		x = step_packed(d->x[l], e);
+		v = d->val[e >> 24];
+	} else {
+		const struct rans4_slot *e =
+		    &((const struct rans4_slot *)d->tab)[s];
+
+		x = e->freq * (d->x[l] >> RANS_PBITS) + e->bias;
+		v = e->val;
+	}
 	if (x < RANS4_L) {
 		uint32_t p = d->pos[l];
 		uint32_t u = p + 2 <= d->end[l] ? load_u16le(d->p + p) : 0;
@@ -592,7 +644,7 @@ static float step32_checked(struct rans32_dec *d, unsigned l)
 		d->pos[l] = p + 2;
 	}
 	d->x[l] = x;
-	return e->val;
+	return v;
 }
 
 /* Groups of 32 symbols in which every lane surely finds its unit, with
@@ -638,80 +690,129 @@ static void groups32_base(struct rans32_dec *d, float *out, uint32_t g)
 }
 
 #ifdef UDFS_SIMD_X86
-/* The same steps on 8 lanes at once: the slot's frequency and offset
- * (the first 4 bytes of a slot) and value gathered, and every lane's next
- * unit, kept by the lanes that renormalize. The unit's gather needs only
- * the positions, so it runs beside the slot's instead of after the state
- * step that decides who takes one (a masked gather waits for its mask):
- * 1.12 -> 1.01 ns a code at b = 6, the fastest of 12 alternating runs
- * (medians 1.82 -> 1.58: the host's speed moves between runs). */
-#define STEP8(x, q, o)                                                         \
+/*
+ * The vector decoders step 8 lanes at once, in four chains. Every lane's
+ * next unit is gathered as soon as the positions are known and kept by
+ * the lanes that renormalize: it runs beside the table's gather instead of
+ * after the state step that decides who takes one (a masked gather waits
+ * for its mask): 1.12 -> 1.01 ns a code at b = 6, the fastest of 12
+ * alternating runs (medians 1.82 -> 1.58: the host's speed moves between
+ * runs). AVX-512 keeps 8-lane chains: 16-lane gathers in two chains
+ * measured slower here (1.46 ns a code against 1.14) than four of 8.
+ */
+#define RENORM8(x, q, y, u)                                                    \
 	do {                                                                   \
-		__m256i u_ = _mm256_i32gather_epi32(base, q, 1);               \
-		__m256i s_ = _mm256_and_si256(x, m12);                         \
-		__m256i e_ = _mm256_i32gather_epi32(fb, s_, 8);                \
-		__m256i y_ = _mm256_add_epi32(                                 \
-		    _mm256_mullo_epi32(_mm256_and_si256(e_, m16),              \
-				       _mm256_srli_epi32(x, RANS_PBITS)),      \
-		    _mm256_srli_epi32(e_, 16));                                \
 		__m256i r_ =                                                   \
-		    _mm256_cmpeq_epi32(_mm256_srli_epi32(y_, 16), zero);       \
-		_mm256_storeu_ps(o, _mm256_i32gather_ps(val, s_, 8));          \
-		u_ = _mm256_or_si256(_mm256_slli_epi32(y_, 16),                \
-				     _mm256_and_si256(u_, m16));               \
-		x = _mm256_blendv_epi8(y_, u_, r_);                            \
+		    _mm256_cmpeq_epi32(_mm256_srli_epi32(y, 16), zero);        \
+		__m256i z_ = _mm256_or_si256(_mm256_slli_epi32(y, 16),         \
+					     _mm256_and_si256(u, m16));        \
+		x = _mm256_blendv_epi8(y, z_, r_);                             \
 		q = _mm256_add_epi32(q, _mm256_and_si256(r_, two));            \
 	} while (0)
 
+#define CONSTANTS8                                                             \
+	const int *base = (const int *)(const void *)d->p;                     \
+	const __m256i m12 = _mm256_set1_epi32(RANS_M - 1);                     \
+	const __m256i m16 = _mm256_set1_epi32(0xffff);                         \
+	const __m256i two = _mm256_set1_epi32(2);                              \
+	const __m256i zero = _mm256_setzero_si256()
+
+/* Format 5's slots: frequency and offset (a slot's first 4 bytes) and the
+ * value gathered side by side. */
 UDFS_TARGET_AVX2 static void groups32_avx2(struct rans32_dec *d, float *out,
 					   uint32_t g)
 {
-	const int *fb = (const int *)(const void *)d->tab;
-	const float *val = &d->tab[0].val;
-	const int *base = (const int *)(const void *)d->p;
-	const __m256i m12 = _mm256_set1_epi32(RANS_M - 1);
-	const __m256i m16 = _mm256_set1_epi32(0xffff);
-	const __m256i two = _mm256_set1_epi32(2);
-	const __m256i zero = _mm256_setzero_si256();
+	CONSTANTS8;
+	const int *fb = d->tab;
+	const float *val = &((const struct rans4_slot *)d->tab)[0].val;
 	__m256i x[4], q[4];
 
 	for (int i = 0; i < 4; i++) {
 		x[i] = _mm256_loadu_si256((const __m256i *)(d->x + 8 * i));
 		q[i] = _mm256_loadu_si256((const __m256i *)(d->pos + 8 * i));
 	}
-	for (; g; g--, out += 32) {
-		STEP8(x[0], q[0], out);
-		STEP8(x[1], q[1], out + 8);
-		STEP8(x[2], q[2], out + 16);
-		STEP8(x[3], q[3], out + 24);
-	}
+	for (; g; g--, out += 32)
+		for (int i = 0; i < 4; i++) {
+			__m256i u = _mm256_i32gather_epi32(base, q[i], 1);
+			__m256i s = _mm256_and_si256(x[i], m12);
+			__m256i e = _mm256_i32gather_epi32(fb, s, 8);
+			__m256i y = _mm256_add_epi32(
+			    _mm256_mullo_epi32(
+				_mm256_and_si256(e, m16),
+				_mm256_srli_epi32(x[i], RANS_PBITS)),
+			    _mm256_srli_epi32(e, 16));
+
+			_mm256_storeu_ps(out + 8 * i,
+					 _mm256_i32gather_ps(val, s, 8));
+			RENORM8(x[i], q[i], y, u);
+		}
 	for (int i = 0; i < 4; i++) {
 		_mm256_storeu_si256((__m256i *)(d->x + 8 * i), x[i]);
 		_mm256_storeu_si256((__m256i *)(d->pos + 8 * i), q[i]);
 	}
 }
 
-#endif
+/* Format 4's entries, of alphabets of at most 64 symbols: the values of
+ * two chains' symbols looked up 16 at a time in four registers (two
+ * two-source permutes of 32 entries and a blend) rather than gathered,
+ * the gather having been a quarter of the decoder's time: 1.01 -> 0.73 ns
+ * a code at b = 6, the fastest of 16 alternating runs. */
+UDFS_TARGET_AVX512 static void groups32_avx512(struct rans32_dec *d, float *out,
+					       uint32_t g)
+{
+	CONSTANTS8;
+	const int *tab = d->tab;
+	const __m512 v0 = _mm512_loadu_ps(d->val),
+		     v1 = _mm512_loadu_ps(d->val + 16),
+		     v2 = _mm512_loadu_ps(d->val + 32),
+		     v3 = _mm512_loadu_ps(d->val + 48);
+	const __m512i b5 = _mm512_set1_epi32(32);
+	__m256i x[4], q[4], e[4];
 
-typedef void groups32_fn(struct rans32_dec *d, float *out, uint32_t g);
+	for (int i = 0; i < 4; i++) {
+		x[i] = _mm256_loadu_si256((const __m256i *)(d->x + 8 * i));
+		q[i] = _mm256_loadu_si256((const __m256i *)(d->pos + 8 * i));
+	}
+	for (; g; g--, out += 32) {
+		for (int i = 0; i < 4; i++) {
+			__m256i u = _mm256_i32gather_epi32(base, q[i], 1);
+			__m256i h = _mm256_srli_epi32(x[i], RANS_PBITS);
+			__m256i y;
 
-/* AVX-512 runs the AVX2 decoder: 16-lane gathers in two chains measured
- * slower here (1.46 ns a code against 1.14) than 8-lane ones in four. */
-static groups32_fn *const groups32_at[UDFS_SIMD_LEVELS] = {
-    groups32_base,
-#ifdef UDFS_SIMD_X86
-    groups32_avx2,
-    groups32_avx2,
-#else
-    groups32_base,
-    groups32_base,
+			e[i] = _mm256_i32gather_epi32(
+			    tab, _mm256_and_si256(x[i], m12), 4);
+			y = _mm256_add_epi32(
+			    _mm256_mullo_epi32(_mm256_and_si256(e[i], m12), h),
+			    _mm256_add_epi32(
+				h,
+				_mm256_and_si256(
+				    _mm256_srli_epi32(e[i], RANS_PBITS), m12)));
+			RENORM8(x[i], q[i], y, u);
+		}
+		for (int i = 0; i < 4; i += 2) {
+			__m512i s = _mm512_srli_epi32(
+			    _mm512_inserti64x4(_mm512_castsi256_si512(e[i]),
+					       e[i + 1], 1),
+			    24);
+
+			_mm512_storeu_ps(
+			    out + 8 * i,
+			    _mm512_mask_blend_ps(
+				_mm512_test_epi32_mask(s, b5),
+				_mm512_permutex2var_ps(v0, s, v1),
+				_mm512_permutex2var_ps(v2, s, v3)));
+		}
+	}
+	for (int i = 0; i < 4; i++) {
+		_mm256_storeu_si256((__m256i *)(d->x + 8 * i), x[i]);
+		_mm256_storeu_si256((__m256i *)(d->pos + 8 * i), q[i]);
+	}
+}
 #endif
-};
 
 void udfs_rans32_decode(struct rans32_dec *d, uint32_t at, float *out,
 			uint32_t k)
 {
-	groups32_fn *groups = groups32_at[udfs_simd_level()];
 	uint32_t j = 0;
 
 	for (; j < k && (at + j) % 32; j++)
@@ -724,7 +825,7 @@ void udfs_rans32_decode(struct rans32_dec *d, uint32_t at, float *out,
 				out[j] = step32_checked(d, l);
 			continue;
 		}
-		groups(d, out + j, g);
+		d->groups(d, out + j, g);
 		j += 32 * g;
 	}
 	for (; j < k; j++)

@@ -136,16 +136,24 @@ uint8_t *udfs_rans_encode_counted(const uint8_t *sym, uint32_t n, unsigned bits,
 				  size_t *len);
 
 /* A format 6 decoder, as the format 5 one with 32 lanes; pos and end are
- * offsets from p, which the vector decoders gather from. */
+ * offsets from p, which the vector decoders gather from. The table is
+ * format 5's slots, or, for the AVX-512 decoder of alphabets of at most 64
+ * symbols, format 4's entries (udfs_rans_dec_init) with the values in val:
+ * with the symbol in the entry, that decoder looks the values up in
+ * registers instead of gathering them. */
 struct rans32_dec {
 	const uint8_t *p;
 	uint32_t x[32];
 	uint32_t pos[32], end[32];
-	const struct rans4_slot *tab;
+	const void *tab;
+	void (*groups)(struct rans32_dec *d, float *out, uint32_t g);
+	float val[64]; /* format 4's entries: values, zeros from 2^bits */
 };
 
-/* Parse and validate a format 6 section of in[0..len) (len < 2^32), as
- * udfs_rans4_dec_init. 0 or -EIO. */
+/* Parse and validate a format 6 section of in[0..len) (len < 2^32); tab
+ * (RANS_M format 5 slots of the caller's memory) gets the table, symbol s
+ * the value lut[s] (2^bits entries). The vector level in force picks the
+ * decoder. 0 or -EIO. */
 int udfs_rans32_dec_init(struct rans32_dec *d, const uint8_t *in, size_t len,
 			 unsigned bits, const float *lut,
 			 struct rans4_slot *tab);
