@@ -372,17 +372,16 @@ for mode in dd pread4; do
 	done
 done
 n=$(med load.native-hf)
-for t in exact lossy; do
-	v=$(med "load.$t-hf") q=$(div "$v" "$n")
-	row "loader (mmap + copy, 4 shards), $(kind_name $t), caches dropped" \
-		"$(f2 "$v") s ($(div "$size" "$(awk -v v="$v" 'BEGIN { print v * 1e9 }')") GB/s)" \
-		"native directory $(f2 "$n") s" "$q" "$(goal '<=' 1.10 "$q")"
-done
-for t in exact lossy; do
-	v=$(med "fresh.$t-hf") q=$(div "$v" "$n")
-	row "loader, $(kind_name $t), caches dropped, first load after the mount" \
-		"$(f2 "$v") s ($(div "$size" "$(awk -v v="$v" 'BEGIN { print v * 1e9 }')") GB/s)" \
-		"native directory $(f2 "$n") s" "$q" "$(goal '<=' 1.10 "$q")"
+# The loader on the bench's warm daemon (load.*), then on a fresh one (fresh.*).
+for which in load fresh; do
+	for t in exact lossy; do
+		v=$(med "$which.$t-hf") q=$(div "$v" "$n")
+		what="loader (mmap + copy, 4 shards), $(kind_name $t), caches dropped"
+		[ $which = fresh ] && what="loader, $(kind_name $t), caches dropped, first load after the mount"
+		row "$what" \
+			"$(f2 "$v") s ($(div "$size" "$(awk -v v="$v" 'BEGIN { print v * 1e9 }')") GB/s)" \
+			"native directory $(f2 "$n") s" "$q" "$(goal '<=' 1.10 "$q")"
+	done
 done
 j1=$(med add.j1) j2=$(med add.j2) ll=$(med add.lossless)
 q=$(div "$j1" "$j2")
