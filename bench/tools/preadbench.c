@@ -5,7 +5,8 @@
  *
  *   default  THREADS threads (default 1), thread i preads the i-th of
  *            THREADS equal contiguous parts in BLOCK-byte reads (default
- *            1 MiB), in order
+ *            1 MiB; a size as udfs options take it: 4096, 64K, 4M), in
+ *            order
  *   -m       map FILE (MAP_SHARED, no advice, as safetensors does) and
  *            touch one byte of every page, in order, from THREADS threads
  *            splitting the file the same way
@@ -25,6 +26,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common/util.h"
 
 #define MAX_THREADS 64
 
@@ -88,7 +91,7 @@ int main(int argc, char **argv)
 {
 	struct part parts[MAX_THREADS];
 	unsigned threads = 1;
-	size_t block = 1 << 20;
+	uint64_t block = 1 << 20;
 	int use_map = 0, c, fd;
 	void *map = NULL;
 	struct stat st;
@@ -100,8 +103,9 @@ int main(int argc, char **argv)
 		case 'j':
 			threads = (unsigned)atoi(optarg);
 			break;
-		case 'b':
-			block = (size_t)strtoull(optarg, NULL, 0);
+		case 'b': /* "4M" is 4 MiB, not 4 bytes */
+			if (udfs_parse_size(optarg, &block))
+				goto usage;
 			break;
 		case 'm':
 			use_map = 1;
@@ -111,7 +115,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (argc - optind != 1 || threads < 1 || threads > MAX_THREADS ||
-	    block < 1)
+	    block < 1 || block > SIZE_MAX / 2)
 		goto usage;
 
 	t0 = now();
@@ -136,7 +140,7 @@ int main(int argc, char **argv)
 		memset(p, 0, sizeof(*p));
 		p->fd = fd;
 		p->map = map;
-		p->block = block;
+		p->block = (size_t)block;
 		p->off = size / threads * i;
 		p->len = i + 1 == threads ? size - p->off : size / threads;
 		if (pthread_create(&p->th, NULL,
@@ -169,6 +173,6 @@ int main(int argc, char **argv)
 
 usage:
 	fprintf(stderr,
-		"usage: preadbench [-j THREADS] [-b BLOCK] [-m] FILE\n");
+		"usage: preadbench [-j THREADS] [-b BLOCK (4096, 1M, ...)] [-m] FILE\n");
 	return 2;
 }
