@@ -548,7 +548,9 @@ out:
  * l padded to whole vectors of 8 floats (l <= SLQ_COLS = 24: widths 8,
  * 16, 24); csr_apply transposes the
  * column-major blocks of the rest of the code in and out. Each output row
- * is summed in the order of the nonzeros, the same on every run.
+ * is summed in the order of the nonzeros, the same on every run. Only
+ * M^T M of a tall (or square) M is applied: a wide M is transposed first
+ * (csr_tall), which gives the same smaller Gram matrix M M^T.
  */
 typedef float v8f __attribute__((vector_size(32)));
 
@@ -564,110 +566,70 @@ typedef float v8f __attribute__((vector_size(32)));
 #endif
 
 /*
- * y[r] = sum of val * x[col] over row r's nonzeros (x: rows of W floats,
- * y: rows of M, W floats each), for W = 8, 16, 24 (the blocks' widths):
- * the row's sums stay in registers, in two sets (even and odd nonzeros,
- * added at the end) so that an add need not wait for the previous one.
+ * z = M^T M q for W = 8, 16, 24 (q, z: cols rows of W floats, z zeroed
+ * by the caller), one pass over the nonzeros: per row, its product t =
+ * sum of val * q[col] in registers (in two sets, even and odd nonzeros,
+ * added at the end, so that an add need not wait for the previous one),
+ * then z[col] += val * t over the same nonzeros, read again from cache.
+ * M q and M^T of it as two passes read the nonzeros twice and wrote and
+ * read M q in between.
  */
-#define DEFINE_GATHER(W)                                                       \
-	CSR_CLONES static void csr_gather##W(const udfs_csr *a, size_t rows,   \
-					     const float *x, float *y)         \
+#define DEFINE_GRAM(W)                                                         \
+	CSR_CLONES static void csr_gram##W(const udfs_csr *a, const float *q,  \
+					   float *z)                           \
 	{                                                                      \
-		for (size_t r = 0; r < rows; r++) {                            \
-			v8f s0[(W) / 8] = {0}, s1[(W) / 8] = {0};              \
+		for (size_t r = 0; r < a->rows; r++) {                         \
+			v8f s0[(W) / 8] = {0}, s1[(W) / 8] = {0}, t[(W) / 8];  \
 			uint64_t e = a->ptr[r], end = a->ptr[r + 1];           \
                                                                                \
 			for (; e + 1 < end; e += 2) {                          \
-				const float *x0 = x + (size_t)a->col[e] * (W); \
-				const float *x1 =                              \
-				    x + (size_t)a->col[e + 1] * (W);           \
+				const float *q0 = q + (size_t)a->col[e] * (W); \
+				const float *q1 =                              \
+				    q + (size_t)a->col[e + 1] * (W);           \
 				float v0 = a->val[e], v1 = a->val[e + 1];      \
                                                                                \
 				for (int k = 0; k < (W) / 8; k++) {            \
 					v8f u0, u1;                            \
                                                                                \
-					memcpy(&u0, x0 + 8 * k, sizeof(u0));   \
-					memcpy(&u1, x1 + 8 * k, sizeof(u1));   \
+					memcpy(&u0, q0 + 8 * k, sizeof(u0));   \
+					memcpy(&u1, q1 + 8 * k, sizeof(u1));   \
 					s0[k] += v0 * u0;                      \
 					s1[k] += v1 * u1;                      \
 				}                                              \
 			}                                                      \
 			for (; e < end; e++) {                                 \
-				const float *x0 = x + (size_t)a->col[e] * (W); \
+				const float *q0 = q + (size_t)a->col[e] * (W); \
                                                                                \
 				for (int k = 0; k < (W) / 8; k++) {            \
 					v8f u0;                                \
                                                                                \
-					memcpy(&u0, x0 + 8 * k, sizeof(u0));   \
+					memcpy(&u0, q0 + 8 * k, sizeof(u0));   \
 					s0[k] += a->val[e] * u0;               \
 				}                                              \
 			}                                                      \
-			for (int k = 0; k < (W) / 8; k++) {                    \
-				v8f t = s0[k] + s1[k];                         \
-                                                                               \
-				memcpy(y + r * (W) + 8 * k, &t, sizeof(t));    \
-			}                                                      \
-		}                                                              \
-	}
-
-DEFINE_GATHER(8)
-DEFINE_GATHER(16)
-DEFINE_GATHER(24)
-
-static void csr_gather(const udfs_csr *a, size_t rows, const float *x, size_t w,
-		       float *y)
-{
-	if (w == 8)
-		csr_gather8(a, rows, x, y);
-	else if (w == 16)
-		csr_gather16(a, rows, x, y);
-	else
-		csr_gather24(a, rows, x, y);
-}
-
-/* y[col] += val * x[r] over every nonzero (x: rows of M, W floats each;
- * y: cols rows of W floats, zeroed by the caller), for W = 8, 16, 24: the
- * row of x in registers while its nonzeros are added. */
-#define DEFINE_SCATTER(W)                                                      \
-	CSR_CLONES static void csr_scatter##W(const udfs_csr *a, size_t rows,  \
-					      const float *x, float *y)        \
-	{                                                                      \
-		for (size_t r = 0; r < rows; r++) {                            \
-			v8f xr[(W) / 8];                                       \
-                                                                               \
-			memcpy(xr, x + r * (W), sizeof(xr));                   \
-			for (uint64_t e = a->ptr[r]; e < a->ptr[r + 1]; e++) { \
-				float *yr = y + (size_t)a->col[e] * (W);       \
+			for (int k = 0; k < (W) / 8; k++)                      \
+				t[k] = s0[k] + s1[k];                          \
+			for (e = a->ptr[r]; e < end; e++) {                    \
+				float *zr = z + (size_t)a->col[e] * (W);       \
 				float v = a->val[e];                           \
                                                                                \
 				for (int k = 0; k < (W) / 8; k++) {            \
 					v8f u;                                 \
                                                                                \
-					memcpy(&u, yr + 8 * k, sizeof(u));     \
-					u += v * xr[k];                        \
-					memcpy(yr + 8 * k, &u, sizeof(u));     \
+					memcpy(&u, zr + 8 * k, sizeof(u));     \
+					u += v * t[k];                         \
+					memcpy(zr + 8 * k, &u, sizeof(u));     \
 				}                                              \
 			}                                                      \
 		}                                                              \
 	}
 
-DEFINE_SCATTER(8)
-DEFINE_SCATTER(16)
-DEFINE_SCATTER(24)
+DEFINE_GRAM(8)
+DEFINE_GRAM(16)
+DEFINE_GRAM(24)
 
-static void csr_scatter(const udfs_csr *a, size_t rows, const float *x,
-			size_t w, float *y)
-{
-	if (w == 8)
-		csr_scatter8(a, rows, x, y);
-	else if (w == 16)
-		csr_scatter16(a, rows, x, y);
-	else
-		csr_scatter24(a, rows, x, y);
-}
-
-/* z = G q through op->sp: M^T q then M of that (wide), or M q then M^T
- * of that (tall); q and z n x l column-major, as gram_apply's. */
+/* z = G q through op->sp, M^T M (compressed rows are always given as
+ * the tall side: csr_tall); q and z n x l column-major, as gram_apply's. */
 static void csr_apply(const struct gram_op *op, const float *q, size_t l,
 		      float *z)
 {
@@ -676,18 +638,49 @@ static void csr_apply(const struct gram_op *op, const float *q, size_t l,
 	for (size_t r = 0; r < n; r++)
 		for (size_t c = 0; c < w; c++)
 			op->qt[r * w + c] = c < l ? q[c * n + r] : 0.0f;
-	if (op->wide) {
-		memset(op->tmp, 0, op->other * w * sizeof(float));
-		csr_scatter(op->sp, op->rows, op->qt, w, op->tmp);
-		csr_gather(op->sp, op->rows, op->tmp, w, op->zt);
-	} else {
-		csr_gather(op->sp, op->rows, op->qt, w, op->tmp);
-		memset(op->zt, 0, n * w * sizeof(float));
-		csr_scatter(op->sp, op->rows, op->tmp, w, op->zt);
-	}
+	memset(op->zt, 0, n * w * sizeof(float));
+	if (w == 8)
+		csr_gram8(op->sp, op->qt, op->zt);
+	else if (w == 16)
+		csr_gram16(op->sp, op->qt, op->zt);
+	else
+		csr_gram24(op->sp, op->qt, op->zt);
 	for (size_t c = 0; c < l; c++)
 		for (size_t r = 0; r < n; r++)
 			z[c * n + r] = op->zt[r * w + c];
+}
+
+/* a^T as compressed rows into t (each column's nonzeros in row order, so
+ * t's columns increase): the compressed rows of a wide matrix become a
+ * tall one, whose smaller Gram matrix csr_gram applies in one pass. */
+static int csr_transpose(const udfs_csr *a, udfs_csr *t)
+{
+	uint64_t nnz = a->ptr[a->rows];
+
+	t->rows = a->cols;
+	t->cols = a->rows;
+	t->ptr = calloc(t->rows + 1, sizeof(*t->ptr));
+	t->col = malloc((nnz + 1) * sizeof(*t->col));
+	t->val = malloc((nnz + 1) * sizeof(*t->val));
+	if (!t->ptr || !t->col || !t->val)
+		return udfs_error(-ENOMEM, "nuclear norm: %zu x %zu matrix",
+				  a->rows, a->cols);
+	for (uint64_t e = 0; e < nnz; e++)
+		t->ptr[a->col[e] + 1]++;
+	for (size_t c = 0; c < t->rows; c++)
+		t->ptr[c + 1] += t->ptr[c];
+	/* ptr[c] walks column c's slots, then is put back */
+	for (size_t r = 0; r < a->rows; r++)
+		for (uint64_t e = a->ptr[r]; e < a->ptr[r + 1]; e++) {
+			uint64_t at = t->ptr[a->col[e]]++;
+
+			t->col[at] = (uint32_t)r;
+			t->val[at] = a->val[e];
+		}
+	for (size_t c = t->rows; c > 0; c--)
+		t->ptr[c] = t->ptr[c - 1];
+	t->ptr[0] = 0;
+	return 0;
 }
 
 /* The nonzeros of the row-major rows x cols m. */
@@ -1218,7 +1211,8 @@ static int slq_estimate(struct gram_op op, double fro2, double *out)
 static struct gram_op implicit_op(const float *m, const udfs_csr *sp,
 				  size_t rows, size_t cols)
 {
-	bool wide = rows <= cols;
+	/* compressed rows come tall (csr_tall): their Gram matrix is M^T M */
+	bool wide = sp ? false : rows <= cols;
 
 	return (struct gram_op){.m = m,
 				.sp = sp,
@@ -1227,6 +1221,25 @@ static struct gram_op implicit_op(const float *m, const udfs_csr *sp,
 				.n = wide ? rows : cols,
 				.other = wide ? cols : rows,
 				.wide = wide};
+}
+
+/* The estimate through compressed rows a, taken tall: a wide a is
+ * transposed (the same nonzero singular values). */
+static int csr_tall(const udfs_csr *a, double *out)
+{
+	double fro2 = udfs_sum_squares(a->val, a->ptr[a->rows]);
+	udfs_csr t = {0};
+	int ret;
+
+	if (a->rows >= a->cols)
+		return slq_estimate(implicit_op(NULL, a, a->rows, a->cols),
+				    fro2, out);
+	ret = csr_transpose(a, &t);
+	if (!ret)
+		ret = slq_estimate(implicit_op(NULL, &t, t.rows, t.cols), fro2,
+				   out);
+	udfs_csr_free(&t);
+	return ret;
 }
 
 /* udfs_nuclear_norm_slq of m with nnz nonzeros: its products through
@@ -1246,8 +1259,7 @@ static int slq_norm(const float *m, size_t rows, size_t cols, uint64_t nnz,
 				    udfs_sum_squares(m, rows * cols), out);
 	ret = csr_build(m, rows, cols, nnz, &sp);
 	if (!ret)
-		ret = slq_estimate(implicit_op(NULL, &sp, rows, cols),
-				   udfs_sum_squares(sp.val, sp.ptr[rows]), out);
+		ret = csr_tall(&sp, out);
 	udfs_csr_free(&sp);
 	return ret;
 }
@@ -1308,8 +1320,7 @@ int udfs_nuclear_norm_csr(const udfs_csr *a, double *out)
 	*out = 0.0;
 	if (n > UDFS_NUCLEAR_EXACT_MAX && n >= 2 * SLQ_COLS &&
 	    csr_pays(nnz, a->rows, a->cols))
-		return slq_estimate(implicit_op(NULL, a, a->rows, a->cols),
-				    udfs_sum_squares(a->val, nnz), out);
+		return csr_tall(a, out);
 	/* Small or dense: what udfs_nuclear_norm_auto does with the matrix. */
 	if (a->rows && a->cols > SIZE_MAX / sizeof(float) / a->rows)
 		return udfs_error(-ENOMEM, "nuclear norm: %zu x %zu matrix",
