@@ -19,8 +19,10 @@
  * Varints are LEB128 (7 bits a byte, low first, at most 5 bytes, no
  * redundant zero byte at the end).
  *
- * Mask formats: 0 none (UDFS_MASK_NONE, UDFS_MASK_SEEDED), 1 Rice-coded
- * gaps, 2 zstd bitmap, 3 raw bitmap, 4 range-coded gaps. Gap 0 is the first
+ * Mask formats: 0 none (UDFS_MASK_NONE; UDFS_MASK_SEEDED drawn by the
+ * per-element rule, written by earlier versions), 1 Rice-coded gaps, 2
+ * zstd bitmap, 3 raw bitmap, 4 range-coded gaps, 5 none (UDFS_MASK_SEEDED
+ * drawn by levels, common/prng.h, written now). Gap 0 is the first
  * kept index, gap j the number of dropped elements between kept j-1 and
  * kept j. Rice: a byte k (0..20), then per gap (gap >> k) zero bits, a one
  * bit and the k low bits, LSB-first, with the k that gives the fewest
@@ -149,7 +151,14 @@
 #define LOSSY_ZSTD_LEVEL 1
 #endif
 
-enum { MF_NONE = 0, MF_RICE = 1, MF_ZBITMAP = 2, MF_BITMAP = 3, MF_RC = 4 };
+enum {
+	MF_NONE = 0, /* mask none; seeded by the per-element rule (earlier) */
+	MF_RICE = 1,
+	MF_ZBITMAP = 2,
+	MF_BITMAP = 3,
+	MF_RC = 4,
+	MF_SEEDED_LEVELS = 5, /* seeded by levels (written now) */
+};
 enum {
 	VF_RAW = 0,
 	VF_ZSTD = 1,
@@ -735,18 +744,19 @@ int udfs_lossy_values_encode(const udfs_lossy_params *p, unsigned es,
 	return ret;
 }
 
-/* The decoder regenerates a seeded mask: what is stored must be the seeded
- * one exactly (kept NULL: only the count is given). */
+/* The decoder regenerates a seeded mask (by levels: what this encoder
+ * writes): what is stored must be the seeded one exactly (kept NULL: only
+ * the count is given). */
 static bool seeded_matches(const udfs_lossy_params *p, uint64_t first,
 			   uint32_t n, const uint32_t *kept, uint32_t n_kept)
 {
-	uint64_t thr = udfs_seeded_threshold(p->rate), words[64];
-	uint32_t cnt = 0;
+	uint32_t t = udfs_seeded_levels(p->rate), cnt = 0;
+	uint64_t words[64];
 
 	for (uint32_t at = 0; at < n; at += 64 * 64) {
 		uint32_t len = UDFS_MIN(n - at, 64 * 64);
 		uint64_t k =
-		    udfs_seeded_mask(p->seed, first + at, len, thr, words);
+		    udfs_seeded_levels_mask(p->seed, first + at, len, t, words);
 
 		if (k > n_kept - cnt)
 			return false;
@@ -793,11 +803,13 @@ int udfs_lossy_encode_chunk(const udfs_lossy_params *p, int dtype,
 				    "lossy chunk: kept index %u out of order",
 				    j);
 	}
-	if (p->mask == UDFS_MASK_SEEDED &&
-	    !seeded_matches(p, first, n, kept, n_kept))
-		return udfs_error(
-		    -EINVAL,
-		    "lossy chunk: kept positions differ from the seeded mask");
+	if (p->mask == UDFS_MASK_SEEDED) {
+		if (!seeded_matches(p, first, n, kept, n_kept))
+			return udfs_error(-EINVAL,
+					  "lossy chunk: kept positions differ "
+					  "from the seeded mask");
+		mfmt = MF_SEEDED_LEVELS;
+	}
 	if (p->mask == UDFS_MASK_EXPLICIT) {
 		if (!kept && n_kept)
 			return udfs_error(-EINVAL, "lossy chunk: no positions");
@@ -896,17 +908,24 @@ static int check_bitmap(const uint8_t *bm, uint32_t n, uint32_t n_kept)
 	return 0;
 }
 
-/* The seeded mask of the chunk, generated into scratch. */
+/* The seeded mask of the chunk, generated into scratch by the rule its
+ * mask format names. */
 static int ms_seeded(struct mask_src *ms, const udfs_lossy_params *p,
-		     uint64_t first)
+		     unsigned mf, uint64_t first)
 {
 	size_t nw = ((size_t)ms->n + 63) / 64;
 	uint64_t *words = udfs_scratch(UDFS_SCRATCH_MASK, (nw + 1) * 8);
 
 	if (!words)
 		return -ENOMEM;
-	ms->n_kept = (uint32_t)udfs_seeded_mask(
-	    p->seed, first, ms->n, udfs_seeded_threshold(p->rate), words);
+	ms->n_kept = (uint32_t)(mf == MF_SEEDED_LEVELS
+				    ? udfs_seeded_levels_mask(
+					  p->seed, first, ms->n,
+					  udfs_seeded_levels(p->rate), words)
+				    : udfs_seeded_mask(
+					  p->seed, first, ms->n,
+					  udfs_seeded_threshold(p->rate),
+					  words));
 	ms->kind = MS_WORDS;
 	ms->words = words;
 	ms->nw = nw;
@@ -953,7 +972,7 @@ static int ms_init(struct mask_src *ms, const udfs_lossy_params *p, unsigned mf,
 	if (p->mask == UDFS_MASK_NONE)
 		return 0; /* MS_ALL */
 	if (p->mask == UDFS_MASK_SEEDED)
-		return ms_seeded(ms, p, first);
+		return ms_seeded(ms, p, mf, first);
 	switch (mf) {
 	case MF_RICE:
 		if (len < 1 || in[0] > RICE_KMAX)
@@ -1590,7 +1609,10 @@ static int v1_open(struct v1_dec *v, const udfs_lossy_params *p, int dtype,
 				  buf[0] >> 6);
 	mf = buf[0] & 7;
 	vf = buf[0] >> 3 & 7;
-	if ((p->mask == UDFS_MASK_EXPLICIT) != (mf != MF_NONE))
+	if (p->mask == UDFS_MASK_EXPLICIT
+		? mf == MF_NONE || mf == MF_SEEDED_LEVELS
+		: mf != MF_NONE &&
+		      !(p->mask == UDFS_MASK_SEEDED && mf == MF_SEEDED_LEVELS))
 		return udfs_error(
 		    -EIO, "lossy chunk: mask format %u for mask kind %u", mf,
 		    p->mask);

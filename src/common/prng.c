@@ -109,3 +109,126 @@ uint64_t udfs_seeded_keep_bytes(uint64_t seed, uint64_t first, size_t n,
 	}
 	return cnt;
 }
+
+/* ---- seeded mask by levels (prng.h) ------------------------------------ */
+
+#define LEVELS 16 /* bits of the keep probability */
+
+uint32_t udfs_seeded_levels(double rate)
+{
+	if (!(rate > 0.0))
+		rate = 0.0;
+	if (rate > 1.0)
+		rate = 1.0;
+	/* exact IEEE arithmetic, as udfs_seeded_threshold */
+	return (uint32_t)llround((1.0 - rate) * (double)(1u << LEVELS));
+}
+
+/* The word of block b: bit j keeps element 64 b + j. */
+static inline __attribute__((always_inline)) uint64_t
+level_word(uint64_t seed, uint64_t b, uint32_t t)
+{
+	uint64_t x = seed + (b * LEVELS + 1) * UDFS_GOLDEN64, w = 0;
+
+	if (t >= 1u << LEVELS)
+		return ~0ull;
+	for (unsigned k = t ? (unsigned)__builtin_ctz(t) : LEVELS; k < LEVELS;
+	     k++) {
+		uint64_t r = udfs_mix64(x + k * UDFS_GOLDEN64);
+
+		w = (t >> k & 1) ? (w | r) : (w & r);
+	}
+	return w;
+}
+
+bool udfs_seeded_levels_keep(uint64_t seed, uint64_t idx, uint32_t t)
+{
+	return level_word(seed, idx / 64, t) >> (idx % 64) & 1;
+}
+
+/* Words of blocks b .. b + 7, eight chains side by side: each level is
+ * one multiply-xorshift per word with no dependency between the words,
+ * which the compiler vectorizes. */
+static inline __attribute__((always_inline)) void
+level_words8(uint64_t seed, uint64_t b, uint32_t t, uint64_t w[8])
+{
+	uint64_t x[8];
+
+	for (int j = 0; j < 8; j++) {
+		x[j] = seed + ((b + (uint64_t)j) * LEVELS + 1) * UDFS_GOLDEN64;
+		w[j] = t >= 1u << LEVELS ? ~0ull : 0;
+	}
+	if (t == 0 || t >= 1u << LEVELS)
+		return;
+	for (unsigned k = (unsigned)__builtin_ctz(t); k < LEVELS; k++) {
+		uint64_t add = k * UDFS_GOLDEN64;
+
+		if (t >> k & 1)
+			for (int j = 0; j < 8; j++)
+				w[j] |= udfs_mix64(x[j] + add);
+		else
+			for (int j = 0; j < 8; j++)
+				w[j] &= udfs_mix64(x[j] + add);
+	}
+}
+
+SEEDED_CLONES
+uint64_t udfs_seeded_levels_mask(uint64_t seed, uint64_t first, size_t n,
+				 uint32_t t, uint64_t *words)
+{
+	size_t nw = (n + 63) / 64, w = 0;
+	uint64_t cnt = 0;
+
+	if (first % 64) { /* not at a block: element by element */
+		memset(words, 0, nw * sizeof(*words));
+		for (size_t i = 0; i < n; i++)
+			if (udfs_seeded_levels_keep(seed, first + i, t)) {
+				words[i / 64] |= 1ull << (i % 64);
+				cnt++;
+			}
+		return cnt;
+	}
+	for (; w + 8 <= nw; w += 8)
+		level_words8(seed, first / 64 + w, t, words + w);
+	for (; w < nw; w++)
+		words[w] = level_word(seed, first / 64 + w, t);
+	if (n % 64)
+		words[nw - 1] &= (1ull << (n % 64)) - 1;
+	for (w = 0; w < nw; w++)
+		cnt += (uint64_t)__builtin_popcountll(words[w]);
+	return cnt;
+}
+
+SEEDED_CLONES
+uint64_t udfs_seeded_levels_keep_bytes(uint64_t seed, uint64_t first, size_t n,
+				       uint32_t t, uint8_t *keep)
+{
+	uint64_t cnt = 0, w[8];
+	size_t i = 0;
+
+	if (first % 64) {
+		for (; i < n; i++) {
+			keep[i] = udfs_seeded_levels_keep(seed, first + i, t);
+			cnt += keep[i];
+		}
+		return cnt;
+	}
+	for (; i + 512 <= n; i += 512) {
+		level_words8(seed, (first + i) / 64, t, w);
+		for (int j = 0; j < 8; j++) {
+			for (unsigned b = 0; b < 64; b++)
+				keep[i + 64 * (size_t)j + b] = w[j] >> b & 1;
+			cnt += (uint64_t)__builtin_popcountll(w[j]);
+		}
+	}
+	for (; i < n; i += 64) {
+		uint64_t word = level_word(seed, (first + i) / 64, t);
+		size_t m = n - i < 64 ? n - i : 64;
+
+		for (size_t b = 0; b < m; b++) {
+			keep[i + b] = word >> b & 1;
+			cnt += keep[i + b];
+		}
+	}
+	return cnt;
+}

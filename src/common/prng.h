@@ -90,6 +90,28 @@ uint64_t udfs_seeded_mask(uint64_t seed, uint64_t first, size_t n,
 uint64_t udfs_seeded_keep_bytes(uint64_t seed, uint64_t first, size_t n,
 				uint64_t threshold, uint8_t *keep);
 
+/*
+ * Seeded mask by levels (chunk mask format 5, written now): the same role,
+ * a quarter of the draws. The keep probability is t / 2^16, t =
+ * udfs_seeded_levels(rate) in 0..2^16; element idx is bit idx % 64 of the
+ * word of its block of 64, B = idx / 64, folded over the levels k = 0..15
+ * from W = 0: W = (bit k of t) ? W | R : W & R, R the splitmix64 finalizer
+ * of seed + (16 B + k + 1) * UDFS_GOLDEN64 (each step halves the
+ * probability and adds bit k's half: after the last it is t / 2^16;
+ * t = 2^16 keeps every element). Levels below t's lowest set bit leave W
+ * at 0, so they are skipped. Integer arithmetic only, as the first rule.
+ * udfs_seeded_levels_keep() is one element (a test's reference);
+ * udfs_seeded_levels_mask() and udfs_seeded_levels_keep_bytes() are the
+ * bulk forms of udfs_seeded_mask() and udfs_seeded_keep_bytes() (the same
+ * outputs and return values).
+ */
+uint32_t udfs_seeded_levels(double rate);
+bool udfs_seeded_levels_keep(uint64_t seed, uint64_t idx, uint32_t t);
+uint64_t udfs_seeded_levels_mask(uint64_t seed, uint64_t first, size_t n,
+				 uint32_t t, uint64_t *words);
+uint64_t udfs_seeded_levels_keep_bytes(uint64_t seed, uint64_t first, size_t n,
+				       uint32_t t, uint8_t *keep);
+
 /* Key of a tensor's seeded mask from the model seed and the tensor name. */
 uint64_t udfs_seeded_key(uint64_t model_seed, const char *tensor_name);
 

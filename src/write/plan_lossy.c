@@ -420,8 +420,8 @@ static int prep_slice(void *ctx, size_t i)
 	unsigned es = udfs_dtype_size(j->dtype);
 
 	if (seeded_draw(j->p))
-		j->kept[i] = udfs_seeded_keep_bytes(
-		    lp->seed, first, (size_t)n, udfs_seeded_threshold(lp->rate),
+		j->kept[i] = udfs_seeded_levels_keep_bytes(
+		    lp->seed, first, (size_t)n, udfs_seeded_levels(lp->rate),
 		    j->lt->keep + first);
 	if (lp->values == UDFS_VAL_NATIVE)
 		/* The deltas themselves are the values. */

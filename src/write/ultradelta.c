@@ -414,8 +414,8 @@ int64_t udfs_ud_prune_groupwise(const uint8_t *codes, size_t n, unsigned bits,
 
 int64_t udfs_ud_prune_seeded(size_t n, double r, uint64_t key, uint8_t *keep)
 {
-	return (int64_t)udfs_seeded_keep_bytes(key, 0, n,
-					       udfs_seeded_threshold(r), keep);
+	return (int64_t)udfs_seeded_levels_keep_bytes(
+	    key, 0, n, udfs_seeded_levels(r), keep);
 }
 
 /* |d| as an integer with the same order as the magnitude (NaN above Inf). */

@@ -82,7 +82,7 @@ void udfs_ud_pruner_init(struct udfs_ud_pruner *pr, const uint64_t *hist,
 int64_t udfs_ud_pruner_walk(struct udfs_ud_pruner *pr, const uint8_t *codes,
 			    size_t n, uint8_t *keep);
 
-/* Bernoulli keep-mask with the seeded mask function (common/prng.h). */
+/* Bernoulli keep-mask with the seeded mask by levels (common/prng.h). */
 int64_t udfs_ud_prune_seeded(size_t n, double r, uint64_t key, uint8_t *keep);
 
 /* magnitude baseline: keep the top k = n - round(n*s) elements by |d|

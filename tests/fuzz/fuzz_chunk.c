@@ -204,13 +204,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						(void **)&enc, &enc_len);
 		} else {
 			uint32_t *kept = malloc((size_t)n * 4), nk = 0;
-			uint64_t thr = udfs_seeded_threshold(t.lp.rate);
+			uint32_t lt = udfs_seeded_levels(t.lp.rate);
 			uint8_t *vals = malloc((size_t)n * es);
 
 			for (uint32_t i = 0; i < n; i++)
 				if (t.lp.mask == UDFS_MASK_NONE ||
 				    (t.lp.mask == UDFS_MASK_SEEDED
-					 ? udfs_seeded_keep(t.lp.seed, i, thr)
+					 ? udfs_seeded_levels_keep(t.lp.seed, i,
+								   lt)
 					 : want[i] & 1))
 					kept[nk++] = i;
 			for (uint32_t j = 0; j < nk * es; j++)

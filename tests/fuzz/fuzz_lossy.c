@@ -72,7 +72,7 @@ static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
 	uint32_t *kept = malloc(((size_t)n + 1) * 4), nk = 0;
 	uint8_t *vals = malloc(((size_t)n + 1) * 4), *out = malloc(n * es + 1),
 		*want = malloc(n * es + 1);
-	uint64_t thr = udfs_seeded_threshold(p->rate);
+	uint32_t t = udfs_seeded_levels(p->rate);
 	void *enc = NULL;
 	size_t enc_len = 0;
 	int ret;
@@ -83,7 +83,7 @@ static void roundtrip(const udfs_lossy_params *p, int dt, uint32_t n,
 		if (p->mask == UDFS_MASK_NONE)
 			k = 1;
 		else if (p->mask == UDFS_MASK_SEEDED)
-			k = udfs_seeded_keep(p->seed, 77 + i, thr);
+			k = udfs_seeded_levels_keep(p->seed, 77 + i, t);
 		else
 			k = len ? d[(i / 8) % len] >> (i % 8) & 1 : 0;
 		if (k)

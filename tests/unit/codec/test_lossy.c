@@ -82,10 +82,10 @@ static void make_mask(struct chunk *c, double r)
 		for (uint32_t i = 0; i < c->n; i++)
 			c->kept[c->n_kept++] = i;
 	} else if (c->p.mask == UDFS_MASK_SEEDED) {
-		uint64_t thr = udfs_seeded_threshold(r);
+		uint32_t t = udfs_seeded_levels(r);
 
 		for (uint32_t i = 0; i < c->n; i++)
-			if (udfs_seeded_keep(c->p.seed, c->first + i, thr))
+			if (udfs_seeded_levels_keep(c->p.seed, c->first + i, t))
 				c->kept[c->n_kept++] = i;
 	} else {
 		for (uint32_t i = 0; i < c->n; i++)
@@ -246,6 +246,47 @@ static void roundtrip(int dtype, uint32_t n, int mask, int values,
 	}
 	free(enc);
 	free(out);
+	chunk_free(&c);
+}
+
+/*
+ * A seeded chunk written by earlier versions (mask format 0: the mask drawn
+ * per element by udfs_seeded_keep) still decodes; its bytes read as mask
+ * format 5 (by levels) name another mask, which fails or differs.
+ */
+static void test_seeded_per_element(int values, double r)
+{
+	uint64_t thr = udfs_seeded_threshold(r);
+	uint8_t *val = NULL, *enc, vfmt = 0;
+	size_t val_len = 0, at = 1;
+	struct chunk c;
+	uint8_t *out;
+	int ret;
+
+	chunk_init(&c, UDFS_DT_BF16, 100000, UDFS_MASK_SEEDED, values, 4, r);
+	c.n_kept = 0;
+	for (uint32_t i = 0; i < c.n; i++)
+		if (udfs_seeded_keep(c.p.seed, c.first + i, thr))
+			c.kept[c.n_kept++] = i;
+	make_vals(&c, 1e-3);
+	reference(&c);
+	CHECK_EQ_INT(udfs_lossy_values_encode(&c.p, c.es, c.n_kept, c.vals,
+					      &val, &val_len, &vfmt),
+		     0);
+	enc = malloc(val_len + 8);
+	out = malloc((size_t)c.n * c.es);
+	enc[0] = (uint8_t)(1 << 6 | vfmt << 3 | 0);
+	at += udfs_lossy_put_varint(enc + at, (uint32_t)val_len);
+	memcpy(enc + at, val, val_len);
+	CHECK_EQ_INT(decode(&c, enc, at + val_len, out), 0);
+	CHECK(memcmp(out, c.want, (size_t)c.n * c.es) == 0);
+	enc[0] |= 5;
+	ret = decode(&c, enc, at + val_len, out);
+	udfs_error_clear();
+	CHECK(ret != 0 || memcmp(out, c.want, (size_t)c.n * c.es) != 0);
+	free(out);
+	free(enc);
+	free(val);
 	chunk_free(&c);
 }
 
@@ -693,6 +734,9 @@ static void test_codes_format(bool drift, uint8_t want)
 
 int main(void)
 {
+	test_seeded_per_element(UDFS_VAL_CODES, 0.9);
+	test_seeded_per_element(UDFS_VAL_SIGN, 0.5);
+	test_seeded_per_element(UDFS_VAL_NATIVE, 0.97);
 	/* The decoder's vector loops (positions of a mask's bits, the BF16
 	 * sums) at every level the CPU has, against the same reference. */
 	for (int l = 0; l < UDFS_SIMD_LEVELS; l++) {

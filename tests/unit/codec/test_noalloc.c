@@ -59,6 +59,7 @@ static void *encode(int mask, int values, double r, uint8_t *vals,
 		    uint32_t *kept, udfs_lossy_params *p, size_t *len)
 {
 	uint64_t thr = udfs_seeded_threshold(r), s = (uint64_t)mask * 7 + 1;
+	uint32_t t = udfs_seeded_levels(r);
 	uint32_t n_kept = 0;
 	void *out = NULL;
 
@@ -75,7 +76,7 @@ static void *encode(int mask, int values, double r, uint8_t *vals,
 
 		if (mask == UDFS_MASK_NONE ||
 		    (mask == UDFS_MASK_SEEDED
-			 ? udfs_seeded_keep(p->seed, N + i, thr)
+			 ? udfs_seeded_levels_keep(p->seed, N + i, t)
 			 : (x >> 11) >= thr))
 			kept[n_kept++] = i;
 	}

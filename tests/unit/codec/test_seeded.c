@@ -2,10 +2,14 @@
 /*
  * Unit tests of the bulk seeded-mask generators (src/common/prng.c):
  * udfs_seeded_mask() and udfs_seeded_keep_bytes() must give exactly the
- * bits of udfs_seeded_keep() per element, for many seeds, drop rates
- * (0 and 1 included), unaligned starts and lengths that are not a
- * multiple of 64, since the mask is part of the store format.
+ * bits of udfs_seeded_keep() per element, and the levels' bulk forms those
+ * of udfs_seeded_levels_keep(), for many seeds, drop rates (0 and 1
+ * included), unaligned starts and lengths that are not a multiple of 64,
+ * since the mask is part of the store format. The levels' rule is also
+ * checked against udfs(5)'s words written out here, and its keep rate
+ * against t / 2^16.
  */
+#include <math.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -44,6 +48,97 @@ static void check_range(uint64_t seed, double rate, uint64_t first, size_t n)
 	free(keep);
 }
 
+static void check_levels_range(uint64_t seed, double rate, uint64_t first,
+			       size_t n)
+{
+	uint32_t t = udfs_seeded_levels(rate);
+	size_t nw = (n + 63) / 64;
+	uint64_t *words = malloc((nw + 1) * sizeof(*words)), want = 0;
+	uint8_t *keep = malloc(n + 1);
+	int bad_mask = 0, bad_bytes = 0;
+
+	CHECK(words && keep);
+	words[nw] = 0x5a5a5a5a5a5a5a5aULL; /* must stay untouched */
+	keep[n] = 7;
+	uint64_t cm = udfs_seeded_levels_mask(seed, first, n, t, words);
+	uint64_t cb = udfs_seeded_levels_keep_bytes(seed, first, n, t, keep);
+
+	for (size_t i = 0; i < n; i++) {
+		bool k = udfs_seeded_levels_keep(seed, first + i, t);
+
+		want += k;
+		bad_mask += (int)((words[i / 64] >> (i % 64) & 1) != k);
+		bad_bytes += keep[i] != k;
+	}
+	if (n % 64)
+		CHECK_EQ_INT(words[nw - 1] >> (n % 64), 0);
+	CHECK_EQ_INT(bad_mask, 0);
+	CHECK_EQ_INT(bad_bytes, 0);
+	CHECK_EQ_INT(cm, want);
+	CHECK_EQ_INT(cb, want);
+	CHECK_EQ_INT(words[nw], 0x5a5a5a5a5a5a5a5aULL);
+	CHECK_EQ_INT(keep[n], 7);
+	free(words);
+	free(keep);
+}
+
+/* udfs(5)'s rule as written there: all 16 levels, no skipping. */
+static uint64_t spec_word(uint64_t seed, uint64_t block, uint32_t t)
+{
+	uint64_t w = 0;
+
+	if (t == 1u << 16)
+		return ~0ull;
+	for (uint64_t k = 0; k < 16; k++) {
+		uint64_t r =
+		    udfs_mix64(seed + (16 * block + k + 1) * UDFS_GOLDEN64);
+
+		w = (t >> k & 1) ? (w | r) : (w & r);
+	}
+	return w;
+}
+
+static void test_levels_spec(void)
+{
+	static const double rates[] = {0.0, 0.05, 0.3, 0.5, 0.75, 0.9, 1.0};
+	uint64_t words[64];
+
+	for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
+		uint32_t t = udfs_seeded_levels(rates[r]);
+		int bad = 0;
+
+		udfs_seeded_levels_mask(77 + r, 64 * 1000, 64 * 64, t, words);
+		for (uint64_t b = 0; b < 64; b++)
+			bad += words[b] != spec_word(77 + r, 1000 + b, t);
+		CHECK_EQ_INT(bad, 0);
+	}
+	CHECK_EQ_INT(udfs_seeded_levels(0.0), 1u << 16);
+	CHECK_EQ_INT(udfs_seeded_levels(1.0), 0);
+	CHECK_EQ_INT(udfs_seeded_levels(0.9), 6554); /* round(0.1 * 2^16) */
+}
+
+/* The kept share of 2^22 elements within 6 standard deviations of t /
+ * 2^16 (a wrong level order or bit would be off by far more). */
+static void test_levels_rate(void)
+{
+	static const double rates[] = {0.02, 0.3, 0.5, 0.9, 0.97, 0.999};
+	enum { N = 1 << 22 };
+	uint64_t *words = malloc(N / 8);
+
+	CHECK(words);
+	for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
+		double p = udfs_seeded_levels(rates[r]) / 65536.0;
+		double got = (double)udfs_seeded_levels_mask(5, 0, N,
+							     udfs_seeded_levels(
+								 rates[r]),
+							     words) /
+			     N;
+
+		CHECK(fabs(got - p) <= 6 * sqrt(p * (1 - p) / N));
+	}
+	free(words);
+}
+
 int main(void)
 {
 	static const double rates[] = {0.0, 0.1, 0.5, 0.9, 0.99, 1.0};
@@ -64,5 +159,21 @@ int main(void)
 	check_range(0x0123456789abcdefULL, 0.9, UINT64_MAX - (1u << 19),
 		    1u << 19);
 	check_range(0, 0.5, 1u << 19, 1u << 19);
+	s = 43;
+	for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++)
+		for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++)
+			for (int k = 0; k < 6; k++) {
+				uint64_t seed = udfs_splitmix64(&s);
+				uint64_t first =
+				    k < 2 ? (uint64_t)k * 64 + (uint64_t)k
+					  : (udfs_splitmix64(&s) >> (k * 8)) &
+						~(k == 3 ? 0ull : 63ull);
+
+				check_levels_range(seed, rates[r], first,
+						   lens[l]);
+			}
+	check_levels_range(0x0123456789abcdefULL, 0.9, 1u << 19, 1u << 19);
+	test_levels_spec();
+	test_levels_rate();
 	CHECK_DONE();
 }
