@@ -199,6 +199,21 @@ uint64_t udfs_seeded_levels_mask(uint64_t seed, uint64_t first, size_t n,
 	return cnt;
 }
 
+/* keep[0..64) = the bits of w, low first, one 0 or 1 a byte: eight at a
+ * time, the multiply copying a byte of w into every byte, the mask keeping
+ * bit j in byte j, the add carrying any set bit into the byte's top. */
+static inline __attribute__((always_inline)) void bits_to_bytes(uint64_t w,
+								uint8_t *keep)
+{
+	for (int i = 0; i < 8; i++) {
+		uint64_t t = ((w >> (8 * i)) & 0xff) * 0x0101010101010101ULL &
+			     0x8040201008040201ULL;
+
+		t = (t + 0x7f7f7f7f7f7f7f7fULL) >> 7 & 0x0101010101010101ULL;
+		memcpy(keep + 8 * i, &t, 8);
+	}
+}
+
 SEEDED_CLONES
 uint64_t udfs_seeded_levels_keep_bytes(uint64_t seed, uint64_t first, size_t n,
 				       uint32_t t, uint8_t *keep)
@@ -216,8 +231,7 @@ uint64_t udfs_seeded_levels_keep_bytes(uint64_t seed, uint64_t first, size_t n,
 	for (; i + 512 <= n; i += 512) {
 		level_words8(seed, (first + i) / 64, t, w);
 		for (int j = 0; j < 8; j++) {
-			for (unsigned b = 0; b < 64; b++)
-				keep[i + 64 * (size_t)j + b] = w[j] >> b & 1;
+			bits_to_bytes(w[j], keep + i + 64 * (size_t)j);
 			cnt += (uint64_t)__builtin_popcountll(w[j]);
 		}
 	}
