@@ -1592,6 +1592,20 @@ struct v1_dec {
 	struct val_src vs;
 };
 
+/* Whether mask format mf may hold a mask of kind mask: positions stored
+ * for explicit masks, none for the others, a seeded mask by either rule. */
+static bool mask_format_fits(unsigned mask, unsigned mf)
+{
+	switch (mask) {
+	case UDFS_MASK_EXPLICIT:
+		return mf != MF_NONE && mf != MF_SEEDED_LEVELS;
+	case UDFS_MASK_SEEDED:
+		return mf == MF_NONE || mf == MF_SEEDED_LEVELS;
+	default:
+		return mf == MF_NONE;
+	}
+}
+
 /* Parse the header of a version 1 chunk and set up both sections. */
 static int v1_open(struct v1_dec *v, const udfs_lossy_params *p, int dtype,
 		   uint64_t first, uint32_t n, const uint8_t *buf,
@@ -1609,10 +1623,7 @@ static int v1_open(struct v1_dec *v, const udfs_lossy_params *p, int dtype,
 				  buf[0] >> 6);
 	mf = buf[0] & 7;
 	vf = buf[0] >> 3 & 7;
-	if (p->mask == UDFS_MASK_EXPLICIT
-		? mf == MF_NONE || mf == MF_SEEDED_LEVELS
-		: mf != MF_NONE &&
-		      !(p->mask == UDFS_MASK_SEEDED && mf == MF_SEEDED_LEVELS))
+	if (!mask_format_fits(p->mask, mf))
 		return udfs_error(
 		    -EIO, "lossy chunk: mask format %u for mask kind %u", mf,
 		    p->mask);

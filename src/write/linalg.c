@@ -251,7 +251,7 @@ struct gram_op {
 	const udfs_csr *sp;
 	size_t rows, cols, n, other;
 	bool wide;
-	float *tmp;	/* other x l, the implicit form's middle product */
+	float *tmp;	/* other x l, the dense implicit form's middle product */
 	float *qt, *zt; /* sp: n x l blocks, row-major (csr_apply) */
 };
 
@@ -1113,9 +1113,11 @@ static int slq_alloc(struct slq *s)
 	s->x = malloc(n * SLQ_COLS * sizeof(*s->x));
 	s->y = malloc(n * SLQ_COLS * sizeof(*s->y));
 	s->tau = malloc(SLQ_COLS * sizeof(*s->tau));
-	s->op.tmp = malloc(s->op.other * SLQ_COLS * sizeof(*s->op.tmp));
+	/* the dense products' middle one; csr_gram needs none */
+	if (!s->op.sp)
+		s->op.tmp = malloc(s->op.other * SLQ_COLS * sizeof(*s->op.tmp));
 	if (!s->v || !s->alpha || !s->beta || !s->x || !s->y || !s->tau ||
-	    !s->op.tmp)
+	    (!s->op.sp && !s->op.tmp))
 		return udfs_error(-ENOMEM, "nuclear norm: %zu x %zu matrix",
 				  s->op.rows, s->op.cols);
 	return 0;
