@@ -172,7 +172,8 @@ int main(int argc, char **argv)
 	return 0;
 
 usage:
-	fprintf(stderr,
-		"usage: preadbench [-j THREADS] [-b BLOCK (4096, 1M, ...)] [-m] FILE\n");
+	fprintf(
+	    stderr,
+	    "usage: preadbench [-j THREADS] [-b BLOCK (4096, 1M, ...)] [-m] FILE\n");
 	return 2;
 }

@@ -918,14 +918,13 @@ static int ms_seeded(struct mask_src *ms, const udfs_lossy_params *p,
 
 	if (!words)
 		return -ENOMEM;
-	ms->n_kept = (uint32_t)(mf == MF_SEEDED_LEVELS
-				    ? udfs_seeded_levels_mask(
-					  p->seed, first, ms->n,
-					  udfs_seeded_levels(p->rate), words)
-				    : udfs_seeded_mask(
-					  p->seed, first, ms->n,
-					  udfs_seeded_threshold(p->rate),
-					  words));
+	if (mf == MF_SEEDED_LEVELS)
+		ms->n_kept = (uint32_t)udfs_seeded_levels_mask(
+		    p->seed, first, ms->n, udfs_seeded_levels(p->rate), words);
+	else
+		ms->n_kept = (uint32_t)udfs_seeded_mask(
+		    p->seed, first, ms->n, udfs_seeded_threshold(p->rate),
+		    words);
 	ms->kind = MS_WORDS;
 	ms->words = words;
 	ms->nw = nw;

@@ -251,7 +251,7 @@ struct gram_op {
 	const udfs_csr *sp;
 	size_t rows, cols, n, other;
 	bool wide;
-	float *tmp;	/* other x l, the dense implicit form's middle product */
+	float *tmp; /* other x l, the dense implicit form's middle product */
 	float *qt, *zt; /* sp: n x l blocks, row-major (csr_apply) */
 };
 

@@ -21,8 +21,8 @@ struct rule {
 	bool (*keep)(uint64_t seed, uint64_t idx, uint64_t thr);
 	uint64_t (*mask)(uint64_t seed, uint64_t first, size_t n, uint64_t thr,
 			 uint64_t *words);
-	uint64_t (*bytes)(uint64_t seed, uint64_t first, size_t n,
-			  uint64_t thr, uint8_t *keep);
+	uint64_t (*bytes)(uint64_t seed, uint64_t first, size_t n, uint64_t thr,
+			  uint8_t *keep);
 };
 
 static bool keep_v1(uint64_t seed, uint64_t idx, uint64_t thr)
@@ -37,8 +37,8 @@ static bool keep_levels(uint64_t seed, uint64_t idx, uint64_t t)
 	return udfs_seeded_levels_keep(seed, idx, (uint32_t)t);
 }
 
-static uint64_t mask_levels(uint64_t seed, uint64_t first, size_t n,
-			    uint64_t t, uint64_t *words)
+static uint64_t mask_levels(uint64_t seed, uint64_t first, size_t n, uint64_t t,
+			    uint64_t *words)
 {
 	return udfs_seeded_levels_mask(seed, first, n, (uint32_t)t, words);
 }
@@ -46,13 +46,11 @@ static uint64_t mask_levels(uint64_t seed, uint64_t first, size_t n,
 static uint64_t bytes_levels(uint64_t seed, uint64_t first, size_t n,
 			     uint64_t t, uint8_t *keep)
 {
-	return udfs_seeded_levels_keep_bytes(seed, first, n, (uint32_t)t,
-					     keep);
+	return udfs_seeded_levels_keep_bytes(seed, first, n, (uint32_t)t, keep);
 }
 
-static const struct rule per_element = {udfs_seeded_threshold, keep_v1,
-					 udfs_seeded_mask,
-					 udfs_seeded_keep_bytes};
+static const struct rule per_element = {
+    udfs_seeded_threshold, keep_v1, udfs_seeded_mask, udfs_seeded_keep_bytes};
 static const struct rule levels = {thr_levels, keep_levels, mask_levels,
 				   bytes_levels};
 
@@ -136,10 +134,8 @@ static void test_levels_rate(void)
 	CHECK(words);
 	for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); r++) {
 		double p = udfs_seeded_levels(rates[r]) / 65536.0;
-		double got = (double)udfs_seeded_levels_mask(5, 0, N,
-							     udfs_seeded_levels(
-								 rates[r]),
-							     words) /
+		double got = (double)udfs_seeded_levels_mask(
+				 5, 0, N, udfs_seeded_levels(rates[r]), words) /
 			     N;
 
 		CHECK(fabs(got - p) <= 6 * sqrt(p * (1 - p) / N));
@@ -161,10 +157,10 @@ int main(void)
 				for (int k = 0; k < 6; k++) {
 					uint64_t seed = udfs_splitmix64(&s);
 					uint64_t first =
-					    k < 2 ? (uint64_t)k * 64 +
-							(uint64_t)k
-						  : udfs_splitmix64(&s) >>
-							(k * 8);
+					    k < 2
+						? (uint64_t)k * 64 + (uint64_t)k
+						: udfs_splitmix64(&s) >>
+						      (k * 8);
 
 					check_range(rules[u], seed, rates[r],
 						    first, lens[l]);
