@@ -8,7 +8,7 @@
  * bad tables, states and lane lengths; random corruptions decode or fail
  * with -EIO; format 3 sections still decode; the encoder picks format 5
  * for typical codes within 3% of format 3's size, and format 6 (32 lanes)
- * for sections of 65536 codes or more; format 6 decoded in blocks of any
+ * for sections of 32768 codes or more; format 6 decoded in blocks of any
  * size and start, and damaged, at each vector level the CPU has.
  */
 #include <errno.h>
@@ -320,7 +320,8 @@ static void test_bad_tables(void)
 }
 
 /* Typical codes (4-bit min-max codes of a Laplace delta, as in a seeded
- * chunk at s = 0.9): format 5 is chosen, within 3% of format 3. */
+ * 1 MiB BF16 chunk at s = 0.9): format 6 is chosen, within 3% of format
+ * 3. */
 static void test_choice(void)
 {
 	udfs_lossy_params p = params(4);
@@ -337,11 +338,11 @@ static void test_choice(void)
 	}
 	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, n, v, &sec, &len, &fmt),
 		     0);
-	CHECK_EQ_INT(fmt, VF_RANS4);
+	CHECK_EQ_INT(fmt, VF_RANS32);
 	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RC, &rc, &rc_len),
 		     0);
 	CHECK(len * 100 <= rc_len * 103);
-	fprintf(stderr, "Laplace codes: format 5 %zu bytes, format 3 %zu\n",
+	fprintf(stderr, "Laplace codes: format 6 %zu bytes, format 3 %zu\n",
 		len, rc_len);
 	free(sec);
 	free(rc);
@@ -398,7 +399,8 @@ static void test_guard32(unsigned b, uint32_t n)
 	free(v);
 }
 
-/* Large sections are written in format 6 (32 lanes), small ones in 5. */
+/* Sections of 32768 codes or more are written in format 6 (32 lanes),
+ * smaller ones in 5. */
 static void test_choice32(void)
 {
 	udfs_lossy_params p = params(6);
@@ -413,6 +415,14 @@ static void test_choice32(void)
 	free(sec);
 	sec = udfs_rans4_encode(v, n, 6, &len5);
 	CHECK(len <= len5 + 256);
+	free(sec);
+	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, 32768, v, &sec, &len, &fmt),
+		     0);
+	CHECK_EQ_INT(fmt, VF_RANS32);
+	free(sec);
+	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, 32767, v, &sec, &len, &fmt),
+		     0);
+	CHECK_EQ_INT(fmt, VF_RANS4);
 	free(sec);
 	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, 5000, v, &sec, &len, &fmt),
 		     0);
