@@ -416,12 +416,12 @@ static void test_choice32(void)
 	sec = udfs_rans4_encode(v, n, 6, &len5);
 	CHECK(len <= len5 + 256);
 	free(sec);
-	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, 32768, v, &sec, &len, &fmt),
-		     0);
+	CHECK_EQ_INT(
+	    udfs_lossy_values_encode(&p, 2, 32768, v, &sec, &len, &fmt), 0);
 	CHECK_EQ_INT(fmt, VF_RANS32);
 	free(sec);
-	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, 32767, v, &sec, &len, &fmt),
-		     0);
+	CHECK_EQ_INT(
+	    udfs_lossy_values_encode(&p, 2, 32767, v, &sec, &len, &fmt), 0);
 	CHECK_EQ_INT(fmt, VF_RANS4);
 	free(sec);
 	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, 5000, v, &sec, &len, &fmt),
