@@ -171,6 +171,12 @@ lossy bitdelta base "$T/ft.safetensors" 0 --method bitdelta
 json_check "$T/info-ultradelta-seeded.json" \
 	'all(t["mask"] == "seeded" for f in j["files"] for t in f["tensors"] if t["encoding"] == "ultradelta")' ||
 	fail "seeded mask not recorded per tensor"
+# A seeded mask keeps a multiple of 1/512 of the elements (its levels
+# then start at 2^7: plan_lossy.c, seeded_rate), within 0.001 of the rate
+# the allocation gave.
+json_check "$T/info-ultradelta-seeded.json" \
+	'all(abs((1 - t["rate"]) * 512 - round((1 - t["rate"]) * 512)) < 1e-9 and abs(t["rate"] - 0.5) < 0.05 for f in j["files"] for t in f["tensors"] if t["encoding"] == "ultradelta")' ||
+	fail "seeded rates not on the 1/512 grid"
 # F32: almost nothing rounds back, so info and the elements agree tightly.
 lossy ud-f32 base32 "$T/ft32.safetensors" 0.9 --sparsity 0.9
 lossy ud-f32-seeded base32 "$T/ft32.safetensors" 0.9 --sparsity 0.9 \
