@@ -354,16 +354,16 @@ static void apply_rates(struct add_model *am, const struct sel *v, size_t n,
 			double s, const udfs_add_opts *o, double gamma)
 {
 	for (size_t i = 0; i < n; i++) {
-		const struct tensor_plan *p = &am->plan[v[i].file][v[i].tensor];
-		udfs_lossy_params *lp = &am->plan[v[i].file][v[i].tensor].lp;
+		struct tensor_plan *p = &am->plan[v[i].file][v[i].tensor];
+		udfs_lossy_params *lp = &p->lp;
 
 		lp->rate = seeded_draw(p) ? seeded_rate(v[i].rate) : v[i].rate;
 		switch (o->method) {
-		case UDFS_ENC_ULTRADELTA:
+		case UDFS_ENC_ULTRADELTA: /* one rescale for the model */
 			lp->gain = (float)(gamma / (1.0 - s));
 			break;
-		case UDFS_ENC_DARE:
-			lp->gain = (float)(1.0 / (1.0 - s));
+		case UDFS_ENC_DARE: /* unbiased: the rate the mask keeps */
+			lp->gain = (float)(1.0 / (1.0 - lp->rate));
 			break;
 		default:
 			lp->gain = 1.0f;
