@@ -7,7 +7,7 @@
  *   byte 0  bits 0-1: element size 1, 2, 4, 8
  *           bit 2: against a base (else raw)
  *           bit 3: round-trip mode
- *   byte 1-2  element count % 4097 (LE)
+ *   byte 1-2  element count % 8193 (LE)
  *   byte 3  in decode mode, a wrong declared element size when non-zero
  *           and bit 4 of byte 0 is set (the chunk must then be refused)
  *
@@ -27,7 +27,7 @@
 #include "common/prng.h"
 #include "common/util.h"
 
-#define NMAX 4096
+#define NMAX 8192
 
 static uint8_t base[NMAX * 8];
 

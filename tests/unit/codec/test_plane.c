@@ -6,11 +6,14 @@
  * values step across a power of two, XOR for ordinary small deltas); the
  * near-empty chunk of an unchanged tensor; sparse planes (the bitmap of
  * the nonzero bytes and those bytes) at every density and length, decoded
- * at every vector level; and malformed chunks of every
+ * at every vector level; nibble planes (the high nibbles of a mantissa
+ * plane compressed, the random low ones stored) and where they are not
+ * taken; and malformed chunks of every
  * kind, which must be -EIO without a write past the output (decoded into
  * exact-size heap buffers, so AddressSanitizer sees any overrun).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -332,9 +335,11 @@ static void test_malformed(void)
 			set_len(bad, k, l - 1);
 			CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
 		}
-		/* Unknown plane kind. */
+		/* Unknown plane kinds. */
 		memcpy(bad, enc, len);
-		bad[2 + 5 * k] = 4;
+		bad[2 + 5 * k] = 5;
+		CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
+		bad[2 + 5 * k] = 255;
 		CHECK_EQ_INT(decode_copy(bad, len, base, n, 4), -EIO);
 		/* A zero plane that claims bytes, a stored plane of the
 		 * wrong size. */
@@ -549,6 +554,105 @@ static void test_sparse_malformed(void)
 	free(cur);
 }
 
+/* BF16 elements (m of them) of a random base, and cur = base XOR a delta
+ * whose low byte is like a fine-tune's mantissa plane: a random low
+ * nibble, and bits 4 to 7 set with probabilities 0.39, 0.28, 0.19 and
+ * 0.12. With skew, the low nibble is 0 in three cases of four instead. */
+static void make_mantissa_pair(uint16_t *base, uint16_t *cur, size_t m,
+			       bool skew)
+{
+	static const uint32_t p256[4] = {100, 72, 48, 30};
+
+	for (size_t i = 0; i < m; i++) {
+		uint32_t r = rnd(), bits = rnd(), d = r & 15;
+
+		if (skew && (r >> 4 & 3))
+			d = 0;
+		for (unsigned b = 0; b < 4; b++)
+			d |= (uint32_t)((bits >> (8 * b) & 255) < p256[b])
+			     << (4 + b);
+		base[i] = (uint16_t)(0x3c00 | (rnd() & 0x1ff));
+		cur[i] = (uint16_t)(base[i] ^ d);
+	}
+}
+
+/* Encode m BF16 elements, check the mantissa plane's kind, round-trip at
+ * every vector level; the encoded chunk (caller frees) or NULL. */
+static unsigned char *nibble_chunk(size_t m, bool skew, int want_kind,
+				   uint16_t *base, size_t *len)
+{
+	uint16_t *cur = malloc(2 * m), *out = malloc(2 * m);
+	void *enc = NULL;
+
+	make_mantissa_pair(base, cur, m, skew);
+	CHECK_EQ_INT(udfs_plane_encode(cur, base, 2 * m, 2, UDFS_ZSTD_LEVEL,
+				       &enc, len),
+		     0);
+	if (enc) {
+		CHECK_EQ_INT(((unsigned char *)enc)[2], want_kind);
+		for (int l = 0; l < UDFS_SIMD_LEVELS; l++) {
+			udfs_simd_cap(l);
+			memset(out, 0xee, 2 * m);
+			CHECK_EQ_INT(udfs_plane_decode(enc, *len, base, 2 * m,
+						       2, out),
+				     0);
+			if (memcmp(out, cur, 2 * m)) {
+				fprintf(stderr, "nibbles m %zu differ\n", m);
+				CHECK(0);
+			}
+		}
+		udfs_simd_cap(-1);
+	}
+	free(cur);
+	free(out);
+	return enc;
+}
+
+/* Nibble planes: taken for a mantissa plane with random low nibbles from
+ * 4096 bytes up, not below nor where the low nibbles are skewed; and when
+ * damaged, -EIO without a write past the output. */
+static void test_nibbles(void)
+{
+	static const size_t ms[] = {4096, 4097, 4099, 65536, 65537};
+	size_t m = 4097, len = 0, zl, half = (m + 1) / 2, last;
+	uint16_t *base = malloc(2 * 65537);
+	unsigned char *enc, *bad;
+
+	for (size_t i = 0; i < UDFS_ARRAY_SIZE(ms); i++)
+		free(nibble_chunk(ms[i], false, 4, base, &len));
+	free(nibble_chunk(4095, false, 1, base, &len));
+	free(nibble_chunk(65536, true, 1, base, &len));
+
+	/* An odd plane: its last packed bytes hold one nibble each. */
+	enc = nibble_chunk(m, false, 4, base, &len);
+	if (!enc || enc[2] != 4) {
+		free(enc);
+		free(base);
+		return;
+	}
+	for (size_t cut = 0; cut < len; cut++)
+		CHECK_EQ_INT(decode_copy(enc, cut, base, 2 * m, 2), -EIO);
+	bad = malloc(len);
+	zl = (size_t)enc[12] | (size_t)enc[13] << 8 | (size_t)enc[14] << 16;
+	last = 12 + 4 + zl + half - 1; /* the last byte of low nibbles */
+	CHECK(last < len);
+	memcpy(bad, enc, len);
+	bad[last] |= 0x10;
+	CHECK_EQ_INT(decode_copy(bad, len, base, 2 * m, 2), -EIO);
+	/* The frame's length one off either way (the low nibbles shift). */
+	memcpy(bad, enc, len);
+	bad[12]++;
+	CHECK_EQ_INT(decode_copy(bad, len, base, 2 * m, 2), -EIO);
+	memcpy(bad, enc, len);
+	bad[12]--;
+	CHECK_EQ_INT(decode_copy(bad, len, base, 2 * m, 2), -EIO);
+	/* The right bytes for another plane size. */
+	CHECK_EQ_INT(decode_copy(enc, len, base, 2 * (m - 1), 2), -EIO);
+	free(bad);
+	free(enc);
+	free(base);
+}
+
 int main(void)
 {
 	test_round_trips();
@@ -559,6 +663,7 @@ int main(void)
 	test_malformed();
 	test_sparse();
 	test_sparse_malformed();
+	test_nibbles();
 	test_frame_size();
 	test_zstd();
 	CHECK_DONE();
