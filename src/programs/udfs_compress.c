@@ -45,7 +45,7 @@ static const char usage[] =
     "  --min-elems N         smallest matrix made lossy (default 1024)\n"
     "  --seed N              all randomness derives from it (default 0)\n"
     "  --jobs N              worker threads (default: all cores)\n"
-    "  --level N             zstd level of lossless planes (default 3)\n"
+    "  --level N             zstd level of lossless planes (default 1)\n"
     "options of add-base:\n"
     "  --link                hard-link the files instead of copying\n"
     "common options:\n"
