@@ -204,10 +204,11 @@ void udfs_fs_nodes_free(struct udfs_fs *fs);
 /*
  * Answer a read of size bytes (already clipped to the end of the file) at
  * off of the open file fh (fuse/read.c): decoded chunks straight from the
- * cache, exactly one reply.
+ * cache, exactly one reply. direct: the reader opened the file O_DIRECT,
+ * so the kernel keeps none of the reply in its page cache.
  */
 void udfs_fs_read(fuse_req_t req, struct udfs_fs *fs, const struct udfs_fh *fh,
-		  size_t size, off_t off);
+		  size_t size, off_t off, bool direct);
 /* The shared bounce buffers of udfs_fs_read(): set up, free at unmount. */
 void udfs_fs_bounce_init(struct udfs_fs *fs);
 void udfs_fs_bounce_free(struct udfs_fs *fs);

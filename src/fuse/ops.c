@@ -618,7 +618,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	size = (size_t)UDFS_MIN((uint64_t)size, fh->file->size - (uint64_t)off);
 	udfs_fs_readahead(fs, fh->node, (uint64_t)off, size);
-	udfs_fs_read(req, fs, fh, size, off);
+	udfs_fs_read(req, fs, fh, size, off, (fi->flags & O_DIRECT) != 0);
 }
 
 /* ---- directories ------------------------------------------------------- */

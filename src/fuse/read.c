@@ -27,6 +27,7 @@
 struct reply {
 	udfs_piece piece[READ_PIECES];
 	udfs_chunk_req chunk[READ_PIECES];
+	size_t used[READ_PIECES]; /* bytes of chunk[i] in the reply */
 	struct iovec iov[READ_PIECES];
 	size_t nchunks;
 	int slot; /* bounce buffer, or -1 */
@@ -116,9 +117,11 @@ static int get_chunks(struct udfs_fs *fs, struct reply *r, size_t n)
 
 	r->nchunks = 0;
 	for (size_t i = 0; i < n; i++)
-		if (r->piece[i].t)
+		if (r->piece[i].t) {
+			r->used[r->nchunks] = r->piece[i].len;
 			r->chunk[r->nchunks++] = (udfs_chunk_req){
 			    .t = r->piece[i].t, .ci = r->piece[i].ci};
+		}
 	if (!r->nchunks)
 		return 0;
 	err = udfs_cache_get_many(fs->cache, r->chunk, r->nchunks);
@@ -198,7 +201,7 @@ static void read_copy(fuse_req_t req, struct udfs_fs *fs,
 }
 
 void udfs_fs_read(fuse_req_t req, struct udfs_fs *fs, const struct udfs_fh *fh,
-		  size_t size, off_t off)
+		  size_t size, off_t off, bool direct)
 {
 	struct reply r;
 	int n, err;
@@ -222,7 +225,10 @@ void udfs_fs_read(fuse_req_t req, struct udfs_fs *fs, const struct udfs_fh *fh,
 				   __ATOMIC_RELAXED);
 		fuse_reply_iov(req, r.iov, n);
 	}
+	/* Bytes the kernel now keeps in its page cache: their entries are
+	 * recycled first once all their bytes are there. */
 	for (size_t i = 0; i < r.nchunks; i++)
-		udfs_cache_put(fs->cache, r.chunk[i].handle);
+		udfs_cache_put_served(fs->cache, r.chunk[i].handle,
+				      err || direct ? 0 : r.used[i]);
 	bounce_put(fs, r.slot);
 }

@@ -11,7 +11,8 @@
  * - an entry is freed only when it is out of the table and its reference
  *   count is zero; a loading entry always has a reference (its decoder's);
  * - eviction takes ready entries with no reader from the LRU tail until
- *   c->bytes <= capacity. A reader's chunks are admitted only while
+ *   c->bytes <= capacity; before that, a new entry takes the place of
+ *   consumed ones (all their bytes delivered), which wait at the tail. A reader's chunks are admitted only while
  *   c->bytes <= capacity (else it waits, holding nothing), so entries in
  *   use push c->bytes above capacity by at most one read's chunks;
  *   decode-ahead entries are made only when they fit.
@@ -56,6 +57,8 @@ struct entry {
 	struct udfs_list lru;	 /* c->lru, most recent first */
 	struct entry *free_next; /* a free list, once out of the table */
 	struct entry *job_next;	 /* c->demand, while queued for the pool */
+	size_t served;		 /* bytes replies have delivered */
+	bool consumed;		 /* served >= len: recycled first */
 	int err;		 /* FAILED: the decoder's error ... */
 	char msg[256];		 /* ... and its message, for the readers */
 	pthread_cond_t done;	 /* broadcast when it leaves LOADING; last:
@@ -176,6 +179,36 @@ static void evict(udfs_cache *c, uint64_t need, struct entry **freelist)
 
 		prev = l->prev;
 		if (e->refs == 0 && e->state == READY) {
+			table_remove(c, e);
+			e->free_next = *freelist;
+			*freelist = e;
+			c->st.evictions++;
+		}
+	}
+}
+
+/*
+ * Move consumed entries (every byte delivered once: the kernel's page
+ * cache holds them now) from the LRU tail onto *freelist until need bytes
+ * are freed, so that a model streamed once reuses their buffers instead
+ * of filling the cache: the first read after a mount spent a fifth of
+ * the daemon's time clearing fresh pages (bench/SPEED.md, session 28).
+ * Consumed entries are moved to the tail when they are; the walk stops
+ * at the first other one.
+ */
+static void recycle(udfs_cache *c, uint64_t need, struct entry **freelist)
+{
+	struct udfs_list *l = c->lru.prev, *prev;
+	uint64_t freed = 0;
+
+	for (; l != &c->lru && freed < need; l = prev) {
+		struct entry *e = udfs_container_of(l, struct entry, lru);
+
+		prev = l->prev;
+		if (!e->consumed)
+			break;
+		if (e->refs == 0 && e->state == READY) {
+			freed += udfs_bufpool_cost(e->len);
 			table_remove(c, e);
 			e->free_next = *freelist;
 			*freelist = e;
@@ -327,6 +360,7 @@ static void admit(udfs_cache *c, const udfs_chunk_req *r, size_t n)
 	for (;;) {
 		freelist = NULL;
 		need = missing_bytes(c, r, n);
+		recycle(c, need, &freelist);
 		evict(c, need, &freelist);
 		if (freelist) { /* free outside the lock */
 			pthread_mutex_unlock(&c->lock);
@@ -427,6 +461,10 @@ static int wait_entries(udfs_cache *c, udfs_chunk_req *r, size_t n)
 
 		if (e->state == FAILED)
 			return udfs_error(e->err, "%s", e->msg);
+		if (e->consumed) { /* read again: worth keeping after all */
+			e->consumed = false;
+			e->served = 0;
+		}
 		udfs_list_del(&e->lru);
 		udfs_list_push(&c->lru, &e->lru);
 		r[i].data = e->data;
@@ -468,12 +506,24 @@ int udfs_cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
 
 void udfs_cache_put(udfs_cache *c, void *handle)
 {
-	struct entry *freelist = NULL;
+	udfs_cache_put_served(c, handle, 0);
+}
 
-	if (!handle)
+void udfs_cache_put_served(udfs_cache *c, void *handle, size_t served)
+{
+	struct entry *freelist = NULL, *e = handle;
+
+	if (!e)
 		return;
 	pthread_mutex_lock(&c->lock);
-	release_locked(c, handle, &freelist);
+	e->served += served;
+	if (served && !e->consumed && e->in_table && e->state == READY &&
+	    e->served >= e->len) {
+		e->consumed = true;
+		udfs_list_del(&e->lru);
+		udfs_list_push(c->lru.prev, &e->lru); /* the tail */
+	}
+	release_locked(c, e, &freelist);
 	pthread_mutex_unlock(&c->lock);
 	free_list(c, freelist);
 }
@@ -489,6 +539,7 @@ static void ahead_decode(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 	pthread_mutex_lock(&c->lock);
 	e = find(c, t, ci);
 	if (!e) {
+		recycle(c, cost, &freelist);
 		evict(c, cost, &freelist);
 		if (c->st.bytes + cost <= c->capacity)
 			e = entry_new(c, t, ci);

@@ -98,6 +98,12 @@ int udfs_cache_get(udfs_cache *c, const udfs_tensor *t, uint32_t ci,
 		   const void **data, void **handle);
 /* Give back an entry obtained with udfs_cache_get(). */
 void udfs_cache_put(udfs_cache *c, void *handle);
+/* The same, after a reply delivered served bytes of it. An entry whose
+ * bytes have all been delivered (the kernel's page cache holds them) is
+ * consumed: new entries take its place before the cache grows, so that a
+ * model read once after the mount does not fill the cache with fresh
+ * buffers. Reading it again makes it an ordinary entry. */
+void udfs_cache_put_served(udfs_cache *c, void *handle, size_t served);
 
 /* Fill p so that udfs_file_read() takes its chunks from c. */
 void udfs_cache_provider(udfs_cache *c, udfs_chunk_provider *p);

@@ -6,7 +6,7 @@
  * references. Checks single-flight decoding under 8 threads, the byte
  * bound, that in-use entries survive eviction, error handling, the
  * decode-ahead pool, many-chunk reads decoded only on the pool within the
- * byte bound, and a random multi-threaded stress with every byte checked.
+ * byte bound, consumed entries recycled before the cache grows, and a random multi-threaded stress with every byte checked.
  */
 #include "read/cache.h"
 
@@ -174,6 +174,49 @@ static void test_eviction(void)
 	CHECK_EQ_INT(atomic_load(&decodes), 1);
 	udfs_cache_get_stats(c, &st);
 	CHECK(st.bytes <= st.capacity);
+	udfs_cache_free(c);
+}
+
+/* Consumed entries (every byte delivered, half a chunk at a time as
+ * requests straddle chunks) are recycled before the cache grows: a stream
+ * through an 8-chunk cache holds one entry. Entries delivered in part,
+ * or read again after they were consumed, are kept as before. */
+static void test_consumed(void)
+{
+	udfs_cache *c = NULL;
+	udfs_cache_stats st;
+	const void *data;
+	void *h;
+
+	CHECK_EQ_INT(udfs_cache_new(8 * CHUNK, 0, &ops, &c), 0);
+	for (uint32_t ci = 0; ci < 20; ci++)
+		for (int half = 0; half < 2; half++) {
+			CHECK_EQ_INT(
+			    udfs_cache_get(c, &tensors[2], ci, &data, &h), 0);
+			CHECK(check_data(data, &tensors[2], ci));
+			udfs_cache_put_served(c, h, CHUNK / 2);
+			udfs_cache_get_stats(c, &st);
+			CHECK(st.bytes <= 2 * CHUNK);
+		}
+	udfs_cache_get_stats(c, &st);
+	CHECK_EQ_INT(st.entries, 1);
+	CHECK_EQ_INT(st.evictions, 19);
+	/* The last one, read again, is a hit and an ordinary entry. */
+	atomic_store(&decodes, 0);
+	CHECK_EQ_INT(udfs_cache_get(c, &tensors[2], 19, &data, &h), 0);
+	udfs_cache_put(c, h);
+	CHECK_EQ_INT(atomic_load(&decodes), 0);
+	/* Half-delivered entries fill the cache up to its capacity. */
+	for (uint32_t ci = 100; ci < 110; ci++) {
+		CHECK_EQ_INT(udfs_cache_get(c, &tensors[2], ci, &data, &h), 0);
+		udfs_cache_put_served(c, h, CHUNK / 2);
+	}
+	udfs_cache_get_stats(c, &st);
+	CHECK_EQ_INT(st.entries, 8);
+	/* 19 was used before 100..109: the LRU evicted it. */
+	CHECK_EQ_INT(udfs_cache_get(c, &tensors[2], 19, &data, &h), 0);
+	udfs_cache_put(c, h);
+	CHECK_EQ_INT(atomic_load(&decodes), 11);
 	udfs_cache_free(c);
 }
 
@@ -392,6 +435,7 @@ int main(void)
 {
 	test_single_flight();
 	test_eviction();
+	test_consumed();
 	test_zero_capacity();
 	test_error();
 	test_prefetch();
