@@ -50,7 +50,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int pack_fd = -1, base_fd = -1;
-static uint8_t base_bytes[NMAX * 8 + 65536];
+/* The base file: 8 header bytes, up to 65535 bytes before the tensor
+ * (byte 10-11), the tensor. */
+static uint8_t base_bytes[8 + 65535 + NMAX * 8];
 
 static void init(void)
 {
