@@ -33,6 +33,31 @@ static void zctx_free(void *p)
 
 static void zkey_init(void) { pthread_key_create(&zkey, zctx_free); }
 
+/*
+ * The shortest match at the fast levels (1 and 2, which take 6 and 5):
+ * what udfs compresses is noise with a skewed histogram (a delta's byte
+ * planes, a lossy chunk's codes and masks), where such short matches are
+ * chance repeats that cost more than the Huffman literals they replace.
+ * At 7, the most those levels take, every model measured stores fewer
+ * bytes (0.17-0.8% lossless) and the frames decode faster (bench/SPEED.md,
+ * session 28).
+ */
+#define FAST_MIN_MATCH 7
+
+static size_t compress_frame(ZSTD_CCtx *c, void *dst, size_t cap,
+			     const void *src, size_t n, int level)
+{
+	size_t r;
+
+	if (level > 2)
+		return ZSTD_compressCCtx(c, dst, cap, src, n, level);
+	ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+	r = ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+	if (!ZSTD_isError(r))
+		r = ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, FAST_MIN_MATCH);
+	return ZSTD_isError(r) ? r : ZSTD_compress2(c, dst, cap, src, n);
+}
+
 static struct zctx *zctx(void)
 {
 	struct zctx *z;
@@ -64,7 +89,7 @@ int udfs_zstd_compress(const void *in, size_t n, int level, void **out,
 	if (!z)
 		return udfs_error(-ENOMEM, "zstd: cannot create a context");
 	buf = udfs_xmalloc(cap);
-	r = ZSTD_compressCCtx(z->c, buf, cap, in, n, level);
+	r = compress_frame(z->c, buf, cap, in, n, level);
 	if (ZSTD_isError(r)) {
 		free(buf);
 		return udfs_error(-EIO, "zstd: %s", ZSTD_getErrorName(r));

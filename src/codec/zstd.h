@@ -12,8 +12,9 @@
 /* Default zstd level of lossless planes. A delta's planes are noise with
  * a skewed histogram: level 1 codes them as Huffman literals, where level
  * 3 also finds short matches that cost more than they save. Level 1 is
- * 0.1-0.5% smaller on every model measured, compresses 15% faster and
- * decodes 5% faster (bench/SPEED.md, session 28). */
+ * 0.1-0.5% smaller on every model measured (more with the longer shortest
+ * match of zstd.c), compresses 15% faster and decodes 5% faster
+ * (bench/SPEED.md, session 28). */
 #define UDFS_ZSTD_LEVEL 1
 
 /* zstd of n bytes of in at level; *out malloc-ed, caller frees. 0, -ENOMEM
