@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: MIT
 /*
- * planebench [-r ROUNDS] [-c CHUNKS] [-e ES] [-l LEVEL] FINETUNE BASE: the lossless
- * chunk codec's size and decode time on real bytes, the daemon's work per
- * 1 MiB read of a lossless model (bench/SPEED.md, session 28).
+ * planebench [-r ROUNDS] [-c CHUNKS] [-e ES] [-l LEVEL] FINETUNE BASE: the
+ * lossless chunk codec's size and decode time on real bytes, the daemon's work
+ * per 1 MiB read of a lossless model (bench/SPEED.md, session 28).
  *
  * Takes CHUNKS (default 16) 1 MiB chunks spread evenly over the two files
  * (same length; the safetensors header is skipped, so the chunks hold
  * tensor bytes when both files have the same layout, as a fine-tune and
  * its base do), elements of ES bytes (default 2: BF16). Encodes each with
- * the add's codec (zstd level LEVEL, default the add's), then decodes them all ROUNDS times (default 15) into a
- * copy of the base, as the daemon does after its pread of the base.
+ * the add's codec (zstd level LEVEL, default the add's), then decodes them all
+ * ROUNDS times (default 15) into a copy of the base, as the daemon does after
+ * its pread of the base.
  *
  * Prints "CHUNKS chunks, B stored bytes (R of the input), decode best T
  * us/chunk; plane kinds K0 K1 ...": the best round's mean, so that a busy
@@ -131,8 +132,9 @@ int main(int argc, char **argv)
 	free(out);
 	return 0;
 usage:
-	fprintf(stderr, "usage: planebench [-r ROUNDS] [-c CHUNKS (1..%d)] "
-			"[-e ES (1, 2, 4, 8)] [-l LEVEL] FINETUNE BASE\n",
+	fprintf(stderr,
+		"usage: planebench [-r ROUNDS] [-c CHUNKS (1..%d)] "
+		"[-e ES (1, 2, 4, 8)] [-l LEVEL] FINETUNE BASE\n",
 		MAX_CHUNKS);
 	return 2;
 }

@@ -505,8 +505,7 @@ static int nibble_decode(const unsigned char *in, size_t len,
 		return err;
 	lo = in + 4 + z_len;
 	if (m % 2 && (lo[half - 1] | hi[half - 1]) >> 4)
-		return udfs_error(-EIO,
-				  "plane chunk: nibbles past the end");
+		return udfs_error(-EIO, "plane chunk: nibbles past the end");
 	nibble_join(lo, hi, m, dst);
 	return 0;
 }

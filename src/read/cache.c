@@ -12,10 +12,11 @@
  *   count is zero; a loading entry always has a reference (its decoder's);
  * - eviction takes ready entries with no reader from the LRU tail until
  *   c->bytes <= capacity; before that, a new entry takes the place of
- *   consumed ones (all their bytes delivered), which wait at the tail. A reader's chunks are admitted only while
- *   c->bytes <= capacity (else it waits, holding nothing), so entries in
- *   use push c->bytes above capacity by at most one read's chunks;
- *   decode-ahead entries are made only when they fit.
+ *   consumed ones (all their bytes delivered), which wait at the tail.
+ *   A reader's chunks are admitted only while c->bytes <= capacity (else
+ *   it waits, holding nothing), so entries in use push c->bytes above
+ *   capacity by at most one read's chunks; decode-ahead entries are made
+ *   only when they fit.
  * With a pool, readers queue their missing chunks on c->demand and wait:
  * only pool threads decode, so decoding scratch is per pool thread.
  * Decoding, freeing buffers and releasing models happen outside the lock.

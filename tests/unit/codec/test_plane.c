@@ -585,17 +585,17 @@ static unsigned char *nibble_chunk(size_t m, bool skew, int want_kind,
 	void *enc = NULL;
 
 	make_mantissa_pair(base, cur, m, skew);
-	CHECK_EQ_INT(udfs_plane_encode(cur, base, 2 * m, 2, UDFS_ZSTD_LEVEL,
-				       &enc, len),
-		     0);
+	CHECK_EQ_INT(
+	    udfs_plane_encode(cur, base, 2 * m, 2, UDFS_ZSTD_LEVEL, &enc, len),
+	    0);
 	if (enc) {
 		CHECK_EQ_INT(((unsigned char *)enc)[2], want_kind);
 		for (int l = 0; l < UDFS_SIMD_LEVELS; l++) {
 			udfs_simd_cap(l);
 			memset(out, 0xee, 2 * m);
-			CHECK_EQ_INT(udfs_plane_decode(enc, *len, base, 2 * m,
-						       2, out),
-				     0);
+			CHECK_EQ_INT(
+			    udfs_plane_decode(enc, *len, base, 2 * m, 2, out),
+			    0);
 			if (memcmp(out, cur, 2 * m)) {
 				fprintf(stderr, "nibbles m %zu differ\n", m);
 				CHECK(0);

@@ -6,7 +6,8 @@
  * references. Checks single-flight decoding under 8 threads, the byte
  * bound, that in-use entries survive eviction, error handling, the
  * decode-ahead pool, many-chunk reads decoded only on the pool within the
- * byte bound, consumed entries recycled before the cache grows, and a random multi-threaded stress with every byte checked.
+ * byte bound, consumed entries recycled before the cache grows, and a random
+ * multi-threaded stress with every byte checked.
  */
 #include "read/cache.h"
 
