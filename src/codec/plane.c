@@ -10,7 +10,8 @@
  * Chunk layout (all integers little-endian):
  *   u8 mode      0 xor, 1 difference (cur - base mod 2^(8*es)), 2 no base
  *   u8 es        element size the planes were cut with
- *   es x { u8 kind (0 zero plane, 1 zstd, 2 stored, 3 sparse), u32 length }
+ *   es x { u8 kind (0 zero plane, 1 zstd, 2 stored, 3 sparse, 4 nibbles),
+ *          u32 length }
  *   the plane payloads, in order
  *
  * A sparse plane is the bitmap of its nonzero bytes and those bytes: u32
@@ -21,7 +22,8 @@
  * and the bytes are mostly Huffman-coded literals, decoded at the low
  * plane's speed, and the expansion is one vector instruction per 64 bytes
  * where the CPU has AVX-512 VBMI2; and smaller (4% fewer bytes for the
- * stories260K BF16 fine-tune).
+ * stories260K BF16 fine-tune). A nibble plane (below) is a zstd frame of
+ * the plane's high nibbles and its low nibbles stored.
  */
 #include "codec/plane.h"
 
