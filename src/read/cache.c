@@ -169,52 +169,46 @@ static void table_remove(udfs_cache *c, struct entry *e)
 	c->st.entries--;
 }
 
-/* Move unused ready entries from the LRU tail onto *freelist until need
- * more bytes fit. */
-static void evict(udfs_cache *c, uint64_t need, struct entry **freelist)
+/* Take e, when unused and ready, out of the table onto *freelist;
+ * whether it was. */
+static bool evict_one(udfs_cache *c, struct entry *e, struct entry **freelist)
 {
-	struct udfs_list *l = c->lru.prev, *prev;
-
-	for (; l != &c->lru && c->st.bytes + need > c->capacity; l = prev) {
-		struct entry *e = udfs_container_of(l, struct entry, lru);
-
-		prev = l->prev;
-		if (e->refs == 0 && e->state == READY) {
-			table_remove(c, e);
-			e->free_next = *freelist;
-			*freelist = e;
-			c->st.evictions++;
-		}
-	}
+	if (e->refs || e->state != READY)
+		return false;
+	table_remove(c, e);
+	e->free_next = *freelist;
+	*freelist = e;
+	c->st.evictions++;
+	return true;
 }
 
 /*
- * Move consumed entries (every byte delivered once: the kernel's page
- * cache holds them now) from the LRU tail onto *freelist until need bytes
- * are freed, so that a model streamed once reuses their buffers instead
- * of filling the cache: the first read after a mount spent a fifth of
- * the daemon's time clearing fresh pages (bench/SPEED.md, session 28).
- * Consumed entries are moved to the tail when they are; the walk stops
- * at the first other one.
+ * Make room for need more bytes, onto *freelist. First consumed entries
+ * (every byte delivered once: the kernel's page cache holds them now),
+ * which wait at the LRU tail, give need bytes, so that a model streamed
+ * once reuses their buffers instead of filling the cache: the first read
+ * after a mount spent a fifth of the daemon's time clearing fresh pages
+ * (bench/SPEED.md, session 28). Then unused ready entries from the tail
+ * until need more bytes fit in the capacity.
  */
-static void recycle(udfs_cache *c, uint64_t need, struct entry **freelist)
+static void evict(udfs_cache *c, uint64_t need, struct entry **freelist)
 {
-	struct udfs_list *l = c->lru.prev, *prev;
+	struct udfs_list *l, *prev;
 	uint64_t freed = 0;
 
-	for (; l != &c->lru && freed < need; l = prev) {
+	for (l = c->lru.prev; l != &c->lru && freed < need; l = prev) {
 		struct entry *e = udfs_container_of(l, struct entry, lru);
 
 		prev = l->prev;
 		if (!e->consumed)
 			break;
-		if (e->refs == 0 && e->state == READY) {
+		if (evict_one(c, e, freelist))
 			freed += udfs_bufpool_cost(e->len);
-			table_remove(c, e);
-			e->free_next = *freelist;
-			*freelist = e;
-			c->st.evictions++;
-		}
+	}
+	for (l = c->lru.prev; l != &c->lru && c->st.bytes + need > c->capacity;
+	     l = prev) {
+		prev = l->prev;
+		evict_one(c, udfs_container_of(l, struct entry, lru), freelist);
 	}
 }
 
@@ -361,7 +355,6 @@ static void admit(udfs_cache *c, const udfs_chunk_req *r, size_t n)
 	for (;;) {
 		freelist = NULL;
 		need = missing_bytes(c, r, n);
-		recycle(c, need, &freelist);
 		evict(c, need, &freelist);
 		if (freelist) { /* free outside the lock */
 			pthread_mutex_unlock(&c->lock);
@@ -540,7 +533,6 @@ static void ahead_decode(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 	pthread_mutex_lock(&c->lock);
 	e = find(c, t, ci);
 	if (!e) {
-		recycle(c, cost, &freelist);
 		evict(c, cost, &freelist);
 		if (c->st.bytes + cost <= c->capacity)
 			e = entry_new(c, t, ci);
