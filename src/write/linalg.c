@@ -553,17 +553,28 @@ out:
  * (csr_tall), which gives the same smaller Gram matrix M M^T.
  */
 typedef float v8f __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
 
 #define CSR_W(l) (((l) + 7) & ~(size_t)7) /* padded block width */
 /* Below this density, compressed rows are used (csr_density). */
 #define CSR_DENSITY 0.25
 
-/* Not under ThreadSanitizer: see UDFS_CLONES (common/util.h). */
+/* Not under ThreadSanitizer: see UDFS_CLONES (common/util.h). UDFS_CLONES'
+ * own list but for clang, where the plain loops are as fast. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
-#define CSR_CLONES __attribute__((target_clones("avx2", "default")))
+#define CSR_CLONES                                                             \
+	__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define CSR_CLONES
 #endif
+
+/* A block row of W floats as W / 16 vectors of 16 and one of 8 where W is
+ * an odd multiple of 8: one register each on AVX-512 (24 columns in two
+ * registers, not three), two and one on AVX2. Lane by lane the same
+ * multiplies and adds at every width (no contraction: -ffp-contract=off),
+ * so every clone gives the same bits. */
+#define GRAM_V16(W) ((W) / 16)
+#define GRAM_V8(W) ((W) % 16 / 8)
 
 /*
  * z = M^T M q for W = 8, 16, 24 (q, z: cols rows of W floats, z zeroed
@@ -578,8 +589,10 @@ typedef float v8f __attribute__((vector_size(32)));
 	CSR_CLONES static void csr_gram##W(const udfs_csr *a, const float *q,  \
 					   float *z)                           \
 	{                                                                      \
+		enum { N16 = GRAM_V16(W), N8 = GRAM_V8(W) };                   \
 		for (size_t r = 0; r < a->rows; r++) {                         \
-			v8f s0[(W) / 8] = {0}, s1[(W) / 8] = {0}, t[(W) / 8];  \
+			v16f s0[N16 + 1] = {0}, s1[N16 + 1] = {0}, t[N16 + 1]; \
+			v8f h0 = {0}, h1 = {0}, th;                            \
 			uint64_t e = a->ptr[r], end = a->ptr[r + 1];           \
                                                                                \
 			for (; e + 1 < end; e += 2) {                          \
@@ -587,38 +600,60 @@ typedef float v8f __attribute__((vector_size(32)));
 				const float *q1 =                              \
 				    q + (size_t)a->col[e + 1] * (W);           \
 				float v0 = a->val[e], v1 = a->val[e + 1];      \
+				v8f u0, u1;                                    \
                                                                                \
-				for (int k = 0; k < (W) / 8; k++) {            \
-					v8f u0, u1;                            \
+				for (int k = 0; k < N16; k++) {                \
+					v16f w0, w1;                           \
                                                                                \
-					memcpy(&u0, q0 + 8 * k, sizeof(u0));   \
-					memcpy(&u1, q1 + 8 * k, sizeof(u1));   \
-					s0[k] += v0 * u0;                      \
-					s1[k] += v1 * u1;                      \
+					memcpy(&w0, q0 + 16 * k, sizeof(w0));  \
+					memcpy(&w1, q1 + 16 * k, sizeof(w1));  \
+					s0[k] += v0 * w0;                      \
+					s1[k] += v1 * w1;                      \
+				}                                              \
+				if (N8) {                                      \
+					memcpy(&u0, q0 + 16 * N16,             \
+					       sizeof(u0));                    \
+					memcpy(&u1, q1 + 16 * N16,             \
+					       sizeof(u1));                    \
+					h0 += v0 * u0;                         \
+					h1 += v1 * u1;                         \
 				}                                              \
 			}                                                      \
 			for (; e < end; e++) {                                 \
 				const float *q0 = q + (size_t)a->col[e] * (W); \
+				v8f u0;                                        \
                                                                                \
-				for (int k = 0; k < (W) / 8; k++) {            \
-					v8f u0;                                \
+				for (int k = 0; k < N16; k++) {                \
+					v16f w0;                               \
                                                                                \
-					memcpy(&u0, q0 + 8 * k, sizeof(u0));   \
-					s0[k] += a->val[e] * u0;               \
+					memcpy(&w0, q0 + 16 * k, sizeof(w0));  \
+					s0[k] += a->val[e] * w0;               \
+				}                                              \
+				if (N8) {                                      \
+					memcpy(&u0, q0 + 16 * N16,             \
+					       sizeof(u0));                    \
+					h0 += a->val[e] * u0;                  \
 				}                                              \
 			}                                                      \
-			for (int k = 0; k < (W) / 8; k++)                      \
+			for (int k = 0; k < N16; k++)                          \
 				t[k] = s0[k] + s1[k];                          \
+			th = h0 + h1;                                          \
 			for (e = a->ptr[r]; e < end; e++) {                    \
 				float *zr = z + (size_t)a->col[e] * (W);       \
 				float v = a->val[e];                           \
+				v8f u;                                         \
                                                                                \
-				for (int k = 0; k < (W) / 8; k++) {            \
-					v8f u;                                 \
+				for (int k = 0; k < N16; k++) {                \
+					v16f w;                                \
                                                                                \
-					memcpy(&u, zr + 8 * k, sizeof(u));     \
-					u += v * t[k];                         \
-					memcpy(zr + 8 * k, &u, sizeof(u));     \
+					memcpy(&w, zr + 16 * k, sizeof(w));    \
+					w += v * t[k];                         \
+					memcpy(zr + 16 * k, &w, sizeof(w));    \
+				}                                              \
+				if (N8) {                                      \
+					memcpy(&u, zr + 16 * N16, sizeof(u));  \
+					u += v * th;                           \
+					memcpy(zr + 16 * N16, &u, sizeof(u));  \
 				}                                              \
 			}                                                      \
 		}                                                              \
