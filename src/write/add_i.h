@@ -213,6 +213,17 @@ int udfs_lossy_tensor_measure(const struct lossy_tensor *lt,
 			      const struct tensor_plan *p, int dtype,
 			      uint64_t first, uint32_t n, const void *cur,
 			      const void *base, udfs_fidelity *fid);
+/*
+ * The pruned delta of a tensor planned as p with a seeded mask (rows x
+ * cols, cur and base its bytes in dtype), values gain * value as a reader
+ * decodes them, as compressed rows (trace_csr.c): the same entries as
+ * from the prepared tensor, without preparing it. 0 or -ENOMEM; free a
+ * with udfs_csr_free either way.
+ */
+struct udfs_csr;
+int udfs_seeded_pruned_csr(const struct tensor_plan *p, int dtype,
+			   const void *cur, const void *base, size_t rows,
+			   size_t cols, struct udfs_csr *a);
 /* Elements the tensor's mask keeps. */
 uint64_t udfs_lossy_tensor_kept(const struct lossy_tensor *lt);
 void udfs_lossy_tensor_free(struct lossy_tensor *lt);

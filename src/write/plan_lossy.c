@@ -935,11 +935,18 @@ static int trace_one(void *ctx, size_t i)
 
 	if (udfs_interrupted)
 		return udfs_error(-EINTR, "interrupted");
-	/* One thread: the tensors themselves run in parallel. */
-	err = udfs_lossy_tensor_prepare(
-	    p, st->dtype, st->nelems, udfs_source_tensor_bytes(sf, st),
-	    udfs_add_base_bytes(j->g, p->base), 1, &lt);
-	if (!err)
+	if (seeded_draw(p))
+		/* from the sources: the mask needs no codes */
+		err = udfs_seeded_pruned_csr(
+		    p, st->dtype, udfs_source_tensor_bytes(sf, st),
+		    udfs_add_base_bytes(j->g, p->base), (size_t)rows,
+		    (size_t)(st->nelems / rows), &a);
+	else
+		/* One thread: the tensors themselves run in parallel. */
+		err = udfs_lossy_tensor_prepare(
+		    p, st->dtype, st->nelems, udfs_source_tensor_bytes(sf, st),
+		    udfs_add_base_bytes(j->g, p->base), 1, &lt);
+	if (!err && lt)
 		err = pruned_csr(p, lt, (size_t)rows,
 				 (size_t)(st->nelems / rows), &a);
 	if (!err)
