@@ -37,8 +37,9 @@
  * packed b-bit codes, 3 range-coded codes or signs, 4 rANS-coded codes
  * (static rANS, two interleaved states, a per-chunk table of 12-bit code
  * frequencies; written by earlier versions), 5 rANS-coded codes in four
- * lanes with a stream each, 6 the same in 32 lanes, for sections of
- * RANS32_MIN codes or more (codec/rans.h gives the layouts).
+ * lanes with a stream each, 6 the same in 32 lanes (written by earlier
+ * versions), 7 32 lanes in four streams, for sections of RANS32_MIN codes
+ * or more (codec/rans.h gives the layouts).
  *
  * Range coding (common/rangecoder.h: adaptive binary LZMA coder, no table to
  * transmit). Elias-gamma model of an integer 1 <= x <= max: the bucket
@@ -137,10 +138,12 @@
  * zstd beat rANS by more than 3% on 16 sections, all of the former.
  */
 #define RC_CODES_GATE 16384
-/* Sections of at least this many codes are rANS-coded in 32 lanes: the
- * lanes' states and lengths (about 150 bytes more than four lanes') are
- * then under 2% of it, 0.9% on a 1 MiB BF16 chunk at s = 0.9 (52 Ki
- * codes), which the daemon reads with 7% less CPU than in four lanes. */
+/* Sections of at least this many codes are rANS-coded in 32 lanes
+ * (format 7): the lanes' states and lengths (about 130 bytes more than four
+ * lanes') are then under 2% of it, 0.9% on a 1 MiB BF16 chunk at s = 0.9
+ * (52 Ki codes), which the daemon reads with 7% less CPU than in four
+ * lanes (measured with format 6, whose 32 streams format 7 shares out
+ * four ways). */
 #define RANS32_MIN 32768
 #define RC_GATE_INC 32
 #define RC_GATE_TOTAL 4096
@@ -168,7 +171,8 @@ enum {
 	VF_RC = 3,
 	VF_RANS = 4,
 	VF_RANS4 = 5,
-	VF_RANS32 = 6
+	VF_RANS32 = 6, /* written by earlier versions */
+	VF_RANS32S = 7 /* 32 lanes in four shared streams */
 };
 
 /* zstd of one buffer into a malloc-ed *out. */
@@ -576,7 +580,7 @@ static bool rc_codes_may_pay(const udfs_lossy_params *p, const uint8_t *v,
 
 /* Make the rANS section the value section if it is at most RANS_MAX_LOSS
  * percent larger than the smallest one (*out, of *len bytes): in 32 lanes
- * (format 6, decoded several codes at once) when there are at least
+ * (format 7, decoded several codes at once) when there are at least
  * RANS32_MIN codes, whose lanes then cost under 2% of the section, else
  * in four (format 5). */
 static int take_rans(const udfs_lossy_params *p, const uint8_t *v,
@@ -584,7 +588,7 @@ static int take_rans(const udfs_lossy_params *p, const uint8_t *v,
 {
 	bool wide = n_kept >= RANS32_MIN;
 	size_t r_len;
-	uint8_t *r = wide ? udfs_rans32_encode(v, n_kept, p->bits, &r_len)
+	uint8_t *r = wide ? udfs_rans32_encode(v, n_kept, p->bits, true, &r_len)
 			  : udfs_rans4_encode(v, n_kept, p->bits, &r_len);
 
 	if (!r)
@@ -596,7 +600,7 @@ static int take_rans(const udfs_lossy_params *p, const uint8_t *v,
 	free(*out);
 	*out = r;
 	*len = r_len;
-	*fmt = wide ? VF_RANS32 : VF_RANS4;
+	*fmt = wide ? VF_RANS32S : VF_RANS4;
 	return 0;
 }
 
@@ -610,8 +614,8 @@ static int rans_or_raw(const udfs_lossy_params *p, const uint8_t *v,
 {
 	bool wide = n_kept >= RANS32_MIN;
 	size_t raw_len = ((size_t)n_kept * p->bits + 7) / 8, r_len;
-	uint8_t *r = udfs_rans_encode_counted(v, n_kept, p->bits, wide ? 32 : 4,
-					      cnt, &r_len);
+	uint8_t *r = udfs_rans_encode_counted(
+	    v, n_kept, p->bits, wide ? VF_RANS32S : VF_RANS4, cnt, &r_len);
 
 	if (!r)
 		return -ENOMEM;
@@ -619,7 +623,7 @@ static int rans_or_raw(const udfs_lossy_params *p, const uint8_t *v,
 	    (uint64_t)raw_len * (100 + RANS_MAX_LOSS)) {
 		*out = r;
 		*len = r_len;
-		*fmt = wide ? VF_RANS32 : VF_RANS4;
+		*fmt = wide ? VF_RANS32S : VF_RANS4;
 		return 0;
 	}
 	free(r);
@@ -636,16 +640,17 @@ int udfs_lossy_codes_encode_as(const udfs_lossy_params *p, uint32_t n_kept,
 	*len = 0;
 	if (p->values != UDFS_VAL_CODES || p->bits < 1 || p->bits > 8 ||
 	    n_kept == 0 ||
-	    (vf != VF_RC && vf != VF_RANS && vf != VF_RANS4 && vf != VF_RANS32))
+	    (vf != VF_RC && vf != VF_RANS && vf != VF_RANS4 &&
+	     vf != VF_RANS32 && vf != VF_RANS32S))
 		return -EINVAL;
 	for (uint32_t j = 0; j < n_kept; j++)
 		if (codes[j] >> p->bits)
 			return -EINVAL;
-	*out = vf == VF_RC     ? rc_codes(p, codes, n_kept, len)
-	       : vf == VF_RANS ? udfs_rans_encode(codes, n_kept, p->bits, len)
-	       : vf == VF_RANS4
-		   ? udfs_rans4_encode(codes, n_kept, p->bits, len)
-		   : udfs_rans32_encode(codes, n_kept, p->bits, len);
+	*out = vf == VF_RC	? rc_codes(p, codes, n_kept, len)
+	       : vf == VF_RANS	? udfs_rans_encode(codes, n_kept, p->bits, len)
+	       : vf == VF_RANS4 ? udfs_rans4_encode(codes, n_kept, p->bits, len)
+				: udfs_rans32_encode(codes, n_kept, p->bits,
+						     vf == VF_RANS32S, len);
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -1313,7 +1318,8 @@ static int vs_init(struct val_src *vs, const udfs_lossy_params *p, int dtype,
 		rc_dec_init(&vs->rc, in, len);
 		return 0;
 	}
-	if ((vf == VF_RANS || vf == VF_RANS4 || vf == VF_RANS32) &&
+	if ((vf == VF_RANS || vf == VF_RANS4 || vf == VF_RANS32 ||
+	     vf == VF_RANS32S) &&
 	    p->values == UDFS_VAL_CODES) {
 		/* Room for any table: formats 5 and 6's are the larger. */
 		void *tab = udfs_scratch(UDFS_SCRATCH_VALUES,
@@ -1331,7 +1337,7 @@ static int vs_init(struct val_src *vs, const udfs_lossy_params *p, int dtype,
 			return udfs_rans4_dec_init(&vs->rans4, in, len, p->bits,
 						   vs->lut, tab);
 		return udfs_rans32_dec_init(&vs->rans32, in, len, p->bits,
-					    vs->lut, tab);
+					    vf == VF_RANS32S, vs->lut, tab);
 	}
 	if (vf == VF_RC && p->values == UDFS_VAL_SIGN) {
 		vs->kind = VS_RC_SIGNS;

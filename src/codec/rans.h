@@ -39,14 +39,25 @@
  */
 
 /*
- * Format 6 (written now for sections of many codes): format 5 with 32
- * lanes, symbol j in lane j mod 32: the table, the 32 final states as u32
- * LE, varints of the byte lengths of the streams of lanes 0..30 (even),
- * the 32 streams (lane 31's is the rest). Enough independent lanes that a
- * decoder steps 8 or 16 of them at once in vector registers (gathers for
- * the table and the units); the lanes cost about 200 bytes a section.
+ * Format 6 (written by earlier versions for sections of many codes): format 5
+ * with 32 lanes, symbol j in lane j mod 32: the table, the 32 final states as
+ * u32 LE, varints of the byte lengths of the streams of lanes 0..30 (even), the
+ * 32 streams (lane 31's is the rest). Enough independent lanes that a decoder
+ * steps 8 or 16 of them at once in vector registers (gathers for the table and
+ * the units); the lanes cost about 200 bytes a section.
+ */
+/*
+ * Format 7 (written now where format 6 was): format 6 with the lanes in
+ * four octets, lanes 8k..8k+7 sharing stream k, read in the order of the
+ * symbols (within a step of 32 symbols, lane 8k before 8k+1): the table,
+ * the 32 final states as u32 LE, varints of the byte lengths of streams
+ * 0, 1 and 2 (even), the four streams (stream 3's is the rest). A vector
+ * decoder then loads the next eight units of an octet at once and hands
+ * them to the lanes that renormalize (an expand, or a permute from a
+ * table) instead of gathering one unit for each lane from 32 places.
  */
 #define RANS_LANES_MAX 32
+#define RANS_OCTET 8 /* lanes a format 7 stream serves */
 
 #define RANS_PBITS 12
 #define RANS_M (1u << RANS_PBITS)
@@ -125,14 +136,14 @@ void udfs_rans4_decode(struct rans4_dec *d, uint32_t at, float *out,
 /* After the last symbol: every stream read and every state at RANS4_L. */
 bool udfs_rans4_dec_finish(const struct rans4_dec *d);
 
-/* Format 6: encode sym[0..n) (n >= 1) as a section, malloc-ed; NULL only
- * when out of memory. */
+/* Format 6, or with shared true format 7: encode sym[0..n) (n >= 1) as a
+ * section, malloc-ed; NULL only when out of memory. */
 uint8_t *udfs_rans32_encode(const uint8_t *sym, uint32_t n, unsigned bits,
-			    size_t *len);
-/* Format 5 (lanes 4) or 6 (lanes 32), for a caller that has counted the
+			    bool shared, size_t *len);
+/* Value format fmt (5, 6 or 7), for a caller that has counted the
  * symbols: cnt[s] of them are s (2^bits entries). */
 uint8_t *udfs_rans_encode_counted(const uint8_t *sym, uint32_t n, unsigned bits,
-				  unsigned lanes, const uint32_t *cnt,
+				  unsigned fmt, const uint32_t *cnt,
 				  size_t *len);
 
 /* A format 6 decoder, as the format 5 one with 32 lanes; pos and end are
@@ -144,18 +155,23 @@ uint8_t *udfs_rans_encode_counted(const uint8_t *sym, uint32_t n, unsigned bits,
 struct rans32_dec {
 	const uint8_t *p;
 	uint32_t x[32];
+	/* the streams: lane l reads stream l >> shift (shift 0 in format 6,
+	 * 3 in format 7, whose four streams are pos[0..3]) */
 	uint32_t pos[32], end[32];
+	unsigned shift;
 	const void *tab;
 	void (*groups)(struct rans32_dec *d, float *out, uint32_t g);
+	bool packed;   /* tab holds format 4's entries, the values in val */
 	float val[64]; /* format 4's entries: values, zeros from 2^bits */
 };
 
-/* Parse and validate a format 6 section of in[0..len) (len < 2^32); tab
+/* Parse and validate a format 6 section (format 7 with shared true) of
+ * in[0..len) (len < 2^32); tab
  * (RANS_M format 5 slots of the caller's memory) gets the table, symbol s
  * the value lut[s] (2^bits entries). The vector level in force picks the
  * decoder. 0 or -EIO. */
 int udfs_rans32_dec_init(struct rans32_dec *d, const uint8_t *in, size_t len,
-			 unsigned bits, const float *lut,
+			 unsigned bits, bool shared, const float *lut,
 			 struct rans4_slot *tab);
 /* Symbols at .. at + k - 1 of the section, as their values, into out. */
 void udfs_rans32_decode(struct rans32_dec *d, uint32_t at, float *out,

@@ -15,7 +15,9 @@ static int detect(void)
 #ifdef UDFS_SIMD_X86
 	/* libgcc's checks include the OS saving the vector registers. */
 	__builtin_cpu_init();
-	if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("bmi2"))
+	if (!__builtin_cpu_supports("avx2") ||
+	    !__builtin_cpu_supports("bmi2") ||
+	    !__builtin_cpu_supports("popcnt"))
 		return UDFS_SIMD_BASE;
 	if (__builtin_cpu_supports("avx512f") &&
 	    __builtin_cpu_supports("avx512bw") &&

@@ -759,7 +759,7 @@ int main(void)
 	test_corrupt(UDFS_MASK_EXPLICIT, UDFS_VAL_TRELLIS, 0.6);
 	test_mask_format(false, 1);  /* Rice-coded gaps */
 	test_mask_format(true, 4);   /* range-coded gaps */
-	test_codes_format(false, 6); /* rANS, 32 lanes (65536 codes) */
+	test_codes_format(false, 7); /* rANS, 32 lanes (65536 codes) */
 	test_codes_format(true, 3);  /* range-coded */
 	test_bad_encode();
 	test_size(0.9, UDFS_MASK_EXPLICIT);

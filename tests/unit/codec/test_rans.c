@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of value formats 4, 5 and 6 of the lossy chunk codec, rANS-coded
+ * Unit tests of value formats 4 to 7 of the lossy chunk codec, rANS-coded
  * b-bit codes (src/codec/rans.c, udfs(5) "Lossy chunk"): round trips for
  * b = 1..8, skewed, flat, sparse and one-symbol distributions and every
  * count modulo the four lanes of format 5, decoded whole and in blocks
  * that start in any lane; rejection of every truncation and extension, of
  * bad tables, states and lane lengths; random corruptions decode or fail
  * with -EIO; format 3 sections still decode; the encoder picks format 5
- * for typical codes within 3% of format 3's size, and format 6 (32 lanes)
- * for sections of 32768 codes or more; format 6 decoded in blocks of any
- * size and start, and damaged, at each vector level the CPU has.
+ * for typical codes within 3% of format 3's size, and format 7 (32 lanes,
+ * four streams) for sections of 32768 codes or more; formats 6 and 7
+ * decoded in blocks of any size and start, and damaged, at each vector
+ * level the CPU has.
  */
 #include <errno.h>
 #include <math.h>
@@ -25,8 +26,8 @@
 #include "common/dtype.h"
 #include "common/util.h"
 
-enum { VF_RC = 3, VF_RANS = 4, VF_RANS4 = 5, VF_RANS32 = 6 };
-static const unsigned vfs[3] = {VF_RANS, VF_RANS4, VF_RANS32};
+enum { VF_RC = 3, VF_RANS = 4, VF_RANS4 = 5, VF_RANS32 = 6, VF_RANS32S = 7 };
+static const unsigned vfs[4] = {VF_RANS, VF_RANS4, VF_RANS32, VF_RANS32S};
 
 static uint64_t rs = 11;
 
@@ -125,6 +126,12 @@ static void roundtrip(unsigned b, uint32_t n, int kind, int dtype)
 	if (kind == D_ONE) /* table, 32 states, 31 lengths of 0 */
 		CHECK_EQ_INT(len, 4 + 128 + 31);
 	free(sec);
+	CHECK_EQ_INT(
+	    udfs_lossy_codes_encode_as(&p, n, v, VF_RANS32S, &sec, &len), 0);
+	CHECK_EQ_INT(decode_check(&p, VF_RANS32S, sec, len, v, n, dtype), 0);
+	if (kind == D_ONE) /* table, 32 states, 3 lengths of 0 */
+		CHECK_EQ_INT(len, 4 + 128 + 3);
+	free(sec);
 	/* a section written before format 4 still decodes */
 	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RC, &sec, &len),
 		     0);
@@ -180,10 +187,10 @@ static void test_blocks(void)
 	free(v);
 }
 
-/* Format 6 decoded in blocks of every size and start lane, long enough
- * that the vector decoders run (and their ends, where steps are checked):
- * the codes, at the level in force. */
-static void test_blocks32(unsigned b, uint32_t n, int kind)
+/* Format 6 (format 7 with shared) decoded in blocks of every size and
+ * start lane, long enough that the vector decoders run (and their ends,
+ * where steps are checked): the codes, at the level in force. */
+static void test_blocks32(unsigned b, uint32_t n, int kind, bool shared)
 {
 	static const uint32_t sizes[6] = {1, 31, 1024, 33, 4096, 77};
 	uint8_t *v = malloc(n), *sec;
@@ -197,8 +204,9 @@ static void test_blocks32(unsigned b, uint32_t n, int kind)
 	for (int c = 0; c < 256; c++)
 		lut[c] = (float)c;
 	make_codes(v, n, b, kind);
-	sec = udfs_rans32_encode(v, n, b, &len);
-	CHECK_EQ_INT(udfs_rans32_dec_init(&dec, sec, len, b, lut, tab), 0);
+	sec = udfs_rans32_encode(v, n, b, shared, &len);
+	CHECK_EQ_INT(udfs_rans32_dec_init(&dec, sec, len, b, shared, lut, tab),
+		     0);
 	for (int i = 0; at < n; i++) {
 		uint32_t k = UDFS_MIN(sizes[i % 6], n - at);
 
@@ -320,7 +328,7 @@ static void test_bad_tables(void)
 }
 
 /* Typical codes (4-bit min-max codes of a Laplace delta, as in a seeded
- * 1 MiB BF16 chunk at s = 0.9): format 6 is chosen, within 3% of format
+ * 1 MiB BF16 chunk at s = 0.9): format 7 is chosen, within 3% of format
  * 3. */
 static void test_choice(void)
 {
@@ -338,11 +346,11 @@ static void test_choice(void)
 	}
 	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, n, v, &sec, &len, &fmt),
 		     0);
-	CHECK_EQ_INT(fmt, VF_RANS32);
+	CHECK_EQ_INT(fmt, VF_RANS32S);
 	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RC, &rc, &rc_len),
 		     0);
 	CHECK(len * 100 <= rc_len * 103);
-	fprintf(stderr, "Laplace codes: format 6 %zu bytes, format 3 %zu\n",
+	fprintf(stderr, "Laplace codes: format 7 %zu bytes, format 3 %zu\n",
 		len, rc_len);
 	free(sec);
 	free(rc);
@@ -373,33 +381,31 @@ static void guarded_free(uint8_t *p, size_t len, size_t map_len)
 	munmap(p + len - (map_len - pg), map_len);
 }
 
-/* Format 6 sections, whole and damaged, decoded against a guard page: the
- * vector decoders' four-byte reads stay inside the section. */
-static void test_guard32(unsigned b, uint32_t n)
+/* Format 6 or 7 (vf) sections, whole and damaged, decoded against a guard
+ * page: the vector decoders' reads ahead of the units stay inside the
+ * section. */
+static void test_guard32(unsigned vf, unsigned b, uint32_t n)
 {
 	udfs_lossy_params p = params(b);
 	uint8_t *v = malloc(n), *sec = NULL, *g;
 	size_t len = 0, map_len;
 
 	make_codes(v, n, b, D_LAPLACE);
-	CHECK_EQ_INT(
-	    udfs_lossy_codes_encode_as(&p, n, v, VF_RANS32, &sec, &len), 0);
+	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, vf, &sec, &len), 0);
 	g = guarded(sec, len, &map_len);
-	CHECK_EQ_INT(decode_check(&p, VF_RANS32, g, len, v, n, UDFS_DT_BF16),
-		     0);
+	CHECK_EQ_INT(decode_check(&p, vf, g, len, v, n, UDFS_DT_BF16), 0);
 	for (int t = 0; t < 200; t++) {
 		memcpy(g, sec, len);
 		g[xr() % len] ^= (uint8_t)(1u << (xr() % 8));
 		g[len - 1 - xr() % 64 % len] = (uint8_t)xr();
-		CHECK(decode_check(&p, VF_RANS32, g, len, NULL, n,
-				   UDFS_DT_BF16) <= 0);
+		CHECK(decode_check(&p, vf, g, len, NULL, n, UDFS_DT_BF16) <= 0);
 	}
 	guarded_free(g, len, map_len);
 	free(sec);
 	free(v);
 }
 
-/* Sections of 32768 codes or more are written in format 6 (32 lanes),
+/* Sections of 32768 codes or more are written in format 7 (32 lanes),
  * smaller ones in 5. */
 static void test_choice32(void)
 {
@@ -411,14 +417,14 @@ static void test_choice32(void)
 	make_codes(v, n, 6, D_LAPLACE);
 	CHECK_EQ_INT(udfs_lossy_values_encode(&p, 2, n, v, &sec, &len, &fmt),
 		     0);
-	CHECK_EQ_INT(fmt, VF_RANS32);
+	CHECK_EQ_INT(fmt, VF_RANS32S);
 	free(sec);
 	sec = udfs_rans4_encode(v, n, 6, &len5);
 	CHECK(len <= len5 + 256);
 	free(sec);
 	CHECK_EQ_INT(
 	    udfs_lossy_values_encode(&p, 2, 32768, v, &sec, &len, &fmt), 0);
-	CHECK_EQ_INT(fmt, VF_RANS32);
+	CHECK_EQ_INT(fmt, VF_RANS32S);
 	free(sec);
 	CHECK_EQ_INT(
 	    udfs_lossy_values_encode(&p, 2, 32767, v, &sec, &len, &fmt), 0);
@@ -435,23 +441,29 @@ int main(void)
 {
 	test_roundtrips();
 	test_blocks();
-	/* each vector level the CPU has decodes format 6 alike */
+	/* each vector level the CPU has decodes formats 6 and 7 alike */
 	for (int l = 0; l < UDFS_SIMD_LEVELS; l++) {
 		udfs_simd_cap(l);
 		if (udfs_simd_level() != l)
 			continue;
-		for (unsigned b = 1; b <= 8; b++)
+		for (int sh = 0; sh < 2; sh++) {
+			unsigned vf = sh ? VF_RANS32S : VF_RANS32;
+
+			for (unsigned b = 1; b <= 8; b++)
+				for (int k = 0; k < D_COUNT; k++)
+					test_blocks32(b, 40000 + 13 * b, k, sh);
+			/* too short for a group */
+			test_blocks32(7, 300, D_LAPLACE, sh);
 			for (int k = 0; k < D_COUNT; k++)
-				test_blocks32(b, 40000 + 13 * b, k);
-		test_blocks32(7, 300, D_LAPLACE); /* too short for a group */
-		for (int k = 0; k < D_COUNT; k++)
-			test_corrupt(VF_RANS32, 6, k);
-		test_guard32(6, 70001);
-		test_guard32(1, 5000);
+				test_corrupt(vf, 6, k);
+			test_guard32(vf, 6, 70001);
+			test_guard32(vf, 1, 5000);
+			test_guard32(vf, 8, 40003);
+		}
 	}
 	udfs_simd_cap(-1);
 	test_choice32();
-	for (int f = 0; f < 3; f++)
+	for (int f = 0; f < 4; f++)
 		for (unsigned b = 1; b <= 8; b += 3)
 			for (int k = 0; k < D_COUNT; k++)
 				test_corrupt(vfs[f], b, k);
