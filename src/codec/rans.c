@@ -838,6 +838,49 @@ UDFS_TARGET_AVX2 static void groups32_avx2(struct rans32_dec *d, float *out,
 	}
 }
 
+/* The 64 values of a packed decoder's symbols in four registers. */
+struct vals64 {
+	__m512 v0, v1, v2, v3;
+};
+
+/* The states after the symbols of 8 lanes x, e their format 4 entries:
+ * step_packed() side by side. */
+UDFS_TARGET_AVX512 static inline __m256i step_packed8(__m256i x, __m256i e)
+{
+	const __m256i m12 = _mm256_set1_epi32(RANS_M - 1);
+	__m256i h = _mm256_srli_epi32(x, RANS_PBITS);
+
+	return _mm256_add_epi32(
+	    _mm256_mullo_epi32(_mm256_and_si256(e, m12), h),
+	    _mm256_add_epi32(
+		h, _mm256_and_si256(_mm256_srli_epi32(e, RANS_PBITS), m12)));
+}
+
+/* out[0..16) = the values of two chains' symbols (format 4 entries e0 and
+ * e1), looked up in registers: two two-source permutes of 32 values and
+ * a blend on the symbol's bit 5. */
+UDFS_TARGET_AVX512 static inline void
+values16(float *out, __m256i e0, __m256i e1, const struct vals64 *v)
+{
+	__m512i s = _mm512_srli_epi32(
+	    _mm512_inserti64x4(_mm512_castsi256_si512(e0), e1, 1), 24);
+
+	_mm512_storeu_ps(out,
+			 _mm512_mask_blend_ps(
+			     _mm512_test_epi32_mask(s, _mm512_set1_epi32(32)),
+			     _mm512_permutex2var_ps(v->v0, s, v->v1),
+			     _mm512_permutex2var_ps(v->v2, s, v->v3)));
+}
+
+/* A packed decoder's values (d->val) in registers. */
+UDFS_TARGET_AVX512 static inline struct vals64
+load_vals64(const struct rans32_dec *d)
+{
+	return (struct vals64){
+	    _mm512_loadu_ps(d->val), _mm512_loadu_ps(d->val + 16),
+	    _mm512_loadu_ps(d->val + 32), _mm512_loadu_ps(d->val + 48)};
+}
+
 /* Format 4's entries, of alphabets of at most 64 symbols: the values of
  * two chains' symbols looked up 16 at a time in four registers (two
  * two-source permutes of 32 entries and a blend) rather than gathered,
@@ -848,11 +891,7 @@ UDFS_TARGET_AVX512 static void groups32_avx512(struct rans32_dec *d, float *out,
 {
 	CONSTANTS8;
 	const int *tab = d->tab;
-	const __m512 v0 = _mm512_loadu_ps(d->val),
-		     v1 = _mm512_loadu_ps(d->val + 16),
-		     v2 = _mm512_loadu_ps(d->val + 32),
-		     v3 = _mm512_loadu_ps(d->val + 48);
-	const __m512i b5 = _mm512_set1_epi32(32);
+	const struct vals64 v = load_vals64(d);
 	__m256i x[4], q[4], e[4];
 
 	for (int i = 0; i < 4; i++) {
@@ -862,51 +901,31 @@ UDFS_TARGET_AVX512 static void groups32_avx512(struct rans32_dec *d, float *out,
 	for (; g; g--, out += 32) {
 		for (int i = 0; i < 4; i++) {
 			__m256i u = _mm256_i32gather_epi32(base, q[i], 1);
-			__m256i h = _mm256_srli_epi32(x[i], RANS_PBITS);
 			__m256i y;
 
 			e[i] = _mm256_i32gather_epi32(
 			    tab, _mm256_and_si256(x[i], m12), 4);
-			y = _mm256_add_epi32(
-			    _mm256_mullo_epi32(_mm256_and_si256(e[i], m12), h),
-			    _mm256_add_epi32(
-				h,
-				_mm256_and_si256(
-				    _mm256_srli_epi32(e[i], RANS_PBITS), m12)));
+			y = step_packed8(x[i], e[i]);
 			RENORM8(x[i], q[i], y, u);
 		}
-		for (int i = 0; i < 4; i += 2) {
-			__m512i s = _mm512_srli_epi32(
-			    _mm512_inserti64x4(_mm512_castsi256_si512(e[i]),
-					       e[i + 1], 1),
-			    24);
-
-			_mm512_storeu_ps(
-			    out + 8 * i,
-			    _mm512_mask_blend_ps(
-				_mm512_test_epi32_mask(s, b5),
-				_mm512_permutex2var_ps(v0, s, v1),
-				_mm512_permutex2var_ps(v2, s, v3)));
-		}
+		values16(out, e[0], e[1], &v);
+		values16(out + 16, e[2], e[3], &v);
 	}
 	for (int i = 0; i < 4; i++) {
 		_mm256_storeu_si256((__m256i *)(d->x + 8 * i), x[i]);
 		_mm256_storeu_si256((__m256i *)(d->pos + 8 * i), q[i]);
 	}
 }
+
 /*
  * Format 7: an octet's lanes take their units in lane order from its one
  * stream, so each step loads the next eight units (16 bytes) at once and
  * moves the i-th of them to the i-th lane that renormalizes; the stream
  * then advances by the number of those lanes. No gather for the units
- * (format 6 gathered one from each lane's stream): 1.36x faster a code on
- * AVX-512, the fastest of 40 alternating rounds (bench/SPEED.md).
+ * (format 6 gathered one from each lane's stream): a fifth to a quarter
+ * less time a code on AVX2 and AVX-512 (bench/tools/ransbench, bench/
+ * SPEED.md).
  */
-#define CONSTANTS8S                                                            \
-	const uint8_t *base = d->p;                                            \
-	const __m256i m12 = _mm256_set1_epi32(RANS_M - 1);                     \
-	const __m256i m16 = _mm256_set1_epi32(0xffff);                         \
-	const __m256i zero = _mm256_setzero_si256()
 
 /* AVX2 has no expand: the i-th set bit's lane gets index i from a table
  * of the 256 masks (8 byte indices each). */
@@ -928,7 +947,10 @@ __attribute__((constructor)) static void init_expand_index(void)
 UDFS_TARGET_AVX2 static void groups32s_avx2(struct rans32_dec *d, float *out,
 					    uint32_t g)
 {
-	CONSTANTS8S;
+	const uint8_t *base = d->p;
+	const __m256i m12 = _mm256_set1_epi32(RANS_M - 1);
+	const __m256i m16 = _mm256_set1_epi32(0xffff);
+	const __m256i zero = _mm256_setzero_si256();
 	const int *fb = d->tab;
 	const float *val = &((const struct rans4_slot *)d->tab)[0].val;
 	__m256i x[4];
@@ -977,13 +999,9 @@ UDFS_TARGET_AVX512 static void groups32s_avx512(struct rans32_dec *d,
 {
 	const uint8_t *base = d->p;
 	const __m256i m12 = _mm256_set1_epi32(RANS_M - 1);
-	const int *tab = d->tab;
-	const __m512 v0 = _mm512_loadu_ps(d->val),
-		     v1 = _mm512_loadu_ps(d->val + 16),
-		     v2 = _mm512_loadu_ps(d->val + 32),
-		     v3 = _mm512_loadu_ps(d->val + 48);
-	const __m512i b5 = _mm512_set1_epi32(32);
 	const __m256i lim = _mm256_set1_epi32(RANS4_L);
+	const int *tab = d->tab;
+	const struct vals64 v = load_vals64(d);
 	__m256i x[4], e[4];
 	uint32_t q[4];
 
@@ -998,18 +1016,12 @@ UDFS_TARGET_AVX512 static void groups32s_avx512(struct rans32_dec *d,
 		for (int i = 0; i < 4; i++) {
 			__m256i u = _mm256_cvtepu16_epi32(
 			    _mm_loadu_si128((const __m128i *)(base + q[i])));
-			__m256i h = _mm256_srli_epi32(x[i], RANS_PBITS);
 			__m256i y;
 			__mmask8 r;
 
 			e[i] = _mm256_i32gather_epi32(
 			    tab, _mm256_and_si256(x[i], m12), 4);
-			y = _mm256_add_epi32(
-			    _mm256_mullo_epi32(_mm256_and_si256(e[i], m12), h),
-			    _mm256_add_epi32(
-				h,
-				_mm256_and_si256(
-				    _mm256_srli_epi32(e[i], RANS_PBITS), m12)));
+			y = step_packed8(x[i], e[i]);
 			r = _mm256_cmplt_epu32_mask(y, lim);
 			x[i] = _mm256_mask_blend_epi32(
 			    r, y,
@@ -1017,19 +1029,8 @@ UDFS_TARGET_AVX512 static void groups32s_avx512(struct rans32_dec *d,
 					    _mm256_maskz_expand_epi32(r, u)));
 			q[i] += 2 * (uint32_t)__builtin_popcount(r);
 		}
-		for (int i = 0; i < 4; i += 2) {
-			__m512i s = _mm512_srli_epi32(
-			    _mm512_inserti64x4(_mm512_castsi256_si512(e[i]),
-					       e[i + 1], 1),
-			    24);
-
-			_mm512_storeu_ps(
-			    out + 8 * i,
-			    _mm512_mask_blend_ps(
-				_mm512_test_epi32_mask(s, b5),
-				_mm512_permutex2var_ps(v0, s, v1),
-				_mm512_permutex2var_ps(v2, s, v3)));
-		}
+		values16(out, e[0], e[1], &v);
+		values16(out + 16, e[2], e[3], &v);
 	}
 	for (int i = 0; i < 4; i++) {
 		_mm256_storeu_si256((__m256i *)(d->x + 8 * i), x[i]);

@@ -103,40 +103,31 @@ static int decode_check(const udfs_lossy_params *p, unsigned vf,
 
 static void roundtrip(unsigned b, uint32_t n, int kind, int dtype)
 {
+	/* each format, and its length for one symbol: the table, the states,
+	 * the stream lengths (all 0), no stream bytes */
+	static const struct {
+		unsigned vf;
+		size_t one;
+	} fmts[] = {{VF_RANS, 4 + 8},
+		    {VF_RANS4, 4 + 16 + 3},
+		    {VF_RANS32, 4 + 128 + 31},
+		    {VF_RANS32S, 4 + 128 + 3},
+		    {VF_RC, 0}}; /* written before format 4: still decodes */
 	udfs_lossy_params p = params(b);
 	uint8_t *v = malloc(n), *sec = NULL;
 	size_t len = 0;
 
 	make_codes(v, n, b, kind);
-	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RANS, &sec, &len),
-		     0);
-	CHECK_EQ_INT(decode_check(&p, VF_RANS, sec, len, v, n, dtype), 0);
-	if (kind == D_ONE) /* lo, hi, 4096, two states: no stream bytes */
-		CHECK_EQ_INT(len, 12);
-	free(sec);
-	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RANS4, &sec, &len),
-		     0);
-	CHECK_EQ_INT(decode_check(&p, VF_RANS4, sec, len, v, n, dtype), 0);
-	if (kind == D_ONE) /* table, four states, three lengths of 0 */
-		CHECK_EQ_INT(len, 4 + 16 + 3);
-	free(sec);
-	CHECK_EQ_INT(
-	    udfs_lossy_codes_encode_as(&p, n, v, VF_RANS32, &sec, &len), 0);
-	CHECK_EQ_INT(decode_check(&p, VF_RANS32, sec, len, v, n, dtype), 0);
-	if (kind == D_ONE) /* table, 32 states, 31 lengths of 0 */
-		CHECK_EQ_INT(len, 4 + 128 + 31);
-	free(sec);
-	CHECK_EQ_INT(
-	    udfs_lossy_codes_encode_as(&p, n, v, VF_RANS32S, &sec, &len), 0);
-	CHECK_EQ_INT(decode_check(&p, VF_RANS32S, sec, len, v, n, dtype), 0);
-	if (kind == D_ONE) /* table, 32 states, 3 lengths of 0 */
-		CHECK_EQ_INT(len, 4 + 128 + 3);
-	free(sec);
-	/* a section written before format 4 still decodes */
-	CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, VF_RC, &sec, &len),
-		     0);
-	CHECK_EQ_INT(decode_check(&p, VF_RC, sec, len, v, n, dtype), 0);
-	free(sec);
+	for (size_t f = 0; f < sizeof(fmts) / sizeof(fmts[0]); f++) {
+		CHECK_EQ_INT(udfs_lossy_codes_encode_as(&p, n, v, fmts[f].vf,
+							&sec, &len),
+			     0);
+		CHECK_EQ_INT(
+		    decode_check(&p, fmts[f].vf, sec, len, v, n, dtype), 0);
+		if (kind == D_ONE && fmts[f].one)
+			CHECK_EQ_INT(len, fmts[f].one);
+		free(sec);
+	}
 	free(v);
 }
 
