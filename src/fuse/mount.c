@@ -557,12 +557,13 @@ static void log_cache_stats(struct udfs_fs *fs)
 	udfs_cache_get_stats(fs->cache, &st);
 	udfs_fs_log(
 	    fs, LOG_DEBUG,
-	    "cache: %llu hits, %llu misses, %llu waits, %llu decodes, %llu errors, %llu evictions, decode-ahead %llu queued %llu dropped",
+	    "cache: %llu hits, %llu misses, %llu waits, %llu decodes, %llu errors, %llu evictions, decode-ahead %llu queued %llu dropped %llu cancelled",
 	    (unsigned long long)st.hits, (unsigned long long)st.misses,
 	    (unsigned long long)st.waits, (unsigned long long)st.decodes,
 	    (unsigned long long)st.errors, (unsigned long long)st.evictions,
 	    (unsigned long long)st.ahead_queued,
-	    (unsigned long long)st.ahead_dropped);
+	    (unsigned long long)st.ahead_dropped,
+	    (unsigned long long)st.ahead_cancelled);
 }
 
 /* After the fork: open the store and the cache, start the threads and

@@ -979,14 +979,15 @@ static int stats_text(struct udfs_fs *fs, char *buf, size_t len)
 	    "\ndecode_errors %" PRIu64 "\ncache_evictions %" PRIu64
 	    "\ncache_bytes %" PRIu64 "\ncache_capacity %" PRIu64
 	    "\ndecode_ahead_queued %" PRIu64 "\ndecode_ahead_dropped %" PRIu64
-	    "\n",
+	    "\ndecode_ahead_cancelled %" PRIu64 "\n",
 	    fs->store_dir, (int)getpid(), (long long)(time(NULL) - fs->started),
 	    loaded, open_models, open_fds, open_files,
 	    __atomic_load_n(&fs->reads, __ATOMIC_RELAXED),
 	    __atomic_load_n(&fs->bytes_served, __ATOMIC_RELAXED),
 	    __atomic_load_n(&fs->read_errors, __ATOMIC_RELAXED), c.hits,
 	    c.misses, c.waits, c.decodes, c.bytes_decoded, c.errors,
-	    c.evictions, c.bytes, c.capacity, c.ahead_queued, c.ahead_dropped);
+	    c.evictions, c.bytes, c.capacity, c.ahead_queued, c.ahead_dropped,
+	    c.ahead_cancelled);
 	return n < 0 ? 0 : (int)UDFS_MIN((size_t)n, len - 1);
 }
 

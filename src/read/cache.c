@@ -69,6 +69,9 @@ struct entry {
 struct job {
 	const udfs_tensor *t;
 	uint32_t ci;
+	/* a reader took the chunk first: the job only gives back its
+	 * reference (cancel_ahead) */
+	bool cancelled;
 };
 
 struct udfs_cache {
@@ -385,6 +388,26 @@ static void abandon(udfs_cache *c, udfs_chunk_req *r, size_t n)
 	}
 }
 
+/*
+ * Cancel the queued decode-ahead job of chunk ci of t, if any: a reader
+ * has taken the chunk, so the job would find it in the table, or, when it
+ * runs late (a slow or busy pool), after the reader has consumed it and
+ * its buffer has gone to the next chunk: it would then decode the chunk
+ * again for nobody, and the copy would stay in the cache, never read.
+ * Under c->lock.
+ */
+static void cancel_ahead(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
+{
+	for (unsigned i = 0; i < c->qlen; i++) {
+		struct job *j = &c->queue[(c->qhead + i) % AHEAD_QUEUE];
+
+		if (j->t == t && j->ci == ci && !j->cancelled) {
+			j->cancelled = true;
+			c->st.ahead_cancelled++;
+		}
+	}
+}
+
 /* A reference on the entry of each chunk of r, new loading ones made for
  * those missing (r[i].fresh). Under c->lock. -ENOMEM with none taken. */
 static int take_entries(udfs_cache *c, udfs_chunk_req *r, size_t n)
@@ -392,6 +415,7 @@ static int take_entries(udfs_cache *c, udfs_chunk_req *r, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct entry *e = find(c, r[i].t, r[i].ci);
 
+		cancel_ahead(c, r[i].t, r[i].ci);
 		r[i].fresh = false;
 		if (e) {
 			e->refs++;
@@ -593,7 +617,8 @@ int udfs_cache_prefetch(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 			goto out;
 		}
 	}
-	c->queue[(c->qhead + c->qlen) % AHEAD_QUEUE] = (struct job){t, ci};
+	c->queue[(c->qhead + c->qlen) % AHEAD_QUEUE] =
+	    (struct job){.t = t, .ci = ci};
 	c->qlen++;
 	c->st.ahead_queued++;
 	pthread_cond_signal(&c->work);
@@ -648,7 +673,8 @@ static void *pool_worker(void *arg)
 		c->qlen--;
 		pthread_mutex_unlock(&c->lock);
 		/* A failure is left for the reader, who will report it. */
-		ahead_decode(c, j.t, j.ci);
+		if (!j.cancelled)
+			ahead_decode(c, j.t, j.ci);
 		c->ops.release(j.t);
 	}
 	return NULL;

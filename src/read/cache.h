@@ -54,7 +54,9 @@ typedef struct udfs_cache_stats {
 	uint64_t evictions;
 	uint64_t ahead_queued;	/* decode-ahead jobs accepted */
 	uint64_t ahead_dropped; /* ... refused: queue full */
-	uint64_t bytes;		/* charged now (ready + in flight) */
+	/* ... cancelled: a reader took the chunk while the job waited */
+	uint64_t ahead_cancelled;
+	uint64_t bytes; /* charged now (ready + in flight) */
 	uint64_t capacity;
 	uint64_t entries;
 } udfs_cache_stats;

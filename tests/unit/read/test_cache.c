@@ -299,6 +299,56 @@ static void test_prefetch(void)
 	atomic_store(&decode_sleep_us, 0);
 }
 
+static void *cancel_reader(void *arg)
+{
+	udfs_cache *c = arg;
+	const void *data;
+	void *h;
+
+	if (udfs_cache_get(c, &tensors[1], 51, &data, &h) == 0) {
+		CHECK(check_data(data, &tensors[1], 51));
+		udfs_cache_put_served(c, h, CHUNK);
+	}
+	return NULL;
+}
+
+/* A reader taking a chunk whose decode-ahead job is still queued cancels
+ * the job: run late, after the chunk was consumed and its buffer reused,
+ * the job decoded it again for nobody (seen under ASan in
+ * tests/mount/recycle.sh: 42 chunks decoded twice, their copies left in
+ * the cache). */
+static void test_cancel_ahead(void)
+{
+	udfs_cache *c = NULL;
+	udfs_cache_stats st;
+	pthread_t tid;
+	double deadline;
+
+	atomic_store(&decodes, 0);
+	atomic_store(&decode_sleep_us, 100000);
+	CHECK_EQ_INT(udfs_cache_new(8 * CHUNK, 1, &ops, &c), 0);
+	/* the one pool thread busy with 50, the job of 51 queued */
+	CHECK_EQ_INT(udfs_cache_prefetch(c, &tensors[1], 50), 0);
+	CHECK_EQ_INT(udfs_cache_prefetch(c, &tensors[1], 51), 0);
+	CHECK_EQ_INT(pthread_create(&tid, NULL, cancel_reader, c), 0);
+	deadline = udfs_now() + 10;
+	do {
+		udfs_cache_get_stats(c, &st);
+		if (st.misses >= 1)
+			break;
+		usleep(1000);
+	} while (udfs_now() < deadline);
+	CHECK_EQ_INT(st.misses, 1);
+	CHECK_EQ_INT(st.ahead_queued, 2);
+	CHECK_EQ_INT(st.ahead_cancelled, 1);
+	pthread_join(tid, NULL);
+	/* a later request for 51 does not queue it again */
+	CHECK_EQ_INT(udfs_cache_prefetch(c, &tensors[1], 51), -EEXIST);
+	udfs_cache_free(c);
+	CHECK_EQ_INT(atomic_load(&decodes), 2);
+	atomic_store(&decode_sleep_us, 0);
+}
+
 struct many_arg {
 	udfs_cache *c;
 	unsigned seed;
@@ -440,6 +490,7 @@ int main(void)
 	test_zero_capacity();
 	test_error();
 	test_prefetch();
+	test_cancel_ahead();
 	test_get_many();
 	test_stress();
 	/* Every reference the cache took on a model was given back. */
