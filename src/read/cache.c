@@ -388,6 +388,19 @@ static void abandon(udfs_cache *c, udfs_chunk_req *r, size_t n)
 	}
 }
 
+/* The queued decode-ahead job of chunk ci of t, or NULL: there is at most
+ * one (udfs_cache_prefetch). Under c->lock. */
+static struct job *queued_job(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
+{
+	for (unsigned i = 0; i < c->qlen; i++) {
+		struct job *j = &c->queue[(c->qhead + i) % AHEAD_QUEUE];
+
+		if (j->t == t && j->ci == ci)
+			return j;
+	}
+	return NULL;
+}
+
 /*
  * Cancel the queued decode-ahead job of chunk ci of t, if any: a reader
  * has taken the chunk, so the job would find it in the table, or, when it
@@ -398,13 +411,11 @@ static void abandon(udfs_cache *c, udfs_chunk_req *r, size_t n)
  */
 static void cancel_ahead(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 {
-	for (unsigned i = 0; i < c->qlen; i++) {
-		struct job *j = &c->queue[(c->qhead + i) % AHEAD_QUEUE];
+	struct job *j = queued_job(c, t, ci);
 
-		if (j->t == t && j->ci == ci && !j->cancelled) {
-			j->cancelled = true;
-			c->st.ahead_cancelled++;
-		}
+	if (j && !j->cancelled) {
+		j->cancelled = true;
+		c->st.ahead_cancelled++;
 	}
 }
 
@@ -591,7 +602,6 @@ void udfs_cache_provider(udfs_cache *c, udfs_chunk_provider *p)
 
 int udfs_cache_prefetch(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 {
-	unsigned i;
 	int err = 0;
 
 	if (!c->nthreads)
@@ -605,17 +615,10 @@ int udfs_cache_prefetch(udfs_cache *c, const udfs_tensor *t, uint32_t ci)
 		err = -EAGAIN;
 		goto out;
 	}
-	if (find(c, t, ci)) {
+	/* a cancelled job still counts: its chunk was just read */
+	if (find(c, t, ci) || queued_job(c, t, ci)) {
 		err = -EEXIST;
 		goto out;
-	}
-	for (i = 0; i < c->qlen; i++) {
-		struct job *j = &c->queue[(c->qhead + i) % AHEAD_QUEUE];
-
-		if (j->t == t && j->ci == ci) {
-			err = -EEXIST;
-			goto out;
-		}
 	}
 	c->queue[(c->qhead + c->qlen) % AHEAD_QUEUE] =
 	    (struct job){.t = t, .ci = ci};
