@@ -545,8 +545,8 @@ out:
  * two sgemm products multiply every zero: as compressed rows, a product
  * with a block of l vectors costs l multiply-adds per nonzero. The blocks
  * are row-major there (a nonzero's l products are one contiguous row),
- * l padded to whole vectors of 8 floats (l <= SLQ_COLS = 24: widths 8,
- * 16, 24); csr_apply transposes the
+ * l padded to whole vectors of 8 floats (widths 8, 16 and 24: blocks of
+ * up to 24 columns; SLQ_COLS is 16); csr_apply transposes the
  * column-major blocks of the rest of the code in and out. Each output row
  * is summed in the order of the nonzeros, the same on every run. Only
  * M^T M of a tall (or square) M is applied: a wide M is transposed first
@@ -786,8 +786,13 @@ static bool csr_pays(uint64_t nnz, size_t rows, size_t cols)
  * projected off Q. Without the split the few large singular values of a
  * low-rank-plus-noise delta dominate the variance (5-16% rms with 16
  * probes on such 1024 x 1024 matrices in a double prototype, under 0.7%
- * with it and the control variate below). Each quadratic form is a
- * quadrature of up to SLQ_STEPS Lanczos steps started at that vector:
+ * with it and the control variate below). 8 probes, not 16: the
+ * trace-norm factor is a ratio of sums over a model's tensors, whose
+ * sampling errors average out, and the models of a group draw the same
+ * probes for the same shape; the Gram products and the
+ * reorthogonalization scale with the columns (bench/SPEED.md, session
+ * 30). Each quadratic form is a quadrature of up to SLQ_STEPS Lanczos
+ * steps started at that vector:
  * |v|^2 sum_i tau_i^2 sqrt(theta_i) over the eigenpairs of the
  * tridiagonal matrix (theta_i, first components tau_i; slq_quads averages
  * the Gauss and the Gauss-Radau rule). The Lanczos
@@ -802,14 +807,15 @@ static bool csr_pays(uint64_t nnz, size_t rows, size_t cols)
  * The probes come from a splitmix64 stream seeded with the shape, so the
  * estimate is a function of the matrix alone: the same at any --jobs and
  * on every run. Against udfs_nuclear_norm (tests/unit/write/
- * test_linalg_slq.c, and 24 more matrices of 1024-1536 a side): random
- * and pruned, quantized deltas within 0.4%, low rank plus noise within
- * 0.7%; the trace-norm factor, a ratio of sums over many tensors, moved
- * by 0.06% on a group of two 128 MiB fine-tunes (bench/SPEED.md).
+ * test_linalg_slq.c): random and pruned, quantized deltas within 0.6%,
+ * low rank plus noise within 0.8% (0.4% and 0.7% with 16 probes); the
+ * trace-norm factor moved by 0.06% from the exact norms to 16 probes on
+ * a group of two 128 MiB fine-tunes, and by 0.002% more to 8, which
+ * changed no stored byte of that group (bench/SPEED.md).
  */
 enum {
 	SLQ_DEFLATE = 8, /* columns of Q */
-	SLQ_PROBES = 16, /* Hutchinson probes */
+	SLQ_PROBES = 8,	 /* Hutchinson probes */
 	SLQ_COLS = SLQ_DEFLATE + SLQ_PROBES,
 	SLQ_STEPS = 12, /* Lanczos steps of each column, at most */
 };
@@ -1316,8 +1322,10 @@ int udfs_nuclear_norm_slq(const float *m, size_t rows, size_t cols, double *out)
  * 13 Gflop/s, 2 (steps SLQ_COLS + 2 SLQ_DEFLATE) n o multiply-adds, where
  * the quadratures settle in about 6 steps once o >= 2 n (the spectrum is
  * then away from zero, where sqrt is smooth) and take all 12 on square
- * ones. Measured: 1024 x 1024 0.109 s exact, 0.050 s estimated; 1024 x
- * 2816 0.135 s, 0.068 s; 13948 x 1024 0.296 s, 0.382 s (stays exact).
+ * ones. Measured with 24 columns: 1024 x 1024 0.109 s exact, 0.050 s
+ * estimated; 1024 x 2816 0.135 s, 0.068 s; 13948 x 1024 0.296 s, 0.382
+ * s (stayed exact; with 16 columns the model estimates it, 0.25 s
+ * against 0.33 s).
  */
 static bool slq_cheaper(size_t n, size_t o)
 {
