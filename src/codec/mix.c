@@ -49,6 +49,10 @@
 #include "common/dtype.h"
 #include "common/util.h"
 
+#ifdef UDFS_SIMD_X86
+#include <immintrin.h>
+#endif
+
 #define MIX_LOWRANK 1u
 #define MIX_RESIDUAL 2u
 
@@ -537,11 +541,61 @@ UDFS_TARGET_AVX2 static void round_bf16_avx2(uint8_t *out, const uint8_t *base,
 	round_bf16_body(out, base, acc, n);
 }
 
+/*
+ * round_bf16_body in AVX-512 instructions: the compiler made the generic
+ * block's 16-bit results through a permute and a copy on the stack, and
+ * its special-value test through a vector reduction. Here the blocks'
+ * sums are tested with mask registers, and the results are narrowed
+ * (vpmovdw), blended over the base where the sum is zero and stored
+ * straight to out: the same bits. All four loads of a block come before
+ * its stores, for base == out.
+ */
 UDFS_TARGET_AVX512 static void round_bf16_avx512(uint8_t *out,
 						 const uint8_t *base,
 						 const float *acc, uint32_t n)
 {
-	round_bf16_body(out, base, acc, n);
+	const __m512i abs = _mm512_set1_epi32(0x7fffffff);
+	const __m512i top = _mm512_set1_epi32(0x7f7f8000);
+	const __m512i half = _mm512_set1_epi32(0x7fff);
+	const __m512i one = _mm512_set1_epi32(1);
+	uint32_t i = 0;
+
+	for (; i + LR_BLOCK <= n; i += LR_BLOCK) {
+		__m256i h[4];
+		__m512i w[4];
+		__mmask16 keep[4], special = 0;
+
+		for (int q = 0; q < 4; q++) {
+			__m512 a = _mm512_loadu_ps(acc + i + 16 * q);
+			__m512i u;
+
+			h[q] = _mm256_loadu_si256(
+			    (const __m256i *)(base + 2 * ((size_t)i + 16 * q)));
+			u = _mm512_castps_si512(
+			    _mm512_add_ps(_mm512_castsi512_ps(_mm512_slli_epi32(
+					      _mm512_cvtepu16_epi32(h[q]), 16)),
+					  a));
+			special |= _mm512_cmpge_epu32_mask(
+			    _mm512_and_si512(u, abs), top);
+			keep[q] = _mm512_cmpeq_ps_mask(a, _mm512_setzero_ps());
+			w[q] = _mm512_srli_epi32(
+			    _mm512_add_epi32(
+				_mm512_add_epi32(u, half),
+				_mm512_and_si512(_mm512_srli_epi32(u, 16),
+						 one)),
+			    16);
+		}
+		if (special) {
+			round_bf16_each(out, base, acc, i, i + LR_BLOCK);
+			continue;
+		}
+		for (int q = 0; q < 4; q++)
+			_mm256_storeu_si256(
+			    (__m256i *)(out + 2 * ((size_t)i + 16 * q)),
+			    _mm256_mask_blend_epi16(
+				keep[q], _mm512_cvtepi32_epi16(w[q]), h[q]));
+	}
+	round_bf16_each(out, base, acc, i, n);
 }
 #endif
 

@@ -412,19 +412,20 @@ static void test_bf16_edges(void)
 
 /* udfs_mix_round_bf16 against udfs_lossy_bf16_add element by element:
  * sums of every kind (zero, -0, tiny, overflowing, NaN, infinite) at
- * random places, lengths around the vector blocks. */
-static void test_round_bf16(uint32_t n)
+ * random places, one element in `every`, lengths around the vector
+ * blocks (rare ones leave most blocks to the vector path). */
+static void test_round_bf16(uint32_t n, unsigned every)
 {
 	static const float odd[] = {0.0f,   -0.0f,    1e-40f,	 3e38f,
 				    -3e38f, INFINITY, -INFINITY, NAN};
 	uint16_t *base = malloc(n * 2 + 2), *want = malloc(n * 2 + 2);
 	uint16_t *got = malloc(n * 2 + 2);
-	float *acc = malloc(n * sizeof(float) + 4);
+	float *acc = calloc(n + 1, sizeof(float));
 
 	for (uint32_t i = 0; i < n; i++) {
 		base[i] = (uint16_t)xr();
-		acc[i] =
-		    xr() % 16 ? (float)((unif() - 0.5) * 1e-2) : odd[xr() % 8];
+		acc[i] = xr() % every ? (float)((unif() - 0.5) * 1e-2)
+				      : odd[xr() % 8];
 		want[i] = acc[i] != 0.0f ? udfs_lossy_bf16_add(base[i], acc[i])
 					 : base[i];
 	}
@@ -441,7 +442,8 @@ static void test_round_bf16(uint32_t n)
 static void test_level(void)
 {
 	static const int dts[] = {UDFS_DT_BF16, UDFS_DT_F16, UDFS_DT_F32};
-	static const uint32_t lens[] = {1, 15, 16, 63, 64, 65, 127, 200, 1000};
+	static const uint32_t lens[] = {1,  15,	 16,  63,   64,
+					65, 127, 200, 1000, 20000};
 
 	for (int d = 0; d < 3; d++) {
 		test_roundtrip(dts[d], 64, 0, 64 * 40, 4, 4, false);
@@ -465,8 +467,10 @@ static void test_level(void)
 	test_expand_t(256, 0, 4 * 256, 64);
 	test_expand_t(1024, 1000, 5000, 8);
 	test_bf16_edges();
-	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
-		test_round_bf16(lens[i]);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		test_round_bf16(lens[i], 16);
+		test_round_bf16(lens[i], 4096);
+	}
 }
 
 int main(void)
