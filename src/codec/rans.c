@@ -717,6 +717,23 @@ static uint32_t safe_groups32(const struct rans32_dec *d)
 	return g;
 }
 
+/* One scalar step of a lane in state *x whose stream is at *pos: its
+ * symbol's value, the state stepped and renormalized from p + *pos. */
+static inline __attribute__((always_inline)) float
+step_scalar(const struct rans4_slot *tab, const uint8_t *p, uint32_t *x,
+	    uint32_t *pos)
+{
+	const struct rans4_slot *e = &tab[*x & (RANS_M - 1)];
+	uint32_t y = e->freq * (*x >> RANS_PBITS) + e->bias;
+	uint32_t z = y << 16 | load_u16le(p + *pos);
+	bool r = y < RANS4_L;
+
+	__asm__("" : "+r"(z)); /* a select, not a branch */
+	*pos += 2 * r;
+	*x = r ? z : y;
+	return e->val;
+}
+
 /* g groups of 32 symbols, one lane after another: the scalar level. */
 static void groups32_base(struct rans32_dec *d, float *out, uint32_t g)
 {
@@ -727,17 +744,8 @@ static void groups32_base(struct rans32_dec *d, float *out, uint32_t g)
 	memcpy(x, d->x, sizeof(x));
 	memcpy(pos, d->pos, sizeof(pos));
 	for (; g; g--, out += 32)
-		for (unsigned l = 0; l < 32; l++) {
-			const struct rans4_slot *e = &tab[x[l] & (RANS_M - 1)];
-			uint32_t y = e->freq * (x[l] >> RANS_PBITS) + e->bias;
-			uint32_t z = y << 16 | load_u16le(p + pos[l]);
-			bool r = y < RANS4_L;
-
-			__asm__("" : "+r"(z)); /* a select, not a branch */
-			out[l] = e->val;
-			pos[l] += 2 * r;
-			x[l] = r ? z : y;
-		}
+		for (unsigned l = 0; l < 32; l++)
+			out[l] = step_scalar(tab, p, &x[l], &pos[l]);
 	memcpy(d->x, x, sizeof(x));
 	memcpy(d->pos, pos, sizeof(pos));
 }
@@ -756,19 +764,8 @@ static void groups32s_base(struct rans32_dec *d, float *out, uint32_t g)
 		for (unsigned o = 0; o < 4; o++) {
 			uint32_t q = pos[o];
 
-			for (unsigned l = 8 * o; l < 8 * o + 8; l++) {
-				const struct rans4_slot *e =
-				    &tab[x[l] & (RANS_M - 1)];
-				uint32_t y =
-				    e->freq * (x[l] >> RANS_PBITS) + e->bias;
-				uint32_t z = y << 16 | load_u16le(p + q);
-				bool r = y < RANS4_L;
-
-				__asm__("" : "+r"(z)); /* a select */
-				out[l] = e->val;
-				q += 2 * r;
-				x[l] = r ? z : y;
-			}
+			for (unsigned l = 8 * o; l < 8 * o + 8; l++)
+				out[l] = step_scalar(tab, p, &x[l], &q);
 			pos[o] = q;
 		}
 	memcpy(d->x, x, sizeof(x));
