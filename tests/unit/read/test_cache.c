@@ -264,25 +264,33 @@ static void test_error(void)
 	udfs_error_clear();
 }
 
+/* Poll c's statistics into *st until the one at field (a member of *st)
+ * reaches want, for 10 s at most: the pool decodes on its own threads. */
+static void wait_stat(udfs_cache *c, udfs_cache_stats *st,
+		      const uint64_t *field, uint64_t want)
+{
+	double deadline = udfs_now() + 10;
+
+	do {
+		udfs_cache_get_stats(c, st);
+		if (*field >= want)
+			return;
+		usleep(1000);
+	} while (udfs_now() < deadline);
+}
+
 static void test_prefetch(void)
 {
 	udfs_cache *c = NULL;
 	udfs_cache_stats st;
 	const void *data;
 	void *h;
-	double deadline;
 
 	atomic_store(&decodes, 0);
 	CHECK_EQ_INT(udfs_cache_new(8 * CHUNK, 2, &ops, &c), 0);
 	CHECK_EQ_INT(udfs_cache_prefetch(c, &tensors[3], 7), 0);
 	CHECK_EQ_INT(udfs_cache_prefetch(c, &tensors[3], 8), 0);
-	deadline = udfs_now() + 10;
-	do {
-		udfs_cache_get_stats(c, &st);
-		if (st.decodes >= 2)
-			break;
-		usleep(1000);
-	} while (udfs_now() < deadline);
+	wait_stat(c, &st, &st.decodes, 2);
 	CHECK_EQ_INT(st.decodes, 2);
 	CHECK_EQ_INT(udfs_cache_prefetch(c, &tensors[3], 7), -EEXIST);
 	CHECK_EQ_INT(udfs_cache_get(c, &tensors[3], 7, &data, &h), 0);
@@ -322,7 +330,6 @@ static void test_cancel_ahead(void)
 	udfs_cache *c = NULL;
 	udfs_cache_stats st;
 	pthread_t tid;
-	double deadline;
 
 	atomic_store(&decodes, 0);
 	atomic_store(&decode_sleep_us, 100000);
@@ -331,13 +338,7 @@ static void test_cancel_ahead(void)
 	CHECK_EQ_INT(udfs_cache_prefetch(c, &tensors[1], 50), 0);
 	CHECK_EQ_INT(udfs_cache_prefetch(c, &tensors[1], 51), 0);
 	CHECK_EQ_INT(pthread_create(&tid, NULL, cancel_reader, c), 0);
-	deadline = udfs_now() + 10;
-	do {
-		udfs_cache_get_stats(c, &st);
-		if (st.misses >= 1)
-			break;
-		usleep(1000);
-	} while (udfs_now() < deadline);
+	wait_stat(c, &st, &st.misses, 1);
 	CHECK_EQ_INT(st.misses, 1);
 	CHECK_EQ_INT(st.ahead_queued, 2);
 	CHECK_EQ_INT(st.ahead_cancelled, 1);
