@@ -426,7 +426,6 @@ static int take_entries(udfs_cache *c, udfs_chunk_req *r, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct entry *e = find(c, r[i].t, r[i].ci);
 
-		cancel_ahead(c, r[i].t, r[i].ci);
 		r[i].fresh = false;
 		if (e) {
 			e->refs++;
@@ -435,6 +434,11 @@ static int take_entries(udfs_cache *c, udfs_chunk_req *r, size_t n)
 			else
 				c->st.hits++;
 		} else if ((e = entry_new(c, r[i].t, r[i].ci))) {
+			/* Only a miss can have a live job queued: a job is
+			 * queued for a chunk not in the table, and whoever
+			 * put it there since was a reader that cancelled it
+			 * (or the job itself, dequeued). */
+			cancel_ahead(c, r[i].t, r[i].ci);
 			e->refs++; /* the reader's; the decoder has one */
 			c->st.misses++;
 			table_insert(c, e);
